@@ -1,0 +1,162 @@
+//! Whole-frame emitters used by tests, pktgen and the handshake: they stack
+//! the wire `Repr`s, compress, seal and sign exactly as the spec says.
+
+use ed25519_zebra::SigningKey;
+
+use crate::crypto::AeadKey;
+use crate::lz4;
+use crate::wire::mcs::{self, channel};
+use crate::wire::security::{self, Protection, TAG_LEN};
+use crate::wire::share::{self, Compression};
+use crate::wire::tx::{self, signing_header, Kind, FIXED_LEN};
+use crate::wire::{tpkt, x224};
+
+/// What goes around a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSpec {
+    pub kind: u8,
+    pub initiator: u16,
+    pub channel: u16,
+    pub priority: u8,
+    /// Force the two-byte PER form.
+    pub long_per: bool,
+    pub stream_seq: u16,
+    pub content_kind: u8,
+    pub compress: bool,
+}
+
+impl FrameSpec {
+    /// A client's TX_BATCH request on channel 1004.
+    pub fn tx_batch(session: u16) -> Self {
+        FrameSpec {
+            kind: mcs::KIND_REQUEST,
+            initiator: session,
+            channel: channel::TRANSACTIONS,
+            priority: mcs::PRIORITY_HIGH,
+            long_per: false,
+            stream_seq: 0,
+            content_kind: share::kind::TX_BATCH,
+            compress: false,
+        }
+    }
+}
+
+/// The frame would not fit the wire's length fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitError {
+    /// Body over 16384 bytes before compression.
+    BodyTooLarge,
+    /// User data over 0x3FFF bytes.
+    FrameTooLarge,
+}
+
+impl core::fmt::Display for EmitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            EmitError::BodyTooLarge => "body over 16384 bytes",
+            EmitError::FrameTooLarge => "frame user data over 16383 bytes",
+        })
+    }
+}
+
+impl std::error::Error for EmitError {}
+
+/// Appends one frame to `out`. With `seal = Some((key, counter))` the
+/// share-data header and body are sealed (ENCRYPT); with `None` they go in
+/// clear (INFO). Returns the frame's length.
+pub fn emit_frame(spec: &FrameSpec, body: &[u8], seal: Option<(&AeadKey, u64)>, out: &mut Vec<u8>) -> Result<usize, EmitError> {
+    if body.len() > share::MAX_BODY {
+        return Err(EmitError::BodyTooLarge);
+    }
+    let start = out.len();
+    let mut wire_body = Vec::new();
+    let compression = if spec.compress {
+        lz4::compress_into(body, &mut wire_body);
+        Compression::Lz4
+    } else {
+        wire_body.extend_from_slice(body);
+        Compression::None
+    };
+    let sd = share::Repr {
+        stream_seq: spec.stream_seq,
+        uncompressed_length: body.len() as u16,
+        content_kind: spec.content_kind,
+        compression,
+        body_len: wire_body.len(),
+    };
+    let sec = security::Repr {
+        protection: match seal {
+            Some((_, c)) => Protection::Sealed { counter: c },
+            None => Protection::Clear,
+        },
+    };
+    let ud_len = sec.overhead() + sd.buffer_len();
+    if ud_len > mcs::MAX_PER_LEN {
+        return Err(EmitError::FrameTooLarge);
+    }
+    let m = mcs::Repr {
+        kind: spec.kind,
+        initiator: spec.initiator,
+        channel: spec.channel,
+        priority: spec.priority,
+        user_data_len: ud_len,
+        long_per: spec.long_per,
+    };
+    let total = tpkt::HEADER_LEN + x224::HEADER_LEN + m.buffer_len();
+    out.resize(start + total, 0);
+    let f = &mut out[start..];
+    tpkt::Repr { length: total as u16 }.emit(&mut tpkt::Packet::new_unchecked(&mut f[..4]));
+    x224::Repr.emit(&mut x224::Packet::new_unchecked(&mut f[4..7]));
+    let mut mp = mcs::Packet::new_unchecked(&mut f[7..]);
+    m.emit(&mut mp);
+    let ud_at = 7 + m.header_len();
+    sec.emit(&mut security::Packet::new_unchecked(&mut f[ud_at..]));
+    let pt_at = ud_at + sec.header_len();
+    sd.emit(&mut share::Packet::new_unchecked(&mut f[pt_at..]));
+    let body_at = pt_at + share::HEADER_LEN;
+    f[body_at..body_at + wire_body.len()].copy_from_slice(&wire_body);
+    if let Some((key, counter)) = seal {
+        let pt_end = body_at + wire_body.len();
+        let (aad, rest) = f.split_at_mut(pt_at);
+        let tag = key.seal_in_place(counter, aad, &mut rest[..pt_end - pt_at]);
+        f[pt_end..pt_end + TAG_LEN].copy_from_slice(&tag);
+    }
+    Ok(total)
+}
+
+/// Fields of a transaction before signing.
+#[derive(Debug, Clone, Copy)]
+pub struct TxFields<'a> {
+    pub kind: Kind,
+    pub to: [u8; 32],
+    pub nonce: u64,
+    pub amount: u64,
+    pub fee: u64,
+    pub memo: &'a [u8],
+}
+
+/// Appends a transaction signed by `sk` for `network_id`; returns its id.
+pub fn emit_signed_tx(sk: &SigningKey, network_id: u32, t: &TxFields<'_>, out: &mut Vec<u8>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let r = tx::Repr {
+        kind: t.kind,
+        from: ed25519_zebra::VerificationKeyBytes::from(sk).into(),
+        to: t.to,
+        nonce: t.nonce,
+        amount: t.amount,
+        fee: t.fee,
+        memo: t.memo,
+        signature: [0; 64],
+    };
+    let start = out.len();
+    out.resize(start + r.buffer_len(), 0);
+    // emit cannot fail: the buffer has exactly buffer_len bytes; memo
+    // length is the caller's contract (<= 1024).
+    let _ = r.emit(&mut out[start..]);
+    let unsigned_end = start + FIXED_LEN + t.memo.len();
+    let mut msg = signing_header(network_id).to_vec();
+    msg.extend_from_slice(&out[start..unsigned_end]);
+    let sig = sk.sign(&msg);
+    out[unsigned_end..unsigned_end + 64].copy_from_slice(&sig.to_bytes());
+    Sha256::digest(&out[start..unsigned_end]).into()
+}

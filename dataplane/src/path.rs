@@ -1,0 +1,323 @@
+//! The frame path: a burst of datagrams in, verified transactions and
+//! per-reason counters out, judged exactly in the order of
+//! `att-wire.md` "The order of checks". No I/O, no clocks, no allocation
+//! per frame (see [`crate::verify`] for the one per-burst allocation the
+//! Ed25519 library makes).
+//!
+//! It judges frames as a relay's transaction path: channels 1004 and 1005,
+//! send-data requests (0x64), AES-256-GCM, TX_BATCH bodies.
+
+use sha2::{Digest, Sha256};
+
+use crate::lz4;
+use crate::session::{Role, SessionTable};
+use crate::verdict::{Counters, DropReason, TxDrop, Verdict};
+use crate::verify::BatchVerifier;
+use crate::wire::mcs::{self, channel};
+use crate::wire::security::{self, ENCRYPTED_HEADER_LEN, TAG_LEN};
+use crate::wire::share::{self, Compression, MAX_BODY};
+use crate::wire::tx::{Batch, SIG_LEN};
+use crate::wire::{tpkt, x224};
+
+/// Offset of the MCS header in a frame.
+const MCS_AT: usize = tpkt::HEADER_LEN + x224::HEADER_LEN;
+
+/// One judged frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRecord {
+    /// Index of the datagram in the burst.
+    pub datagram: u32,
+    /// MCS initiator (0 if the frame was dropped before it could be read).
+    pub session: u16,
+    pub channel: u16,
+    pub verdict: Verdict,
+    /// Transactions the frame carried (0 unless accepted).
+    pub txs: u16,
+}
+
+/// Where an accepted transaction's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxLoc {
+    /// In the (decrypted in place) datagram of that index.
+    Datagram(u32),
+    /// In the burst's decompression arena.
+    Arena,
+}
+
+/// An accepted transaction: where it is, and its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptedTx {
+    /// Index into [`Burst::frames`].
+    pub frame: u32,
+    pub loc: TxLoc,
+    pub offset: u32,
+    pub len: u32,
+    /// SHA-256 of the bytes before the signature.
+    pub id: [u8; 32],
+}
+
+/// Caller-owned output of [`FramePath::process`]. Reused across bursts:
+/// `clear` keeps every buffer's capacity; counters accumulate until the
+/// caller resets them.
+#[derive(Debug)]
+pub struct Burst {
+    pub frames: Vec<FrameRecord>,
+    pub txs: Vec<AcceptedTx>,
+    pub counters: Counters,
+    arena: Vec<u8>,
+    arena_used: usize,
+}
+
+impl Burst {
+    /// Room for `frames` frames and `txs` transactions, and an arena for
+    /// `lz4_frames` decompressed bodies of up to 16 KiB before it grows.
+    pub fn with_capacity(frames: usize, txs: usize, lz4_frames: usize) -> Self {
+        Burst {
+            frames: Vec::with_capacity(frames),
+            txs: Vec::with_capacity(txs),
+            counters: Counters::default(),
+            arena: vec![0; lz4_frames.max(1) * MAX_BODY],
+            arena_used: 0,
+        }
+    }
+
+    /// Forgets the last burst's frames and transactions (not the counters).
+    pub fn clear(&mut self) {
+        self.frames.clear();
+        self.txs.clear();
+        self.arena_used = 0;
+    }
+
+    /// The bytes of an accepted transaction.
+    pub fn tx_bytes<'a, D: AsRef<[u8]>>(&'a self, datagrams: &'a [D], tx: &AcceptedTx) -> &'a [u8] {
+        let src: &[u8] = match tx.loc {
+            TxLoc::Datagram(i) => datagrams.get(i as usize).map_or(&[], |d| d.as_ref()),
+            TxLoc::Arena => &self.arena,
+        };
+        let (o, n) = (tx.offset as usize, tx.len as usize);
+        src.get(o..o + n).unwrap_or(&[])
+    }
+
+    /// Verdict of datagram `i`: `ok`, or its first frame's failure in order.
+    pub fn datagram_verdict(&self, i: u32) -> Verdict {
+        self.frames
+            .iter()
+            .filter(|f| f.datagram == i)
+            .map(|f| f.verdict)
+            .find(|v| !v.is_ok())
+            .unwrap_or(Verdict::Ok)
+    }
+}
+
+impl Default for Burst {
+    fn default() -> Self {
+        Burst::with_capacity(64, 256, 64)
+    }
+}
+
+/// A frame that got past steps 1-3: how long it is.
+enum Judged {
+    /// Steps 1-3 failed: the rest of the datagram is part of this frame.
+    Unframed(DropReason),
+    /// A later step failed; the next frame starts `len` bytes on.
+    Dropped { len: usize, reason: DropReason, session: u16, channel: u16 },
+    /// Accepted; its transactions were queued.
+    Accepted { len: usize, session: u16, channel: u16, txs: u16 },
+}
+
+/// Per-core frame path state: the session table, the batch verifier and
+/// the signing network id.
+#[derive(Debug)]
+pub struct FramePath {
+    pub sessions: SessionTable,
+    verifier: BatchVerifier,
+    network_id: u32,
+}
+
+impl FramePath {
+    pub fn new(network_id: u32) -> Self {
+        FramePath { sessions: SessionTable::new(Role::Relay), verifier: BatchVerifier::new(network_id), network_id }
+    }
+
+    pub fn network_id(&self) -> u32 {
+        self.network_id
+    }
+
+    /// Batch equations checked so far (bisection shows up here).
+    pub fn batch_checks(&self) -> u64 {
+        self.verifier.batch_checks
+    }
+
+    /// Judges every frame of every datagram, decrypting in place, and
+    /// fills `out` (cleared first). Accepted transactions are listed in
+    /// datagram and frame order.
+    pub fn process<D: AsRef<[u8]> + AsMut<[u8]>>(&mut self, datagrams: &mut [D], out: &mut Burst) {
+        out.clear();
+        self.verifier.clear();
+        for (di, d) in datagrams.iter_mut().enumerate() {
+            let buf = d.as_mut();
+            let di = di as u32;
+            let mut off = 0usize;
+            loop {
+                let rest = buf.get_mut(off..).unwrap_or(&mut []);
+                match self.judge(rest, off, di, out) {
+                    Judged::Unframed(reason) => {
+                        out.counters.drop_frame(reason);
+                        out.frames.push(FrameRecord { datagram: di, session: 0, channel: 0, verdict: Verdict::Dropped(reason), txs: 0 });
+                        break;
+                    }
+                    Judged::Dropped { len, reason, session, channel } => {
+                        out.counters.drop_frame(reason);
+                        out.frames.push(FrameRecord { datagram: di, session, channel, verdict: Verdict::Dropped(reason), txs: 0 });
+                        off += len;
+                    }
+                    Judged::Accepted { len, session, channel, txs } => {
+                        out.counters.accept_frame();
+                        out.counters.txs_seen += txs as u64;
+                        out.frames.push(FrameRecord { datagram: di, session, channel, verdict: Verdict::Ok, txs });
+                        off += len;
+                    }
+                }
+                if off >= buf.len() {
+                    break;
+                }
+            }
+        }
+        self.finish_signatures(out);
+    }
+
+    /// Steps 1-10 (structure) for the frame at the start of `f`, which
+    /// starts at `base` in datagram `di`.
+    #[inline]
+    fn judge(&mut self, f: &mut [u8], base: usize, di: u32, out: &mut Burst) -> Judged {
+        // Step 1.
+        let len = match tpkt::Packet::new_checked(&*f) {
+            Ok(p) => p.length() as usize,
+            Err(r) => return Judged::Unframed(r),
+        };
+        let Some(frame) = f.get_mut(..len) else { return Judged::Unframed(DropReason::Truncated) };
+        // Step 2.
+        if let Err(r) = x224::Packet::new_checked(frame.get(tpkt::HEADER_LEN..).unwrap_or(&[])) {
+            return Judged::Unframed(r);
+        }
+        let m = mcs::Packet::new_unchecked(frame.get(MCS_AT..).unwrap_or(&[]));
+        if let Err(r) = m.check_header() {
+            return Judged::Unframed(r);
+        }
+        // Step 3.
+        if let Err(r) = m.check_len() {
+            return Judged::Unframed(r);
+        }
+        let (session, chan, kind) = (m.initiator(), m.channel(), m.kind());
+        let ud_at = MCS_AT + m.data_offset();
+        let drop = |reason| Judged::Dropped { len, reason, session, channel: chan };
+        // Step 4.
+        if chan != channel::TRANSACTIONS && chan != channel::MESSAGES {
+            return drop(DropReason::UnsupportedChannel);
+        }
+        if kind != mcs::KIND_REQUEST {
+            return drop(DropReason::BadHeader);
+        }
+        // Step 5.
+        let sec = match security::Packet::new_checked(frame.get(ud_at..).unwrap_or(&[]), false) {
+            Ok(s) => s,
+            Err(r) => return drop(r),
+        };
+        let counter = sec.counter();
+        // Step 6.
+        let Some(sess) = self.sessions.get_mut(session) else { return drop(DropReason::UnknownSession) };
+        // Step 7.
+        if sess.rx_window.check(counter).is_err() {
+            return drop(DropReason::Replay);
+        }
+        // Step 8.
+        let pt_at = ud_at + ENCRYPTED_HEADER_LEN;
+        if frame.len() < pt_at + TAG_LEN {
+            return drop(DropReason::BadLength);
+        }
+        let (aad, sealed) = frame.split_at_mut(pt_at);
+        let pt_len = match sess.rx_key.open_in_place(counter, aad, sealed) {
+            Ok(n) => n,
+            Err(_) => return drop(DropReason::AuthFailed),
+        };
+        // The window moves only now, after the tag verified.
+        if sess.rx_window.update(counter).is_err() {
+            return drop(DropReason::Replay);
+        }
+        // Step 9.
+        let plain = sealed.get(..pt_len).unwrap_or(&[]);
+        let sd = share::Packet::new_unchecked(plain);
+        let compression = match sd.check_lengths() {
+            Ok(c) => c,
+            Err(r) => return drop(r),
+        };
+        let (body_loc, body_at, body_len) = match compression {
+            Compression::None => (TxLoc::Datagram(di), base + pt_at + share::HEADER_LEN, sd.body().len()),
+            Compression::Lz4 => {
+                let ulen = sd.uncompressed_length() as usize;
+                let at = out.arena_used;
+                if out.arena.len() < at + ulen {
+                    // Grows to the burst's high-water mark once, then stays.
+                    let want = (at + ulen).max(out.arena.len() * 2);
+                    out.arena.resize(want, 0);
+                }
+                let dst = out.arena.get_mut(at..at + ulen).unwrap_or(&mut []);
+                if let Err(r) = lz4::decompress_exact(sd.body(), dst) {
+                    return drop(r);
+                }
+                out.arena_used += ulen;
+                (TxLoc::Arena, at, ulen)
+            }
+        };
+        if let Err(r) = sd.check_constants() {
+            return drop(r);
+        }
+        if sd.content_kind() != share::kind::TX_BATCH {
+            return drop(DropReason::BadHeader);
+        }
+        // Step 10 (frame level): the batch's structure.
+        let body = match body_loc {
+            TxLoc::Datagram(_) => plain.get(share::HEADER_LEN..).unwrap_or(&[]),
+            TxLoc::Arena => out.arena.get(body_at..body_at + body_len).unwrap_or(&[]),
+        };
+        let batch = match Batch::new_checked(body) {
+            Ok(b) => b,
+            Err(r) => return drop(r),
+        };
+        let frame_idx = out.frames.len() as u32;
+        for (o, tx) in batch.iter() {
+            let unsigned = tx.get(..tx.len() - SIG_LEN).unwrap_or(&[]);
+            let id: [u8; 32] = Sha256::digest(unsigned).into();
+            self.verifier.queue(tx);
+            out.txs.push(AcceptedTx { frame: frame_idx, loc: body_loc, offset: (body_at + o) as u32, len: tx.len() as u32, id });
+        }
+        Judged::Accepted { len, session, channel: chan, txs: batch.count() }
+    }
+
+    /// Step 10 per transaction: verify the burst's signatures together,
+    /// drop the failures alone, keep the rest in order.
+    fn finish_signatures(&mut self, out: &mut Burst) {
+        if self.verifier.is_empty() {
+            return;
+        }
+        let ok = self.verifier.verify();
+        let mut i = 0usize;
+        let Burst { txs, frames, counters, .. } = out;
+        txs.retain(|t| {
+            let good = ok.get(i).copied().unwrap_or(false);
+            i += 1;
+            if good {
+                counters.txs_accepted += 1;
+            } else {
+                counters.drop_tx(TxDrop::BadSignature);
+                if let Some(f) = frames.get_mut(t.frame as usize) {
+                    f.verdict = match f.verdict {
+                        Verdict::BadSignature(n) => Verdict::BadSignature(n + 1),
+                        _ => Verdict::BadSignature(1),
+                    };
+                }
+            }
+            good
+        });
+    }
+}

@@ -1,0 +1,329 @@
+//! TX_BATCH body and transactions (`att-wire.md`, "TX_BATCH body").
+
+use super::{arr32, byte, le16, le64, put, DropReason, Result};
+
+mod field {
+    use core::ops::Range;
+    pub const VERSION: usize = 0;
+    pub const KIND: usize = 1;
+    pub const FROM: Range<usize> = 2..34;
+    pub const TO: Range<usize> = 34..66;
+    pub const NONCE: Range<usize> = 66..74;
+    pub const AMOUNT: Range<usize> = 74..82;
+    pub const FEE: Range<usize> = 82..90;
+    pub const MEMO_LEN: Range<usize> = 90..92;
+    pub const MEMO: usize = 92;
+}
+
+pub const VERSION: u8 = 1;
+/// Bytes before the memo.
+pub const FIXED_LEN: usize = 92;
+pub const SIG_LEN: usize = 64;
+/// A transaction without memo.
+pub const MIN_TX_LEN: usize = FIXED_LEN + SIG_LEN;
+pub const MAX_MEMO: usize = 1024;
+pub const MAX_TX_LEN: usize = MIN_TX_LEN + MAX_MEMO;
+/// Domain separation before the network id in the signing message.
+pub const SIGNING_PREFIX: &[u8; 9] = b"ATT-TX-v1";
+/// Prefix plus network id.
+pub const SIGNING_HEADER_LEN: usize = 13;
+
+/// Transaction kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    Transfer = 0,
+    Message = 1,
+    ConnectRequest = 2,
+    ConnectAccept = 3,
+    EndpointOffer = 4,
+    Stake = 5,
+    Unstake = 6,
+    Vote = 7,
+    RegisterProducer = 8,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::Transfer,
+        Kind::Message,
+        Kind::ConnectRequest,
+        Kind::ConnectAccept,
+        Kind::EndpointOffer,
+        Kind::Stake,
+        Kind::Unstake,
+        Kind::Vote,
+        Kind::RegisterProducer,
+    ];
+
+    pub fn from_u8(v: u8) -> Option<Kind> {
+        Kind::ALL.get(v as usize).copied()
+    }
+}
+
+/// A view of one transaction. `new_checked` validates version, kind,
+/// memo_len and that the buffer holds exactly one transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Transaction<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Transaction<T> {
+    pub const fn new_unchecked(buffer: T) -> Self {
+        Transaction { buffer }
+    }
+
+    pub fn new_checked(buffer: T) -> Result<Self> {
+        let t = Transaction { buffer };
+        let b = t.buffer.as_ref();
+        if b.len() < MIN_TX_LEN || t.version() != VERSION || Kind::from_u8(t.kind_byte()).is_none() {
+            return Err(DropReason::BadTx);
+        }
+        let m = t.memo_len() as usize;
+        if m > MAX_MEMO || b.len() != MIN_TX_LEN + m {
+            return Err(DropReason::BadTx);
+        }
+        Ok(t)
+    }
+
+    pub fn version(&self) -> u8 {
+        byte(self.buffer.as_ref(), field::VERSION)
+    }
+    pub fn kind_byte(&self) -> u8 {
+        byte(self.buffer.as_ref(), field::KIND)
+    }
+    pub fn from(&self) -> [u8; 32] {
+        arr32(self.buffer.as_ref(), field::FROM.start)
+    }
+    pub fn to(&self) -> [u8; 32] {
+        arr32(self.buffer.as_ref(), field::TO.start)
+    }
+    pub fn nonce(&self) -> u64 {
+        le64(self.buffer.as_ref(), field::NONCE.start)
+    }
+    pub fn amount(&self) -> u64 {
+        le64(self.buffer.as_ref(), field::AMOUNT.start)
+    }
+    pub fn fee(&self) -> u64 {
+        le64(self.buffer.as_ref(), field::FEE.start)
+    }
+    pub fn memo_len(&self) -> u16 {
+        le16(self.buffer.as_ref(), field::MEMO_LEN.start)
+    }
+    pub fn memo(&self) -> &[u8] {
+        let m = self.memo_len() as usize;
+        self.buffer.as_ref().get(field::MEMO..field::MEMO + m).unwrap_or(&[])
+    }
+    /// Every byte before the signature: what the id hashes and the
+    /// signature covers (after the signing header).
+    pub fn unsigned(&self) -> &[u8] {
+        let b = self.buffer.as_ref();
+        b.get(..b.len().saturating_sub(SIG_LEN)).unwrap_or(&[])
+    }
+    pub fn signature(&self) -> [u8; 64] {
+        let b = self.buffer.as_ref();
+        b.get(b.len().saturating_sub(SIG_LEN)..)
+            .and_then(|s| s.try_into().ok())
+            .unwrap_or([0; 64])
+    }
+}
+
+/// Writes the signing message header (`ATT-TX-v1`, network id LE).
+pub fn signing_header(network_id: u32) -> [u8; SIGNING_HEADER_LEN] {
+    let mut h = [0u8; SIGNING_HEADER_LEN];
+    put(&mut h, 0, SIGNING_PREFIX);
+    put(&mut h, 9, &network_id.to_le_bytes());
+    h
+}
+
+/// A transaction as plain values; `memo` borrows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr<'a> {
+    pub kind: Kind,
+    pub from: [u8; 32],
+    pub to: [u8; 32],
+    pub nonce: u64,
+    pub amount: u64,
+    pub fee: u64,
+    pub memo: &'a [u8],
+    pub signature: [u8; 64],
+}
+
+impl<'a> Repr<'a> {
+    pub fn parse(t: &Transaction<&'a [u8]>) -> Result<Repr<'a>> {
+        let t = Transaction::new_checked(t.buffer)?;
+        let m = t.memo_len() as usize;
+        Ok(Repr {
+            kind: Kind::from_u8(t.kind_byte()).ok_or(DropReason::BadTx)?,
+            from: t.from(),
+            to: t.to(),
+            nonce: t.nonce(),
+            amount: t.amount(),
+            fee: t.fee(),
+            memo: t.buffer.get(field::MEMO..field::MEMO + m).unwrap_or(&[]),
+            signature: t.signature(),
+        })
+    }
+
+    pub const fn buffer_len(&self) -> usize {
+        MIN_TX_LEN + self.memo.len()
+    }
+
+    /// Writes the transaction into `buf[..self.buffer_len()]`, signature
+    /// included. Returns the bytes written, or `BadTx` if the memo is over
+    /// 1024 bytes or the buffer is short.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
+        let n = self.buffer_len();
+        if self.memo.len() > MAX_MEMO || buf.len() < n {
+            return Err(DropReason::BadTx);
+        }
+        put(buf, field::VERSION, &[VERSION]);
+        put(buf, field::KIND, &[self.kind as u8]);
+        put(buf, field::FROM.start, &self.from);
+        put(buf, field::TO.start, &self.to);
+        put(buf, field::NONCE.start, &self.nonce.to_le_bytes());
+        put(buf, field::AMOUNT.start, &self.amount.to_le_bytes());
+        put(buf, field::FEE.start, &self.fee.to_le_bytes());
+        put(buf, field::MEMO_LEN.start, &(self.memo.len() as u16).to_le_bytes());
+        put(buf, field::MEMO, self.memo);
+        put(buf, field::MEMO + self.memo.len(), &self.signature);
+        Ok(n)
+    }
+}
+
+/// A TX_BATCH body: `u16 LE count`, then `count` transactions and nothing
+/// after the last one.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    body: &'a [u8],
+    count: u16,
+}
+
+impl<'a> Batch<'a> {
+    /// Step 10's frame-level rules: every transaction well-formed and the
+    /// body exactly used up; anything else is `bad_tx` for the whole frame.
+    pub fn new_checked(body: &'a [u8]) -> Result<Self> {
+        let count = le16(body, 0);
+        if body.len() < 2 {
+            return Err(DropReason::BadTx);
+        }
+        let mut off = 2usize;
+        for _ in 0..count {
+            let rest = body.get(off..).unwrap_or(&[]);
+            if rest.len() < MIN_TX_LEN {
+                return Err(DropReason::BadTx);
+            }
+            let m = le16(rest, field::MEMO_LEN.start) as usize;
+            let n = MIN_TX_LEN + m;
+            let tx = rest.get(..n).ok_or(DropReason::BadTx)?;
+            Transaction::new_checked(tx)?;
+            off += n;
+        }
+        if off != body.len() {
+            return Err(DropReason::BadTx);
+        }
+        Ok(Batch { body, count })
+    }
+
+    pub fn count(&self) -> u16 {
+        self.count
+    }
+
+    /// The transactions with their offsets in the body.
+    pub fn iter(&self) -> BatchIter<'a> {
+        BatchIter { body: self.body, off: 2, left: self.count }
+    }
+}
+
+/// Iterates `(offset in body, transaction bytes)` of a checked batch.
+pub struct BatchIter<'a> {
+    body: &'a [u8],
+    off: usize,
+    left: u16,
+}
+
+impl<'a> Iterator for BatchIter<'a> {
+    type Item = (usize, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let rest = self.body.get(self.off..)?;
+        let n = MIN_TX_LEN + le16(rest, field::MEMO_LEN.start) as usize;
+        let tx = rest.get(..n)?;
+        let at = self.off;
+        self.off += n;
+        Some((at, tx))
+    }
+}
+
+/// Writes a TX_BATCH body from already emitted transactions.
+pub fn emit_batch<'t>(txs: impl IntoIterator<Item = &'t [u8]>, out: &mut Vec<u8>) {
+    let at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    let mut n = 0u16;
+    for t in txs {
+        out.extend_from_slice(t);
+        n += 1;
+    }
+    put(out, at, &n.to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(memo: &[u8]) -> Repr<'_> {
+        Repr {
+            kind: Kind::Message,
+            from: [1; 32],
+            to: [2; 32],
+            nonce: 7,
+            amount: 1000,
+            fee: 3,
+            memo,
+            signature: [9; 64],
+        }
+    }
+
+    #[test]
+    fn round_trip_every_kind() {
+        for k in Kind::ALL {
+            let r = Repr { kind: k, ..sample(b"hello") };
+            let mut b = vec![0u8; r.buffer_len()];
+            assert_eq!(r.emit(&mut b), Ok(161));
+            assert_eq!(Repr::parse(&Transaction::new_unchecked(&b[..])), Ok(r));
+        }
+    }
+
+    #[test]
+    fn batch_rules() {
+        let r = sample(b"");
+        let mut t = vec![0u8; r.buffer_len()];
+        r.emit(&mut t).unwrap();
+        let mut body = Vec::new();
+        emit_batch([&t[..], &t[..]], &mut body);
+        let b = Batch::new_checked(&body).unwrap();
+        assert_eq!(b.iter().map(|(o, x)| (o, x.len())).collect::<Vec<_>>(), vec![(2, 156), (158, 156)]);
+        // count lies (too many), trailing byte, bad version, bad kind, memo over 1024
+        let mut lie = body.clone();
+        lie[0] = 3;
+        assert_eq!(Batch::new_checked(&lie).err(), Some(DropReason::BadTx));
+        let mut tail = body.clone();
+        tail.push(0);
+        assert_eq!(Batch::new_checked(&tail).err(), Some(DropReason::BadTx));
+        let mut v = body.clone();
+        v[2] = 2;
+        assert_eq!(Batch::new_checked(&v).err(), Some(DropReason::BadTx));
+        let mut k = body.clone();
+        k[3] = 9;
+        assert_eq!(Batch::new_checked(&k).err(), Some(DropReason::BadTx));
+        let big = vec![0u8; 1025];
+        let r = sample(&big);
+        assert_eq!(r.emit(&mut vec![0u8; 4096]), Err(DropReason::BadTx));
+        assert_eq!(Batch::new_checked(&[0, 0]).map(|b| b.count()), Ok(0));
+        assert_eq!(Batch::new_checked(&[0]).err(), Some(DropReason::BadTx));
+    }
+}
