@@ -154,10 +154,7 @@ mod backend {
         }
         #[inline]
         pub fn seal(&self, n: &[u8; 12], aad: &[u8], io: &mut [u8]) -> [u8; 16] {
-            self.0
-                .encrypt_inout_detached(&Nonce::from(*n), aad, io.into())
-                .map(|t| t.into())
-                .unwrap_or([0; 16])
+            self.0.encrypt_inout_detached(&Nonce::from(*n), aad, io.into()).map(|t| t.into()).unwrap_or([0; 16])
         }
     }
 }

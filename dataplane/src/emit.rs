@@ -64,7 +64,12 @@ impl std::error::Error for EmitError {}
 /// Appends one frame to `out`. With `seal = Some((key, counter))` the
 /// share-data header and body are sealed (ENCRYPT); with `None` they go in
 /// clear (INFO). Returns the frame's length.
-pub fn emit_frame(spec: &FrameSpec, body: &[u8], seal: Option<(&AeadKey, u64)>, out: &mut Vec<u8>) -> Result<usize, EmitError> {
+pub fn emit_frame(
+    spec: &FrameSpec,
+    body: &[u8],
+    seal: Option<(&AeadKey, u64)>,
+    out: &mut Vec<u8>,
+) -> Result<usize, EmitError> {
     if body.len() > share::MAX_BODY {
         return Err(EmitError::BodyTooLarge);
     }

@@ -12,6 +12,7 @@ pub mod lz4;
 pub mod path;
 pub mod replay;
 pub mod session;
+pub mod testkit;
 pub mod verdict;
 pub mod verify;
 pub mod wire;

@@ -100,12 +100,7 @@ impl Burst {
 
     /// Verdict of datagram `i`: `ok`, or its first frame's failure in order.
     pub fn datagram_verdict(&self, i: u32) -> Verdict {
-        self.frames
-            .iter()
-            .filter(|f| f.datagram == i)
-            .map(|f| f.verdict)
-            .find(|v| !v.is_ok())
-            .unwrap_or(Verdict::Ok)
+        self.frames.iter().filter(|f| f.datagram == i).map(|f| f.verdict).find(|v| !v.is_ok()).unwrap_or(Verdict::Ok)
     }
 }
 
@@ -163,12 +158,24 @@ impl FramePath {
                 match self.judge(rest, off, di, out) {
                     Judged::Unframed(reason) => {
                         out.counters.drop_frame(reason);
-                        out.frames.push(FrameRecord { datagram: di, session: 0, channel: 0, verdict: Verdict::Dropped(reason), txs: 0 });
+                        out.frames.push(FrameRecord {
+                            datagram: di,
+                            session: 0,
+                            channel: 0,
+                            verdict: Verdict::Dropped(reason),
+                            txs: 0,
+                        });
                         break;
                     }
                     Judged::Dropped { len, reason, session, channel } => {
                         out.counters.drop_frame(reason);
-                        out.frames.push(FrameRecord { datagram: di, session, channel, verdict: Verdict::Dropped(reason), txs: 0 });
+                        out.frames.push(FrameRecord {
+                            datagram: di,
+                            session,
+                            channel,
+                            verdict: Verdict::Dropped(reason),
+                            txs: 0,
+                        });
                         off += len;
                     }
                     Judged::Accepted { len, session, channel, txs } => {
@@ -289,7 +296,13 @@ impl FramePath {
             let unsigned = tx.get(..tx.len() - SIG_LEN).unwrap_or(&[]);
             let id: [u8; 32] = Sha256::digest(unsigned).into();
             self.verifier.queue(tx);
-            out.txs.push(AcceptedTx { frame: frame_idx, loc: body_loc, offset: (body_at + o) as u32, len: tx.len() as u32, id });
+            out.txs.push(AcceptedTx {
+                frame: frame_idx,
+                loc: body_loc,
+                offset: (body_at + o) as u32,
+                len: tx.len() as u32,
+                id,
+            });
         }
         Judged::Accepted { len, session, channel: chan, txs: batch.count() }
     }

@@ -46,11 +46,9 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
-        Cmd::Decode { keys, network_id, pcap: None, .. } => {
-            keys::load(&keys, network_id).and_then(|path| decode::run_stdin(path))
-        }
+        Cmd::Decode { keys, network_id, pcap: None, .. } => keys::load(&keys, network_id).and_then(decode::run_stdin),
         Cmd::Decode { keys, network_id, pcap: Some(file), port } => {
-            keys::load(&keys, network_id).and_then(|path| pcap::run(path, &file, port))
+            keys::load(&keys, network_id).and_then(|fp| pcap::run(fp, &file, port))
         }
     };
     match res {

@@ -31,7 +31,8 @@ pub enum NotAtt {
 }
 
 impl NotAtt {
-    const ALL: [NotAtt; 6] = [NotAtt::LinkType, NotAtt::Malformed, NotAtt::NotIp, NotAtt::IpFragment, NotAtt::NotUdp, NotAtt::WrongPort];
+    const ALL: [NotAtt; 6] =
+        [NotAtt::LinkType, NotAtt::Malformed, NotAtt::NotIp, NotAtt::IpFragment, NotAtt::NotUdp, NotAtt::WrongPort];
     fn as_str(self) -> &'static str {
         match self {
             NotAtt::LinkType => "link_type",
@@ -146,16 +147,19 @@ pub fn run(fp: FramePath, file: &Path, port: u16) -> Result<(), String> {
     match magic {
         [0x0a, 0x0d, 0x0d, 0x0a] => {
             let mut r = PcapNgReader::new(f).map_err(|e| format!("pcapng {name}: {e}"))?;
+            // Link types of the section's interfaces, in order.
+            let mut links: Vec<DataLink> = Vec::new();
             while let Some(block) = r.next_block() {
                 let block = block.map_err(|e| format!("pcapng {name}: packet {}: {e}", rp.packets + 1))?;
-                let (iface, data) = match block {
-                    Block::EnhancedPacket(p) => (p.interface_id, p.data.into_owned()),
-                    Block::SimplePacket(p) => (0, p.data.into_owned()),
-                    Block::Packet(p) => (p.interface_id as u32, p.data.into_owned()),
-                    _ => continue,
-                };
-                let eth = r.interfaces().get(iface as usize).map(|i| i.linktype) == Some(DataLink::ETHERNET);
-                rp.packet(eth, &data);
+                let link = |i: u32| links.get(i as usize).copied();
+                match &block {
+                    Block::SectionHeader(_) => links.clear(),
+                    Block::InterfaceDescription(d) => links.push(d.linktype),
+                    Block::EnhancedPacket(p) => rp.packet(link(p.interface_id) == Some(DataLink::ETHERNET), &p.data),
+                    Block::SimplePacket(p) => rp.packet(link(0) == Some(DataLink::ETHERNET), &p.data),
+                    Block::Packet(p) => rp.packet(link(p.interface_id as u32) == Some(DataLink::ETHERNET), &p.data),
+                    _ => {}
+                }
             }
         }
         _ => {
@@ -163,8 +167,7 @@ pub fn run(fp: FramePath, file: &Path, port: u16) -> Result<(), String> {
             let eth = r.header().datalink == DataLink::ETHERNET;
             while let Some(p) = r.next_packet() {
                 let p = p.map_err(|e| format!("pcap {name}: packet {}: {e}", rp.packets + 1))?;
-                let data = p.data.into_owned();
-                rp.packet(eth, &data);
+                rp.packet(eth, &p.data);
             }
         }
     }

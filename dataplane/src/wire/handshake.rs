@@ -49,8 +49,18 @@ impl DomainParams {
     }
 
     fn from_array(a: [u16; 8]) -> Self {
-        let [max_channel_ids, max_user_ids, max_token_ids, num_priorities, min_throughput, max_height, max_pdu_size, protocol_version] = a;
-        DomainParams { max_channel_ids, max_user_ids, max_token_ids, num_priorities, min_throughput, max_height, max_pdu_size, protocol_version }
+        let [max_channel_ids, max_user_ids, max_token_ids, num_priorities, min_throughput, max_height, max_pdu_size, protocol_version] =
+            a;
+        DomainParams {
+            max_channel_ids,
+            max_user_ids,
+            max_token_ids,
+            num_priorities,
+            min_throughput,
+            max_height,
+            max_pdu_size,
+            protocol_version,
+        }
     }
 
     fn parse(b: &[u8], at: usize) -> Self {
@@ -179,12 +189,19 @@ fn sig(b: &[u8], at: usize) -> [u8; 64] {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
     #[test]
     fn hello_round_trip() {
-        let h = Hello { params: DomainParams::default(), account: [1; 32], ephemeral: [2; 32], timestamp_ms: 1_790_000_000_000, signature: [3; 64] };
+        let h = Hello {
+            params: DomainParams::default(),
+            account: [1; 32],
+            ephemeral: [2; 32],
+            timestamp_ms: 1_790_000_000_000,
+            signature: [3; 64],
+        };
         let mut b = [0u8; Hello::LEN];
         h.emit(&mut b).unwrap();
         assert_eq!(Hello::parse(&b), Ok(h));

@@ -40,16 +40,12 @@ pub(crate) fn le16(b: &[u8], at: usize) -> u16 {
 
 #[inline(always)]
 pub(crate) fn le32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u32::from_le_bytes)
+    b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
 }
 
 #[inline(always)]
 pub(crate) fn le64(b: &[u8], at: usize) -> u64 {
-    b.get(at..at + 8)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u64::from_le_bytes)
+    b.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
 
 #[inline(always)]
@@ -59,9 +55,7 @@ pub(crate) fn byte(b: &[u8], at: usize) -> u8 {
 
 #[inline(always)]
 pub(crate) fn arr32(b: &[u8], at: usize) -> [u8; 32] {
-    b.get(at..at + 32)
-        .and_then(|s| s.try_into().ok())
-        .unwrap_or([0; 32])
+    b.get(at..at + 32).and_then(|s| s.try_into().ok()).unwrap_or([0; 32])
 }
 
 /// Writes `v` at `at` if the buffer is long enough; emitters check the

@@ -173,6 +173,7 @@ impl Repr {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -185,7 +186,13 @@ mod tests {
     #[test]
     fn round_trip() {
         for (c, body, ulen) in [(Compression::None, 10, 10), (Compression::Lz4, 7, 300)] {
-            let r = Repr { stream_seq: 9, uncompressed_length: ulen, content_kind: kind::TX_BATCH, compression: c, body_len: body };
+            let r = Repr {
+                stream_seq: 9,
+                uncompressed_length: ulen,
+                content_kind: kind::TX_BATCH,
+                compression: c,
+                body_len: body,
+            };
             let b = emit(&r);
             assert_eq!(Repr::parse(&Packet::new_unchecked(&b[..])), Ok(r));
         }
@@ -193,7 +200,13 @@ mod tests {
 
     #[test]
     fn length_rules_before_constants() {
-        let r = Repr { stream_seq: 0, uncompressed_length: 4, content_kind: kind::TX_BATCH, compression: Compression::None, body_len: 4 };
+        let r = Repr {
+            stream_seq: 0,
+            uncompressed_length: 4,
+            content_kind: kind::TX_BATCH,
+            compression: Compression::None,
+            body_len: 4,
+        };
         let good = emit(&r);
         let p = |b: &[u8]| Repr::parse(&Packet::new_unchecked(b));
         assert_eq!(p(&good[..17]), Err(DropReason::BadCompression));

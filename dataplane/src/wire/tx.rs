@@ -122,9 +122,7 @@ impl<T: AsRef<[u8]>> Transaction<T> {
     }
     pub fn signature(&self) -> [u8; 64] {
         let b = self.buffer.as_ref();
-        b.get(b.len().saturating_sub(SIG_LEN)..)
-            .and_then(|s| s.try_into().ok())
-            .unwrap_or([0; 64])
+        b.get(b.len().saturating_sub(SIG_LEN)..).and_then(|s| s.try_into().ok()).unwrap_or([0; 64])
     }
 }
 
@@ -272,6 +270,7 @@ pub fn emit_batch<'t>(txs: impl IntoIterator<Item = &'t [u8]>, out: &mut Vec<u8>
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
