@@ -120,6 +120,36 @@ enum Judged {
     Accepted { len: usize, session: u16, channel: u16, txs: u16 },
 }
 
+/// How far [`FramePath`] takes a frame. Only the benchmarks build with the
+/// `bench-stages` feature and stop early, to measure stage by stage on the
+/// same code; a normal build always runs every step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Depth {
+    /// Steps 1-7: headers, session, replay check.
+    Decode,
+    /// Through step 8: AEAD open and window update.
+    Decrypt,
+    /// Through steps 9-10 structure: decompression, TX_BATCH parse and
+    /// transaction ids, no signatures.
+    Decompress,
+    /// Everything.
+    Full,
+}
+
+#[cfg(feature = "bench-stages")]
+macro_rules! stop_at {
+    ($self:ident, $depth:expr, $ret:expr) => {
+        if $self.depth == $depth {
+            return $ret;
+        }
+    };
+}
+
+#[cfg(not(feature = "bench-stages"))]
+macro_rules! stop_at {
+    ($self:ident, $depth:expr, $ret:expr) => {};
+}
+
 /// Per-core frame path state: the session table, the batch verifier and
 /// the signing network id.
 #[derive(Debug)]
@@ -127,11 +157,25 @@ pub struct FramePath {
     pub sessions: SessionTable,
     verifier: BatchVerifier,
     network_id: u32,
+    #[cfg(feature = "bench-stages")]
+    depth: Depth,
 }
 
 impl FramePath {
     pub fn new(network_id: u32) -> Self {
-        FramePath { sessions: SessionTable::new(Role::Relay), verifier: BatchVerifier::new(network_id), network_id }
+        FramePath {
+            sessions: SessionTable::new(Role::Relay),
+            verifier: BatchVerifier::new(network_id),
+            network_id,
+            #[cfg(feature = "bench-stages")]
+            depth: Depth::Full,
+        }
+    }
+
+    /// Stops every frame at `depth` (benchmarks only).
+    #[cfg(feature = "bench-stages")]
+    pub fn set_depth(&mut self, depth: Depth) {
+        self.depth = depth;
     }
 
     pub fn network_id(&self) -> u32 {
@@ -237,6 +281,7 @@ impl FramePath {
         if sess.rx_window.check(counter).is_err() {
             return drop(DropReason::Replay);
         }
+        stop_at!(self, Depth::Decode, Judged::Accepted { len, session, channel: chan, txs: 0 });
         // Step 8.
         let pt_at = ud_at + ENCRYPTED_HEADER_LEN;
         if frame.len() < pt_at + TAG_LEN {
@@ -251,6 +296,7 @@ impl FramePath {
         if sess.rx_window.update(counter).is_err() {
             return drop(DropReason::Replay);
         }
+        stop_at!(self, Depth::Decrypt, Judged::Accepted { len, session, channel: chan, txs: 0 });
         // Step 9.
         let plain = sealed.get(..pt_len).unwrap_or(&[]);
         let sd = share::Packet::new_unchecked(plain);
@@ -295,6 +341,11 @@ impl FramePath {
         for (o, tx) in batch.iter() {
             let unsigned = tx.get(..tx.len() - SIG_LEN).unwrap_or(&[]);
             let id: [u8; 32] = Sha256::digest(unsigned).into();
+            #[cfg(feature = "bench-stages")]
+            if self.depth == Depth::Decompress {
+                out.txs.push(AcceptedTx { frame: frame_idx, loc: body_loc, offset: (body_at + o) as u32, len: tx.len() as u32, id });
+                continue;
+            }
             self.verifier.queue(tx);
             out.txs.push(AcceptedTx {
                 frame: frame_idx,
@@ -310,6 +361,11 @@ impl FramePath {
     /// Step 10 per transaction: verify the burst's signatures together,
     /// drop the failures alone, keep the rest in order.
     fn finish_signatures(&mut self, out: &mut Burst) {
+        #[cfg(feature = "bench-stages")]
+        if self.depth != Depth::Full {
+            out.counters.txs_accepted += out.txs.len() as u64;
+            return;
+        }
         if self.verifier.is_empty() {
             return;
         }
