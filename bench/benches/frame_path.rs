@@ -50,7 +50,8 @@ fn rows(c: &mut Criterion) {
             });
         }
         {
-            let k = ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &w.key).unwrap());
+            let k =
+                ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &w.key).unwrap());
             g.bench_function(names::AES[1].0, |b| {
                 b.iter_batched_ref(
                     fresh,

@@ -17,5 +17,5 @@ pub mod verdict;
 pub mod verify;
 pub mod wire;
 
-pub use path::{AcceptedTx, Depth, Burst, FramePath, FrameRecord, TxLoc};
+pub use path::{AcceptedTx, Burst, Depth, FramePath, FrameRecord, TxLoc};
 pub use verdict::{Counters, DropReason, TxDrop, Verdict};

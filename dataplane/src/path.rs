@@ -343,7 +343,13 @@ impl FramePath {
             let id: [u8; 32] = Sha256::digest(unsigned).into();
             #[cfg(feature = "bench-stages")]
             if self.depth == Depth::Decompress {
-                out.txs.push(AcceptedTx { frame: frame_idx, loc: body_loc, offset: (body_at + o) as u32, len: tx.len() as u32, id });
+                out.txs.push(AcceptedTx {
+                    frame: frame_idx,
+                    loc: body_loc,
+                    offset: (body_at + o) as u32,
+                    len: tx.len() as u32,
+                    id,
+                });
                 continue;
             }
             self.verifier.queue(tx);

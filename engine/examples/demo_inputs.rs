@@ -13,8 +13,10 @@ use serde_json::{json, Value};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = PathBuf::from(std::env::args().nth(1).ok_or("usage: demo_inputs DIR")?);
-    let vectors: Value =
-        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/att-v1-vectors.json"))?)?;
+    let vectors: Value = serde_json::from_str(&std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/att-v1-vectors.json"
+    ))?)?;
     let frames: Vec<Vec<u8>> = vectors["vectors"]
         .as_array()
         .ok_or("vectors")?

@@ -66,6 +66,21 @@ fn shared_vectors_all_match() {
     assert_eq!(first["verdict"], "bad_signature");
 }
 
+/// The shared checker script (copied into testdata/) against this binary.
+#[test]
+fn shared_checker_prints_30_of_30() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata");
+    let o = Command::new("python3")
+        .arg(format!("{root}/check_vectors.py"))
+        .arg(BIN)
+        .arg(format!("{root}/att-v1-vectors.json"))
+        .output()
+        .expect("python3 runs (scripts/deps.sh installs it)");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert_eq!(out.lines().last(), Some("30/30 vectors match"), "{out}");
+}
+
 #[test]
 fn malformed_input_is_a_clear_error() {
     let d = tmpdir("malformed");

@@ -1,7 +1,7 @@
-//! Share-data header on arbitrary plaintext: no panic; a parse re-emits to
-//! the same header bytes.
+//! Share-data header on arbitrary plaintext, and RECEIPT bodies: no panic;
+//! a parse re-emits to the same bytes.
 #![no_main]
-use dataplane::wire::share;
+use dataplane::wire::{receipt, share};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,5 +11,11 @@ fuzz_target!(|data: &[u8]| {
         let mut b = vec![0u8; r.buffer_len()];
         r.emit(&mut share::Packet::new_unchecked(&mut b[..]));
         assert_eq!(&b[..share::HEADER_LEN], &data[..share::HEADER_LEN]);
+    }
+    if let Ok(r) = receipt::Receipt::new_checked(data) {
+        let ids: Vec<[u8; 32]> = r.ids().collect();
+        let mut b = Vec::new();
+        receipt::emit(r.height(), &ids, &mut b).unwrap();
+        assert_eq!(b, data);
     }
 });

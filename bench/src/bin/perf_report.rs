@@ -15,7 +15,11 @@ fn median_ns(root: &Path, group: &str, name: &str) -> Option<f64> {
 fn cpu() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -25,18 +29,22 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"));
     let get = |g: &str, n: &str| -> f64 {
-        median_ns(&root, g, n).unwrap_or_else(|| panic!("no result for {g}/{n} under {}: run cargo bench -p bench", root.display()))
+        median_ns(&root, g, n)
+            .unwrap_or_else(|| panic!("no result for {g}/{n} under {}: run cargo bench -p bench", root.display()))
     };
     println!("CPU: {}; burst of {BURST} frames; medians of criterion samples; ns per frame unless noted.\n", cpu());
     println!("### AES-256-GCM open, raw libraries\n");
-    println!("| row | frame B | aws-lc-rs ns | ring ns | aes-gcm ns | aws-lc-rs GB/s | ring GB/s | aes-gcm GB/s | fastest |");
+    println!(
+        "| row | frame B | aws-lc-rs ns | ring ns | aes-gcm ns | aws-lc-rs GB/s | ring GB/s | aes-gcm GB/s | fastest |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut rows = Vec::new();
     for row in ROWS {
         let w = Workload::new(row);
         let len = w.frame_len() as f64;
         let aes: Vec<f64> = names::AES.iter().map(|(n, _)| get(row.name, n) / BURST as f64).collect();
-        let (best_i, best) = aes.iter().copied().enumerate().fold((0, f64::MAX), |a, (i, x)| if x < a.1 { (i, x) } else { a });
+        let (best_i, best) =
+            aes.iter().copied().enumerate().fold((0, f64::MAX), |a, (i, x)| if x < a.1 { (i, x) } else { a });
         println!(
             "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
             row.name,
