@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod crypto;
+pub mod dedup;
 pub mod emit;
 pub mod lz4;
 pub mod path;

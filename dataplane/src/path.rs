@@ -110,6 +110,26 @@ impl Default for Burst {
     }
 }
 
+/// What the caller already knows about transaction ids (the node's
+/// deduplication). The id does not cover the signature, so a known id is
+/// dropped as `duplicate` *before* the costly verification, while the
+/// caller records ids only *after* they verified: a forged copy can never
+/// shadow the real transaction.
+pub trait TxFilter {
+    fn seen(&self, id: &[u8; 32]) -> bool;
+}
+
+/// No deduplication (`attnet decode`, tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoFilter;
+
+impl TxFilter for NoFilter {
+    #[inline(always)]
+    fn seen(&self, _: &[u8; 32]) -> bool {
+        false
+    }
+}
+
 /// A frame that got past steps 1-3: how long it is.
 enum Judged {
     /// Steps 1-3 failed: the rest of the datagram is part of this frame.
@@ -191,6 +211,17 @@ impl FramePath {
     /// fills `out` (cleared first). Accepted transactions are listed in
     /// datagram and frame order.
     pub fn process<D: AsRef<[u8]> + AsMut<[u8]>>(&mut self, datagrams: &mut [D], out: &mut Burst) {
+        self.process_filtered(datagrams, out, &NoFilter)
+    }
+
+    /// As [`process`](Self::process), dropping transactions whose id
+    /// `filter` has seen as `duplicate` without verifying them.
+    pub fn process_filtered<D: AsRef<[u8]> + AsMut<[u8]>, F: TxFilter>(
+        &mut self,
+        datagrams: &mut [D],
+        out: &mut Burst,
+        filter: &F,
+    ) {
         out.clear();
         self.verifier.clear();
         for (di, d) in datagrams.iter_mut().enumerate() {
@@ -199,7 +230,7 @@ impl FramePath {
             let mut off = 0usize;
             loop {
                 let rest = buf.get_mut(off..).unwrap_or(&mut []);
-                match self.judge(rest, off, di, out) {
+                match self.judge(rest, off, di, out, filter) {
                     Judged::Unframed(reason) => {
                         out.counters.drop_frame(reason);
                         out.frames.push(FrameRecord {
@@ -240,7 +271,7 @@ impl FramePath {
     /// Steps 1-10 (structure) for the frame at the start of `f`, which
     /// starts at `base` in datagram `di`.
     #[inline]
-    fn judge(&mut self, f: &mut [u8], base: usize, di: u32, out: &mut Burst) -> Judged {
+    fn judge<F: TxFilter>(&mut self, f: &mut [u8], base: usize, di: u32, out: &mut Burst, filter: &F) -> Judged {
         // Step 1.
         let len = match tpkt::Packet::new_checked(&*f) {
             Ok(p) => p.length() as usize,
@@ -276,7 +307,7 @@ impl FramePath {
         };
         let counter = sec.counter();
         // Step 6.
-        let Some(sess) = self.sessions.get_mut(session) else { return drop(DropReason::UnknownSession) };
+        let Some(sess) = self.sessions.get(session) else { return drop(DropReason::UnknownSession) };
         // Step 7.
         if sess.rx_window.check(counter).is_err() {
             return drop(DropReason::Replay);
@@ -341,6 +372,10 @@ impl FramePath {
         for (o, tx) in batch.iter() {
             let unsigned = tx.get(..tx.len() - SIG_LEN).unwrap_or(&[]);
             let id: [u8; 32] = Sha256::digest(unsigned).into();
+            if filter.seen(&id) {
+                out.counters.drop_tx(TxDrop::Duplicate);
+                continue;
+            }
             #[cfg(feature = "bench-stages")]
             if self.depth == Depth::Decompress {
                 out.txs.push(AcceptedTx {

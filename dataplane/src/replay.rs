@@ -1,17 +1,33 @@
-//! Anti-replay sliding window of the last 2048 counters (RFC 6479 bitmap),
-//! one per session and direction (`att-wire.md`, "Anti-replay").
+//! Anti-replay sliding window of the last 2048 counters (RFC 6479 style),
+//! one per session and direction (`att-wire.md`, "Anti-replay"), shared by
+//! every core that receives the session's frames: RSS and `SO_REUSEPORT`
+//! hash addresses, so a replay sent from another source port lands on
+//! another core, and the spec wants each counter accepted at most once.
 //!
 //! `check` is the cheap test before the AEAD; `update` marks a counter and
 //! moves the window, and is called only after the tag verified, so forged
 //! frames can neither burn counters nor drag the window forward.
+//!
+//! Lock-free layout: a ring of 64 slots, each one 128-bit atomic word
+//! holding a block number (which 64 counters the slot holds, plus one; 0 =
+//! empty) and that block's 64-bit bitmap. Marking a counter is one
+//! compare-and-swap (`cmpxchg16b`, part of the x86-64-v3 baseline) on its
+//! slot: if the slot holds the counter's block the bit is set (exactly one
+//! of several racing cores wins it); if it holds an older block the slot is
+//! recycled for this one; if it holds a newer block the counter is too old.
+//! 64 slots of 64 counters keep 4096 counters of history, more than the
+//! 2048-counter window plus a partial block, so a slot is never recycled
+//! while one of its counters is inside the window. Block numbers are kept
+//! whole, so no jump of the counter (a restarted sender moves to
+//! `unix_seconds << 32`) can alias an old slot.
 
-/// Counters at or below `top - WINDOW` are too old.
+use portable_atomic::AtomicU128;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters with `top - c >= WINDOW` are too old.
 pub const WINDOW: u64 = 2048;
-const WORD_BITS: u64 = 64;
-/// Ring of bitmap words: a power of two larger than WINDOW / 64 + 1, so a
-/// word is never reused while a counter it holds is still in the window.
-const WORDS: usize = 64;
-const WORD_MASK: u64 = WORDS as u64 - 1;
+const BLOCK_BITS: u64 = 64;
+const SLOTS: u64 = 64;
 
 /// Why a counter is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,29 +38,35 @@ pub enum Refused {
     Seen,
 }
 
-#[derive(Clone)]
 pub struct ReplayWindow {
-    /// Highest counter marked so far (meaningful once `any` is true).
-    top: u64,
-    any: bool,
-    bitmap: [u64; WORDS],
+    /// Highest counter accepted plus one (saturating); 0 = none yet.
+    top1: AtomicU64,
+    slots: [AtomicU128; SLOTS as usize],
 }
 
 impl Default for ReplayWindow {
     fn default() -> Self {
-        ReplayWindow { top: 0, any: false, bitmap: [0; WORDS] }
+        ReplayWindow { top1: AtomicU64::new(0), slots: std::array::from_fn(|_| AtomicU128::new(0)) }
     }
 }
 
 impl core::fmt::Debug for ReplayWindow {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ReplayWindow").field("top", &self.top).field("any", &self.any).finish()
+        f.debug_struct("ReplayWindow").field("top", &self.top()).finish()
     }
 }
 
+/// The slot word's block field for counter `c`: its block number plus one.
 #[inline(always)]
-fn slot(c: u64) -> (usize, u64) {
-    (((c / WORD_BITS) & WORD_MASK) as usize, 1u64 << (c % WORD_BITS))
+fn block1(c: u64) -> u128 {
+    (c / BLOCK_BITS) as u128 + 1
+}
+
+enum Slot {
+    /// The counter's block is in the slot with this bit clear.
+    Free,
+    Seen,
+    TooOld,
 }
 
 impl ReplayWindow {
@@ -52,53 +74,82 @@ impl ReplayWindow {
         Self::default()
     }
 
-    /// Would `c` be accepted? Does not change the window.
-    #[inline]
-    pub fn check(&self, c: u64) -> Result<(), Refused> {
-        if !self.any || c > self.top {
-            return Ok(());
-        }
-        if self.top - c >= WINDOW {
-            return Err(Refused::TooOld);
-        }
-        let (w, bit) = slot(c);
-        match self.bitmap.get(w) {
-            Some(word) if word & bit != 0 => Err(Refused::Seen),
-            _ => Ok(()),
+    #[inline(always)]
+    fn slot(&self, c: u64) -> &AtomicU128 {
+        // SLOTS is a power of two; the index is always in range.
+        &self.slots[((c / BLOCK_BITS) % SLOTS) as usize]
+    }
+
+    #[inline(always)]
+    fn too_old(&self, c: u64) -> bool {
+        let t1 = self.top1.load(Ordering::Acquire);
+        t1 != 0 && c < t1 - 1 && (t1 - 1) - c >= WINDOW
+    }
+
+    #[inline(always)]
+    fn judge(word: u128, c: u64) -> Slot {
+        let held = word >> 64;
+        let bit = 1u128 << (c % BLOCK_BITS);
+        if held == 0 || held < block1(c) {
+            Slot::Free
+        } else if held > block1(c) {
+            Slot::TooOld
+        } else if word & bit != 0 {
+            Slot::Seen
+        } else {
+            Slot::Free
         }
     }
 
-    /// Checks and marks `c`; call only after the frame authenticated.
+    /// Would `c` be accepted now? Does not change the window.
     #[inline]
-    pub fn update(&mut self, c: u64) -> Result<(), Refused> {
-        self.check(c)?;
-        if !self.any {
-            self.any = true;
-            self.top = c;
-            self.bitmap = [0; WORDS];
-        } else if c > self.top {
-            // Clear the words between the old top's word and the new one.
-            let old_block = self.top / WORD_BITS;
-            let new_block = c / WORD_BITS;
-            let steps = (new_block - old_block).min(WORDS as u64);
-            for i in 1..=steps {
-                let idx = ((old_block + i) & WORD_MASK) as usize;
-                if let Some(w) = self.bitmap.get_mut(idx) {
-                    *w = 0;
-                }
-            }
-            self.top = c;
+    pub fn check(&self, c: u64) -> Result<(), Refused> {
+        if self.too_old(c) {
+            return Err(Refused::TooOld);
         }
-        let (w, bit) = slot(c);
-        if let Some(word) = self.bitmap.get_mut(w) {
-            *word |= bit;
+        match Self::judge(self.slot(c).load(Ordering::Acquire), c) {
+            Slot::Free => Ok(()),
+            Slot::Seen => Err(Refused::Seen),
+            Slot::TooOld => Err(Refused::TooOld),
+        }
+    }
+
+    /// Marks `c` if it is still acceptable; call only after the frame
+    /// authenticated. Of several cores marking the same counter at once,
+    /// exactly one gets `Ok`.
+    #[inline]
+    pub fn update(&self, c: u64) -> Result<(), Refused> {
+        if self.too_old(c) {
+            return Err(Refused::TooOld);
+        }
+        let slot = self.slot(c);
+        let bit = 1u128 << (c % BLOCK_BITS);
+        let mut w = slot.load(Ordering::Acquire);
+        loop {
+            let new = match Self::judge(w, c) {
+                Slot::Seen => return Err(Refused::Seen),
+                Slot::TooOld => return Err(Refused::TooOld),
+                Slot::Free if w >> 64 == block1(c) => w | bit,
+                Slot::Free => (block1(c) << 64) | bit,
+            };
+            match slot.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => w = now,
+            }
+        }
+        let t1 = c.saturating_add(1);
+        if self.top1.load(Ordering::Relaxed) < t1 {
+            self.top1.fetch_max(t1, Ordering::AcqRel);
         }
         Ok(())
     }
 
     /// Highest counter accepted, if any.
     pub fn top(&self) -> Option<u64> {
-        self.any.then_some(self.top)
+        match self.top1.load(Ordering::Acquire) {
+            0 => None,
+            t1 => Some(t1 - 1),
+        }
     }
 }
 
@@ -106,28 +157,30 @@ impl ReplayWindow {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::sync::Arc;
 
     #[test]
     fn basics() {
-        let mut w = ReplayWindow::new();
+        let w = ReplayWindow::new();
         assert_eq!(w.update(0), Ok(()));
         assert_eq!(w.update(0), Err(Refused::Seen));
         assert_eq!(w.update(5), Ok(()));
         assert_eq!(w.update(3), Ok(()));
         assert_eq!(w.check(3), Err(Refused::Seen));
         assert_eq!(w.update(2048 + 5), Ok(()));
-        // 5 + 2048 - 2048 = 5 is now exactly WINDOW behind: too old.
+        // 5 is now exactly WINDOW behind the top: too old.
         assert_eq!(w.check(5), Err(Refused::TooOld));
         assert_eq!(w.check(6), Ok(()));
-        assert_eq!(w.update(u64::MAX), Ok(()));
-        assert_eq!(w.check(u64::MAX), Err(Refused::Seen));
-        assert_eq!(w.check(u64::MAX - 2047), Ok(()));
-        assert_eq!(w.check(u64::MAX - 2048), Err(Refused::TooOld));
+        assert_eq!(w.update(u64::MAX - 1), Ok(()));
+        assert_eq!(w.check(u64::MAX - 1), Err(Refused::Seen));
+        assert_eq!(w.check(u64::MAX - 2048), Ok(()));
+        assert_eq!(w.check(u64::MAX - 2049), Err(Refused::TooOld));
+        assert_eq!(w.top(), Some(u64::MAX - 1));
     }
 
     #[test]
     fn large_jump_starts_fresh() {
-        let mut w = ReplayWindow::new();
+        let w = ReplayWindow::new();
         let start = 1_790_000_000u64 << 32;
         for c in 0..100 {
             w.update(c).unwrap();
@@ -135,14 +188,46 @@ mod tests {
         w.update(start).unwrap();
         assert_eq!(w.check(start + 1), Ok(()));
         assert_eq!(w.check(start - 1), Ok(()));
+        assert_eq!(w.check(50), Err(Refused::TooOld));
+    }
+
+    /// Cores racing on the same counters: each counter is accepted exactly
+    /// once in total.
+    #[test]
+    fn racing_cores_accept_each_counter_once() {
+        let w = Arc::new(ReplayWindow::new());
+        let n = 20_000u64;
+        let accepted: u64 = (0..4)
+            .map(|k| {
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    let mut ok = 0u64;
+                    for i in 0..n {
+                        // Different orders per thread, same counter set.
+                        let c = if k % 2 == 0 { i } else { n - 1 - i };
+                        ok += w.update(c).is_ok() as u64;
+                    }
+                    ok
+                })
+            })
+            .map(|h| h.join().unwrap())
+            .sum();
+        // Every counter within the final window was accepted exactly once;
+        // counters that fell behind the window before a thread reached them
+        // may have been refused by every thread, never accepted twice.
+        assert!(accepted <= n, "{accepted} > {n}");
+        assert!(accepted >= n / 2, "{accepted}");
+        for c in n - WINDOW..n {
+            assert_eq!(w.check(c), Err(Refused::Seen));
+        }
     }
 
     proptest! {
         /// Against a model that remembers every counter: accept iff unseen
         /// and within WINDOW of the highest accepted.
         #[test]
-        fn matches_model(ops in prop::collection::vec(0u64..6000, 1..400)) {
-            let mut w = ReplayWindow::new();
+        fn matches_model(ops in prop::collection::vec(0u64..9000, 1..400)) {
+            let w = ReplayWindow::new();
             let mut seen = std::collections::HashSet::new();
             let mut top: Option<u64> = None;
             for c in ops {
@@ -150,6 +235,7 @@ mod tests {
                     None => true,
                     Some(t) => !seen.contains(&c) && (c > t || t - c < WINDOW),
                 };
+                prop_assert_eq!(w.check(c).is_ok(), want);
                 prop_assert_eq!(w.update(c).is_ok(), want);
                 if want {
                     seen.insert(c);

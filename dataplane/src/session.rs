@@ -2,6 +2,8 @@
 //! MCS initiator) holding each session's expanded keys and replay windows.
 //! Lookup is an index, not a hash.
 
+use std::sync::Arc;
+
 use crate::crypto::AeadKey;
 use crate::replay::ReplayWindow;
 use crate::wire::mcs::MAX_SESSION_ID;
@@ -24,8 +26,9 @@ pub struct Session {
     pub id: u16,
     /// Key for frames this end receives.
     pub rx_key: AeadKey,
-    /// Replay window of the receive direction.
-    pub rx_window: ReplayWindow,
+    /// Replay window of the receive direction, shared by every core's
+    /// table that holds this session.
+    pub rx_window: Arc<ReplayWindow>,
     /// Key for frames this end sends.
     pub tx_key: AeadKey,
     /// Next counter to seal with.
@@ -74,6 +77,19 @@ impl SessionTable {
     /// sending starts (0 after a handshake; `unix_seconds << 32` for
     /// configured keys).
     pub fn install(&mut self, id: u32, c2r: &[u8; 32], r2c: &[u8; 32], tx_counter: u64) -> Result<(), BadSessionId> {
+        self.install_shared(id, c2r, r2c, tx_counter, Arc::new(ReplayWindow::new()))
+    }
+
+    /// As [`install`](Self::install), with a receive window shared with the
+    /// other cores' tables (each core expands its own key schedules).
+    pub fn install_shared(
+        &mut self,
+        id: u32,
+        c2r: &[u8; 32],
+        r2c: &[u8; 32],
+        tx_counter: u64,
+        rx_window: Arc<ReplayWindow>,
+    ) -> Result<(), BadSessionId> {
         let slot = self.slots.get_mut(id as usize).ok_or(BadSessionId(id))?;
         let (rx, tx) = match self.role {
             Role::Relay => (c2r, r2c),
@@ -85,7 +101,7 @@ impl SessionTable {
         *slot = Some(Box::new(Session {
             id: id as u16,
             rx_key: AeadKey::new(rx),
-            rx_window: ReplayWindow::new(),
+            rx_window,
             tx_key: AeadKey::new(tx),
             tx_counter,
         }));
