@@ -1,7 +1,40 @@
-//! The control plane of attnet: the session handshake (HELLO/WELCOME,
-//! X25519 and HKDF key agreement), the ledger of accounts and blocks that
-//! survives crashes, and the contribution-weighted delegated consensus (PoC
-//! with PoR penalties) that orders sharded transactions into blocks. It
-//! builds on `dataplane`'s wire codec and is filled by the sessions/ledger
-//! and consensus work.
+//! The control plane of attnet: what happens to a transaction after the
+//! data plane has accepted it (well-formed, signature verified).
+//!
+//! - [`genesis`]: the genesis file (network id, opening balances) and its
+//!   hash, the parent of block 1;
+//! - [`ledger`]: account balances and nonces, nonce-ordered application
+//!   with a bounded, time-limited wait for nonce gaps, fees collected;
+//! - [`merkle`]: the RFC 6962 Merkle root over a block's transactions;
+//! - [`block`]: block headers (fixed 84-byte encoding) and the builder that
+//!   cuts applied transactions into blocks on an interval or at a cap;
+//! - [`consensus`]: the [`consensus::Finalizer`] stage, for now the
+//!   single-node one;
+//! - [`chain`]: the glue the node's control thread drives;
+//! - [`runner`]: that control thread (rings from the data cores in, final
+//!   blocks out).
+//!
+//! Everything but `runner` is pure: no I/O except reading the genesis file,
+//! no clocks (every call that needs the time takes `now_ms`), no threads;
+//! those modules also deny `clippy::indexing_slicing`, so they cannot panic
+//! on an index.
+//!
+//! Still to come: the session handshake (HELLO/WELCOME, X25519 and HKDF
+//! key agreement), persistence that survives crashes, and the
+//! contribution-weighted delegated consensus (PoC with PoR penalties)
+//! replacing the single-node finalizer.
 #![forbid(unsafe_code)]
+
+pub mod block;
+pub mod chain;
+pub mod consensus;
+pub mod genesis;
+pub mod ledger;
+pub mod merkle;
+
+pub use block::{Block, BlockBuilder, BlockConfig, BlockHeader};
+pub use chain::{Chain, ChainConfig, ChainCounters};
+pub use consensus::{Finalizer, SingleNode};
+pub use genesis::{Genesis, GenesisAccount};
+pub use ledger::{Account, Ledger, LedgerConfig, LedgerCounters, Refusal};
+pub mod runner;

@@ -6,11 +6,13 @@
 //! hot-path modules that need it.
 #![deny(unsafe_code)]
 
+pub mod backend;
 pub mod crypto;
 pub mod dedup;
 pub mod emit;
 pub mod lz4;
 pub mod path;
+pub mod pipeline;
 pub mod replay;
 pub mod session;
 pub mod testkit;

@@ -64,18 +64,22 @@ impl fmt::Display for DropReason {
 pub enum TxDrop {
     BadSignature = 0,
     /// Counted where transactions are deduplicated (`decode --pcap`, the
-    /// node), never by the frame path itself.
+    /// node): before verification by the caller's filter, or after.
     Duplicate,
+    /// The node's ring to the transaction's shard was full: the batch was
+    /// dropped rather than stall the data core.
+    RingFull,
 }
 
 impl TxDrop {
-    pub const COUNT: usize = 2;
-    pub const ALL: [TxDrop; Self::COUNT] = [TxDrop::BadSignature, TxDrop::Duplicate];
+    pub const COUNT: usize = 3;
+    pub const ALL: [TxDrop; Self::COUNT] = [TxDrop::BadSignature, TxDrop::Duplicate, TxDrop::RingFull];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             TxDrop::BadSignature => "bad_signature",
             TxDrop::Duplicate => "duplicate",
+            TxDrop::RingFull => "ring_full",
         }
     }
 }
@@ -144,8 +148,17 @@ impl Counters {
     /// stage runs after the frame path has accepted it).
     #[inline]
     pub fn reclassify_duplicate(&mut self) {
-        self.txs_accepted -= 1;
-        self.drop_tx(TxDrop::Duplicate);
+        self.reclassify(TxDrop::Duplicate, 1);
+    }
+
+    /// Moves `n` accepted transactions to drop reason `r` (a later stage
+    /// refused them).
+    #[inline]
+    pub fn reclassify(&mut self, r: TxDrop, n: u64) {
+        self.txs_accepted -= n;
+        if let Some(c) = self.tx_drops.get_mut(r as usize) {
+            *c += n;
+        }
     }
 
     pub fn frame_drop(&self, r: DropReason) -> u64 {

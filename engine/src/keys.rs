@@ -26,11 +26,29 @@ fn key(hex_str: &str, what: &str, id: u32) -> Result<[u8; 32], String> {
     Ok(k)
 }
 
+/// One configured session.
+#[derive(Debug, Clone, Copy)]
+pub struct Configured {
+    pub id: u32,
+    pub c2r: [u8; 32],
+    pub r2c: [u8; 32],
+}
+
 /// Reads the keys file and builds a relay frame path with its sessions.
 pub fn load(path: &Path, network_id: u32) -> Result<FramePath, String> {
+    let mut fp = FramePath::new(network_id);
+    for s in read(path)? {
+        // `read` checked the id range.
+        let _ = fp.sessions.install(s.id, &s.c2r, &s.r2c, 0);
+    }
+    Ok(fp)
+}
+
+/// Reads and checks the keys file.
+pub fn read(path: &Path) -> Result<Vec<Configured>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("keys file {}: {e}", path.display()))?;
     let file: KeysFile = serde_json::from_str(&text).map_err(|e| format!("keys file {}: {e}", path.display()))?;
-    let mut fp = FramePath::new(network_id);
+    let mut out = Vec::with_capacity(file.sessions.len());
     let mut seen = std::collections::HashSet::new();
     for (i, s) in file.sessions.iter().enumerate() {
         if !seen.insert(s.id) {
@@ -38,10 +56,14 @@ pub fn load(path: &Path, network_id: u32) -> Result<FramePath, String> {
         }
         let c2r = key(&s.c2r, "c2r", s.id).map_err(|e| format!("keys file {}: sessions[{i}]: {e}", path.display()))?;
         let r2c = key(&s.r2c, "r2c", s.id).map_err(|e| format!("keys file {}: sessions[{i}]: {e}", path.display()))?;
-        // This path only receives; the send counter is never used.
-        fp.sessions
-            .install(s.id, &c2r, &r2c, 0)
-            .map_err(|e| format!("keys file {}: sessions[{i}]: {e}", path.display()))?;
+        if s.id > u32::from(dataplane::wire::mcs::MAX_SESSION_ID) {
+            return Err(format!(
+                "keys file {}: sessions[{i}]: {}",
+                path.display(),
+                dataplane::session::BadSessionId(s.id)
+            ));
+        }
+        out.push(Configured { id: s.id, c2r, r2c });
     }
-    Ok(fp)
+    Ok(out)
 }

@@ -1,5 +1,15 @@
 //! pktgen: an ATT-aware traffic generator. It builds real, signed, sealed
-//! ATT v1 frames with `dataplane`'s emitters, paces them against absolute
-//! time, embeds probes for loss and latency, and keeps counters that agree
-//! with the receiver's. Filled by the generator work.
-#![forbid(unsafe_code)]
+//! ATT v1 frames with `dataplane`'s emitters from a pool of pre-signed
+//! transactions, gives every session fresh counters (`unix_seconds << 32`
+//! onward, spec "Counters"), mixes in a known share of malformed traffic,
+//! paces datagrams against absolute time and sends them in `sendmmsg`
+//! batches. Its counters say what was sent and what the receiver must
+//! make of it. The generator issue grows this into the line-rate tool.
+#![deny(unsafe_code)]
+
+pub mod plan;
+pub mod send;
+pub mod sendmmsg;
+
+pub use plan::{Plan, TxPool};
+pub use send::{send, SendConfig, SendReport};

@@ -1,0 +1,353 @@
+//! The control thread's one object: verified transactions in, final
+//! blocks out.
+//!
+//! [`Chain`] strings together the [`Ledger`] (which applies transactions
+//! the moment they arrive, in nonce order), the [`BlockBuilder`] (which
+//! receives exactly the applied transactions, in application order) and a
+//! [`Finalizer`]. The node calls [`Chain::submit`] for each transaction the
+//! data plane accepted, [`Chain::poll`] on every tick, and [`Chain::finish`]
+//! once at shutdown; all three take `now_ms` from the caller's clock.
+#![deny(clippy::indexing_slicing)]
+
+use std::ops::AddAssign;
+
+use crate::block::{Block, BlockBuilder, BlockConfig};
+use crate::consensus::{Finalizer, SingleNode};
+use crate::genesis::Genesis;
+use crate::ledger::{Ledger, LedgerConfig, LedgerCounters, Refusal};
+use crate::merkle::Hash;
+
+/// Configuration of the ledger and the block builder together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChainConfig {
+    /// Nonce-gap queue limits.
+    pub ledger: LedgerConfig,
+    /// When blocks are cut.
+    pub block: BlockConfig,
+}
+
+/// Counters for the node's summary. Counters of several chains (or runs)
+/// add up with `+=`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChainCounters {
+    /// What happened to submitted transactions.
+    pub ledger: LedgerCounters,
+    /// Final blocks.
+    pub blocks: u64,
+    /// Transactions in final blocks; equals `ledger.applied` after
+    /// [`Chain::finish`].
+    pub block_txs: u64,
+}
+
+impl ChainCounters {
+    /// The summary as JSON:
+    /// `{"submitted", "applied", "queued", "dropped": {"bad_nonce",
+    /// "insufficient_funds", "nonce_gap", "malformed"}, "blocks",
+    /// "block_txs"}`, where `submitted == applied + queued + Σ dropped`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let l = &self.ledger;
+        serde_json::json!({
+            "submitted": l.submitted,
+            "applied": l.applied,
+            "queued": l.queued,
+            "dropped": {
+                "bad_nonce": l.bad_nonce,
+                "insufficient_funds": l.insufficient_funds,
+                "nonce_gap": l.nonce_gap,
+                "malformed": l.malformed,
+            },
+            "blocks": self.blocks,
+            "block_txs": self.block_txs,
+        })
+    }
+}
+
+impl AddAssign for ChainCounters {
+    fn add_assign(&mut self, o: ChainCounters) {
+        self.ledger += o.ledger;
+        self.blocks += o.blocks;
+        self.block_txs += o.block_txs;
+    }
+}
+
+/// Ledger, block builder and finalizer, driven by one thread.
+#[derive(Debug)]
+pub struct Chain<F: Finalizer = SingleNode> {
+    ledger: Ledger,
+    builder: BlockBuilder,
+    finalizer: F,
+    height: u64,
+    last_hash: Hash,
+    blocks: u64,
+    block_txs: u64,
+}
+
+impl Chain<SingleNode> {
+    /// A one-node chain from `genesis`: every sealed block is final at once.
+    pub fn new(genesis: &Genesis, cfg: ChainConfig) -> Self {
+        Chain::with_finalizer(genesis, cfg, SingleNode::new(genesis.hash()))
+    }
+}
+
+impl<F: Finalizer> Chain<F> {
+    /// A chain with another finalizer (multi-node consensus, later; tests).
+    pub fn with_finalizer(genesis: &Genesis, cfg: ChainConfig, finalizer: F) -> Self {
+        let hash = genesis.hash();
+        Chain {
+            ledger: Ledger::new(genesis, cfg.ledger),
+            builder: BlockBuilder::new(cfg.block, hash),
+            finalizer,
+            height: 0,
+            last_hash: hash,
+            blocks: 0,
+            block_txs: 0,
+        }
+    }
+
+    /// Submits one transaction the data plane accepted (signature already
+    /// verified). Whatever applies goes into the next block. The result is
+    /// the ledger's ([`Ledger::submit`]): `Ok` if applied or waiting. The
+    /// first call also starts the block interval clock.
+    pub fn submit(&mut self, tx: &[u8], now_ms: u64) -> Result<(), Refusal> {
+        self.builder.start(now_ms);
+        let builder = &mut self.builder;
+        self.ledger.submit(tx, now_ms, &mut |t| builder.push(t))
+    }
+
+    /// The tick: drops stale waiting transactions, seals every block that
+    /// is due (more than one if a backlog exceeds `max_txs`) and returns the
+    /// blocks that became final, in height order.
+    pub fn poll(&mut self, now_ms: u64) -> Vec<Block> {
+        self.ledger.expire(now_ms);
+        let mut out = Vec::new();
+        while let Some(b) = self.builder.poll(now_ms) {
+            let f = self.finalizer.propose(b, now_ms);
+            self.record(&f);
+            out.extend(f);
+            if !self.builder.is_full() {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Shutdown: drops stale waiting transactions, then every remaining one
+    /// (their gaps cannot fill any more; counted as `nonce_gap`), and seals
+    /// the applied transactions not yet in a block. Returns the blocks that
+    /// became final. Afterwards `counters()` has `queued == 0`, so
+    /// `submitted == applied + Σ dropped`.
+    pub fn finish(&mut self, now_ms: u64) -> Vec<Block> {
+        self.ledger.expire(now_ms);
+        self.ledger.drop_all_queued();
+        let mut out = Vec::new();
+        while let Some(b) = self.builder.seal_now(now_ms) {
+            let f = self.finalizer.propose(b, now_ms);
+            self.record(&f);
+            out.extend(f);
+        }
+        out
+    }
+
+    /// Height of the last final block (0: only genesis).
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// Hash of the last final block (the genesis hash at height 0).
+    pub fn last_hash(&self) -> Hash {
+        self.last_hash
+    }
+
+    /// Number of final blocks so far.
+    pub fn blocks(&self) -> u64 {
+        self.blocks
+    }
+
+    /// The summary counters.
+    pub fn counters(&self) -> ChainCounters {
+        ChainCounters { ledger: self.ledger.counters(), blocks: self.blocks, block_txs: self.block_txs }
+    }
+
+    /// The ledger, for balance and nonce queries.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The finalizer, for its own state (e.g. [`SingleNode::rejected`]).
+    pub fn finalizer(&self) -> &F {
+        &self.finalizer
+    }
+
+    fn record(&mut self, finals: &[Block]) {
+        for b in finals {
+            self.height = b.header().height;
+            self.last_hash = b.hash();
+            self.blocks += 1;
+            self.block_txs += b.len() as u64;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::genesis::GenesisAccount;
+    use dataplane::wire::tx::{Kind, Repr};
+    use proptest::prelude::*;
+
+    const A: [u8; 32] = [0xA; 32];
+    const B: [u8; 32] = [0xB; 32];
+
+    fn tx(nonce: u64, amount: u64) -> Vec<u8> {
+        let r = Repr { kind: Kind::Transfer, from: A, to: B, nonce, amount, fee: 1, memo: b"", signature: [0; 64] };
+        let mut b = vec![0u8; r.buffer_len()];
+        r.emit(&mut b).unwrap();
+        b
+    }
+
+    fn chain(block: BlockConfig) -> (Genesis, Chain) {
+        let g = Genesis::new(1, [GenesisAccount { key: A, balance: 1000 }]).unwrap();
+        let c = Chain::new(&g, ChainConfig { ledger: LedgerConfig::default(), block });
+        (g, c)
+    }
+
+    #[test]
+    fn transactions_to_final_blocks() {
+        let (g, mut c) = chain(BlockConfig { interval_ms: 200, max_txs: 3, empty_blocks: false });
+        assert_eq!((c.height(), c.last_hash()), (0, g.hash()));
+        c.submit(&tx(1, 10), 1000).unwrap();
+        c.submit(&tx(3, 10), 1010).unwrap(); // waits for 2
+        assert!(c.poll(1100).is_empty());
+        let blocks = c.poll(1200);
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0].header().parent, g.hash());
+        assert_eq!(blocks[0].len(), 1);
+        // 2 fills the gap: 2 and 3 apply; 4..=5 make a backlog over the cap.
+        c.submit(&tx(2, 10), 1250).unwrap();
+        c.submit(&tx(4, 10), 1260).unwrap();
+        c.submit(&tx(5, 10), 1270).unwrap();
+        assert_eq!(c.submit(&tx(5, 10), 1270), Err(Refusal::BadNonce));
+        let blocks = c.poll(1280); // cap reached: sealed before the interval
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0].len(), 3);
+        assert_eq!(c.height(), 2);
+        c.submit(&tx(7, 10), 1300).unwrap(); // waits forever
+        let last = c.finish(1300);
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].header().height, 3);
+        assert_eq!(last[0].header().parent, blocks[0].hash());
+        assert_eq!((c.height(), c.blocks(), c.last_hash()), (3, 3, last[0].hash()));
+        assert_eq!(c.finalizer().rejected(), 0);
+        let k = c.counters();
+        assert_eq!(k.ledger.applied, 5);
+        assert_eq!(k.block_txs, 5);
+        assert_eq!(c.ledger().account(&A).unwrap().nonce, 5);
+        let j = k.to_json();
+        assert_eq!(j["applied"], 5);
+        assert_eq!(j["submitted"], 7);
+        assert_eq!(j["queued"], 0);
+        assert_eq!(j["dropped"]["bad_nonce"], 1);
+        assert_eq!(j["dropped"]["nonce_gap"], 1);
+        assert_eq!(j["dropped"]["insufficient_funds"], 0);
+        assert_eq!(j["blocks"], 3);
+        assert!(c.finish(2000).is_empty());
+    }
+
+    #[test]
+    fn stale_drop_on_poll_and_summed_counters() {
+        let (_, mut c) = chain(BlockConfig::default());
+        c.submit(&tx(2, 10), 0).unwrap();
+        assert!(c.poll(2000).is_empty());
+        assert_eq!(c.counters().ledger.queued, 1);
+        assert!(c.poll(2001).is_empty());
+        assert_eq!(c.counters().ledger.nonce_gap, 1);
+        let mut sum = c.counters();
+        sum += c.counters();
+        assert_eq!(sum.ledger.nonce_gap, 2);
+        assert_eq!(sum.ledger.submitted, 2);
+    }
+
+    #[test]
+    fn zero_interval_poll_ends() {
+        let (_, mut c) = chain(BlockConfig { interval_ms: 0, max_txs: 2, empty_blocks: true });
+        assert_eq!(c.poll(0).len(), 1);
+        for n in 1..=5 {
+            c.submit(&tx(n, 1), 1).unwrap();
+        }
+        // Backlog of 5 over a cap of 2: full blocks at once, then the rest
+        // at the next poll.
+        let b = c.poll(1);
+        assert_eq!(b.iter().map(Block::len).collect::<Vec<_>>(), vec![2, 2]);
+        assert_eq!(c.poll(1).iter().map(Block::len).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(c.poll(1).iter().map(Block::len).collect::<Vec<_>>(), vec![0]);
+    }
+
+    #[test]
+    fn empty_blocks_when_asked() {
+        let (_, mut c) = chain(BlockConfig { empty_blocks: true, ..BlockConfig::default() });
+        assert!(c.poll(0).is_empty());
+        assert_eq!(c.poll(200).len(), 1);
+        assert_eq!(c.poll(400).len(), 1);
+        assert_eq!(c.height(), 2);
+        assert!(c.finish(450).is_empty());
+    }
+
+    fn tx_from(from: [u8; 32], nonce: u64, amount: u64) -> Vec<u8> {
+        let r = Repr { kind: Kind::Transfer, from, to: B, nonce, amount, fee: 1, memo: b"", signature: [0; 64] };
+        let mut b = vec![0u8; r.buffer_len()];
+        r.emit(&mut b).unwrap();
+        b
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// End to end: the final blocks chain from genesis, hold exactly the
+        /// applied transactions, and replaying them on a fresh ledger gives
+        /// the same state.
+        #[test]
+        fn blocks_replay_to_the_same_state(
+            steps in prop::collection::vec((any::<bool>(), 1u64..=12, 0u64..=300, 0u64..=150, any::<bool>()), 0..120),
+            interval_ms in 0u64..=400,
+            max_txs in 1u32..=6,
+            empty_blocks in any::<bool>(),
+        ) {
+            let g = Genesis::new(1, [GenesisAccount { key: A, balance: 2000 }, GenesisAccount { key: B, balance: 500 }])
+                .unwrap();
+            let block = BlockConfig { interval_ms, max_txs, empty_blocks };
+            let mut c = Chain::new(&g, ChainConfig { ledger: LedgerConfig::default(), block });
+            let mut blocks = Vec::new();
+            let mut now = 1_000u64;
+            for (from_a, nonce, amount, dt, poll) in steps {
+                now += dt;
+                let _ = c.submit(&tx_from(if from_a { A } else { B }, nonce, amount), now);
+                if poll {
+                    blocks.extend(c.poll(now));
+                }
+            }
+            blocks.extend(c.finish(now + 5_000));
+            let k = c.counters();
+            prop_assert_eq!(k.ledger.queued, 0);
+            prop_assert_eq!(k.ledger.submitted, k.ledger.applied + k.ledger.dropped());
+            prop_assert_eq!(k.block_txs, k.ledger.applied);
+            prop_assert_eq!(k.blocks, blocks.len() as u64);
+            prop_assert_eq!(c.finalizer().rejected(), 0);
+            let mut parent = g.hash();
+            let mut replay = Ledger::new(&g, LedgerConfig::default());
+            for (i, b) in blocks.iter().enumerate() {
+                prop_assert_eq!(b.header().height, i as u64 + 1);
+                prop_assert_eq!(b.header().parent, parent);
+                prop_assert!(b.is_consistent());
+                prop_assert!(b.len() <= max_txs as usize);
+                prop_assert!(empty_blocks || !b.is_empty());
+                parent = b.hash();
+                for t in b.txs() {
+                    prop_assert_eq!(replay.submit(t, 0, &mut |_| {}), Ok(()));
+                }
+            }
+            prop_assert_eq!((c.height(), c.last_hash()), (blocks.len() as u64, parent));
+            prop_assert_eq!(replay.state_root(), c.ledger().state_root());
+        }
+    }
+}

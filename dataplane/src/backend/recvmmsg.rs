@@ -1,0 +1,652 @@
+//! The recvmmsg(2) backend: one non-blocking `SO_REUSEPORT` UDP socket per
+//! queue, drained with one `recvmmsg(MSG_DONTWAIT)` per burst into buffers
+//! allocated once. It is the fallback when io_uring is unavailable, and the
+//! socket setup it defines (`open_udp_group`) is shared with the io_uring
+//! backend so both listen the same way.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use super::{RxQueue, UdpConfig, BUF_SIZE, MAX_BURST};
+
+/// Control-message room per datagram: one `SO_RXQ_OVFL` cmsg is
+/// `CMSG_SPACE(4)` = 24 bytes on 64-bit Linux; 32 keeps 8-byte alignment.
+pub(crate) const CONTROL_LEN: usize = 32;
+
+/// An `io::Error` of the same kind whose message says what was being done.
+pub(crate) fn context(what: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// A UDP socket as every socket backend listens: non-blocking,
+/// `SO_REUSEADDR` + `SO_REUSEPORT` (one socket per queue, the kernel spreads
+/// flows over the group), `SO_RCVBUF` when `rcvbuf` is nonzero (capped by
+/// `net.core.rmem_max`), `SO_RXQ_OVFL` on so that each datagram carries the
+/// socket's drop counter, bound to `addr`.
+pub(crate) fn open_udp_socket(addr: SocketAddr, rcvbuf: usize) -> io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(|e| context("UDP socket", e))?;
+    s.set_nonblocking(true).map_err(|e| context("O_NONBLOCK", e))?;
+    s.set_reuse_address(true).map_err(|e| context("SO_REUSEADDR", e))?;
+    s.set_reuse_port(true).map_err(|e| context("SO_REUSEPORT", e))?;
+    if rcvbuf > 0 {
+        s.set_recv_buffer_size(rcvbuf).map_err(|e| context("SO_RCVBUF", e))?;
+    }
+    let on: libc::c_int = 1;
+    // SAFETY: `s` is an open socket; optval points at a live c_int and optlen is its size.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RXQ_OVFL,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(context("SO_RXQ_OVFL", io::Error::last_os_error()));
+    }
+    s.bind(&SockAddr::from(addr)).map_err(|e| context(&format!("bind {addr}"), e))?;
+    Ok(s)
+}
+
+/// `cfg.queues` sockets of one `SO_REUSEPORT` group. With port 0 in
+/// `cfg.listen` the first socket picks the port and the others join it.
+/// Returns the sockets and the address they share.
+pub(crate) fn open_udp_group(cfg: &UdpConfig) -> io::Result<(Vec<Socket>, SocketAddr)> {
+    if cfg.queues == 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "UdpConfig::queues must be at least 1"));
+    }
+    let first = open_udp_socket(cfg.listen, cfg.rcvbuf)?;
+    let local = first
+        .local_addr()
+        .and_then(|a| a.as_socket().ok_or_else(|| io::Error::other("not an IP socket")))
+        .map_err(|e| context("getsockname", e))?;
+    let mut socks = Vec::with_capacity(cfg.queues);
+    socks.push(first);
+    for _ in 1..cfg.queues {
+        socks.push(open_udp_socket(local, cfg.rcvbuf)?);
+    }
+    Ok((socks, local))
+}
+
+/// The value of the first `SOL_SOCKET`/`SO_RXQ_OVFL` control message in
+/// `control` (the bytes of `msg_control` the kernel filled), if any. The
+/// layout is the kernel's `struct cmsghdr` (`size_t` length, `int` level,
+/// `int` type, data aligned to `size_t`); every range is checked, so
+/// malformed input yields `None`, never a panic.
+pub(crate) fn parse_rxq_ovfl(control: &[u8]) -> Option<u32> {
+    const W: usize = std::mem::size_of::<usize>();
+    const HDR: usize = (W + 8).next_multiple_of(W);
+    let mut off = 0usize;
+    loop {
+        let hdr = control.get(off..off.checked_add(HDR)?)?;
+        let len = usize::from_ne_bytes(hdr.get(..W)?.try_into().ok()?);
+        let level = i32::from_ne_bytes(hdr.get(W..W + 4)?.try_into().ok()?);
+        let kind = i32::from_ne_bytes(hdr.get(W + 4..W + 8)?.try_into().ok()?);
+        if len < HDR {
+            return None;
+        }
+        if level == libc::SOL_SOCKET && kind == libc::SO_RXQ_OVFL {
+            let data = control.get(off + HDR..off.checked_add(len)?)?;
+            return Some(u32::from_ne_bytes(data.get(..4)?.try_into().ok()?));
+        }
+        off = off.checked_add(len.checked_next_multiple_of(W)?)?;
+    }
+}
+
+/// Turns the socket's cumulative 32-bit drop counter (as sampled by the
+/// `SO_RXQ_OVFL` cmsgs, in arrival order) into a 64-bit total that survives
+/// the counter wrapping.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct DropCounter {
+    last: u32,
+    total: u64,
+}
+
+impl DropCounter {
+    pub(crate) fn update(&mut self, sample: u32) {
+        self.total += u64::from(sample.wrapping_sub(self.last));
+        self.last = sample;
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+}
+
+/// Waits until `fd` is readable or `timeout` passes; EINTR counts as a
+/// (spurious) wake-up.
+pub(crate) fn poll_readable(fd: RawFd, timeout: Duration) -> io::Result<()> {
+    let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: `p` is one valid pollfd that lives across the call.
+    let r = unsafe { libc::poll(&mut p, 1, ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// A heap array owned through a raw pointer: its address never changes when
+/// the queue moves, and the pointers the kernel gets (iovecs, mmsghdrs) stay
+/// valid because nothing ever re-borrows the allocation as a unique `Box`.
+struct RawArray<T> {
+    ptr: NonNull<T>,
+    len: usize,
+}
+
+impl<T> RawArray<T> {
+    fn new(v: Vec<T>) -> Self {
+        let len = v.len();
+        let ptr = NonNull::from(Box::leak(v.into_boxed_slice())).cast::<T>();
+        RawArray { ptr, len }
+    }
+
+    fn as_ptr(&self) -> *mut T {
+        self.ptr.as_ptr()
+    }
+}
+
+impl<T> Drop for RawArray<T> {
+    fn drop(&mut self) {
+        // SAFETY: ptr and len come from the `Box<[T]>` leaked in `new`, freed only here.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len)) });
+    }
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Control([u8; CONTROL_LEN]);
+
+/// One `recvmmsg` receive queue.
+pub struct RecvmmsgQueue {
+    sock: Socket,
+    local: SocketAddr,
+    /// MAX_BURST × BUF_SIZE bytes; slot `i` is `bufs[i * BUF_SIZE..][..BUF_SIZE]`.
+    bufs: RawArray<u8>,
+    /// Slot `i`'s iovec; read by the kernel only.
+    _iovs: RawArray<libc::iovec>,
+    /// Slot `i`'s control-message buffer.
+    ctrl: RawArray<Control>,
+    /// Slot `i`'s mmsghdr, pointing at `_iovs[i]` and `ctrl[i]`.
+    hdrs: RawArray<libc::mmsghdr>,
+    drops: DropCounter,
+    packets: u64,
+}
+
+// SAFETY: the raw pointers of a queue point only into allocations that the
+// queue owns exclusively (nothing is shared with other queues or threads), so
+// moving the whole queue to another thread moves that ownership with it.
+unsafe impl Send for RecvmmsgQueue {}
+
+impl RecvmmsgQueue {
+    /// Opens `cfg.queues` sockets in one `SO_REUSEPORT` group on `cfg.listen`.
+    pub fn open(cfg: &UdpConfig) -> io::Result<Vec<RecvmmsgQueue>> {
+        let (socks, local) = open_udp_group(cfg)?;
+        Ok(socks.into_iter().map(|s| RecvmmsgQueue::new(s, local)).collect())
+    }
+
+    fn new(sock: Socket, local: SocketAddr) -> RecvmmsgQueue {
+        let bufs = RawArray::new(vec![0u8; MAX_BURST * BUF_SIZE]);
+        let ctrl = RawArray::new(vec![Control([0; CONTROL_LEN]); MAX_BURST]);
+        let iovs = RawArray::new(
+            (0..MAX_BURST)
+                .map(|i| libc::iovec {
+                    // SAFETY: i * BUF_SIZE < MAX_BURST * BUF_SIZE, inside `bufs`.
+                    iov_base: unsafe { bufs.as_ptr().add(i * BUF_SIZE) }.cast(),
+                    iov_len: BUF_SIZE,
+                })
+                .collect(),
+        );
+        let hdrs = RawArray::new(
+            (0..MAX_BURST)
+                .map(|i| {
+                    // SAFETY: mmsghdr is plain C data for which all-zero is valid (null pointers, zero lengths).
+                    let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                    // SAFETY: i < MAX_BURST, the length of `iovs` and `ctrl`.
+                    h.msg_hdr.msg_iov = unsafe { iovs.as_ptr().add(i) };
+                    h.msg_hdr.msg_iovlen = 1;
+                    // SAFETY: as above.
+                    h.msg_hdr.msg_control = unsafe { ctrl.as_ptr().add(i) }.cast();
+                    h.msg_hdr.msg_controllen = CONTROL_LEN as _;
+                    h
+                })
+                .collect(),
+        );
+        RecvmmsgQueue { sock, local, bufs, _iovs: iovs, ctrl, hdrs, drops: DropCounter::default(), packets: 0 }
+    }
+
+    /// The address the socket group is bound to (with the port the kernel
+    /// chose if `listen` had port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+impl RxQueue for RecvmmsgQueue {
+    fn name(&self) -> &'static str {
+        "recvmmsg"
+    }
+
+    fn rx_burst(&mut self, f: &mut dyn FnMut(&mut [&mut [u8]])) -> io::Result<usize> {
+        let fd = self.sock.as_raw_fd();
+        let n = loop {
+            // SAFETY: `hdrs` holds MAX_BURST initialised mmsghdrs, each pointing at its
+            // own iovec (BUF_SIZE bytes of `bufs`) and its own CONTROL_LEN-byte control
+            // buffer; all are owned by `self`, outlive the (synchronous) call, and no
+            // Rust reference to them exists during it.
+            let r = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    self.hdrs.as_ptr(),
+                    MAX_BURST as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if r >= 0 {
+                break (r as usize).min(MAX_BURST);
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN) => return Ok(0),
+                Some(libc::EINTR) => continue,
+                _ => return Err(context("recvmmsg", e)),
+            }
+        };
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut slices: [&mut [u8]; MAX_BURST] = std::array::from_fn(|_| Default::default());
+        for (i, slot) in slices.iter_mut().enumerate().take(n) {
+            // SAFETY: i < n <= MAX_BURST; the kernel is done with hdrs[i] once recvmmsg
+            // returned, and this is the only reference to it.
+            let h = unsafe { &mut *self.hdrs.as_ptr().add(i) };
+            // A datagram longer than BUF_SIZE comes with MSG_TRUNC and msg_len cut at
+            // BUF_SIZE; min() keeps the slice inside the slot whatever the kernel says.
+            let len = (h.msg_len as usize).min(BUF_SIZE);
+            #[allow(clippy::unnecessary_cast)] // socklen_t, not size_t, on musl
+            let clen = (h.msg_hdr.msg_controllen as usize).min(CONTROL_LEN);
+            // SAFETY: ctrl[i] is CONTROL_LEN initialised bytes owned by `self`, clen <=
+            // CONTROL_LEN, and nothing writes to it while this slice lives.
+            let control = unsafe { std::slice::from_raw_parts(self.ctrl.as_ptr().add(i).cast::<u8>(), clen) };
+            if let Some(v) = parse_rxq_ovfl(control) {
+                self.drops.update(v);
+            }
+            // The kernel shrinks msg_controllen to what it wrote: give the room back.
+            h.msg_hdr.msg_controllen = CONTROL_LEN as _;
+            h.msg_hdr.msg_flags = 0;
+            // SAFETY: slot i is bufs[i * BUF_SIZE..][..BUF_SIZE] and len <= BUF_SIZE, so the
+            // slice is inside the allocation; slots of different i are disjoint; the
+            // kernel writes to them only during recvmmsg, which cannot run before these
+            // slices die at the end of this call (`&mut self`).
+            *slot = unsafe { std::slice::from_raw_parts_mut(self.bufs.as_ptr().add(i * BUF_SIZE), len) };
+        }
+        self.packets += n as u64;
+        f(&mut slices[..n]);
+        Ok(n)
+    }
+
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        poll_readable(self.sock.as_raw_fd(), timeout)
+    }
+
+    fn kernel_dropped(&self) -> u64 {
+        self.drops.total()
+    }
+
+    fn packets(&self) -> u64 {
+        self.packets
+    }
+}
+
+/// Loopback harness shared by the recvmmsg and io_uring tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use std::collections::HashMap;
+    use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    use super::super::{RxQueue, UdpConfig, BUF_SIZE};
+
+    /// Runs `f` on a new thread inside a network namespace of its own with
+    /// `lo` up, so that test traffic never leaves it. Without the right to
+    /// create one (EPERM: not root), runs on the host's loopback and says so.
+    pub(crate) fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            // SAFETY: unshare(2) with CLONE_NEWNET only moves this thread into a new
+            // network namespace; it touches no memory of ours.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                let e = std::io::Error::last_os_error();
+                println!("unshare(CLONE_NEWNET) failed ({e}); testing on the host's 127.0.0.1 instead");
+            } else {
+                // Children inherit the namespace of the thread that forks them.
+                let st = Command::new("ip").args(["link", "set", "lo", "up"]).status();
+                match st {
+                    Ok(s) if s.success() => {}
+                    other => {
+                        panic!("`ip link set lo up` in the test namespace failed: {other:?} (is iproute2 installed?)")
+                    }
+                }
+            }
+            f()
+        })
+        .join()
+        .expect("test thread panicked")
+    }
+
+    pub(crate) fn cfg(queues: usize, rcvbuf: usize) -> UdpConfig {
+        UdpConfig { listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), queues, rcvbuf }
+    }
+
+    /// Datagram `seq`: 4-byte LE sequence number, then bytes derived from it.
+    pub(crate) fn datagram(seq: u32, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len.max(4)];
+        v[..4].copy_from_slice(&seq.to_le_bytes());
+        for (j, b) in v.iter_mut().enumerate().skip(4) {
+            *b = (seq as u8).wrapping_mul(31).wrapping_add(j as u8);
+        }
+        v
+    }
+
+    /// Length of datagram `seq`: 4..=BUF_SIZE, and now and then longer than
+    /// BUF_SIZE (handed over cut).
+    pub(crate) fn size_of_seq(seq: u32) -> usize {
+        if seq % 401 == 7 {
+            BUF_SIZE + 300
+        } else {
+            4 + (seq as usize * 7919) % (BUF_SIZE - 4 + 1)
+        }
+    }
+
+    /// What the receiving side saw.
+    #[derive(Default)]
+    pub(crate) struct Tally {
+        pub(crate) seen: HashMap<u32, usize>,
+        pub(crate) received: u64,
+        pub(crate) per_queue: Vec<u64>,
+        pub(crate) cut: u64,
+    }
+
+    impl Tally {
+        /// Checks one received datagram against what was sent.
+        fn check(&mut self, q: usize, d: &[u8]) {
+            assert!(d.len() >= 4, "runt datagram of {} bytes", d.len());
+            let seq = u32::from_le_bytes(d[..4].try_into().unwrap());
+            let want = datagram(seq, size_of_seq(seq));
+            assert_eq!(d.len(), want.len().min(BUF_SIZE), "datagram {seq}: length");
+            assert!(d == &want[..d.len()], "datagram {seq}: content differs");
+            if want.len() > BUF_SIZE {
+                self.cut += 1;
+            }
+            *self.seen.entry(seq).or_default() += 1;
+            assert_eq!(self.seen[&seq], 1, "datagram {seq} delivered twice");
+            self.received += 1;
+            self.per_queue[q] += 1;
+        }
+    }
+
+    /// One round over all queues: a burst from each; waits briefly on one
+    /// queue if none had anything.
+    pub(crate) fn drain_round(qs: &mut [Box<dyn RxQueue>], t: &mut Tally, round: &mut usize) {
+        if t.per_queue.len() < qs.len() {
+            t.per_queue.resize(qs.len(), 0);
+        }
+        let mut got = 0;
+        for (i, q) in qs.iter_mut().enumerate() {
+            got += q
+                .rx_burst(&mut |b: &mut [&mut [u8]]| {
+                    for d in b.iter() {
+                        t.check(i, d);
+                    }
+                })
+                .expect("rx_burst");
+        }
+        if got == 0 {
+            *round += 1;
+            let n = qs.len();
+            qs[*round % n].wait(Duration::from_millis(2)).expect("wait");
+        }
+    }
+
+    pub(crate) fn dropped(qs: &[Box<dyn RxQueue>]) -> u64 {
+        qs.iter().map(|q| q.kernel_dropped()).sum()
+    }
+
+    /// Drains until received + kernel-dropped reaches `sent`, `deadline`
+    /// passes, or (with `quiet`) nothing has arrived for that long.
+    pub(crate) fn drain_until(
+        qs: &mut [Box<dyn RxQueue>],
+        t: &mut Tally,
+        sent: u64,
+        deadline: Instant,
+        quiet: Option<Duration>,
+    ) {
+        let mut round = 0;
+        let mut last = (t.received, Instant::now());
+        while t.received + dropped(qs) < sent && Instant::now() < deadline {
+            drain_round(qs, t, &mut round);
+            if t.received != last.0 {
+                last = (t.received, Instant::now());
+            } else if quiet.is_some_and(|q| last.1.elapsed() >= q) {
+                break;
+            }
+        }
+    }
+
+    /// `SO_RXQ_OVFL` reports a socket's drops with the next datagram it
+    /// queues, so drops at the very end of a run stay unreported until
+    /// something else arrives. Once the queues are drained, one marker from
+    /// every client reaches every socket that could have dropped (a client's
+    /// datagrams always hash to the same socket) and carries the final count.
+    pub(crate) fn send_markers(clients: &[UdpSocket], to: SocketAddr, next_seq: &mut u32) -> u64 {
+        for c in clients {
+            c.send_to(&datagram(*next_seq, size_of_seq(*next_seq)), to).expect("send marker");
+            *next_seq += 1;
+        }
+        clients.len() as u64
+    }
+
+    pub(crate) fn clients(n: usize) -> Vec<UdpSocket> {
+        (0..n).map(|_| UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("client socket")).collect()
+    }
+
+    /// The loopback check for a socket backend: `total` datagrams of varying
+    /// sizes from 16 client sockets (16 source ports) sent at a modest pace by
+    /// a second thread while this one drains all queues; then every payload
+    /// is intact, none is delivered twice, and received + kernel-dropped ==
+    /// sent. Returns the tally.
+    pub(crate) fn exercise(mut qs: Vec<Box<dyn RxQueue>>, to: SocketAddr, total: u32) -> Tally {
+        let cl = clients(16);
+        let senders: Vec<UdpSocket> = cl.iter().map(|c| c.try_clone().unwrap()).collect();
+        let sender = std::thread::spawn(move || {
+            for seq in 0..total {
+                senders[seq as usize % senders.len()].send_to(&datagram(seq, size_of_seq(seq)), to).expect("send");
+                if seq % 20 == 19 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        });
+        let mut t = Tally { per_queue: vec![0; qs.len()], ..Tally::default() };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut round = 0;
+        while !sender.is_finished() && Instant::now() < deadline {
+            drain_round(&mut qs, &mut t, &mut round);
+        }
+        sender.join().expect("sender thread");
+        // Tail drops are reported only by the markers, hence `quiet`.
+        drain_until(&mut qs, &mut t, u64::from(total), deadline, Some(Duration::from_millis(100)));
+        let mut next = total;
+        let sent = u64::from(total) + send_markers(&cl, to, &mut next);
+        drain_until(&mut qs, &mut t, sent, Instant::now() + Duration::from_secs(5), None);
+        let dropped = dropped(&qs);
+        println!(
+            "{}: sent {sent}, received {} (per queue {:?}), kernel dropped {dropped}, cut at BUF_SIZE {}",
+            qs[0].name(),
+            t.received,
+            t.per_queue,
+            t.cut
+        );
+        assert_eq!(t.received + dropped, sent, "received + kernel_dropped != sent");
+        let packets: u64 = qs.iter().map(|q| q.packets()).sum();
+        assert_eq!(packets, t.received, "packets() disagrees with what the callback saw");
+        if qs.len() > 1 {
+            assert!(t.per_queue.iter().all(|&n| n > 0), "a queue of the group got nothing: {:?}", t.per_queue);
+        }
+        assert!(t.cut > 0 || dropped > 0, "no over-long datagram arrived");
+        t
+    }
+
+    /// Sends `total` datagrams of `len` bytes to one queue before reading
+    /// anything (so a small receive buffer overflows, or a small buffer ring
+    /// runs dry), then drains, sends one marker (see `send_markers`) and
+    /// drains again. Checks every payload and that received + kernel-dropped
+    /// == sent (`total` + 1); returns (received, kernel-dropped).
+    pub(crate) fn flood<Q: RxQueue + ?Sized>(q: &mut Q, to: SocketAddr, total: u32, len: usize) -> (u64, u64) {
+        let cl = clients(1);
+        for seq in 0..total {
+            cl[0].send_to(&datagram(seq, len), to).expect("send");
+        }
+        let mut seen = vec![false; total as usize + 1];
+        let mut received = 0u64;
+        // Until `want` arrived or were dropped, for at most 5 s, or (with
+        // `quiet`) until nothing arrived for that long.
+        let mut drain = |q: &mut Q, want: u64, quiet: Option<Duration>| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut last = (received, Instant::now());
+            while received + q.kernel_dropped() < want && Instant::now() < deadline {
+                let got = q
+                    .rx_burst(&mut |b: &mut [&mut [u8]]| {
+                        for d in b.iter() {
+                            let seq = u32::from_le_bytes(d[..4].try_into().unwrap());
+                            assert!(d[..] == datagram(seq, len)[..], "datagram {seq}: content differs");
+                            assert!(!std::mem::replace(&mut seen[seq as usize], true), "datagram {seq} twice");
+                            received += 1;
+                        }
+                    })
+                    .expect("rx_burst");
+                if got == 0 {
+                    q.wait(Duration::from_millis(5)).expect("wait");
+                }
+                if received != last.0 {
+                    last = (received, Instant::now());
+                } else if quiet.is_some_and(|d| last.1.elapsed() >= d) {
+                    break;
+                }
+            }
+        };
+        // Drops at the tail are reported only with the marker, hence `quiet`.
+        drain(q, u64::from(total), Some(Duration::from_millis(100)));
+        cl[0].send_to(&datagram(total, len), to).expect("send marker");
+        drain(q, u64::from(total) + 1, None);
+        let d = q.kernel_dropped();
+        println!("{} flood: sent {}, received {received}, kernel dropped {d}", q.name(), total + 1);
+        assert_eq!(received + d, u64::from(total) + 1, "received + kernel_dropped != sent");
+        assert!(seen[total as usize], "the marker sent after the drain was lost");
+        assert_eq!(q.packets(), received, "packets() disagrees with what the callback saw");
+        (received, d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::*;
+    use super::*;
+
+    #[test]
+    fn rxq_ovfl_cmsg_parses() {
+        // SAFETY: CMSG_SPACE/CMSG_LEN are pure arithmetic.
+        let (space, clen) = unsafe { (libc::CMSG_SPACE(4) as usize, libc::CMSG_LEN(4) as usize) };
+        assert!(space <= CONTROL_LEN);
+        let mut c = vec![0u8; CONTROL_LEN];
+        c[..8].copy_from_slice(&clen.to_ne_bytes());
+        c[8..12].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+        c[12..16].copy_from_slice(&libc::SO_RXQ_OVFL.to_ne_bytes());
+        c[16..20].copy_from_slice(&77u32.to_ne_bytes());
+        assert_eq!(parse_rxq_ovfl(&c[..space]), Some(77));
+        assert_eq!(parse_rxq_ovfl(&c[..clen]), Some(77));
+        assert_eq!(parse_rxq_ovfl(&c[..clen - 1]), None);
+        assert_eq!(parse_rxq_ovfl(&[]), None);
+        // Another cmsg first, then ours.
+        let mut two = vec![0u8; 48];
+        two[..8].copy_from_slice(&20usize.to_ne_bytes());
+        two[8..12].copy_from_slice(&libc::IPPROTO_IP.to_ne_bytes());
+        two[24..48].copy_from_slice(&c[..24]);
+        assert_eq!(parse_rxq_ovfl(&two), Some(77));
+        // A length below the header or beyond the buffer is not followed.
+        let mut bad = c.clone();
+        bad[..8].copy_from_slice(&3usize.to_ne_bytes());
+        assert_eq!(parse_rxq_ovfl(&bad), None);
+        bad[..8].copy_from_slice(&usize::MAX.to_ne_bytes());
+        assert_eq!(parse_rxq_ovfl(&bad), None);
+    }
+
+    #[test]
+    fn drop_counter_survives_wrap() {
+        let mut d = DropCounter::default();
+        d.update(5);
+        d.update(5);
+        d.update(u32::MAX);
+        d.update(3);
+        assert_eq!(d.total(), u64::from(u32::MAX) + 4);
+    }
+
+    #[test]
+    fn queues_share_one_port() {
+        in_netns(|| {
+            let qs = RecvmmsgQueue::open(&cfg(3, 0)).unwrap();
+            assert_ne!(qs[0].local_addr().port(), 0);
+            assert!(qs.iter().all(|q| q.local_addr() == qs[0].local_addr()));
+            assert!(RecvmmsgQueue::open(&cfg(0, 0)).is_err());
+        });
+    }
+
+    #[test]
+    fn loopback_burst_intact() {
+        in_netns(|| {
+            let qs = RecvmmsgQueue::open(&cfg(2, 1 << 20)).unwrap();
+            let to = qs[0].local_addr();
+            let qs: Vec<Box<dyn RxQueue>> = qs.into_iter().map(|q| Box::new(q) as Box<dyn RxQueue>).collect();
+            exercise(qs, to, 2000);
+        });
+    }
+
+    #[test]
+    fn loopback_overflow_counted() {
+        in_netns(|| {
+            let mut q = RecvmmsgQueue::open(&cfg(1, 4096)).unwrap().pop().unwrap();
+            let to = q.local_addr();
+            let (_, dropped) = flood(&mut q, to, 400, 1000);
+            assert!(dropped > 0, "the kernel dropped nothing: the receive buffer did not fill");
+        });
+    }
+
+    #[test]
+    fn wait_times_out_and_wakes() {
+        in_netns(|| {
+            let mut q = RecvmmsgQueue::open(&cfg(1, 0)).unwrap().pop().unwrap();
+            let t0 = std::time::Instant::now();
+            q.wait(Duration::from_millis(20)).unwrap();
+            assert!(t0.elapsed() >= Duration::from_millis(15));
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.send_to(b"wake", q.local_addr()).unwrap();
+            q.wait(Duration::from_secs(5)).unwrap();
+            let mut got = Vec::new();
+            let n = q.rx_burst(&mut |b: &mut [&mut [u8]]| got.extend(b.iter().map(|d| d.to_vec()))).unwrap();
+            assert_eq!(n, 1);
+            assert_eq!(got, vec![b"wake".to_vec()]);
+            assert_eq!(q.rx_burst(&mut |_: &mut [&mut [u8]]| panic!("nothing is queued")).unwrap(), 0);
+        });
+    }
+}

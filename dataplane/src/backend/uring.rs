@@ -1,0 +1,855 @@
+//! The io_uring backend: per queue one `SO_REUSEPORT` UDP socket (opened
+//! like the recvmmsg backend's), one ring, a provided-buffer ring the kernel
+//! picks receive buffers from, and one multishot `RecvMsgMulti` that stays
+//! armed: a datagram costs no system call, a burst at most one
+//! `io_uring_enter`.
+//!
+//! Memory handed to the kernel (the msghdr template, the buffer ring and its
+//! buffers) belongs to the queue and is freed only after the ring: `Drop`
+//! cancels the receive and waits for its final completion, then the ring is
+//! closed (field order), then the memory is unmapped. If the cancellation
+//! cannot be confirmed the memory is leaked rather than freed under the
+//! kernel (io-uring issues #176, #219, #221).
+//!
+//! Threads: with `SINGLE_ISSUER` only one thread may drive a ring. The ring
+//! is created disabled (`R_DISABLED`) and enabled by the first `rx_burst` or
+//! `wait`, so a queue may be opened on one thread and moved to the worker
+//! that polls it; after that it must stay on (and be dropped by) that worker.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use io_uring::types::{Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::recvmmsg::{context, open_udp_group, parse_rxq_ovfl, DropCounter, CONTROL_LEN};
+use super::{RxQueue, UdpConfig, BUF_SIZE, MAX_BURST};
+
+/// user_data of the multishot receive and of its cancellation.
+const RECV: u64 = 1;
+const CANCEL: u64 = 2;
+/// The buffer group of the queue's provided-buffer ring.
+const BGID: u16 = 0;
+/// Room for the source address in each buffer (>= sockaddr_in6's 28 bytes,
+/// so it is never truncated; the address itself is not used).
+const NAME_LEN: usize = 32;
+/// `struct io_uring_recvmsg_out` (namelen, controllen, payloadlen, flags:
+/// four u32), which the kernel writes at the start of every buffer.
+const OUT_HDR: usize = 16;
+/// Where the payload starts in a buffer: header, name field, control field.
+const PAYLOAD_OFF: usize = OUT_HDR + NAME_LEN + CONTROL_LEN;
+/// Buffer length given to the kernel: exactly BUF_SIZE bytes of payload room,
+/// so a datagram is cut where the recvmmsg backend cuts it.
+const ENTRY_LEN: usize = PAYLOAD_OFF + BUF_SIZE;
+/// Distance between buffers (cache-line multiple).
+const STRIDE: usize = ENTRY_LEN.next_multiple_of(64);
+/// Most entries a provided-buffer ring may have.
+const MAX_RING_ENTRIES: u16 = 32768;
+/// One receive SQE and, at drop, one cancel are ever queued.
+const SQ_ENTRIES: u32 = 8;
+
+/// Ring setup flags, in order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    /// Completions are produced only when this thread enters the ring
+    /// (Linux 6.1): no task-work interrupts while the worker computes.
+    DeferTaskrun,
+    /// Task work runs at the next system call rather than by IPI (5.19).
+    CoopTaskrun,
+    Plain,
+}
+
+impl Setup {
+    const ALL: [Setup; 3] = [Setup::DeferTaskrun, Setup::CoopTaskrun, Setup::Plain];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Setup::DeferTaskrun => "single_issuer+defer_taskrun+taskrun_flag",
+            Setup::CoopTaskrun => "coop_taskrun+taskrun_flag",
+            Setup::Plain => "none",
+        }
+    }
+
+    /// `TASKRUN_FLAG` makes the kernel flag pending task work in the SQ
+    /// ring, so `submit()` enters the kernel only when there is work.
+    fn builder(self, cq_entries: u32, r_disabled: bool) -> io_uring::Builder {
+        let mut b = IoUring::builder();
+        b.dontfork().setup_cqsize(cq_entries);
+        match self {
+            Setup::DeferTaskrun => {
+                b.setup_single_issuer().setup_defer_taskrun().setup_taskrun_flag();
+                if r_disabled {
+                    b.setup_r_disabled();
+                }
+            }
+            Setup::CoopTaskrun => {
+                b.setup_coop_taskrun().setup_taskrun_flag();
+            }
+            Setup::Plain => {}
+        }
+        b
+    }
+}
+
+fn unsupported(msg: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, format!("io_uring: {msg}"))
+}
+
+fn wrong_thread() -> io::Error {
+    io::Error::other(
+        "io_uring: queue used from a thread other than the one that first polled it (the ring is SINGLE_ISSUER)",
+    )
+}
+
+/// An anonymous private mapping (page-aligned, zero-filled), excluded from
+/// forked children so that a child never shares pages the kernel writes.
+struct Mmap {
+    ptr: NonNull<u8>,
+    len: usize,
+    leaked: bool,
+}
+
+impl Mmap {
+    fn new(len: usize) -> io::Result<Mmap> {
+        // SAFETY: a fresh anonymous mapping with no address hint; it aliases nothing.
+        let p = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(context(&format!("mmap {len} bytes"), io::Error::last_os_error()));
+        }
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        let m = Mmap { ptr, len, leaked: false };
+        // SAFETY: [p, p + len) is exactly the mapping created above.
+        if unsafe { libc::madvise(p, len, libc::MADV_DONTFORK) } != 0 {
+            return Err(context("madvise(MADV_DONTFORK)", io::Error::last_os_error()));
+        }
+        Ok(m)
+    }
+
+    fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        if !self.leaked {
+            // SAFETY: ptr/len are the mapping made in `new`, unmapped only here; the owner
+            // sets `leaked` when the kernel might still write into it.
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
+    }
+}
+
+/// `struct io_uring_buf`: one entry of a provided-buffer ring. The `resv`
+/// field of entry 0 is the ring's tail, which the kernel reads.
+#[repr(C)]
+struct BufEntry {
+    addr: u64,
+    len: u32,
+    bid: u16,
+    resv: u16,
+}
+
+/// A provided-buffer ring and its `nbufs` buffers of `STRIDE` bytes.
+///
+/// Invariant: every buffer id is either published to the kernel (between
+/// its head and our tail) or held by the queue, never both; the queue pushes
+/// back only ids the kernel handed out, each once. With nbufs <= entries,
+/// the entries we write past the tail are never ones the kernel may read.
+struct BufRing {
+    entries: Mmap,
+    bufs: Mmap,
+    ring_entries: u16,
+    nbufs: u16,
+    tail: u16,
+}
+
+impl BufRing {
+    fn new(nbufs: u16) -> io::Result<BufRing> {
+        if nbufs == 0 || nbufs > MAX_RING_ENTRIES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("io_uring: buffer count {nbufs} not in 1..={MAX_RING_ENTRIES}"),
+            ));
+        }
+        let ring_entries = nbufs.next_power_of_two();
+        const _: () = assert!(std::mem::size_of::<BufEntry>() == std::mem::size_of::<io_uring::types::BufRingEntry>());
+        let entries = Mmap::new(usize::from(ring_entries) * std::mem::size_of::<BufEntry>())?;
+        let bufs = Mmap::new(usize::from(nbufs) * STRIDE)?;
+        Ok(BufRing { entries, bufs, ring_entries, nbufs, tail: 0 })
+    }
+
+    /// Registers the ring as buffer group `BGID` of `ring` and publishes all
+    /// buffers.
+    ///
+    /// # Safety
+    /// `self` must stay alive until `ring` no longer has an operation that
+    /// may select from the group (the ring is closed, or the receive has
+    /// delivered its final completion).
+    unsafe fn register(&mut self, ring: &IoUring) -> io::Result<()> {
+        // SAFETY: the entries mapping is page-aligned, ring_entries * 16 bytes long, zero-filled,
+        // and outlives the registration per this function's contract.
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(self.entries.as_ptr() as u64, self.ring_entries, BGID, 0)
+        }?;
+        for bid in 0..self.nbufs {
+            self.push(bid);
+        }
+        self.publish();
+        Ok(())
+    }
+
+    fn slot(&self, bid: u16) -> *mut u8 {
+        debug_assert!(bid < self.nbufs);
+        // SAFETY: bid < nbufs, so the offset stays inside the `bufs` mapping.
+        unsafe { self.bufs.as_ptr().add(usize::from(bid) * STRIDE) }
+    }
+
+    /// Queues buffer `bid` behind the tail (not yet visible to the kernel).
+    fn push(&mut self, bid: u16) {
+        let idx = usize::from(self.tail & (self.ring_entries - 1));
+        let addr = self.slot(bid) as u64;
+        // SAFETY: idx < ring_entries, so the entry is inside the mapping; by the type's
+        // invariant the kernel does not read entries at or past our tail; the fields are
+        // written through raw pointers so no reference covers entry 0's `resv` (the tail),
+        // which the kernel may read at any time.
+        unsafe {
+            let e = self.entries.as_ptr().cast::<BufEntry>().add(idx);
+            ptr::addr_of_mut!((*e).addr).write(addr);
+            ptr::addr_of_mut!((*e).len).write(ENTRY_LEN as u32);
+            ptr::addr_of_mut!((*e).bid).write(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes the pushed entries visible: a Release store of the tail, so the
+    /// kernel sees the entries written before it.
+    fn publish(&self) {
+        // SAFETY: entry 0's `resv` is at offset 14 of the page-aligned mapping (2-byte
+        // aligned, inside it); AtomicU16 has u16's layout; the kernel only reads it and we
+        // only access it atomically.
+        let tail = unsafe { &*self.entries.as_ptr().add(std::mem::offset_of!(BufEntry, resv)).cast::<AtomicU16>() };
+        tail.store(self.tail, Ordering::Release);
+    }
+}
+
+/// Everything a multishot receive hands to the kernel.
+struct RecvMem {
+    /// Template the kernel reads name and control lengths from.
+    hdr: Box<libc::msghdr>,
+    br: BufRing,
+}
+
+impl RecvMem {
+    fn new(nbufs: u16) -> io::Result<RecvMem> {
+        // SAFETY: msghdr is plain C data; all-zero is valid (null pointers, zero lengths).
+        let mut hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        hdr.msg_namelen = NAME_LEN as libc::socklen_t;
+        hdr.msg_controllen = CONTROL_LEN as _;
+        Ok(RecvMem { hdr, br: BufRing::new(nbufs)? })
+    }
+
+    fn recv_sqe(&self, fd: RawFd) -> squeue::Entry {
+        opcode::RecvMsgMulti::new(Fd(fd), &*self.hdr as *const libc::msghdr, BGID).build().user_data(RECV)
+    }
+
+    /// Never frees this memory: for when the kernel may still use it.
+    fn leak(&mut self) {
+        self.br.entries.leaked = true;
+        self.br.bufs.leaked = true;
+        // SAFETY: as in `new`.
+        let hdr = std::mem::replace(&mut self.hdr, Box::new(unsafe { std::mem::zeroed() }));
+        Box::leak(hdr);
+    }
+}
+
+/// Cancels the multishot receive (pushed, in flight, or both) and waits up
+/// to a second for its final completion. True when it came: from then on
+/// the kernel no longer touches the receive's memory.
+fn cancel_recv(ring: &mut IoUring) -> bool {
+    let cancel = opcode::AsyncCancel::new(RECV).build().user_data(CANCEL);
+    // SAFETY: an AsyncCancel SQE carries no pointers.
+    if unsafe { ring.submission().push(&cancel) }.is_err() {
+        return false;
+    }
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        for cqe in ring.completion() {
+            if cqe.user_data() == RECV && !cqueue::more(cqe.flags()) {
+                return true;
+            }
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        let ts = Timespec::from(Duration::from_millis(50));
+        match ring.submitter().submit_with_args(1, &SubmitArgs::new().timespec(&ts)) {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {}
+            // EEXIST: dropped on a thread that does not own the SINGLE_ISSUER ring.
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Checks, on a scratch ring, everything the queues will use: ring setup
+/// (picking the flags), timed waits, the opcodes, a provided-buffer ring,
+/// and a multishot recvmsg armed for real on an unbound socket (which nothing
+/// can reach) and cancelled. Returns the setup the kernel accepts, or an
+/// `Unsupported` error that names what is missing.
+fn probe(listen: SocketAddr) -> io::Result<Setup> {
+    // Declared before the ring, so dropped after it.
+    let mut mem = RecvMem::new(1)?;
+    let sock = Socket::new(Domain::for_address(listen), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(|e| context("probe socket", e))?;
+    let mut refused = None;
+    for setup in Setup::ALL {
+        match setup.builder(16, false).build(SQ_ENTRIES) {
+            Ok(mut ring) => {
+                let r = probe_ring(&mut ring, &mut mem, sock.as_raw_fd());
+                return r.map(|()| setup);
+            }
+            // EINVAL: flags this kernel does not know; try the next set.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => refused = Some(e),
+            Err(e) => return Err(unsupported(format!("io_uring_setup failed: {e}{}", disabled_note()))),
+        }
+    }
+    Err(unsupported(format!(
+        "io_uring_setup refused every flag set: {}",
+        refused.map(|e| e.to_string()).unwrap_or_default()
+    )))
+}
+
+fn disabled_note() -> String {
+    match std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
+        Ok(v) if v.trim() != "0" => format!(" (kernel.io_uring_disabled = {})", v.trim()),
+        _ => String::new(),
+    }
+}
+
+fn probe_ring(ring: &mut IoUring, mem: &mut RecvMem, fd: RawFd) -> io::Result<()> {
+    if !ring.params().is_feature_ext_arg() {
+        return Err(unsupported("IORING_FEAT_EXT_ARG (timed waits, Linux 5.11) is missing"));
+    }
+    let mut p = Probe::new();
+    ring.submitter().register_probe(&mut p).map_err(|e| unsupported(format!("IORING_REGISTER_PROBE failed: {e}")))?;
+    for (code, name) in
+        [(opcode::RecvMsg::CODE, "IORING_OP_RECVMSG"), (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL")]
+    {
+        if !p.is_supported(code) {
+            return Err(unsupported(format!("{name} is not supported by this kernel")));
+        }
+    }
+    // SAFETY: `mem` outlives `ring` (declared before it in `probe`), and is leaked below if
+    // the receive's end cannot be confirmed.
+    unsafe { mem.br.register(ring) }
+        .map_err(|e| unsupported(format!("provided buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19): {e}")))?;
+    let sqe = mem.recv_sqe(fd);
+    // SAFETY: the SQE points at mem.hdr and selects from mem.br, which outlive the
+    // operation: we wait below for its final completion, or leak them.
+    unsafe { ring.submission().push(&sqe) }.map_err(|_| unsupported("probe: submission queue full"))?;
+    ring.submit().map_err(|e| unsupported(format!("probe: io_uring_enter failed: {e}")))?;
+    // The receive either failed at once (EINVAL: no multishot) or is armed.
+    let mut first = None;
+    for cqe in ring.completion() {
+        if cqe.user_data() == RECV && !cqueue::more(cqe.flags()) {
+            first = Some(cqe.result());
+        }
+    }
+    if first.is_none() && !cancel_recv(ring) {
+        mem.leak();
+        return Err(unsupported("probe: the multishot receive did not end when cancelled"));
+    }
+    match first {
+        None => Ok(()),
+        Some(r) if r == -libc::EINVAL => {
+            Err(unsupported("multishot recvmsg (IORING_RECV_MULTISHOT, Linux 6.0) is not supported"))
+        }
+        Some(r) => Err(unsupported(format!("probe: multishot recvmsg failed: {}", io::Error::from_raw_os_error(-r)))),
+    }
+}
+
+/// One io_uring receive queue.
+pub struct UringQueue {
+    // Field order is drop order: the ring closes before `mem` is unmapped.
+    ring: IoUring,
+    sock: Socket,
+    mem: RecvMem,
+    local: SocketAddr,
+    setup: Setup,
+    /// Per buffer id: handed to the callback in the current burst.
+    in_use: Box<[bool]>,
+    /// Ring enabled and first receive queued (done by the first poll).
+    started: bool,
+    /// A receive SQE is queued or in flight.
+    armed: bool,
+    /// An error seen in a burst that also delivered datagrams.
+    pending: Option<io::Error>,
+    drops: DropCounter,
+    packets: u64,
+    rearms: u64,
+}
+
+// SAFETY: the queue's raw pointers (mappings, msghdr) point only at memory the queue
+// owns exclusively; the ring is Send. The kernel-side constraint (SINGLE_ISSUER) is
+// met by enabling the ring on the first polling thread, see the module docs.
+unsafe impl Send for UringQueue {}
+
+impl UringQueue {
+    /// Opens `cfg.queues` sockets in one `SO_REUSEPORT` group on
+    /// `cfg.listen`, each with its own ring and `buffers` receive buffers
+    /// (1..=32768; each holds up to `BUF_SIZE` payload bytes). Fails with
+    /// `ErrorKind::Unsupported` and a message naming the missing feature when
+    /// the kernel cannot run this backend, so the caller can fall back to
+    /// recvmmsg.
+    pub fn open(cfg: &UdpConfig, buffers: u16) -> io::Result<Vec<UringQueue>> {
+        if buffers == 0 || buffers > MAX_RING_ENTRIES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("io_uring: buffer count {buffers} not in 1..={MAX_RING_ENTRIES}"),
+            ));
+        }
+        let setup = probe(cfg.listen)?;
+        let (socks, local) = open_udp_group(cfg)?;
+        socks.into_iter().map(|s| UringQueue::new(s, local, setup, buffers)).collect()
+    }
+
+    fn new(sock: Socket, local: SocketAddr, setup: Setup, buffers: u16) -> io::Result<UringQueue> {
+        let mut mem = RecvMem::new(buffers)?;
+        // Every completion but the last holds a buffer until we return it, so
+        // the CQ cannot overflow with twice the ring's entries.
+        let cq = (u32::from(mem.br.ring_entries) * 2).max(64);
+        // Declared after `mem`: dropped before it if anything below fails.
+        let ring = setup
+            .builder(cq, setup == Setup::DeferTaskrun)
+            .build(SQ_ENTRIES)
+            .map_err(|e| unsupported(format!("io_uring_setup ({}): {e}", setup.as_str())))?;
+        // SAFETY: `mem` moves into the queue next to `ring` and is dropped after it.
+        unsafe { mem.br.register(&ring) }
+            .map_err(|e| unsupported(format!("provided buffer ring of {buffers}: {e}")))?;
+        Ok(UringQueue {
+            ring,
+            sock,
+            mem,
+            local,
+            setup,
+            in_use: vec![false; usize::from(buffers)].into_boxed_slice(),
+            started: false,
+            armed: false,
+            pending: None,
+            drops: DropCounter::default(),
+            packets: 0,
+            rearms: 0,
+        })
+    }
+
+    /// The address the socket group is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The ring setup flags the kernel accepted (for the startup log).
+    pub fn setup_flags(&self) -> &'static str {
+        self.setup.as_str()
+    }
+
+    /// Times the multishot receive ended and was armed again (ENOBUFS when
+    /// the buffer ring ran dry, or any other end of the multishot).
+    pub fn rearms(&self) -> u64 {
+        self.rearms
+    }
+
+    /// Enables the ring on this (the polling) thread and arms the receive.
+    fn start(&mut self) -> io::Result<()> {
+        if self.started {
+            return Ok(());
+        }
+        if self.setup == Setup::DeferTaskrun {
+            self.ring.submitter().register_enable_rings().map_err(|e| context("io_uring: enabling the ring", e))?;
+        }
+        self.started = true;
+        self.arm()
+    }
+
+    /// Queues the multishot receive (submitted by the next enter).
+    fn arm(&mut self) -> io::Result<()> {
+        let sqe = self.mem.recv_sqe(self.sock.as_raw_fd());
+        // SAFETY: the SQE points at self.mem.hdr and selects buffers from self.mem.br; both
+        // are owned by the queue and freed only after Drop has cancelled the receive and seen
+        // its final completion (else they are leaked) and the ring is closed.
+        unsafe { self.ring.submission().push(&sqe) }
+            .map_err(|_| io::Error::other("io_uring: submission queue full"))?;
+        self.armed = true;
+        Ok(())
+    }
+
+    fn submit(&mut self) -> io::Result<()> {
+        match self.ring.submit() {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EINTR | libc::EAGAIN | libc::EBUSY) => Ok(()),
+                Some(libc::EEXIST) => Err(wrong_thread()),
+                _ => Err(context("io_uring_enter", e)),
+            },
+        }
+    }
+}
+
+impl RxQueue for UringQueue {
+    fn name(&self) -> &'static str {
+        "io_uring"
+    }
+
+    fn rx_burst(&mut self, f: &mut dyn FnMut(&mut [&mut [u8]])) -> io::Result<usize> {
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
+        self.start()?;
+        // The one enter of the burst: submits a re-arm, runs deferred task work.
+        self.submit()?;
+        let mut taken = [0u16; MAX_BURST];
+        let (mut n, mut nt) = (0usize, 0usize);
+        let mut err = None;
+        // The slices into the buffers live only in this block: they are gone before the
+        // buffers go back to the kernel below.
+        {
+            let mut slices: [&mut [u8]; MAX_BURST] = std::array::from_fn(|_| Default::default());
+            let mut cq = self.ring.completion();
+            for _ in 0..MAX_BURST {
+                let Some(cqe) = cq.next() else { break };
+                if cqe.user_data() != RECV {
+                    continue;
+                }
+                let (res, flags) = (cqe.result(), cqe.flags());
+                if !cqueue::more(flags) {
+                    self.armed = false;
+                }
+                if res < 0 {
+                    // ENOBUFS: the buffer ring ran dry; the datagrams wait in the socket
+                    // (or are dropped and counted there) until the re-arm below.
+                    if res != -libc::ENOBUFS {
+                        err.get_or_insert_with(|| context("io_uring recvmsg", io::Error::from_raw_os_error(-res)));
+                    }
+                    continue;
+                }
+                let Some(bid) = cqueue::buffer_select(flags) else {
+                    err.get_or_insert_with(|| io::Error::other("io_uring: a receive completion without a buffer"));
+                    continue;
+                };
+                match self.in_use.get_mut(usize::from(bid)) {
+                    Some(u) if !*u => *u = true,
+                    _ => {
+                        err.get_or_insert_with(|| {
+                            io::Error::other(format!("io_uring: bad or repeated buffer id {bid}"))
+                        });
+                        continue;
+                    }
+                }
+                taken[nt] = bid;
+                nt += 1;
+                // SAFETY: bid < nbufs (checked against in_use), so the slot's ENTRY_LEN bytes lie in
+                // the buffer mapping; the kernel wrote it before posting this completion and will not
+                // touch it again until we push it back below, after the callback; in_use rules out a
+                // second slice over the same slot in this burst.
+                let slot = unsafe { std::slice::from_raw_parts_mut(self.mem.br.slot(bid), ENTRY_LEN) };
+                let filled = (res as usize).min(ENTRY_LEN);
+                let (off, len) = match RecvMsgOut::parse(&slot[..filled], &self.mem.hdr) {
+                    Ok(m) => {
+                        // The name is never truncated (NAME_LEN fits any sockaddr) nor used. A
+                        // truncated control field (MSG_CTRUNC) could only lose one drop-count sample.
+                        debug_assert!(!m.is_name_data_truncated());
+                        if let Some(v) = parse_rxq_ovfl(m.control_data()) {
+                            self.drops.update(v);
+                        }
+                        // is_payload_truncated(): longer than BUF_SIZE; handed over cut, as recvmmsg does.
+                        let p = m.payload_data();
+                        (p.as_ptr() as usize - slot.as_ptr() as usize, p.len().min(BUF_SIZE))
+                    }
+                    Err(()) => (usize::MAX, 0),
+                };
+                match slot.get_mut(off..off.saturating_add(len)) {
+                    Some(s) => {
+                        slices[n] = s;
+                        n += 1;
+                    }
+                    None => {
+                        err.get_or_insert_with(|| {
+                            io::Error::other("io_uring: receive completion shorter than its header")
+                        });
+                    }
+                }
+            }
+            drop(cq); // publishes the consumed CQ head
+            if n > 0 {
+                f(&mut slices[..n]);
+            }
+        }
+        for &bid in &taken[..nt] {
+            self.mem.br.push(bid);
+            self.in_use[usize::from(bid)] = false;
+        }
+        if nt > 0 {
+            self.mem.br.publish();
+        }
+        if !self.armed {
+            self.arm()?;
+            self.rearms += 1;
+        }
+        self.packets += n as u64;
+        if let Some(e) = err {
+            if n == 0 {
+                return Err(e);
+            }
+            self.pending = Some(e);
+        }
+        Ok(n)
+    }
+
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        if self.pending.is_some() {
+            return Ok(());
+        }
+        self.start()?;
+        if !self.ring.completion().is_empty() {
+            return Ok(());
+        }
+        let ts = Timespec::from(timeout);
+        match self.ring.submitter().submit_with_args(1, &SubmitArgs::new().timespec(&ts)) {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ETIME | libc::EINTR | libc::EAGAIN | libc::EBUSY) => Ok(()),
+                Some(libc::EEXIST) => Err(wrong_thread()),
+                _ => Err(context("io_uring wait", e)),
+            },
+        }
+    }
+
+    fn kernel_dropped(&self) -> u64 {
+        self.drops.total()
+    }
+
+    fn packets(&self) -> u64 {
+        self.packets
+    }
+}
+
+impl UringQueue {
+    /// Ends the multishot receive; true when the kernel is done with the
+    /// queue's memory. Not started: the ring never saw the receive. Not
+    /// armed: its final completion has been consumed.
+    fn stop(&mut self) -> bool {
+        if self.started && self.armed {
+            if !cancel_recv(&mut self.ring) {
+                return false;
+            }
+            self.armed = false;
+        }
+        true
+    }
+}
+
+impl Drop for UringQueue {
+    fn drop(&mut self) {
+        if !self.stop() {
+            self.mem.leak();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::recvmmsg::test_util::*;
+    use super::*;
+
+    /// None when io_uring can run here, else why not. Only a kernel without
+    /// io_uring or with it switched off counts; anything else must fail.
+    fn unavailable() -> Option<String> {
+        if let Ok(v) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
+            if v.trim() == "2" {
+                return Some("kernel.io_uring_disabled = 2".into());
+            }
+        }
+        match IoUring::new(4) {
+            Ok(_) => None,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                Some(format!("io_uring_setup: {e}"))
+            }
+            Err(e) => panic!("io_uring_setup failed unexpectedly: {e}"),
+        }
+    }
+
+    macro_rules! require_uring {
+        () => {
+            if let Some(why) = unavailable() {
+                println!("skipped: io_uring unavailable: {why}");
+                return;
+            }
+        };
+    }
+
+    fn boxed(qs: Vec<UringQueue>) -> Vec<Box<dyn RxQueue>> {
+        qs.into_iter().map(|q| Box::new(q) as Box<dyn RxQueue>).collect()
+    }
+
+    #[test]
+    fn layout_matches_kernel() {
+        assert_eq!(std::mem::size_of::<BufEntry>(), 16);
+        assert_eq!(std::mem::offset_of!(BufEntry, resv), 14);
+        const { assert!(STRIDE >= ENTRY_LEN && STRIDE.is_multiple_of(64)) };
+        assert_eq!(ENTRY_LEN - PAYLOAD_OFF, BUF_SIZE);
+    }
+
+    #[test]
+    fn bad_buffer_counts_rejected() {
+        assert_eq!(UringQueue::open(&cfg(1, 0), 0).err().unwrap().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(UringQueue::open(&cfg(1, 0), 40000).err().unwrap().kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn uring_loopback_burst_intact() {
+        require_uring!();
+        in_netns(|| {
+            let qs = UringQueue::open(&cfg(2, 1 << 20), 4096).unwrap();
+            println!("io_uring setup: {}", qs[0].setup_flags());
+            let to = qs[0].local_addr();
+            assert!(qs.iter().all(|q| q.local_addr() == to));
+            exercise(boxed(qs), to, 2000);
+        });
+    }
+
+    #[test]
+    fn uring_stop_confirms_the_receive_ended() {
+        require_uring!();
+        in_netns(|| {
+            let mut q = UringQueue::open(&cfg(1, 0), 16).unwrap().pop().unwrap();
+            assert!(q.stop(), "never started");
+            let to = q.local_addr();
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            // Armed and in flight, with a datagram delivered and one still queued.
+            q.rx_burst(&mut |_: &mut [&mut [u8]]| {}).unwrap();
+            c.send_to(b"one", to).unwrap();
+            q.wait(Duration::from_secs(5)).unwrap();
+            assert_eq!(q.rx_burst(&mut |_: &mut [&mut [u8]]| {}).unwrap(), 1);
+            c.send_to(b"two", to).unwrap();
+            assert!(q.stop(), "the cancelled receive never delivered its final completion");
+            assert!(q.stop());
+        });
+    }
+
+    #[test]
+    fn uring_other_thread_is_refused() {
+        require_uring!();
+        in_netns(|| {
+            let mut q = UringQueue::open(&cfg(1, 0), 16).unwrap().pop().unwrap();
+            if q.setup != Setup::DeferTaskrun {
+                println!("skipped: the ring is not SINGLE_ISSUER here ({})", q.setup_flags());
+                return;
+            }
+            let to = q.local_addr();
+            q.rx_burst(&mut |_: &mut [&mut [u8]]| {}).unwrap();
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.send_to(b"x", to).unwrap();
+            // Polled from a thread that does not own the ring: a clear error, and a drop
+            // that cannot confirm the cancellation leaks the buffers instead of freeing them.
+            let msg = std::thread::spawn(move || {
+                for _ in 0..100 {
+                    if let Err(e) = q.rx_burst(&mut |_: &mut [&mut [u8]]| {}) {
+                        return e.to_string();
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                String::new()
+            })
+            .join()
+            .unwrap();
+            assert!(msg.contains("SINGLE_ISSUER"), "{msg:?}");
+        });
+    }
+
+    #[test]
+    fn uring_overflow_counted() {
+        require_uring!();
+        in_netns(|| {
+            let mut q = UringQueue::open(&cfg(1, 4096), 256).unwrap().pop().unwrap();
+            let to = q.local_addr();
+            let (_, dropped) = flood(&mut q, to, 400, 1000);
+            assert!(dropped > 0, "the kernel dropped nothing: the receive buffer did not fill");
+        });
+    }
+
+    #[test]
+    fn uring_buffer_ring_exhaustion_rearms() {
+        require_uring!();
+        in_netns(|| {
+            let mut q = UringQueue::open(&cfg(1, 1 << 20), 16).unwrap().pop().unwrap();
+            let to = q.local_addr();
+            // Arm the receive first, so the 120 datagrams meet a ring of 16 buffers.
+            assert_eq!(q.rx_burst(&mut |_: &mut [&mut [u8]]| panic!("nothing was sent yet")).unwrap(), 0);
+            let (received, dropped) = flood(&mut q, to, 120, 64);
+            println!("rearms: {}", q.rearms());
+            assert!(q.rearms() > 0, "the buffer ring never ran dry");
+            assert!(received > 16, "draining stopped after the first ring of buffers");
+            assert_eq!(received + dropped, 121);
+        });
+    }
+
+    #[test]
+    fn uring_queue_moves_to_its_worker() {
+        require_uring!();
+        in_netns(|| {
+            let mut q = UringQueue::open(&cfg(1, 0), 64).unwrap().pop().unwrap();
+            let to = q.local_addr();
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.send_to(b"before", to).unwrap();
+            // Opened here, polled (and dropped) by another thread.
+            let worker = std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while got.len() < 2 && Instant::now() < deadline {
+                    q.rx_burst(&mut |b: &mut [&mut [u8]]| got.extend(b.iter().map(|d| d.to_vec()))).unwrap();
+                    q.wait(Duration::from_millis(10)).unwrap();
+                }
+                got
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            c.send_to(b"after", to).unwrap();
+            assert_eq!(worker.join().unwrap(), vec![b"before".to_vec(), b"after".to_vec()]);
+        });
+    }
+
+    #[test]
+    fn uring_wait_times_out_and_wakes() {
+        require_uring!();
+        in_netns(|| {
+            let mut q = UringQueue::open(&cfg(1, 0), 64).unwrap().pop().unwrap();
+            let t0 = Instant::now();
+            q.wait(Duration::from_millis(20)).unwrap();
+            assert!(t0.elapsed() >= Duration::from_millis(15), "{:?}", t0.elapsed());
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.send_to(b"wake", q.local_addr()).unwrap();
+            let t0 = Instant::now();
+            q.wait(Duration::from_secs(5)).unwrap();
+            assert!(t0.elapsed() < Duration::from_secs(4));
+            let mut got = Vec::new();
+            let n = q.rx_burst(&mut |b: &mut [&mut [u8]]| got.extend(b.iter().map(|d| d.to_vec()))).unwrap();
+            assert_eq!(n, 1);
+            assert_eq!(got, vec![b"wake".to_vec()]);
+            assert_eq!(q.rx_burst(&mut |_: &mut [&mut [u8]]| panic!("nothing is queued")).unwrap(), 0);
+        });
+    }
+}

@@ -1,0 +1,374 @@
+//! Per-core pipelines: rx burst → frame path → dedup → shard. Each data
+//! core owns one backend queue, its own session table (keys expanded per
+//! core, replay windows shared), its own id filter and burst buffers, and
+//! one single-producer single-consumer ring to every shard. Nothing on the
+//! per-packet path locks, allocates or makes a syscall: transactions are
+//! copied into recycled [`ShardBatch`]es that travel to the shard's
+//! consumer and come back empty on a return ring; a full ring drops the
+//! batch (`ring_full`) instead of stalling the core.
+//!
+//! Idle policy: with `busy_poll` the core spins (benchmarks, isolated
+//! cores); otherwise after a short spin it yields, then blocks in the
+//! backend's `wait` (poll or io_uring wait) for up to `idle_wait`, like
+//! DPDK's l3fwd-power, so several pipelines share a small machine.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::backend::{NotAtt, RxQueue};
+use crate::dedup::IdFilter;
+use crate::path::{Burst, FramePath};
+use crate::replay::ReplayWindow;
+use crate::verdict::{Counters, TxDrop};
+
+/// One accepted transaction inside a [`ShardBatch`].
+#[derive(Debug, Clone, Copy)]
+pub struct ShardTx {
+    pub off: u32,
+    pub len: u32,
+    pub id: [u8; 32],
+    /// When its datagram's burst was received (ns since the node's epoch).
+    pub rx_ns: u64,
+}
+
+/// Transactions for one shard from one burst of one core; recycled.
+#[derive(Debug, Default)]
+pub struct ShardBatch {
+    pub bytes: Vec<u8>,
+    pub txs: Vec<ShardTx>,
+}
+
+impl ShardBatch {
+    pub fn with_capacity(txs: usize) -> Self {
+        ShardBatch { bytes: Vec::with_capacity(txs * 256), txs: Vec::with_capacity(txs) }
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.txs.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    pub fn push(&mut self, tx: &[u8], id: [u8; 32], rx_ns: u64) {
+        let off = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(tx);
+        self.txs.push(ShardTx { off, len: tx.len() as u32, id, rx_ns });
+    }
+
+    pub fn tx(&self, t: &ShardTx) -> &[u8] {
+        self.bytes.get(t.off as usize..(t.off + t.len) as usize).unwrap_or(&[])
+    }
+}
+
+/// A control-plane instruction to a data core, applied between bursts.
+#[derive(Debug)]
+pub enum Command {
+    /// Install a session (the core expands its own key schedules; the
+    /// replay window is shared by every core).
+    Install {
+        id: u32,
+        c2r: [u8; 32],
+        r2c: [u8; 32],
+        window: Arc<ReplayWindow>,
+    },
+    Remove {
+        id: u16,
+    },
+}
+
+/// Both ends of one (data core, shard) link.
+pub struct ShardLink {
+    /// Core → shard.
+    pub to_shard: rtrb::Producer<Box<ShardBatch>>,
+    /// Shard → core: emptied batches coming back.
+    pub returned: rtrb::Consumer<Box<ShardBatch>>,
+}
+
+/// The shard's end of the same link.
+pub struct ShardEnd {
+    pub from_core: rtrb::Consumer<Box<ShardBatch>>,
+    pub give_back: rtrb::Producer<Box<ShardBatch>>,
+}
+
+/// Makes a link whose rings hold `depth` batches, with `depth` batches of
+/// `txs` transactions pre-allocated in the core's pool.
+pub fn shard_link(depth: usize, txs: usize) -> (ShardLink, ShardEnd, Vec<Box<ShardBatch>>) {
+    let (to_shard, from_core) = rtrb::RingBuffer::new(depth);
+    let (give_back, returned) = rtrb::RingBuffer::new(depth);
+    let pool = (0..depth).map(|_| Box::new(ShardBatch::with_capacity(txs))).collect();
+    (ShardLink { to_shard, returned }, ShardEnd { from_core, give_back }, pool)
+}
+
+/// Which shard a sender's transactions go to. Keyed (the seed is per node)
+/// so that nobody can grind keys onto one shard; every core uses the same
+/// key, so all of an account's transactions meet on one shard.
+#[derive(Clone, Debug)]
+pub struct Sharder {
+    hasher: std::collections::hash_map::RandomState,
+    shards: usize,
+}
+
+impl Sharder {
+    pub fn new(shards: usize) -> Self {
+        Sharder { hasher: std::collections::hash_map::RandomState::new(), shards: shards.max(1) }
+    }
+
+    #[inline]
+    pub fn shard(&self, from: &[u8]) -> usize {
+        (self.hasher.hash_one(from) % self.shards as u64) as usize
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+}
+
+/// What one data core has done, summed by the reader.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoreCounters {
+    pub frames: Counters,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub bursts: u64,
+    pub kernel_dropped: u64,
+    pub not_att: [u64; NotAtt::COUNT],
+    /// Packets the backend read (pcap counts non-ATT packets too).
+    pub packets: u64,
+    pub idle_waits: u64,
+    /// Receive calls that failed (the socket's error, not a packet's).
+    pub rx_errors: u64,
+}
+
+impl CoreCounters {
+    pub fn add(&mut self, o: &CoreCounters) {
+        self.frames.add(&o.frames);
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.bursts += o.bursts;
+        self.kernel_dropped += o.kernel_dropped;
+        for (a, b) in self.not_att.iter_mut().zip(o.not_att) {
+            *a += b;
+        }
+        self.packets += o.packets;
+        self.idle_waits += o.idle_waits;
+        self.rx_errors += o.rx_errors;
+    }
+}
+
+/// How a data core behaves.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// CPU to pin to, if any.
+    pub cpu: Option<usize>,
+    pub busy_poll: bool,
+    /// Longest block in the backend's wait when idle.
+    pub idle_wait: Duration,
+    /// log2 of the id filter's slots.
+    pub filter_log2: u32,
+    /// How often the published counters are refreshed.
+    pub publish_every: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            cpu: None,
+            busy_poll: false,
+            idle_wait: Duration::from_millis(5),
+            filter_log2: 16,
+            publish_every: Duration::from_millis(100),
+        }
+    }
+}
+
+/// One data core's pipeline.
+pub struct DataCore {
+    pub fp: FramePath,
+    queue: Box<dyn RxQueue>,
+    links: Vec<ShardLink>,
+    // Boxed because the batches travel through the rings: a ring slot moves
+    // a pointer, not a 48-byte struct with two vectors.
+    #[allow(clippy::vec_box)]
+    pools: Vec<Vec<Box<ShardBatch>>>,
+    commands: rtrb::Consumer<Command>,
+    sharder: Sharder,
+    cfg: CoreConfig,
+    epoch: Instant,
+    stop: Arc<AtomicBool>,
+    published: Arc<Mutex<CoreCounters>>,
+}
+
+/// What a data core returns when it stops.
+pub struct CoreReport {
+    pub counters: CoreCounters,
+    /// Receive → handed to the shard ring, in microseconds.
+    pub ingest_us: Histogram<u64>,
+}
+
+impl DataCore {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        fp: FramePath,
+        queue: Box<dyn RxQueue>,
+        links: Vec<(ShardLink, Vec<Box<ShardBatch>>)>,
+        commands: rtrb::Consumer<Command>,
+        sharder: Sharder,
+        cfg: CoreConfig,
+        epoch: Instant,
+        stop: Arc<AtomicBool>,
+        published: Arc<Mutex<CoreCounters>>,
+    ) -> Self {
+        let (links, pools) = links.into_iter().unzip();
+        DataCore { fp, queue, links, pools, commands, sharder, cfg, epoch, stop, published }
+    }
+
+    fn apply_commands(&mut self) {
+        while let Ok(c) = self.commands.pop() {
+            match c {
+                Command::Install { id, c2r, r2c, window } => {
+                    // Ids were validated by the control plane.
+                    let _ = self.fp.sessions.install_shared(id, &c2r, &r2c, 0, window);
+                }
+                Command::Remove { id } => {
+                    self.fp.sessions.remove(id);
+                }
+            }
+        }
+    }
+
+    /// Runs until the stop flag is set or a finite source is exhausted,
+    /// then flushes and returns the core's report.
+    pub fn run(mut self) -> CoreReport {
+        if let Some(cpu) = self.cfg.cpu {
+            core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+        }
+        let mut ingest_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
+        let mut counters = CoreCounters::default();
+        let mut burst = Burst::with_capacity(crate::backend::MAX_BURST * 4, 1024, crate::backend::MAX_BURST);
+        let mut filter = IdFilter::new(self.cfg.filter_log2);
+        let shards = self.links.len();
+        let mut current: Vec<Option<Box<ShardBatch>>> = (0..shards).map(|_| None).collect();
+        let mut idle = 0u32;
+        let mut last_publish = Instant::now();
+        loop {
+            self.apply_commands();
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let rx_at = Instant::now();
+            let rx_ns = rx_at.duration_since(self.epoch).as_nanos() as u64;
+            let fp = &mut self.fp;
+            let sharder = &self.sharder;
+            let pools = &mut self.pools;
+            let links = &mut self.links;
+            let got = self.queue.rx_burst(&mut |bufs: &mut [&mut [u8]]| {
+                counters.rx_packets += bufs.len() as u64;
+                counters.rx_bytes += bufs.iter().map(|b| b.len() as u64).sum::<u64>();
+                counters.bursts += 1;
+                fp.process_filtered(bufs, &mut burst, &filter);
+                let mut dup = 0u64;
+                let mut full = 0u64;
+                for t in &burst.txs {
+                    if !filter.insert(&t.id) {
+                        dup += 1;
+                        continue;
+                    }
+                    let bytes = burst.tx_bytes(bufs, t);
+                    let s = sharder.shard(bytes.get(2..34).unwrap_or(&[]));
+                    let (Some(slot), Some(pool), Some(link)) = (current.get_mut(s), pools.get_mut(s), links.get_mut(s))
+                    else {
+                        full += 1;
+                        continue;
+                    };
+                    if slot.is_none() {
+                        while let Ok(b) = link.returned.pop() {
+                            pool.push(b);
+                        }
+                        *slot = pool.pop();
+                    }
+                    match slot {
+                        Some(b) => b.push(bytes, t.id, rx_ns),
+                        None => full += 1,
+                    }
+                }
+                burst.counters.reclassify(TxDrop::Duplicate, dup);
+                burst.counters.reclassify(TxDrop::RingFull, full);
+            });
+            let n = match got {
+                Ok(n) => n,
+                Err(_) => {
+                    // Counted, then treated as an idle poll so a failing
+                    // socket backs off instead of spinning.
+                    counters.rx_errors += 1;
+                    0
+                }
+            };
+            // Hand this burst's batches to the shards.
+            let pushed_at = Instant::now();
+            let lat_us = pushed_at.duration_since(rx_at).as_micros().max(1) as u64;
+            for (s, slot) in current.iter_mut().enumerate() {
+                if let Some(mut b) = slot.take() {
+                    let len = b.len() as u64;
+                    let Some(link) = self.links.get_mut(s) else { continue };
+                    match link.to_shard.push(b) {
+                        Ok(()) => ingest_us.saturating_record_n(lat_us, len),
+                        Err(rtrb::PushError::Full(back)) => {
+                            burst.counters.reclassify(TxDrop::RingFull, len);
+                            b = back;
+                            b.clear();
+                            if let Some(p) = self.pools.get_mut(s) {
+                                p.push(b);
+                            }
+                        }
+                    }
+                }
+            }
+            if n == 0 {
+                if self.queue.finished() {
+                    break;
+                }
+                idle = idle.saturating_add(1);
+                if self.cfg.busy_poll || idle < 16 {
+                    std::hint::spin_loop();
+                } else if idle < 32 {
+                    std::thread::yield_now();
+                } else {
+                    counters.idle_waits += 1;
+                    let _ = self.queue.wait(self.cfg.idle_wait);
+                }
+            } else {
+                idle = 0;
+            }
+            if last_publish.elapsed() >= self.cfg.publish_every {
+                last_publish = Instant::now();
+                self.fill(&mut counters, &burst);
+                if let Ok(mut p) = self.published.lock() {
+                    *p = counters;
+                }
+            }
+        }
+        self.fill(&mut counters, &burst);
+        if let Ok(mut p) = self.published.lock() {
+            *p = counters;
+        }
+        CoreReport { counters, ingest_us }
+    }
+
+    fn fill(&self, c: &mut CoreCounters, burst: &Burst) {
+        c.frames = burst.counters;
+        c.kernel_dropped = self.queue.kernel_dropped();
+        c.not_att = self.queue.not_att();
+        c.packets = self.queue.packets();
+    }
+}

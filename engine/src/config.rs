@@ -1,0 +1,232 @@
+//! `attnet node` configuration: a TOML file (every key optional) with a
+//! command-line override for every key. Unknown keys and bad values are
+//! errors that name the key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Which receive backend to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendChoice {
+    /// io_uring multishot receive (default on Linux; falls back to recvmmsg
+    /// if the kernel refuses it).
+    #[value(name = "io_uring")]
+    IoUring,
+    Recvmmsg,
+    /// Offline replay of a capture.
+    Pcap,
+}
+
+/// The file format: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub backend: Option<BackendChoice>,
+    pub pcap: Option<PathBuf>,
+    #[serde(rename = "loop")]
+    pub loops: Option<u32>,
+    pub listen: Option<String>,
+    pub port: Option<u16>,
+    pub cores: Option<usize>,
+    pub shards: Option<usize>,
+    pub keys: Option<PathBuf>,
+    pub genesis: Option<PathBuf>,
+    pub network_id: Option<u32>,
+    pub block_interval_ms: Option<u64>,
+    pub block_max_txs: Option<u32>,
+    pub empty_blocks: Option<bool>,
+    pub duration_s: Option<f64>,
+    pub summary_json: Option<PathBuf>,
+    pub accepted_ids: Option<PathBuf>,
+    pub busy_poll: Option<bool>,
+    pub pin: Option<bool>,
+    pub live: Option<bool>,
+    pub ring_depth: Option<usize>,
+    pub uring_buffers: Option<u16>,
+    pub rcvbuf: Option<usize>,
+}
+
+/// Command-line overrides (same names as the file's keys).
+#[derive(Debug, Default, clap::Args)]
+pub struct Overrides {
+    /// TOML configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
+    /// Capture to replay with --backend pcap.
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
+    /// Replay the capture this many times.
+    #[arg(long = "loop")]
+    pub loops: Option<u32>,
+    /// Address to listen on (default 0.0.0.0:7100).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// UDP destination port of ATT traffic in a capture (default 7100).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Data cores (default: all but one, at least one).
+    #[arg(long)]
+    pub cores: Option<usize>,
+    /// Transaction shards (default 4).
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Session keys file (same format as `attnet decode --keys`).
+    #[arg(long)]
+    pub keys: Option<PathBuf>,
+    /// Genesis file (balances and network id).
+    #[arg(long)]
+    pub genesis: Option<PathBuf>,
+    /// Network id when no genesis file is given (default 1).
+    #[arg(long)]
+    pub network_id: Option<u32>,
+    /// Block interval in milliseconds (default 200).
+    #[arg(long = "block-interval")]
+    pub block_interval_ms: Option<u64>,
+    /// Largest block in transactions (default 10000).
+    #[arg(long)]
+    pub block_max_txs: Option<u32>,
+    /// Seal blocks even when no transaction arrived.
+    #[arg(long)]
+    pub empty_blocks: Option<bool>,
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM or,
+    /// with pcap, the end of the capture).
+    #[arg(long = "duration")]
+    pub duration_s: Option<f64>,
+    /// Write the summary JSON here too.
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
+    /// Write the ids of the transactions the data plane accepted, one hex
+    /// id a line.
+    #[arg(long)]
+    pub accepted_ids: Option<PathBuf>,
+    /// Spin instead of blocking when idle (isolated cores, benchmarks).
+    #[arg(long)]
+    pub busy_poll: Option<bool>,
+    /// Pin data cores and the control thread to CPUs (default true).
+    #[arg(long)]
+    pub pin: Option<bool>,
+    /// Print the live line even when stderr is not a terminal.
+    #[arg(long)]
+    pub live: Option<bool>,
+    /// Batches each core→shard ring holds (default 64).
+    #[arg(long)]
+    pub ring_depth: Option<usize>,
+    /// io_uring provided buffers per queue (default 4096).
+    #[arg(long)]
+    pub uring_buffers: Option<u16>,
+    /// SO_RCVBUF in bytes (default 4 MiB; 0 keeps the kernel's).
+    #[arg(long)]
+    pub rcvbuf: Option<usize>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub backend: BackendChoice,
+    pub pcap: Option<PathBuf>,
+    pub loops: u32,
+    pub listen: SocketAddr,
+    pub port: u16,
+    pub cores: usize,
+    pub shards: usize,
+    pub keys: Option<PathBuf>,
+    pub genesis: Option<PathBuf>,
+    pub network_id: u32,
+    pub block_interval_ms: u64,
+    pub block_max_txs: u32,
+    pub empty_blocks: bool,
+    pub duration_s: Option<f64>,
+    pub summary_json: Option<PathBuf>,
+    pub accepted_ids: Option<PathBuf>,
+    pub busy_poll: bool,
+    pub pin: bool,
+    pub live: bool,
+    pub ring_depth: usize,
+    pub uring_buffers: u16,
+    pub rcvbuf: usize,
+}
+
+fn bad(key: &str, why: impl std::fmt::Display) -> String {
+    format!("config key `{key}`: {why}")
+}
+
+impl NodeConfig {
+    pub fn resolve(o: Overrides) -> Result<NodeConfig, String> {
+        let file = match &o.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| format!("config {}: {e}", p.display()))?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| format!("config {}: {e}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let backend = o.backend.or(file.backend).unwrap_or(BackendChoice::IoUring);
+        let pcap = o.pcap.or(file.pcap);
+        if backend == BackendChoice::Pcap && pcap.is_none() {
+            return Err(bad("pcap", "the pcap backend needs a capture file (--pcap FILE)"));
+        }
+        let listen_s = o.listen.or(file.listen).unwrap_or_else(|| "0.0.0.0:7100".into());
+        let listen: SocketAddr =
+            listen_s.parse().map_err(|e| bad("listen", format!("`{listen_s}` is not IP:PORT ({e})")))?;
+        let cores = o.cores.or(file.cores).unwrap_or(cpus.saturating_sub(1).max(1));
+        if cores == 0 || cores > 64 {
+            return Err(bad("cores", format!("{cores} is not in 1..=64")));
+        }
+        let cores = if backend == BackendChoice::Pcap { 1 } else { cores };
+        let shards = o.shards.or(file.shards).unwrap_or(4);
+        if shards == 0 || shards > 256 {
+            return Err(bad("shards", format!("{shards} is not in 1..=256")));
+        }
+        let block_interval_ms = o.block_interval_ms.or(file.block_interval_ms).unwrap_or(200);
+        if block_interval_ms == 0 {
+            return Err(bad("block_interval_ms", "must be at least 1"));
+        }
+        let block_max_txs = o.block_max_txs.or(file.block_max_txs).unwrap_or(10_000);
+        if block_max_txs == 0 {
+            return Err(bad("block_max_txs", "must be at least 1"));
+        }
+        let duration_s = o.duration_s.or(file.duration_s);
+        if let Some(d) = duration_s {
+            if !(d > 0.0 && d.is_finite()) {
+                return Err(bad("duration_s", format!("{d} is not a positive number of seconds")));
+            }
+        }
+        let ring_depth = o.ring_depth.or(file.ring_depth).unwrap_or(64);
+        if ring_depth == 0 {
+            return Err(bad("ring_depth", "must be at least 1"));
+        }
+        let uring_buffers = o.uring_buffers.or(file.uring_buffers).unwrap_or(4096);
+        if !uring_buffers.is_power_of_two() {
+            return Err(bad("uring_buffers", format!("{uring_buffers} is not a power of two")));
+        }
+        Ok(NodeConfig {
+            backend,
+            pcap,
+            loops: o.loops.or(file.loops).unwrap_or(1).max(1),
+            listen,
+            port: o.port.or(file.port).unwrap_or(7100),
+            cores,
+            shards,
+            keys: o.keys.or(file.keys),
+            genesis: o.genesis.or(file.genesis),
+            network_id: o.network_id.or(file.network_id).unwrap_or(1),
+            block_interval_ms,
+            block_max_txs,
+            empty_blocks: o.empty_blocks.or(file.empty_blocks).unwrap_or(false),
+            duration_s,
+            summary_json: o.summary_json.or(file.summary_json),
+            accepted_ids: o.accepted_ids.or(file.accepted_ids),
+            busy_poll: o.busy_poll.or(file.busy_poll).unwrap_or(false),
+            pin: o.pin.or(file.pin).unwrap_or(true),
+            live: o.live.or(file.live).unwrap_or(false),
+            ring_depth,
+            uring_buffers,
+            rcvbuf: o.rcvbuf.or(file.rcvbuf).unwrap_or(4 << 20),
+        })
+    }
+}

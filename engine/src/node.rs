@@ -1,0 +1,301 @@
+//! `attnet node`: data cores (backend queue → frame path → dedup → shard
+//! rings), the control thread (ledger, blocks, consensus), a live line,
+//! and a summary whose counters add up.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use control::runner::{self, Live, RunnerConfig};
+use dataplane::backend::{self, NotAtt, RxQueue, UdpConfig};
+use dataplane::pipeline::{self, Command, CoreConfig, CoreCounters, DataCore, Sharder};
+use dataplane::replay::ReplayWindow;
+use dataplane::{DropReason, FramePath, TxDrop};
+use hdrhistogram::Histogram;
+use serde_json::{json, Map, Value};
+
+use crate::config::{BackendChoice, NodeConfig};
+use crate::keys;
+
+/// What a finished node reports.
+pub struct Outcome {
+    pub summary: Value,
+}
+
+/// Opened queues, the backend's name, and the bound address (sockets).
+struct Opened {
+    queues: Vec<Box<dyn RxQueue>>,
+    name: &'static str,
+    addr: Option<std::net::SocketAddr>,
+}
+
+/// Opens the configured backend's queues; io_uring falls back to recvmmsg
+/// with the reason logged.
+fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
+    let udp = UdpConfig { listen: cfg.listen, queues: cfg.cores, rcvbuf: cfg.rcvbuf };
+    match cfg.backend {
+        BackendChoice::Pcap => {
+            let path = cfg.pcap.as_ref().ok_or("config key `pcap`: missing")?;
+            let q = backend::pcap::PcapReplay::open(path, cfg.port, cfg.loops)
+                .map_err(|e| format!("pcap {}: {e}", path.display()))?;
+            Ok(Opened { queues: vec![Box::new(q)], name: "pcap", addr: None })
+        }
+        BackendChoice::IoUring => match backend::uring::UringQueue::open(&udp, cfg.uring_buffers) {
+            Ok(qs) => {
+                let addr = qs.first().map(|q| q.local_addr());
+                eprintln!(
+                    "attnet: backend io_uring ({} queue(s), {}), listening on {}",
+                    qs.len(),
+                    qs.first().map_or("", |q| q.setup_flags()),
+                    addr.map_or_else(|| cfg.listen.to_string(), |a| a.to_string())
+                );
+                Ok(Opened {
+                    queues: qs.into_iter().map(|q| Box::new(q) as Box<dyn RxQueue>).collect(),
+                    name: "io_uring",
+                    addr,
+                })
+            }
+            Err(e) => {
+                eprintln!("attnet: io_uring unavailable ({e}); falling back to recvmmsg");
+                open_recvmmsg(&udp)
+            }
+        },
+        BackendChoice::Recvmmsg => open_recvmmsg(&udp),
+    }
+}
+
+fn open_recvmmsg(udp: &UdpConfig) -> Result<Opened, String> {
+    let qs = backend::recvmmsg::RecvmmsgQueue::open(udp).map_err(|e| format!("listen {}: {e}", udp.listen))?;
+    let addr = qs.first().map(|q| q.local_addr());
+    eprintln!(
+        "attnet: backend recvmmsg ({} queue(s)), listening on {}",
+        qs.len(),
+        addr.map_or_else(|| udp.listen.to_string(), |a| a.to_string())
+    );
+    Ok(Opened { queues: qs.into_iter().map(|q| Box::new(q) as Box<dyn RxQueue>).collect(), name: "recvmmsg", addr })
+}
+
+fn percentiles(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        return json!({"p50": 0, "p90": 0, "p99": 0, "p999": 0, "max": 0});
+    }
+    json!({
+        "p50": h.value_at_quantile(0.50),
+        "p90": h.value_at_quantile(0.90),
+        "p99": h.value_at_quantile(0.99),
+        "p999": h.value_at_quantile(0.999),
+        "max": h.max(),
+    })
+}
+
+/// Builds the summary JSON (every reason listed, zero or not).
+pub fn summary(
+    backend: &str,
+    cores: usize,
+    c: &CoreCounters,
+    ctl: &runner::ControlReport,
+    ingest: &Histogram<u64>,
+    duration_s: f64,
+) -> Value {
+    let mut not_att = Map::new();
+    for r in NotAtt::ALL {
+        not_att.insert(r.as_str().into(), json!(c.not_att[r as usize]));
+    }
+    let mut fd = Map::new();
+    for r in DropReason::ALL {
+        fd.insert(r.as_str().into(), json!(c.frames.frame_drop(r)));
+    }
+    // Duplicates the control thread caught move from accepted to duplicate.
+    let late = ctl.live.late_duplicates;
+    let mut td = Map::new();
+    for r in TxDrop::ALL {
+        let n = c.frames.tx_drop(r) + if r == TxDrop::Duplicate { late } else { 0 };
+        td.insert(r.as_str().into(), json!(n));
+    }
+    let l = &ctl.chain.ledger;
+    json!({
+        "backend": backend,
+        "cores": cores,
+        "packets": {"received": c.packets.max(c.rx_packets), "kernel_dropped": c.kernel_dropped, "not_att": not_att},
+        "frames": {"received": c.frames.frames_received, "accepted": c.frames.frames_accepted, "dropped": fd},
+        "txs": {"seen": c.frames.txs_seen, "accepted": c.frames.txs_accepted - late, "dropped": td},
+        "ledger": {"submitted": l.submitted, "applied": l.applied, "dropped": {
+            "bad_nonce": l.bad_nonce, "insufficient_funds": l.insufficient_funds, "nonce_gap": l.nonce_gap,
+            "malformed": l.malformed}},
+        "blocks": ctl.live.blocks,
+        "height": ctl.live.height,
+        "latency_us": {"ingest": percentiles(ingest), "inclusion": percentiles(&ctl.inclusion_us)},
+        "duration_s": (duration_s * 1000.0).round() / 1000.0,
+    })
+}
+
+/// Ready-made pieces for a running node (used by `attnet demo` to learn
+/// the bound address before traffic starts).
+pub struct Started {
+    pub addr: Option<std::net::SocketAddr>,
+    join: Box<dyn FnOnce() -> Result<Outcome, String> + Send>,
+}
+
+impl Started {
+    pub fn wait(self) -> Result<Outcome, String> {
+        (self.join)()
+    }
+}
+
+/// Starts the node's threads; `Started::wait` runs the main loop (live
+/// line, duration, signals) and returns the summary.
+pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<Started, String> {
+    let sessions = match &cfg.keys {
+        Some(p) => keys::read(p)?,
+        None => Vec::new(),
+    };
+    let genesis = match &cfg.genesis {
+        Some(p) => control::genesis::Genesis::load(p)?,
+        None => control::genesis::Genesis::new(cfg.network_id, [])?,
+    };
+    let network_id = genesis.network_id();
+    let Opened { queues, name: backend_name, addr } = open_queues(&cfg)?;
+    let cores = queues.len();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let epoch = Instant::now();
+    let stop = external_stop.unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
+    let sharder = Sharder::new(cfg.shards);
+    let windows: Vec<(keys::Configured, Arc<ReplayWindow>)> =
+        sessions.iter().map(|s| (*s, Arc::new(ReplayWindow::new()))).collect();
+    let mut ends = Vec::new();
+    let mut core_threads = Vec::new();
+    let mut published = Vec::new();
+    let mut command_tx = Vec::new();
+    let running = Arc::new(AtomicUsize::new(cores));
+    for (i, q) in queues.into_iter().enumerate() {
+        let mut fp = FramePath::new(network_id);
+        for (s, w) in &windows {
+            fp.sessions.install_shared(s.id, &s.c2r, &s.r2c, 0, w.clone()).map_err(|e| e.to_string())?;
+        }
+        let mut links = Vec::new();
+        for _ in 0..cfg.shards {
+            let (link, end, pool) = pipeline::shard_link(cfg.ring_depth, 256);
+            links.push((link, pool));
+            ends.push(end);
+        }
+        let (ctx, crx) = rtrb::RingBuffer::<Command>::new(256);
+        command_tx.push(ctx);
+        let pubc = Arc::new(Mutex::new(CoreCounters::default()));
+        published.push(pubc.clone());
+        let ccfg = CoreConfig {
+            // Data cores take CPUs 1.., the control thread CPU 0.
+            cpu: cfg.pin.then_some((i + 1) % cpus),
+            busy_poll: cfg.busy_poll,
+            ..CoreConfig::default()
+        };
+        let core = DataCore::new(fp, q, links, crx, sharder.clone(), ccfg, epoch, stop.clone(), pubc);
+        let running = running.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("attnet-rx{i}"))
+            .spawn(move || {
+                let r = core.run();
+                running.fetch_sub(1, Ordering::AcqRel);
+                r
+            })
+            .map_err(|e| format!("spawn data core: {e}"))?;
+        core_threads.push(h);
+    }
+    let chain = control::chain::Chain::new(
+        &genesis,
+        control::chain::ChainConfig {
+            ledger: control::ledger::LedgerConfig::default(),
+            block: control::block::BlockConfig {
+                interval_ms: cfg.block_interval_ms,
+                max_txs: cfg.block_max_txs,
+                empty_blocks: cfg.empty_blocks,
+            },
+        },
+    );
+    let live = Arc::new(Mutex::new(Live::default()));
+    let rcfg =
+        RunnerConfig { cpu: cfg.pin.then_some(0), accepted_ids: cfg.accepted_ids.clone(), ..RunnerConfig::default() };
+    let (live2, running2) = (live.clone(), running.clone());
+    let control_thread = std::thread::Builder::new()
+        .name("attnet-control".into())
+        .spawn(move || runner::run(ends, chain, rcfg, epoch, running2, live2))
+        .map_err(|e| format!("spawn control thread: {e}"))?;
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal handler: {e}"))?;
+    }
+    // Kept so a later handshake stage can install sessions at run time.
+    let _commands = command_tx;
+    let stop2 = stop.clone();
+    let join = move || -> Result<Outcome, String> {
+        let show_live = cfg.live || std::io::stderr().is_terminal();
+        let deadline = cfg.duration_s.map(|d| epoch + Duration::from_secs_f64(d));
+        let mut last_line = Instant::now();
+        let mut prev = CoreCounters::default();
+        let mut prev_live = Live::default();
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                stop2.store(true, Ordering::Relaxed);
+            }
+            if running.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if show_live && last_line.elapsed() >= Duration::from_secs(1) {
+                let dt = last_line.elapsed().as_secs_f64();
+                last_line = Instant::now();
+                let mut sum = CoreCounters::default();
+                for p in &published {
+                    if let Ok(c) = p.lock() {
+                        sum.add(&c);
+                    }
+                }
+                let l = live.lock().map(|l| *l).unwrap_or_default();
+                let pps = (sum.rx_packets - prev.rx_packets) as f64 / dt;
+                let gbps = (sum.rx_bytes - prev.rx_bytes) as f64 * 8.0 / dt / 1e9;
+                let fps = (sum.frames.frames_received - prev.frames.frames_received) as f64 / dt;
+                let tps = (sum.frames.txs_accepted - prev.frames.txs_accepted) as f64 / dt;
+                let drops: Vec<String> = DropReason::ALL
+                    .iter()
+                    .filter(|r| sum.frames.frame_drop(**r) > 0)
+                    .map(|r| format!("{}={}", r.as_str(), sum.frames.frame_drop(*r)))
+                    .chain(
+                        TxDrop::ALL
+                            .iter()
+                            .filter(|r| sum.frames.tx_drop(**r) > 0)
+                            .map(|r| format!("{}={}", r.as_str(), sum.frames.tx_drop(*r))),
+                    )
+                    .collect();
+                eprintln!(
+                    "attnet: {:.3} Mpps {:.3} Gbit/s | {:.0} frames/s {:.0} tx/s | drops {} | blocks {} (+{}) height {} | p99 inclusion {} us",
+                    pps / 1e6,
+                    gbps,
+                    fps,
+                    tps,
+                    if drops.is_empty() { "none".into() } else { drops.join(" ") },
+                    l.blocks,
+                    l.blocks - prev_live.blocks,
+                    l.height,
+                    l.inclusion_p99_us
+                );
+                prev = sum;
+                prev_live = l;
+            }
+        }
+        let mut total = CoreCounters::default();
+        let mut ingest = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
+        for h in core_threads {
+            let r = h.join().map_err(|_| "a data core panicked".to_string())?;
+            total.add(&r.counters);
+            let _ = ingest.add(&r.ingest_us);
+        }
+        let ctl = control_thread.join().map_err(|_| "the control thread panicked".to_string())??;
+        let duration = epoch.elapsed().as_secs_f64();
+        let summary = summary(backend_name, cores, &total, &ctl, &ingest, duration);
+        if let Some(p) = &cfg.summary_json {
+            std::fs::write(p, serde_json::to_string_pretty(&summary).unwrap_or_default())
+                .map_err(|e| format!("summary {}: {e}", p.display()))?;
+        }
+        Ok(Outcome { summary })
+    };
+    Ok(Started { addr, join: Box::new(join) })
+}
