@@ -49,7 +49,8 @@ pub enum Bad {
     BadVersion,
     /// A session the receiver does not know: `unknown_session`.
     UnknownSession,
-    /// The previous valid datagram again: `replay` for each of its frames.
+    /// The previous valid datagram again, from another source port:
+    /// `replay` for each of its frames.
     Replayed,
     /// A copy of the next real transaction with a broken signature, sent
     /// before it in a valid frame: `bad_signature`, and the real one must
@@ -86,6 +87,9 @@ pub struct SendReport {
     pub replayed_frames: u64,
     pub elapsed: Duration,
     pub asked_rate: f64,
+    /// The receiver's port was closed (ICMP port unreachable): sending
+    /// stopped early.
+    pub refused: bool,
 }
 
 impl SendReport {
@@ -114,11 +118,17 @@ pub fn send(
     let bind: SocketAddr = if dest.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(io::Error::other)?;
     let sock = UdpSocket::bind(bind)?;
     sock.connect(dest)?;
+    // Replays leave from a second socket: another source port, so with
+    // SO_REUSEPORT or RSS they may land on another core than the original,
+    // and the receiver must still accept each counter once.
+    let replay_sock = UdpSocket::bind(bind)?;
+    replay_sock.connect(dest)?;
     let keys: Vec<AeadKey> = plan.sessions.iter().map(|s| AeadKey::new(&s.c2r)).collect();
     let mut counters: Vec<u64> = vec![start_counter(); plan.sessions.len()];
     let mut rep = SendReport { asked_rate: cfg.rate, ..SendReport::default() };
     let batch = cfg.batch.clamp(1, 64);
     let mut out: Vec<Vec<u8>> = (0..batch).map(|_| Vec::with_capacity(4096)).collect();
+    let mut is_replay = vec![false; batch];
     let mut body = Vec::with_capacity(16384);
     let mut prev_valid: Vec<u8> = Vec::new();
     let mut prev_frames = 0u64;
@@ -141,6 +151,7 @@ pub fn send(
             }
             let d = &mut out[n];
             d.clear();
+            is_replay[n] = false;
             let s = (i as usize) % keys.len().max(1);
             let Some(sess) = plan.sessions.get(s) else { break 'run };
             let spec = FrameSpec { compress: i % 2 == 1, stream_seq: i as u16, ..FrameSpec::tx_batch(sess.id) };
@@ -179,6 +190,7 @@ pub fn send(
                     }
                     Bad::BadVersion => d[0] = 4,
                     Bad::Replayed => {
+                        is_replay[n] = true;
                         d.clear();
                         d.extend_from_slice(&prev_valid);
                         rep.replayed_frames += prev_frames;
@@ -208,12 +220,42 @@ pub fn send(
         if n == 0 {
             break;
         }
-        let refs: Vec<&[u8]> = out[..n].iter().map(|d| &d[..]).collect();
-        let mut off = 0;
-        while off < n {
-            off += send_batch(&sock, &refs[off..])?;
+        // In order: runs of ordinary datagrams in one sendmmsg each, a
+        // replay on its own socket after the original went out.
+        let mut from = 0;
+        while from < n {
+            if is_replay[from] {
+                match replay_sock.send(&out[from]) {
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        rep.refused = true;
+                        break 'run;
+                    }
+                    r => r?,
+                };
+                from += 1;
+                rep.datagrams += 1;
+                continue;
+            }
+            let mut to = from;
+            while to < n && !is_replay[to] {
+                to += 1;
+            }
+            let refs: Vec<&[u8]> = out[from..to].iter().map(|d| &d[..]).collect();
+            let mut off = 0;
+            while off < refs.len() {
+                match send_batch(&sock, &refs[off..]) {
+                    Ok(k) => off += k,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        rep.datagrams += off as u64;
+                        rep.refused = true;
+                        break 'run;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            rep.datagrams += refs.len() as u64;
+            from = to;
         }
-        rep.datagrams += n as u64;
     }
     rep.elapsed = start.elapsed();
     Ok(rep)
