@@ -156,6 +156,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     };
     let network_id = genesis.network_id();
     let Opened { queues, name: backend_name, addr } = open_queues(&cfg)?;
+    let kernel_before = backend::kstats::KernelStats::read();
     let cores = queues.len();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let epoch = Instant::now();
@@ -290,7 +291,23 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         }
         let ctl = control_thread.join().map_err(|_| "the control thread panicked".to_string())??;
         let duration = epoch.elapsed().as_secs_f64();
-        let summary = summary(backend_name, cores, &total, &ctl, &ingest, duration);
+        // Backlog drops are invisible to SO_RXQ_OVFL: add them (machine-wide)
+        // for socket backends; the MIB deltas are reported for cross-checks.
+        let kernel = backend::kstats::KernelStats::read().since(&kernel_before);
+        let socket = backend_name != "pcap";
+        let rxq_ovfl = total.kernel_dropped;
+        if socket {
+            total.kernel_dropped += kernel.softnet_dropped;
+        }
+        let mut summary = summary(backend_name, cores, &total, &ctl, &ingest, duration);
+        if socket {
+            summary["packets"]["kernel"] = json!({
+                "rxq_ovfl": rxq_ovfl,
+                "softnet_dropped": kernel.softnet_dropped,
+                "udp_rcvbuf_errors": kernel.udp_rcvbuf_errors,
+                "udp_in_errors": kernel.udp_in_errors,
+            });
+        }
         if let Some(p) = &cfg.summary_json {
             std::fs::write(p, serde_json::to_string_pretty(&summary).unwrap_or_default())
                 .map_err(|e| format!("summary {}: {e}", p.display()))?;

@@ -225,6 +225,27 @@ fn sigterm_mid_traffic_drains_and_reports() {
 }
 
 #[test]
+fn shipped_example_config_is_valid() {
+    // A pcap run so the example's listen address is never bound.
+    let d = tmpdir("example");
+    let empty = d.join("empty.pcap");
+    {
+        use pcap_file::pcap::{PcapHeader, PcapWriter};
+        drop(PcapWriter::with_header(std::fs::File::create(&empty).unwrap(), PcapHeader::default()).unwrap());
+    }
+    let o = Command::new(BIN)
+        .args(["node", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/../attnet.example.toml"), "--backend", "pcap"])
+        .arg("--pcap")
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["packets"]["received"], 0);
+    assert_eq!(s["blocks"], 0, "no empty blocks by default");
+}
+
+#[test]
 fn config_errors_name_the_key() {
     let d = tmpdir("config");
     let cfg = d.join("bad.toml");

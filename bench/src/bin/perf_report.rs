@@ -102,4 +102,49 @@ fn main() {
             single / batch
         );
     }
+    node_rows(&root);
+}
+
+/// Rows of `benches/node.rs`, if it ran.
+fn node_rows(root: &Path) {
+    let get = |g: &str, n: &str| median_ns(root, g, n);
+    let (Some(rtrb), Some(cbq), Some(cbc)) =
+        (get("rings", "rtrb_spsc"), get("rings", "crossbeam_array_queue"), get("rings", "crossbeam_channel"))
+    else {
+        return;
+    };
+    let items = (1u64 << 20) as f64;
+    println!("\n### Shard rings: items between two threads\n");
+    println!("| ring | M items/s | time vs rtrb |");
+    println!("|---|---|---|");
+    for (name, t) in [("rtrb (SPSC, chunked)", rtrb), ("crossbeam ArrayQueue (MPMC)", cbq), ("crossbeam channel (bounded)", cbc)] {
+        println!("| {name} | {:.1} | {:.2}x |", items / t * 1e3, t / rtrb);
+    }
+    if let (Some(u), Some(r)) = (get("receive", "io_uring"), get("receive", "recvmmsg")) {
+        let n = 128.0;
+        println!("\n### Receive: draining 128 prefilled 256-byte datagrams from a loopback socket\n");
+        println!("| backend | ns per datagram | M datagrams/s | rate vs recvmmsg (goal >= 1.0) |");
+        println!("|---|---|---|---|");
+        println!("| io_uring (multishot recvmsg, buffer ring) | {:.0} | {:.2} | **{:.2}** |", u / n, n / u * 1e3, r / u);
+        println!("| recvmmsg | {:.0} | {:.2} | 1.00 |", r / n, n / r * 1e3);
+    }
+    if let (Some(mem), Some(pcap), Some(pipe)) = (
+        get("pipeline", "frame_path_in_memory"),
+        get("pipeline", "pcap_replay_plus_frame_path"),
+        get("pipeline", "pipeline_pcap_core"),
+    ) {
+        let n = 2048.0;
+        println!("\n### Pipeline: one data core on 2048 unique single-transaction frames\n");
+        println!("| stage | us per frame | k frames/s | throughput vs frame path in memory |");
+        println!("|---|---|---|---|");
+        println!("| frame path alone, datagrams in memory | {:.2} | {:.1} | 1.00 |", mem / n / 1e3, n / mem * 1e6);
+        println!("| pcap replay + frame path | {:.2} | {:.1} | {:.2} |", pcap / n / 1e3, n / pcap * 1e6, mem / pcap);
+        println!(
+            "| pcap replay + frame path + dedup + sharding + rings (data core) | {:.2} | {:.1} | {:.2} |",
+            pipe / n / 1e3,
+            n / pipe * 1e6,
+            mem / pipe
+        );
+        println!("\nCost of rings, dedup and sharding: the data core runs at **{:.2}** of pcap replay + frame path (goal >= 0.80).", pcap / pipe);
+    }
 }

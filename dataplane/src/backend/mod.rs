@@ -8,6 +8,7 @@
 use std::io;
 use std::time::Duration;
 
+pub mod kstats;
 pub mod pcap;
 pub mod recvmmsg;
 pub mod uring;

@@ -1,0 +1,322 @@
+//! The node's pieces against their baselines, in one run:
+//! - rings: crossbeam (the design card's) against rtrb (SPSC), items/s
+//!   between two threads;
+//! - receive: draining the same number of prefilled datagrams from a
+//!   loopback socket with the io_uring backend and with recvmmsg;
+//! - pipeline: one data core on the pcap backend (rings, dedup, sharding,
+//!   a draining shard consumer) against the foundation's frame path alone
+//!   on the same unique traffic in memory, and against pcap replay plus
+//!   the frame path without the rings.
+
+use std::net::UdpSocket;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use dataplane::backend::pcap::PcapReplay;
+use dataplane::backend::{RxQueue, UdpConfig};
+use dataplane::pipeline::{self, CoreConfig, CoreCounters, DataCore, Sharder};
+use dataplane::{testkit, Burst};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const RING_ITEMS: u64 = 1 << 20;
+
+fn rings(c: &mut Criterion) {
+    let mut g = c.benchmark_group("rings");
+    g.throughput(Throughput::Elements(RING_ITEMS));
+    g.sample_size(10);
+    g.bench_function("rtrb_spsc", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (mut p, mut cns) = rtrb::RingBuffer::<u64>::new(1024);
+                let t = Instant::now();
+                let h = std::thread::spawn(move || {
+                    let mut got = 0u64;
+                    let mut sum = 0u64;
+                    while got < RING_ITEMS {
+                        if let Ok(ch) = cns.read_chunk(cns.slots()) {
+                            let n = ch.len() as u64;
+                            for x in ch {
+                                sum = sum.wrapping_add(x);
+                            }
+                            got += n;
+                        } else {
+                            std::hint::spin_loop();
+                        }
+                    }
+                    sum
+                });
+                let mut i = 0u64;
+                while i < RING_ITEMS {
+                    let n = p.slots().min((RING_ITEMS - i) as usize);
+                    if n == 0 {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    if let Ok(ch) = p.write_chunk_uninit(n) {
+                        let k = ch.fill_from_iter(i..i + n as u64);
+                        i += k as u64;
+                    }
+                }
+                h.join().unwrap();
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    g.bench_function("crossbeam_array_queue", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let q = Arc::new(crossbeam::queue::ArrayQueue::<u64>::new(1024));
+                let q2 = q.clone();
+                let t = Instant::now();
+                let h = std::thread::spawn(move || {
+                    let mut got = 0u64;
+                    let mut sum = 0u64;
+                    while got < RING_ITEMS {
+                        match q2.pop() {
+                            Some(x) => {
+                                sum = sum.wrapping_add(x);
+                                got += 1;
+                            }
+                            None => std::hint::spin_loop(),
+                        }
+                    }
+                    sum
+                });
+                let mut i = 0u64;
+                while i < RING_ITEMS {
+                    if q.push(i).is_ok() {
+                        i += 1;
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+                h.join().unwrap();
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    g.bench_function("crossbeam_channel", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (tx, rx) = crossbeam::channel::bounded::<u64>(1024);
+                let t = Instant::now();
+                let h = std::thread::spawn(move || {
+                    let mut sum = 0u64;
+                    for x in rx.iter() {
+                        sum = sum.wrapping_add(x);
+                    }
+                    sum
+                });
+                for i in 0..RING_ITEMS {
+                    tx.send(i).unwrap();
+                }
+                drop(tx);
+                h.join().unwrap();
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+/// Datagrams prefilled per measurement: what the default socket buffer
+/// (net.core.rmem_max, 208 KiB) holds without kernel drops.
+const PREFILL: usize = 128;
+
+fn drain(q: &mut dyn RxQueue, want: usize) -> usize {
+    let mut got = 0;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while got < want && Instant::now() < deadline {
+        let _ = q.rx_burst(&mut |bufs: &mut [&mut [u8]]| got += bufs.len());
+    }
+    got
+}
+
+fn receive(c: &mut Criterion) {
+    let mut g = c.benchmark_group("receive");
+    g.throughput(Throughput::Elements(PREFILL as u64));
+    g.sample_size(30);
+    let cfg = UdpConfig { listen: "127.0.0.1:0".parse().unwrap(), queues: 1, rcvbuf: 4 << 20 };
+    let payload = vec![0x5au8; 256];
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut queues: Vec<(&str, Box<dyn RxQueue>, std::net::SocketAddr)> = Vec::new();
+    let mut u = dataplane::backend::uring::UringQueue::open(&cfg, 4096).expect("io_uring");
+    let ua = u[0].local_addr();
+    queues.push(("io_uring", Box::new(u.remove(0)), ua));
+    let mut r = dataplane::backend::recvmmsg::RecvmmsgQueue::open(&cfg).expect("recvmmsg");
+    let ra = r[0].local_addr();
+    queues.push(("recvmmsg", Box::new(r.remove(0)), ra));
+    for (name, q, addr) in queues.iter_mut() {
+        g.bench_function(*name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    for _ in 0..PREFILL {
+                        tx.send_to(&payload, *addr).unwrap();
+                    }
+                    let t = Instant::now();
+                    let got = drain(q.as_mut(), PREFILL);
+                    total += t.elapsed();
+                    assert_eq!(got, PREFILL, "{name}: kernel drops in the prefill (kernel_dropped {})", q.kernel_dropped());
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+const FRAMES: usize = 2048;
+
+fn write_pcap(path: &std::path::Path, payloads: &[Vec<u8>]) {
+    use etherparse::PacketBuilder;
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let mut w = PcapWriter::with_header(std::fs::File::create(path).unwrap(), PcapHeader::default()).unwrap();
+    for p in payloads {
+        let mut pkt = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)
+            .udp(40000, 7100)
+            .write(&mut pkt, p)
+            .unwrap();
+        w.write_packet(&PcapPacket::new(Duration::ZERO, pkt.len() as u32, &pkt)).unwrap();
+    }
+}
+
+fn pipeline_vs_path(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(FRAMES as u64));
+    g.sample_size(10);
+    // Unique traffic: every frame a fresh counter, every transaction new
+    // (one account per frame, 256 accounts, nonces 1..=8).
+    let frames: Vec<Vec<u8>> = (0..FRAMES)
+        .map(|i| {
+            let sk = testkit::signer((i % 256) as u8);
+            let mut t = Vec::new();
+            dataplane::emit::emit_signed_tx(
+                &sk,
+                1,
+                &dataplane::emit::TxFields {
+                    kind: dataplane::wire::tx::Kind::Transfer,
+                    to: [9; 32],
+                    nonce: (i / 256) as u64 + 1,
+                    amount: 1,
+                    fee: 1,
+                    memo: b"bench",
+                },
+                &mut t,
+            );
+            testkit::frame(1, i as u64, &[t], i % 2 == 0)
+        })
+        .collect();
+    let path = std::env::temp_dir().join(format!("attnet-bench-{}.pcap", std::process::id()));
+    write_pcap(&path, &frames);
+    g.bench_function("frame_path_in_memory", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut fp = testkit::relay(1);
+                let mut burst = Burst::default();
+                let mut ds = frames.clone();
+                let t = Instant::now();
+                for chunk in ds.chunks_mut(64) {
+                    fp.process(chunk, &mut burst);
+                }
+                total += t.elapsed();
+                assert_eq!(burst.counters.txs_accepted as usize, FRAMES);
+            }
+            total
+        })
+    });
+    g.bench_function("pcap_replay_plus_frame_path", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut fp = testkit::relay(1);
+                let mut burst = Burst::default();
+                let mut q = PcapReplay::open(&path, 7100, 1).unwrap();
+                let t = Instant::now();
+                while !q.finished() {
+                    q.rx_burst(&mut |bufs: &mut [&mut [u8]]| fp.process(bufs, &mut burst)).unwrap();
+                }
+                total += t.elapsed();
+                assert_eq!(burst.counters.txs_accepted as usize, FRAMES);
+            }
+            total
+        })
+    });
+    g.bench_function("pipeline_pcap_core", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let q = PcapReplay::open(&path, 7100, 1).unwrap();
+                let mut links = Vec::new();
+                let mut ends = Vec::new();
+                for _ in 0..4 {
+                    let (l, e, pool) = pipeline::shard_link(64, 256);
+                    links.push((l, pool));
+                    ends.push(e);
+                }
+                let (_ctx, crx) = rtrb::RingBuffer::new(4);
+                let core = DataCore::new(
+                    testkit::relay(1),
+                    Box::new(q),
+                    links,
+                    crx,
+                    Sharder::new(4),
+                    CoreConfig::default(),
+                    Instant::now(),
+                    Arc::new(AtomicBool::new(false)),
+                    Arc::new(Mutex::new(CoreCounters::default())),
+                );
+                let done = Arc::new(AtomicBool::new(false));
+                let done2 = done.clone();
+                // The shard side: drain and give back, as the control thread does.
+                let consumer = std::thread::spawn(move || {
+                    let mut n = 0usize;
+                    loop {
+                        let finished = done2.load(std::sync::atomic::Ordering::Acquire);
+                        let mut moved = false;
+                        for e in ends.iter_mut() {
+                            while let Ok(mut b) = e.from_core.pop() {
+                                n += b.len();
+                                b.clear();
+                                let _ = e.give_back.push(b);
+                                moved = true;
+                            }
+                        }
+                        if finished && !moved {
+                            return n;
+                        }
+                        if !moved {
+                            std::thread::sleep(Duration::from_micros(200));
+                        }
+                    }
+                });
+                let t = Instant::now();
+                let r = core.run();
+                total += t.elapsed();
+                done.store(true, std::sync::atomic::Ordering::Release);
+                let n = consumer.join().unwrap();
+                assert_eq!(n, FRAMES);
+                assert_eq!(r.counters.frames.txs_accepted as usize, FRAMES);
+            }
+            total
+        })
+    });
+    g.finish();
+    let _ = std::fs::remove_file(&path);
+}
+
+criterion_group!(benches, rings, receive, pipeline_vs_path);
+criterion_main!(benches);
