@@ -167,7 +167,12 @@ fn receive(c: &mut Criterion) {
                     let t = Instant::now();
                     let got = drain(q.as_mut(), PREFILL);
                     total += t.elapsed();
-                    assert_eq!(got, PREFILL, "{name}: kernel drops in the prefill (kernel_dropped {})", q.kernel_dropped());
+                    assert_eq!(
+                        got,
+                        PREFILL,
+                        "{name}: kernel drops in the prefill (kernel_dropped {})",
+                        q.kernel_dropped()
+                    );
                 }
                 total
             })

@@ -41,7 +41,9 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
                 .map_err(|e| format!("pcap {}: {e}", path.display()))?;
             Ok(Opened { queues: vec![Box::new(q)], name: "pcap", addr: None })
         }
-        BackendChoice::IoUring => match backend::uring::UringQueue::open(&udp, cfg.uring_buffers) {
+        BackendChoice::IoUring => match uring_allowed()
+            .and_then(|()| backend::uring::UringQueue::open(&udp, cfg.uring_buffers).map_err(|e| e.to_string()))
+        {
             Ok(qs) => {
                 let addr = qs.first().map(|q| q.local_addr());
                 eprintln!(
@@ -62,6 +64,16 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
             }
         },
         BackendChoice::Recvmmsg => open_recvmmsg(&udp),
+    }
+}
+
+/// `ATTNET_DISABLE_IO_URING=1` makes the node treat io_uring as
+/// unavailable (for kernels where it is present but misbehaves); the
+/// fallback then runs exactly as when the kernel refuses it.
+fn uring_allowed() -> Result<(), String> {
+    match std::env::var("ATTNET_DISABLE_IO_URING") {
+        Ok(v) if !v.is_empty() && v != "0" => Err("disabled by ATTNET_DISABLE_IO_URING".into()),
+        _ => Ok(()),
     }
 }
 

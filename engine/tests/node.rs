@@ -71,6 +71,27 @@ fn demo_recvmmsg_two_cores() {
     demo_in_netns("recvmmsg", 2);
 }
 
+/// io_uring refused: the node falls back to recvmmsg, says why, and the
+/// demo's checks still hold.
+#[test]
+fn io_uring_refused_falls_back_to_recvmmsg() {
+    let script = format!("ip link set lo up && exec {BIN} demo --backend io_uring --cores 1 --duration 1 --rate 1000");
+    let o = Command::new("unshare")
+        .args(["--net", "sh", "-c", &script])
+        .env("ATTNET_DISABLE_IO_URING", "1")
+        .output()
+        .expect("unshare runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("io_uring unavailable (disabled by ATTNET_DISABLE_IO_URING); falling back to recvmmsg"),
+        "{err}"
+    );
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["backend"], "recvmmsg");
+    assert_balanced(&s);
+}
+
 /// Golden: a capture written by the project's own emitter, known good and
 /// bad frames → `attnet node --backend pcap` reports exactly the expected
 /// counts and accepts the same transaction ids as `attnet decode`.

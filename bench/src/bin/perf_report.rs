@@ -117,7 +117,9 @@ fn node_rows(root: &Path) {
     println!("\n### Shard rings: items between two threads\n");
     println!("| ring | M items/s | time vs rtrb |");
     println!("|---|---|---|");
-    for (name, t) in [("rtrb (SPSC, chunked)", rtrb), ("crossbeam ArrayQueue (MPMC)", cbq), ("crossbeam channel (bounded)", cbc)] {
+    for (name, t) in
+        [("rtrb (SPSC, chunked)", rtrb), ("crossbeam ArrayQueue (MPMC)", cbq), ("crossbeam channel (bounded)", cbc)]
+    {
         println!("| {name} | {:.1} | {:.2}x |", items / t * 1e3, t / rtrb);
     }
     if let (Some(u), Some(r)) = (get("receive", "io_uring"), get("receive", "recvmmsg")) {
@@ -125,7 +127,12 @@ fn node_rows(root: &Path) {
         println!("\n### Receive: draining 128 prefilled 256-byte datagrams from a loopback socket\n");
         println!("| backend | ns per datagram | M datagrams/s | rate vs recvmmsg (goal >= 1.0) |");
         println!("|---|---|---|---|");
-        println!("| io_uring (multishot recvmsg, buffer ring) | {:.0} | {:.2} | **{:.2}** |", u / n, n / u * 1e3, r / u);
+        println!(
+            "| io_uring (multishot recvmsg, buffer ring) | {:.0} | {:.2} | **{:.2}** |",
+            u / n,
+            n / u * 1e3,
+            r / u
+        );
         println!("| recvmmsg | {:.0} | {:.2} | 1.00 |", r / n, n / r * 1e3);
     }
     if let (Some(mem), Some(pcap), Some(pipe)) = (
