@@ -183,21 +183,6 @@ fn receive(c: &mut Criterion) {
 
 const FRAMES: usize = 2048;
 
-fn write_pcap(path: &std::path::Path, payloads: &[Vec<u8>]) {
-    use etherparse::PacketBuilder;
-    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-    let mut w = PcapWriter::with_header(std::fs::File::create(path).unwrap(), PcapHeader::default()).unwrap();
-    for p in payloads {
-        let mut pkt = Vec::new();
-        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)
-            .udp(40000, 7100)
-            .write(&mut pkt, p)
-            .unwrap();
-        w.write_packet(&PcapPacket::new(Duration::ZERO, pkt.len() as u32, &pkt)).unwrap();
-    }
-}
-
 fn pipeline_vs_path(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(FRAMES as u64));
@@ -225,7 +210,7 @@ fn pipeline_vs_path(c: &mut Criterion) {
         })
         .collect();
     let path = std::env::temp_dir().join(format!("attnet-bench-{}.pcap", std::process::id()));
-    write_pcap(&path, &frames);
+    testkit::write_udp_pcap(&path, &frames).unwrap();
     g.bench_function("frame_path_in_memory", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;

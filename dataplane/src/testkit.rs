@@ -149,3 +149,43 @@ fn split_datagrams(b: &[u8]) -> impl Iterator<Item = &[u8]> {
         b.get(start..)
     })
 }
+
+/// An Ethernet II / IPv4 / UDP packet from 127.0.0.1:40000 to
+/// 127.0.0.2:`port` carrying `payload` (for captures; never sent).
+pub fn udp4_packet(port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(payload.len() + 42);
+    let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)
+        .udp(40000, port);
+    // Writing into a Vec cannot fail; a payload over 65507 bytes is the
+    // caller's mistake and leaves the packet empty.
+    let _ = b.write(&mut v, payload);
+    v
+}
+
+/// As [`udp4_packet`] over IPv6 (::1) with one 802.1Q tag (VLAN 42).
+pub fn udp6_vlan_packet(port: u16, payload: &[u8]) -> Vec<u8> {
+    let lo = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let mut v = Vec::with_capacity(payload.len() + 66);
+    if let Ok(vlan) = etherparse::VlanId::try_new(42) {
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .single_vlan(vlan)
+            .ipv6(lo, lo, 64)
+            .udp(40000, port);
+        let _ = b.write(&mut v, payload);
+    }
+    v
+}
+
+/// Writes a pcap of `payloads` as UDP/IPv4 datagrams to port 7100.
+pub fn write_udp_pcap(path: &std::path::Path, payloads: &[Vec<u8>]) -> std::io::Result<()> {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let mut w =
+        PcapWriter::with_header(std::fs::File::create(path)?, PcapHeader::default()).map_err(std::io::Error::other)?;
+    for (i, p) in payloads.iter().enumerate() {
+        let pkt = udp4_packet(7100, p);
+        w.write_packet(&PcapPacket::new(std::time::Duration::from_micros(i as u64), pkt.len() as u32, &pkt))
+            .map_err(std::io::Error::other)?;
+    }
+    Ok(())
+}

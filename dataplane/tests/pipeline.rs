@@ -3,7 +3,6 @@
 //! control→core ring. Nothing panics or stalls, and every frame and
 //! transaction is counted.
 
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -12,21 +11,6 @@ use dataplane::backend::pcap::PcapReplay;
 use dataplane::pipeline::{self, Command, CoreConfig, CoreCounters, DataCore, Sharder};
 use dataplane::replay::ReplayWindow;
 use dataplane::{testkit, DropReason, FramePath, TxDrop};
-use etherparse::PacketBuilder;
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-
-fn write_pcap(path: &Path, payloads: &[Vec<u8>]) {
-    let mut w = PcapWriter::with_header(std::fs::File::create(path).unwrap(), PcapHeader::default()).unwrap();
-    for (i, p) in payloads.iter().enumerate() {
-        let mut pkt = Vec::new();
-        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)
-            .udp(40000, 7100)
-            .write(&mut pkt, p)
-            .unwrap();
-        w.write_packet(&PcapPacket::new(std::time::Duration::from_micros(i as u64), pkt.len() as u32, &pkt)).unwrap();
-    }
-}
 
 fn tmp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("attnet-pipeline-{}", std::process::id()));
@@ -45,7 +29,7 @@ struct Run {
 /// the core stops, as a stalled control thread would).
 fn run_core(name: &str, payloads: &[Vec<u8>], fp: FramePath, depth: usize, commands: Vec<Command>) -> Run {
     let path = tmp(name);
-    write_pcap(&path, payloads);
+    testkit::write_udp_pcap(&path, payloads).unwrap();
     let q = PcapReplay::open(&path, 7100, 1).unwrap();
     let mut links = Vec::new();
     let mut ends = Vec::new();

@@ -129,28 +129,7 @@ mod capture {
 
     const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
     const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
-
-    fn udp4(port: u16, payload: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        PacketBuilder::ethernet2(MAC_A, MAC_B)
-            .ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)
-            .udp(40000, port)
-            .write(&mut v, payload)
-            .unwrap();
-        v
-    }
-
-    fn udp6_vlan(port: u16, payload: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        let lo = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-        PacketBuilder::ethernet2(MAC_A, MAC_B)
-            .single_vlan(etherparse::VlanId::try_new(42).unwrap())
-            .ipv6(lo, lo, 64)
-            .udp(40000, port)
-            .write(&mut v, payload)
-            .unwrap();
-        v
-    }
+    use dataplane::testkit::{udp4_packet as udp4, udp6_vlan_packet as udp6_vlan};
 
     /// The packets and the summary they must produce.
     fn traffic() -> (Vec<Vec<u8>>, Value) {

@@ -98,8 +98,6 @@ fn io_uring_refused_falls_back_to_recvmmsg() {
 #[test]
 fn pcap_backend_matches_decode() {
     use dataplane::testkit;
-    use etherparse::PacketBuilder;
-    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
     let d = tmpdir("golden");
     let (a, _) = testkit::txs(1, 3, 5, 1);
     let (b, _) = testkit::txs(2, 2, 5, 1);
@@ -113,17 +111,7 @@ fn pcap_backend_matches_decode() {
     two.extend_from_slice(&testkit::frame(5, 9, &b[..1], true));
     let payloads: Vec<Vec<u8>> = vec![f1, f2, f3, tampered, two, b"garbage!".to_vec()];
     let path = d.join("golden.pcap");
-    let mut w = PcapWriter::with_header(std::fs::File::create(&path).unwrap(), PcapHeader::default()).unwrap();
-    for (i, p) in payloads.iter().enumerate() {
-        let mut pkt = Vec::new();
-        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)
-            .udp(40000, 7100)
-            .write(&mut pkt, p)
-            .unwrap();
-        w.write_packet(&PcapPacket::new(Duration::from_millis(i as u64), pkt.len() as u32, &pkt)).unwrap();
-    }
-    drop(w);
+    testkit::write_udp_pcap(&path, &payloads).unwrap();
     let sessions: Vec<Value> = (0..16u16)
         .map(|s| serde_json::json!({"id": s, "c2r": hex::encode(testkit::c2r(s)), "r2c": hex::encode(testkit::r2c(s))}))
         .collect();

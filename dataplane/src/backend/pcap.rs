@@ -293,27 +293,7 @@ mod tests {
         d.join(name)
     }
 
-    fn udp4(port: u16, payload: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        PacketBuilder::ethernet2(MAC_A, MAC_B)
-            .ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)
-            .udp(40000, port)
-            .write(&mut v, payload)
-            .unwrap();
-        v
-    }
-
-    fn udp6_vlan(port: u16, payload: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        let lo = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-        PacketBuilder::ethernet2(MAC_A, MAC_B)
-            .single_vlan(etherparse::VlanId::try_new(42).unwrap())
-            .ipv6(lo, lo, 64)
-            .udp(40000, port)
-            .write(&mut v, payload)
-            .unwrap();
-        v
-    }
+    use crate::testkit::{udp4_packet as udp4, udp6_vlan_packet as udp6_vlan};
 
     fn big_payload() -> Vec<u8> {
         (0..BUF_SIZE + 700).map(|i| (i * 7) as u8).collect()
