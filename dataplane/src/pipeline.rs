@@ -148,6 +148,8 @@ pub struct CoreCounters {
     pub idle_waits: u64,
     /// Receive calls that failed (the socket's error, not a packet's).
     pub rx_errors: u64,
+    /// The NIC's counters (DPDK), summed over the queues that report them.
+    pub nic: Option<crate::backend::NicStats>,
 }
 
 impl CoreCounters {
@@ -163,12 +165,26 @@ impl CoreCounters {
         self.packets += o.packets;
         self.idle_waits += o.idle_waits;
         self.rx_errors += o.rx_errors;
+        if let Some(n) = &o.nic {
+            self.nic.get_or_insert_with(Default::default).add(n);
+        }
     }
+}
+
+/// Where a data core stops with each burst: `Rx` only receives and hands
+/// the buffers back (the baseline against `dpdk-testpmd --forward-mode=
+/// rxonly`); `Full` runs the whole pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StopAfter {
+    Rx,
+    #[default]
+    Full,
 }
 
 /// How a data core behaves.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
+    pub stop_after: StopAfter,
     /// CPU to pin to, if any.
     pub cpu: Option<usize>,
     pub busy_poll: bool,
@@ -183,6 +199,7 @@ pub struct CoreConfig {
 impl Default for CoreConfig {
     fn default() -> Self {
         CoreConfig {
+            stop_after: StopAfter::Full,
             cpu: None,
             busy_poll: false,
             idle_wait: Duration::from_millis(5),
@@ -272,10 +289,14 @@ impl DataCore {
             let sharder = &self.sharder;
             let pools = &mut self.pools;
             let links = &mut self.links;
+            let rx_only = self.cfg.stop_after == StopAfter::Rx;
             let got = self.queue.rx_burst(&mut |bufs: &mut [&mut [u8]]| {
                 counters.rx_packets += bufs.len() as u64;
                 counters.rx_bytes += bufs.iter().map(|b| b.len() as u64).sum::<u64>();
                 counters.bursts += 1;
+                if rx_only {
+                    return;
+                }
                 fp.process_filtered(bufs, &mut burst, &filter);
                 let mut dup = 0u64;
                 let mut full = 0u64;
@@ -370,5 +391,6 @@ impl DataCore {
         c.kernel_dropped = self.queue.kernel_dropped();
         c.not_att = self.queue.not_att();
         c.packets = self.queue.packets();
+        c.nic = self.queue.nic_stats();
     }
 }

@@ -18,6 +18,21 @@ pub enum BackendChoice {
     Recvmmsg,
     /// Offline replay of a capture.
     Pcap,
+    /// A DPDK port (kernel bypass); see the `[dpdk]` table.
+    Dpdk,
+}
+
+/// The `[dpdk]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpdkFile {
+    /// EAL arguments, e.g. ["-l", "0-2", "-a", "0000:3b:00.0"] or
+    /// ["--no-huge", "-m", "512", "--vdev=net_null0"].
+    pub eal_args: Option<Vec<String>>,
+    /// Device name (as the EAL knows it) or port id.
+    pub port: Option<String>,
+    pub rx_desc: Option<u16>,
+    pub mbufs: Option<u32>,
 }
 
 /// The file format: every key optional.
@@ -47,6 +62,17 @@ pub struct FileConfig {
     pub ring_depth: Option<usize>,
     pub uring_buffers: Option<u16>,
     pub rcvbuf: Option<usize>,
+    pub stop_after: Option<StopAfterChoice>,
+    pub dpdk: Option<DpdkFile>,
+}
+
+/// `stop_after`: `rx` only receives (a baseline for benchmarks), `full`
+/// (default) runs the whole pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum StopAfterChoice {
+    Rx,
+    Full,
 }
 
 /// Command-line overrides (same names as the file's keys).
@@ -122,6 +148,16 @@ pub struct Overrides {
     /// SO_RCVBUF in bytes (default 4 MiB; 0 keeps the kernel's).
     #[arg(long)]
     pub rcvbuf: Option<usize>,
+    /// DPDK EAL arguments, space-separated (overrides dpdk.eal_args).
+    #[arg(long, allow_hyphen_values = true)]
+    pub dpdk_eal: Option<String>,
+    /// DPDK device name or port id (overrides dpdk.port).
+    #[arg(long)]
+    pub dpdk_port: Option<String>,
+    /// Stop each burst after receiving (`rx`, a benchmark baseline) or run
+    /// everything (`full`, default).
+    #[arg(long, value_enum)]
+    pub stop_after: Option<StopAfterChoice>,
 }
 
 /// The resolved configuration.
@@ -149,6 +185,8 @@ pub struct NodeConfig {
     pub ring_depth: usize,
     pub uring_buffers: u16,
     pub rcvbuf: usize,
+    pub stop_after: StopAfterChoice,
+    pub dpdk: DpdkFile,
 }
 
 fn bad(key: &str, why: impl std::fmt::Display) -> String {
@@ -200,6 +238,16 @@ impl NodeConfig {
         if ring_depth == 0 {
             return Err(bad("ring_depth", "must be at least 1"));
         }
+        let mut dpdk = file.dpdk.clone().unwrap_or_default();
+        if let Some(a) = o.dpdk_eal {
+            dpdk.eal_args = Some(a.split_whitespace().map(String::from).collect());
+        }
+        if let Some(p) = o.dpdk_port {
+            dpdk.port = Some(p);
+        }
+        if backend == BackendChoice::Dpdk && dpdk.eal_args.as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(bad("dpdk.eal_args", "the dpdk backend needs EAL arguments (--dpdk-eal \"...\")"));
+        }
         let uring_buffers = o.uring_buffers.or(file.uring_buffers).unwrap_or(4096);
         if !uring_buffers.is_power_of_two() {
             return Err(bad("uring_buffers", format!("{uring_buffers} is not a power of two")));
@@ -227,6 +275,8 @@ impl NodeConfig {
             ring_depth,
             uring_buffers,
             rcvbuf: o.rcvbuf.or(file.rcvbuf).unwrap_or(4 << 20),
+            stop_after: o.stop_after.or(file.stop_after).unwrap_or(StopAfterChoice::Full),
+            dpdk,
         })
     }
 }

@@ -64,6 +64,24 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
             }
         },
         BackendChoice::Recvmmsg => open_recvmmsg(&udp),
+        BackendChoice::Dpdk => {
+            let d = &cfg.dpdk;
+            let dcfg = backend::dpdk::DpdkConfig {
+                eal_args: d.eal_args.clone().unwrap_or_default(),
+                port: d.port.clone().unwrap_or_else(|| "0".into()),
+                queues: cfg.cores as u16,
+                rx_desc: d.rx_desc.unwrap_or(1024),
+                mbufs: d.mbufs.unwrap_or(16383),
+                udp_port: cfg.port,
+            };
+            let (qs, _shared) = backend::dpdk::open(&dcfg)?;
+            eprintln!("attnet: backend dpdk ({} queue(s)) on port {}", qs.len(), dcfg.port);
+            Ok(Opened {
+                queues: qs.into_iter().map(|q| Box::new(q) as Box<dyn RxQueue>).collect(),
+                name: "dpdk",
+                addr: None,
+            })
+        }
     }
 }
 
@@ -200,6 +218,10 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             // Data cores take CPUs 1.., the control thread CPU 0.
             cpu: cfg.pin.then_some((i + 1) % cpus),
             busy_poll: cfg.busy_poll,
+            stop_after: match cfg.stop_after {
+                crate::config::StopAfterChoice::Rx => pipeline::StopAfter::Rx,
+                crate::config::StopAfterChoice::Full => pipeline::StopAfter::Full,
+            },
             ..CoreConfig::default()
         };
         let core = DataCore::new(fp, q, links, crx, sharder.clone(), ccfg, epoch, stop.clone(), pubc);
@@ -306,12 +328,18 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         // Backlog drops are invisible to SO_RXQ_OVFL: add them (machine-wide)
         // for socket backends; the MIB deltas are reported for cross-checks.
         let kernel = backend::kstats::KernelStats::read().since(&kernel_before);
-        let socket = backend_name != "pcap";
+        let socket = backend_name == "io_uring" || backend_name == "recvmmsg";
         let rxq_ovfl = total.kernel_dropped;
         if socket {
             total.kernel_dropped += kernel.softnet_dropped;
         }
         let mut summary = summary(backend_name, cores, &total, &ctl, &ingest, duration);
+        if let Some(n) = total.nic {
+            summary["packets"]["nic"] = json!({
+                "ipackets": n.ipackets, "ibytes": n.ibytes, "imissed": n.imissed,
+                "ierrors": n.ierrors, "rx_nombuf": n.rx_nombuf,
+            });
+        }
         if socket {
             summary["packets"]["kernel"] = json!({
                 "rxq_ovfl": rxq_ovfl,

@@ -8,6 +8,7 @@
 use std::io;
 use std::time::Duration;
 
+pub mod dpdk;
 pub mod kstats;
 pub mod pcap;
 pub mod recvmmsg;
@@ -50,6 +51,33 @@ pub trait RxQueue: Send {
     /// True once a finite source (pcap) is exhausted; sockets never are.
     fn finished(&self) -> bool {
         false
+    }
+
+    /// The NIC's own counters (DPDK ports; reported by one queue per port).
+    fn nic_stats(&self) -> Option<NicStats> {
+        None
+    }
+}
+
+/// A NIC's receive counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NicStats {
+    pub ipackets: u64,
+    pub ibytes: u64,
+    /// Dropped by the NIC: no free receive descriptor.
+    pub imissed: u64,
+    pub ierrors: u64,
+    /// Dropped: no mbuf to receive into.
+    pub rx_nombuf: u64,
+}
+
+impl NicStats {
+    pub fn add(&mut self, o: &NicStats) {
+        self.ipackets += o.ipackets;
+        self.ibytes += o.ibytes;
+        self.imissed += o.imissed;
+        self.ierrors += o.ierrors;
+        self.rx_nombuf += o.rx_nombuf;
     }
 }
 
