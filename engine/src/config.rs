@@ -269,7 +269,9 @@ impl NodeConfig {
             duration_s,
             summary_json: o.summary_json.or(file.summary_json),
             accepted_ids: o.accepted_ids.or(file.accepted_ids),
-            busy_poll: o.busy_poll.or(file.busy_poll).unwrap_or(false),
+            // DPDK applications busy-poll by default; the adaptive idle
+            // policy stays one setting away for shared machines and tests.
+            busy_poll: o.busy_poll.or(file.busy_poll).unwrap_or(backend == BackendChoice::Dpdk),
             pin: o.pin.or(file.pin).unwrap_or(true),
             live: o.live.or(file.live).unwrap_or(false),
             ring_depth,

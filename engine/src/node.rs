@@ -285,7 +285,9 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
                     }
                 }
                 let l = live.lock().map(|l| *l).unwrap_or_default();
-                let pps = (sum.rx_packets - prev.rx_packets) as f64 / dt;
+                // Every packet the backend read, ATT or not.
+                let seen = |c: &CoreCounters| c.packets.max(c.rx_packets);
+                let pps = (seen(&sum) - seen(&prev)) as f64 / dt;
                 let gbps = (sum.rx_bytes - prev.rx_bytes) as f64 * 8.0 / dt / 1e9;
                 let fps = (sum.frames.frames_received - prev.frames.frames_received) as f64 / dt;
                 let tps = (sum.frames.txs_accepted - prev.frames.txs_accepted) as f64 / dt;

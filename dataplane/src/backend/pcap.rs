@@ -17,6 +17,7 @@ use super::{NotAtt, RxQueue, BUF_SIZE, MAX_BURST};
 
 /// The UDP payload of an Ethernet frame to `port`, or why there is none.
 pub fn udp_payload(eth: &[u8], port: u16) -> Result<&[u8], NotAtt> {
+    ethertype_is_ip(eth)?;
     let p = SlicedPacket::from_ethernet(eth).map_err(|_| NotAtt::Malformed)?;
     match &p.net {
         Some(NetSlice::Ipv4(v4)) if v4.is_payload_fragmented() => return Err(NotAtt::IpFragment),
@@ -28,6 +29,26 @@ pub fn udp_payload(eth: &[u8], port: u16) -> Result<&[u8], NotAtt> {
         Some(TransportSlice::Udp(u)) if u.destination_port() == port => Ok(u.payload()),
         Some(TransportSlice::Udp(_)) => Err(NotAtt::WrongPort),
         _ => Err(NotAtt::NotUdp),
+    }
+}
+
+/// The cheap test first: the ethertype (after at most one 802.1Q tag, as
+/// the spec allows) must be IPv4 or IPv6 before etherparse slices the
+/// whole packet. On a port full of other traffic this is most of the
+/// per-packet cost (benchmarked against `dpdk-testpmd` in
+/// `bench/src/bin/dpdk_vs_testpmd.rs`).
+#[inline]
+fn ethertype_is_ip(eth: &[u8]) -> Result<(), NotAtt> {
+    use etherparse::EtherType;
+    let at = |i: usize| eth.get(i..i + 2).map(|b| EtherType(u16::from_be_bytes([b[0], b[1]])));
+    let mut et = at(12).ok_or(NotAtt::Malformed)?;
+    if et == EtherType::VLAN_TAGGED_FRAME {
+        et = at(16).ok_or(NotAtt::Malformed)?;
+    }
+    if et == EtherType::IPV4 || et == EtherType::IPV6 {
+        Ok(())
+    } else {
+        Err(NotAtt::NotIp)
     }
 }
 
