@@ -184,7 +184,7 @@ fn main() {
                                 },
                                 &mut t,
                             );
-                            dataplane::testkit::frame(1, i as u64, &[t], i % 2 == 0)
+                            dataplane::testkit::frame(1, i as u64, &[t], i.is_multiple_of(2))
                         })
                         .collect::<Vec<_>>()
                 })
