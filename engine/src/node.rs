@@ -28,6 +28,8 @@ struct Opened {
     queues: Vec<Box<dyn RxQueue>>,
     name: &'static str,
     addr: Option<std::net::SocketAddr>,
+    /// The DPDK port, read once more after every core stopped.
+    dpdk: Option<Arc<backend::dpdk::Shared>>,
 }
 
 /// Opens the configured backend's queues; io_uring falls back to recvmmsg
@@ -39,7 +41,7 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
             let path = cfg.pcap.as_ref().ok_or("config key `pcap`: missing")?;
             let q = backend::pcap::PcapReplay::open(path, cfg.port, cfg.loops)
                 .map_err(|e| format!("pcap {}: {e}", path.display()))?;
-            Ok(Opened { queues: vec![Box::new(q)], name: "pcap", addr: None })
+            Ok(Opened { queues: vec![Box::new(q)], name: "pcap", addr: None, dpdk: None })
         }
         BackendChoice::IoUring => match uring_allowed()
             .and_then(|()| backend::uring::UringQueue::open(&udp, cfg.uring_buffers).map_err(|e| e.to_string()))
@@ -56,6 +58,7 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
                     queues: qs.into_iter().map(|q| Box::new(q) as Box<dyn RxQueue>).collect(),
                     name: "io_uring",
                     addr,
+                    dpdk: None,
                 })
             }
             Err(e) => {
@@ -74,12 +77,13 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
                 mbufs: d.mbufs.unwrap_or(16383),
                 udp_port: cfg.port,
             };
-            let (qs, _shared) = backend::dpdk::open(&dcfg)?;
+            let (qs, shared) = backend::dpdk::open(&dcfg)?;
             eprintln!("attnet: backend dpdk ({} queue(s)) on port {}", qs.len(), dcfg.port);
             Ok(Opened {
                 queues: qs.into_iter().map(|q| Box::new(q) as Box<dyn RxQueue>).collect(),
                 name: "dpdk",
                 addr: None,
+                dpdk: Some(shared),
             })
         }
     }
@@ -103,7 +107,12 @@ fn open_recvmmsg(udp: &UdpConfig) -> Result<Opened, String> {
         qs.len(),
         addr.map_or_else(|| udp.listen.to_string(), |a| a.to_string())
     );
-    Ok(Opened { queues: qs.into_iter().map(|q| Box::new(q) as Box<dyn RxQueue>).collect(), name: "recvmmsg", addr })
+    Ok(Opened {
+        queues: qs.into_iter().map(|q| Box::new(q) as Box<dyn RxQueue>).collect(),
+        name: "recvmmsg",
+        addr,
+        dpdk: None,
+    })
 }
 
 fn percentiles(h: &Histogram<u64>) -> Value {
@@ -185,7 +194,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         None => control::genesis::Genesis::new(cfg.network_id, [])?,
     };
     let network_id = genesis.network_id();
-    let Opened { queues, name: backend_name, addr } = open_queues(&cfg)?;
+    let Opened { queues, name: backend_name, addr, dpdk } = open_queues(&cfg)?;
     let kernel_before = backend::kstats::KernelStats::read();
     let cores = queues.len();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -326,6 +335,13 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             let _ = ingest.add(&r.ingest_us);
         }
         let ctl = control_thread.join().map_err(|_| "the control thread panicked".to_string())??;
+        if let Some(port) = &dpdk {
+            // Every core has stopped: the port's counters are final now.
+            if let Some(n) = port.nic_stats() {
+                total.nic = Some(n);
+                total.kernel_dropped = n.imissed + n.rx_nombuf;
+            }
+        }
         let duration = epoch.elapsed().as_secs_f64();
         // Backlog drops are invisible to SO_RXQ_OVFL: add them (machine-wide)
         // for socket backends; the MIB deltas are reported for cross-checks.

@@ -327,3 +327,48 @@ fn dpdk_net_pcap_gives_the_golden_counts() {
     assert_golden_counts(&s);
     assert_eq!(s["packets"]["nic"]["ipackets"], s["packets"]["received"], "{s}");
 }
+
+/// Two data cores on two receive queues of one DPDK port (`net_null`):
+/// every packet the NIC counted is received and classified exactly once.
+#[test]
+fn dpdk_two_queues_count_every_packet_once() {
+    let eal = format!(
+        "--no-huge -m 512 --no-pci --no-shconf --iova-mode=va --file-prefix=attnet-test2-{} --log-level=*:error --vdev=net_null0",
+        std::process::id()
+    );
+    let o = Command::new(BIN)
+        .args([
+            "node",
+            "--backend",
+            "dpdk",
+            "--dpdk-port",
+            "net_null0",
+            "--cores",
+            "2",
+            "--duration",
+            "1",
+            "--pin",
+            "false",
+        ])
+        .args(["--busy-poll", "false"])
+        .arg(format!("--dpdk-eal={eal}"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if !o.status.success()
+        && err.contains("DPDK is not available in this build")
+        && std::env::var_os("ATTNET_REQUIRE_DPDK").is_none()
+    {
+        eprintln!("skipped: this build has no DPDK ({err}); ATTNET_REQUIRE_DPDK=1 makes that a failure");
+        return;
+    }
+    assert!(o.status.success(), "{err}");
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["backend"], "dpdk");
+    assert_eq!(s["cores"], 2);
+    let received = s["packets"]["received"].as_u64().unwrap();
+    assert!(received > 10_000, "{s}");
+    assert_eq!(s["packets"]["nic"]["ipackets"].as_u64().unwrap(), received, "{s}");
+    assert_eq!(s["packets"]["not_att"]["not_ip"].as_u64().unwrap(), received, "net_null sends zeroed frames: {s}");
+    assert_balanced(&s);
+}

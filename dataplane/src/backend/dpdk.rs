@@ -46,6 +46,17 @@ impl Shared {
     pub fn stats(&self) -> Option<PortStats> {
         self.port.stats().ok()
     }
+
+    /// The same, in the backend-neutral shape.
+    pub fn nic_stats(&self) -> Option<NicStats> {
+        self.stats().map(|s| NicStats {
+            ipackets: s.ipackets,
+            ibytes: s.ibytes,
+            imissed: s.imissed,
+            ierrors: s.ierrors,
+            rx_nombuf: s.rx_nombuf,
+        })
+    }
 }
 
 /// One receive queue.
@@ -178,13 +189,11 @@ impl RxQueue for DpdkQueue {
     /// The port's statistics (queue 0 only; the others report none, so a
     /// sum over queues counts the port once).
     fn nic_stats(&self) -> Option<NicStats> {
-        self.port_stats().map(|s| NicStats {
-            ipackets: s.ipackets,
-            ibytes: s.ibytes,
-            imissed: s.imissed,
-            ierrors: s.ierrors,
-            rx_nombuf: s.rx_nombuf,
-        })
+        if self.first {
+            self.shared.nic_stats()
+        } else {
+            None
+        }
     }
 
     fn not_att(&self) -> [u64; NotAtt::COUNT] {
