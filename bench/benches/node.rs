@@ -187,28 +187,7 @@ fn pipeline_vs_path(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(FRAMES as u64));
     g.sample_size(10);
-    // Unique traffic: every frame a fresh counter, every transaction new
-    // (one account per frame, 256 accounts, nonces 1..=8).
-    let frames: Vec<Vec<u8>> = (0..FRAMES)
-        .map(|i| {
-            let sk = testkit::signer((i % 256) as u8);
-            let mut t = Vec::new();
-            dataplane::emit::emit_signed_tx(
-                &sk,
-                1,
-                &dataplane::emit::TxFields {
-                    kind: dataplane::wire::tx::Kind::Transfer,
-                    to: [9; 32],
-                    nonce: (i / 256) as u64 + 1,
-                    amount: 1,
-                    fee: 1,
-                    memo: b"bench",
-                },
-                &mut t,
-            );
-            testkit::frame(1, i as u64, &[t], i % 2 == 0)
-        })
-        .collect();
+    let frames = bench::unique_frames(FRAMES);
     let path = std::env::temp_dir().join(format!("attnet-bench-{}.pcap", std::process::id()));
     testkit::write_udp_pcap(&path, &frames).unwrap();
     g.bench_function("frame_path_in_memory", |b| {

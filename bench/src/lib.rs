@@ -159,3 +159,35 @@ pub fn sealed_offset(f: &[u8]) -> usize {
 
 /// Bytes of the share-data header (for the raw LZ4 baseline's offsets).
 pub const SHARE_HEADER: usize = share::HEADER_LEN;
+
+/// `n` unique single-transaction frames for session 1 (vectors' key):
+/// every frame a fresh counter, every transaction new (250 accounts,
+/// nonces in order), LZ4 on every other frame. Signed on two threads.
+pub fn unique_frames(n: usize) -> Vec<Vec<u8>> {
+    let one = |i: usize| {
+        let sk = testkit::signer((i % 250) as u8);
+        let mut t = Vec::new();
+        dataplane::emit::emit_signed_tx(
+            &sk,
+            1,
+            &dataplane::emit::TxFields {
+                kind: tx::Kind::Transfer,
+                to: [9; 32],
+                nonce: (i / 250) as u64 + 1,
+                amount: 1,
+                fee: 1,
+                memo: b"bench",
+            },
+            &mut t,
+        );
+        testkit::frame(1, i as u64, &[t], i.is_multiple_of(2))
+    };
+    let half = n / 2;
+    std::thread::scope(|s| {
+        let a = s.spawn(move || (0..half).map(one).collect::<Vec<_>>());
+        let b: Vec<Vec<u8>> = (half..n).map(one).collect();
+        let mut v = a.join().unwrap_or_default();
+        v.extend(b);
+        v
+    })
+}

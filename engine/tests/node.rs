@@ -292,6 +292,30 @@ fn config_errors_name_the_key() {
     }
 }
 
+/// Runs `attnet node --backend dpdk` with `eal` and `args`; `None` (and a
+/// printed reason) only when this build has no DPDK and
+/// `ATTNET_REQUIRE_DPDK` is unset.
+fn dpdk_node(eal: &str, args: &[&str]) -> Option<Value> {
+    let o = Command::new(BIN)
+        .args(["node", "--backend", "dpdk", "--pin", "false"])
+        .args(args)
+        .arg(format!("--dpdk-eal={eal}"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if !o.status.success()
+        && err.contains("DPDK is not available in this build")
+        && std::env::var_os("ATTNET_REQUIRE_DPDK").is_none()
+    {
+        eprintln!("skipped: this build has no DPDK ({err}); ATTNET_REQUIRE_DPDK=1 makes that a failure");
+        return None;
+    }
+    assert!(o.status.success(), "{err}");
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["backend"], "dpdk");
+    Some(s)
+}
+
 /// The golden capture through DPDK (`net_pcap` virtual device, no
 /// hugepages): the same counts as the pcap backend, and the NIC's packet
 /// count equals the node's.
@@ -304,26 +328,11 @@ fn dpdk_net_pcap_gives_the_golden_counts() {
         std::process::id(),
         g.path.display()
     );
-    let o = Command::new(BIN)
-        .args(["node", "--backend", "dpdk", "--dpdk-port", "net_pcap0", "--duration", "2", "--pin", "false"])
-        .arg(format!("--dpdk-eal={eal}"))
-        .arg("--keys")
-        .arg(&g.keys)
-        .arg("--genesis")
-        .arg(&g.genesis)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    if !o.status.success()
-        && err.contains("DPDK is not available in this build")
-        && std::env::var_os("ATTNET_REQUIRE_DPDK").is_none()
-    {
-        eprintln!("skipped: this build has no DPDK ({err}); ATTNET_REQUIRE_DPDK=1 makes that a failure");
+    let (k, g2) = (g.keys.to_str().unwrap(), g.genesis.to_str().unwrap());
+    let Some(s) = dpdk_node(&eal, &["--dpdk-port", "net_pcap0", "--duration", "2", "--keys", k, "--genesis", g2])
+    else {
         return;
-    }
-    assert!(o.status.success(), "{err}");
-    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(s["backend"], "dpdk");
+    };
     assert_golden_counts(&s);
     assert_eq!(s["packets"]["nic"]["ipackets"], s["packets"]["received"], "{s}");
 }
@@ -336,35 +345,8 @@ fn dpdk_two_queues_count_every_packet_once() {
         "--no-huge -m 512 --no-pci --no-shconf --iova-mode=va --file-prefix=attnet-test2-{} --log-level=*:error --vdev=net_null0",
         std::process::id()
     );
-    let o = Command::new(BIN)
-        .args([
-            "node",
-            "--backend",
-            "dpdk",
-            "--dpdk-port",
-            "net_null0",
-            "--cores",
-            "2",
-            "--duration",
-            "1",
-            "--pin",
-            "false",
-        ])
-        .args(["--busy-poll", "false"])
-        .arg(format!("--dpdk-eal={eal}"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    if !o.status.success()
-        && err.contains("DPDK is not available in this build")
-        && std::env::var_os("ATTNET_REQUIRE_DPDK").is_none()
-    {
-        eprintln!("skipped: this build has no DPDK ({err}); ATTNET_REQUIRE_DPDK=1 makes that a failure");
-        return;
-    }
-    assert!(o.status.success(), "{err}");
-    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(s["backend"], "dpdk");
+    let args = ["--dpdk-port", "net_null0", "--cores", "2", "--duration", "1", "--busy-poll", "false"];
+    let Some(s) = dpdk_node(&eal, &args) else { return };
     assert_eq!(s["cores"], 2);
     let received = s["packets"]["received"].as_u64().unwrap();
     assert!(received > 10_000, "{s}");

@@ -162,36 +162,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("attnet-dpdk-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("unique.pcap");
-    let frames: Vec<Vec<u8>> = std::thread::scope(|s| {
-        let parts: Vec<_> = (0..2)
-            .map(|half| {
-                s.spawn(move || {
-                    (0..n / 2)
-                        .map(|j| {
-                            let i = half * (n / 2) + j;
-                            let sk = dataplane::testkit::signer((i % 250) as u8);
-                            let mut t = Vec::new();
-                            dataplane::emit::emit_signed_tx(
-                                &sk,
-                                1,
-                                &dataplane::emit::TxFields {
-                                    kind: dataplane::wire::tx::Kind::Message,
-                                    to: [9; 32],
-                                    nonce: (i / 250) as u64 + 1,
-                                    amount: 0,
-                                    fee: 0,
-                                    memo: b"bench",
-                                },
-                                &mut t,
-                            );
-                            dataplane::testkit::frame(1, i as u64, &[t], i.is_multiple_of(2))
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        parts.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    });
+    let frames = bench::unique_frames(n);
     dataplane::testkit::write_udp_pcap(&pcap, &frames).unwrap();
     // The foundation's single-core frame path on the same frames, in memory.
     let in_memory = {
