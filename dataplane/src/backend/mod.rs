@@ -34,8 +34,11 @@ pub trait RxQueue: Send {
     /// policy's last stage (poll on the socket, or an io_uring wait).
     fn wait(&mut self, timeout: Duration) -> io::Result<()>;
 
-    /// Datagrams the kernel dropped before this queue read them (from
-    /// `SO_RXQ_OVFL`), cumulative.
+    /// Datagrams the kernel dropped before this queue read them (the
+    /// socket's `sk_drops`: from `SO_RXQ_OVFL` control messages with
+    /// recvmmsg, from `SO_MEMINFO` with io_uring; the NIC's missed and
+    /// no-mbuf counts with DPDK), cumulative. Called when counters are
+    /// published, never per packet.
     fn kernel_dropped(&self) -> u64 {
         0
     }

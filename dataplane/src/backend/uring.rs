@@ -1,11 +1,15 @@
 //! The io_uring backend: per queue one `SO_REUSEPORT` UDP socket (opened
 //! like the recvmmsg backend's), one ring, a provided-buffer ring the kernel
-//! picks receive buffers from, and one multishot `RecvMsgMulti` that stays
-//! armed: a datagram costs no system call, a burst at most one
-//! `io_uring_enter`.
+//! picks receive buffers from, and one multishot plain receive (`RecvMulti`)
+//! that stays armed: a datagram costs no system call, a burst at most one
+//! `io_uring_enter`. A buffer holds just the payload (no
+//! `io_uring_recvmsg_out` header, no name, no control message); the socket's
+//! drop counter, which recvmmsg reads from per-datagram `SO_RXQ_OVFL`
+//! control messages, is read with `getsockopt(SO_MEMINFO)` when asked for
+//! (`kernel_dropped`, a few times a second), never per datagram.
 //!
-//! Memory handed to the kernel (the msghdr template, the buffer ring and its
-//! buffers) belongs to the queue and is freed only after the ring: `Drop`
+//! Memory handed to the kernel (the buffer ring and its buffers) belongs to
+//! the queue and is freed only after the ring: `Drop`
 //! cancels the receive and waits for its final completion, then the ring is
 //! closed (field order), then the memory is unmapped. If the cancellation
 //! cannot be confirmed the memory is leaked rather than freed under the
@@ -17,6 +21,7 @@
 //! that polls it; after that it must stay on (and be dropped by) that worker.
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
@@ -24,11 +29,11 @@ use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use io_uring::types::{Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::recvmmsg::{context, open_udp_group, parse_rxq_ovfl, DropCounter, CONTROL_LEN};
+use super::recvmmsg::{context, open_udp_group, DropCounter};
 use super::{RxQueue, UdpConfig, BUF_SIZE, MAX_BURST};
 
 /// user_data of the multishot receive and of its cancellation.
@@ -36,20 +41,16 @@ const RECV: u64 = 1;
 const CANCEL: u64 = 2;
 /// The buffer group of the queue's provided-buffer ring.
 const BGID: u16 = 0;
-/// Room for the source address in each buffer: none. The pipeline never
-/// uses it, and not having the kernel copy it makes a drain about as cheap
-/// per datagram as recvmmsg without names (benchmarked in bench/benches/node.rs).
-const NAME_LEN: usize = 0;
-/// `struct io_uring_recvmsg_out` (namelen, controllen, payloadlen, flags:
-/// four u32), which the kernel writes at the start of every buffer.
-const OUT_HDR: usize = 16;
-/// Where the payload starts in a buffer: header, name field, control field.
-const PAYLOAD_OFF: usize = OUT_HDR + NAME_LEN + CONTROL_LEN;
-/// Buffer length given to the kernel: exactly BUF_SIZE bytes of payload room,
-/// so a datagram is cut where the recvmmsg backend cuts it.
-const ENTRY_LEN: usize = PAYLOAD_OFF + BUF_SIZE;
+/// Buffer length given to the kernel: a plain receive copies the payload to
+/// the start of the buffer and cuts a longer datagram at the buffer's length,
+/// so exactly BUF_SIZE cuts it where the recvmmsg backend cuts it.
+const ENTRY_LEN: usize = BUF_SIZE;
 /// Distance between buffers (cache-line multiple).
 const STRIDE: usize = ENTRY_LEN.next_multiple_of(64);
+/// `SK_MEMINFO_VARS`: the length of the `SO_MEMINFO` array (Linux 4.12+;
+/// `SK_MEMINFO_DROPS`, the last, since 4.12 too). A newer kernel with more
+/// entries copies only as many as asked for.
+const SK_MEMINFO_VARS: usize = 9;
 /// Most entries a provided-buffer ring may have.
 const MAX_RING_ENTRIES: u16 = 32768;
 /// One receive SQE and, at drop, one cancel are ever queued.
@@ -249,34 +250,50 @@ impl BufRing {
     }
 }
 
-/// Everything a multishot receive hands to the kernel.
+/// Everything a multishot receive hands to the kernel: the buffer ring and
+/// its buffers (a plain receive takes no msghdr; the SQE carries only the
+/// socket and the buffer group).
 struct RecvMem {
-    /// Template the kernel reads name and control lengths from.
-    hdr: Box<libc::msghdr>,
     br: BufRing,
 }
 
 impl RecvMem {
     fn new(nbufs: u16) -> io::Result<RecvMem> {
-        // SAFETY: msghdr is plain C data; all-zero is valid (null pointers, zero lengths).
-        let mut hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
-        hdr.msg_namelen = NAME_LEN as libc::socklen_t;
-        hdr.msg_controllen = CONTROL_LEN as _;
-        Ok(RecvMem { hdr, br: BufRing::new(nbufs)? })
+        Ok(RecvMem { br: BufRing::new(nbufs)? })
     }
 
+    /// The multishot receive: length 0 (each datagram gets a whole buffer,
+    /// ENTRY_LEN bytes; older kernels refuse any other length for a
+    /// multishot recv), no flags (no MSG_TRUNC: the result is the number of
+    /// bytes copied, never the datagram's full length).
     fn recv_sqe(&self, fd: RawFd) -> squeue::Entry {
-        opcode::RecvMsgMulti::new(Fd(fd), &*self.hdr as *const libc::msghdr, BGID).build().user_data(RECV)
+        opcode::RecvMulti::new(Fd(fd), BGID).build().user_data(RECV)
     }
 
     /// Never frees this memory: for when the kernel may still use it.
     fn leak(&mut self) {
         self.br.entries.leaked = true;
         self.br.bufs.leaked = true;
-        // SAFETY: as in `new`.
-        let hdr = std::mem::replace(&mut self.hdr, Box::new(unsafe { std::mem::zeroed() }));
-        Box::leak(hdr);
     }
+}
+
+/// The socket's drop counter (`sk_drops`, the value `SO_RXQ_OVFL` would
+/// attach to the next datagram): `SK_MEMINFO_DROPS` of `SO_MEMINFO`. One
+/// system call; made only when the drop count is asked for.
+fn socket_drops(fd: RawFd) -> io::Result<u32> {
+    let mut mem = [0u32; SK_MEMINFO_VARS];
+    let mut len = std::mem::size_of_val(&mem) as libc::socklen_t;
+    // SAFETY: optval points at `mem`, which lives across the call, and optlen holds its size
+    // in bytes; the kernel writes at most that many.
+    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_MEMINFO, mem.as_mut_ptr().cast(), &mut len) };
+    if r != 0 {
+        return Err(context("getsockopt(SO_MEMINFO)", io::Error::last_os_error()));
+    }
+    let at = libc::SK_MEMINFO_DROPS as usize;
+    if (len as usize) < (at + 1) * std::mem::size_of::<u32>() {
+        return Err(io::Error::other(format!("getsockopt(SO_MEMINFO) returned {len} bytes, without the drop count")));
+    }
+    Ok(mem[at])
 }
 
 /// Cancels the multishot receive (pushed, in flight, or both) and waits up
@@ -310,9 +327,10 @@ fn cancel_recv(ring: &mut IoUring) -> bool {
 
 /// Checks, on a scratch ring, everything the queues will use: ring setup
 /// (picking the flags), timed waits, the opcodes, a provided-buffer ring,
-/// and a multishot recvmsg armed for real on an unbound socket (which nothing
-/// can reach) and cancelled. Returns the setup the kernel accepts, or an
-/// `Unsupported` error that names what is missing.
+/// the socket's drop counter (`SO_MEMINFO`), and a multishot recv armed for
+/// real on an unbound socket (which nothing can reach) and cancelled.
+/// Returns the setup the kernel accepts, or an `Unsupported` error that
+/// names what is missing.
 fn probe(listen: SocketAddr) -> io::Result<Setup> {
     // Declared before the ring, so dropped after it.
     let mut mem = RecvMem::new(1)?;
@@ -350,19 +368,20 @@ fn probe_ring(ring: &mut IoUring, mem: &mut RecvMem, fd: RawFd) -> io::Result<()
     let mut p = Probe::new();
     ring.submitter().register_probe(&mut p).map_err(|e| unsupported(format!("IORING_REGISTER_PROBE failed: {e}")))?;
     for (code, name) in
-        [(opcode::RecvMsg::CODE, "IORING_OP_RECVMSG"), (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL")]
+        [(opcode::RecvMulti::CODE, "IORING_OP_RECV"), (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL")]
     {
         if !p.is_supported(code) {
             return Err(unsupported(format!("{name} is not supported by this kernel")));
         }
     }
+    socket_drops(fd).map_err(|e| unsupported(format!("the socket drop counter (Linux 4.12): {e}")))?;
     // SAFETY: `mem` outlives `ring` (declared before it in `probe`), and is leaked below if
     // the receive's end cannot be confirmed.
     unsafe { mem.br.register(ring) }
         .map_err(|e| unsupported(format!("provided buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19): {e}")))?;
     let sqe = mem.recv_sqe(fd);
-    // SAFETY: the SQE points at mem.hdr and selects from mem.br, which outlive the
-    // operation: we wait below for its final completion, or leak them.
+    // SAFETY: the SQE selects buffers from mem.br, which outlives the operation: we wait
+    // below for its final completion, or leak it.
     unsafe { ring.submission().push(&sqe) }.map_err(|_| unsupported("probe: submission queue full"))?;
     ring.submit().map_err(|e| unsupported(format!("probe: io_uring_enter failed: {e}")))?;
     // The receive either failed at once (EINVAL: no multishot) or is armed.
@@ -379,9 +398,9 @@ fn probe_ring(ring: &mut IoUring, mem: &mut RecvMem, fd: RawFd) -> io::Result<()
     match first {
         None => Ok(()),
         Some(r) if r == -libc::EINVAL => {
-            Err(unsupported("multishot recvmsg (IORING_RECV_MULTISHOT, Linux 6.0) is not supported"))
+            Err(unsupported("multishot recv (IORING_RECV_MULTISHOT, Linux 6.0) is not supported"))
         }
-        Some(r) => Err(unsupported(format!("probe: multishot recvmsg failed: {}", io::Error::from_raw_os_error(-r)))),
+        Some(r) => Err(unsupported(format!("probe: multishot recv failed: {}", io::Error::from_raw_os_error(-r)))),
     }
 }
 
@@ -401,12 +420,14 @@ pub struct UringQueue {
     armed: bool,
     /// An error seen in a burst that also delivered datagrams.
     pending: Option<io::Error>,
-    drops: DropCounter,
+    /// The socket's drop counter as last read (`kernel_dropped`, which takes
+    /// `&self`; the queue is Send, never shared).
+    drops: Cell<DropCounter>,
     packets: u64,
     rearms: u64,
 }
 
-// SAFETY: the queue's raw pointers (mappings, msghdr) point only at memory the queue
+// SAFETY: the queue's raw pointers (the mappings) point only at memory the queue
 // owns exclusively; the ring is Send. The kernel-side constraint (SINGLE_ISSUER) is
 // met by enabling the ring on the first polling thread, see the module docs.
 unsafe impl Send for UringQueue {}
@@ -453,7 +474,7 @@ impl UringQueue {
             started: false,
             armed: false,
             pending: None,
-            drops: DropCounter::default(),
+            drops: Cell::new(DropCounter::default()),
             packets: 0,
             rearms: 0,
         })
@@ -490,9 +511,9 @@ impl UringQueue {
     /// Queues the multishot receive (submitted by the next enter).
     fn arm(&mut self) -> io::Result<()> {
         let sqe = self.mem.recv_sqe(self.sock.as_raw_fd());
-        // SAFETY: the SQE points at self.mem.hdr and selects buffers from self.mem.br; both
-        // are owned by the queue and freed only after Drop has cancelled the receive and seen
-        // its final completion (else they are leaked) and the ring is closed.
+        // SAFETY: the SQE selects buffers from self.mem.br, which is owned by the queue and
+        // freed only after Drop has cancelled the receive and seen its final completion (else
+        // it is leaked) and the ring is closed.
         unsafe { self.ring.submission().push(&sqe) }
             .map_err(|_| io::Error::other("io_uring: submission queue full"))?;
         self.armed = true;
@@ -544,12 +565,20 @@ impl RxQueue for UringQueue {
                     // ENOBUFS: the buffer ring ran dry; the datagrams wait in the socket
                     // (or are dropped and counted there) until the re-arm below.
                     if res != -libc::ENOBUFS {
-                        err.get_or_insert_with(|| context("io_uring recvmsg", io::Error::from_raw_os_error(-res)));
+                        err.get_or_insert_with(|| context("io_uring recv", io::Error::from_raw_os_error(-res)));
                     }
                     continue;
                 }
                 let Some(bid) = cqueue::buffer_select(flags) else {
-                    err.get_or_insert_with(|| io::Error::other("io_uring: a receive completion without a buffer"));
+                    if res == 0 {
+                        // A zero-length datagram: the kernel consumed it, put the buffer back
+                        // in the ring and ended the multishot (re-armed below). Handed over
+                        // empty, as recvmmsg hands it over.
+                        slices[n] = &mut [];
+                        n += 1;
+                    } else {
+                        err.get_or_insert_with(|| io::Error::other("io_uring: a receive completion without a buffer"));
+                    }
                     continue;
                 };
                 match self.in_use.get_mut(usize::from(bid)) {
@@ -563,36 +592,16 @@ impl RxQueue for UringQueue {
                 }
                 taken[nt] = bid;
                 nt += 1;
-                // SAFETY: bid < nbufs (checked against in_use), so the slot's ENTRY_LEN bytes lie in
-                // the buffer mapping; the kernel wrote it before posting this completion and will not
-                // touch it again until we push it back below, after the callback; in_use rules out a
-                // second slice over the same slot in this burst.
-                let slot = unsafe { std::slice::from_raw_parts_mut(self.mem.br.slot(bid), ENTRY_LEN) };
-                let filled = (res as usize).min(ENTRY_LEN);
-                let (off, len) = match RecvMsgOut::parse(&slot[..filled], &self.mem.hdr) {
-                    Ok(m) => {
-                        // No name is asked for (NAME_LEN = 0). A truncated control field
-                        // (MSG_CTRUNC) could only lose one drop-count sample.
-                        if let Some(v) = parse_rxq_ovfl(m.control_data()) {
-                            self.drops.update(v);
-                        }
-                        // is_payload_truncated(): longer than BUF_SIZE; handed over cut, as recvmmsg does.
-                        let p = m.payload_data();
-                        (p.as_ptr() as usize - slot.as_ptr() as usize, p.len().min(BUF_SIZE))
-                    }
-                    Err(()) => (usize::MAX, 0),
-                };
-                match slot.get_mut(off..off.saturating_add(len)) {
-                    Some(s) => {
-                        slices[n] = s;
-                        n += 1;
-                    }
-                    None => {
-                        err.get_or_insert_with(|| {
-                            io::Error::other("io_uring: receive completion shorter than its header")
-                        });
-                    }
-                }
+                // The payload starts the buffer; res is the bytes copied (a datagram longer
+                // than the buffer comes cut at ENTRY_LEN = BUF_SIZE, as recvmmsg cuts it).
+                // min() keeps the slice inside the slot whatever the kernel says.
+                let len = (res as usize).min(ENTRY_LEN);
+                // SAFETY: bid < nbufs (checked against in_use), so the slot's first len <= ENTRY_LEN
+                // bytes lie in the buffer mapping; the kernel wrote them before posting this
+                // completion and will not touch the slot again until we push it back below, after the
+                // callback; in_use rules out a second slice over the same slot in this burst.
+                slices[n] = unsafe { std::slice::from_raw_parts_mut(self.mem.br.slot(bid), len) };
+                n += 1;
             }
             drop(cq); // publishes the consumed CQ head
             if n > 0 {
@@ -639,8 +648,18 @@ impl RxQueue for UringQueue {
         }
     }
 
+    /// Reads the socket's drop counter: one `getsockopt`, made only here (the
+    /// pipeline asks every publish interval and at the end), never per
+    /// datagram. Unlike `SO_RXQ_OVFL`, which reports drops only with the next
+    /// datagram read, this includes drops up to now. Should the read fail,
+    /// the last total stands.
     fn kernel_dropped(&self) -> u64 {
-        self.drops.total()
+        let mut d = self.drops.get();
+        if let Ok(v) = socket_drops(self.sock.as_raw_fd()) {
+            d.update(v);
+            self.drops.set(d);
+        }
+        d.total()
     }
 
     fn packets(&self) -> u64 {
@@ -711,7 +730,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<BufEntry>(), 16);
         assert_eq!(std::mem::offset_of!(BufEntry, resv), 14);
         const { assert!(STRIDE >= ENTRY_LEN && STRIDE.is_multiple_of(64)) };
-        assert_eq!(ENTRY_LEN - PAYLOAD_OFF, BUF_SIZE);
+        assert_eq!(ENTRY_LEN, BUF_SIZE);
     }
 
     #[test]
@@ -789,6 +808,99 @@ mod tests {
             let to = q.local_addr();
             let (_, dropped) = flood(&mut q, to, 400, 1000);
             assert!(dropped > 0, "the kernel dropped nothing: the receive buffer did not fill");
+        });
+    }
+
+    /// `InErrors` of the UDP MIB of this thread's network namespace: every
+    /// datagram a UDP socket drops (receive buffer full, or no memory) is
+    /// counted there and in that socket's `sk_drops`.
+    fn udp_in_errors() -> u64 {
+        let s = std::fs::read_to_string("/proc/thread-self/net/snmp").expect("read /proc/thread-self/net/snmp");
+        let udp: Vec<&str> = s.lines().filter(|l| l.starts_with("Udp:")).collect();
+        let (names, values) = (udp[0], udp[1]);
+        let at = names.split_whitespace().position(|n| n == "InErrors").expect("Udp InErrors");
+        values.split_whitespace().nth(at).expect("Udp InErrors value").parse().expect("Udp InErrors number")
+    }
+
+    /// True when this thread is in a network namespace of its own (see
+    /// `in_netns`), where nothing else counts in the UDP MIB.
+    fn own_netns() -> bool {
+        std::fs::read_link("/proc/thread-self/ns/net").ok() != std::fs::read_link("/proc/1/ns/net").ok()
+    }
+
+    #[test]
+    fn uring_drops_counted_when_they_happen() {
+        require_uring!();
+        in_netns(|| {
+            let errors_before = udp_in_errors();
+            let mut q = UringQueue::open(&cfg(1, 4096), 256).unwrap().pop().unwrap();
+            let to = q.local_addr();
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            const SENT: u32 = 400;
+            for seq in 0..SENT {
+                c.send_to(&datagram(seq, 1000), to).unwrap();
+            }
+            // Nothing has been read and nothing arrives after the drops (no marker, unlike
+            // `flood`): the count comes from the socket, not from a later datagram.
+            let dropped = q.kernel_dropped();
+            assert!(dropped > 0, "the kernel dropped nothing: the receive buffer did not fill");
+            if own_netns() {
+                let mib = udp_in_errors() - errors_before;
+                println!("UDP MIB InErrors in this namespace: {mib}");
+                assert_eq!(mib, dropped, "SO_MEMINFO drops disagree with the UDP MIB");
+            }
+            let mut seen = vec![false; SENT as usize];
+            let mut received = 0u64;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while received + dropped < u64::from(SENT) && Instant::now() < deadline {
+                let got = q
+                    .rx_burst(&mut |b: &mut [&mut [u8]]| {
+                        for d in b.iter() {
+                            let seq = u32::from_le_bytes(d[..4].try_into().unwrap());
+                            assert!(d[..] == datagram(seq, 1000)[..], "datagram {seq}: content differs");
+                            assert!(!std::mem::replace(&mut seen[seq as usize], true), "datagram {seq} twice");
+                            received += 1;
+                        }
+                    })
+                    .unwrap();
+                if got == 0 {
+                    q.wait(Duration::from_millis(5)).unwrap();
+                }
+            }
+            println!("io_uring: sent {SENT}, received {received}, kernel dropped {dropped}");
+            assert_eq!(received + dropped, u64::from(SENT), "received + kernel_dropped != sent");
+            assert_eq!(q.kernel_dropped(), dropped, "the drop count moved after the sender stopped");
+            assert_eq!(q.packets(), received);
+        });
+    }
+
+    #[test]
+    fn uring_zero_length_datagrams_handed_over() {
+        require_uring!();
+        in_netns(|| {
+            let mut q = UringQueue::open(&cfg(1, 0), 16).unwrap().pop().unwrap();
+            let to = q.local_addr();
+            assert_eq!(q.rx_burst(&mut |_: &mut [&mut [u8]]| panic!("nothing was sent yet")).unwrap(), 0);
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let sent: [&[u8]; 5] = [b"", b"a", b"", b"", b"bc"];
+            for d in sent {
+                c.send_to(d, to).unwrap();
+            }
+            // A zero-length datagram ends the multishot recv (result 0, no buffer); it must
+            // be handed over empty, and the re-armed receive must go on with the rest.
+            let mut got = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while got.len() < sent.len() && Instant::now() < deadline {
+                let n = q.rx_burst(&mut |b: &mut [&mut [u8]]| got.extend(b.iter().map(|d| d.to_vec()))).unwrap();
+                if n == 0 {
+                    q.wait(Duration::from_millis(5)).unwrap();
+                }
+            }
+            assert_eq!(got, sent.map(<[u8]>::to_vec).to_vec());
+            assert_eq!(q.packets(), sent.len() as u64);
+            println!("rearms: {}", q.rearms());
+            assert!(q.rearms() >= 3, "rearms: {}", q.rearms());
+            assert_eq!(q.kernel_dropped(), 0);
         });
     }
 
