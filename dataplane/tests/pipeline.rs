@@ -128,3 +128,37 @@ fn sessions_installed_through_the_command_ring() {
     assert_eq!(r.counters.frames.frames_accepted, 2);
     assert_eq!(r.delivered, 2);
 }
+
+/// The same frames reach two cores (a replay sent from another source
+/// port is hashed to another queue): each core has its own session table
+/// with its own key schedule, the replay window is shared, and every
+/// counter is accepted exactly once in total.
+#[test]
+fn one_frame_on_two_cores_is_accepted_once() {
+    let window = Arc::new(ReplayWindow::new());
+    let (t, _) = testkit::txs(3, 1, 0, 1);
+    let frames: Vec<Vec<u8>> = (0..400u64).map(|c| testkit::frame(2, c, &t, c % 2 == 0)).collect();
+    let run = |frames: Vec<Vec<u8>>, window: Arc<ReplayWindow>| {
+        std::thread::spawn(move || {
+            let mut fp = FramePath::new(1);
+            fp.sessions.install_shared(2, &testkit::c2r(2), &testkit::r2c(2), 0, window).unwrap();
+            let mut burst = dataplane::Burst::default();
+            let mut accepted = Vec::new();
+            for mut f in frames {
+                fp.process(std::slice::from_mut(&mut f), &mut burst);
+                assert!(burst.counters.balanced());
+                accepted.push(burst.frames[0].verdict.is_ok());
+            }
+            (accepted, burst.counters)
+        })
+    };
+    let a = run(frames.clone(), window.clone());
+    let b = run(frames, window);
+    let (ra, ca) = a.join().unwrap();
+    let (rb, cb) = b.join().unwrap();
+    for (i, (x, y)) in ra.iter().zip(&rb).enumerate() {
+        assert!(x ^ y, "frame {i}: accepted on {} cores", *x as u8 + *y as u8);
+    }
+    assert_eq!(ca.frames_accepted + cb.frames_accepted, 400);
+    assert_eq!(ca.frame_drop(DropReason::Replay) + cb.frame_drop(DropReason::Replay), 400);
+}
