@@ -376,18 +376,14 @@ impl FramePath {
                 out.counters.drop_tx(TxDrop::Duplicate);
                 continue;
             }
+            // Benchmarks stopping at Depth::Decompress skip verification.
             #[cfg(feature = "bench-stages")]
-            if self.depth == Depth::Decompress {
-                out.txs.push(AcceptedTx {
-                    frame: frame_idx,
-                    loc: body_loc,
-                    offset: (body_at + o) as u32,
-                    len: tx.len() as u32,
-                    id,
-                });
-                continue;
+            let verify = self.depth != Depth::Decompress;
+            #[cfg(not(feature = "bench-stages"))]
+            let verify = true;
+            if verify {
+                self.verifier.queue(tx);
             }
-            self.verifier.queue(tx);
             out.txs.push(AcceptedTx {
                 frame: frame_idx,
                 loc: body_loc,
