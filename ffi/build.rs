@@ -49,6 +49,7 @@ const FUNCTIONS: &[&str] = &[
     "rte_eth_dev_close",
     "rte_eth_stats_get",
     "rte_eth_promiscuous_enable",
+    "rte_eth_macaddr_get",
 ];
 
 /// `static inline` functions, wrapped by bindgen's `wrap_static_fns`

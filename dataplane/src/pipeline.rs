@@ -150,6 +150,8 @@ pub struct CoreCounters {
     pub rx_errors: u64,
     /// The NIC's counters (DPDK), summed over the queues that report them.
     pub nic: Option<crate::backend::NicStats>,
+    /// ARP replies the backend sent.
+    pub arp_replies: u64,
 }
 
 impl CoreCounters {
@@ -165,6 +167,7 @@ impl CoreCounters {
         self.packets += o.packets;
         self.idle_waits += o.idle_waits;
         self.rx_errors += o.rx_errors;
+        self.arp_replies += o.arp_replies;
         if let Some(n) = &o.nic {
             self.nic.get_or_insert_with(Default::default).add(n);
         }
@@ -392,5 +395,6 @@ impl DataCore {
         c.not_att = self.queue.not_att();
         c.packets = self.queue.packets();
         c.nic = self.queue.nic_stats();
+        c.arp_replies = self.queue.replies();
     }
 }

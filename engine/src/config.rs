@@ -33,6 +33,8 @@ pub struct DpdkFile {
     pub port: Option<String>,
     pub rx_desc: Option<u16>,
     pub mbufs: Option<u32>,
+    /// The node's IPv4 address on the port: ARP requests for it are answered.
+    pub ipv4: Option<std::net::Ipv4Addr>,
 }
 
 /// The file format: every key optional.
@@ -154,6 +156,10 @@ pub struct Overrides {
     /// DPDK device name or port id (overrides dpdk.port).
     #[arg(long)]
     pub dpdk_port: Option<String>,
+    /// The node's IPv4 address on the DPDK port, answered to ARP (overrides
+    /// dpdk.ipv4).
+    #[arg(long)]
+    pub dpdk_ipv4: Option<std::net::Ipv4Addr>,
     /// Stop each burst after receiving (`rx`, a benchmark baseline) or run
     /// everything (`full`, default).
     #[arg(long, value_enum)]
@@ -244,6 +250,9 @@ impl NodeConfig {
         }
         if let Some(p) = o.dpdk_port {
             dpdk.port = Some(p);
+        }
+        if let Some(a) = o.dpdk_ipv4 {
+            dpdk.ipv4 = Some(a);
         }
         if backend == BackendChoice::Dpdk && dpdk.eal_args.as_ref().is_none_or(|a| a.is_empty()) {
             return Err(bad("dpdk.eal_args", "the dpdk backend needs EAL arguments (--dpdk-eal \"...\")"));

@@ -76,6 +76,7 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
                 rx_desc: d.rx_desc.unwrap_or(1024),
                 mbufs: d.mbufs.unwrap_or(16383),
                 udp_port: cfg.port,
+                ipv4: d.ipv4,
             };
             let (qs, shared) = backend::dpdk::open(&dcfg)?;
             eprintln!("attnet: backend dpdk ({} queue(s)) on port {}", qs.len(), dcfg.port);
@@ -352,6 +353,9 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             total.kernel_dropped += kernel.softnet_dropped;
         }
         let mut summary = summary(backend_name, cores, &total, &ctl, &ingest, duration);
+        if backend_name == "dpdk" {
+            summary["packets"]["arp_replies"] = json!(total.arp_replies);
+        }
         if let Some(n) = total.nic {
             summary["packets"]["nic"] = json!({
                 "ipackets": n.ipackets, "ibytes": n.ibytes, "imissed": n.imissed,

@@ -354,3 +354,60 @@ fn dpdk_two_queues_count_every_packet_once() {
     assert_eq!(s["packets"]["not_att"]["not_ip"].as_u64().unwrap(), received, "net_null sends zeroed frames: {s}");
     assert_balanced(&s);
 }
+
+/// ARP requests for the node's configured IPv4 address are answered on the
+/// same port (so a real switch can deliver traffic); others are not, and
+/// every ARP packet is still counted as `not_ip`.
+#[test]
+fn dpdk_answers_arp_for_its_address() {
+    use etherparse::{ArpEthIpv4Packet, ArpOperation, PacketBuilder};
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
+    let d = tmpdir("dpdk-arp");
+    let req = |target: [u8; 4]| {
+        let a = ArpEthIpv4Packet {
+            operation: ArpOperation::REQUEST,
+            sender_mac: [2, 0, 0, 0, 0, 9],
+            sender_ipv4: [192, 0, 2, 9],
+            target_mac: [0; 6],
+            target_ipv4: target,
+        };
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 9], [0xff; 6]).arp(a.into()).write(&mut v).unwrap();
+        v
+    };
+    let rx = d.join("rx.pcap");
+    let tx = d.join("tx.pcap");
+    {
+        let mut w = PcapWriter::with_header(std::fs::File::create(&rx).unwrap(), PcapHeader::default()).unwrap();
+        for p in [req([192, 0, 2, 10]), req([192, 0, 2, 77]), req([192, 0, 2, 10])] {
+            w.write_packet(&PcapPacket::new(Duration::ZERO, p.len() as u32, &p)).unwrap();
+        }
+    }
+    let eal = format!(
+        "--no-huge -m 512 --no-pci --no-shconf --iova-mode=va --file-prefix=attnet-test3-{} --log-level=*:error --vdev=net_pcap0,rx_pcap={},tx_pcap={}",
+        std::process::id(),
+        rx.display(),
+        tx.display()
+    );
+    let Some(s) = dpdk_node(
+        &eal,
+        &["--dpdk-port", "net_pcap0", "--dpdk-ipv4", "192.0.2.10", "--duration", "1", "--busy-poll", "false"],
+    ) else {
+        return;
+    };
+    assert_eq!(s["packets"]["received"], 3);
+    assert_eq!(s["packets"]["not_att"]["not_ip"], 3);
+    assert_eq!(s["packets"]["arp_replies"], 2, "{s}");
+    let mut r = PcapReader::new(std::fs::File::open(&tx).unwrap()).unwrap();
+    let mut n = 0;
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        let sl = etherparse::SlicedPacket::from_ethernet(&p.data).unwrap();
+        let Some(etherparse::NetSlice::Arp(a)) = sl.net else { panic!("not ARP") };
+        let a = a.to_packet().try_eth_ipv4().unwrap();
+        assert_eq!(a.operation, ArpOperation::REPLY);
+        assert_eq!((a.sender_ipv4, a.target_ipv4, a.target_mac), ([192, 0, 2, 10], [192, 0, 2, 9], [2, 0, 0, 0, 0, 9]));
+        n += 1;
+    }
+    assert_eq!(n, 2);
+}

@@ -296,6 +296,11 @@ impl Port {
     }
 
     /// Unreachable without DPDK.
+    pub fn mac_address(&self) -> Result<[u8; 6], Error> {
+        match self.never {}
+    }
+
+    /// Unreachable without DPDK.
     pub fn rx_queue(&self, queue: u16) -> Result<RxQueue, Error> {
         let _ = queue;
         match self.never {}

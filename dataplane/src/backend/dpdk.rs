@@ -26,11 +26,22 @@ pub struct DpdkConfig {
     pub mbufs: u32,
     /// UDP destination port of ATT traffic.
     pub udp_port: u16,
+    /// The node's IPv4 address on this port: ARP requests for it are
+    /// answered (so a real switch can deliver traffic).
+    pub ipv4: Option<std::net::Ipv4Addr>,
 }
 
 impl Default for DpdkConfig {
     fn default() -> Self {
-        DpdkConfig { eal_args: Vec::new(), port: "0".into(), queues: 1, rx_desc: 1024, mbufs: 16383, udp_port: 7100 }
+        DpdkConfig {
+            eal_args: Vec::new(),
+            port: "0".into(),
+            queues: 1,
+            rx_desc: 1024,
+            mbufs: 16383,
+            udp_port: 7100,
+            ipv4: None,
+        }
     }
 }
 
@@ -38,7 +49,7 @@ impl Default for DpdkConfig {
 /// queue: stop, close, then the pool).
 pub struct Shared {
     port: Port,
-    _pool: Mempool,
+    pool: Mempool,
 }
 
 impl Shared {
@@ -70,6 +81,12 @@ pub struct DpdkQueue {
     registered: bool,
     /// Queue 0 reports the port's statistics.
     first: bool,
+    /// This core's transmit queue (ARP replies; later, RECEIPTs).
+    tx: ffi::TxQueue,
+    replies: MbufBurst,
+    mac: [u8; 6],
+    ipv4: Option<[u8; 4]>,
+    arp_replies: u64,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -84,18 +101,22 @@ pub fn open(cfg: &DpdkConfig) -> Result<(Vec<DpdkQueue>, Arc<Shared>), String> {
     }
     let eal = Eal::init(&args).map_err(|e| format!("DPDK EAL: {e}"))?;
     let pool = Mempool::new("attnet_rx", cfg.mbufs, 256, 2048 + 128, None).map_err(|e| format!("DPDK mempool: {e}"))?;
-    let pcfg = PortConfig { rx_queues: cfg.queues, tx_queues: 1, rx_desc: cfg.rx_desc, ..PortConfig::default() };
+    let pcfg =
+        PortConfig { rx_queues: cfg.queues, tx_queues: cfg.queues, rx_desc: cfg.rx_desc, ..PortConfig::default() };
     let port = match cfg.port.parse::<u16>() {
         Ok(id) => Port::open(&eal, id, &pcfg, &pool),
         Err(_) => Port::open(&eal, cfg.port.as_str(), &pcfg, &pool),
     }
     .map_err(|e| format!("DPDK port {}: {e}", cfg.port))?;
     let rxs: Vec<ffi::RxQueue> = (0..cfg.queues).map(|q| port.rx_queue(q).map_err(err)).collect::<Result<_, _>>()?;
-    let shared = Arc::new(Shared { port, _pool: pool });
+    let txs: Vec<ffi::TxQueue> = (0..cfg.queues).map(|q| port.tx_queue(q).map_err(err)).collect::<Result<_, _>>()?;
+    let mac = port.mac_address().map_err(|e| format!("DPDK port {}: {e}", cfg.port))?;
+    let shared = Arc::new(Shared { port, pool });
     let queues = rxs
         .into_iter()
+        .zip(txs)
         .enumerate()
-        .map(|(i, rx)| DpdkQueue {
+        .map(|(i, (rx, tx))| DpdkQueue {
             shared: shared.clone(),
             rx,
             burst: MbufBurst::new(),
@@ -104,6 +125,11 @@ pub fn open(cfg: &DpdkConfig) -> Result<(Vec<DpdkQueue>, Arc<Shared>), String> {
             not_att: [0; NotAtt::COUNT],
             registered: false,
             first: i == 0,
+            tx,
+            replies: MbufBurst::new(),
+            mac,
+            ipv4: cfg.ipv4.map(|a| a.octets()),
+            arp_replies: 0,
         })
         .collect();
     Ok((queues, shared))
@@ -139,6 +165,7 @@ impl RxQueue for DpdkQueue {
         }
         self.packets += n as u64;
         let (port, not_att) = (self.udp_port, &mut self.not_att);
+        let (replies, pool, mac, ipv4) = (&mut self.replies, &self.shared.pool, self.mac, self.ipv4);
         let mut handed = 0;
         self.burst.with_data_mut(|frames| {
             let mut payloads: [&mut [u8]; MAX_BURST] = std::array::from_fn(|_| <&mut [u8]>::default());
@@ -153,6 +180,16 @@ impl RxQueue for DpdkQueue {
                     Err(why) => {
                         if let Some(c) = not_att.get_mut(why as usize) {
                             *c += 1;
+                        }
+                        if let (NotAtt::NotIp, Some(ip)) = (why, ipv4) {
+                            if let Some(reply) = arp_reply(whole, mac, ip) {
+                                if let Some(mut m) = pool.alloc() {
+                                    if let Some(d) = m.append(reply.len()) {
+                                        d.copy_from_slice(&reply);
+                                        let _ = replies.push(m);
+                                    }
+                                }
+                            }
                         }
                         continue;
                     }
@@ -169,6 +206,9 @@ impl RxQueue for DpdkQueue {
         });
         // Back to the pool in one call.
         self.burst.clear();
+        if !self.replies.is_empty() {
+            self.arp_replies += self.tx.send_burst(&mut self.replies) as u64;
+        }
         Ok(handed)
     }
 
@@ -200,7 +240,73 @@ impl RxQueue for DpdkQueue {
         self.not_att
     }
 
+    fn replies(&self) -> u64 {
+        self.arp_replies
+    }
+
     fn packets(&self) -> u64 {
         self.packets
+    }
+}
+
+/// The ARP reply to `frame` if it is an Ethernet/IPv4 ARP request for
+/// `ip`: our MAC and address to the requester, padded to the 60-byte
+/// Ethernet minimum.
+pub fn arp_reply(frame: &[u8], mac: [u8; 6], ip: [u8; 4]) -> Option<[u8; 60]> {
+    use etherparse::{ArpEthIpv4Packet, ArpOperation, EtherType, Ethernet2Header, NetSlice, SlicedPacket};
+    let p = SlicedPacket::from_ethernet(frame).ok()?;
+    let Some(NetSlice::Arp(arp)) = p.net else { return None };
+    let req = arp.to_packet().try_eth_ipv4().ok()?;
+    if req.operation != ArpOperation::REQUEST || req.target_ipv4 != ip {
+        return None;
+    }
+    let eth = Ethernet2Header { source: mac, destination: req.sender_mac, ether_type: EtherType::ARP }.to_bytes();
+    let rep = ArpEthIpv4Packet {
+        operation: ArpOperation::REPLY,
+        sender_mac: mac,
+        sender_ipv4: ip,
+        target_mac: req.sender_mac,
+        target_ipv4: req.sender_ipv4,
+    }
+    .to_bytes();
+    let mut out = [0u8; 60];
+    out.get_mut(..eth.len())?.copy_from_slice(&eth);
+    out.get_mut(eth.len()..eth.len() + rep.len())?.copy_from_slice(&rep);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_arp_requests_for_our_address_only() {
+        use etherparse::{ArpEthIpv4Packet, ArpOperation, PacketBuilder};
+        let req = |target: [u8; 4], op: ArpOperation| {
+            let a = ArpEthIpv4Packet {
+                operation: op,
+                sender_mac: [2, 0, 0, 0, 0, 9],
+                sender_ipv4: [192, 0, 2, 9],
+                target_mac: [0; 6],
+                target_ipv4: target,
+            };
+            let mut v = Vec::new();
+            PacketBuilder::ethernet2([2, 0, 0, 0, 0, 9], [0xff; 6]).arp(a.into()).write(&mut v).unwrap();
+            v
+        };
+        let mac = [2, 0, 0, 0, 0, 1];
+        let ours = [192, 0, 2, 10];
+        let r = arp_reply(&req(ours, ArpOperation::REQUEST), mac, ours).unwrap();
+        assert_eq!(&r[0..6], &[2, 0, 0, 0, 0, 9]); // to the requester
+        assert_eq!(&r[6..12], &mac);
+        assert_eq!(&r[12..14], &[0x08, 0x06]);
+        assert_eq!(&r[20..22], &[0, 2]); // reply
+        assert_eq!(&r[22..28], &mac);
+        assert_eq!(&r[28..32], &ours);
+        assert_eq!(&r[32..38], &[2, 0, 0, 0, 0, 9]);
+        assert_eq!(&r[38..42], &[192, 0, 2, 9]);
+        assert!(arp_reply(&req([192, 0, 2, 11], ArpOperation::REQUEST), mac, ours).is_none());
+        assert!(arp_reply(&req(ours, ArpOperation::REPLY), mac, ours).is_none());
+        assert!(arp_reply(&[0u8; 20], mac, ours).is_none());
     }
 }

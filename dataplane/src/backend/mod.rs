@@ -56,6 +56,11 @@ pub trait RxQueue: Send {
         false
     }
 
+    /// Replies the backend sent on its own (ARP on DPDK ports), cumulative.
+    fn replies(&self) -> u64 {
+        0
+    }
+
     /// The NIC's own counters (DPDK ports; reported by one queue per port).
     fn nic_stats(&self) -> Option<NicStats> {
         None

@@ -178,6 +178,15 @@ impl Port {
         })
     }
 
+    /// The port's MAC address (`rte_eth_macaddr_get`).
+    pub fn mac_address(&self) -> Result<[u8; 6], Error> {
+        let mut a: sys::rte_ether_addr = Default::default();
+        // SAFETY: the port is open until PortInner drops; `a` is a writable
+        // rte_ether_addr the call fills.
+        check("rte_eth_macaddr_get", unsafe { sys::rte_eth_macaddr_get(self.id(), &mut a) })?;
+        Ok(a.addr_bytes)
+    }
+
     /// Takes receive queue `queue`, once: DPDK's receive function for one
     /// queue must never run on two threads at once.
     pub fn rx_queue(&self, queue: u16) -> Result<RxQueue, Error> {
