@@ -68,12 +68,19 @@ pub struct FileConfig {
     pub dpdk: Option<DpdkFile>,
 }
 
-/// `stop_after`: `rx` only receives (a baseline for benchmarks), `full`
-/// (default) runs the whole pipeline.
+/// `stop_after`, for measuring stages: `rx` only receives; `decode`,
+/// `decrypt` and `decompress` stop every frame after that step of the
+/// frame path and count it accepted (`decompress` hands transactions on
+/// UNVERIFIED); `verify` / `full` (default) run everything. Anything but
+/// `full` is a measurement mode, never for a node that matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum StopAfterChoice {
     Rx,
+    Decode,
+    Decrypt,
+    Decompress,
+    Verify,
     Full,
 }
 

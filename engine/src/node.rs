@@ -197,6 +197,19 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     let network_id = genesis.network_id();
     let Opened { queues, name: backend_name, addr, dpdk } = open_queues(&cfg)?;
     let kernel_before = backend::kstats::KernelStats::read();
+    if cfg.stop_after != crate::config::StopAfterChoice::Full
+        && cfg.stop_after != crate::config::StopAfterChoice::Verify
+    {
+        eprintln!(
+            "attnet: measurement mode --stop-after {:?}: frames are not fully judged{}",
+            cfg.stop_after,
+            if cfg.stop_after == crate::config::StopAfterChoice::Rx {
+                ""
+            } else {
+                " and transactions are not verified"
+            }
+        );
+    }
     let cores = queues.len();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let epoch = Instant::now();
@@ -211,6 +224,12 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     let running = Arc::new(AtomicUsize::new(cores));
     for (i, q) in queues.into_iter().enumerate() {
         let mut fp = FramePath::new(network_id);
+        fp.set_depth(match cfg.stop_after {
+            crate::config::StopAfterChoice::Decode => dataplane::Depth::Decode,
+            crate::config::StopAfterChoice::Decrypt => dataplane::Depth::Decrypt,
+            crate::config::StopAfterChoice::Decompress => dataplane::Depth::Decompress,
+            _ => dataplane::Depth::Full,
+        });
         for (s, w) in &windows {
             fp.sessions.install_shared(s.id, &s.c2r, &s.r2c, 0, w.clone()).map_err(|e| e.to_string())?;
         }
@@ -230,7 +249,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             busy_poll: cfg.busy_poll,
             stop_after: match cfg.stop_after {
                 crate::config::StopAfterChoice::Rx => pipeline::StopAfter::Rx,
-                crate::config::StopAfterChoice::Full => pipeline::StopAfter::Full,
+                _ => pipeline::StopAfter::Full,
             },
             ..CoreConfig::default()
         };
