@@ -246,12 +246,12 @@ fn main() {
             }
         }
         b.clear();
-        drop(txq);
-        drop(port);
-        sent
+        // The port stays up until the node has drained the ring: closing
+        // the server side would drop what is still in it.
+        (sent, txq, port)
     });
     let (_, mfps, ms) = attnet(&bin, &node_eal, "net_memif0", run_secs + 2, &["--keys", keys.to_str().unwrap()]);
-    let sent = sender.join().unwrap();
+    let (sent, txq, port) = sender.join().unwrap();
     let mbusy: Vec<f64> = mfps.into_iter().filter(|x| *x > 1000.0).collect();
     let memif = median(mbusy.clone());
     assert_eq!(ms["packets"]["nic"]["ipackets"].as_u64().unwrap() as usize, sent, "{ms}");
@@ -262,6 +262,8 @@ fn main() {
         memif / 1e3,
         memif / in_memory
     );
+    drop(txq);
+    drop(port);
     let _ = std::fs::remove_dir_all(&dir);
     std::thread::sleep(Duration::from_millis(10));
 }
