@@ -4,7 +4,7 @@
 //! onward, spec "Counters"), mixes in a known share of malformed traffic,
 //! paces datagrams against absolute time and sends them in `sendmmsg`
 //! batches. Its counters say what was sent and what the receiver must
-//! make of it. The generator issue grows this into the line-rate tool.
+//! make of it. It is meant to grow into the line-rate generator.
 #![deny(unsafe_code)]
 
 pub mod plan;
