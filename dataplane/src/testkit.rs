@@ -189,3 +189,37 @@ pub fn write_udp_pcap(path: &std::path::Path, payloads: &[Vec<u8>]) -> std::io::
     }
     Ok(())
 }
+
+/// An Ethernet/IPv4 ARP packet with operation `op` from 02:00:00:00:00:09
+/// (192.0.2.9) for `target` (broadcast for a request).
+pub fn arp_packet(op: etherparse::ArpOperation, target: [u8; 4]) -> Vec<u8> {
+    let a = etherparse::ArpEthIpv4Packet {
+        operation: op,
+        sender_mac: [2, 0, 0, 0, 0, 9],
+        sender_ipv4: [192, 0, 2, 9],
+        target_mac: [0; 6],
+        target_ipv4: target,
+    };
+    let mut v = Vec::with_capacity(42);
+    let _ = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 9], [0xff; 6]).arp(a.into()).write(&mut v);
+    v
+}
+
+/// An Ethernet/IPv4/TCP packet to `port` carrying `payload` (not ATT).
+pub fn tcp4_packet(port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(payload.len() + 54);
+    let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)
+        .tcp(1, port, 0, 1000);
+    let _ = b.write(&mut v, payload);
+    v
+}
+
+/// [`udp4_packet`] with the IPv4 more-fragments flag set: an IP fragment.
+pub fn udp4_fragment(port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = udp4_packet(port, payload);
+    if let Some(flags) = v.get_mut(14 + 6) {
+        *flags |= 0x20;
+    }
+    v
+}

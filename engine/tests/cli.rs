@@ -125,10 +125,7 @@ fn malformed_input_is_a_clear_error() {
 
 mod capture {
     use super::*;
-    use etherparse::PacketBuilder;
 
-    const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
-    const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
     use dataplane::testkit::{udp4_packet as udp4, udp6_vlan_packet as udp6_vlan};
 
     /// The packets and the summary they must produce.
@@ -138,19 +135,9 @@ mod capture {
         let f1 = testkit::frame(3, 1, &a, false);
         let f2 = testkit::frame(3, 2, &[a[1].clone(), c[0].clone()], true); // a[1] again: duplicate
         let f4 = testkit::frame(4, 1, &c[1..], false);
-        let mut tcp = Vec::new();
-        PacketBuilder::ethernet2(MAC_A, MAC_B)
-            .ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)
-            .tcp(1, 7100, 0, 1000)
-            .write(&mut tcp, &f1)
-            .unwrap();
-        let mut arp = Vec::new();
-        arp.extend_from_slice(&MAC_B);
-        arp.extend_from_slice(&MAC_A);
-        arp.extend_from_slice(&[0x08, 0x06]);
-        arp.extend_from_slice(&[0u8; 28]);
-        let mut frag = udp4(7100, &f1);
-        frag[14 + 6] |= 0x20; // more fragments
+        let tcp = testkit::tcp4_packet(7100, &f1);
+        let arp = testkit::arp_packet(etherparse::ArpOperation::REQUEST, [127, 0, 0, 2]);
+        let frag = testkit::udp4_fragment(7100, &f1);
         let pkts = vec![
             udp4(7100, &f1),
             udp4(7100, &f2),

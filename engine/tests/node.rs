@@ -360,21 +360,10 @@ fn dpdk_two_queues_count_every_packet_once() {
 /// every ARP packet is still counted as `not_ip`.
 #[test]
 fn dpdk_answers_arp_for_its_address() {
-    use etherparse::{ArpEthIpv4Packet, ArpOperation, PacketBuilder};
+    use etherparse::ArpOperation;
     use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
     let d = tmpdir("dpdk-arp");
-    let req = |target: [u8; 4]| {
-        let a = ArpEthIpv4Packet {
-            operation: ArpOperation::REQUEST,
-            sender_mac: [2, 0, 0, 0, 0, 9],
-            sender_ipv4: [192, 0, 2, 9],
-            target_mac: [0; 6],
-            target_ipv4: target,
-        };
-        let mut v = Vec::new();
-        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 9], [0xff; 6]).arp(a.into()).write(&mut v).unwrap();
-        v
-    };
+    let req = |target: [u8; 4]| dataplane::testkit::arp_packet(ArpOperation::REQUEST, target);
     let rx = d.join("rx.pcap");
     let tx = d.join("tx.pcap");
     {

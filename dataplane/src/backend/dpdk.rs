@@ -281,19 +281,9 @@ mod tests {
 
     #[test]
     fn answers_arp_requests_for_our_address_only() {
-        use etherparse::{ArpEthIpv4Packet, ArpOperation, PacketBuilder};
-        let req = |target: [u8; 4], op: ArpOperation| {
-            let a = ArpEthIpv4Packet {
-                operation: op,
-                sender_mac: [2, 0, 0, 0, 0, 9],
-                sender_ipv4: [192, 0, 2, 9],
-                target_mac: [0; 6],
-                target_ipv4: target,
-            };
-            let mut v = Vec::new();
-            PacketBuilder::ethernet2([2, 0, 0, 0, 0, 9], [0xff; 6]).arp(a.into()).write(&mut v).unwrap();
-            v
-        };
+        use crate::testkit::arp_packet;
+        use etherparse::ArpOperation;
+        let req = |target: [u8; 4], op: ArpOperation| arp_packet(op, target);
         let mac = [2, 0, 0, 0, 0, 1];
         let ours = [192, 0, 2, 10];
         let r = arp_reply(&req(ours, ArpOperation::REQUEST), mac, ours).unwrap();

@@ -295,7 +295,6 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use etherparse::PacketBuilder;
     use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
     use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
     use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
@@ -304,8 +303,6 @@ mod tests {
 
     use super::*;
 
-    const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
-    const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
     const PORT: u16 = 7100;
 
     fn tmp(name: &str) -> PathBuf {
@@ -314,7 +311,7 @@ mod tests {
         d.join(name)
     }
 
-    use crate::testkit::{udp4_packet as udp4, udp6_vlan_packet as udp6_vlan};
+    use crate::testkit::{self, udp4_packet as udp4, udp6_vlan_packet as udp6_vlan};
 
     fn big_payload() -> Vec<u8> {
         (0..BUF_SIZE + 700).map(|i| (i * 7) as u8).collect()
@@ -322,19 +319,9 @@ mod tests {
 
     /// The capture's packets; ATT payloads in order; not_att by reason.
     fn traffic() -> (Vec<Vec<u8>>, Vec<Vec<u8>>, [u64; NotAtt::COUNT]) {
-        let mut tcp = Vec::new();
-        PacketBuilder::ethernet2(MAC_A, MAC_B)
-            .ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)
-            .tcp(1, PORT, 0, 1000)
-            .write(&mut tcp, b"not udp")
-            .unwrap();
-        let mut arp = Vec::new();
-        arp.extend_from_slice(&MAC_B);
-        arp.extend_from_slice(&MAC_A);
-        arp.extend_from_slice(&[0x08, 0x06]);
-        arp.extend_from_slice(&[0u8; 28]);
-        let mut frag = udp4(PORT, b"first fragment");
-        frag[14 + 6] |= 0x20; // more fragments
+        let tcp = testkit::tcp4_packet(PORT, b"not udp");
+        let arp = testkit::arp_packet(etherparse::ArpOperation::REQUEST, [127, 0, 0, 2]);
+        let frag = testkit::udp4_fragment(PORT, b"first fragment");
         let big = big_payload();
         let pkts = vec![
             udp4(PORT, b"v4 datagram"),
