@@ -1,9 +1,12 @@
 //! Benchmarks of attnet against the machine's own limits, measured in the
-//! same run: criterion micro-benchmarks of every frame-path stage next to
-//! the raw libraries it uses (AES-256-GCM backends, LZ4, SHA-256, Ed25519
-//! single and batch verification), in `benches/`, and `perf_report`, which
-//! turns criterion's results into the table of docs/PERFORMANCE.md. The
-//! workloads (rows) and their traffic builders live here.
+//! same run. `attnet-bench` (src/bin/attnet-bench.rs) measures every
+//! section (`sections`) with in-process timed loops (`measure`), writes the
+//! results file (`report`) and its plot (`plot`), and regenerates
+//! docs/PERFORMANCE.md (`docs`). The criterion micro-benchmarks in
+//! `benches/` and `perf_report` (criterion's results as tables) remain for
+//! profiling single pieces. The workloads (rows) and their traffic
+//! builders live here; the raw library baselines in `raw`, the loopback
+//! receive measurement in `receive`, the DPDK comparison in `dpdk`.
 #![forbid(unsafe_code)]
 
 use dataplane::emit::{emit_frame, FrameSpec};
@@ -191,3 +194,12 @@ pub fn unique_frames(n: usize) -> Vec<Vec<u8>> {
         v
     })
 }
+
+pub mod docs;
+pub mod dpdk;
+pub mod measure;
+pub mod plot;
+pub mod raw;
+pub mod receive;
+pub mod report;
+pub mod sections;

@@ -1,0 +1,242 @@
+//! `loopback`: the traffic generator (`attnet-pktgen`) against `attnet
+//! node` on this machine. Capacity C first: the generator writes a pcap of
+//! single-transaction frames, `attnet node --backend pcap` replays it, and
+//! C = accepted transactions / the node's duration. Then the node on
+//! io_uring on 127.0.0.1 and the generator over UDP at 25, 50, 75 and
+//! 100 % of C (one transaction per frame, one frame per datagram, so
+//! datagrams/s = transactions/s), with receipts: offered against accepted
+//! transactions/s, and submit→inclusion latency from the receipts.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::Ctx;
+use crate::report::{Row, Section};
+
+/// Loads, in percent of the capacity C.
+pub const LOADS: [u32; 4] = [25, 50, 75, 100];
+
+const SEED: &str = "7";
+const SESSIONS: &str = "4";
+const ACCOUNTS: &str = "1024";
+
+pub fn section(ctx: &Ctx) -> Section {
+    if !ctx.pktgen.exists() {
+        return Section::skipped(
+            "loopback",
+            format!("{} not found (cargo build --release -p pktgen)", ctx.pktgen.display()),
+        );
+    }
+    if !ctx.attnet.exists() {
+        return Section::skipped(
+            "loopback",
+            format!("{} not found (cargo build --release -p engine)", ctx.attnet.display()),
+        );
+    }
+    let dir = ctx.work.join("loopback");
+    let r = std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display())).and_then(|_| rows(ctx, &dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    match r {
+        Ok((rows, secs)) => Section::measured(
+            "loopback",
+            format!(
+                "attnet-pktgen (seed {SEED}, {SESSIONS} sessions, {ACCOUNTS} accounts, one transaction per frame, one \
+                 frame per datagram, no malformed traffic) into attnet node. C is the capacity on the pcap backend \
+                 (the generator's capture replayed: accepted transactions / node duration). Then the node on \
+                 io_uring on 127.0.0.1 and the generator over UDP at 25-100 % of C for {secs} s each: accepted \
+                 against offered transactions/s, and submit→inclusion latency from the generator's receipts. On \
+                 {} CPUs the generator, the data core, the control thread and the kernel share the machine: these \
+                 rows are what this machine gives, not the engine's limit.",
+                crate::report::machine::cores()
+            ),
+            rows,
+        ),
+        Err(e) => Section::skipped("loopback", e),
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn run_ok(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("{what}: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("{what} failed ({}): {}", out.status, err.trim().lines().last().unwrap_or("")));
+    }
+    Ok(())
+}
+
+fn read_json(p: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn num(v: &Value, what: &str) -> Result<f64, String> {
+    v.as_f64().ok_or_else(|| format!("{what} missing"))
+}
+
+fn pktgen(ctx: &Ctx) -> Command {
+    let mut c = Command::new(&ctx.pktgen);
+    c.args(["--seed", SEED, "--sessions", SESSIONS, "--accounts", ACCOUNTS]);
+    c
+}
+
+/// The rows and the seconds per load point.
+fn rows(ctx: &Ctx, dir: &Path) -> Result<(Vec<Row>, f64), String> {
+    let keys = dir.join("keys.json");
+    let genesis = dir.join("genesis.json");
+    run_ok(
+        pktgen(ctx).args(["--keys-out", &path_str(&keys), "--genesis-out", &path_str(&genesis)]),
+        "attnet-pktgen --keys-out",
+    )?;
+
+    // Capacity on the pcap backend.
+    let count = if ctx.quick { 40_000 } else { 150_000 };
+    let pcap = dir.join("capacity.pcap");
+    run_ok(
+        pktgen(ctx).args(["--out", &format!("pcap:{}", path_str(&pcap)), "--count", &count.to_string()]).args([
+            "--txs-per-frame",
+            "1",
+            "--frames-per-datagram",
+            "1",
+            "--bad",
+            "0",
+            "--quiet",
+        ]),
+        "attnet-pktgen --out pcap",
+    )?;
+    let summary = dir.join("capacity-summary.json");
+    run_ok(
+        Command::new(&ctx.attnet)
+            .args(["node", "--backend", "pcap", "--pcap", &path_str(&pcap)])
+            .args(["--keys", &path_str(&keys), "--genesis", &path_str(&genesis)])
+            .args(["--summary-json", &path_str(&summary)])
+            .stdout(Stdio::null()),
+        "attnet node --backend pcap",
+    )?;
+    let s = read_json(&summary)?;
+    let accepted = num(&s["txs"]["accepted"], "pcap summary txs.accepted")?;
+    let duration = num(&s["duration_s"], "pcap summary duration_s")?;
+    if accepted <= 0.0 || duration <= 0.0 {
+        return Err(format!("the pcap replay accepted {accepted} transactions in {duration} s: {s}"));
+    }
+    let c = accepted / duration;
+    let mut rows = vec![Row::plain("capacity C (pcap backend, 1 data core)", c / 1e3, "k tx/s", true)];
+    let _ = std::fs::remove_file(&pcap);
+
+    let secs = if ctx.quick { 3.0 } else { 10.0 };
+    for pct in LOADS {
+        let rate = (c * f64::from(pct) / 100.0).round().max(1.0);
+        let p = udp_point(ctx, dir, &keys, &genesis, rate, secs).map_err(|e| format!("{pct} % of C: {e}"))?;
+        let label = format!("{pct} % of C");
+        rows.push(Row::vs(format!("{label}: accepted"), p.accepted / 1e3, "k tx/s", "offered", p.offered / 1e3));
+        rows.push(Row::plain(format!("{label}: inclusion p50"), p.p50_us / 1e3, "ms", false));
+        rows.push(Row::plain(format!("{label}: inclusion p99"), p.p99_us / 1e3, "ms", false));
+    }
+    Ok((rows, secs))
+}
+
+/// One load point's figures.
+struct Point {
+    offered: f64,
+    accepted: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// Ends the node on drop if it still runs (an error path).
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}"))?;
+    Ok(s.local_addr().map_err(|e| format!("free port: {e}"))?.port())
+}
+
+fn udp_point(ctx: &Ctx, dir: &Path, keys: &Path, genesis: &Path, rate: f64, secs: f64) -> Result<Point, String> {
+    let port = free_port()?;
+    let summary: PathBuf = dir.join(format!("udp-{port}-summary.json"));
+    let gen_json: PathBuf = dir.join(format!("udp-{port}-pktgen.json"));
+    let mut child = Command::new(&ctx.attnet)
+        .args(["node", "--backend", "io_uring", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--keys", &path_str(keys), "--genesis", &path_str(genesis)])
+        .args(["--summary-json", &path_str(&summary)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("attnet node: {e}"))?;
+    let stderr = child.stderr.take().ok_or("attnet node: no stderr")?;
+    let mut node = Node(child);
+    // Wait for "listening on"; keep draining stderr afterwards so the node
+    // never blocks on a full pipe.
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = String::new();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(l) if l.contains("listening on") => break,
+            Ok(l) => last = l,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(format!("attnet node exited: {last}")),
+        }
+        if Instant::now() > deadline {
+            return Err(format!("attnet node did not listen within 15 s: {last}"));
+        }
+    }
+    let gen = pktgen(ctx)
+        .args(["--out", &format!("udp:127.0.0.1:{port}"), "--pps", &format!("{rate:.0}")])
+        .args(["--duration", &format!("{secs}")])
+        .args(["--txs-per-frame", "1", "--frames-per-datagram", "1", "--bad", "0"])
+        .args(["--receipts", "--receipt-wait", "2", "--json", &path_str(&gen_json), "--quiet"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("attnet-pktgen: {e}"))?;
+    // SIGTERM: the node stops receiving, drains and writes its summary.
+    let _ = Command::new("kill").args(["-TERM", &node.0.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while node.0.try_wait().map_err(|e| format!("attnet node: {e}"))?.is_none() {
+        if Instant::now() > deadline {
+            return Err("attnet node did not stop within 20 s of SIGTERM".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !gen.status.success() {
+        let err = String::from_utf8_lossy(&gen.stderr);
+        return Err(format!("attnet-pktgen failed ({}): {}", gen.status, err.trim().lines().last().unwrap_or("")));
+    }
+    let g = read_json(&gen_json)?;
+    let s = read_json(&summary)?;
+    let gen_secs = num(&g["duration_s"], "pktgen duration_s")?.max(1e-3);
+    let offered = num(&g["sent"]["txs"], "pktgen sent.txs")? / gen_secs;
+    let accepted = num(&s["txs"]["accepted"], "node txs.accepted")? / gen_secs;
+    let lat = &g["receipts"]["latency_us"];
+    Ok(Point {
+        offered,
+        accepted,
+        p50_us: num(&lat["p50"], "pktgen receipts.latency_us.p50")?,
+        p99_us: num(&lat["p99"], "pktgen receipts.latency_us.p99")?,
+    })
+}

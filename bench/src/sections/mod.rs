@@ -1,0 +1,72 @@
+//! The sections of `attnet-bench`, each measured against its baseline in
+//! the same run.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::measure::Budget;
+use crate::report::Section;
+
+pub mod dpdk;
+pub mod loopback;
+pub mod path;
+pub mod pktgen;
+pub mod receive;
+
+/// Every section, in run order.
+pub const ALL: [&str; 6] = ["crypto", "frame_path", "receive", "dpdk", "loopback", "pktgen"];
+
+/// What the sections need.
+pub struct Ctx {
+    pub quick: bool,
+    pub budget: Budget,
+    /// The `attnet` binary.
+    pub attnet: PathBuf,
+    /// The `attnet-pktgen` binary.
+    pub pktgen: PathBuf,
+    /// Scratch directory for captures, keys and summaries.
+    pub work: PathBuf,
+}
+
+/// A section measured on its own.
+type SectionFn = fn(&Ctx) -> Section;
+
+/// Runs the sections named in `only` (all when empty), in [`ALL`]'s order,
+/// printing progress on stderr.
+pub fn run(ctx: &Ctx, only: &[String]) -> Vec<Section> {
+    let want = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
+    let mut out = Vec::new();
+    let progress = |s: &Section, t: Instant| {
+        let what = match &s.skipped {
+            Some(r) => format!("skipped: {r}"),
+            None => format!("{} rows", s.rows.len()),
+        };
+        eprintln!("attnet-bench: {} done in {:.1} s ({what})", s.name, t.elapsed().as_secs_f64());
+    };
+    if want("crypto") || want("frame_path") {
+        let t = Instant::now();
+        let (c, p) = path::measure(ctx, want("crypto"), want("frame_path"));
+        for s in [c, p].into_iter().flatten() {
+            progress(&s, t);
+            out.push(s);
+        }
+    }
+    let rest: [(&str, SectionFn); 4] = [
+        ("receive", receive::section),
+        ("dpdk", dpdk::section),
+        ("loopback", loopback::section),
+        ("pktgen", |ctx| match pktgen::pktgen_rows(ctx) {
+            Ok(rows) => Section::measured("pktgen", pktgen::NOTE, rows),
+            Err(e) => Section::skipped("pktgen", e),
+        }),
+    ];
+    for (name, f) in rest {
+        if want(name) {
+            let t = Instant::now();
+            let s = f(ctx);
+            progress(&s, t);
+            out.push(s);
+        }
+    }
+    out
+}
