@@ -233,8 +233,13 @@ fn sigterm_mid_traffic_drains_and_reports() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop2 = stop.clone();
     let sender = std::thread::spawn(move || {
-        let cfg = pktgen::SendConfig { rate: 1000.0, duration: Duration::from_secs(5), ..Default::default() };
-        pktgen::send(&plan, &pool, addr, &cfg, &stop2).unwrap()
+        let cfg = pktgen::RunConfig {
+            out: pktgen::Out::Udp(addr),
+            rate: pktgen::Rate::Pps(1000.0),
+            duration: Some(Duration::from_secs(5)),
+            ..Default::default()
+        };
+        pktgen::run(&plan, &pool, &cfg, &stop2).unwrap().sent
     });
     std::thread::sleep(Duration::from_millis(1200));
     let pid = node.id().to_string();

@@ -1,11 +1,15 @@
 //! What a run sends: sessions with their keys, accounts with their signing
 //! keys, the genesis that funds them, and the pre-signed transaction pool.
+//! Everything derives from one seed, so a node configured from one run's
+//! keys and genesis accepts another run's traffic from the same seed.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 
 use control::genesis::{Genesis, GenesisAccount};
 use dataplane::emit::{emit_signed_tx, TxFields};
 use dataplane::wire::tx::Kind;
 use ed25519_zebra::SigningKey;
-use rand::Rng;
 use sha2::{Digest, Sha256};
 
 /// One session's configured keys.
@@ -18,15 +22,17 @@ pub struct SessionKeys {
 
 /// Sessions, accounts and genesis of a run, all derived from one seed.
 pub struct Plan {
+    pub seed: u64,
     pub network_id: u32,
     pub sessions: Vec<SessionKeys>,
     pub accounts: Vec<SigningKey>,
     pub balance: u64,
 }
 
-fn derive(seed: &[u8; 32], what: &str, i: usize) -> [u8; 32] {
+fn derive(seed: u64, what: &str, i: usize) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(seed);
+    h.update(b"attnet-pktgen-v1");
+    h.update(seed.to_le_bytes());
     h.update(what.as_bytes());
     h.update((i as u64).to_le_bytes());
     h.finalize().into()
@@ -35,18 +41,17 @@ fn derive(seed: &[u8; 32], what: &str, i: usize) -> [u8; 32] {
 impl Plan {
     /// A plan from a fresh random seed.
     pub fn random(network_id: u32, sessions: usize, accounts: usize, balance: u64) -> Plan {
-        let mut seed = [0u8; 32];
-        rand::make_rng::<rand::rngs::StdRng>().fill_bytes(&mut seed);
-        Plan::from_seed(&seed, network_id, sessions, accounts, balance)
+        Plan::from_seed(random_seed(), network_id, sessions, accounts, balance)
     }
 
-    pub fn from_seed(seed: &[u8; 32], network_id: u32, sessions: usize, accounts: usize, balance: u64) -> Plan {
+    pub fn from_seed(seed: u64, network_id: u32, sessions: usize, accounts: usize, balance: u64) -> Plan {
         Plan {
+            seed,
             network_id,
-            sessions: (0..sessions)
+            sessions: (0..sessions.min(usize::from(u16::MAX)))
                 .map(|i| SessionKeys { id: i as u16, c2r: derive(seed, "c2r", i), r2c: derive(seed, "r2c", i) })
                 .collect(),
-            accounts: (0..accounts).map(|i| SigningKey::from(derive(seed, "account", i))).collect(),
+            accounts: (0..accounts.max(1)).map(|i| SigningKey::from(derive(seed, "account", i))).collect(),
             balance,
         }
     }
@@ -72,34 +77,261 @@ impl Plan {
         )
     }
 
-    /// `per_account` transfers from every account, nonces 1.. in order,
-    /// interleaved across accounts (tx j is account j % n's).
+    /// `per_account` transfers of 1 (fee 1) from every account, signed on
+    /// every CPU: see [`PoolSpec`].
     pub fn pool(&self, per_account: usize) -> TxPool {
-        let n = self.accounts.len().max(1);
-        let mut txs = Vec::with_capacity(per_account * n);
-        let memo = b"att pktgen transfer";
-        for nonce in 1..=per_account as u64 {
-            for (a, sk) in self.accounts.iter().enumerate() {
-                let to: [u8; 32] = ed25519_zebra::VerificationKeyBytes::from(&self.accounts[(a + 1) % n]).into();
-                let mut t = Vec::with_capacity(200);
-                emit_signed_tx(
-                    sk,
-                    self.network_id,
-                    &TxFields { kind: Kind::Transfer, to, nonce, amount: 1, fee: 1, memo },
-                    &mut t,
-                );
-                txs.push(t);
+        self.pool_with(&PoolSpec { per_account, ..PoolSpec::default() })
+    }
+
+    /// Signs the pool `spec` describes. Transaction `j` is account
+    /// `j % accounts`'s, with nonce `j / accounts + 1`, so every account's
+    /// nonces come in order whatever prefix of the pool is sent.
+    pub fn pool_with(&self, spec: &PoolSpec) -> TxPool {
+        let n = self.accounts.len();
+        let total = spec.per_account * n;
+        let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(total.max(1));
+        let chunk = total.div_ceil(threads.max(1)).max(1);
+        let pubkeys: Vec<[u8; 32]> =
+            self.accounts.iter().map(|sk| ed25519_zebra::VerificationKeyBytes::from(sk).into()).collect();
+        let parts: Vec<(Vec<u8>, Vec<u32>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..total)
+                .step_by(chunk)
+                .map(|from| {
+                    let to = (from + chunk).min(total);
+                    let pubkeys = &pubkeys;
+                    s.spawn(move || {
+                        let mut bytes = Vec::with_capacity((to - from) * (160 + spec.memo.1));
+                        let mut ends = Vec::with_capacity(to - from);
+                        let mut memo = vec![0u8; spec.memo.1];
+                        for j in from..to {
+                            let a = j % n;
+                            let nonce = (j / n) as u64 + 1;
+                            let kind = spec.kinds[j % spec.kinds.len().max(1)];
+                            let mlen = spec.memo_len(j);
+                            for (k, b) in memo.iter_mut().take(mlen).enumerate() {
+                                *b = b"att pktgen "[k % 11];
+                            }
+                            let t = TxFields {
+                                kind,
+                                to: pubkeys[(a + 1) % n],
+                                nonce,
+                                amount: u64::from(kind == Kind::Transfer),
+                                fee: 1,
+                                memo: &memo[..mlen],
+                            };
+                            emit_signed_tx(&self.accounts[a], self.network_id, &t, &mut bytes);
+                            ends.push(bytes.len() as u32);
+                        }
+                        (bytes, ends)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        });
+        let mut pool = TxPool::default();
+        for (bytes, ends) in parts {
+            let base = pool.bytes.len() as u32;
+            pool.bytes.extend_from_slice(&bytes);
+            pool.ends.extend(ends.iter().map(|e| base + e));
+        }
+        pool.index();
+        pool
+    }
+
+    /// [`Plan::pool_with`], cached in `dir` (a file named by everything
+    /// the pool depends on). Returns the pool and whether it was signed now.
+    pub fn cached_pool(&self, spec: &PoolSpec, dir: Option<&Path>) -> io::Result<(TxPool, bool)> {
+        let Some(dir) = dir else { return Ok((self.pool_with(spec), true)) };
+        let path = self.pool_path(spec, dir);
+        if let Ok(pool) = TxPool::load(&path) {
+            if pool.len() == spec.per_account * self.accounts.len() {
+                return Ok((pool, false));
             }
         }
-        TxPool { txs }
+        let pool = self.pool_with(spec);
+        std::fs::create_dir_all(dir)?;
+        // Written aside and renamed, so a concurrent run never reads half.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        pool.save(&tmp)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok((pool, true))
+    }
+
+    fn pool_path(&self, spec: &PoolSpec, dir: &Path) -> PathBuf {
+        let mut h = Sha256::new();
+        h.update(b"pool-v1");
+        h.update(self.seed.to_le_bytes());
+        h.update(self.network_id.to_le_bytes());
+        h.update((self.accounts.len() as u64).to_le_bytes());
+        h.update((spec.per_account as u64).to_le_bytes());
+        h.update((spec.memo.0 as u64).to_le_bytes());
+        h.update((spec.memo.1 as u64).to_le_bytes());
+        h.update(spec.kinds.iter().map(|k| *k as u8).collect::<Vec<u8>>());
+        let d: [u8; 32] = h.finalize().into();
+        dir.join(format!("pool-{}.bin", hex(&d[..12])))
     }
 }
 
-/// Pre-signed transactions, sent in order, each once.
+/// What the signed pool holds.
+#[derive(Debug, Clone)]
+pub struct PoolSpec {
+    pub per_account: usize,
+    /// Kinds, cycled over the pool.
+    pub kinds: Vec<Kind>,
+    /// Memo lengths, cycled from `.0` to `.1` inclusive (at most 1024).
+    pub memo: (usize, usize),
+}
+
+impl Default for PoolSpec {
+    fn default() -> Self {
+        PoolSpec { per_account: 1, kinds: vec![Kind::Transfer], memo: (19, 19) }
+    }
+}
+
+impl PoolSpec {
+    fn memo_len(&self, j: usize) -> usize {
+        let (a, b) = (self.memo.0.min(1024), self.memo.1.min(1024));
+        if b <= a {
+            a
+        } else {
+            a + j % (b - a + 1)
+        }
+    }
+}
+
+/// Pre-signed transactions back to back, with their ids.
+#[derive(Debug, Clone, Default)]
 pub struct TxPool {
-    pub txs: Vec<Vec<u8>>,
+    bytes: Vec<u8>,
+    /// End offset of each transaction in `bytes`.
+    ends: Vec<u32>,
+    ids: Vec<[u8; 32]>,
+}
+
+const POOL_MAGIC: &[u8; 8] = b"ATTPOOL1";
+
+impl TxPool {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn tx(&self, j: usize) -> &[u8] {
+        let start = if j == 0 { 0 } else { self.ends[j - 1] as usize };
+        &self.bytes[start..self.ends[j] as usize]
+    }
+
+    /// The transaction's id: SHA-256 of its bytes before the signature.
+    pub fn id(&self, j: usize) -> [u8; 32] {
+        self.ids[j]
+    }
+
+    pub fn ids(&self) -> &[[u8; 32]] {
+        &self.ids
+    }
+
+    fn index(&mut self) {
+        self.ids = (0..self.len())
+            .map(|j| {
+                let t = self.tx(j);
+                Sha256::digest(&t[..t.len().saturating_sub(64)]).into()
+            })
+            .collect();
+    }
+
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let mut w = io::BufWriter::new(std::fs::File::create(path)?);
+        w.write_all(POOL_MAGIC)?;
+        w.write_all(&(self.ends.len() as u64).to_le_bytes())?;
+        for e in &self.ends {
+            w.write_all(&e.to_le_bytes())?;
+        }
+        w.write_all(&self.bytes)?;
+        w.flush()
+    }
+
+    /// Reads a pool written by [`TxPool::save`]; anything inconsistent is
+    /// an error (and the caller signs afresh).
+    pub fn load(path: &Path) -> io::Result<TxPool> {
+        let mut data = Vec::new();
+        std::fs::File::open(path)?.read_to_end(&mut data)?;
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "not a transaction pool");
+        if data.get(..8) != Some(&POOL_MAGIC[..]) {
+            return Err(bad());
+        }
+        let n = u64::from_le_bytes(data.get(8..16).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
+        let ends_end = 16usize.checked_add(n.checked_mul(4).ok_or_else(bad)?).ok_or_else(bad)?;
+        let ends: Vec<u32> = data
+            .get(16..ends_end)
+            .ok_or_else(bad)?
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let bytes = data.get(ends_end..).ok_or_else(bad)?.to_vec();
+        let mut prev = 0u32;
+        for e in &ends {
+            // Every transaction is at least 156 bytes.
+            if *e < prev + 156 {
+                return Err(bad());
+            }
+            prev = *e;
+        }
+        if prev as usize != bytes.len() {
+            return Err(bad());
+        }
+        let mut pool = TxPool { bytes, ends, ids: Vec::new() };
+        pool.index();
+        Ok(pool)
+    }
+}
+
+/// A seed from the operating system's generator.
+pub fn random_seed() -> u64 {
+    use rand::Rng;
+    rand::make_rng::<rand::rngs::StdRng>().next_u64()
 }
 
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_is_deterministic_ordered_and_cached() {
+        let plan = Plan::from_seed(7, 1, 2, 3, 1000);
+        let spec = PoolSpec { per_account: 4, kinds: vec![Kind::Transfer, Kind::Message], memo: (0, 40) };
+        let a = plan.pool_with(&spec);
+        let b = Plan::from_seed(7, 1, 2, 3, 1000).pool_with(&spec);
+        assert_eq!(a.len(), 12);
+        assert_eq!(a.bytes, b.bytes);
+        for j in 0..a.len() {
+            let t = dataplane::wire::tx::Transaction::new_checked(a.tx(j)).unwrap();
+            assert_eq!(t.nonce(), (j / 3) as u64 + 1);
+            let from: [u8; 32] = ed25519_zebra::VerificationKeyBytes::from(&plan.accounts[j % 3]).into();
+            assert_eq!(t.from(), from);
+            assert_eq!(t.memo_len() as usize, j % 41);
+        }
+        let dir = std::env::temp_dir().join(format!("attnet-pool-test-{}", std::process::id()));
+        let (p1, fresh1) = plan.cached_pool(&spec, Some(&dir)).unwrap();
+        let (p2, fresh2) = plan.cached_pool(&spec, Some(&dir)).unwrap();
+        assert!(fresh1 && !fresh2);
+        assert_eq!(p1.bytes, p2.bytes);
+        assert_eq!(p1.ids, p2.ids);
+        // A damaged cache is signed afresh, not trusted.
+        let f = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+        let mut d = std::fs::read(&f).unwrap();
+        d.truncate(d.len() - 1);
+        std::fs::write(&f, d).unwrap();
+        assert!(TxPool::load(&f).is_err());
+        let (p3, fresh3) = plan.cached_pool(&spec, Some(&dir)).unwrap();
+        assert!(fresh3);
+        assert_eq!(p3.ids, p1.ids);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

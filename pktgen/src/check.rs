@@ -1,0 +1,70 @@
+//! Compares a receiver's summary (`attnet node`'s JSON) with the expected
+//! counts, reason by reason.
+
+use serde_json::Value;
+
+/// One comparison: what, and whether it held.
+pub type Check = (String, bool);
+
+fn get<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter().fold(v, |v, k| &v[*k])
+}
+
+fn num(v: &Value, path: &[&str]) -> u64 {
+    get(v, path).as_u64().unwrap_or(0)
+}
+
+fn sum(v: &Value) -> u64 {
+    v.as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
+}
+
+/// Every count of `expected` (the shape of [`crate::Expected::to_json`])
+/// against `summary`. When the kernel dropped datagrams before the
+/// receiver read them (`packets.kernel_dropped`), only what drops cannot
+/// change is compared: received + kernel-dropped = sent, and the
+/// receiver's own identities.
+pub fn compare(expected: &Value, summary: &Value) -> Vec<Check> {
+    let received = num(summary, &["packets", "received"]);
+    let kdrop = num(summary, &["packets", "kernel_dropped"]);
+    let sent = num(expected, &["packets", "received"]);
+    let mut out: Vec<Check> = vec![
+        (format!("datagrams sent {sent} == received {received} + kernel_dropped {kdrop}"), sent == received + kdrop),
+        (
+            "frames: received == accepted + Σ dropped".into(),
+            num(summary, &["frames", "received"])
+                == num(summary, &["frames", "accepted"]) + sum(get(summary, &["frames", "dropped"])),
+        ),
+        (
+            "txs: seen == accepted + Σ dropped".into(),
+            num(summary, &["txs", "seen"])
+                == num(summary, &["txs", "accepted"]) + sum(get(summary, &["txs", "dropped"])),
+        ),
+    ];
+    if kdrop > 0 {
+        return out;
+    }
+    let mut exact = |path: &[&str]| {
+        let (want, got) = (num(expected, path), num(summary, path));
+        out.push((format!("{} expected {want} == {got}", path.join(".")), want == got));
+    };
+    exact(&["frames", "received"]);
+    exact(&["frames", "accepted"]);
+    exact(&["txs", "seen"]);
+    exact(&["txs", "accepted"]);
+    exact(&["ledger", "applied"]);
+    for (group, reasons) in
+        [("frames", get(expected, &["frames", "dropped"])), ("txs", get(expected, &["txs", "dropped"]))]
+    {
+        if let Some(m) = reasons.as_object() {
+            for k in m.keys() {
+                exact(&[group, "dropped", k]);
+            }
+        }
+    }
+    out
+}
+
+/// True if every check held.
+pub fn all_hold(checks: &[Check]) -> bool {
+    checks.iter().all(|c| c.1)
+}

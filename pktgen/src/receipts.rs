@@ -1,0 +1,276 @@
+//! Receipts: the node answers included transactions with RECEIPT
+//! indications (`att-wire.md`, "RECEIPT body": kind 0x68, content kind
+//! 0x43, sealed with the session's relay-to-client key). The tracker
+//! stamps every valid transaction when it is sent, opens receipts as they
+//! arrive, and records submit → inclusion latency in an HdrHistogram.
+//! In the manner of TRex's flow statistics it also counts transactions
+//! never receipted (`lost`), receipted twice (`duplicate`), included in an
+//! earlier block than a transaction submitted before them
+//! (`out_of_order`), and receipt ids it never sent (`unknown`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use dataplane::crypto::AeadKey;
+use dataplane::wire::mcs::KIND_INDICATION;
+use dataplane::wire::receipt::Receipt;
+use dataplane::wire::security::{FLAG_ENCRYPT, SUITE_AES_256_GCM};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+use crate::plan::{Plan, TxPool};
+
+/// RECEIPT's content kind.
+pub const CONTENT_RECEIPT: u8 = 0x43;
+
+/// Counts of receipt frames and ids.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiptCounts {
+    /// Receipt frames opened.
+    pub frames: u64,
+    /// Transaction ids they carried.
+    pub ids: u64,
+    /// Ids of transactions this run sent, first receipt.
+    pub matched: u64,
+    /// Ids receipted again.
+    pub duplicate: u64,
+    /// Ids this run never sent.
+    pub unknown: u64,
+    /// Frames that did not open or parse as a receipt.
+    pub bad_frames: u64,
+    /// Receipt frames whose counter did not increase for their session.
+    pub stale_counter: u64,
+}
+
+struct Inner {
+    counts: ReceiptCounts,
+    latency_us: Histogram<u64>,
+    /// Last relay-to-client counter per session.
+    last_counter: HashMap<u16, u64>,
+}
+
+/// Shared by the senders (stamps) and the receivers (receipts).
+pub struct Tracker {
+    epoch: Instant,
+    index: HashMap<[u8; 32], u32>,
+    /// ns since `epoch` + 1 when sent; 0 = not sent.
+    submitted: Vec<AtomicU64>,
+    /// Block height + 1 of the first receipt; 0 = none.
+    included: Vec<AtomicU64>,
+    keys: HashMap<u16, AeadKey>,
+    inner: Mutex<Inner>,
+}
+
+impl Tracker {
+    pub fn new(plan: &Plan, pool: &TxPool) -> Tracker {
+        Tracker {
+            epoch: Instant::now(),
+            index: pool.ids().iter().enumerate().map(|(j, id)| (*id, j as u32)).collect(),
+            submitted: (0..pool.len()).map(|_| AtomicU64::new(0)).collect(),
+            included: (0..pool.len()).map(|_| AtomicU64::new(0)).collect(),
+            keys: plan.sessions.iter().map(|s| (s.id, AeadKey::new(&s.r2c))).collect(),
+            inner: Mutex::new(Inner {
+                counts: ReceiptCounts::default(),
+                latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                    .unwrap_or_else(|_| Histogram::new(3).unwrap()),
+                last_counter: HashMap::new(),
+            }),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64 + 1
+    }
+
+    /// Stamps pool transactions as sent now.
+    pub fn stamp(&self, pool_indices: impl Iterator<Item = usize>) {
+        let now = self.now_ns();
+        for j in pool_indices {
+            if let Some(s) = self.submitted.get(j) {
+                s.store(now, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Handles one received datagram: every frame in it that is a sealed
+    /// RECEIPT from one of the plan's sessions.
+    pub fn on_datagram(&self, d: &mut [u8]) {
+        let now = self.now_ns();
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let g = &mut *guard;
+        let mut off = 0;
+        while off + 4 <= d.len() {
+            let len = usize::from(u16::from_be_bytes([d[off + 2], d[off + 3]]));
+            if len < 14 || off + len > d.len() {
+                g.counts.bad_frames += 1;
+                return;
+            }
+            let frame = &mut d[off..off + len];
+            off += len;
+            match self.open(frame) {
+                Some((session, counter, pt_at, n)) => {
+                    let last = g.last_counter.insert(session, counter).unwrap_or(0);
+                    if counter <= last {
+                        g.counts.stale_counter += 1;
+                        g.last_counter.insert(session, last);
+                    }
+                    let pt = &frame[pt_at..pt_at + n];
+                    let ok = pt.len() >= 18
+                        && pt[14] == CONTENT_RECEIPT
+                        && pt[15] == 0
+                        && usize::from(u16::from_le_bytes([pt[12], pt[13]])) == pt.len() - 18;
+                    let Some(r) = ok.then(|| Receipt::new_checked(&pt[18..]).ok()).flatten() else {
+                        g.counts.bad_frames += 1;
+                        continue;
+                    };
+                    g.counts.frames += 1;
+                    let height = r.height();
+                    for id in r.ids() {
+                        g.counts.ids += 1;
+                        let Some(&j) = self.index.get(&id) else {
+                            g.counts.unknown += 1;
+                            continue;
+                        };
+                        let j = j as usize;
+                        if self.included[j]
+                            .compare_exchange(0, height + 1, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_err()
+                        {
+                            g.counts.duplicate += 1;
+                            continue;
+                        }
+                        g.counts.matched += 1;
+                        let sent = self.submitted[j].load(Ordering::Relaxed);
+                        if sent != 0 {
+                            let us = now.saturating_sub(sent) / 1000;
+                            let _ = g.latency_us.record(us.max(1));
+                        }
+                    }
+                }
+                None => g.counts.bad_frames += 1,
+            }
+        }
+    }
+
+    /// Opens a sealed indication in place: (session, counter, plaintext
+    /// offset, plaintext length).
+    fn open(&self, f: &mut [u8]) -> Option<(u16, u64, usize, usize)> {
+        if f.first() != Some(&3) || f.get(7) != Some(&KIND_INDICATION) {
+            return None;
+        }
+        let session = u16::from_be_bytes([*f.get(8)?, *f.get(9)?]);
+        let ud = if f.get(13)? & 0x80 != 0 { 15 } else { 14 };
+        let flags = u16::from_le_bytes([*f.get(ud)?, *f.get(ud + 1)?]);
+        let suite = u16::from_le_bytes([*f.get(ud + 2)?, *f.get(ud + 3)?]);
+        if flags != FLAG_ENCRYPT || suite != SUITE_AES_256_GCM || f.len() < ud + 12 + 16 {
+            return None;
+        }
+        let counter = u64::from_le_bytes(f.get(ud + 4..ud + 12)?.try_into().ok()?);
+        let key = self.keys.get(&session)?;
+        let (aad, rest) = f.split_at_mut(ud + 12);
+        let n = key.open_in_place(counter, aad, rest).ok()?;
+        Some((session, counter, ud + 12, n))
+    }
+
+    pub fn counts(&self) -> ReceiptCounts {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).counts
+    }
+
+    /// (p50, p99) in µs so far.
+    pub fn p50_p99(&self) -> (u64, u64) {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (g.latency_us.value_at_quantile(0.5), g.latency_us.value_at_quantile(0.99))
+    }
+
+    /// The final report: `sent` valid transactions were sent.
+    pub fn report(&self, sent: u64) -> Value {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        // Out of order: by submission time, a transaction included in an
+        // earlier block than one submitted before it.
+        let mut by_submit: Vec<(u64, u64)> = self
+            .submitted
+            .iter()
+            .zip(&self.included)
+            .filter_map(|(s, h)| {
+                let (s, h) = (s.load(Ordering::Relaxed), h.load(Ordering::Relaxed));
+                (s != 0 && h != 0).then_some((s, h))
+            })
+            .collect();
+        by_submit.sort_unstable();
+        let mut max_h = 0;
+        let mut ooo = 0u64;
+        for (_, h) in by_submit {
+            if h < max_h {
+                ooo += 1;
+            }
+            max_h = max_h.max(h);
+        }
+        let c = g.counts;
+        let h = &g.latency_us;
+        let q = |x: f64| if h.is_empty() { 0 } else { h.value_at_quantile(x) };
+        json!({
+            "frames": c.frames,
+            "ids": c.ids,
+            "matched": c.matched,
+            "lost": sent.saturating_sub(c.matched),
+            "duplicate": c.duplicate,
+            "out_of_order": ooo,
+            "unknown": c.unknown,
+            "bad_frames": c.bad_frames,
+            "stale_counter": c.stale_counter,
+            "latency_us": {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999), "max": h.max()},
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::emit::{emit_frame, FrameSpec};
+
+    fn receipt(plan: &Plan, session: u16, counter: u64, height: u64, ids: &[[u8; 32]]) -> Vec<u8> {
+        let mut body = height.to_le_bytes().to_vec();
+        body.extend_from_slice(&(ids.len() as u16).to_le_bytes());
+        for id in ids {
+            body.extend_from_slice(id);
+        }
+        let spec = FrameSpec { kind: KIND_INDICATION, content_kind: CONTENT_RECEIPT, ..FrameSpec::tx_batch(session) };
+        let key = AeadKey::new(&plan.sessions[session as usize].r2c);
+        let mut out = Vec::new();
+        emit_frame(&spec, &body, Some((&key, counter)), &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn receipts_are_matched_and_classified() {
+        let plan = Plan::from_seed(9, 1, 2, 2, 100);
+        let pool = plan.pool(3);
+        let t = Tracker::new(&plan, &pool);
+        for j in 0..4 {
+            t.stamp(j..j + 1);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // Block 2 has txs 0 and 2; block 1 (arriving later) has tx 1: out of order.
+        let mut d = receipt(&plan, 0, 10, 2, &[pool.id(0), pool.id(2)]);
+        d.extend(receipt(&plan, 0, 11, 1, &[pool.id(1), [7; 32]]));
+        t.on_datagram(&mut d);
+        // Tx 0 again (duplicate), with a counter that went backwards.
+        let mut d = receipt(&plan, 0, 5, 3, &[pool.id(0)]);
+        t.on_datagram(&mut d);
+        // Sealed with the wrong session's key: not opened.
+        let mut d = receipt(&plan, 1, 1, 3, &[pool.id(3)]);
+        d[9] = 0;
+        t.on_datagram(&mut d);
+        let c = t.counts();
+        assert_eq!(
+            c,
+            ReceiptCounts { frames: 3, ids: 5, matched: 3, duplicate: 1, unknown: 1, bad_frames: 1, stale_counter: 1 }
+        );
+        let r = t.report(4);
+        assert_eq!(r["lost"], 1);
+        assert_eq!(r["out_of_order"], 1);
+        assert!(r["latency_us"]["p50"].as_u64().unwrap() >= 2000);
+    }
+}
