@@ -100,6 +100,9 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
         sent.sent.late
     );
     let mut checks = pktgen::check::compare(&r["expected"], s);
+    if s["packets"]["kernel_dropped"].as_u64().unwrap_or(0) > 0 {
+        eprintln!("attnet demo: the kernel dropped datagrams; exact per-reason checks skipped");
+    }
     let rc = &r["receipts"];
     let accepted = s["txs"]["accepted"].as_u64().unwrap_or(0);
     let matched = rc["matched"].as_u64().unwrap_or(0);

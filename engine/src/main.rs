@@ -52,6 +52,11 @@ enum Cmd {
     /// sender sealing real signed traffic (a few percent malformed), then
     /// the summary and a check that every datagram is accounted for.
     Demo(demo::DemoArgs),
+    /// The traffic generator (the same as `attnet-pktgen`): real signed,
+    /// sealed ATT traffic to UDP, a pcap file or a DPDK port at a chosen
+    /// rate, hostile datagrams over every drop reason, the counts a
+    /// correct receiver must report, and receipt latency.
+    Pktgen(Box<pktgen::cli::Args>),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Cmd::Demo(a) => demo::run(a),
+        Cmd::Pktgen(a) => pktgen::cli::run(*a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

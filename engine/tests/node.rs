@@ -40,7 +40,7 @@ fn demo_in_netns(backend: &str, cores: usize) {
     assert!(o.status.success(), "demo {backend}/{cores} failed:\n{err}");
     assert!(!err.contains("FAILED"), "{err}");
     assert!(
-        err.contains("check ok    : transactions sent") || err.contains("exact per-reason checks skipped"),
+        err.contains("check ok    : txs.dropped.duplicate expected") || err.contains("exact per-reason checks skipped"),
         "{err}"
     );
     let s: Value = serde_json::from_slice(&o.stdout).expect("summary JSON on stdout");

@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod check;
+pub mod cli;
 pub mod dpdk;
 pub mod drive;
 pub mod encap;

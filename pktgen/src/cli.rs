@@ -1,0 +1,282 @@
+//! The command line of `attnet-pktgen` (also `attnet pktgen`): ATT traffic
+//! at a chosen rate to UDP, a pcap file or a DPDK port, with the expected
+//! counts a correct receiver must report and the receipts it sends back.
+//! See docs/PKTGEN.md.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dataplane::wire::tx::Kind;
+
+use crate::encap::Encap;
+use crate::{Lz4, Out, Plan, PoolSpec, Rate, RunConfig, TrafficConfig};
+
+/// The generator's options (`attnet-pktgen` and `attnet pktgen`).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// udp:HOST:PORT, pcap:FILE or dpdk:PORT_OR_VDEV. Without it, only the
+    /// keys, genesis and transaction pool are written.
+    #[arg(long)]
+    out: Option<Out>,
+    /// Seed every key and transaction derives from (default: random, printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long, default_value_t = 1)]
+    network_id: u32,
+    #[arg(long, default_value_t = 4)]
+    sessions: usize,
+    #[arg(long, default_value_t = 64)]
+    accounts: usize,
+    /// Genesis balance of every account.
+    #[arg(long, default_value_t = 1_000_000_000_000)]
+    balance: u64,
+    /// Write the sessions' keys for `attnet node --keys`.
+    #[arg(long)]
+    keys_out: Option<PathBuf>,
+    /// Write the genesis for `attnet node --genesis`.
+    #[arg(long)]
+    genesis_out: Option<PathBuf>,
+    /// Transactions to pre-sign (default: what the rate and duration or
+    /// count need, else 100000).
+    #[arg(long)]
+    txs: Option<usize>,
+    /// Where signed pools are cached ("off" to sign every time).
+    #[arg(long)]
+    pool_cache: Option<String>,
+    /// Transaction kinds, cycled: transfer,message,connect-request,
+    /// connect-accept,endpoint-offer,stake,unstake,vote,register-producer.
+    #[arg(long, default_value = "transfer")]
+    kinds: String,
+    /// Memo length in bytes, or a range MIN-MAX cycled over the pool.
+    #[arg(long, default_value = "19")]
+    memo: String,
+    /// Transactions per frame, or a range MIN-MAX cycled.
+    #[arg(long, default_value = "1-3")]
+    txs_per_frame: String,
+    #[arg(long, default_value_t = 1)]
+    frames_per_datagram: usize,
+    /// LZ4 compression of frame bodies: on, off or mix (every other frame).
+    #[arg(long, default_value = "mix")]
+    lz4: String,
+    /// Fraction of datagrams that are hostile, spread over every drop reason.
+    #[arg(long, default_value_t = 0.0)]
+    bad: f64,
+    /// Write the counts a correct receiver must report (node summary shape).
+    #[arg(long)]
+    expect: Option<PathBuf>,
+    /// Datagrams per second.
+    #[arg(long, conflicts_with_all = ["bps", "percent"])]
+    pps: Option<f64>,
+    /// Wire bits per second (Ethernet framing, preamble and gap included).
+    #[arg(long, conflicts_with = "percent")]
+    bps: Option<f64>,
+    /// Percent of the link speed (--link-bps).
+    #[arg(long)]
+    percent: Option<f64>,
+    #[arg(long, default_value_t = 10e9)]
+    link_bps: f64,
+    /// Datagrams that leave together at one due time.
+    #[arg(long, default_value_t = 1)]
+    burst: usize,
+    /// Seconds to send for.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Datagrams to send.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Sending threads (one socket or queue each; at most --sessions).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Datagrams per send call at most.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Pin sending thread i to CPU i.
+    #[arg(long)]
+    pin: bool,
+    /// Match the node's receipts (UDP) and report submit→inclusion latency.
+    #[arg(long)]
+    receipts: bool,
+    /// Seconds to wait for outstanding receipts after sending.
+    #[arg(long, default_value_t = 2.0)]
+    receipt_wait: f64,
+    /// Source and destination IP for pcap/DPDK frames.
+    #[arg(long, default_value = "10.0.0.1")]
+    src_ip: std::net::IpAddr,
+    #[arg(long, default_value = "10.0.0.2")]
+    dst_ip: std::net::IpAddr,
+    /// Destination UDP port for pcap/DPDK frames.
+    #[arg(long, default_value_t = 7100)]
+    dst_port: u16,
+    /// One 802.1Q tag with this VLAN id (pcap/DPDK).
+    #[arg(long)]
+    vlan: Option<u16>,
+    /// Destination MAC for DPDK frames (aa:bb:cc:dd:ee:ff).
+    #[arg(long)]
+    dst_mac: Option<String>,
+    /// EAL arguments for the DPDK output, space-separated.
+    #[arg(long, allow_hyphen_values = true)]
+    eal: Option<String>,
+    /// Write the run summary here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No live line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn range(s: &str, what: &str) -> Result<(usize, usize), String> {
+    let parse = |x: &str| x.trim().parse::<usize>().map_err(|_| format!("--{what} {s}: expected N or MIN-MAX"));
+    let (a, b) = match s.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => (parse(s)?, parse(s)?),
+    };
+    if a > b {
+        return Err(format!("--{what} {s}: MIN above MAX"));
+    }
+    Ok((a, b))
+}
+
+fn kind(s: &str) -> Result<Kind, String> {
+    Ok(match s.trim() {
+        "transfer" => Kind::Transfer,
+        "message" => Kind::Message,
+        "connect-request" => Kind::ConnectRequest,
+        "connect-accept" => Kind::ConnectAccept,
+        "endpoint-offer" => Kind::EndpointOffer,
+        "stake" => Kind::Stake,
+        "unstake" => Kind::Unstake,
+        "vote" => Kind::Vote,
+        "register-producer" => Kind::RegisterProducer,
+        o => return Err(format!("--kinds: unknown kind {o:?}")),
+    })
+}
+
+fn mac(s: &str) -> Result<[u8; 6], String> {
+    let v: Vec<u8> = s.split(':').map(|x| u8::from_str_radix(x, 16)).collect::<Result<_, _>>().map_err(|_| s)?;
+    v.try_into().map_err(|_| format!("--dst-mac {s}: expected six hex bytes"))
+}
+
+fn write(path: &std::path::Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Runs the generator as its command line asks.
+pub fn run(a: Args) -> Result<(), String> {
+    let memo = range(&a.memo, "memo")?;
+    if memo.1 > 1024 {
+        return Err("--memo: at most 1024 bytes".into());
+    }
+    let tpf = range(&a.txs_per_frame, "txs-per-frame")?;
+    if tpf.0 == 0 || !(0.0..=1.0).contains(&a.bad) {
+        return Err("--txs-per-frame must be at least 1 and --bad within 0..=1".into());
+    }
+    let lz4 = match a.lz4.as_str() {
+        "on" => Lz4::On,
+        "off" => Lz4::Off,
+        "mix" => Lz4::Mix,
+        o => return Err(format!("--lz4 {o}: expected on, off or mix")),
+    };
+    let kinds = a.kinds.split(',').map(kind).collect::<Result<Vec<_>, _>>()?;
+    let traffic =
+        TrafficConfig { txs_per_frame: tpf, frames_per_datagram: a.frames_per_datagram.max(1), lz4, bad: a.bad };
+    let max_dg = crate::traffic::max_datagram(&traffic, 156 + memo.1);
+    if max_dg > dataplane::backend::BUF_SIZE {
+        return Err(format!(
+            "datagrams could reach {max_dg} bytes, over the receiver's {} (fewer --txs-per-frame, \
+             --frames-per-datagram or a shorter --memo)",
+            dataplane::backend::BUF_SIZE
+        ));
+    }
+    let rate = match (a.pps, a.bps, a.percent) {
+        (Some(p), _, _) if p > 0.0 => Rate::Pps(p),
+        (_, Some(b), _) if b > 0.0 => Rate::Bps(b),
+        (_, _, Some(p)) if p > 0.0 && p <= 100.0 => Rate::percent(p, a.link_bps),
+        (None, None, None) => Rate::Unlimited,
+        _ => return Err("--pps/--bps must be positive, --percent within (0, 100]".into()),
+    };
+    let seed = a.seed.unwrap_or_else(crate::plan::random_seed);
+    let plan = Plan::from_seed(seed, a.network_id, a.sessions.max(1), a.accounts.max(1), a.balance);
+    if let Some(p) = &a.keys_out {
+        write(p, &plan.keys_json())?;
+    }
+    if let Some(p) = &a.genesis_out {
+        write(p, &plan.genesis()?.to_json())?;
+    }
+    // Enough transactions for what is asked: datagrams × frames × the
+    // most transactions a frame carries.
+    let per_dg = traffic.frames_per_datagram * tpf.1;
+    let dgs = match (a.count, rate, a.duration) {
+        (Some(c), _, _) => Some(c),
+        (None, Rate::Pps(p), Some(d)) => Some((p * d * 1.02) as u64 + 64),
+        (None, Rate::Bps(b), Some(d)) => {
+            Some((b * d * 1.02 / crate::sched::wire_bits(61 + 2 + tpf.0 * (156 + memo.0), 0) as f64) as u64 + 64)
+        }
+        _ => None,
+    };
+    let want = a.txs.unwrap_or_else(|| dgs.map_or(100_000, |d| d as usize * per_dg));
+    let spec = PoolSpec { per_account: want.div_ceil(plan.accounts.len()).max(1), kinds, memo };
+    let cache = match a.pool_cache.as_deref() {
+        Some("off") => None,
+        Some(d) => Some(PathBuf::from(d)),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("attnet-pktgen")),
+    };
+    let t = std::time::Instant::now();
+    let (pool, fresh) = plan.cached_pool(&spec, cache.as_deref()).map_err(|e| format!("transaction pool: {e}"))?;
+    if !a.quiet {
+        eprintln!(
+            "attnet-pktgen: seed {seed}, {} sessions, {} accounts, {} transactions {} in {:.1} s",
+            plan.sessions.len(),
+            plan.accounts.len(),
+            pool.len(),
+            if fresh { "signed" } else { "from the cache" },
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let Some(out) = a.out else { return Ok(()) };
+    let mut encap =
+        Encap { src_ip: a.src_ip, dst_ip: a.dst_ip, dst_port: a.dst_port, vlan: a.vlan, ..Encap::default() };
+    if let Some(m) = &a.dst_mac {
+        encap.dst_mac = mac(m)?;
+    }
+    let cfg = RunConfig {
+        out,
+        traffic,
+        rate,
+        burst: a.burst.max(1),
+        count: a.count,
+        duration: a.duration.map(Duration::from_secs_f64),
+        threads: a.threads.max(1),
+        batch: a.batch.clamp(1, 64),
+        pin: a.pin,
+        receipts: a.receipts,
+        receipt_wait: Duration::from_secs_f64(a.receipt_wait.max(0.0)),
+        encap,
+        link_bps: a.link_bps,
+        live: !a.quiet,
+        eal_args: a.eal.as_deref().map(|e| e.split_whitespace().map(String::from).collect()).unwrap_or_default(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal handler: {e}"))?;
+    }
+    let r = crate::run(&plan, &pool, &cfg, &stop)?;
+    let text = serde_json::to_string_pretty(&r.summary).map_err(|e| e.to_string())?;
+    if let Some(p) = &a.expect {
+        write(p, &serde_json::to_string_pretty(&r.summary["expected"]).map_err(|e| e.to_string())?)?;
+    }
+    if let Some(p) = &a.json {
+        write(p, &text)?;
+    }
+    if !a.quiet {
+        println!("{text}");
+    }
+    if r.sent.refused {
+        return Err(format!("{}: the receiver refused (port unreachable); sending stopped", cfg.out));
+    }
+    Ok(())
+}
