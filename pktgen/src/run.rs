@@ -114,11 +114,16 @@ pub struct RunReport {
     pub summary: Value,
 }
 
-fn percentiles_line(t: Option<&Tracker>) -> String {
+/// Receipts per second since the last line (`last` is updated), and the
+/// latency percentiles so far.
+fn receipts_line(t: Option<&Tracker>, last: &mut u64, dt: f64) -> String {
     match t {
         Some(t) => {
             let (p50, p99) = t.p50_p99();
-            format!(" receipts {} p50 {p50} us p99 {p99} us", t.counts().matched)
+            let m = t.counts().matched;
+            let rate = (m - (*last).min(m)) as f64 / dt;
+            *last = m;
+            format!(" {rate:.0} receipts/s p50 {p50} us p99 {p99} us")
         }
         None => String::new(),
     }
@@ -191,6 +196,7 @@ pub fn run(plan: &Plan, pool: &TxPool, cfg: &RunConfig, stop: &AtomicBool) -> Re
         }
         // The live line, once a second, while the parts run.
         let mut last = (Instant::now(), 0u64, 0u64, 0u64);
+        let mut last_receipts = 0u64;
         while !handles.iter().all(|h| h.is_finished()) {
             std::thread::sleep(Duration::from_millis(50));
             if cfg.live && last.0.elapsed() >= Duration::from_secs(1) {
@@ -204,7 +210,7 @@ pub fn run(plan: &Plan, pool: &TxPool, cfg: &RunConfig, stop: &AtomicBool) -> Re
                     (d - last.1) as f64 / dt / 1e6,
                     (b - last.2) as f64 / dt / 1e9,
                     (t - last.3) as f64 / dt,
-                    percentiles_line(tracker.as_deref())
+                    receipts_line(tracker.as_deref(), &mut last_receipts, dt)
                 );
                 last = (Instant::now(), d, b, t);
             }
