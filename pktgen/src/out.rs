@@ -44,20 +44,17 @@ impl UdpSink {
         for s in &socks {
             s.set_read_timeout(Some(Duration::from_millis(20)))?;
         }
-        Ok(std::thread::Builder::new().name("pktgen-receipts".into()).spawn(move || {
+        std::thread::Builder::new().name("pktgen-receipts".into()).spawn(move || {
             let mut buf = vec![0u8; 65536];
             while !stop.load(Ordering::Relaxed) {
                 for s in &socks {
                     // Drain what is there; the read timeout paces the idle loop.
-                    loop {
-                        match s.recv(&mut buf) {
-                            Ok(n) => tracker.on_datagram(&mut buf[..n]),
-                            Err(_) => break,
-                        }
+                    while let Ok(n) = s.recv(&mut buf) {
+                        tracker.on_datagram(&mut buf[..n]);
                     }
                 }
             }
-        })?)
+        })
     }
 }
 

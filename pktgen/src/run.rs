@@ -151,8 +151,7 @@ pub fn run(plan: &Plan, pool: &TxPool, cfg: &RunConfig, stop: &AtomicBool) -> Re
     let result: Result<Vec<PartReport>, String> = std::thread::scope(|s| {
         let mut handles = Vec::new();
         let mut receivers = Vec::new();
-        for part in 0..parts {
-            let live = &lives[part];
+        for (part, live) in lives.iter().enumerate() {
             let tracker = tracker.clone();
             let lim = Limits { count: per_part(part), duration: cfg.duration, batch: cfg.batch, extra_wire };
             let mut sink: Box<dyn Sink + Send> = match &cfg.out {

@@ -72,7 +72,7 @@ impl Pacer {
     /// `payload` bytes (`extra` wire bytes as in [`wire_bits`]); then
     /// counts it as scheduled.
     pub fn next_due(&mut self, payload: usize, extra: u64) -> u64 {
-        if self.i % self.burst == 0 {
+        if self.i.is_multiple_of(self.burst) {
             self.group_units = self.units;
         }
         self.i += 1;

@@ -415,7 +415,7 @@ impl<'p> Generator<'p> {
 
     /// Opens the sealed frame in `out`, sets an unknown compressed_type,
     /// and seals it again under the same counter.
-    fn reseal_unknown_compression(&mut self, s: usize, ud: usize, out: &mut Vec<u8>) {
+    fn reseal_unknown_compression(&mut self, s: usize, ud: usize, out: &mut [u8]) {
         let sess = &self.sessions[s];
         let pt_at = ud + 12;
         let (aad, rest) = out.split_at_mut(pt_at);
