@@ -14,6 +14,7 @@ echo "== build"
 cargo build --workspace --all-targets --locked
 echo "== test"
 cargo test --workspace --locked
+bash scripts/tshark-check.sh  # the generator's frames through Wireshark's TPKT/COTP/T.125 dissectors
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== fmt"

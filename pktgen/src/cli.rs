@@ -118,6 +118,10 @@ pub struct Args {
     /// EAL arguments for the DPDK output, space-separated.
     #[arg(long, allow_hyphen_values = true)]
     eal: Option<String>,
+    /// Build N datagrams per thread before sending and send them round and
+    /// round (measures the output alone; no expected counts).
+    #[arg(long, default_value_t = 0)]
+    presealed: usize,
     /// Write the run summary here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -259,12 +263,21 @@ pub fn run(a: Args) -> Result<(), String> {
         link_bps: a.link_bps,
         live: !a.quiet,
         eal_args: a.eal.as_deref().map(|e| e.split_whitespace().map(String::from).collect()).unwrap_or_default(),
+        presealed: a.presealed,
     };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal handler: {e}"))?;
     }
-    let r = crate::run(&plan, &pool, &cfg, &stop)?;
+    let r = crate::run(&plan, &pool, &cfg, &stop);
+    if matches!(cfg.out, Out::Dpdk(_)) {
+        // Closes the port (a capture device's file is complete) and
+        // releases the EAL's memory.
+        if let Err(e) = crate::dpdk::shutdown() {
+            eprintln!("attnet-pktgen: {e}");
+        }
+    }
+    let r = r?;
     let text = serde_json::to_string_pretty(&r.summary).map_err(|e| e.to_string())?;
     if let Some(p) = &a.expect {
         write(p, &serde_json::to_string_pretty(&r.summary["expected"]).map_err(|e| e.to_string())?)?;
@@ -274,6 +287,9 @@ pub fn run(a: Args) -> Result<(), String> {
     }
     if !a.quiet {
         println!("{text}");
+    }
+    if r.summary["ended"] == "stalled" {
+        return Err(format!("{}: the port took nothing for 5 s (link down?); sending stopped", cfg.out));
     }
     if r.sent.refused {
         return Err(format!("{}: the receiver refused (port unreachable); sending stopped", cfg.out));

@@ -1,8 +1,483 @@
-//! The DPDK output.
+//! The DPDK output (`--out dpdk:PORT_OR_VDEV`), through the `ffi` crate's
+//! safe API.
+//!
+//! The EAL starts once per process, from `RunConfig::eal_args` (`--eal`),
+//! on the thread that creates the first sink. A target of digits is a port
+//! id; `net_*` names a virtual device, declared with `--vdev` unless the EAL
+//! arguments already declare it; anything else is a device name (a PCI
+//! address). Without EAL arguments a virtual device runs without hugepages
+//! or PCI (`--no-huge -m 256 --no-pci ...`, see [`eal_args`]).
+//!
+//! Each target gets a mempool and the port, opened once with one transmit
+//! queue per sending thread and kept open for the rest of the process (a
+//! closed virtual device cannot be opened again), or until [`close`] /
+//! [`shutdown`]. Each sending thread registers with the EAL on its first
+//! burst (mempool caches), takes mbufs in bulk, writes Ethernet/IP/UDP and
+//! the datagram straight into them with [`Encap::write_into`], and hands the
+//! burst to the driver, retrying what a full ring refused (counted). At
+//! `finish()` it waits until the port's `opackets` covers what the queues
+//! handed over; [`report`] gives the port's counters for the run summary.
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use ffi::{Eal, MbufBurst, Mempool, Port, PortConfig, PortStats, TxQueue, MAX_BURST};
+use serde_json::{json, Value};
 
 use crate::drive::Sink;
+use crate::encap::Encap;
 use crate::run::RunConfig;
+use crate::traffic::Datagram;
 
-pub fn sink(dev: &str, _part: usize, _parts: usize, _cfg: &RunConfig) -> Result<Box<dyn Sink + Send>, String> {
-    Err(format!("dpdk:{dev}: the DPDK output is not available yet"))
+/// A queue that takes nothing (or a pool that stays empty) for this long
+/// ends the part: the link is down or the peer is gone.
+const STALL: Duration = Duration::from_secs(5);
+/// How long `finish()` waits for the port to count what it was handed.
+const DRAIN: Duration = Duration::from_secs(5);
+/// Transmit descriptors asked per queue (the driver adjusts).
+const TX_DESC: u16 = 1024;
+/// Receive descriptors of the one receive queue every port needs.
+const RX_DESC: u16 = 128;
+/// Per-lcore mempool cache.
+const POOL_CACHE: u32 = 256;
+/// Mbuf data room: DPDK's 128-byte headroom, the largest datagram a
+/// receiver takes (`dataplane::backend::BUF_SIZE`) and 128 bytes for the
+/// outer layers (at most 66: Ethernet, VLAN, IPv6, UDP).
+const DATA_ROOM: u16 = 128 + dataplane::backend::BUF_SIZE as u16 + 128;
+
+/// What `--out dpdk:` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A port id (`dpdk:0`); the EAL arguments provide the device.
+    Id(u16),
+    /// A virtual device: its name (`net_null0`) and whole EAL spec
+    /// (`net_memif0,role=client,socket=/tmp/x.sock`).
+    Vdev { name: String, spec: String },
+    /// A device by name (a PCI address such as `0000:3b:00.0`).
+    Name(String),
+}
+
+impl Target {
+    pub fn parse(dev: &str) -> Result<Target, String> {
+        let dev = dev.trim();
+        if dev.is_empty() {
+            return Err("dpdk: expected a port id, a device name or a vdev spec".into());
+        }
+        if let Ok(id) = dev.parse::<u16>() {
+            return Ok(Target::Id(id));
+        }
+        let name = dev.split(',').next().unwrap_or(dev);
+        if name.starts_with("net_") {
+            Ok(Target::Vdev { name: name.to_string(), spec: dev.to_string() })
+        } else if dev.contains(',') {
+            Err(format!("dpdk:{dev}: device arguments are for virtual devices (net_*); pass others with --eal"))
+        } else {
+            Ok(Target::Name(dev.to_string()))
+        }
+    }
+
+    /// What `Port::open` is given.
+    fn port_name(&self) -> String {
+        match self {
+            Target::Id(id) => id.to_string(),
+            Target::Vdev { name, .. } => name.clone(),
+            Target::Name(n) => n.clone(),
+        }
+    }
+}
+
+/// The EAL arguments for `target`: the user's (`--eal`), with `--vdev
+/// <spec>` added for a virtual device they do not already declare. Without
+/// user arguments: for a virtual device `--no-huge -m 256 --no-pci
+/// --no-shconf --no-telemetry -l 0 --file-prefix attnet-pktgen-<pid> --log-level=*:warning`
+/// (no hugepages, no PCI scan, one main lcore: sending threads register
+/// their own lcore ids); for a port id or device name the same without
+/// `--no-huge -m 256 --no-pci` (hugepages, PCI), and `-a <name>` for a
+/// named device.
+pub fn eal_args(target: &Target, user: &[String], pid: u32) -> Vec<String> {
+    let mut a: Vec<String> = user.to_vec();
+    if a.is_empty() {
+        if matches!(target, Target::Vdev { .. }) {
+            a.extend(["--no-huge", "-m", "256", "--no-pci"].map(String::from));
+        }
+        a.extend(["--no-shconf", "--no-telemetry", "-l", "0"].map(String::from));
+        a.push(format!("--file-prefix=attnet-pktgen-{pid}"));
+        a.push("--log-level=*:warning".into());
+        if let Target::Name(n) = target {
+            a.push(format!("--allow={n}"));
+        }
+    }
+    if let Target::Vdev { name, spec } = target {
+        if !declares_vdev(&a, name) {
+            a.push(format!("--vdev={spec}"));
+        }
+    }
+    a
+}
+
+/// Whether `args` declare the virtual device `name` (`--vdev X`,
+/// `--vdev=X`).
+fn declares_vdev(args: &[String], name: &str) -> bool {
+    let named = |spec: &str| spec.split(',').next() == Some(name);
+    args.iter().enumerate().any(|(i, a)| match a.strip_prefix("--vdev") {
+        Some("") => args.get(i + 1).is_some_and(|s| named(s)),
+        Some(rest) => rest.strip_prefix('=').is_some_and(named),
+        None => false,
+    })
+}
+
+/// Counters of one run on one port, summed over its sending threads.
+#[derive(Debug, Clone, Copy, Default)]
+struct RunCounts {
+    /// Mbufs the queues handed to the driver.
+    handed: u64,
+    /// `rte_eth_tx_burst` calls that left part of a burst (ring full).
+    retries: u64,
+    /// Times the pool had no mbufs for a burst.
+    pool_empty: u64,
+    /// A queue or the pool made no progress for [`STALL`].
+    stalled: bool,
+    /// `opackets` reached `handed` within [`DRAIN`] at every finish.
+    drained: bool,
+    threads: usize,
+}
+
+/// One open port and what its sinks share.
+struct Open {
+    target: String,
+    eal: Eal,
+    pool: Mempool,
+    port: Port,
+    /// Transmit queues not lent to a sink.
+    queues: Vec<Option<TxQueue>>,
+    /// Port counters when the current run started.
+    base: PortStats,
+    run: RunCounts,
+}
+
+static OPEN: Mutex<Vec<Open>> = Mutex::new(Vec::new());
+
+fn open_ports() -> MutexGuard<'static, Vec<Open>> {
+    OPEN.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Mbufs for `queues` transmit rings of `tx_desc`, the receive ring, a
+/// burst in hand per queue and the caches; 2^q - 1.
+fn pool_size(queues: usize, tx_desc: usize) -> u32 {
+    let want = queues * (tx_desc + 2 * MAX_BURST + POOL_CACHE as usize) + RX_DESC as usize + 1024;
+    (want + 1).next_power_of_two() as u32 - 1
+}
+
+fn open(target: &Target, key: &str, parts: usize, cfg: &RunConfig) -> Result<Open, String> {
+    let args = eal_args(target, &cfg.eal_args, std::process::id());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let eal = Eal::init(&refs).map_err(|e| format!("dpdk:{key}: EAL ({}): {e}", args.join(" ")))?;
+    let queues = u16::try_from(parts).map_err(|_| format!("dpdk:{key}: {parts} queues"))?;
+    // Pool names are unique per process and at most 25 bytes.
+    static POOLS: AtomicUsize = AtomicUsize::new(0);
+    let pool_name = format!("pktgen_tx{}", POOLS.fetch_add(1, Ordering::Relaxed));
+    let pool = Mempool::new(&pool_name, pool_size(parts, usize::from(TX_DESC)), POOL_CACHE, DATA_ROOM, None)
+        .map_err(|e| format!("dpdk:{key}: mempool: {e}"))?;
+    let pcfg = PortConfig {
+        rx_queues: 1,
+        tx_queues: queues,
+        rx_desc: RX_DESC,
+        tx_desc: TX_DESC,
+        rss: false,
+        promiscuous: false,
+    };
+    let name = target.port_name();
+    let port = Port::open(&eal, name.as_str(), &pcfg, &pool).map_err(|e| {
+        let ports: Vec<String> = eal.ports().into_iter().map(|(i, n)| format!("{i} {n}")).collect();
+        format!("dpdk:{key}: {e} (ports: {})", if ports.is_empty() { "none".into() } else { ports.join(", ") })
+    })?;
+    let queues = (0..queues)
+        .map(|q| port.tx_queue(q).map(Some))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("dpdk:{key}: {e}"))?;
+    let base = port.stats().map_err(|e| format!("dpdk:{key}: {e}"))?;
+    Ok(Open { target: key.to_string(), eal, pool, port, queues, base, run: RunCounts::default() })
+}
+
+/// The sink of sending thread `part` of `parts` on `dev`. Part 0 opens the
+/// port (or takes it up again, in a later run of the same process) and
+/// starts the run's counters; every part borrows its own transmit queue.
+pub fn sink(dev: &str, part: usize, parts: usize, cfg: &RunConfig) -> Result<Box<dyn Sink + Send>, String> {
+    if let Some(why) = ffi::unavailable_reason() {
+        return Err(format!("dpdk:{dev}: DPDK is not available in this build: {why}"));
+    }
+    let target = Target::parse(dev)?;
+    let key = dev.trim().to_string();
+    let mut ports = open_ports();
+    let at = match ports.iter().position(|o| o.target == key) {
+        Some(i) => i,
+        None if part == 0 => {
+            drop(ports);
+            let o = open(&target, &key, parts, cfg)?;
+            ports = open_ports();
+            ports.push(o);
+            ports.len() - 1
+        }
+        None => return Err(format!("dpdk:{key}: part {part} before part 0")),
+    };
+    let o = &mut ports[at];
+    if o.queues.len() < parts {
+        return Err(format!(
+            "dpdk:{key}: the port was opened with {} transmit queues in this process; {parts} asked",
+            o.queues.len()
+        ));
+    }
+    if part == 0 {
+        o.base = o.port.stats().map_err(|e| format!("dpdk:{key}: {e}"))?;
+        o.run = RunCounts { drained: true, threads: parts, ..RunCounts::default() };
+    }
+    let txq = o.queues[part].take().ok_or_else(|| format!("dpdk:{key}: transmit queue {part} is in use"))?;
+    let mac = o.port.mac_address().map_err(|e| format!("dpdk:{key}: {e}"))?;
+    let encap = Encap { src_mac: mac, ..cfg.encap.clone() };
+    Ok(Box::new(DpdkSink {
+        key,
+        eal: o.eal,
+        pool: o.pool.clone(),
+        txq: Some(txq),
+        part,
+        encap,
+        burst: MbufBurst::new(),
+        registered: false,
+        counts: RunCounts::default(),
+    }))
+}
+
+/// One sending thread's queue.
+struct DpdkSink {
+    key: String,
+    eal: Eal,
+    pool: Mempool,
+    txq: Option<TxQueue>,
+    part: usize,
+    encap: Encap,
+    burst: MbufBurst,
+    registered: bool,
+    counts: RunCounts,
+}
+
+impl DpdkSink {
+    /// Fills `self.burst` with one mbuf per datagram, each holding the
+    /// whole Ethernet frame.
+    fn build(&mut self, chunk: &[Vec<u8>], info: &[Datagram]) -> io::Result<bool> {
+        let mut since: Option<Instant> = None;
+        while !self.pool.alloc_bulk(&mut self.burst, chunk.len()) {
+            // Every mbuf is in a ring: the driver frees them as it sends.
+            self.counts.pool_empty += 1;
+            if since.get_or_insert_with(Instant::now).elapsed() > STALL {
+                self.counts.stalled = true;
+                return Ok(false);
+            }
+            std::thread::yield_now();
+        }
+        for ((m, d), i) in self.burst.as_mut_slice().iter_mut().zip(chunk).zip(info) {
+            let len = self.encap.header_len() + d.len();
+            let Some(room) = m.append(len) else {
+                self.burst.clear();
+                return Err(io::Error::other(format!("a {len}-byte frame does not fit an mbuf")));
+            };
+            if let Err(e) = self.encap.write_into(i.session, d, room) {
+                self.burst.clear();
+                return Err(io::Error::other(e));
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Sink for DpdkSink {
+    fn realtime(&self) -> bool {
+        true
+    }
+
+    fn send(&mut self, batch: &[Vec<u8>], info: &[Datagram], _due: &[u64]) -> io::Result<usize> {
+        if !self.registered {
+            // An lcore id of its own: the pool's per-lcore cache.
+            self.eal.register_thread().map_err(|e| io::Error::other(format!("dpdk:{}: {e}", self.key)))?;
+            self.registered = true;
+        }
+        let mut taken = 0;
+        for (chunk, inf) in batch.chunks(MAX_BURST).zip(info.chunks(MAX_BURST)) {
+            if !self.build(chunk, inf)? {
+                return Ok(taken);
+            }
+            let txq = self.txq.as_mut().ok_or_else(|| io::Error::other("dpdk: queue already returned"))?;
+            let mut since: Option<Instant> = None;
+            loop {
+                let k = txq.try_send(&mut self.burst);
+                self.counts.handed += k as u64;
+                taken += k;
+                if self.burst.is_empty() {
+                    break;
+                }
+                // The ring is full: retry the rest, in order.
+                self.counts.retries += 1;
+                if k > 0 {
+                    since = None;
+                } else if since.get_or_insert_with(Instant::now).elapsed() > STALL {
+                    self.counts.stalled = true;
+                    self.burst.clear();
+                    return Ok(taken);
+                }
+                std::hint::spin_loop();
+            }
+        }
+        Ok(taken)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.burst.clear();
+        let mut ports = open_ports();
+        let Some(o) = ports.iter_mut().find(|o| o.target == self.key) else { return Ok(()) };
+        o.run.handed += self.counts.handed;
+        o.run.retries += self.counts.retries;
+        o.run.pool_empty += self.counts.pool_empty;
+        o.run.stalled |= self.counts.stalled;
+        self.counts = RunCounts::default();
+        // The port counts a packet once it has left (NICs) or was written
+        // (virtual devices): wait for what this run handed over so far.
+        let deadline = Instant::now() + DRAIN;
+        loop {
+            let s = o.port.stats().map_err(|e| io::Error::other(e.to_string()))?;
+            if s.opackets.saturating_sub(o.base.opackets) >= o.run.handed {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                o.run.drained = false;
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for DpdkSink {
+    fn drop(&mut self) {
+        self.burst.clear();
+        if let Some(q) = self.txq.take() {
+            if let Some(o) = open_ports().iter_mut().find(|o| o.target == self.key) {
+                o.queues[self.part] = Some(q);
+            }
+        }
+    }
+}
+
+/// The port's side of the last run on `dev` (`--out dpdk:DEV`), for the
+/// summary: what the queues handed over, retries of full rings, and the
+/// port's counters since the run started. `None` if no such port is open.
+pub fn report(dev: &str) -> Option<Value> {
+    let ports = open_ports();
+    let o = ports.iter().find(|o| o.target == dev.trim())?;
+    let s = o.port.stats().unwrap_or_default();
+    let i = o.port.info();
+    let mac = o.port.mac_address().map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"));
+    Some(json!({
+        "port": i.name,
+        "port_id": i.id,
+        "driver": i.driver_name,
+        "mac": mac.unwrap_or_default(),
+        "tx_queues": o.run.threads,
+        "tx_desc": i.tx_desc,
+        "mbufs": o.pool.capacity(),
+        "eal_args": o.eal.args(),
+        "handed": o.run.handed,
+        "tx_retries": o.run.retries,
+        "pool_empty": o.run.pool_empty,
+        "stalled": o.run.stalled,
+        "drained": o.run.drained,
+        "opackets": s.opackets.saturating_sub(o.base.opackets),
+        "obytes": s.obytes.saturating_sub(o.base.obytes),
+        "oerrors": s.oerrors.saturating_sub(o.base.oerrors),
+    }))
+}
+
+/// Whether the last run on `dev` stopped because the port took nothing
+/// for a while.
+pub fn stalled(dev: &str) -> bool {
+    open_ports().iter().find(|o| o.target == dev.trim()).is_some_and(|o| o.run.stalled)
+}
+
+/// Stops and closes the port of `dev` and frees its pool (a virtual
+/// device's output file is complete afterwards). The device cannot be
+/// opened again in this process. Errors if a sink still holds a queue.
+pub fn close(dev: &str) -> Result<(), String> {
+    let mut ports = open_ports();
+    let Some(at) = ports.iter().position(|o| o.target == dev.trim()) else { return Ok(()) };
+    if ports[at].queues.iter().any(Option::is_none) {
+        return Err(format!("dpdk:{dev}: a sending thread still holds a queue"));
+    }
+    // Queues, then the port (stop, close), then the pool.
+    let o = ports.remove(at);
+    drop(o.queues);
+    drop(o.port);
+    drop(o.pool);
+    Ok(())
+}
+
+/// Closes every port and cleans the EAL up (releasing its hugepages), at
+/// the end of a process that used the DPDK output.
+pub fn shutdown() -> Result<(), String> {
+    let targets: Vec<String> = open_ports().iter().map(|o| o.target.clone()).collect();
+    for t in &targets {
+        close(t)?;
+    }
+    match Eal::get() {
+        Some(eal) => eal.cleanup().map_err(|e| format!("EAL cleanup: {e}")),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(Target::parse("0"), Ok(Target::Id(0)));
+        assert_eq!(
+            Target::parse("net_memif0,role=client,socket=/tmp/x.sock"),
+            Ok(Target::Vdev { name: "net_memif0".into(), spec: "net_memif0,role=client,socket=/tmp/x.sock".into() })
+        );
+        assert_eq!(Target::parse("0000:3b:00.0"), Ok(Target::Name("0000:3b:00.0".into())));
+        assert!(Target::parse("").is_err());
+        assert!(Target::parse("0000:3b:00.0,x=1").is_err());
+    }
+
+    #[test]
+    fn eal_arguments() {
+        let null = Target::parse("net_null0").unwrap();
+        let a = eal_args(&null, &[], 42);
+        assert_eq!(a[..4], s(&["--no-huge", "-m", "256", "--no-pci"]));
+        assert!(a.contains(&"--file-prefix=attnet-pktgen-42".to_string()));
+        assert_eq!(a.last().unwrap(), "--vdev=net_null0");
+        // The user's arguments as they are, the vdev added once.
+        let user = s(&["-l", "0-1", "--huge-dir", "/dev/hugepages"]);
+        assert_eq!(eal_args(&null, &user, 1), s(&["-l", "0-1", "--huge-dir", "/dev/hugepages", "--vdev=net_null0"]));
+        for declared in [s(&["--vdev", "net_null0,size=128"]), s(&["--vdev=net_null0"])] {
+            assert_eq!(eal_args(&null, &declared, 1), declared);
+        }
+        assert_eq!(eal_args(&null, &s(&["--vdev=net_null01"]), 1).len(), 2);
+        // A port id needs no vdev; a named device is allowed explicitly.
+        assert!(!eal_args(&Target::Id(0), &[], 1).iter().any(|x| x.contains("vdev") || x == "--no-huge"));
+        assert!(eal_args(&Target::Name("0000:3b:00.0".into()), &[], 1).contains(&"--allow=0000:3b:00.0".into()));
+    }
+
+    #[test]
+    fn pool_sizes_cover_the_rings() {
+        for q in 1..=8 {
+            let n = pool_size(q, 1024) as usize;
+            assert!((n + 1).is_power_of_two());
+            assert!(n >= q * (1024 + 2 * MAX_BURST + POOL_CACHE as usize) + RX_DESC as usize);
+        }
+    }
 }

@@ -40,11 +40,32 @@ impl Encap {
         u64::from(self.dst_ip.is_ipv6()) * 20 + u64::from(self.vlan.is_some()) * 4
     }
 
+    /// Bytes the outer layers add in front of a payload: Ethernet 14, a
+    /// VLAN tag 4, IPv4 20 or IPv6 40, UDP 8.
+    pub fn header_len(&self) -> usize {
+        14 + if self.vlan.is_some() { 4 } else { 0 } + if self.dst_ip.is_ipv6() { 40 } else { 20 } + 8
+    }
+
     /// Writes the whole packet for `payload` of `session` into `out`
     /// (cleared first). Errors if the addresses mix families or the
     /// payload does not fit a UDP datagram.
     pub fn write(&self, session: u16, payload: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         out.clear();
+        self.build(session, payload, out)
+    }
+
+    /// Writes the whole packet into the start of `out` (a packet buffer
+    /// such as a DPDK mbuf's data, at least [`header_len`](Self::header_len)
+    /// + `payload.len()` bytes) and returns its length.
+    pub fn write_into(&self, session: u16, payload: &[u8], out: &mut [u8]) -> Result<usize, String> {
+        let len = self.header_len() + payload.len();
+        let room = out.len();
+        let mut w = out.get_mut(..len).ok_or_else(|| format!("a {len}-byte packet does not fit {room}"))?;
+        self.build(session, payload, &mut w)?;
+        Ok(len)
+    }
+
+    fn build<W: std::io::Write>(&self, session: u16, payload: &[u8], out: &mut W) -> Result<(), String> {
         let eth = PacketBuilder::ethernet2(self.src_mac, self.dst_mac);
         let sport = self.src_port.wrapping_add(session);
         let r = match (self.src_ip, self.dst_ip, self.vlan) {
@@ -91,6 +112,12 @@ mod tests {
             let p = etherparse::SlicedPacket::from_ethernet(&out).unwrap();
             let Some(etherparse::TransportSlice::Udp(u)) = p.transport else { panic!("not UDP") };
             assert_eq!(u.source_port(), 40003);
+            // The same bytes straight into a packet buffer.
+            assert_eq!(out.len(), e.header_len() + 12, "{e:?}");
+            let mut buf = [0xffu8; 128];
+            assert_eq!(e.write_into(3, b"att datagram", &mut buf), Ok(out.len()));
+            assert_eq!(&buf[..out.len()], &out[..]);
+            assert!(e.write_into(3, b"att datagram", &mut buf[..out.len() - 1]).is_err());
         }
         let mixed = Encap { dst_ip: v6d, ..Encap::default() };
         assert!(mixed.write(0, b"x", &mut out).is_err());

@@ -15,6 +15,7 @@ pub mod drive;
 pub mod encap;
 pub mod out;
 pub mod plan;
+pub mod presealed;
 pub mod receipts;
 pub mod run;
 pub mod sched;
