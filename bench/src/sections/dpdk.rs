@@ -16,7 +16,7 @@ pub fn section(ctx: &Ctx) -> Section {
     let cfg = dpdk::Config {
         attnet: ctx.attnet.clone(),
         secs: if ctx.quick { 7 } else { 10 },
-        unique_frames: if ctx.quick { 40_000 } else { 60_000 },
+        unique_frames: if ctx.quick { 60_000 } else { 150_000 },
         memif: !ctx.quick,
     };
     let huge = dpdk::Hugepages::reserve();

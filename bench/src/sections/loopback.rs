@@ -208,7 +208,14 @@ fn udp_point(ctx: &Ctx, dir: &Path, keys: &Path, genesis: &Path, rate: f64, secs
         .args(["--out", &format!("udp:127.0.0.1:{port}"), "--pps", &format!("{rate:.0}")])
         .args(["--duration", &format!("{secs}")])
         .args(["--txs-per-frame", "1", "--frames-per-datagram", "1", "--bad", "0"])
-        .args(["--receipts", "--receipt-wait", "2", "--json", &path_str(&gen_json), "--quiet"])
+        .args([
+            "--receipts",
+            "--receipt-wait",
+            if ctx.quick { "1" } else { "2" },
+            "--json",
+            &path_str(&gen_json),
+            "--quiet",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
