@@ -153,6 +153,11 @@ fn receive(c: &mut Criterion) {
     let mut u = dataplane::backend::uring::UringQueue::open(&cfg, 4096).expect("io_uring");
     let ua = u[0].local_addr();
     queues.push(("io_uring", Box::new(u.remove(0)), ua));
+    // The address mode the node uses for RECEIPTs (multishot recvmsg with a name).
+    let mode = dataplane::backend::uring::RecvMode::Addresses;
+    let mut u = dataplane::backend::uring::UringQueue::open_mode(&cfg, 4096, mode).expect("io_uring addresses");
+    let ua = u[0].local_addr();
+    queues.push(("io_uring_addresses", Box::new(u.remove(0)), ua));
     let mut r = dataplane::backend::recvmmsg::RecvmmsgQueue::open(&cfg).expect("recvmmsg");
     let ra = r[0].local_addr();
     queues.push(("recvmmsg", Box::new(r.remove(0)), ra));

@@ -12,9 +12,11 @@
 //!   single-node one;
 //! - [`chain`]: the glue the node's control thread drives;
 //! - [`runner`]: that control thread (rings from the data cores in, final
-//!   blocks out).
+//!   blocks out);
+//! - [`receipts`]: where pending transactions came from, and the RECEIPT
+//!   indications sent when their block is sealed.
 //!
-//! Everything but `runner` is pure: no I/O except reading the genesis file,
+//! Everything but `runner` and `receipts` is pure: no I/O except reading the genesis file,
 //! no clocks (every call that needs the time takes `now_ms`), no threads;
 //! those modules also deny `clippy::indexing_slicing`, so they cannot panic
 //! on an index.
@@ -31,6 +33,7 @@ pub mod consensus;
 pub mod genesis;
 pub mod ledger;
 pub mod merkle;
+pub mod receipts;
 
 pub use block::{Block, BlockBuilder, BlockConfig, BlockHeader};
 pub use chain::{Chain, ChainConfig, ChainCounters};

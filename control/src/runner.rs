@@ -3,12 +3,14 @@
 //! copies of a transaction share its `from`, hence its shard, and meet
 //! here whichever core saw them), applies the rest to the ledger, seals
 //! blocks and hands them to the consensus stage. Emptied batches go back
-//! to their data core.
+//! to their data core. With a [`ReceiptSender`] it remembers where each
+//! pending transaction came from and, when a block is sealed, sends its
+//! clients RECEIPT indications ([`crate::receipts`]).
 //!
 //! Idle policy: when every ring is empty it sleeps briefly (1 ms) instead
 //! of spinning, so it shares a small machine with the data cores.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +21,7 @@ use dataplane::pipeline::ShardEnd;
 use hdrhistogram::Histogram;
 
 use crate::chain::Chain;
+use crate::receipts::{Pending, ReceiptCounters, ReceiptSender, RouteTable};
 
 /// How the control thread behaves.
 #[derive(Debug, Clone)]
@@ -30,11 +33,24 @@ pub struct RunnerConfig {
     /// Write each accepted (post-dedup) id here, one hex id a line.
     pub accepted_ids: Option<PathBuf>,
     pub idle_sleep: Duration,
+    /// Most pending transactions whose receive time and route are
+    /// remembered until their block is sealed (about 100 bytes each).
+    pub max_pending: usize,
+    /// A pending entry older than this is forgotten (its transaction waited
+    /// for a nonce gap and was dropped, or is otherwise never sealed).
+    pub pending_max_age_ms: u64,
 }
 
 impl Default for RunnerConfig {
     fn default() -> Self {
-        RunnerConfig { cpu: None, recent_ids: 1 << 20, accepted_ids: None, idle_sleep: Duration::from_millis(1) }
+        RunnerConfig {
+            cpu: None,
+            recent_ids: 1 << 20,
+            accepted_ids: None,
+            idle_sleep: Duration::from_millis(1),
+            max_pending: 1 << 19,
+            pending_max_age_ms: 10_000,
+        }
     }
 }
 
@@ -56,6 +72,11 @@ pub struct ControlReport {
     pub chain: crate::chain::ChainCounters,
     /// Receive → sealed in a block, microseconds.
     pub inclusion_us: Histogram<u64>,
+    /// RECEIPT indications (all zero without a sender).
+    pub receipts: ReceiptCounters,
+    /// Pending entries refused by the full table, and swept for age.
+    pub pending_refused: u64,
+    pub pending_swept: u64,
 }
 
 /// Ids accepted recently, oldest forgotten first.
@@ -100,7 +121,9 @@ fn sig_key(tx: &[u8]) -> [u8; 32] {
 }
 
 /// Runs until every data core has stopped (`cores_running` reaches 0) and
-/// every ring is empty; then seals the last block and reports.
+/// every ring is empty; then seals the last block and reports. With
+/// `receipts`, every sealed block's transactions are receipted to their
+/// clients.
 pub fn run(
     mut ends: Vec<ShardEnd>,
     mut chain: Chain,
@@ -108,6 +131,7 @@ pub fn run(
     epoch: Instant,
     cores_running: Arc<AtomicUsize>,
     live: Arc<Mutex<Live>>,
+    mut receipts: Option<ReceiptSender>,
 ) -> Result<ControlReport, String> {
     if let Some(cpu) = cfg.cpu {
         core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
@@ -120,9 +144,9 @@ pub fn run(
     };
     let mut recent = RecentIds::new(cfg.recent_ids);
     let mut inclusion_us = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds");
-    // Receive times of transactions applied but not yet sealed, or
-    // waiting in the ledger's nonce queue.
-    let mut rx_of: HashMap<[u8; 32], u64> = HashMap::new();
+    // Receive times, ids and routes of transactions applied but not yet
+    // sealed, or waiting in the ledger's nonce queue.
+    let mut pending = RouteTable::new(cfg.max_pending, cfg.pending_max_age_ms);
     let mut st = Live::default();
     let mut last_publish = Instant::now();
     loop {
@@ -152,8 +176,10 @@ pub fn run(
                     let bytes = batch.tx(t);
                     if chain.submit(bytes, now).is_ok() {
                         // Applied or waiting for a nonce gap: remember when
-                        // it arrived until it is sealed.
-                        rx_of.insert(sig_key(bytes), t.rx_ns);
+                        // it arrived and where from until it is sealed. A
+                        // refused transaction is never entered.
+                        let route = batch.route(t).unwrap_or_default();
+                        pending.insert(sig_key(bytes), Pending { rx_ns: t.rx_ns, id: t.id, route, since_ms: now });
                     }
                 }
                 batch.clear();
@@ -165,19 +191,29 @@ pub fn run(
         let blocks = if all_stopped && moved == 0 { chain.finish(now) } else { chain.poll(now) };
         if !blocks.is_empty() {
             let sealed_ns = epoch.elapsed().as_nanos() as u64;
-            for tx in blocks.iter().flat_map(|b| b.txs()) {
-                if let Some(rx) = rx_of.remove(&sig_key(tx)) {
-                    inclusion_us.saturating_record((sealed_ns.saturating_sub(rx) / 1000).max(1));
+            for b in &blocks {
+                for (at, tx) in b.txs().enumerate() {
+                    let p = pending.take(&sig_key(tx));
+                    if let Some(p) = &p {
+                        inclusion_us.saturating_record((sealed_ns.saturating_sub(p.rx_ns) / 1000).max(1));
+                    }
+                    if let Some(r) = receipts.as_mut() {
+                        match p {
+                            Some(p) => r.add(Some(p.route), at as u32, p.id),
+                            None => r.add(None, at as u32, [0; 32]),
+                        }
+                    }
+                }
+                if let Some(r) = receipts.as_mut() {
+                    r.flush(b.header().height);
                 }
             }
             st.blocks += blocks.len() as u64;
             st.height = chain.height();
         }
-        if rx_of.len() > (1 << 20) {
-            // Receive times of transactions the ledger later dropped as
-            // nonce gaps are never claimed; bound the map.
-            rx_of.clear();
-        }
+        // Entries of transactions the ledger later dropped as nonce gaps are
+        // never claimed; they age out.
+        pending.sweep(now);
         if last_publish.elapsed() >= Duration::from_millis(100) {
             last_publish = Instant::now();
             st.inclusion_p99_us = inclusion_us.value_at_quantile(0.99);
@@ -199,5 +235,12 @@ pub fn run(
     if let Ok(mut l) = live.lock() {
         *l = st;
     }
-    Ok(ControlReport { live: st, chain: chain.counters(), inclusion_us })
+    Ok(ControlReport {
+        live: st,
+        chain: chain.counters(),
+        inclusion_us,
+        receipts: receipts.map(|r| r.counters()).unwrap_or_default(),
+        pending_refused: pending.refused,
+        pending_swept: pending.swept,
+    })
 }

@@ -19,11 +19,24 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::backend::{NotAtt, RxQueue};
+use crate::backend::{NotAtt, Peer, RxQueue};
 use crate::dedup::IdFilter;
 use crate::path::{Burst, FramePath};
 use crate::replay::ReplayWindow;
 use crate::verdict::{Counters, TxDrop};
+
+/// Where a transaction's RECEIPT goes: the session and channel of its
+/// frame and the source address of its datagram ([`Peer::NONE`] when the
+/// backend reads none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Route {
+    pub session: u16,
+    pub channel: u16,
+    pub peer: Peer,
+}
+
+/// [`ShardTx::route`] of a transaction pushed without one.
+pub const NO_ROUTE: u32 = u32::MAX;
 
 /// One accepted transaction inside a [`ShardBatch`].
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +46,11 @@ pub struct ShardTx {
     pub id: [u8; 32],
     /// When its datagram's burst was received (ns since the node's epoch).
     pub rx_ns: u64,
+    /// Index into the batch's routes ([`ShardBatch::route`]), or
+    /// [`NO_ROUTE`]. The transactions of one datagram share one route, so a
+    /// batch stores each route once per run of transactions, not per
+    /// transaction.
+    pub route: u32,
 }
 
 /// Transactions for one shard from one burst of one core; recycled.
@@ -40,16 +58,22 @@ pub struct ShardTx {
 pub struct ShardBatch {
     pub bytes: Vec<u8>,
     pub txs: Vec<ShardTx>,
+    pub routes: Vec<Route>,
 }
 
 impl ShardBatch {
     pub fn with_capacity(txs: usize) -> Self {
-        ShardBatch { bytes: Vec::with_capacity(txs * 256), txs: Vec::with_capacity(txs) }
+        ShardBatch {
+            bytes: Vec::with_capacity(txs * 256),
+            txs: Vec::with_capacity(txs),
+            routes: Vec::with_capacity(txs.min(crate::backend::MAX_BURST)),
+        }
     }
 
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.txs.clear();
+        self.routes.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -60,14 +84,32 @@ impl ShardBatch {
         self.txs.is_empty()
     }
 
+    /// Appends a transaction without a route.
     pub fn push(&mut self, tx: &[u8], id: [u8; 32], rx_ns: u64) {
         let off = self.bytes.len() as u32;
         self.bytes.extend_from_slice(tx);
-        self.txs.push(ShardTx { off, len: tx.len() as u32, id, rx_ns });
+        self.txs.push(ShardTx { off, len: tx.len() as u32, id, rx_ns, route: NO_ROUTE });
+    }
+
+    /// Appends a transaction and where its receipt goes. A route equal to
+    /// the previous transaction's is not stored again.
+    pub fn push_routed(&mut self, tx: &[u8], id: [u8; 32], rx_ns: u64, route: Route) {
+        if self.routes.last() != Some(&route) {
+            self.routes.push(route);
+        }
+        let off = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(tx);
+        let route = (self.routes.len() - 1) as u32;
+        self.txs.push(ShardTx { off, len: tx.len() as u32, id, rx_ns, route });
     }
 
     pub fn tx(&self, t: &ShardTx) -> &[u8] {
         self.bytes.get(t.off as usize..(t.off + t.len) as usize).unwrap_or(&[])
+    }
+
+    /// Where `t`'s receipt goes, if it was pushed with a route.
+    pub fn route(&self, t: &ShardTx) -> Option<Route> {
+        self.routes.get(t.route as usize).copied()
     }
 }
 
@@ -293,7 +335,7 @@ impl DataCore {
             let pools = &mut self.pools;
             let links = &mut self.links;
             let rx_only = self.cfg.stop_after == StopAfter::Rx;
-            let got = self.queue.rx_burst(&mut |bufs: &mut [&mut [u8]]| {
+            let got = self.queue.rx_burst_peers(&mut |bufs: &mut [&mut [u8]], peers: &[Peer]| {
                 counters.rx_packets += bufs.len() as u64;
                 counters.rx_bytes += bufs.iter().map(|b| b.len() as u64).sum::<u64>();
                 counters.bursts += 1;
@@ -310,6 +352,16 @@ impl DataCore {
                     }
                     let bytes = burst.tx_bytes(bufs, t);
                     let s = sharder.shard(bytes.get(2..34).unwrap_or(&[]));
+                    // An accepted transaction's frame record is always there; the
+                    // fallbacks only keep a broken invariant from panicking.
+                    let route = match burst.frames.get(t.frame as usize) {
+                        Some(f) => Route {
+                            session: f.session,
+                            channel: f.channel,
+                            peer: peers.get(f.datagram as usize).copied().unwrap_or(Peer::NONE),
+                        },
+                        None => Route::default(),
+                    };
                     let (Some(slot), Some(pool), Some(link)) = (current.get_mut(s), pools.get_mut(s), links.get_mut(s))
                     else {
                         full += 1;
@@ -322,7 +374,7 @@ impl DataCore {
                         *slot = pool.pop();
                     }
                     match slot {
-                        Some(b) => b.push(bytes, t.id, rx_ns),
+                        Some(b) => b.push_routed(bytes, t.id, rx_ns, route),
                         None => full += 1,
                     }
                 }

@@ -162,3 +162,97 @@ fn one_frame_on_two_cores_is_accepted_once() {
     assert_eq!(ca.frames_accepted + cb.frames_accepted, 400);
     assert_eq!(ca.frame_drop(DropReason::Replay) + cb.frame_drop(DropReason::Replay), 400);
 }
+
+/// A queue that hands over one burst of datagrams with the given source
+/// addresses, then is finished.
+struct Scripted {
+    datagrams: Vec<Vec<u8>>,
+    peers: Vec<dataplane::backend::Peer>,
+    done: bool,
+}
+
+impl dataplane::backend::RxQueue for Scripted {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+
+    fn rx_burst_peers(&mut self, f: &mut dataplane::backend::BurstFn<'_>) -> std::io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        self.done = true;
+        let mut bufs: Vec<&mut [u8]> = self.datagrams.iter_mut().map(|d| &mut d[..]).collect();
+        f(&mut bufs, &self.peers);
+        Ok(bufs.len())
+    }
+
+    fn wait(&mut self, _: std::time::Duration) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn packets(&self) -> u64 {
+        self.datagrams.len() as u64
+    }
+
+    fn finished(&self) -> bool {
+        self.done
+    }
+
+    fn reports_peers(&self) -> bool {
+        true
+    }
+}
+
+/// Every transaction reaches its shard with the session and channel of its
+/// frame and the source address of its datagram; a datagram with two frames
+/// of two sessions routes each frame's transactions to its own session, and
+/// a batch stores a route once per run of transactions that share it.
+#[test]
+fn transactions_carry_their_route() {
+    use dataplane::backend::Peer;
+    use dataplane::pipeline::Route;
+    let a: std::net::SocketAddr = "127.0.0.1:40001".parse().unwrap();
+    let b: std::net::SocketAddr = "[::1]:40002".parse().unwrap();
+    // Datagram 0 from a: session 1 on 1004 (two txs), then session 2 on 1005
+    // (one tx). Datagram 1 from b: session 3 on 1004 (three txs). Datagram 2
+    // carries no address.
+    let (t1, id1) = testkit::txs(1, 2, 0, 1);
+    let (t2, id2) = testkit::txs(2, 1, 5, 1);
+    let (t3, id3) = testkit::txs(3, 3, 9, 1);
+    let (t4, id4) = testkit::txs(4, 1, 0, 1);
+    let mut d0 = testkit::frame_on(1004, 1, 1, &t1, false);
+    d0.extend(testkit::frame_on(1005, 2, 1, &t2, true));
+    let d1 = testkit::frame_on(1004, 3, 1, &t3, false);
+    let d2 = testkit::frame_on(1005, 4, 1, &t4, false);
+    let want: Vec<([u8; 32], Route)> = id1
+        .iter()
+        .map(|id| (*id, Route { session: 1, channel: 1004, peer: Peer::from(a) }))
+        .chain(id2.iter().map(|id| (*id, Route { session: 2, channel: 1005, peer: Peer::from(a) })))
+        .chain(id3.iter().map(|id| (*id, Route { session: 3, channel: 1004, peer: Peer::from(b) })))
+        .chain(id4.iter().map(|id| (*id, Route { session: 4, channel: 1005, peer: Peer::NONE })))
+        .collect();
+    let q =
+        Scripted { datagrams: vec![d0, d1, d2], peers: vec![Peer::from(a), Peer::from(b), Peer::NONE], done: false };
+    // One shard, so every transaction lands in one batch in order.
+    let (l, mut e, pool) = pipeline::shard_link(4, 8);
+    let (_ctx, crx) = rtrb::RingBuffer::new(4);
+    let core = DataCore::new(
+        testkit::relay(1),
+        Box::new(q),
+        vec![(l, pool)],
+        crx,
+        Sharder::new(1),
+        CoreConfig::default(),
+        Instant::now(),
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(Mutex::new(CoreCounters::default())),
+    );
+    let report = std::thread::spawn(move || core.run()).join().unwrap();
+    assert_eq!(report.counters.frames.txs_accepted, 7);
+    let batch = e.from_core.pop().expect("one batch");
+    assert!(e.from_core.pop().is_err(), "one burst, one shard: one batch");
+    let got: Vec<([u8; 32], Route)> = batch.txs.iter().map(|t| (t.id, batch.route(t).expect("routed"))).collect();
+    assert_eq!(got, want);
+    assert_eq!(batch.routes.len(), 4, "one stored route per run: {:?}", batch.routes);
+    assert_eq!(std::mem::size_of::<dataplane::pipeline::ShardTx>(), 56);
+}

@@ -65,6 +65,7 @@ pub struct FileConfig {
     pub uring_buffers: Option<u16>,
     pub rcvbuf: Option<usize>,
     pub stop_after: Option<StopAfterChoice>,
+    pub receipts: Option<bool>,
     pub dpdk: Option<DpdkFile>,
 }
 
@@ -171,6 +172,11 @@ pub struct Overrides {
     /// everything (`full`, default).
     #[arg(long, value_enum)]
     pub stop_after: Option<StopAfterChoice>,
+    /// Send RECEIPT indications for included transactions back to the
+    /// address their datagrams came from (default true on io_uring and
+    /// recvmmsg; the pcap and dpdk backends send none).
+    #[arg(long)]
+    pub receipts: Option<bool>,
 }
 
 /// The resolved configuration.
@@ -199,6 +205,12 @@ pub struct NodeConfig {
     pub uring_buffers: u16,
     pub rcvbuf: usize,
     pub stop_after: StopAfterChoice,
+    /// Send RECEIPTs (io_uring and recvmmsg only; always false on pcap and
+    /// dpdk).
+    pub receipts: bool,
+    /// `receipts = true` was asked for on a backend that sends none (the
+    /// node says so once at start).
+    pub receipts_ignored: bool,
     pub dpdk: DpdkFile,
 }
 
@@ -268,7 +280,11 @@ impl NodeConfig {
         if !uring_buffers.is_power_of_two() {
             return Err(bad("uring_buffers", format!("{uring_buffers} is not a power of two")));
         }
+        let socket_backend = matches!(backend, BackendChoice::IoUring | BackendChoice::Recvmmsg);
+        let receipts_asked = o.receipts.or(file.receipts);
         Ok(NodeConfig {
+            receipts: receipts_asked.unwrap_or(true) && socket_backend,
+            receipts_ignored: receipts_asked == Some(true) && !socket_backend,
             backend,
             pcap,
             loops: o.loops.or(file.loops).unwrap_or(1).max(1),

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use control::runner::{self, Live, RunnerConfig};
+use dataplane::backend::uring::RecvMode;
 use dataplane::backend::{self, NotAtt, RxQueue, UdpConfig};
 use dataplane::pipeline::{self, Command, CoreConfig, CoreCounters, DataCore, Sharder};
 use dataplane::replay::ReplayWindow;
@@ -43,15 +44,19 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
                 .map_err(|e| format!("pcap {}: {e}", path.display()))?;
             Ok(Opened { queues: vec![Box::new(q)], name: "pcap", addr: None, dpdk: None })
         }
-        BackendChoice::IoUring => match uring_allowed()
-            .and_then(|()| backend::uring::UringQueue::open(&udp, cfg.uring_buffers).map_err(|e| e.to_string()))
-        {
+        BackendChoice::IoUring => match uring_allowed().and_then(|()| {
+            // Receipts need each datagram's source address: a multishot
+            // recvmsg; without them the plain multishot recv is cheaper.
+            let mode = if cfg.receipts { RecvMode::Addresses } else { RecvMode::Plain };
+            backend::uring::UringQueue::open_mode(&udp, cfg.uring_buffers, mode).map_err(|e| e.to_string())
+        }) {
             Ok(qs) => {
                 let addr = qs.first().map(|q| q.local_addr());
                 eprintln!(
-                    "attnet: backend io_uring ({} queue(s), {}), listening on {}",
+                    "attnet: backend io_uring ({} queue(s), {}, {}), listening on {}",
                     qs.len(),
                     qs.first().map_or("", |q| q.setup_flags()),
+                    if cfg.receipts { "recvmsg with source addresses" } else { "plain recv" },
                     addr.map_or_else(|| cfg.listen.to_string(), |a| a.to_string())
                 );
                 Ok(Opened {
@@ -166,6 +171,7 @@ pub fn summary(
         "blocks": ctl.live.blocks,
         "height": ctl.live.height,
         "latency_us": {"ingest": percentiles(ingest), "inclusion": percentiles(&ctl.inclusion_us)},
+        "receipts": ctl.receipts.to_json(),
         "duration_s": (duration_s * 1000.0).round() / 1000.0,
     })
 }
@@ -195,7 +201,34 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         None => control::genesis::Genesis::new(cfg.network_id, [])?,
     };
     let network_id = genesis.network_id();
+    if cfg.receipts_ignored {
+        let name = if cfg.backend == BackendChoice::Dpdk { "dpdk" } else { "pcap" };
+        eprintln!(
+            "attnet: receipts = true ignored: the {name} backend reads no source addresses, no RECEIPTs are sent"
+        );
+    }
     let Opened { queues, name: backend_name, addr, dpdk } = open_queues(&cfg)?;
+    // RECEIPTs leave from a duplicate of the first queue's socket: every
+    // socket of the SO_REUSEPORT group has the listening address.
+    let receipts = if cfg.receipts {
+        let sock = match queues.first() {
+            Some(q) => q.send_socket().map_err(|e| format!("receipts: {e}"))?,
+            None => None,
+        };
+        match sock {
+            Some(sock) => {
+                let keys: Vec<(u16, [u8; 32])> = sessions.iter().map(|s| (s.id as u16, s.r2c)).collect();
+                Some(control::receipts::ReceiptSender::new(
+                    sock,
+                    &keys,
+                    control::receipts::ReceiptSender::counter_start_now(),
+                ))
+            }
+            None => None,
+        }
+    } else {
+        None
+    };
     let kernel_before = backend::kstats::KernelStats::read();
     if cfg.stop_after != crate::config::StopAfterChoice::Full
         && cfg.stop_after != crate::config::StopAfterChoice::Verify
@@ -277,12 +310,21 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         },
     );
     let live = Arc::new(Mutex::new(Live::default()));
-    let rcfg =
-        RunnerConfig { cpu: cfg.pin.then_some(0), accepted_ids: cfg.accepted_ids.clone(), ..RunnerConfig::default() };
+    let rcfg = RunnerConfig {
+        cpu: cfg.pin.then_some(0),
+        accepted_ids: cfg.accepted_ids.clone(),
+        // A pending transaction is sealed within a block interval, or waits
+        // at most the ledger's stale limit for a nonce gap first.
+        pending_max_age_ms: cfg
+            .block_interval_ms
+            .saturating_add(control::ledger::LedgerConfig::default().stale_ms)
+            .saturating_add(8_000),
+        ..RunnerConfig::default()
+    };
     let (live2, running2) = (live.clone(), running.clone());
     let control_thread = std::thread::Builder::new()
         .name("attnet-control".into())
-        .spawn(move || runner::run(ends, chain, rcfg, epoch, running2, live2))
+        .spawn(move || runner::run(ends, chain, rcfg, epoch, running2, live2, receipts))
         .map_err(|e| format!("spawn control thread: {e}"))?;
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal handler: {e}"))?;

@@ -168,12 +168,17 @@ fn pcap_backend_matches_decode() {
         .arg(&genesis)
         .arg("--accepted-ids")
         .arg(&ids_file)
+        .args(["--receipts", "true"])
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("receipts = true ignored: the pcap backend reads no source addresses"), "{err}");
     let s: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(s["backend"], "pcap");
     assert_golden_counts(&s);
+    // A replay has no clients to answer: receipts are off, every count zero.
+    assert_eq!(sum(&s["receipts"]), 0, "{s}");
     // The same datagrams through `attnet decode`: the same ids, as a set.
     let mut c = Command::new(BIN)
         .args(["decode", "--keys"])
@@ -255,6 +260,13 @@ fn sigterm_mid_traffic_drains_and_reports() {
     assert!(s["blocks"].as_u64().unwrap() >= 1);
     // Nothing accepted is lost between the rings and the ledger.
     assert_eq!(s["ledger"]["submitted"], s["txs"]["accepted"], "{s}");
+    // Receipts (on by default) add up: every sealed id was receipted or not
+    // routable, every frame sent or refused.
+    let r = &s["receipts"];
+    let n = |v: &Value| v.as_u64().unwrap();
+    assert_eq!(n(&r["ids"]) + n(&r["no_address"]), n(&s["ledger"]["applied"]), "{s}");
+    assert_eq!(n(&r["frames"]), n(&r["datagrams"]) + n(&r["send_errors"]), "{s}");
+    assert!(n(&r["datagrams"]) > 0, "{s}");
 }
 
 #[test]
@@ -288,6 +300,7 @@ fn config_errors_name_the_key() {
         ("backend = \"pcap\"\n", "`pcap`"),
         ("colour = \"red\"\n", "colour"),
         ("block_interval_ms = 0\n", "`block_interval_ms`"),
+        ("receipts = \"yes\"\n", "receipts"),
     ] {
         std::fs::write(&cfg, text).unwrap();
         let o = Command::new(BIN).args(["node", "--config"]).arg(&cfg).output().unwrap();
@@ -473,4 +486,303 @@ fn dpdk_memif_two_processes() {
     assert_golden_counts(&s);
     drop(txq);
     drop(port);
+}
+
+/// Runs the ignored test `name` of this binary again, alone, inside a new
+/// network namespace with `lo` up (`unshare --net`, as the demo tests do),
+/// so that the node and the test's client sockets share a loopback that no
+/// other traffic touches.
+fn run_in_netns(name: &str) {
+    let exe = std::env::current_exe().unwrap();
+    let o = Command::new("unshare")
+        .args(["--net", "sh", "-c", "ip link set lo up && exec \"$0\" --exact \"$1\" --include-ignored --nocapture"])
+        .arg(&exe)
+        .arg(name)
+        .output()
+        .expect("unshare runs");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{name} in a network namespace failed:\n{out}\n{err}");
+    assert!(out.contains("1 passed"), "{name} did not run:\n{out}\n{err}");
+    print!("{out}");
+}
+
+/// A node process killed when dropped, so that a failed assertion does
+/// not leave it running.
+struct NodeGuard(Option<std::process::Child>);
+
+impl Drop for NodeGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A client of the receipt tests: its session, socket, and the channel
+/// each of its transaction ids was sent on.
+struct Client {
+    session: u16,
+    sock: std::net::UdpSocket,
+    sent: std::collections::BTreeMap<[u8; 32], u16>,
+}
+
+/// What one client got back.
+#[derive(Default)]
+struct Got {
+    ids: BTreeSet<[u8; 32]>,
+    datagrams: u64,
+    counters: Vec<u64>,
+    heights: BTreeSet<u64>,
+}
+
+/// Receives, opens and checks RECEIPTs on `c` until `until` ids arrived or
+/// `deadline` passes: each is one frame in one datagram, opens with the
+/// session's relay-to-client key, is a 0x68 indication with content kind
+/// 0x43 for the client's session, on the channel its ids were sent on; no
+/// id arrives twice; counters strictly increase.
+fn collect_receipts(c: &Client, got: &mut Got, until: usize, deadline: std::time::Instant) {
+    use dataplane::wire::receipt::Receipt;
+    let mut buf = [0u8; 2048];
+    while got.ids.len() < until {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        c.sock.set_read_timeout(Some(left.min(Duration::from_millis(100)))).unwrap();
+        let n = match c.sock.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e) => panic!("session {}: recv: {e}", c.session),
+        };
+        got.datagrams += 1;
+        assert!(n < 1472, "a receipt datagram of {n} bytes");
+        let o = dataplane::testkit::open_frame(&buf[..n], &dataplane::testkit::r2c(c.session))
+            .unwrap_or_else(|| panic!("session {}: a datagram that does not open as one sealed frame", c.session));
+        assert_eq!(o.kind, 0x68, "an indication");
+        assert_eq!(o.content_kind, 0x43, "RECEIPT");
+        assert_eq!(o.session, c.session, "initiator is the client's session");
+        if let Some(&last) = got.counters.last() {
+            assert!(o.counter > last, "session {}: counter {} after {last}", c.session, o.counter);
+        }
+        got.counters.push(o.counter);
+        let r = Receipt::new_checked(&o.body).expect("a RECEIPT body");
+        assert!(r.height() >= 1);
+        got.heights.insert(r.height());
+        assert!(r.count() >= 1 && r.count() <= 40, "{} ids in one frame", r.count());
+        for id in r.ids() {
+            let ch =
+                c.sent.get(&id).unwrap_or_else(|| panic!("session {}: receipt for an id it never sent", c.session));
+            assert_eq!(*ch, o.channel, "receipt on the channel the transaction came in");
+            assert!(got.ids.insert(id), "session {}: id receipted twice", c.session);
+        }
+    }
+}
+
+/// Two clients (sessions 1 and 2, own UDP sockets connected to the node)
+/// send valid frames (client 1 on channels 1004 and 1005, client 2 on
+/// 1005), plus a duplicate, a tampered frame and a forged signature; then
+/// `attnet node --backend BACKEND --receipts RECEIPTS` is stopped with
+/// SIGTERM. With receipts, each client gets back exactly its accepted ids
+/// and nothing of the other's; without, nothing at all.
+fn receipt_scenario(backend: &str, receipts: bool) {
+    use dataplane::testkit;
+    let d = tmpdir(&format!("receipts-{backend}-{receipts}"));
+    let sessions: Vec<Value> = [1u16, 2]
+        .iter()
+        .map(|s| serde_json::json!({"id": s, "c2r": hex::encode(testkit::c2r(*s)), "r2c": hex::encode(testkit::r2c(*s))}))
+        .collect();
+    let keys = d.join("keys.json");
+    std::fs::write(&keys, serde_json::json!({ "sessions": sessions }).to_string()).unwrap();
+    let accounts: Vec<Value> = [1u8, 2]
+        .iter()
+        .map(|i| {
+            let vk: [u8; 32] = ed25519_zebra::VerificationKeyBytes::from(&testkit::signer(*i)).into();
+            serde_json::json!({"key": hex::encode(vk), "balance": 1_000_000})
+        })
+        .collect();
+    let genesis = d.join("genesis.json");
+    std::fs::write(&genesis, serde_json::json!({"network_id": 1, "accounts": accounts}).to_string()).unwrap();
+    let ids_file = d.join("ids.txt");
+    let summary_file = d.join("summary.json");
+    let t0 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut node = NodeGuard(Some(
+        Command::new(BIN)
+            .args(["node", "--backend", backend, "--listen", "127.0.0.1:0", "--cores", "1", "--block-interval", "50"])
+            .args(["--receipts", if receipts { "true" } else { "false" }])
+            .arg("--keys")
+            .arg(&keys)
+            .arg("--genesis")
+            .arg(&genesis)
+            .arg("--accepted-ids")
+            .arg(&ids_file)
+            .arg("--summary-json")
+            .arg(&summary_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let mut err = BufReader::new(node.0.as_mut().unwrap().stderr.take().unwrap());
+    let mut line = String::new();
+    let addr: std::net::SocketAddr = loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "node exited early");
+        if let Some(a) = line.trim().rsplit("listening on ").next().filter(|_| line.contains("listening on")) {
+            break a.parse().unwrap();
+        }
+    };
+    if backend == "io_uring" {
+        let mode = if receipts { "recvmsg with source addresses" } else { "plain recv" };
+        assert!(line.contains(mode), "{line}");
+    }
+    let mut clients: Vec<Client> = [1u16, 2]
+        .iter()
+        .map(|&session| {
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            // Connected: the socket takes datagrams from the node's listening address only.
+            sock.connect(addr).unwrap();
+            Client { session, sock, sent: Default::default() }
+        })
+        .collect();
+    const FRAMES: usize = 30;
+    const PER_FRAME: usize = 3;
+    let pool: Vec<_> = clients.iter().map(|c| testkit::txs(c.session as u8, FRAMES * PER_FRAME + 4, 8, 1)).collect();
+    // Two halves with a pause of several block intervals between them, so
+    // that receipts come from more than one block.
+    for half in [0..FRAMES / 2, FRAMES / 2..FRAMES] {
+        for (c, (txs, ids)) in clients.iter_mut().zip(&pool) {
+            for f in half.clone() {
+                let channel = if c.session == 1 && f % 2 == 0 { 1004 } else { 1005 };
+                let r = f * PER_FRAME..(f + 1) * PER_FRAME;
+                let counter = f as u64 + 1;
+                c.sock.send(&testkit::frame_on(channel, c.session, counter, &txs[r.clone()], f % 3 == 0)).unwrap();
+                for id in &ids[r] {
+                    c.sent.insert(*id, channel);
+                }
+            }
+        }
+        if half.start == 0 {
+            std::thread::sleep(Duration::from_millis(400));
+        }
+    }
+    for (c, (txs, ids)) in clients.iter_mut().zip(&pool) {
+        let counter = FRAMES as u64 + 1;
+        // Not accepted: a tampered frame, a forged signature. A duplicate of
+        // the first transaction: accepted once, receipted once.
+        let n = FRAMES * PER_FRAME;
+        let mut tampered = testkit::frame_on(1005, c.session, counter, &txs[n..n + 2], false);
+        let last = tampered.len() - 1;
+        tampered[last] ^= 0x55;
+        let mut forged = txs[n + 2].clone();
+        let at = forged.len() - 10;
+        forged[at] ^= 1;
+        let extra = [
+            tampered,
+            testkit::frame_on(1005, c.session, counter + 1, &[forged], false),
+            testkit::frame_on(1005, c.session, counter + 2, &txs[..1], false),
+        ];
+        for f in extra {
+            c.sock.send(&f).unwrap();
+        }
+        for id in &ids[n..n + 3] {
+            c.sent.insert(*id, 1005);
+        }
+    }
+    let valid = FRAMES * PER_FRAME;
+    let mut got: Vec<Got> = clients.iter().map(|_| Got::default()).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(if receipts { 10 } else { 1 });
+    for (c, g) in clients.iter().zip(got.iter_mut()) {
+        collect_receipts(c, g, if receipts { valid } else { 1 }, deadline);
+    }
+    let pid = node.0.as_ref().unwrap().id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = node.0.take().unwrap().wait_with_output().unwrap();
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+    assert!(out.status.success(), "exit {:?}: {rest}", out.status);
+    // Whatever the last block sent.
+    for (c, g) in clients.iter().zip(got.iter_mut()) {
+        collect_receipts(c, g, usize::MAX, std::time::Instant::now() + Duration::from_millis(200));
+    }
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["backend"], backend, "no silent fallback: {rest}");
+    assert_balanced(&s);
+    let accepted: BTreeSet<[u8; 32]> = std::fs::read_to_string(&ids_file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut id = [0u8; 32];
+            hex::decode_to_slice(l, &mut id).unwrap();
+            id
+        })
+        .collect();
+    assert_eq!(accepted.len(), 2 * valid, "every valid transaction accepted once: {s}");
+    assert_eq!(s["ledger"]["applied"].as_u64().unwrap(), 2 * valid as u64, "{s}");
+    assert_eq!(s["frames"]["dropped"]["auth_failed"], 2, "{s}");
+    assert_eq!(s["txs"]["dropped"]["bad_signature"], 2, "{s}");
+    assert_eq!(s["txs"]["dropped"]["duplicate"], 2, "{s}");
+    let r = &s["receipts"];
+    println!("{backend}, receipts {receipts}: summary receipts {r}, blocks {}", s["blocks"]);
+    if !receipts {
+        for (c, g) in clients.iter().zip(&got) {
+            assert_eq!(g.datagrams, 0, "session {}: a datagram came back with --receipts false", c.session);
+        }
+        for k in ["frames", "ids", "datagrams", "no_address", "send_errors"] {
+            assert_eq!(r[k], 0, "{k}: {s}");
+        }
+        return;
+    }
+    let mut datagrams = 0;
+    for (c, g) in clients.iter().zip(&got) {
+        let want: BTreeSet<[u8; 32]> = c.sent.keys().filter(|id| accepted.contains(*id)).copied().collect();
+        assert_eq!(want.len(), valid);
+        assert_eq!(g.ids, want, "session {}: receipted ids != its accepted ids", c.session);
+        // Configured keys: counters start at unix_seconds << 32 of the node's start.
+        let first = g.counters[0];
+        assert!(first >> 32 >= t0 && first >> 32 <= t0 + 60, "first counter {first:#x}");
+        assert!(first & 0xffff_ffff < 1000, "first counter {first:#x}");
+        assert!(g.heights.len() >= 2, "session {}: receipts from blocks {:?} only", c.session, g.heights);
+        assert!(g.heights.iter().all(|h| *h <= s["height"].as_u64().unwrap()));
+        datagrams += g.datagrams;
+    }
+    assert_eq!(r["datagrams"].as_u64().unwrap(), datagrams, "{s}");
+    assert_eq!(r["frames"], r["datagrams"], "{s}");
+    assert_eq!(r["ids"].as_u64().unwrap(), 2 * valid as u64, "{s}");
+    assert_eq!(r["no_address"], 0, "{s}");
+    assert_eq!(r["send_errors"], 0, "{s}");
+}
+
+#[test]
+fn receipts_io_uring() {
+    run_in_netns("receipts_io_uring_in_netns");
+}
+
+#[test]
+#[ignore = "run inside a private network namespace by receipts_io_uring"]
+fn receipts_io_uring_in_netns() {
+    receipt_scenario("io_uring", true);
+}
+
+#[test]
+fn receipts_recvmmsg() {
+    run_in_netns("receipts_recvmmsg_in_netns");
+}
+
+#[test]
+#[ignore = "run inside a private network namespace by receipts_recvmmsg"]
+fn receipts_recvmmsg_in_netns() {
+    receipt_scenario("recvmmsg", true);
+}
+
+#[test]
+fn receipts_off_sends_nothing() {
+    run_in_netns("receipts_off_in_netns");
+}
+
+#[test]
+#[ignore = "run inside a private network namespace by receipts_off_sends_nothing"]
+fn receipts_off_in_netns() {
+    receipt_scenario("io_uring", false);
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ffi::{Eal, MbufBurst, Mempool, Port, PortConfig, PortStats};
 
-use super::{pcap::udp_payload, NicStats, NotAtt, RxQueue, MAX_BURST};
+use super::{pcap::udp_payload, BurstFn, NicStats, NotAtt, RxQueue, MAX_BURST, NO_PEERS};
 
 /// How to bring the port up.
 #[derive(Debug, Clone)]
@@ -150,7 +150,9 @@ impl RxQueue for DpdkQueue {
         "dpdk"
     }
 
-    fn rx_burst(&mut self, f: &mut dyn FnMut(&mut [&mut [u8]])) -> io::Result<usize> {
+    /// Source addresses are not reported: receipts are not sent on DPDK
+    /// ports yet (they would leave on the core's transmit queue).
+    fn rx_burst_peers(&mut self, f: &mut BurstFn<'_>) -> io::Result<usize> {
         if !self.registered {
             // Data cores are plain threads: give each an lcore id so its
             // mempool operations use a per-lcore cache.
@@ -201,7 +203,7 @@ impl RxQueue for DpdkQueue {
             }
             handed = k;
             if k > 0 {
-                f(&mut payloads[..k]);
+                f(&mut payloads[..k], &NO_PEERS[..k]);
             }
         });
         // Back to the pool in one call.

@@ -6,6 +6,7 @@
 //! unavailable or asked for, pcap replay offline; DPDK plugs in here too.
 
 use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::time::Duration;
 
 pub mod dpdk;
@@ -20,6 +21,10 @@ pub const MAX_BURST: usize = 64;
 /// truncated by the kernel and counted as `truncated` by the frame path).
 pub const BUF_SIZE: usize = 2048;
 
+/// What [`RxQueue::rx_burst_peers`] calls with a burst: the datagrams, and
+/// their source addresses in a slice of the same length.
+pub type BurstFn<'a> = dyn FnMut(&mut [&mut [u8]], &[Peer]) + 'a;
+
 /// One receive queue of a backend.
 pub trait RxQueue: Send {
     /// Backend name for logs and summaries (`io_uring`, `recvmmsg`, `pcap`).
@@ -27,8 +32,32 @@ pub trait RxQueue: Send {
 
     /// Receives up to [`MAX_BURST`] datagrams without blocking and, if there
     /// are any, calls `f` once with them as mutable buffers (the frame path
-    /// decrypts in place). Returns how many datagrams were handed over.
-    fn rx_burst(&mut self, f: &mut dyn FnMut(&mut [&mut [u8]])) -> io::Result<usize>;
+    /// decrypts in place) and, in a parallel slice of the same length, each
+    /// datagram's source address ([`Peer::NONE`] where the backend does not
+    /// read it: see [`reports_peers`](Self::reports_peers)). Returns how many
+    /// datagrams were handed over.
+    fn rx_burst_peers(&mut self, f: &mut BurstFn<'_>) -> io::Result<usize>;
+
+    /// As [`rx_burst_peers`](Self::rx_burst_peers), for callers that do not
+    /// need the source addresses.
+    fn rx_burst(&mut self, f: &mut dyn FnMut(&mut [&mut [u8]])) -> io::Result<usize> {
+        self.rx_burst_peers(&mut |bufs: &mut [&mut [u8]], _: &[Peer]| f(bufs))
+    }
+
+    /// True when `rx_burst_peers` reports source addresses: recvmmsg always,
+    /// io_uring in its address mode ([`uring::RecvMode::Addresses`]); pcap
+    /// replay and DPDK report none.
+    fn reports_peers(&self) -> bool {
+        false
+    }
+
+    /// A handle that sends from this queue's socket (a duplicate of its
+    /// descriptor: same local address and port, so a client's connected UDP
+    /// socket accepts what it sends). `None` for backends without a kernel
+    /// socket. The handle shares the socket's non-blocking mode.
+    fn send_socket(&self) -> io::Result<Option<UdpSocket>> {
+        Ok(None)
+    }
 
     /// Blocks until datagrams may be ready or `timeout` passes: the idle
     /// policy's last stage (poll on the socket, or an io_uring wait).
@@ -66,6 +95,106 @@ pub trait RxQueue: Send {
         None
     }
 }
+
+/// A datagram's source address as the data path carries it: IPv4 or IPv6,
+/// port and (IPv6) scope id, or no address at all. `Copy` and 24 bytes, so
+/// a burst's addresses are a plain array and nothing is allocated per
+/// datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Peer {
+    /// 0: no address; 4 or 6: the IP version.
+    family: u8,
+    port: u16,
+    /// IPv4 in the first four bytes, or the IPv6 address.
+    ip: [u8; 16],
+    scope_id: u32,
+}
+
+impl Peer {
+    /// No address (pcap replay, DPDK, or an address the kernel did not give).
+    pub const NONE: Peer = Peer { family: 0, port: 0, ip: [0; 16], scope_id: 0 };
+
+    pub fn is_none(&self) -> bool {
+        self.family == 0
+    }
+
+    /// The address, if there is one.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match self.family {
+            4 => {
+                let [a, b, c, d, ..] = self.ip;
+                Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), self.port)))
+            }
+            6 => Some(SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(self.ip), self.port, 0, self.scope_id))),
+            _ => None,
+        }
+    }
+
+    /// Reads a `struct sockaddr_in` or `sockaddr_in6` as the kernel wrote it
+    /// (`name` is the bytes it filled: `msg_namelen` of them). Another
+    /// family, or too few bytes, is [`Peer::NONE`]; never panics.
+    pub fn from_sockaddr(name: &[u8]) -> Peer {
+        let family = match name.get(..2) {
+            Some(&[a, b]) => i32::from(u16::from_ne_bytes([a, b])),
+            _ => return Peer::NONE,
+        };
+        let port = match name.get(2..4) {
+            Some(&[a, b]) => u16::from_be_bytes([a, b]),
+            _ => return Peer::NONE,
+        };
+        if family == libc::AF_INET {
+            match name.get(4..8) {
+                Some(&[a, b, c, d]) => {
+                    Peer { family: 4, port, ip: [a, b, c, d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], scope_id: 0 }
+                }
+                _ => Peer::NONE,
+            }
+        } else if family == libc::AF_INET6 {
+            let ip: Option<[u8; 16]> = name.get(8..24).and_then(|s| s.try_into().ok());
+            let scope: Option<[u8; 4]> = name.get(24..28).and_then(|s| s.try_into().ok());
+            match (ip, scope) {
+                (Some(ip), Some(scope)) => Peer { family: 6, port, ip, scope_id: u32::from_ne_bytes(scope) },
+                _ => Peer::NONE,
+            }
+        } else {
+            Peer::NONE
+        }
+    }
+}
+
+impl From<SocketAddr> for Peer {
+    fn from(a: SocketAddr) -> Peer {
+        match a {
+            SocketAddr::V4(v4) => {
+                let [a, b, c, d] = v4.ip().octets();
+                Peer { family: 4, port: v4.port(), ip: [a, b, c, d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], scope_id: 0 }
+            }
+            SocketAddr::V6(v6) => Peer { family: 6, port: v6.port(), ip: v6.ip().octets(), scope_id: v6.scope_id() },
+        }
+    }
+}
+
+impl From<Option<SocketAddr>> for Peer {
+    fn from(a: Option<SocketAddr>) -> Peer {
+        a.map_or(Peer::NONE, Peer::from)
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.socket_addr() {
+            Some(a) => a.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// A burst's worth of [`Peer::NONE`], for backends that read no address.
+pub static NO_PEERS: [Peer; MAX_BURST] = [Peer::NONE; MAX_BURST];
+
+/// Room for the largest source address a socket backend reads
+/// (`sizeof(struct sockaddr_in6)`).
+pub const NAME_LEN: usize = 28;
 
 /// A NIC's receive counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -120,6 +249,45 @@ impl NotAtt {
             NotAtt::IpFragment => "ip_fragment",
             NotAtt::NotUdp => "not_udp",
             NotAtt::WrongPort => "wrong_port",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_round_trips_and_parses_sockaddrs() {
+        for a in ["127.0.0.1:7100", "[::1]:9", "[fe80::1%3]:40000", "0.0.0.0:0"] {
+            let a: SocketAddr = a.parse().unwrap();
+            let p = Peer::from(a);
+            assert!(!p.is_none());
+            assert_eq!(p.socket_addr(), Some(a));
+            assert_eq!(p.to_string(), a.to_string());
+        }
+        assert_eq!(Peer::NONE.socket_addr(), None);
+        assert_eq!(Peer::from(None), Peer::NONE);
+        assert_eq!(std::mem::size_of::<Peer>(), 24);
+        // sockaddr_in as the kernel lays it out.
+        let mut v4 = [0u8; 16];
+        v4[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        v4[2..4].copy_from_slice(&7100u16.to_be_bytes());
+        v4[4..8].copy_from_slice(&[10, 1, 2, 3]);
+        assert_eq!(Peer::from_sockaddr(&v4).socket_addr(), Some("10.1.2.3:7100".parse().unwrap()));
+        assert_eq!(Peer::from_sockaddr(&v4[..7]), Peer::NONE);
+        let mut v6 = [0u8; NAME_LEN];
+        v6[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        v6[2..4].copy_from_slice(&9u16.to_be_bytes());
+        v6[23] = 1;
+        v6[24..28].copy_from_slice(&5u32.to_ne_bytes());
+        assert_eq!(Peer::from_sockaddr(&v6).socket_addr(), Some("[::1%5]:9".parse().unwrap()));
+        assert_eq!(Peer::from_sockaddr(&v6[..27]), Peer::NONE);
+        // Another family, empty or short input: no address, no panic.
+        let mut unix = v4;
+        unix[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+        for bad in [&unix[..], &[][..], &[2][..], &v4[..3]] {
+            assert_eq!(Peer::from_sockaddr(bad), Peer::NONE);
         }
     }
 }

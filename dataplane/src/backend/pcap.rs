@@ -13,7 +13,7 @@ use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::{DataLink, PcapError};
 
-use super::{NotAtt, RxQueue, BUF_SIZE, MAX_BURST};
+use super::{BurstFn, NotAtt, RxQueue, BUF_SIZE, MAX_BURST, NO_PEERS};
 
 /// The UDP payload of an Ethernet frame to `port`, or why there is none.
 pub fn udp_payload(eth: &[u8], port: u16) -> Result<&[u8], NotAtt> {
@@ -230,8 +230,9 @@ impl RxQueue for PcapReplay {
 
     /// A read error ends the replay: it is returned (after the datagrams
     /// read before it have been handed over), naming the file and the packet
-    /// number within the pass, and then `finished()` is true.
-    fn rx_burst(&mut self, f: &mut dyn FnMut(&mut [&mut [u8]])) -> io::Result<usize> {
+    /// number within the pass, and then `finished()` is true. Source
+    /// addresses are not reported (the node sends no receipts for a replay).
+    fn rx_burst_peers(&mut self, f: &mut BurstFn<'_>) -> io::Result<usize> {
         if let Some(e) = self.pending.take() {
             return Err(e);
         }
@@ -266,7 +267,7 @@ impl RxQueue for PcapReplay {
             {
                 *s = &mut chunk[..len];
             }
-            f(&mut slices[..n]);
+            f(&mut slices[..n], &NO_PEERS[..n]);
         }
         Ok(n)
     }

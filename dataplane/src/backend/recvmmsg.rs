@@ -1,8 +1,10 @@
 //! The recvmmsg(2) backend: one non-blocking `SO_REUSEPORT` UDP socket per
 //! queue, drained with one `recvmmsg(MSG_DONTWAIT)` per burst into buffers
-//! allocated once. It is the fallback when io_uring is unavailable, and the
-//! socket setup it defines (`open_udp_group`) is shared with the io_uring
-//! backend so both listen the same way.
+//! allocated once. The kernel fills each datagram's source address
+//! (`msg_name`, a `sockaddr_in6`-sized slot) with the payload, so source
+//! addresses cost no extra system call. It is the fallback when io_uring
+//! is unavailable, and the socket setup it defines (`open_udp_group`) is
+//! shared with the io_uring backend so both listen the same way.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::{RxQueue, UdpConfig, BUF_SIZE, MAX_BURST};
+use super::{BurstFn, Peer, RxQueue, UdpConfig, BUF_SIZE, MAX_BURST, NAME_LEN};
 
 /// Control-message room per datagram: one `SO_RXQ_OVFL` cmsg is
 /// `CMSG_SPACE(4)` = 24 bytes on 64-bit Linux; 32 keeps 8-byte alignment.
@@ -168,6 +170,11 @@ impl<T> Drop for RawArray<T> {
 #[repr(C, align(8))]
 struct Control([u8; CONTROL_LEN]);
 
+/// One datagram's source address slot (`sockaddr_in` or `sockaddr_in6`).
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Name([u8; NAME_LEN]);
+
 /// One `recvmmsg` receive queue.
 pub struct RecvmmsgQueue {
     sock: Socket,
@@ -178,7 +185,9 @@ pub struct RecvmmsgQueue {
     _iovs: RawArray<libc::iovec>,
     /// Slot `i`'s control-message buffer.
     ctrl: RawArray<Control>,
-    /// Slot `i`'s mmsghdr, pointing at `_iovs[i]` and `ctrl[i]`.
+    /// Slot `i`'s source address.
+    names: RawArray<Name>,
+    /// Slot `i`'s mmsghdr, pointing at `_iovs[i]`, `ctrl[i]` and `names[i]`.
     hdrs: RawArray<libc::mmsghdr>,
     drops: DropCounter,
     packets: u64,
@@ -199,6 +208,7 @@ impl RecvmmsgQueue {
     fn new(sock: Socket, local: SocketAddr) -> RecvmmsgQueue {
         let bufs = RawArray::new(vec![0u8; MAX_BURST * BUF_SIZE]);
         let ctrl = RawArray::new(vec![Control([0; CONTROL_LEN]); MAX_BURST]);
+        let names = RawArray::new(vec![Name([0; NAME_LEN]); MAX_BURST]);
         let iovs = RawArray::new(
             (0..MAX_BURST)
                 .map(|i| libc::iovec {
@@ -219,11 +229,14 @@ impl RecvmmsgQueue {
                     // SAFETY: as above.
                     h.msg_hdr.msg_control = unsafe { ctrl.as_ptr().add(i) }.cast();
                     h.msg_hdr.msg_controllen = CONTROL_LEN as _;
+                    // SAFETY: as above, `names` has MAX_BURST slots.
+                    h.msg_hdr.msg_name = unsafe { names.as_ptr().add(i) }.cast();
+                    h.msg_hdr.msg_namelen = NAME_LEN as _;
                     h
                 })
                 .collect(),
         );
-        RecvmmsgQueue { sock, local, bufs, _iovs: iovs, ctrl, hdrs, drops: DropCounter::default(), packets: 0 }
+        RecvmmsgQueue { sock, local, bufs, _iovs: iovs, ctrl, names, hdrs, drops: DropCounter::default(), packets: 0 }
     }
 
     /// The address the socket group is bound to (with the port the kernel
@@ -238,13 +251,13 @@ impl RxQueue for RecvmmsgQueue {
         "recvmmsg"
     }
 
-    fn rx_burst(&mut self, f: &mut dyn FnMut(&mut [&mut [u8]])) -> io::Result<usize> {
+    fn rx_burst_peers(&mut self, f: &mut BurstFn<'_>) -> io::Result<usize> {
         let fd = self.sock.as_raw_fd();
         let n = loop {
             // SAFETY: `hdrs` holds MAX_BURST initialised mmsghdrs, each pointing at its
             // own iovec (BUF_SIZE bytes of `bufs`) and its own CONTROL_LEN-byte control
-            // buffer; all are owned by `self`, outlive the (synchronous) call, and no
-            // Rust reference to them exists during it.
+            // buffer and NAME_LEN-byte name slot; all are owned by `self`, outlive the
+            // (synchronous) call, and no Rust reference to them exists during it.
             let r = unsafe {
                 libc::recvmmsg(
                     fd,
@@ -268,7 +281,8 @@ impl RxQueue for RecvmmsgQueue {
             return Ok(0);
         }
         let mut slices: [&mut [u8]; MAX_BURST] = std::array::from_fn(|_| Default::default());
-        for (i, slot) in slices.iter_mut().enumerate().take(n) {
+        let mut peers = [Peer::NONE; MAX_BURST];
+        for (i, (slot, peer)) in slices.iter_mut().zip(peers.iter_mut()).enumerate().take(n) {
             // SAFETY: i < n <= MAX_BURST; the kernel is done with hdrs[i] once recvmmsg
             // returned, and this is the only reference to it.
             let h = unsafe { &mut *self.hdrs.as_ptr().add(i) };
@@ -283,8 +297,16 @@ impl RxQueue for RecvmmsgQueue {
             if let Some(v) = parse_rxq_ovfl(control) {
                 self.drops.update(v);
             }
-            // The kernel shrinks msg_controllen to what it wrote: give the room back.
+            #[allow(clippy::unnecessary_cast)] // socklen_t is u32 everywhere, but say so
+            let nlen = (h.msg_hdr.msg_namelen as usize).min(NAME_LEN);
+            // SAFETY: names[i] is NAME_LEN initialised bytes owned by `self`, nlen <= NAME_LEN,
+            // and nothing writes to it while this slice lives.
+            let name = unsafe { std::slice::from_raw_parts(self.names.as_ptr().add(i).cast::<u8>(), nlen) };
+            *peer = Peer::from_sockaddr(name);
+            // The kernel shrinks msg_controllen and msg_namelen to what it wrote: give the
+            // room back.
             h.msg_hdr.msg_controllen = CONTROL_LEN as _;
+            h.msg_hdr.msg_namelen = NAME_LEN as _;
             h.msg_hdr.msg_flags = 0;
             // SAFETY: slot i is bufs[i * BUF_SIZE..][..BUF_SIZE] and len <= BUF_SIZE, so the
             // slice is inside the allocation; slots of different i are disjoint; the
@@ -293,12 +315,21 @@ impl RxQueue for RecvmmsgQueue {
             *slot = unsafe { std::slice::from_raw_parts_mut(self.bufs.as_ptr().add(i * BUF_SIZE), len) };
         }
         self.packets += n as u64;
-        f(&mut slices[..n]);
+        f(&mut slices[..n], &peers[..n]);
         Ok(n)
     }
 
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
         poll_readable(self.sock.as_raw_fd(), timeout)
+    }
+
+    fn reports_peers(&self) -> bool {
+        true
+    }
+
+    fn send_socket(&self) -> io::Result<Option<std::net::UdpSocket>> {
+        let s = self.sock.try_clone().map_err(|e| context("dup of the receive socket", e))?;
+        Ok(Some(s.into()))
     }
 
     fn kernel_dropped(&self) -> u64 {
@@ -318,7 +349,7 @@ pub(crate) mod test_util {
     use std::process::Command;
     use std::time::{Duration, Instant};
 
-    use super::super::{RxQueue, UdpConfig, BUF_SIZE};
+    use super::super::{Peer, RxQueue, UdpConfig, BUF_SIZE};
 
     /// Runs `f` on a new thread inside a network namespace of its own with
     /// `lo` up, so that test traffic never leaves it. Without the right to
@@ -377,13 +408,23 @@ pub(crate) mod test_util {
         pub(crate) received: u64,
         pub(crate) per_queue: Vec<u64>,
         pub(crate) cut: u64,
+        /// The clients' addresses: datagram `seq` comes from `from[seq % len]`.
+        pub(crate) from: Vec<SocketAddr>,
+        /// Datagrams whose reported source address was checked.
+        pub(crate) peers_checked: u64,
     }
 
     impl Tally {
-        /// Checks one received datagram against what was sent.
-        fn check(&mut self, q: usize, d: &[u8]) {
+        /// Checks one received datagram against what was sent and, when the
+        /// queue reports one, its source address against the client that sent it.
+        fn check(&mut self, q: usize, d: &[u8], peer: Peer) {
             assert!(d.len() >= 4, "runt datagram of {} bytes", d.len());
             let seq = u32::from_le_bytes(d[..4].try_into().unwrap());
+            if !peer.is_none() && !self.from.is_empty() {
+                let want = self.from[seq as usize % self.from.len()];
+                assert_eq!(peer.socket_addr(), Some(want), "datagram {seq}: source address");
+                self.peers_checked += 1;
+            }
             let want = datagram(seq, size_of_seq(seq));
             assert_eq!(d.len(), want.len().min(BUF_SIZE), "datagram {seq}: length");
             assert!(d == &want[..d.len()], "datagram {seq}: content differs");
@@ -405,10 +446,13 @@ pub(crate) mod test_util {
         }
         let mut got = 0;
         for (i, q) in qs.iter_mut().enumerate() {
+            let reports = q.reports_peers();
             got += q
-                .rx_burst(&mut |b: &mut [&mut [u8]]| {
-                    for d in b.iter() {
-                        t.check(i, d);
+                .rx_burst_peers(&mut |b: &mut [&mut [u8]], peers: &[Peer]| {
+                    assert_eq!(b.len(), peers.len(), "one source address per datagram");
+                    for (d, p) in b.iter().zip(peers) {
+                        assert_eq!(p.is_none(), !reports, "reports_peers() disagrees with the burst");
+                        t.check(i, d, *p);
                     }
                 })
                 .expect("rx_burst");
@@ -450,8 +494,10 @@ pub(crate) mod test_util {
     /// something else arrives. Once the queues are drained, one marker from
     /// every client reaches every socket that could have dropped (a client's
     /// datagrams always hash to the same socket) and carries the final count.
+    /// Marker `seq` leaves from client `seq % clients.len()`, as the traffic did.
     pub(crate) fn send_markers(clients: &[UdpSocket], to: SocketAddr, next_seq: &mut u32) -> u64 {
-        for c in clients {
+        for _ in clients {
+            let c = &clients[*next_seq as usize % clients.len()];
             c.send_to(&datagram(*next_seq, size_of_seq(*next_seq)), to).expect("send marker");
             *next_seq += 1;
         }
@@ -478,7 +524,8 @@ pub(crate) mod test_util {
                 }
             }
         });
-        let mut t = Tally { per_queue: vec![0; qs.len()], ..Tally::default() };
+        let from = cl.iter().map(|c| c.local_addr().expect("client address")).collect();
+        let mut t = Tally { per_queue: vec![0; qs.len()], from, ..Tally::default() };
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut round = 0;
         while !sender.is_finished() && Instant::now() < deadline {
@@ -505,6 +552,9 @@ pub(crate) mod test_util {
             assert!(t.per_queue.iter().all(|&n| n > 0), "a queue of the group got nothing: {:?}", t.per_queue);
         }
         assert!(t.cut > 0 || dropped > 0, "no over-long datagram arrived");
+        if qs.iter().all(|q| q.reports_peers()) {
+            assert_eq!(t.peers_checked, t.received, "a datagram came without its source address");
+        }
         t
     }
 
@@ -608,6 +658,9 @@ mod tests {
             let qs = RecvmmsgQueue::open(&cfg(3, 0)).unwrap();
             assert_ne!(qs[0].local_addr().port(), 0);
             assert!(qs.iter().all(|q| q.local_addr() == qs[0].local_addr()));
+            let tx = qs[1].send_socket().unwrap().expect("a send handle");
+            assert_eq!(tx.local_addr().unwrap(), qs[0].local_addr());
+            assert!(qs.iter().all(|q| q.reports_peers()));
             assert!(RecvmmsgQueue::open(&cfg(0, 0)).is_err());
         });
     }

@@ -3,7 +3,14 @@
 //! picks receive buffers from, and one multishot plain receive (`RecvMulti`)
 //! that stays armed: a datagram costs no system call, a burst at most one
 //! `io_uring_enter`. A buffer holds just the payload (no
-//! `io_uring_recvmsg_out` header, no name, no control message); the socket's
+//! `io_uring_recvmsg_out` header, no name, no control message). When the
+//! caller needs each datagram's source address ([`RecvMode::Addresses`]:
+//! the node sends RECEIPTs back to it) the queue arms a multishot
+//! `RecvMsgMulti` instead, with a `sockaddr_in6`-sized name and no control
+//! data: each buffer then starts with the kernel's `io_uring_recvmsg_out`
+//! header and the name, parsed with [`RecvMsgOut::parse`], and the payload
+//! follows (the buffer is larger by those 44 bytes, so the payload is still
+//! cut at `BUF_SIZE`). The socket's
 //! drop counter, which recvmmsg reads from per-datagram `SO_RXQ_OVFL`
 //! control messages, is read with `getsockopt(SO_MEMINFO)` when asked for
 //! (`kernel_dropped`, a few times a second), never per datagram.
@@ -29,12 +36,12 @@ use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use io_uring::types::{Fd, SubmitArgs, Timespec};
+use io_uring::types::{Fd, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::recvmmsg::{context, open_udp_group, DropCounter};
-use super::{RxQueue, UdpConfig, BUF_SIZE, MAX_BURST};
+use super::{BurstFn, Peer, RxQueue, UdpConfig, BUF_SIZE, MAX_BURST, NAME_LEN, NO_PEERS};
 
 /// user_data of the multishot receive and of its cancellation.
 const RECV: u64 = 1;
@@ -45,8 +52,39 @@ const BGID: u16 = 0;
 /// the start of the buffer and cuts a longer datagram at the buffer's length,
 /// so exactly BUF_SIZE cuts it where the recvmmsg backend cuts it.
 const ENTRY_LEN: usize = BUF_SIZE;
-/// Distance between buffers (cache-line multiple).
-const STRIDE: usize = ENTRY_LEN.next_multiple_of(64);
+/// `sizeof(struct io_uring_recvmsg_out)`: namelen, controllen, payloadlen,
+/// flags (u32 each), at the start of every multishot recvmsg buffer.
+const RECVMSG_OUT_LEN: usize = 16;
+/// Where the payload starts in an address-mode buffer: the header, then the
+/// name field (always `NAME_LEN` bytes), then no control data.
+const ADDR_PAYLOAD_AT: usize = RECVMSG_OUT_LEN + NAME_LEN;
+/// Buffer length in address mode: the payload is still cut at BUF_SIZE.
+const ADDR_ENTRY_LEN: usize = ADDR_PAYLOAD_AT + BUF_SIZE;
+
+/// What each datagram's receive brings back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecvMode {
+    /// The payload alone (`RecvMulti`): the cheapest receive.
+    #[default]
+    Plain,
+    /// The payload and the source address (`RecvMsgMulti` with a name).
+    Addresses,
+}
+
+impl RecvMode {
+    /// Bytes of one provided buffer.
+    const fn entry_len(self) -> usize {
+        match self {
+            RecvMode::Plain => ENTRY_LEN,
+            RecvMode::Addresses => ADDR_ENTRY_LEN,
+        }
+    }
+
+    /// Distance between buffers (cache-line multiple).
+    const fn stride(self) -> usize {
+        self.entry_len().next_multiple_of(64)
+    }
+}
 /// `SK_MEMINFO_VARS`: the length of the `SO_MEMINFO` array (Linux 4.12+;
 /// `SK_MEMINFO_DROPS`, the last, since 4.12 too). A newer kernel with more
 /// entries copies only as many as asked for.
@@ -167,7 +205,8 @@ struct BufEntry {
     resv: u16,
 }
 
-/// A provided-buffer ring and its `nbufs` buffers of `STRIDE` bytes.
+/// A provided-buffer ring and its `nbufs` buffers of `stride` bytes, of
+/// which the kernel may fill `entry_len`.
 ///
 /// Invariant: every buffer id is either published to the kernel (between
 /// its head and our tail) or held by the queue, never both; the queue pushes
@@ -179,10 +218,12 @@ struct BufRing {
     ring_entries: u16,
     nbufs: u16,
     tail: u16,
+    entry_len: usize,
+    stride: usize,
 }
 
 impl BufRing {
-    fn new(nbufs: u16) -> io::Result<BufRing> {
+    fn new(nbufs: u16, mode: RecvMode) -> io::Result<BufRing> {
         if nbufs == 0 || nbufs > MAX_RING_ENTRIES {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -192,8 +233,9 @@ impl BufRing {
         let ring_entries = nbufs.next_power_of_two();
         const _: () = assert!(std::mem::size_of::<BufEntry>() == std::mem::size_of::<io_uring::types::BufRingEntry>());
         let entries = Mmap::new(usize::from(ring_entries) * std::mem::size_of::<BufEntry>())?;
-        let bufs = Mmap::new(usize::from(nbufs) * STRIDE)?;
-        Ok(BufRing { entries, bufs, ring_entries, nbufs, tail: 0 })
+        let (entry_len, stride) = (mode.entry_len(), mode.stride());
+        let bufs = Mmap::new(usize::from(nbufs) * stride)?;
+        Ok(BufRing { entries, bufs, ring_entries, nbufs, tail: 0, entry_len, stride })
     }
 
     /// Registers the ring as buffer group `BGID` of `ring` and publishes all
@@ -219,7 +261,7 @@ impl BufRing {
     fn slot(&self, bid: u16) -> *mut u8 {
         debug_assert!(bid < self.nbufs);
         // SAFETY: bid < nbufs, so the offset stays inside the `bufs` mapping.
-        unsafe { self.bufs.as_ptr().add(usize::from(bid) * STRIDE) }
+        unsafe { self.bufs.as_ptr().add(usize::from(bid) * self.stride) }
     }
 
     /// Queues buffer `bid` behind the tail (not yet visible to the kernel).
@@ -233,7 +275,7 @@ impl BufRing {
         unsafe {
             let e = self.entries.as_ptr().cast::<BufEntry>().add(idx);
             ptr::addr_of_mut!((*e).addr).write(addr);
-            ptr::addr_of_mut!((*e).len).write(ENTRY_LEN as u32);
+            ptr::addr_of_mut!((*e).len).write(self.entry_len as u32);
             ptr::addr_of_mut!((*e).bid).write(bid);
         }
         self.tail = self.tail.wrapping_add(1);
@@ -250,30 +292,82 @@ impl BufRing {
     }
 }
 
+/// The `msghdr` of an address-mode receive, on the heap so that its address
+/// does not change when the queue moves: the SQE points at it and the kernel
+/// reads `msg_namelen` and `msg_controllen` from it. Nothing writes to it
+/// after `new`.
+struct MsgHdr {
+    ptr: NonNull<libc::msghdr>,
+    leaked: bool,
+}
+
+impl MsgHdr {
+    fn new() -> MsgHdr {
+        // SAFETY: msghdr is plain C data for which all-zero is valid (null pointers, zero
+        // lengths).
+        let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+        // Name written into each buffer after the header; no control data, no iovec (the
+        // payload goes to the provided buffer).
+        h.msg_namelen = NAME_LEN as libc::socklen_t;
+        h.msg_controllen = 0;
+        MsgHdr { ptr: NonNull::from(Box::leak(Box::new(h))), leaked: false }
+    }
+
+    fn as_ptr(&self) -> *const libc::msghdr {
+        self.ptr.as_ptr()
+    }
+
+    fn get(&self) -> &libc::msghdr {
+        // SAFETY: ptr comes from the Box leaked in `new`, freed only in Drop; nobody writes
+        // through it (the kernel only reads it), so a shared reference is sound.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl Drop for MsgHdr {
+    fn drop(&mut self) {
+        if !self.leaked {
+            // SAFETY: ptr is the Box leaked in `new`, freed only here; the owner sets `leaked`
+            // when the kernel might still read it.
+            drop(unsafe { Box::from_raw(self.ptr.as_ptr()) });
+        }
+    }
+}
+
 /// Everything a multishot receive hands to the kernel: the buffer ring and
-/// its buffers (a plain receive takes no msghdr; the SQE carries only the
-/// socket and the buffer group).
+/// its buffers, and in address mode the `msghdr` (a plain receive takes
+/// none; its SQE carries only the socket and the buffer group).
 struct RecvMem {
     br: BufRing,
+    mode: RecvMode,
+    msg: Option<MsgHdr>,
 }
 
 impl RecvMem {
-    fn new(nbufs: u16) -> io::Result<RecvMem> {
-        Ok(RecvMem { br: BufRing::new(nbufs)? })
+    fn new(nbufs: u16, mode: RecvMode) -> io::Result<RecvMem> {
+        let msg = (mode == RecvMode::Addresses).then(MsgHdr::new);
+        Ok(RecvMem { br: BufRing::new(nbufs, mode)?, mode, msg })
     }
 
-    /// The multishot receive: length 0 (each datagram gets a whole buffer,
-    /// ENTRY_LEN bytes; older kernels refuse any other length for a
+    /// The multishot receive. Plain: length 0 (each datagram gets a whole
+    /// buffer, ENTRY_LEN bytes; older kernels refuse any other length for a
     /// multishot recv), no flags (no MSG_TRUNC: the result is the number of
-    /// bytes copied, never the datagram's full length).
+    /// bytes copied, never the datagram's full length). Addresses: a
+    /// multishot recvmsg with the heap `msghdr` (name, no control data).
     fn recv_sqe(&self, fd: RawFd) -> squeue::Entry {
-        opcode::RecvMulti::new(Fd(fd), BGID).build().user_data(RECV)
+        match &self.msg {
+            Some(m) => opcode::RecvMsgMulti::new(Fd(fd), m.as_ptr(), BGID).build().user_data(RECV),
+            None => opcode::RecvMulti::new(Fd(fd), BGID).build().user_data(RECV),
+        }
     }
 
     /// Never frees this memory: for when the kernel may still use it.
     fn leak(&mut self) {
         self.br.entries.leaked = true;
         self.br.bufs.leaked = true;
+        if let Some(m) = self.msg.as_mut() {
+            m.leaked = true;
+        }
     }
 }
 
@@ -331,9 +425,9 @@ fn cancel_recv(ring: &mut IoUring) -> bool {
 /// real on an unbound socket (which nothing can reach) and cancelled.
 /// Returns the setup the kernel accepts, or an `Unsupported` error that
 /// names what is missing.
-fn probe(listen: SocketAddr) -> io::Result<Setup> {
+fn probe(listen: SocketAddr, mode: RecvMode) -> io::Result<Setup> {
     // Declared before the ring, so dropped after it.
-    let mut mem = RecvMem::new(1)?;
+    let mut mem = RecvMem::new(1, mode)?;
     let sock = Socket::new(Domain::for_address(listen), Type::DGRAM, Some(Protocol::UDP))
         .map_err(|e| context("probe socket", e))?;
     let mut refused = None;
@@ -367,9 +461,11 @@ fn probe_ring(ring: &mut IoUring, mem: &mut RecvMem, fd: RawFd) -> io::Result<()
     }
     let mut p = Probe::new();
     ring.submitter().register_probe(&mut p).map_err(|e| unsupported(format!("IORING_REGISTER_PROBE failed: {e}")))?;
-    for (code, name) in
-        [(opcode::RecvMulti::CODE, "IORING_OP_RECV"), (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL")]
-    {
+    let recv = match mem.mode {
+        RecvMode::Plain => (opcode::RecvMulti::CODE, "IORING_OP_RECV"),
+        RecvMode::Addresses => (opcode::RecvMsgMulti::CODE, "IORING_OP_RECVMSG"),
+    };
+    for (code, name) in [recv, (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL")] {
         if !p.is_supported(code) {
             return Err(unsupported(format!("{name} is not supported by this kernel")));
         }
@@ -427,8 +523,8 @@ pub struct UringQueue {
     rearms: u64,
 }
 
-// SAFETY: the queue's raw pointers (the mappings) point only at memory the queue
-// owns exclusively; the ring is Send. The kernel-side constraint (SINGLE_ISSUER) is
+// SAFETY: the queue's raw pointers (the mappings, and the msghdr of the address
+// mode) point only at memory the queue owns exclusively; the ring is Send. The kernel-side constraint (SINGLE_ISSUER) is
 // met by enabling the ring on the first polling thread, see the module docs.
 unsafe impl Send for UringQueue {}
 
@@ -438,21 +534,29 @@ impl UringQueue {
     /// (1..=32768; each holds up to `BUF_SIZE` payload bytes). Fails with
     /// `ErrorKind::Unsupported` and a message naming the missing feature when
     /// the kernel cannot run this backend, so the caller can fall back to
-    /// recvmmsg.
+    /// recvmmsg. Datagrams come without their source address
+    /// ([`RecvMode::Plain`]); see [`open_mode`](Self::open_mode).
     pub fn open(cfg: &UdpConfig, buffers: u16) -> io::Result<Vec<UringQueue>> {
+        UringQueue::open_mode(cfg, buffers, RecvMode::Plain)
+    }
+
+    /// As [`open`](Self::open), receiving in `mode`: with
+    /// [`RecvMode::Addresses`] every datagram is handed over with its source
+    /// address (a multishot recvmsg, probed as such at start).
+    pub fn open_mode(cfg: &UdpConfig, buffers: u16, mode: RecvMode) -> io::Result<Vec<UringQueue>> {
         if buffers == 0 || buffers > MAX_RING_ENTRIES {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("io_uring: buffer count {buffers} not in 1..={MAX_RING_ENTRIES}"),
             ));
         }
-        let setup = probe(cfg.listen)?;
+        let setup = probe(cfg.listen, mode)?;
         let (socks, local) = open_udp_group(cfg)?;
-        socks.into_iter().map(|s| UringQueue::new(s, local, setup, buffers)).collect()
+        socks.into_iter().map(|s| UringQueue::new(s, local, setup, buffers, mode)).collect()
     }
 
-    fn new(sock: Socket, local: SocketAddr, setup: Setup, buffers: u16) -> io::Result<UringQueue> {
-        let mut mem = RecvMem::new(buffers)?;
+    fn new(sock: Socket, local: SocketAddr, setup: Setup, buffers: u16, mode: RecvMode) -> io::Result<UringQueue> {
+        let mut mem = RecvMem::new(buffers, mode)?;
         // Every completion but the last holds a buffer until we return it, so
         // the CQ cannot overflow with twice the ring's entries.
         let cq = (u32::from(mem.br.ring_entries) * 2).max(64);
@@ -488,6 +592,11 @@ impl UringQueue {
     /// The ring setup flags the kernel accepted (for the startup log).
     pub fn setup_flags(&self) -> &'static str {
         self.setup.as_str()
+    }
+
+    /// What each receive brings back.
+    pub fn mode(&self) -> RecvMode {
+        self.mem.mode
     }
 
     /// Times the multishot receive ended and was armed again (ENOBUFS when
@@ -537,7 +646,7 @@ impl RxQueue for UringQueue {
         "io_uring"
     }
 
-    fn rx_burst(&mut self, f: &mut dyn FnMut(&mut [&mut [u8]])) -> io::Result<usize> {
+    fn rx_burst_peers(&mut self, f: &mut BurstFn<'_>) -> io::Result<usize> {
         if let Some(e) = self.pending.take() {
             return Err(e);
         }
@@ -551,6 +660,8 @@ impl RxQueue for UringQueue {
         // buffers go back to the kernel below.
         {
             let mut slices: [&mut [u8]; MAX_BURST] = std::array::from_fn(|_| Default::default());
+            let mut peers = [Peer::NONE; MAX_BURST];
+            let mem = &self.mem;
             let mut cq = self.ring.completion();
             for _ in 0..MAX_BURST {
                 let Some(cqe) = cq.next() else { break };
@@ -592,20 +703,47 @@ impl RxQueue for UringQueue {
                 }
                 taken[nt] = bid;
                 nt += 1;
-                // The payload starts the buffer; res is the bytes copied (a datagram longer
-                // than the buffer comes cut at ENTRY_LEN = BUF_SIZE, as recvmmsg cuts it).
-                // min() keeps the slice inside the slot whatever the kernel says.
-                let len = (res as usize).min(ENTRY_LEN);
-                // SAFETY: bid < nbufs (checked against in_use), so the slot's first len <= ENTRY_LEN
-                // bytes lie in the buffer mapping; the kernel wrote them before posting this
-                // completion and will not touch the slot again until we push it back below, after the
-                // callback; in_use rules out a second slice over the same slot in this burst.
-                slices[n] = unsafe { std::slice::from_raw_parts_mut(self.mem.br.slot(bid), len) };
+                // res is the bytes the kernel wrote into the buffer; min() keeps every slice
+                // inside the slot whatever it says.
+                let written = (res as usize).min(mem.br.entry_len);
+                let (at, len) = match &mem.msg {
+                    // Plain: the payload starts the buffer (a datagram longer than the buffer
+                    // comes cut at ENTRY_LEN = BUF_SIZE, as recvmmsg cuts it).
+                    None => (0, written),
+                    Some(m) => {
+                        // SAFETY: as for the payload slice below: `written` bytes of the slot,
+                        // written by the kernel, not touched again until pushed back; this
+                        // shared slice ends before the mutable one is made.
+                        let raw = unsafe { std::slice::from_raw_parts(mem.br.slot(bid), written) };
+                        match RecvMsgOut::parse(raw, m.get()) {
+                            Ok(out) => {
+                                peers[n] = Peer::from_sockaddr(out.name_data());
+                                // Cut at BUF_SIZE like the other backends (the buffer leaves
+                                // exactly BUF_SIZE bytes after the name).
+                                (ADDR_PAYLOAD_AT, out.payload_data().len().min(BUF_SIZE))
+                            }
+                            Err(()) => {
+                                err.get_or_insert_with(|| {
+                                    io::Error::other("io_uring: a recvmsg completion shorter than its header")
+                                });
+                                continue;
+                            }
+                        }
+                    }
+                };
+                // SAFETY: bid < nbufs (checked against in_use), and at + len <= entry_len (plain:
+                // 0 + written; addresses: ADDR_PAYLOAD_AT + at most BUF_SIZE = ADDR_ENTRY_LEN), so
+                // the slice lies in the slot's buffer mapping; the kernel wrote those bytes
+                // before posting this completion and will not touch the slot again until we push
+                // it back below, after the callback; in_use rules out a second slice over the
+                // same slot in this burst.
+                slices[n] = unsafe { std::slice::from_raw_parts_mut(mem.br.slot(bid).add(at), len) };
                 n += 1;
             }
             drop(cq); // publishes the consumed CQ head
             if n > 0 {
-                f(&mut slices[..n]);
+                let peers = if mem.msg.is_some() { &peers[..n] } else { &NO_PEERS[..n] };
+                f(&mut slices[..n], peers);
             }
         }
         for &bid in &taken[..nt] {
@@ -664,6 +802,15 @@ impl RxQueue for UringQueue {
 
     fn packets(&self) -> u64 {
         self.packets
+    }
+
+    fn reports_peers(&self) -> bool {
+        self.mem.mode == RecvMode::Addresses
+    }
+
+    fn send_socket(&self) -> io::Result<Option<std::net::UdpSocket>> {
+        let s = self.sock.try_clone().map_err(|e| context("dup of the receive socket", e))?;
+        Ok(Some(s.into()))
     }
 }
 
@@ -729,8 +876,31 @@ mod tests {
     fn layout_matches_kernel() {
         assert_eq!(std::mem::size_of::<BufEntry>(), 16);
         assert_eq!(std::mem::offset_of!(BufEntry, resv), 14);
-        const { assert!(STRIDE >= ENTRY_LEN && STRIDE.is_multiple_of(64)) };
+        for mode in [RecvMode::Plain, RecvMode::Addresses] {
+            assert!(mode.stride() >= mode.entry_len() && mode.stride().is_multiple_of(64));
+        }
         assert_eq!(ENTRY_LEN, BUF_SIZE);
+        assert_eq!(ADDR_ENTRY_LEN - ADDR_PAYLOAD_AT, BUF_SIZE);
+        assert_eq!(NAME_LEN, std::mem::size_of::<libc::sockaddr_in6>());
+    }
+
+    /// The address-mode buffer layout as `RecvMsgOut::parse` reads it: a
+    /// 16-byte header, the name field, the payload at ADDR_PAYLOAD_AT.
+    #[test]
+    fn recvmsg_out_layout() {
+        let m = MsgHdr::new();
+        let mut buf = vec![0u8; ADDR_ENTRY_LEN];
+        buf[0..4].copy_from_slice(&16u32.to_ne_bytes()); // namelen: a sockaddr_in
+        buf[8..12].copy_from_slice(&5u32.to_ne_bytes()); // payloadlen
+        buf[RECVMSG_OUT_LEN..RECVMSG_OUT_LEN + 2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        buf[RECVMSG_OUT_LEN + 2..RECVMSG_OUT_LEN + 4].copy_from_slice(&7100u16.to_be_bytes());
+        buf[RECVMSG_OUT_LEN + 4..RECVMSG_OUT_LEN + 8].copy_from_slice(&[127, 0, 0, 9]);
+        buf[ADDR_PAYLOAD_AT..ADDR_PAYLOAD_AT + 5].copy_from_slice(b"hello");
+        let out = RecvMsgOut::parse(&buf[..ADDR_PAYLOAD_AT + 5], m.get()).unwrap();
+        assert_eq!(out.payload_data(), b"hello");
+        assert_eq!(out.payload_data().as_ptr() as usize - buf.as_ptr() as usize, ADDR_PAYLOAD_AT);
+        assert_eq!(Peer::from_sockaddr(out.name_data()).socket_addr(), Some("127.0.0.9:7100".parse().unwrap()));
+        assert!(RecvMsgOut::parse(&buf[..ADDR_PAYLOAD_AT - 1], m.get()).is_err());
     }
 
     #[test]
@@ -748,6 +918,61 @@ mod tests {
             let to = qs[0].local_addr();
             assert!(qs.iter().all(|q| q.local_addr() == to));
             exercise(boxed(qs), to, 2000);
+        });
+    }
+
+    /// Address mode: the same loopback check, and every datagram comes with
+    /// the address of the client socket that sent it (checked in `exercise`).
+    #[test]
+    fn uring_addresses_loopback_burst_intact() {
+        require_uring!();
+        in_netns(|| {
+            let qs = UringQueue::open_mode(&cfg(2, 1 << 20), 4096, RecvMode::Addresses).unwrap();
+            assert!(qs.iter().all(|q| q.mode() == RecvMode::Addresses && q.reports_peers()));
+            let to = qs[0].local_addr();
+            let t = exercise(boxed(qs), to, 2000);
+            assert_eq!(t.peers_checked, t.received);
+        });
+    }
+
+    /// A plain queue reports no addresses; an address-mode queue reports
+    /// them for zero-length datagrams too, and its send handle sends from the
+    /// listening address (a connected client socket accepts the reply).
+    #[test]
+    fn uring_addresses_zero_length_and_send_handle() {
+        require_uring!();
+        in_netns(|| {
+            let plain = UringQueue::open(&cfg(1, 0), 16).unwrap().pop().unwrap();
+            assert!(!plain.reports_peers());
+            let mut q = UringQueue::open_mode(&cfg(1, 0), 16, RecvMode::Addresses).unwrap().pop().unwrap();
+            let to = q.local_addr();
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.connect(to).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let sent: [&[u8]; 3] = [b"", b"a", b"bc"];
+            for d in sent {
+                c.send(d).unwrap();
+            }
+            let mut got = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while got.len() < sent.len() && Instant::now() < deadline {
+                let n = q
+                    .rx_burst_peers(&mut |b: &mut [&mut [u8]], p: &[Peer]| {
+                        got.extend(b.iter().zip(p).map(|(d, p)| (d.to_vec(), p.socket_addr())))
+                    })
+                    .unwrap();
+                if n == 0 {
+                    q.wait(Duration::from_millis(5)).unwrap();
+                }
+            }
+            let from = Some(c.local_addr().unwrap());
+            assert_eq!(got, sent.map(|d| (d.to_vec(), from)).to_vec());
+            let tx = q.send_socket().unwrap().expect("a socket backend has a send handle");
+            assert_eq!(tx.local_addr().unwrap(), to);
+            tx.send_to(b"reply", c.local_addr().unwrap()).unwrap();
+            let mut buf = [0u8; 16];
+            assert_eq!(c.recv(&mut buf).unwrap(), 5);
+            assert_eq!(&buf[..5], b"reply");
         });
     }
 

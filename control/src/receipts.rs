@@ -1,0 +1,389 @@
+//! RECEIPT indications (`att-wire.md`, "RECEIPT body"): when a block is
+//! sealed, every client whose transactions it includes is told so, on the
+//! channel the transactions came in, sealed with its session's
+//! relay-to-client key, to the address its datagrams came from.
+//!
+//! - [`RouteTable`] remembers, per pending transaction (accepted by the data
+//!   plane, applied or waiting in the ledger, not yet sealed), its id, its
+//!   receive time and its [`Route`]. Bounded: transactions the ledger refuses
+//!   are never entered, entries older than `max_age_ms` (transactions that
+//!   waited for a nonce gap and were dropped) are swept, and a full table
+//!   takes no new entries.
+//! - [`ReceiptSender`] groups one block's ids by route, cuts them into frames
+//!   of at most [`RECEIPT_MAX_IDS`] ids (one frame per datagram, under 1472
+//!   bytes) and sends each with `send_to` from the node's listening socket.
+//!   Counters per session start at `unix_seconds << 32` (configured keys,
+//!   `att-wire.md` "Counters") and grow by one per frame, sent or not.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use dataplane::crypto::AeadKey;
+use dataplane::emit::{emit_frame, emit_receipt_body, FrameSpec, RECEIPT_MAX_IDS};
+use dataplane::pipeline::Route;
+
+/// What receipts did, for the summary. With receipts on, after a clean stop
+/// `ids + no_address` equals the transactions in sealed blocks, and
+/// `frames == datagrams + send_errors`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiptCounters {
+    /// RECEIPT frames built (each one datagram).
+    pub frames: u64,
+    /// Transaction ids put in those frames.
+    pub ids: u64,
+    /// Datagrams the kernel took.
+    pub datagrams: u64,
+    /// Ids of sealed transactions that could not be routed: no source
+    /// address (pcap, DPDK), no key for the session, or no route remembered
+    /// (the table was full or had swept it).
+    pub no_address: u64,
+    /// Datagrams `send_to` refused.
+    pub send_errors: u64,
+}
+
+impl ReceiptCounters {
+    /// `{"frames", "ids", "datagrams", "no_address", "send_errors"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "frames": self.frames,
+            "ids": self.ids,
+            "datagrams": self.datagrams,
+            "no_address": self.no_address,
+            "send_errors": self.send_errors,
+        })
+    }
+}
+
+/// One pending transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    /// When its datagram's burst was received (ns since the node's epoch).
+    pub rx_ns: u64,
+    pub id: [u8; 32],
+    pub route: Route,
+    /// When it was entered (the control thread's clock, ms).
+    pub since_ms: u64,
+}
+
+/// Pending transactions by key (the first 32 bytes of the signature, which
+/// the sealed block hands back), bounded in size and age.
+#[derive(Debug)]
+pub struct RouteTable {
+    map: HashMap<[u8; 32], Pending>,
+    cap: usize,
+    max_age_ms: u64,
+    last_sweep_ms: u64,
+    /// Entries refused because the table was full.
+    pub refused: u64,
+    /// Entries swept for age.
+    pub swept: u64,
+}
+
+impl RouteTable {
+    /// At most `cap` entries; entries older than `max_age_ms` are swept
+    /// (checked at most once per `max_age_ms / 4`, at least every second).
+    pub fn new(cap: usize, max_age_ms: u64) -> Self {
+        RouteTable {
+            map: HashMap::with_capacity(cap.min(1 << 16)),
+            cap: cap.max(1),
+            max_age_ms,
+            last_sweep_ms: 0,
+            refused: 0,
+            swept: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Remembers a transaction the ledger took (applied or waiting). False
+    /// if the table is full: its receipt will count as `no_address`.
+    pub fn insert(&mut self, key: [u8; 32], p: Pending) -> bool {
+        if self.map.len() >= self.cap && !self.map.contains_key(&key) {
+            self.refused += 1;
+            return false;
+        }
+        self.map.insert(key, p);
+        true
+    }
+
+    /// Takes a sealed transaction's entry.
+    pub fn take(&mut self, key: &[u8; 32]) -> Option<Pending> {
+        self.map.remove(key)
+    }
+
+    /// Drops entries older than the age limit (transactions that waited for
+    /// a nonce gap and were dropped by the ledger are never sealed). Cheap
+    /// when called on every tick: the sweep runs only now and then.
+    pub fn sweep(&mut self, now_ms: u64) {
+        let every = (self.max_age_ms / 4).clamp(1, 1000);
+        if now_ms.saturating_sub(self.last_sweep_ms) < every {
+            return;
+        }
+        self.last_sweep_ms = now_ms;
+        let before = self.map.len();
+        let max_age = self.max_age_ms;
+        self.map.retain(|_, p| now_ms.saturating_sub(p.since_ms) <= max_age);
+        self.swept += (before - self.map.len()) as u64;
+    }
+}
+
+/// One session's sending side.
+struct SessionOut {
+    key: AeadKey,
+    next: u64,
+    start: u64,
+}
+
+/// Builds and sends RECEIPT frames.
+pub struct ReceiptSender {
+    socket: UdpSocket,
+    sessions: HashMap<u16, SessionOut>,
+    /// Reused per block: (route, position in the block, id).
+    scratch: Vec<(Route, u32, [u8; 32])>,
+    ids: Vec<[u8; 32]>,
+    body: Vec<u8>,
+    frame: Vec<u8>,
+    counters: ReceiptCounters,
+}
+
+impl ReceiptSender {
+    /// Sends from `socket` (a duplicate of the node's listening socket, so
+    /// the source address is the one clients sent to) for the sessions in
+    /// `r2c_keys` (session id, relay-to-client key); every session's counter
+    /// starts at `counter_start` (`unix_seconds << 32`).
+    pub fn new(socket: UdpSocket, r2c_keys: &[(u16, [u8; 32])], counter_start: u64) -> Self {
+        let sessions = r2c_keys
+            .iter()
+            .map(|(id, k)| (*id, SessionOut { key: AeadKey::new(k), next: counter_start, start: counter_start }))
+            .collect();
+        ReceiptSender {
+            socket,
+            sessions,
+            scratch: Vec::new(),
+            ids: Vec::with_capacity(RECEIPT_MAX_IDS),
+            body: Vec::with_capacity(16 + 32 * RECEIPT_MAX_IDS),
+            frame: Vec::with_capacity(1500),
+            counters: ReceiptCounters::default(),
+        }
+    }
+
+    /// The counter start for configured keys: `unix_seconds << 32`.
+    pub fn counter_start_now() -> u64 {
+        let s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        s << 32
+    }
+
+    pub fn counters(&self) -> ReceiptCounters {
+        self.counters
+    }
+
+    /// Notes one sealed transaction of the block being receipted: its route
+    /// (if remembered) and id, at position `at` in the block.
+    pub fn add(&mut self, route: Option<Route>, at: u32, id: [u8; 32]) {
+        match route {
+            Some(r) if !r.peer.is_none() && self.sessions.contains_key(&r.session) => {
+                self.scratch.push((r, at, id));
+            }
+            _ => self.counters.no_address += 1,
+        }
+    }
+
+    /// Sends the receipts of block `height` for everything [`add`]ed since
+    /// the last call: per (session, channel, address), the ids in block
+    /// order, at most [`RECEIPT_MAX_IDS`] per frame, one frame per datagram.
+    ///
+    /// [`add`]: Self::add
+    pub fn flush(&mut self, height: u64) {
+        self.scratch.sort_unstable_by_key(|e| (e.0, e.1));
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut i = 0;
+        while i < scratch.len() {
+            let route = scratch[i].0;
+            let mut j = i;
+            while j < scratch.len() && scratch[j].0 == route && j - i < RECEIPT_MAX_IDS {
+                j += 1;
+            }
+            self.ids.clear();
+            self.ids.extend(scratch[i..j].iter().map(|e| e.2));
+            self.send_one(height, route);
+            i = j;
+        }
+        scratch.clear();
+        self.scratch = scratch;
+    }
+
+    fn send_one(&mut self, height: u64, route: Route) {
+        let (Some(s), Some(addr)) = (self.sessions.get_mut(&route.session), route.peer.socket_addr()) else {
+            self.counters.no_address += self.ids.len() as u64;
+            return;
+        };
+        self.body.clear();
+        self.frame.clear();
+        // At most RECEIPT_MAX_IDS ids: the body and the frame always fit.
+        if emit_receipt_body(height, &self.ids, &mut self.body).is_err() {
+            self.counters.no_address += self.ids.len() as u64;
+            return;
+        }
+        let counter = s.next;
+        s.next += 1;
+        let spec =
+            FrameSpec { stream_seq: (counter - s.start) as u16, ..FrameSpec::receipt(route.session, route.channel) };
+        if emit_frame(&spec, &self.body, Some((&s.key, counter)), &mut self.frame).is_err() {
+            self.counters.no_address += self.ids.len() as u64;
+            return;
+        }
+        self.counters.frames += 1;
+        self.counters.ids += self.ids.len() as u64;
+        if send_datagram(&self.socket, &self.frame, addr).is_ok() {
+            self.counters.datagrams += 1;
+        } else {
+            self.counters.send_errors += 1;
+        }
+    }
+}
+
+/// `send_to`, retried briefly while the socket's send buffer is full (the
+/// socket shares the receive socket's non-blocking mode).
+fn send_datagram(sock: &UdpSocket, d: &[u8], to: std::net::SocketAddr) -> io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match sock.send_to(d, to) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use dataplane::backend::Peer;
+    use dataplane::testkit;
+    use dataplane::wire::receipt::Receipt;
+
+    fn pending(i: u8, since_ms: u64) -> Pending {
+        Pending { rx_ns: 0, id: [i; 32], route: Route::default(), since_ms }
+    }
+
+    #[test]
+    fn route_table_is_capped() {
+        let mut t = RouteTable::new(3, 10_000);
+        for i in 0..3 {
+            assert!(t.insert([i; 32], pending(i, 0)));
+        }
+        assert!(!t.insert([9; 32], pending(9, 0)), "full");
+        assert_eq!((t.len(), t.refused), (3, 1));
+        // Replacing an entry that is there is not growth.
+        assert!(t.insert([1; 32], pending(1, 5)));
+        assert_eq!(t.take(&[1; 32]).map(|p| p.since_ms), Some(5));
+        assert_eq!(t.take(&[1; 32]), None);
+        assert!(t.insert([9; 32], pending(9, 0)), "room again after a take");
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn route_table_sweeps_old_entries() {
+        let mut t = RouteTable::new(100, 2_000);
+        for i in 0..10u8 {
+            t.insert([i; 32], pending(i, u64::from(i) * 1000));
+        }
+        t.sweep(1_000); // nothing is older than 2 s yet
+        assert_eq!(t.len(), 10);
+        t.sweep(6_000); // older than 2 s at 6 s: entries of 0..=3 s
+        assert_eq!((t.len(), t.swept), (6, 4));
+        assert!(t.take(&[3; 32]).is_none());
+        assert!(t.take(&[4; 32]).is_some());
+        t.sweep(6_100); // within the sweep period: nothing happens even if old
+        assert_eq!(t.len(), 5);
+        t.sweep(u64::MAX);
+        assert!(t.is_empty());
+        assert_eq!(t.swept, 9);
+    }
+
+    /// Ids are grouped by route, in block order, 40 per frame; counters per
+    /// session grow by one per frame from the start; unroutable ids count
+    /// as no_address.
+    #[test]
+    fn sender_groups_cuts_and_counts() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        }
+        let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let start = 1_700_000_000u64 << 32;
+        let mut tx = ReceiptSender::new(relay, &[(1, testkit::r2c(1)), (2, testkit::r2c(2))], start);
+        let ra = Route { session: 1, channel: 1004, peer: Peer::from(a.local_addr().unwrap()) };
+        let ra5 = Route { channel: 1005, ..ra };
+        let rb = Route { session: 2, channel: 1004, peer: Peer::from(b.local_addr().unwrap()) };
+        let mut want_a = Vec::new();
+        let mut want_b = Vec::new();
+        for i in 0..90u32 {
+            let id = [i as u8; 32];
+            match i % 3 {
+                0 | 1 => {
+                    tx.add(Some(ra), i, id);
+                    want_a.push(id);
+                }
+                _ => {
+                    tx.add(Some(rb), i, id);
+                    want_b.push(id);
+                }
+            }
+        }
+        tx.add(Some(ra5), 90, [90; 32]);
+        tx.add(None, 91, [91; 32]);
+        tx.add(Some(Route { peer: Peer::NONE, ..ra }), 92, [92; 32]);
+        tx.add(Some(Route { session: 3, ..ra }), 93, [93; 32]);
+        tx.flush(7);
+        let c = tx.counters();
+        // a: 60 ids on 1004 (40 + 20) and 1 on 1005; b: 30.
+        assert_eq!(c, ReceiptCounters { frames: 4, ids: 91, datagrams: 4, no_address: 3, send_errors: 0 });
+        let recv = |s: &UdpSocket, key: u16, height: u64| {
+            let mut buf = [0u8; 2048];
+            let n = s.recv(&mut buf).unwrap();
+            assert!(n < 1472, "{n} bytes");
+            let o = testkit::open_frame(&buf[..n], &testkit::r2c(key)).expect("opens with the session's r2c key");
+            assert_eq!((o.kind, o.session, o.content_kind), (0x68, key, 0x43));
+            let r = Receipt::new_checked(&o.body).unwrap();
+            assert_eq!(r.height(), height);
+            (o.counter, o.channel, r.ids().collect::<Vec<_>>())
+        };
+        let mut got_a = Vec::new();
+        let mut counters = Vec::new();
+        for _ in 0..3 {
+            let (counter, channel, ids) = recv(&a, 1, 7);
+            counters.push(counter);
+            if channel == 1005 {
+                assert_eq!(ids, vec![[90u8; 32]]);
+            } else {
+                assert_eq!(channel, 1004);
+                assert!(ids.len() <= 40);
+                got_a.extend(ids);
+            }
+        }
+        counters.sort_unstable();
+        assert_eq!(counters, vec![start, start + 1, start + 2]);
+        assert_eq!(got_a, want_a);
+        let (counter, channel, ids) = recv(&b, 2, 7);
+        assert_eq!((counter, channel, ids), (start, 1004, want_b));
+        // The next block continues each session's counter.
+        tx.add(Some(rb), 0, [200; 32]);
+        tx.flush(8);
+        assert_eq!(recv(&b, 2, 8).0, start + 1);
+    }
+}
