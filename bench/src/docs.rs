@@ -112,7 +112,34 @@ pub fn section_table(s: &Section) -> String {
             goal_text(r)
         );
     }
+    for f in findings(s) {
+        let _ = writeln!(o, "\n{f}");
+    }
     o
+}
+
+/// Sentences computed from a section's rows, printed under its table.
+fn findings(s: &Section) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.name == "crypto" {
+        // Per workload row, is aws-lc-rs faster than both other AES libraries?
+        let aes: Vec<&Row> = s.rows.iter().filter(|r| r.baseline_name.as_deref() == Some("aws-lc-rs")).collect();
+        let mut workloads: Vec<&str> = aes.iter().filter_map(|r| r.name.split(':').next()).collect();
+        workloads.dedup();
+        let fastest = workloads
+            .iter()
+            .filter(|w| {
+                aes.iter().filter(|r| r.name.starts_with(&format!("{w}:"))).all(|r| r.ratio.is_some_and(|x| x < 1.0))
+            })
+            .count();
+        if !workloads.is_empty() {
+            out.push(format!(
+                "In this run aws-lc-rs was the fastest AES-256-GCM library on {fastest} of {} rows.",
+                workloads.len()
+            ));
+        }
+    }
+    out
 }
 
 /// The goal table: each goal, whether this run met it, on how many rows.

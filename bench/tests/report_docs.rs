@@ -14,6 +14,12 @@ const FIXED: &str = r#"{
   "quick": true,
   "git": "abc1234",
   "sections": [
+    {"name": "crypto", "skipped": null, "note": "", "rows": [
+      {"name": "256B-1tx-plain: AES-256-GCM open, aws-lc-rs", "value": 2.5, "unit": "GB/s", "baseline_name": null,
+       "baseline": null, "ratio": null, "goal": null, "higher_is_better": true},
+      {"name": "256B-1tx-plain: AES-256-GCM open, ring", "value": 2.0, "unit": "GB/s", "baseline_name": "aws-lc-rs",
+       "baseline": 2.5, "ratio": 0.8, "goal": null, "higher_is_better": true}
+    ]},
     {"name": "frame_path", "skipped": null, "note": "Stages against raw parts.", "rows": [
       {"name": "256B-1tx-plain: decode", "value": 2500.0, "unit": "k frames/s", "baseline_name": null,
        "baseline": null, "ratio": null, "goal": null, "higher_is_better": true},
@@ -48,6 +54,8 @@ fn docs_from_fixed_json() {
         "| commit | abc1234 |",
         "![Ratios of each figure to its same-run baseline](../bench-results/x.svg)",
         "cargo build --release --workspace && target/release/attnet-bench [--quick]",
+        "| 256B-1tx-plain: AES-256-GCM open, ring | 2.00 | GB/s | aws-lc-rs | 2.50 | 0.80 |  |",
+        "In this run aws-lc-rs was the fastest AES-256-GCM library on 1 of 1 rows.",
         "## `frame_path`",
         "| figure | value | unit | baseline | baseline value | ratio | goal |",
         "| 256B-1tx-plain: decode | 2500 | k frames/s |  |  |  |  |",
