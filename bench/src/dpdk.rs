@@ -1,5 +1,6 @@
 //! `dpdk-testpmd --forward-mode=rxonly` against `attnet node --backend
-//! dpdk` on the same virtual device, lcores and memory, plus the full
+//! dpdk` on the same virtual device, lcores and memory ([`testpmd`] also
+//! runs `txonly`, the baseline of the generator's DPDK output), plus the full
 //! pipeline on unique ATT traffic through `net_pcap` (and, optionally,
 //! `net_memif` from a DPDK sender in this process) against the frame path
 //! alone on the same frames in memory. Rates are steady-state medians of
@@ -138,34 +139,79 @@ pub struct Unique {
     pub memif: Option<Result<(usize, u64, f64, usize), String>>,
 }
 
-fn testpmd(eal: &[String], secs: u64) -> Result<f64, String> {
+/// What dpdk-testpmd forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    /// `--forward-mode=rxonly`: receive and free; rate from `Rx-pps`.
+    RxOnly,
+    /// `--forward-mode=txonly --txpkts=LEN`: build and send LEN-byte
+    /// frames; rate from `Tx-pps`.
+    TxOnly { len: usize },
+}
+
+/// Runs dpdk-testpmd for `secs` with one forwarding core and returns its
+/// steady-state packets per second.
+pub fn testpmd(eal: &[String], secs: u64, mode: Forward) -> Result<f64, String> {
+    let (fwd, key) = match mode {
+        Forward::RxOnly => (vec!["--forward-mode=rxonly".to_string()], "Rx-pps:"),
+        Forward::TxOnly { len } => (vec!["--forward-mode=txonly".to_string(), format!("--txpkts={len}")], "Tx-pps:"),
+    };
     let out = Command::new("timeout")
         .arg(secs.to_string())
         .arg("dpdk-testpmd")
         .args(eal)
-        .args([
-            "--",
-            "--forward-mode=rxonly",
-            "--auto-start",
-            "--stats-period=1",
-            "--nb-cores=1",
-            "--total-num-mbufs=16384",
-        ])
+        .arg("--")
+        .args(&fwd)
+        .args(["--auto-start", "--stats-period=1", "--nb-cores=1", "--total-num-mbufs=16384"])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("dpdk-testpmd: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let pps: Vec<f64> = text
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("Rx-pps:"))
+        .filter_map(|l| l.trim().strip_prefix(key))
         .filter_map(|r| r.split_whitespace().next()?.parse().ok())
         .collect();
     let r = steady(pps);
     if r <= 0.0 {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("dpdk-testpmd printed no Rx-pps: {}", err.lines().last().unwrap_or("")));
+        return Err(format!("dpdk-testpmd printed no {key} {}", err.lines().last().unwrap_or("")));
     }
     Ok(r)
+}
+
+/// EAL memory arguments: `huge`'s hugepages, or `--no-huge` without.
+pub fn memory_args(huge: Option<&Hugepages>) -> Vec<String> {
+    match huge {
+        Some(h) => vec!["--huge-dir".into(), h.dir.clone(), "-m".into(), "512".into()],
+        None => vec!["--no-huge".into(), "-m".into(), "1024".into()],
+    }
+}
+
+/// The EAL arguments every DPDK run of the benchmark uses: lcores 0-1
+/// (main on CPU 0, the forwarding or data core on CPU 1), `mem`, no PCI,
+/// its own file prefix, one virtual device.
+pub fn eal_args(mem: &[String], prefix: &str, vdev: &str) -> Vec<String> {
+    let mut a: Vec<String> = vec!["-l".into(), "0-1".into()];
+    a.extend(mem.iter().cloned());
+    a.extend(
+        [
+            "--no-pci",
+            "--no-shconf",
+            "--log-level=*:error",
+            &format!("--file-prefix={prefix}"),
+            &format!("--vdev={vdev}"),
+        ]
+        .map(String::from),
+    );
+    a
+}
+
+/// How memory was set up, for the notes.
+pub fn memory_note(huge: Option<&Hugepages>) -> String {
+    huge.map_or("--no-huge (no hugepages could be reserved)".to_string(), |h| {
+        format!("{WANT_PAGES} 2-MiB hugepages on {}", h.dir)
+    })
 }
 
 /// A node run's once-a-second Mpps and frames/s readings and its summary.
@@ -219,33 +265,11 @@ fn hex(b: &[u8]) -> String {
 /// [`Hugepages::reserve`]); `None` runs with `--no-huge`.
 pub fn run(cfg: &Config, huge: Option<&Hugepages>) -> Result<Results, String> {
     let secs = cfg.secs;
-    let mem: Vec<String> = match huge {
-        Some(h) => vec!["--huge-dir".into(), h.dir.clone(), "-m".into(), "512".into()],
-        None => vec!["--no-huge".into(), "-m".into(), "1024".into()],
-    };
-    let eal = |prefix: &str, vdev: &str| -> Vec<String> {
-        let mut a: Vec<String> = vec!["-l".into(), "0-1".into()];
-        a.extend(mem.iter().cloned());
-        a.extend(
-            [
-                "--no-pci",
-                "--no-shconf",
-                "--log-level=*:error",
-                &format!("--file-prefix={prefix}"),
-                &format!("--vdev={vdev}"),
-            ]
-            .map(String::from),
-        );
-        a
-    };
-    let mut res = Results {
-        memory: huge.map_or("--no-huge (no hugepages could be reserved)".to_string(), |h| {
-            format!("{WANT_PAGES} 2-MiB hugepages on {}", h.dir)
-        }),
-        ..Results::default()
-    };
+    let mem = memory_args(huge);
+    let eal = |prefix: &str, vdev: &str| eal_args(&mem, prefix, vdev);
+    let mut res = Results { memory: memory_note(huge), ..Results::default() };
     let bin = &cfg.attnet;
-    res.testpmd_rxonly_pps = testpmd(&eal("bench-tp", "net_null0"), secs)?;
+    res.testpmd_rxonly_pps = testpmd(&eal("bench-tp", "net_null0"), secs, Forward::RxOnly)?;
     let rx = attnet(bin, &eal("bench-rx", "net_null0"), "net_null0", secs, &["--stop-after", "rx"])?;
     if rx.summary["packets"]["nic"]["ipackets"] != rx.summary["packets"]["received"] {
         return Err(format!("attnet --stop-after rx: nic.ipackets != packets.received: {}", rx.summary));
