@@ -38,6 +38,12 @@ pub struct Route {
 /// [`ShardTx::route`] of a transaction pushed without one.
 pub const NO_ROUTE: u32 = u32::MAX;
 
+/// Most transactions a batch collects while its shard's ring is full
+/// before they are dropped as `ring_full`.
+pub const HOLD_MAX_TXS: usize = 1024;
+/// How long a stopping core keeps retrying batches held back by full rings.
+const HOLD_AT_EXIT: Duration = Duration::from_millis(500);
+
 /// One accepted transaction inside a [`ShardBatch`].
 #[derive(Debug, Clone, Copy)]
 pub struct ShardTx {
@@ -143,12 +149,14 @@ pub struct ShardEnd {
     pub give_back: rtrb::Producer<Box<ShardBatch>>,
 }
 
-/// Makes a link whose rings hold `depth` batches, with `depth` batches of
-/// `txs` transactions pre-allocated in the core's pool.
+/// Makes a link whose ring to the shard holds `depth` batches, with
+/// `depth + 1` batches of `txs` transactions pre-allocated in the core's
+/// pool: one more than the ring holds, so that the core can collect
+/// transactions while the ring is full (and the return ring holds them all).
 pub fn shard_link(depth: usize, txs: usize) -> (ShardLink, ShardEnd, Vec<Box<ShardBatch>>) {
     let (to_shard, from_core) = rtrb::RingBuffer::new(depth);
-    let (give_back, returned) = rtrb::RingBuffer::new(depth);
-    let pool = (0..depth).map(|_| Box::new(ShardBatch::with_capacity(txs))).collect();
+    let (give_back, returned) = rtrb::RingBuffer::new(depth + 1);
+    let pool = (0..=depth).map(|_| Box::new(ShardBatch::with_capacity(txs))).collect();
     (ShardLink { to_shard, returned }, ShardEnd { from_core, give_back }, pool)
 }
 
@@ -399,6 +407,13 @@ impl DataCore {
                     let Some(link) = self.links.get_mut(s) else { continue };
                     match link.to_shard.push(b) {
                         Ok(()) => ingest_us.saturating_record_n(lat_us, len),
+                        // A full ring holds the batch back: the next bursts'
+                        // transactions for this shard join it and the push is
+                        // retried after every burst (and when idle), so a
+                        // control thread that was descheduled for a moment
+                        // loses nothing. Only a batch that grew to
+                        // HOLD_MAX_TXS while the ring stayed full is dropped.
+                        Err(rtrb::PushError::Full(back)) if back.len() < HOLD_MAX_TXS => *slot = Some(back),
                         Err(rtrb::PushError::Full(back)) => {
                             burst.counters.reclassify(TxDrop::RingFull, len);
                             b = back;
@@ -431,6 +446,23 @@ impl DataCore {
                 self.fill(&mut counters, &burst);
                 if let Ok(mut p) = self.published.lock() {
                     *p = counters;
+                }
+            }
+        }
+        // Batches still held back get a last chance while the control
+        // thread drains (it runs until every core has stopped), then count
+        // as ring_full.
+        let until = Instant::now() + HOLD_AT_EXIT;
+        for (s, slot) in current.iter_mut().enumerate() {
+            while let Some(b) = slot.take() {
+                let Some(link) = self.links.get_mut(s) else { break };
+                match link.to_shard.push(b) {
+                    Ok(()) => {}
+                    Err(rtrb::PushError::Full(back)) if Instant::now() < until => {
+                        *slot = Some(back);
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    Err(rtrb::PushError::Full(back)) => burst.counters.reclassify(TxDrop::RingFull, back.len() as u64),
                 }
             }
         }

@@ -28,6 +28,20 @@ struct Run {
 /// batches; `drain` says whether the shard side empties its rings (after
 /// the core stops, as a stalled control thread would).
 fn run_core(name: &str, payloads: &[Vec<u8>], fp: FramePath, depth: usize, commands: Vec<Command>) -> Run {
+    run_core_with(name, payloads, fp, depth, commands, false)
+}
+
+/// As [`run_core`]; with `slow_drain` a shard-side thread empties the
+/// rings while the core runs, pausing 3 ms between rounds (a control
+/// thread that keeps being descheduled).
+fn run_core_with(
+    name: &str,
+    payloads: &[Vec<u8>],
+    fp: FramePath,
+    depth: usize,
+    commands: Vec<Command>,
+    slow_drain: bool,
+) -> Run {
     let path = tmp(name);
     testkit::write_udp_pcap(&path, payloads).unwrap();
     let q = PcapReplay::open(&path, 7100, 1).unwrap();
@@ -55,8 +69,21 @@ fn run_core(name: &str, payloads: &[Vec<u8>], fp: FramePath, depth: usize, comma
         published.clone(),
     );
     // The core ends by itself when the capture is done, full rings or not.
-    let report = std::thread::spawn(move || core.run()).join().unwrap();
+    let core = std::thread::spawn(move || core.run());
     let mut delivered = 0;
+    if slow_drain {
+        while !core.is_finished() {
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            for e in ends.iter_mut() {
+                while let Ok(mut b) = e.from_core.pop() {
+                    delivered += b.len();
+                    b.clear();
+                    let _ = e.give_back.push(b);
+                }
+            }
+        }
+    }
+    let report = core.join().unwrap();
     for e in ends.iter_mut() {
         while let Ok(b) = e.from_core.pop() {
             delivered += b.len();
@@ -87,6 +114,24 @@ fn full_rings_drop_batches_as_ring_full_and_count_them() {
     assert_eq!(f.txs_accepted as usize, r.delivered, "accepted == handed to a shard");
     assert_eq!(f.txs_seen, f.txs_accepted + full + dup);
     assert_eq!(r.counters.rx_packets, 300);
+}
+
+#[test]
+fn a_slowly_drained_ring_holds_batches_back_instead_of_dropping() {
+    // 600 distinct single-tx frames, rings of one batch, a shard side that
+    // only drains every 3 ms: batches wait (and grow) instead of dropping.
+    let payloads: Vec<Vec<u8>> = (0..600u64)
+        .map(|i| {
+            let (t, _) = testkit::txs((i % 250) as u8, 1, (i / 250) as usize, 1);
+            testkit::frame(1, i + 1, &t, false)
+        })
+        .collect();
+    let r = run_core_with("slow.pcap", &payloads, testkit::relay(1), 1, vec![], true);
+    let f = &r.counters.frames;
+    assert!(f.balanced(), "{f:?}");
+    assert_eq!(f.tx_drop(TxDrop::RingFull), 0, "{f:?}");
+    assert_eq!(f.txs_accepted as usize, r.delivered, "accepted == handed to a shard");
+    assert_eq!(f.txs_accepted, 600, "{f:?}");
 }
 
 #[test]
