@@ -99,17 +99,29 @@ pub fn emit_frame(
     seal: Option<(&AeadKey, u64)>,
     out: &mut Vec<u8>,
 ) -> Result<usize, EmitError> {
+    emit_frame_with(spec, body, seal, out, &mut Vec::new())
+}
+
+/// As [`emit_frame`], compressing into `scratch` (cleared first), which a
+/// sender keeps from frame to frame so that building a frame allocates
+/// nothing once the buffers have grown.
+pub fn emit_frame_with(
+    spec: &FrameSpec,
+    body: &[u8],
+    seal: Option<(&AeadKey, u64)>,
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) -> Result<usize, EmitError> {
     if body.len() > share::MAX_BODY {
         return Err(EmitError::BodyTooLarge);
     }
     let start = out.len();
-    let mut wire_body = Vec::new();
-    let compression = if spec.compress {
-        lz4::compress_into(body, &mut wire_body);
-        Compression::Lz4
+    let (compression, wire_body): (_, &[u8]) = if spec.compress {
+        scratch.clear();
+        lz4::compress_into(body, scratch);
+        (Compression::Lz4, scratch)
     } else {
-        wire_body.extend_from_slice(body);
-        Compression::None
+        (Compression::None, body)
     };
     let sd = share::Repr {
         stream_seq: spec.stream_seq,

@@ -246,6 +246,8 @@ pub fn sink(dev: &str, part: usize, parts: usize, cfg: &RunConfig) -> Result<Box
         burst: MbufBurst::new(),
         registered: false,
         counts: RunCounts::default(),
+        frames: Vec::new(),
+        spans: Vec::new(),
     }))
 }
 
@@ -260,22 +262,41 @@ struct DpdkSink {
     burst: MbufBurst,
     registered: bool,
     counts: RunCounts,
+    /// Pre-sealed runs: every datagram's whole Ethernet frame, back to back,
+    /// and where each is.
+    frames: Vec<u8>,
+    spans: Vec<(usize, usize)>,
 }
 
 impl DpdkSink {
-    /// Fills `self.burst` with one mbuf per datagram, each holding the
-    /// whole Ethernet frame.
-    fn build(&mut self, chunk: &[Vec<u8>], info: &[Datagram]) -> io::Result<bool> {
+    /// An lcore id of its own, on the sending thread's first burst: the
+    /// pool's per-lcore cache.
+    fn register(&mut self) -> io::Result<()> {
+        if !self.registered {
+            self.eal.register_thread().map_err(|e| io::Error::other(format!("dpdk:{}: {e}", self.key)))?;
+            self.registered = true;
+        }
+        Ok(())
+    }
+
+    /// Fills `self.burst` with `n` fresh mbufs; false if the pool stayed
+    /// empty for [`STALL`].
+    fn alloc(&mut self, n: usize) -> bool {
         let mut since: Option<Instant> = None;
-        while !self.pool.alloc_bulk(&mut self.burst, chunk.len()) {
+        while !self.pool.alloc_bulk(&mut self.burst, n) {
             // Every mbuf is in a ring: the driver frees them as it sends.
             self.counts.pool_empty += 1;
             if since.get_or_insert_with(Instant::now).elapsed() > STALL {
                 self.counts.stalled = true;
-                return Ok(false);
+                return false;
             }
             std::thread::yield_now();
         }
+        true
+    }
+
+    /// Writes each datagram's whole Ethernet frame into the burst's mbufs.
+    fn write(&mut self, chunk: &[Vec<u8>], info: &[Datagram]) -> io::Result<()> {
         for ((m, d), i) in self.burst.as_mut_slice().iter_mut().zip(chunk).zip(info) {
             let len = self.encap.header_len() + d.len();
             let Some(room) = m.append(len) else {
@@ -287,7 +308,46 @@ impl DpdkSink {
                 return Err(io::Error::other(e));
             }
         }
-        Ok(true)
+        Ok(())
+    }
+
+    /// Copies prepared frames `first..` into the burst's mbufs.
+    fn copy_prepared(&mut self, first: usize) -> io::Result<()> {
+        let (frames, spans) = (&self.frames, &self.spans);
+        for (m, &(at, len)) in self.burst.as_mut_slice().iter_mut().zip(&spans[first..]) {
+            let Some(room) = m.append(len) else {
+                self.burst.clear();
+                return Err(io::Error::other(format!("a {len}-byte frame does not fit an mbuf")));
+            };
+            room.copy_from_slice(&frames[at..at + len]);
+        }
+        Ok(())
+    }
+
+    /// Hands the burst to the driver, retrying what a full ring refused, in
+    /// order. Returns how many it took, and false if the queue stalled.
+    fn transmit(&mut self) -> io::Result<(usize, bool)> {
+        let txq = self.txq.as_mut().ok_or_else(|| io::Error::other("dpdk: queue already returned"))?;
+        let mut taken = 0;
+        let mut since: Option<Instant> = None;
+        loop {
+            let k = txq.try_send(&mut self.burst);
+            self.counts.handed += k as u64;
+            taken += k;
+            if self.burst.is_empty() {
+                return Ok((taken, true));
+            }
+            // The ring is full: retry the rest, in order.
+            self.counts.retries += 1;
+            if k > 0 {
+                since = None;
+            } else if since.get_or_insert_with(Instant::now).elapsed() > STALL {
+                self.counts.stalled = true;
+                self.burst.clear();
+                return Ok((taken, false));
+            }
+            std::hint::spin_loop();
+        }
     }
 }
 
@@ -297,36 +357,52 @@ impl Sink for DpdkSink {
     }
 
     fn send(&mut self, batch: &[Vec<u8>], info: &[Datagram], _due: &[u64]) -> io::Result<usize> {
-        if !self.registered {
-            // An lcore id of its own: the pool's per-lcore cache.
-            self.eal.register_thread().map_err(|e| io::Error::other(format!("dpdk:{}: {e}", self.key)))?;
-            self.registered = true;
-        }
+        self.register()?;
         let mut taken = 0;
         for (chunk, inf) in batch.chunks(MAX_BURST).zip(info.chunks(MAX_BURST)) {
-            if !self.build(chunk, inf)? {
+            if !self.alloc(chunk.len()) {
                 return Ok(taken);
             }
-            let txq = self.txq.as_mut().ok_or_else(|| io::Error::other("dpdk: queue already returned"))?;
-            let mut since: Option<Instant> = None;
-            loop {
-                let k = txq.try_send(&mut self.burst);
-                self.counts.handed += k as u64;
-                taken += k;
-                if self.burst.is_empty() {
-                    break;
-                }
-                // The ring is full: retry the rest, in order.
-                self.counts.retries += 1;
-                if k > 0 {
-                    since = None;
-                } else if since.get_or_insert_with(Instant::now).elapsed() > STALL {
-                    self.counts.stalled = true;
-                    self.burst.clear();
-                    return Ok(taken);
-                }
-                std::hint::spin_loop();
+            self.write(chunk, inf)?;
+            let (k, ok) = self.transmit()?;
+            taken += k;
+            if !ok {
+                return Ok(taken);
             }
+        }
+        Ok(taken)
+    }
+
+    fn prepare(&mut self, bufs: &[Vec<u8>], info: &[Datagram]) -> io::Result<bool> {
+        self.frames.clear();
+        self.spans.clear();
+        for (d, i) in bufs.iter().zip(info) {
+            let at = self.frames.len();
+            let len = self.encap.header_len() + d.len();
+            self.frames.resize(at + len, 0);
+            self.encap.write_into(i.session, d, &mut self.frames[at..]).map_err(io::Error::other)?;
+            self.spans.push((at, len));
+        }
+        Ok(true)
+    }
+
+    fn send_prepared(&mut self, first: usize, n: usize) -> io::Result<usize> {
+        self.register()?;
+        let end = (first + n).min(self.spans.len());
+        let mut taken = 0;
+        let mut i = first;
+        while i < end {
+            let m = (end - i).min(MAX_BURST);
+            if !self.alloc(m) {
+                return Ok(taken);
+            }
+            self.copy_prepared(i)?;
+            let (k, ok) = self.transmit()?;
+            taken += k;
+            if !ok {
+                return Ok(taken);
+            }
+            i += m;
         }
         Ok(taken)
     }

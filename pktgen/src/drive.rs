@@ -28,6 +28,19 @@ pub trait Sink {
     fn finish(&mut self) -> io::Result<()> {
         Ok(())
     }
+
+    /// Pre-sealed runs send the same datagrams round and round: a sink may
+    /// prepare them once (whole Ethernet frames, checksums included) and
+    /// return true; [`Sink::send_prepared`] then replaces [`Sink::send`].
+    fn prepare(&mut self, _bufs: &[Vec<u8>], _info: &[Datagram]) -> io::Result<bool> {
+        Ok(false)
+    }
+
+    /// Sends prepared datagrams `first..first + n` (indices into what
+    /// [`Sink::prepare`] saw), as [`Sink::send`] would.
+    fn send_prepared(&mut self, _first: usize, _n: usize) -> io::Result<usize> {
+        Err(io::Error::other("this output prepares nothing"))
+    }
 }
 
 /// When a part stops.

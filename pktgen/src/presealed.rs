@@ -51,6 +51,7 @@ pub fn drive_presealed(
     let wire: Vec<u64> = bufs.iter().map(|b| wire_bits(b.len(), lim.extra_wire)).collect();
     let mut due = vec![0u64; batch];
     let realtime = sink.realtime();
+    let prepared = sink.prepare(bufs, info)?;
     let paced = !pacer.unlimited();
     let start = Instant::now();
     let mut pos = 0usize;
@@ -85,7 +86,12 @@ pub fn drive_presealed(
         if realtime && paced {
             wait_until(start + Duration::from_nanos(due[0]));
         }
-        let k = sink.send(&bufs[pos..pos + n], &info[pos..pos + n], &due[..n])?.min(n);
+        let k = if prepared {
+            sink.send_prepared(pos, n)?
+        } else {
+            sink.send(&bufs[pos..pos + n], &info[pos..pos + n], &due[..n])?
+        }
+        .min(n);
         let bytes: u64 = bufs[pos..pos + k].iter().map(|b| b.len() as u64).sum();
         let bits: u64 = wire[pos..pos + k].iter().sum();
         let txs: u64 = info[pos..pos + k].iter().map(|d| u64::from(d.txs)).sum();

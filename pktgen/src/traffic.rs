@@ -6,7 +6,7 @@
 //! outputs all draw from here.
 
 use dataplane::crypto::AeadKey;
-use dataplane::emit::{emit_frame, FrameSpec};
+use dataplane::emit::{emit_frame, emit_frame_with, FrameSpec};
 use dataplane::verdict::{DropReason, TxDrop};
 use dataplane::wire::mcs::channel;
 use dataplane::wire::security::FLAG_INFO;
@@ -337,7 +337,7 @@ impl<'p> Generator<'p> {
         let at = out.len();
         // The body is at most 16384 bytes by construction (the
         // configuration is checked against the datagram size).
-        let _ = emit_frame(&spec, &self.body, Some((&sess.key, sess.counter)), out);
+        let _ = emit_frame_with(&spec, &self.body, Some((&sess.key, sess.counter)), out, &mut self.scratch);
         at
     }
 
