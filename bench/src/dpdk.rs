@@ -8,9 +8,9 @@
 //! attnet's live line).
 //!
 //! As root, [`Hugepages::reserve`] reserves 512 2-MiB hugepages (and mounts
-//! hugetlbfs on /dev/hugepages if nothing is mounted there); dropping it
-//! removes the files left under the mount, puts `nr_hugepages` back and
-//! unmounts what it mounted. Without hugepages the runs use `--no-huge`.
+//! hugetlbfs on /dev/hugepages if nothing is mounted there), one benchmark
+//! process at a time; dropping it removes the files left under the mount,
+//! puts `nr_hugepages` back and unmounts what it mounted. Without hugepages the runs use `--no-huge`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -49,6 +49,54 @@ pub struct Hugepages {
     pub dir: String,
     before: u64,
     mounted: bool,
+    /// Held until the pages are released (dropped after `drop` ran).
+    _lock: RunLock,
+}
+
+/// One benchmark process at a time reserves hugepages and runs DPDK: a
+/// second one would restore `nr_hugepages` or unmount under the first,
+/// and share its cores. A file created exclusively, holding the owner's
+/// pid; a lock whose owner is gone is taken over.
+struct RunLock(PathBuf);
+
+impl RunLock {
+    fn acquire() -> Option<RunLock> {
+        let path = std::env::temp_dir().join("attnet-bench-dpdk.lock");
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut said = false;
+        loop {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    let _ = write!(f, "{}", std::process::id());
+                    return Some(RunLock(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                    let alive = owner.trim().parse::<u32>().is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+                    if !alive && !owner.is_empty() {
+                        let _ = std::fs::remove_file(&path);
+                        continue;
+                    }
+                    if Instant::now() > deadline {
+                        return None;
+                    }
+                    if !said {
+                        eprintln!("attnet-bench: waiting for another benchmark's DPDK runs ({})", path.display());
+                        said = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn read_nr() -> Option<u64> {
@@ -59,11 +107,12 @@ impl Hugepages {
     /// Reserves the pages; `None` when that is impossible (not root, no
     /// memory), in which case nothing was changed.
     pub fn reserve() -> Option<Hugepages> {
+        let lock = RunLock::acquire()?;
         let before = read_nr()?;
         if before < WANT_PAGES {
             std::fs::write(NR_HUGEPAGES, WANT_PAGES.to_string()).ok()?;
         }
-        let mut h = Hugepages { dir: HUGE_DIR.into(), before, mounted: false };
+        let mut h = Hugepages { dir: HUGE_DIR.into(), before, mounted: false, _lock: lock };
         if read_nr()? < WANT_PAGES / 2 {
             return None; // drop puts nr_hugepages back
         }
