@@ -160,7 +160,7 @@ pub fn emit_frame_with(
     let pt_at = ud_at + sec.header_len();
     sd.emit(&mut share::Packet::new_unchecked(&mut f[pt_at..]));
     let body_at = pt_at + share::HEADER_LEN;
-    f[body_at..body_at + wire_body.len()].copy_from_slice(&wire_body);
+    f[body_at..body_at + wire_body.len()].copy_from_slice(wire_body);
     if let Some((key, counter)) = seal {
         let pt_end = body_at + wire_body.len();
         let (aad, rest) = f.split_at_mut(pt_at);

@@ -169,6 +169,16 @@ impl Counters {
         self.tx_drops.get(r as usize).copied().unwrap_or(0)
     }
 
+    /// Every frame drop reason's name and count, in the spec's order.
+    pub fn frame_drops_named(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DropReason::ALL.into_iter().map(|r| (r.as_str(), self.frame_drop(r)))
+    }
+
+    /// Every transaction drop reason's name and count.
+    pub fn tx_drops_named(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        TxDrop::ALL.into_iter().map(|r| (r.as_str(), self.tx_drop(r)))
+    }
+
     pub fn frames_dropped(&self) -> u64 {
         self.frame_drops.iter().sum()
     }

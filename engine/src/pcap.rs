@@ -7,7 +7,7 @@ use std::path::Path;
 
 use dataplane::backend::pcap::PcapReplay;
 use dataplane::backend::{NotAtt, RxQueue};
-use dataplane::{Burst, DropReason, FramePath, TxDrop};
+use dataplane::{Burst, FramePath, TxDrop};
 use serde_json::{json, Map, Value};
 
 pub fn run(mut fp: FramePath, file: &Path, port: u16) -> Result<(), String> {
@@ -35,14 +35,8 @@ pub fn run(mut fp: FramePath, file: &Path, port: u16) -> Result<(), String> {
     for w in NotAtt::ALL {
         na.insert(w.as_str().into(), json!(not_att[w as usize]));
     }
-    let mut fd = Map::new();
-    for r in DropReason::ALL {
-        fd.insert(r.as_str().into(), json!(c.frame_drop(r)));
-    }
-    let mut td = Map::new();
-    for r in TxDrop::ALL {
-        td.insert(r.as_str().into(), json!(c.tx_drop(r)));
-    }
+    let fd: Map<String, Value> = c.frame_drops_named().map(|(k, n)| (k.into(), json!(n))).collect();
+    let td: Map<String, Value> = c.tx_drops_named().map(|(k, n)| (k.into(), json!(n))).collect();
     let v: Value = json!({
         "packets": {"received": q.packets(), "not_att": na},
         "frames": {"received": c.frames_received, "accepted": c.frames_accepted, "dropped": fd},

@@ -116,7 +116,19 @@ fn golden(d: &std::path::Path) -> Golden {
     let payloads: Vec<Vec<u8>> = vec![f1, f2, f3, tampered, two, b"garbage!".to_vec()];
     let path = d.join("golden.pcap");
     testkit::write_udp_pcap(&path, &payloads).unwrap();
-    let sessions: Vec<Value> = (0..16u16)
+    let (keys, genesis) = write_keys_and_genesis(d, 0..16, 1000);
+    Golden { payloads, path, keys, genesis }
+}
+
+/// Keys of the vectors' sessions `sessions`, and a genesis funding test
+/// signers 1 and 2 with `balance`, written into `d`.
+fn write_keys_and_genesis(
+    d: &std::path::Path,
+    sessions: impl Iterator<Item = u16>,
+    balance: u64,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    use dataplane::testkit;
+    let sessions: Vec<Value> = sessions
         .map(|s| serde_json::json!({"id": s, "c2r": hex::encode(testkit::c2r(s)), "r2c": hex::encode(testkit::r2c(s))}))
         .collect();
     let keys = d.join("keys.json");
@@ -125,12 +137,12 @@ fn golden(d: &std::path::Path) -> Golden {
         .iter()
         .map(|i| {
             let vk: [u8; 32] = ed25519_zebra::VerificationKeyBytes::from(&testkit::signer(*i)).into();
-            serde_json::json!({"key": hex::encode(vk), "balance": 1000})
+            serde_json::json!({"key": hex::encode(vk), "balance": balance})
         })
         .collect();
     let genesis = d.join("genesis.json");
     std::fs::write(&genesis, serde_json::json!({"network_id": 1, "accounts": accounts}).to_string()).unwrap();
-    Golden { payloads, path, keys, genesis }
+    (keys, genesis)
 }
 
 /// The counts every receiver must report for the golden capture.
@@ -589,21 +601,7 @@ fn collect_receipts(c: &Client, got: &mut Got, until: usize, deadline: std::time
 fn receipt_scenario(backend: &str, receipts: bool) {
     use dataplane::testkit;
     let d = tmpdir(&format!("receipts-{backend}-{receipts}"));
-    let sessions: Vec<Value> = [1u16, 2]
-        .iter()
-        .map(|s| serde_json::json!({"id": s, "c2r": hex::encode(testkit::c2r(*s)), "r2c": hex::encode(testkit::r2c(*s))}))
-        .collect();
-    let keys = d.join("keys.json");
-    std::fs::write(&keys, serde_json::json!({ "sessions": sessions }).to_string()).unwrap();
-    let accounts: Vec<Value> = [1u8, 2]
-        .iter()
-        .map(|i| {
-            let vk: [u8; 32] = ed25519_zebra::VerificationKeyBytes::from(&testkit::signer(*i)).into();
-            serde_json::json!({"key": hex::encode(vk), "balance": 1_000_000})
-        })
-        .collect();
-    let genesis = d.join("genesis.json");
-    std::fs::write(&genesis, serde_json::json!({"network_id": 1, "accounts": accounts}).to_string()).unwrap();
+    let (keys, genesis) = write_keys_and_genesis(&d, [1u16, 2].into_iter(), 1_000_000);
     let ids_file = d.join("ids.txt");
     let summary_file = d.join("summary.json");
     let t0 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();

@@ -98,6 +98,26 @@ impl PartReport {
         self.refused |= o.refused;
         self.exhausted |= o.exhausted;
     }
+
+    /// Counts datagrams a sink took, here and on the live line.
+    pub fn record_sent(&mut self, live: &LiveCounters, bufs: &[Vec<u8>], info: &[Datagram], extra_wire: u64) {
+        let (mut bytes, mut bits, mut txs) = (0u64, 0u64, 0u64);
+        for (b, d) in bufs.iter().zip(info) {
+            bytes += b.len() as u64;
+            bits += wire_bits(b.len(), extra_wire);
+            txs += u64::from(d.txs);
+            self.frames += u64::from(d.frames);
+        }
+        let k = bufs.len() as u64;
+        self.datagrams += k;
+        self.bytes += bytes;
+        self.wire_bits += bits;
+        self.txs += txs;
+        live.datagrams.fetch_add(k, Ordering::Relaxed);
+        live.bytes.fetch_add(bytes, Ordering::Relaxed);
+        live.wire_bits.fetch_add(bits, Ordering::Relaxed);
+        live.txs.fetch_add(txs, Ordering::Relaxed);
+    }
 }
 
 /// Runs one part until its limits, the pool or `stop` end it.
@@ -177,21 +197,7 @@ pub fn drive(
             rep.expected = snap[k - 1];
             last_due = due[k - 1];
         }
-        let (mut bytes, mut bits, mut txs) = (0u64, 0u64, 0u64);
-        for (b, d) in bufs[..k].iter().zip(&info[..k]) {
-            bytes += b.len() as u64;
-            bits += wire_bits(b.len(), lim.extra_wire);
-            txs += u64::from(d.txs);
-            rep.frames += u64::from(d.frames);
-        }
-        rep.datagrams += k as u64;
-        rep.bytes += bytes;
-        rep.wire_bits += bits;
-        rep.txs += txs;
-        live.datagrams.fetch_add(k as u64, Ordering::Relaxed);
-        live.bytes.fetch_add(bytes, Ordering::Relaxed);
-        live.wire_bits.fetch_add(bits, Ordering::Relaxed);
-        live.txs.fetch_add(txs, Ordering::Relaxed);
+        rep.record_sent(live, &bufs[..k], &info[..k], lim.extra_wire);
         if k < n {
             rep.refused = true;
             // What was built but not sent is not expected.
@@ -247,7 +253,7 @@ mod tests {
         let mut all = Vec0 { got: Vec::new(), cap: usize::MAX };
         let full = drive(&mut g, &mut all, Pacer::new(Rate::Unlimited, 1), &lim, &stop, &live, None).unwrap();
         assert!(full.exhausted && !full.refused);
-        assert_eq!(full.expected.txs_accepted, 200);
+        assert_eq!(full.expected.counts.txs_accepted, 200);
         assert_eq!(full.datagrams, all.got.len() as u64);
         let mut g = Generator::new(&plan, &pool, &cfg, 0, 1, 1 << 40);
         let mut cut = Vec0 { got: Vec::new(), cap: 45 };

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::drive::{Limits, LiveCounters, PartReport, Sink};
-use crate::sched::{wait_until, wire_bits, Pacer};
+use crate::sched::{wait_until, Pacer};
 use crate::traffic::{Datagram, Generator};
 
 /// Up to `n` datagrams from `g` (fewer when its share of the pool runs
@@ -48,7 +48,6 @@ pub fn drive_presealed(
         return Ok(rep);
     }
     let batch = lim.batch.clamp(1, 1024);
-    let wire: Vec<u64> = bufs.iter().map(|b| wire_bits(b.len(), lim.extra_wire)).collect();
     let mut due = vec![0u64; batch];
     let realtime = sink.realtime();
     let prepared = sink.prepare(bufs, info)?;
@@ -92,18 +91,7 @@ pub fn drive_presealed(
             sink.send(&bufs[pos..pos + n], &info[pos..pos + n], &due[..n])?
         }
         .min(n);
-        let bytes: u64 = bufs[pos..pos + k].iter().map(|b| b.len() as u64).sum();
-        let bits: u64 = wire[pos..pos + k].iter().sum();
-        let txs: u64 = info[pos..pos + k].iter().map(|d| u64::from(d.txs)).sum();
-        rep.frames += info[pos..pos + k].iter().map(|d| u64::from(d.frames)).sum::<u64>();
-        rep.datagrams += k as u64;
-        rep.bytes += bytes;
-        rep.wire_bits += bits;
-        rep.txs += txs;
-        live.datagrams.fetch_add(k as u64, Ordering::Relaxed);
-        live.bytes.fetch_add(bytes, Ordering::Relaxed);
-        live.wire_bits.fetch_add(bits, Ordering::Relaxed);
-        live.txs.fetch_add(txs, Ordering::Relaxed);
+        rep.record_sent(live, &bufs[pos..pos + k], &info[pos..pos + k], lim.extra_wire);
         if k > 0 {
             last_due = due[k - 1];
         }
