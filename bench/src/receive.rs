@@ -19,7 +19,9 @@ pub fn drain(q: &mut dyn RxQueue, want: usize) -> usize {
     let mut got = 0;
     let deadline = Instant::now() + Duration::from_secs(2);
     while got < want && Instant::now() < deadline {
-        let _ = q.rx_burst(&mut |bufs: &mut [&mut [u8]]| got += bufs.len());
+        // As the data core reads them: with the source addresses where the
+        // queue reports them (the node's receipts need them).
+        let _ = q.rx_burst_peers(&mut |bufs: &mut [&mut [u8]], _peers: &[dataplane::backend::Peer]| got += bufs.len());
     }
     got
 }
@@ -31,19 +33,26 @@ pub struct Target {
     pub addr: SocketAddr,
 }
 
-/// The io_uring queue and the recvmmsg queue, in that order, each on its
-/// own loopback socket.
+/// The io_uring queue, the recvmmsg queue and the io_uring queue in its
+/// address mode (multishot recvmsg with the source address, what the node
+/// uses when it sends receipts), in that order, each on its own loopback
+/// socket.
 pub fn targets() -> Result<Vec<Target>, String> {
+    use dataplane::backend::uring::{RecvMode, UringQueue};
     let cfg = UdpConfig { listen: "127.0.0.1:0".parse().expect("address"), queues: 1, rcvbuf: 4 << 20 };
-    let mut u = dataplane::backend::uring::UringQueue::open(&cfg, 4096).map_err(|e| format!("io_uring: {e}"))?;
+    let mut u = UringQueue::open(&cfg, 4096).map_err(|e| format!("io_uring: {e}"))?;
     let u = u.remove(0);
     let ua = u.local_addr();
     let mut r = dataplane::backend::recvmmsg::RecvmmsgQueue::open(&cfg).map_err(|e| format!("recvmmsg: {e}"))?;
     let r = r.remove(0);
     let ra = r.local_addr();
+    let mut a = UringQueue::open_mode(&cfg, 4096, RecvMode::Addresses).map_err(|e| format!("io_uring: {e}"))?;
+    let a = a.remove(0);
+    let aa = a.local_addr();
     Ok(vec![
         Target { name: "io_uring", queue: Box::new(u), addr: ua },
         Target { name: "recvmmsg", queue: Box::new(r), addr: ra },
+        Target { name: "io_uring_addresses", queue: Box::new(a), addr: aa },
     ])
 }
 

@@ -18,8 +18,9 @@ pub fn section(ctx: &Ctx) -> Section {
             "receive",
             format!(
                 "Draining {PREFILL} prefilled {PAYLOAD}-byte datagrams from a loopback socket (the send is untimed): \
-                 the io_uring backend (multishot receive into a provided-buffer ring) against recvmmsg, \
-                 the backends of `attnet node`, in M datagrams/s."
+                 the io_uring backend (multishot receive into a provided-buffer ring; plain, and in the \
+                 address mode the node uses when it sends receipts) against recvmmsg, the backends of \
+                 `attnet node`, in M datagrams/s."
             ),
             rows,
         ),
@@ -54,5 +55,9 @@ fn rows(ctx: &Ctx) -> Result<Vec<Row>, String> {
     Ok(vec![
         Row::vs("io_uring", rate(t[0]), "M datagrams/s", "recvmmsg", rate(t[1])).goal(GOAL),
         Row::plain("recvmmsg", rate(t[1]), "M datagrams/s", true),
+        // With receipts on, the node reads source addresses.
+        Row::vs("io_uring with source addresses (receipts on)", rate(t[2]), "M datagrams/s", "recvmmsg", rate(t[1]))
+            .goal(GOAL),
+        Row::vs("io_uring with source addresses vs plain", rate(t[2]), "M datagrams/s", "io_uring plain", rate(t[0])),
     ])
 }
