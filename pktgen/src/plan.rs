@@ -145,6 +145,10 @@ impl Plan {
         let path = self.pool_path(spec, dir);
         if let Ok(pool) = TxPool::load(&path) {
             if pool.len() == spec.per_account * self.accounts.len() {
+                // Marks it recently used, for the pruning below.
+                if let Ok(f) = std::fs::File::options().append(true).open(&path) {
+                    let _ = f.set_modified(std::time::SystemTime::now());
+                }
                 return Ok((pool, false));
             }
         }
@@ -154,6 +158,7 @@ impl Plan {
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         pool.save(&tmp)?;
         std::fs::rename(&tmp, &path)?;
+        prune_cache(dir, CACHE_MAX_BYTES);
         Ok((pool, true))
     }
 
@@ -169,6 +174,32 @@ impl Plan {
         h.update(spec.kinds.iter().map(|k| *k as u8).collect::<Vec<u8>>());
         let d: [u8; 32] = h.finalize().into();
         dir.join(format!("pool-{}.bin", hex(&d[..12])))
+    }
+}
+
+/// The pool cache keeps at most this many bytes of pools (the newest
+/// always), dropping the least recently used first.
+pub const CACHE_MAX_BYTES: u64 = 1 << 30;
+
+/// Removes the least recently used pool files of `dir` until the rest fit
+/// in `max` bytes; the most recent one always stays.
+pub fn prune_cache(dir: &Path, max: u64) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = rd
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("pool-") && n.ends_with(".bin")))
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((m.modified().ok()?, m.len(), e.path()))
+        })
+        .collect();
+    files.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut total = 0u64;
+    for (i, (_, len, path)) in files.iter().enumerate() {
+        total += len;
+        if i > 0 && total > max {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -332,6 +363,16 @@ mod tests {
         let (p3, fresh3) = plan.cached_pool(&spec, Some(&dir)).unwrap();
         assert!(fresh3);
         assert_eq!(p3.ids, p1.ids);
+        // Another pool beside it, then a cap below both: only the most
+        // recently used stays.
+        let spec2 = PoolSpec { per_account: 2, ..spec.clone() };
+        plan.cached_pool(&spec2, Some(&dir)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let (_, fresh) = plan.cached_pool(&spec, Some(&dir)).unwrap();
+        assert!(!fresh);
+        prune_cache(&dir, 1);
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(left, vec![plan.pool_path(&spec, &dir)]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
