@@ -193,7 +193,7 @@ pub fn prune_cache(dir: &Path, max: u64) {
             Some((m.modified().ok()?, m.len(), e.path()))
         })
         .collect();
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
     let mut total = 0u64;
     for (i, (_, len, path)) in files.iter().enumerate() {
         total += len;
