@@ -8,14 +8,13 @@
 //!   on the same unique traffic in memory, and against pcap replay plus
 //!   the frame path without the rings.
 
-use std::net::UdpSocket;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dataplane::backend::pcap::PcapReplay;
-use dataplane::backend::{RxQueue, UdpConfig};
+use dataplane::backend::RxQueue;
 use dataplane::pipeline::{self, CoreConfig, CoreCounters, DataCore, Sharder};
 use dataplane::{testkit, Burst};
 
@@ -129,58 +128,17 @@ fn rings(c: &mut Criterion) {
     g.finish();
 }
 
-/// Datagrams prefilled per measurement: what the default socket buffer
-/// (net.core.rmem_max, 208 KiB) holds without kernel drops.
-const PREFILL: usize = 128;
-
-fn drain(q: &mut dyn RxQueue, want: usize) -> usize {
-    let mut got = 0;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while got < want && Instant::now() < deadline {
-        let _ = q.rx_burst(&mut |bufs: &mut [&mut [u8]]| got += bufs.len());
-    }
-    got
-}
-
 fn receive(c: &mut Criterion) {
+    use bench::receive::{targets, Sender, PREFILL};
     let mut g = c.benchmark_group("receive");
     g.throughput(Throughput::Elements(PREFILL as u64));
     g.sample_size(30);
-    let cfg = UdpConfig { listen: "127.0.0.1:0".parse().unwrap(), queues: 1, rcvbuf: 4 << 20 };
-    let payload = vec![0x5au8; 256];
-    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut queues: Vec<(&str, Box<dyn RxQueue>, std::net::SocketAddr)> = Vec::new();
-    let mut u = dataplane::backend::uring::UringQueue::open(&cfg, 4096).expect("io_uring");
-    let ua = u[0].local_addr();
-    queues.push(("io_uring", Box::new(u.remove(0)), ua));
-    // The address mode the node uses for RECEIPTs (multishot recvmsg with a name).
-    let mode = dataplane::backend::uring::RecvMode::Addresses;
-    let mut u = dataplane::backend::uring::UringQueue::open_mode(&cfg, 4096, mode).expect("io_uring addresses");
-    let ua = u[0].local_addr();
-    queues.push(("io_uring_addresses", Box::new(u.remove(0)), ua));
-    let mut r = dataplane::backend::recvmmsg::RecvmmsgQueue::open(&cfg).expect("recvmmsg");
-    let ra = r[0].local_addr();
-    queues.push(("recvmmsg", Box::new(r.remove(0)), ra));
-    for (name, q, addr) in queues.iter_mut() {
-        g.bench_function(*name, |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    for _ in 0..PREFILL {
-                        tx.send_to(&payload, *addr).unwrap();
-                    }
-                    let t = Instant::now();
-                    let got = drain(q.as_mut(), PREFILL);
-                    total += t.elapsed();
-                    assert_eq!(
-                        got,
-                        PREFILL,
-                        "{name}: kernel drops in the prefill (kernel_dropped {})",
-                        q.kernel_dropped()
-                    );
-                }
-                total
-            })
+    let sender = Sender::new().expect("sender");
+    // io_uring, recvmmsg and io_uring in the address mode the node uses
+    // for RECEIPTs (multishot recvmsg with a name).
+    for mut t in targets().expect("receive queues") {
+        g.bench_function(t.name, |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| sender.prefill_and_drain(&mut t).expect("no kernel drops")).sum())
         });
     }
     g.finish();
