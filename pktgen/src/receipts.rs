@@ -243,6 +243,33 @@ mod tests {
         out
     }
 
+    proptest::proptest! {
+        /// Whatever arrives on the generator's sockets (the network is not
+        /// trusted): no panic, and every id counted once in one class.
+        #[test]
+        fn hostile_datagrams_never_panic(
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1600),
+            flips in proptest::collection::vec((0usize..2000, proptest::prelude::any::<u8>()), 0..4),
+            n_ids in 0usize..5,
+        ) {
+            let plan = Plan::from_seed(4, 1, 1, 2, 100);
+            let pool = plan.pool(2);
+            let t = Tracker::new(&plan, &pool);
+            let mut d = raw.clone();
+            t.on_datagram(&mut d);
+            let ids: Vec<[u8; 32]> = (0..n_ids).map(|i| if i % 2 == 0 { pool.id(i % 4) } else { [i as u8; 32] }).collect();
+            let mut d = receipt(&plan, 0, 1 << 40, 1, &ids);
+            for (at, x) in &flips {
+                let l = d.len();
+                d[at % l] ^= x;
+            }
+            t.on_datagram(&mut d);
+            let c = t.counts();
+            proptest::prop_assert_eq!(c.ids, c.matched + c.duplicate + c.unknown);
+            proptest::prop_assert!(c.matched <= pool.len() as u64);
+        }
+    }
+
     #[test]
     fn receipts_are_matched_and_classified() {
         let plan = Plan::from_seed(9, 1, 2, 2, 100);
