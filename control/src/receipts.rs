@@ -175,10 +175,11 @@ impl ReceiptSender {
         }
     }
 
-    /// The counter start for configured keys: `unix_seconds << 32`.
+    /// The counter start for configured keys: `unix_seconds << 32`, plus
+    /// the sub-second part so that a node restarted within one second
+    /// never reuses a counter ([`dataplane::crypto::configured_counter_start`]).
     pub fn counter_start_now() -> u64 {
-        let s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        s << 32
+        dataplane::crypto::configured_counter_start()
     }
 
     pub fn counters(&self) -> ReceiptCounters {

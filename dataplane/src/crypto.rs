@@ -9,6 +9,16 @@
 
 /// Key length of AES-256.
 pub const KEY_LEN: usize = 32;
+
+/// Where a sender of configured (not negotiated) keys starts its counters
+/// (`att-wire.md`, "Counters": `unix_seconds << 32`), plus the sub-second
+/// nanoseconds / 4 in the low bits, so that a run restarted within the
+/// same second still starts above every counter the previous run used
+/// (it would have had to seal one frame per 4 ns to reach it).
+pub fn configured_counter_start() -> u64 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (d.as_secs() << 32) + u64::from(d.subsec_nanos() >> 2)
+}
 pub const TAG_LEN: usize = 16;
 
 /// The spec's 12-byte nonce for a counter.
@@ -165,6 +175,19 @@ compile_error!("enable one AES-GCM backend: aead-aws-lc (default), aead-ring or 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configured_counter_starts_move_forward_within_a_second() {
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let a = configured_counter_start();
+        std::thread::sleep(std::time::Duration::from_micros(50));
+        let b = configured_counter_start();
+        // The seconds are the high half; 50 µs later is at least 12 500
+        // counters further (one frame per 4 ns), in the same second or not.
+        assert!(a >> 32 >= secs && a >> 32 <= secs + 1);
+        assert!(b >= a + 12_500, "{a:#x} {b:#x}");
+        assert!(a & 0xffff_ffff < 1 << 28);
+    }
 
     #[test]
     fn seal_open_round_trip_and_tamper() {

@@ -200,6 +200,9 @@ pub fn run(a: Args) -> Result<(), String> {
         (None, None, None) => Rate::Unlimited,
         _ => return Err("--pps/--bps must be positive, --percent within (0, 100]".into()),
     };
+    if a.sessions > 64000 {
+        return Err("--sessions: at most 64000 (64000 is the unknown session of hostile frames)".into());
+    }
     let seed = a.seed.unwrap_or_else(crate::plan::random_seed);
     let plan = Plan::from_seed(seed, a.network_id, a.sessions.max(1), a.accounts.max(1), a.balance);
     if let Some(p) = &a.keys_out {

@@ -6,7 +6,7 @@
 //! outputs all draw from here.
 
 use dataplane::crypto::AeadKey;
-use dataplane::emit::{emit_frame, emit_frame_with, FrameSpec};
+use dataplane::emit::{emit_frame_with, FrameSpec};
 use dataplane::verdict::{Counters, DropReason, TxDrop};
 use dataplane::wire::mcs::channel;
 use dataplane::wire::security::FLAG_INFO;
@@ -209,9 +209,13 @@ pub struct Generator<'p> {
     pub expected: Expected,
 }
 
-/// Sealing counters of configured keys start at `unix_seconds << 32`.
+/// The initiator of `unknown_session` frames: valid, never configured.
+const UNKNOWN_SESSION: u16 = 64000;
+
+/// Sealing counters of configured keys start at `unix_seconds << 32` (plus
+/// the sub-second part: [`dataplane::crypto::configured_counter_start`]).
 pub fn start_counter() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs()) << 32
+    dataplane::crypto::configured_counter_start()
 }
 
 impl<'p> Generator<'p> {
@@ -373,12 +377,12 @@ impl<'p> Generator<'p> {
             _ => {
                 emit_batch([self.pool.tx(sent)], &mut self.body);
                 let ch = if kind == Hostile::Channel { channel::CONSENSUS + 1 } else { channel::TRANSACTIONS };
+                self.seal_body(s, ch, out);
                 if kind == Hostile::UnknownSession {
-                    let spec = FrameSpec { initiator: 64000, ..self.spec(s, ch) };
-                    self.frame_i += 1;
-                    let _ = emit_frame(&spec, &self.body, Some((&self.sessions[s].key, 1)), out);
-                } else {
-                    self.seal_body(s, ch, out);
+                    // Sealed with a real session's next counter (never one
+                    // used before), then addressed to a session the
+                    // receiver does not know.
+                    out[8..10].copy_from_slice(&UNKNOWN_SESSION.to_be_bytes());
                 }
                 // Offsets inside the frame: the user data starts after the
                 // 1- or 2-byte PER length at offset 13.
@@ -453,6 +457,34 @@ mod tests {
             }
         }
         (burst.counters, dup)
+    }
+
+    /// One key, every hostile kind: no counter is sealed twice (a replay
+    /// resends the same bytes, it does not seal again).
+    #[test]
+    fn no_counter_is_sealed_twice_under_one_key() {
+        let plan = Plan::from_seed(8, 1, 1, 4, 1000);
+        let pool = plan.pool(40);
+        let cfg = TrafficConfig { bad: 0.5, txs_per_frame: (1, 2), frames_per_datagram: 3, lz4: Lz4::Mix };
+        let mut g = Generator::new(&plan, &pool, &cfg, 0, 1, 1 << 40);
+        let mut d = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut frames = 0;
+        while let Some(info) = g.next(&mut d) {
+            if info.is_replay() {
+                continue;
+            }
+            let mut off = 0;
+            for _ in 0..info.frames {
+                let f = &d[off..];
+                let ud = if f[13] & 0x80 != 0 { 15 } else { 14 };
+                let counter = u64::from_le_bytes(f[ud + 4..ud + 12].try_into().unwrap());
+                assert!(seen.insert(counter), "counter {counter:#x} sealed twice ({:?})", info.hostile);
+                frames += 1;
+                off += usize::from(u16::from_be_bytes([f[2], f[3]]));
+            }
+        }
+        assert!(frames > 100 && g.expected.hostile.iter().all(|n| *n > 0));
     }
 
     #[test]
