@@ -37,8 +37,8 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
     if a.backend == BackendChoice::Pcap || a.backend == BackendChoice::Dpdk {
         return Err("the demo runs on a socket backend (io_uring or recvmmsg)".into());
     }
-    if !(a.duration > 0.0 && a.rate > 0.0 && (0.0..=1.0).contains(&a.bad)) {
-        return Err("--duration and --rate must be positive, --bad within 0..=1".into());
+    if !(a.duration > 0.0 && a.rate > 0.0 && (0.0..1.0).contains(&a.bad)) {
+        return Err("--duration and --rate must be positive, --bad at least 0 and below 1".into());
     }
     let dir = std::env::temp_dir().join(format!("attnet-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -166,6 +166,11 @@ fn write(path: &std::path::Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Transactions signed when nothing says how many are needed.
+const DEFAULT_POOL: usize = 100_000;
+/// The largest pool signed without an explicit `--txs`.
+const MAX_DEFAULT_POOL: usize = 5_000_000;
+
 /// Runs the generator as its command line asks.
 pub fn run(a: Args) -> Result<(), String> {
     let memo = range(&a.memo, "memo")?;
@@ -173,8 +178,8 @@ pub fn run(a: Args) -> Result<(), String> {
         return Err("--memo: at most 1024 bytes".into());
     }
     let tpf = range(&a.txs_per_frame, "txs-per-frame")?;
-    if tpf.0 == 0 || !(0.0..=1.0).contains(&a.bad) {
-        return Err("--txs-per-frame must be at least 1 and --bad within 0..=1".into());
+    if tpf.0 == 0 || !(0.0..1.0).contains(&a.bad) {
+        return Err("--txs-per-frame must be at least 1 and --bad at least 0 and below 1".into());
     }
     let lz4 = match a.lz4.as_str() {
         "on" => Lz4::On,
@@ -212,18 +217,38 @@ pub fn run(a: Args) -> Result<(), String> {
         write(p, &plan.genesis()?.to_json())?;
     }
     // Enough transactions for what is asked: datagrams × frames × the
-    // most transactions a frame carries.
-    let per_dg = traffic.frames_per_datagram * tpf.1;
+    // transactions a frame carries on average (the sizes cycle), for the
+    // part with the fewest accounts (accounts are split over threads).
+    let threads = a.threads.max(1);
+    if plan.accounts.len() < threads {
+        return Err(format!("--accounts {} is fewer than --threads {threads}", plan.accounts.len()));
+    }
+    let per_dg = traffic.frames_per_datagram as f64 * (tpf.0 + tpf.1) as f64 / 2.0;
     let dgs = match (a.count, rate, a.duration) {
-        (Some(c), _, _) => Some(c),
-        (None, Rate::Pps(p), Some(d)) => Some((p * d * 1.02) as u64 + 64),
+        (Some(c), _, _) => Some(c as f64),
+        (None, Rate::Pps(p), Some(d)) => Some(p * d),
         (None, Rate::Bps(b), Some(d)) => {
-            Some((b * d * 1.02 / crate::sched::wire_bits(61 + 2 + tpf.0 * (156 + memo.0), 0) as f64) as u64 + 64)
+            Some(b * d / crate::sched::wire_bits(61 + 2 + tpf.0 * (156 + memo.0), 0) as f64)
         }
         _ => None,
     };
-    let want = a.txs.unwrap_or_else(|| dgs.map_or(100_000, |d| d as usize * per_dg));
-    let spec = PoolSpec { per_account: want.div_ceil(plan.accounts.len()).max(1), kinds, memo };
+    let per_account = match (a.txs, dgs) {
+        (Some(t), _) => t.div_ceil(plan.accounts.len()),
+        (None, Some(d)) => {
+            let part_txs = (d / threads as f64).ceil() * per_dg * 1.02 + 8.0;
+            (part_txs / (plan.accounts.len() / threads) as f64).ceil() as usize
+        }
+        (None, None) => DEFAULT_POOL.div_ceil(plan.accounts.len()),
+    };
+    let total = per_account * plan.accounts.len();
+    if a.txs.is_none() && total > MAX_DEFAULT_POOL {
+        return Err(format!(
+            "this run needs {total} pre-signed transactions (about {} MB, signed once and cached); \
+             ask for them with --txs {total}, or shorten --duration / --count",
+            total * (160 + memo.1) / 1_000_000
+        ));
+    }
+    let spec = PoolSpec { per_account: per_account.max(1), kinds, memo };
     let cache = match a.pool_cache.as_deref() {
         Some("off") => None,
         Some(d) => Some(PathBuf::from(d)),

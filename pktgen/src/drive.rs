@@ -141,7 +141,6 @@ pub fn drive(
     let start = Instant::now();
     let mut carry = false;
     let mut done = false;
-    let mut last_due = 0u64;
     while !done && !stop.load(Ordering::Relaxed) {
         if realtime && lim.duration.is_some_and(|d| start.elapsed() >= d) {
             break;
@@ -195,7 +194,6 @@ pub fn drive(
         let k = sink.send(&bufs[..n], &info[..n], &due[..n])?.min(n);
         if k > 0 {
             rep.expected = snap[k - 1];
-            last_due = due[k - 1];
         }
         rep.record_sent(live, &bufs[..k], &info[..k], lim.extra_wire);
         if k < n {
@@ -212,7 +210,13 @@ pub fn drive(
         }
     }
     // Virtual time (pcap): the last datagram's timestamp.
-    rep.elapsed = if realtime { start.elapsed() } else { Duration::from_nanos(last_due) };
+    rep.elapsed = if realtime {
+        start.elapsed()
+    } else {
+        // Virtual time (pcap): to the end of the last datagram's interval,
+        // not past the duration asked.
+        Duration::from_nanos(pacer.span_ns().min(lim.duration.map_or(u64::MAX, |d| d.as_nanos() as u64)))
+    };
     Ok(rep)
 }
 
@@ -268,5 +272,16 @@ mod tests {
         let lim10 = Limits { count: Some(10), ..lim };
         let r = drive(&mut g, &mut sink, Pacer::new(Rate::Unlimited, 1), &lim10, &stop, &live, None).unwrap();
         assert_eq!((r.datagrams, r.expected.datagrams, sink.got.len()), (10, 10, 10));
+        // Virtual time (no real-time sink): 10 datagrams at 1000/s take
+        // exactly 10 ms; a duration cuts at the duration.
+        let mut g = Generator::new(&plan, &pool, &cfg, 0, 1, 1 << 40);
+        let mut sink = Vec0 { got: Vec::new(), cap: usize::MAX };
+        let r = drive(&mut g, &mut sink, Pacer::new(Rate::Pps(1000.0), 1), &lim10, &stop, &live, None).unwrap();
+        assert_eq!(r.elapsed, std::time::Duration::from_millis(10));
+        let mut g = Generator::new(&plan, &pool, &cfg, 0, 1, 1 << 40);
+        let mut sink = Vec0 { got: Vec::new(), cap: usize::MAX };
+        let lim_d = Limits { duration: Some(std::time::Duration::from_micros(7500)), ..lim };
+        let r = drive(&mut g, &mut sink, Pacer::new(Rate::Pps(1000.0), 1), &lim_d, &stop, &live, None).unwrap();
+        assert_eq!((r.datagrams, r.elapsed), (8, std::time::Duration::from_micros(7500)));
     }
 }

@@ -48,9 +48,14 @@ impl UdpSink {
             let mut buf = vec![0u8; 65536];
             while !stop.load(Ordering::Relaxed) {
                 for s in &socks {
-                    // Drain what is there; the read timeout paces the idle loop.
-                    while let Ok(n) = s.recv(&mut buf) {
-                        tracker.on_datagram(&mut buf[..n]);
+                    // Drain what is there, a bounded number at a time so a
+                    // flood cannot keep the thread from seeing `stop`; the
+                    // read timeout paces the idle loop.
+                    for _ in 0..256 {
+                        match s.recv(&mut buf) {
+                            Ok(n) => tracker.on_datagram(&mut buf[..n]),
+                            Err(_) => break,
+                        }
                     }
                 }
             }

@@ -93,7 +93,7 @@ impl Plan {
         let chunk = total.div_ceil(threads.max(1)).max(1);
         let pubkeys: Vec<[u8; 32]> =
             self.accounts.iter().map(|sk| ed25519_zebra::VerificationKeyBytes::from(sk).into()).collect();
-        let parts: Vec<(Vec<u8>, Vec<u32>)> = std::thread::scope(|s| {
+        let parts: Vec<(Vec<u8>, Vec<u64>)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..total)
                 .step_by(chunk)
                 .map(|from| {
@@ -120,7 +120,7 @@ impl Plan {
                                 memo: &memo[..mlen],
                             };
                             emit_signed_tx(&self.accounts[a], self.network_id, &t, &mut bytes);
-                            ends.push(bytes.len() as u32);
+                            ends.push(bytes.len() as u64);
                         }
                         (bytes, ends)
                     })
@@ -130,7 +130,7 @@ impl Plan {
         });
         let mut pool = TxPool::default();
         for (bytes, ends) in parts {
-            let base = pool.bytes.len() as u32;
+            let base = pool.bytes.len() as u64;
             pool.bytes.extend_from_slice(&bytes);
             pool.ends.extend(ends.iter().map(|e| base + e));
         }
@@ -235,11 +235,11 @@ impl PoolSpec {
 pub struct TxPool {
     bytes: Vec<u8>,
     /// End offset of each transaction in `bytes`.
-    ends: Vec<u32>,
+    ends: Vec<u64>,
     ids: Vec<[u8; 32]>,
 }
 
-const POOL_MAGIC: &[u8; 8] = b"ATTPOOL1";
+const POOL_MAGIC: &[u8; 8] = b"ATTPOOL2";
 
 impl TxPool {
     pub fn len(&self) -> usize {
@@ -273,6 +273,13 @@ impl TxPool {
             .collect();
     }
 
+    /// Bytes of the longest transaction.
+    pub fn max_tx_len(&self) -> usize {
+        (0..self.len()).map(|j| self.tx(j).len()).max().unwrap_or(0)
+    }
+
+    /// Writes the pool: magic, count, end offsets, SHA-256 of the
+    /// transactions' bytes, the bytes.
     pub fn save(&self, path: &Path) -> io::Result<()> {
         let mut w = io::BufWriter::new(std::fs::File::create(path)?);
         w.write_all(POOL_MAGIC)?;
@@ -280,12 +287,14 @@ impl TxPool {
         for e in &self.ends {
             w.write_all(&e.to_le_bytes())?;
         }
+        w.write_all(&Sha256::digest(&self.bytes))?;
         w.write_all(&self.bytes)?;
         w.flush()
     }
 
-    /// Reads a pool written by [`TxPool::save`]; anything inconsistent is
-    /// an error (and the caller signs afresh).
+    /// Reads a pool written by [`TxPool::save`]; anything inconsistent (a
+    /// length, or one bit of the transactions against the stored hash) is
+    /// an error, and the caller signs afresh.
     pub fn load(path: &Path) -> io::Result<TxPool> {
         let mut data = Vec::new();
         std::fs::File::open(path)?.read_to_end(&mut data)?;
@@ -293,27 +302,29 @@ impl TxPool {
         if data.get(..8) != Some(&POOL_MAGIC[..]) {
             return Err(bad());
         }
-        let n = u64::from_le_bytes(data.get(8..16).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
-        let ends_end = 16usize.checked_add(n.checked_mul(4).ok_or_else(bad)?).ok_or_else(bad)?;
-        let ends: Vec<u32> = data
+        let n = u64::from_le_bytes(data.get(8..16).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
+        let n = usize::try_from(n).map_err(|_| bad())?;
+        let ends_end = n.checked_mul(8).and_then(|x| x.checked_add(16)).ok_or_else(bad)?;
+        let ends: Vec<u64> = data
             .get(16..ends_end)
             .ok_or_else(bad)?
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
             .collect();
-        let bytes = data.get(ends_end..).ok_or_else(bad)?.to_vec();
-        let mut prev = 0u32;
+        let hash = data.get(ends_end..ends_end + 32).ok_or_else(bad)?;
+        let bytes = data.get(ends_end + 32..).ok_or_else(bad)?;
+        let mut prev = 0u64;
         for e in &ends {
             // Every transaction is at least 156 bytes.
-            if *e < prev + 156 {
+            if e.checked_sub(prev).is_none_or(|l| l < 156) {
                 return Err(bad());
             }
             prev = *e;
         }
-        if prev as usize != bytes.len() {
+        if prev != bytes.len() as u64 || Sha256::digest(bytes)[..] != hash[..] {
             return Err(bad());
         }
-        let mut pool = TxPool { bytes, ends, ids: Vec::new() };
+        let mut pool = TxPool { bytes: bytes.to_vec(), ends, ids: Vec::new() };
         pool.index();
         Ok(pool)
     }
@@ -354,11 +365,16 @@ mod tests {
         assert!(fresh1 && !fresh2);
         assert_eq!(p1.bytes, p2.bytes);
         assert_eq!(p1.ids, p2.ids);
-        // A damaged cache is signed afresh, not trusted.
+        // A damaged cache (one bit inside a transaction, or a cut file) is
+        // signed afresh, not trusted.
         let f = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
-        let mut d = std::fs::read(&f).unwrap();
-        d.truncate(d.len() - 1);
-        std::fs::write(&f, d).unwrap();
+        let good = std::fs::read(&f).unwrap();
+        let mut d = good.clone();
+        let l = d.len();
+        d[l - 100] ^= 1;
+        std::fs::write(&f, &d).unwrap();
+        assert!(TxPool::load(&f).is_err());
+        std::fs::write(&f, &good[..l - 1]).unwrap();
         assert!(TxPool::load(&f).is_err());
         let (p3, fresh3) = plan.cached_pool(&spec, Some(&dir)).unwrap();
         assert!(fresh3);

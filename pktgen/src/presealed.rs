@@ -56,7 +56,6 @@ pub fn drive_presealed(
     let mut pos = 0usize;
     // The due time of bufs[pos], when it was scheduled but not sent.
     let mut carry: Option<u64> = None;
-    let mut last_due = 0u64;
     while !stop.load(Ordering::Relaxed) {
         if realtime && lim.duration.is_some_and(|d| start.elapsed() >= d) {
             break;
@@ -92,16 +91,19 @@ pub fn drive_presealed(
         }
         .min(n);
         rep.record_sent(live, &bufs[pos..pos + k], &info[pos..pos + k], lim.extra_wire);
-        if k > 0 {
-            last_due = due[k - 1];
-        }
         if k < n {
             rep.refused = true;
             break;
         }
         pos = (pos + n) % bufs.len();
     }
-    rep.elapsed = if realtime { start.elapsed() } else { Duration::from_nanos(last_due) };
+    rep.elapsed = if realtime {
+        start.elapsed()
+    } else {
+        // Virtual time (pcap): to the end of the last datagram's interval,
+        // not past the duration asked.
+        Duration::from_nanos(pacer.span_ns().min(lim.duration.map_or(u64::MAX, |d| d.as_nanos() as u64)))
+    };
     Ok(rep)
 }
 

@@ -139,7 +139,17 @@ pub fn run(plan: &Plan, pool: &TxPool, cfg: &RunConfig, stop: &AtomicBool) -> Re
     if parts > plan.sessions.len() {
         return Err(format!("--threads {parts} needs at least as many sessions (have {})", plan.sessions.len()));
     }
-    let tracker = (cfg.receipts && matches!(cfg.out, Out::Udp(_))).then(|| Arc::new(Tracker::new(plan, pool)));
+    let max_dg = crate::traffic::max_datagram(&cfg.traffic, pool.max_tx_len());
+    if max_dg > dataplane::backend::BUF_SIZE {
+        return Err(format!(
+            "datagrams could reach {max_dg} bytes, over the receiver's {} (fewer transactions per frame, \
+             fewer frames per datagram or shorter memos)",
+            dataplane::backend::BUF_SIZE
+        ));
+    }
+    // Pre-sealed rounds resend the same transactions: nothing to match.
+    let tracker = (cfg.receipts && cfg.presealed == 0 && matches!(cfg.out, Out::Udp(_)))
+        .then(|| Arc::new(Tracker::new(plan, pool)));
     let rx_stop = Arc::new(AtomicBool::new(false));
     let lives: Vec<LiveCounters> = (0..parts).map(|_| LiveCounters::default()).collect();
     let counter0 = start_counter();
@@ -149,16 +159,25 @@ pub fn run(plan: &Plan, pool: &TxPool, cfg: &RunConfig, stop: &AtomicBool) -> Re
         Rate::Pps(x) => Rate::Pps(x / parts as f64),
         Rate::Bps(x) => Rate::Bps(x / parts as f64),
     };
-    let extra_wire = cfg.encap.extra_wire_bytes();
+    // Wire bytes beyond UDP/IPv4/Ethernet: the outer layers of pcap and
+    // DPDK frames, or an IPv6 UDP destination's 20 more.
+    let extra_wire = match &cfg.out {
+        Out::Udp(dest) => 20 * u64::from(dest.is_ipv6()),
+        _ => cfg.encap.extra_wire_bytes(),
+    };
     let started = Instant::now();
     let done = AtomicBool::new(false);
     let result: Result<Vec<PartReport>, String> = std::thread::scope(|s| {
         let mut handles = Vec::new();
         let mut receivers = Vec::new();
-        for (part, live) in lives.iter().enumerate() {
-            let tracker = tracker.clone();
-            let lim = Limits { count: per_part(part), duration: cfg.duration, batch: cfg.batch, extra_wire };
-            let mut sink: Box<dyn Sink + Send> = match &cfg.out {
+        // Every output opens before any part starts, so a failure leaves
+        // nothing running.
+        if matches!(cfg.out, Out::Pcap(_)) && parts > 1 {
+            return Err("a pcap output is written by one thread (--threads 1)".into());
+        }
+        let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
+        for part in 0..parts {
+            sinks.push(match &cfg.out {
                 Out::Udp(dest) => {
                     let u = UdpSink::connect(*dest).map_err(|e| format!("udp {dest}: {e}"))?;
                     if let Some(t) = &tracker {
@@ -167,13 +186,14 @@ pub fn run(plan: &Plan, pool: &TxPool, cfg: &RunConfig, stop: &AtomicBool) -> Re
                     Box::new(u)
                 }
                 Out::Pcap(p) => {
-                    if parts > 1 {
-                        return Err("a pcap output is written by one thread (--threads 1)".into());
-                    }
                     Box::new(PcapSink::create(p, cfg.encap.clone()).map_err(|e| format!("{}: {e}", p.display()))?)
                 }
                 Out::Dpdk(dev) => crate::dpdk::sink(dev, part, parts, cfg)?,
-            };
+            });
+        }
+        for ((part, live), mut sink) in lives.iter().enumerate().zip(sinks) {
+            let tracker = tracker.clone();
+            let lim = Limits { count: per_part(part), duration: cfg.duration, batch: cfg.batch, extra_wire };
             let pacer = Pacer::new(
                 if cfg.rate == Rate::Unlimited && !sink.realtime() {
                     // Timestamps of an unlimited pcap follow the link speed.
@@ -241,6 +261,9 @@ pub fn run(plan: &Plan, pool: &TxPool, cfg: &RunConfig, stop: &AtomicBool) -> Re
         }
         reports
     });
+    // Receipt threads end on every path (they are joined above when the
+    // parts ran; after an error they see this and stop).
+    rx_stop.store(true, Ordering::Relaxed);
     let reports = result?;
     let mut sent = PartReport::default();
     for r in &reports {

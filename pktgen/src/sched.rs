@@ -68,6 +68,15 @@ impl Pacer {
         self.den == 0
     }
 
+    /// Nanoseconds the rate gives everything scheduled so far (the end of
+    /// the last datagram's interval; 0 when unlimited).
+    pub fn span_ns(&self) -> u64 {
+        if self.den == 0 {
+            return 0;
+        }
+        (self.units * self.num / self.den).min(u128::from(u64::MAX)) as u64
+    }
+
     /// Due time (ns after start) of the next datagram, whose payload is
     /// `payload` bytes (`extra` wire bytes as in [`wire_bits`]); then
     /// counts it as scheduled.
@@ -122,6 +131,16 @@ mod tests {
             last = p.next_due(64, 0);
         }
         assert_eq!(last, 666_666_666);
+    }
+
+    #[test]
+    fn span_covers_the_last_interval() {
+        let mut p = Pacer::new(Rate::Pps(4.0), 1);
+        assert_eq!(p.span_ns(), 0);
+        p.next_due(10, 0);
+        assert_eq!(p.span_ns(), 250_000_000);
+        p.next_due(10, 0);
+        assert_eq!(p.span_ns(), 500_000_000);
     }
 
     #[test]

@@ -199,6 +199,7 @@ pub struct Generator<'p> {
     next_tx: usize,
     next_session: usize,
     frame_i: u64,
+    valid_frames: u64,
     /// Bresenham accumulator spreading hostile datagrams evenly.
     bad_acc: f64,
     bad_i: usize,
@@ -231,14 +232,17 @@ impl<'p> Generator<'p> {
             .map(|(_, s)| Session { id: s.id, key: AeadKey::new(&s.c2r), counter: counter0 })
             .collect();
         let txs = (0..pool.len()).filter(|j| (j % n) % parts == part).map(|j| j as u32).collect();
+        // All hostile would never end: at least one datagram in a thousand is valid.
+        let cfg = TrafficConfig { bad: cfg.bad.clamp(0.0, 0.999), ..cfg.clone() };
         Generator {
             pool,
-            cfg: cfg.clone(),
+            cfg,
             sessions,
             txs,
             next_tx: 0,
             next_session: 0,
             frame_i: 0,
+            valid_frames: 0,
             bad_acc: 0.0,
             bad_i: 0,
             prev_valid: Vec::new(),
@@ -287,6 +291,7 @@ impl<'p> Generator<'p> {
                 break;
             }
             let k = self.frame_txs();
+            self.valid_frames += 1;
             let end = (self.next_tx + k).min(self.txs.len());
             self.body.clear();
             let pool = self.pool;
@@ -300,9 +305,12 @@ impl<'p> Generator<'p> {
         }
         self.expected.datagrams += 1;
         self.expected.accept(u64::from(frames), 0);
-        self.prev_valid.clear();
-        self.prev_valid.extend_from_slice(out);
-        self.prev_frames = frames;
+        if self.cfg.bad > 0.0 {
+            // Kept for the next replay.
+            self.prev_valid.clear();
+            self.prev_valid.extend_from_slice(out);
+            self.prev_frames = frames;
+        }
         let txs = (self.next_tx - first_tx) as u32;
         Some(Datagram { frames, first_tx, txs, hostile: None, session: self.sessions[s].id })
     }
@@ -312,7 +320,9 @@ impl<'p> Generator<'p> {
         if b <= a {
             a
         } else {
-            a + (self.frame_i % (b - a + 1) as u64) as usize
+            // Cycled over valid frames only, so that hostile frames in
+            // between never bias the sizes (the pool is sized by the mean).
+            a + (self.valid_frames % (b - a + 1) as u64) as usize
         }
     }
 
