@@ -333,10 +333,7 @@ fn dpdk_node(eal: &str, args: &[&str]) -> Option<Value> {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    if !o.status.success()
-        && err.contains("DPDK is not available in this build")
-        && std::env::var_os("ATTNET_REQUIRE_DPDK").is_none()
-    {
+    if !o.status.success() && err.contains("DPDK is not available in this build") && !ffi::dpdk_required() {
         eprintln!("skipped: this build has no DPDK ({err}); ATTNET_REQUIRE_DPDK=1 makes that a failure");
         return None;
     }
@@ -437,9 +434,7 @@ fn dpdk_answers_arp_for_its_address() {
 #[test]
 fn dpdk_memif_two_processes() {
     use ffi::{Eal, MbufBurst, Mempool, Port, PortConfig};
-    if !ffi::AVAILABLE {
-        assert!(std::env::var_os("ATTNET_REQUIRE_DPDK").is_none(), "ATTNET_REQUIRE_DPDK is set but ffi has no DPDK");
-        eprintln!("skipped: this build has no DPDK: {:?}", ffi::unavailable_reason());
+    if ffi::skip_without_dpdk("the memif test") {
         return;
     }
     let d = tmpdir("memif");

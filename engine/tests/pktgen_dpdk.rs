@@ -9,7 +9,6 @@
 //! Without DPDK in the build the tests print why and pass, unless
 //! `ATTNET_REQUIRE_DPDK` is set (then they fail).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
@@ -27,17 +26,11 @@ struct Env {
     capture: PathBuf,
 }
 
-fn require_dpdk() -> bool {
-    std::env::var_os("ATTNET_REQUIRE_DPDK").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
 /// The EAL arguments every test passes (the EAL starts on the first run).
 fn env() -> Option<&'static Env> {
     static ENV: OnceLock<Option<Env>> = OnceLock::new();
     ENV.get_or_init(|| {
-        if let Some(reason) = ffi::unavailable_reason() {
-            assert!(!require_dpdk(), "ATTNET_REQUIRE_DPDK is set but this build has no DPDK: {reason}");
-            let _ = writeln!(std::io::stderr(), "skipping the DPDK output tests: {reason}");
+        if ffi::skip_without_dpdk("the DPDK output tests") {
             return None;
         }
         let dir = std::env::temp_dir().join(format!("attnet-pktgen-dpdk-{}", std::process::id()));

@@ -108,6 +108,24 @@ pub fn unavailable_reason() -> Option<&'static str> {
     imp::unavailable_reason()
 }
 
+/// Whether `ATTNET_REQUIRE_DPDK` (set by `scripts/test.sh`) makes a
+/// missing DPDK a failure.
+pub fn dpdk_required() -> bool {
+    std::env::var_os("ATTNET_REQUIRE_DPDK").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// For the tests that need DPDK: `false` when this build has it; `true`
+/// (skip, the reason printed on stderr with `what`) when it has not and
+/// none is required; a panic when it has not and `ATTNET_REQUIRE_DPDK`
+/// requires it.
+pub fn skip_without_dpdk(what: &str) -> bool {
+    let Some(reason) = unavailable_reason() else { return false };
+    assert!(!dpdk_required(), "ATTNET_REQUIRE_DPDK is set but this build has no DPDK: {reason}");
+    // Straight to stderr: the test harness captures prints of passing tests.
+    let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("skipping {what}: {reason}\n"));
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

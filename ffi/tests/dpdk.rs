@@ -6,7 +6,6 @@
 //! Without DPDK in the build the tests print why and pass, unless
 //! `ATTNET_REQUIRE_DPDK` is set (then they fail).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -30,19 +29,12 @@ struct Env {
     tx_out: PathBuf,
 }
 
-fn require_dpdk() -> bool {
-    std::env::var_os("ATTNET_REQUIRE_DPDK").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
 /// The shared EAL, or `None` (with the reason printed) when this build has
 /// no DPDK and none is required.
 fn env() -> Option<&'static Env> {
     static ENV: OnceLock<Option<Env>> = OnceLock::new();
     ENV.get_or_init(|| {
-        if let Some(reason) = ffi::unavailable_reason() {
-            assert!(!require_dpdk(), "ATTNET_REQUIRE_DPDK is set but this build has no DPDK: {reason}");
-            // Straight to stderr: libtest captures eprintln! of passing tests.
-            let _ = writeln!(std::io::stderr(), "skipping the DPDK tests: {reason}");
+        if ffi::skip_without_dpdk("the DPDK tests") {
             return None;
         }
         Some(start())

@@ -120,6 +120,12 @@ impl PartReport {
     }
 }
 
+/// A run's length in virtual time (pcap): to the end of the last
+/// datagram's interval, not past the duration asked.
+pub fn virtual_elapsed(pacer: &Pacer, lim: &Limits) -> Duration {
+    Duration::from_nanos(pacer.span_ns().min(lim.duration.map_or(u64::MAX, |d| d.as_nanos() as u64)))
+}
+
 /// Runs one part until its limits, the pool or `stop` end it.
 pub fn drive(
     g: &mut Generator<'_>,
@@ -209,14 +215,7 @@ pub fn drive(
             snap.swap(0, n);
         }
     }
-    // Virtual time (pcap): the last datagram's timestamp.
-    rep.elapsed = if realtime {
-        start.elapsed()
-    } else {
-        // Virtual time (pcap): to the end of the last datagram's interval,
-        // not past the duration asked.
-        Duration::from_nanos(pacer.span_ns().min(lim.duration.map_or(u64::MAX, |d| d.as_nanos() as u64)))
-    };
+    rep.elapsed = if realtime { start.elapsed() } else { virtual_elapsed(&pacer, lim) };
     Ok(rep)
 }
 

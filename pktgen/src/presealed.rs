@@ -9,7 +9,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::drive::{Limits, LiveCounters, PartReport, Sink};
+use crate::drive::{virtual_elapsed, Limits, LiveCounters, PartReport, Sink};
 use crate::sched::{wait_until, Pacer};
 use crate::traffic::{Datagram, Generator};
 
@@ -97,13 +97,7 @@ pub fn drive_presealed(
         }
         pos = (pos + n) % bufs.len();
     }
-    rep.elapsed = if realtime {
-        start.elapsed()
-    } else {
-        // Virtual time (pcap): to the end of the last datagram's interval,
-        // not past the duration asked.
-        Duration::from_nanos(pacer.span_ns().min(lim.duration.map_or(u64::MAX, |d| d.as_nanos() as u64)))
-    };
+    rep.elapsed = if realtime { start.elapsed() } else { virtual_elapsed(&pacer, lim) };
     Ok(rep)
 }
 
