@@ -58,6 +58,40 @@ fn err<E: std::fmt::Display>(e: E) -> String {
     format!("plot: {e}")
 }
 
+type Panel<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A loopback panel: offered k tx/s across, `y_desc` up, from 0 to `max`.
+fn panel<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    max: (f64, f64),
+    y_desc: &str,
+) -> Result<Panel<'a, 'b>, String> {
+    let mut c = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 15))
+        .margin(14)
+        .x_label_area_size(36)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..max.0, 0f64..max.1)
+        .map_err(err)?;
+    c.configure_mesh().max_light_lines(1).x_desc("offered k tx/s").y_desc(y_desc).draw().map_err(err)?;
+    Ok(c)
+}
+
+/// The series' legend, lower right, over a light background.
+fn legend_lower_right<'a, 'b: 'a>(c: &mut Panel<'a, 'b>) -> Result<(), String> {
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
+}
+
 /// Draws the plot of `rep` to `path`.
 pub fn write_svg(rep: &Report, path: &Path) -> Result<(), String> {
     let mut bars = Vec::new();
@@ -178,19 +212,7 @@ pub fn write_svg(rep: &Report, path: &Path) -> Result<(), String> {
         }
         Some((acc, lat)) => {
             let max = acc.iter().flat_map(|(o, a)| [*o, *a]).fold(0.0f64, f64::max) * 1.1 + 1e-9;
-            let mut c = ChartBuilder::on(&left)
-                .caption("loopback UDP: accepted vs offered (k tx/s)", ("sans-serif", 15))
-                .margin(14)
-                .x_label_area_size(36)
-                .y_label_area_size(50)
-                .build_cartesian_2d(0f64..max, 0f64..max)
-                .map_err(err)?;
-            c.configure_mesh()
-                .max_light_lines(1)
-                .x_desc("offered k tx/s")
-                .y_desc("accepted k tx/s")
-                .draw()
-                .map_err(err)?;
+            let mut c = panel(&left, "loopback UDP: accepted vs offered (k tx/s)", (max, max), "accepted k tx/s")?;
             c.draw_series(LineSeries::new(vec![(0.0, 0.0), (max, max)], RGBColor(170, 170, 170)))
                 .map_err(err)?
                 .label("accepted = offered")
@@ -200,23 +222,11 @@ pub fn write_svg(rep: &Report, path: &Path) -> Result<(), String> {
                 .label("accepted")
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], PALETTE[0].stroke_width(2)));
             c.draw_series(acc.iter().map(|p| Circle::new(*p, 4, PALETTE[0].filled()))).map_err(err)?;
-            c.configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(err)?;
+            legend_lower_right(&mut c)?;
 
             let xmax = acc.iter().map(|p| p.0).fold(0.0f64, f64::max) * 1.1 + 1e-9;
             let ymax = lat.iter().map(|p| p.2).fold(0.0f64, f64::max) * 1.15 + 1e-9;
-            let mut c = ChartBuilder::on(&right)
-                .caption("loopback UDP: submit→inclusion latency (ms)", ("sans-serif", 15))
-                .margin(14)
-                .x_label_area_size(36)
-                .y_label_area_size(50)
-                .build_cartesian_2d(0f64..xmax, 0f64..ymax)
-                .map_err(err)?;
-            c.configure_mesh().max_light_lines(1).x_desc("offered k tx/s").y_desc("ms").draw().map_err(err)?;
+            let mut c = panel(&right, "loopback UDP: submit→inclusion latency (ms)", (xmax, ymax), "ms")?;
             for (k, (name, pick)) in [("p50", 0usize), ("p99", 1)].into_iter().enumerate() {
                 let pts: Vec<(f64, f64)> = lat.iter().map(|p| (p.0, if pick == 0 { p.1 } else { p.2 })).collect();
                 let col = PALETTE[k + 1];
@@ -226,12 +236,7 @@ pub fn write_svg(rep: &Report, path: &Path) -> Result<(), String> {
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], col.stroke_width(2)));
                 c.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, col.filled()))).map_err(err)?;
             }
-            c.configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(err)?;
+            legend_lower_right(&mut c)?;
         }
     }
     root.present().map_err(err)?;
