@@ -10,6 +10,7 @@ bash scripts/deps.sh
 # than build the DPDK-less stub and skip the DPDK tests.
 export ATTNET_REQUIRE_DPDK=1
 export CARGO_TERM_COLOR=never
+bash scripts/check-core.sh
 echo "== build"
 cargo build --workspace --all-targets --locked
 echo "== test"

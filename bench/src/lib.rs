@@ -148,7 +148,7 @@ impl Workload {
 
     /// A relay path that knows the workload's session.
     pub fn relay(&self) -> dataplane::FramePath {
-        let mut fp = dataplane::FramePath::new(1);
+        let mut fp = dataplane::host::frame_path(1);
         fp.sessions.install(self.session as u32, &self.key, &testkit::r2c(self.session), 0).expect("session id");
         fp
     }

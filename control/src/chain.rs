@@ -193,7 +193,7 @@ impl<F: Finalizer> Chain<F> {
 mod tests {
     use super::*;
     use crate::genesis::GenesisAccount;
-    use dataplane::wire::tx::{Kind, Repr};
+    use attnet_core::wire::tx::{Kind, Repr};
     use proptest::prelude::*;
 
     const A: [u8; 32] = [0xA; 32];

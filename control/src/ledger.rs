@@ -61,7 +61,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::ops::AddAssign;
 
-use dataplane::wire::tx::{Kind, Transaction};
+use attnet_core::wire::tx::{Kind, Transaction};
 use sha2::{Digest, Sha256};
 
 use crate::genesis::Genesis;
@@ -480,7 +480,7 @@ fn recycle<T>(spares: &mut Vec<Vec<T>>, mut v: Vec<T>) {
 mod tests {
     use super::*;
     use crate::genesis::GenesisAccount;
-    use dataplane::wire::tx::Repr;
+    use attnet_core::wire::tx::Repr;
     use proptest::prelude::*;
 
     const A: [u8; 32] = [0xA; 32];

@@ -20,9 +20,9 @@ use std::io;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use dataplane::crypto::AeadKey;
-use dataplane::emit::{emit_frame, emit_receipt_body, FrameSpec, RECEIPT_MAX_IDS};
-use dataplane::pipeline::Route;
+use attnet_core::crypto::AeadKey;
+use attnet_core::emit::{emit_frame, emit_receipt_body, FrameSpec, RECEIPT_MAX_IDS};
+use attnet_core::shard::Route;
 
 /// What receipts did, for the summary. With receipts on, after a clean stop
 /// `ids + no_address` equals the transactions in sealed blocks, and
@@ -177,9 +177,11 @@ impl ReceiptSender {
 
     /// The counter start for configured keys: `unix_seconds << 32`, plus
     /// the sub-second part so that a node restarted within one second
-    /// never reuses a counter ([`dataplane::crypto::configured_counter_start`]).
+    /// never reuses a counter ([`attnet_core::crypto::counter_start`] of
+    /// the wall clock).
     pub fn counter_start_now() -> u64 {
-        dataplane::crypto::configured_counter_start()
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        attnet_core::crypto::counter_start(now)
     }
 
     pub fn counters(&self) -> ReceiptCounters {
@@ -272,9 +274,9 @@ fn send_datagram(sock: &UdpSocket, d: &[u8], to: std::net::SocketAddr) -> io::Re
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use dataplane::backend::Peer;
-    use dataplane::testkit;
-    use dataplane::wire::receipt::Receipt;
+    use attnet_core::peer::Peer;
+    use attnet_core::testkit;
+    use attnet_core::wire::receipt::Receipt;
 
     fn pending(i: u8, since_ms: u64) -> Pending {
         Pending { rx_ns: 0, id: [i; 32], route: Route::default(), since_ms }

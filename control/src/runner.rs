@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dataplane::pipeline::ShardEnd;
+use attnet_core::shard::ShardEnd;
 use hdrhistogram::Histogram;
 
 use crate::chain::Chain;

@@ -1,24 +1,21 @@
-//! The ATT v1 data plane: the wire codec, AES-256-GCM, the anti-replay
-//! window, the session table, LZ4, Ed25519 batch verification and the frame
-//! path that strings them together, with no I/O and no clocks. Later
-//! stages (I/O backends, per-core pipelines, sharding rings) build on this
-//! crate; `unsafe` is denied here and will be allowed only in the named
-//! hot-path modules that need it.
+//! The host side of the data plane: packet I/O backends (io_uring,
+//! recvmmsg, DPDK, pcap replay), the per-core pipelines that run the
+//! [`attnet_core`] frame path on their bursts and shard the accepted
+//! transactions, and the host services the core does without (the clock
+//! for counter starts, OS randomness for the verifier's seed).
+//!
+//! The core's modules are re-exported under their own names, so
+//! `dataplane::wire`, `dataplane::path` and the rest name the same items as
+//! `attnet_core::…`. `unsafe` is denied here; the backends that need it
+//! opt in module by module.
 #![deny(unsafe_code)]
 
 pub mod backend;
-pub mod crypto;
-pub mod dedup;
-pub mod emit;
-pub mod lz4;
-pub mod path;
+pub mod host;
 pub mod pipeline;
-pub mod replay;
-pub mod session;
 pub mod testkit;
-pub mod verdict;
-pub mod verify;
-pub mod wire;
 
-pub use path::{AcceptedTx, Burst, Depth, FramePath, FrameRecord, TxLoc};
-pub use verdict::{Counters, DropReason, TxDrop, Verdict};
+pub use attnet_core::{crypto, dedup, emit, lz4, path, peer, replay, session, shard, verdict, verify, wire};
+pub use attnet_core::{
+    AcceptedTx, Burst, Counters, Depth, DropReason, FramePath, FrameRecord, Peer, TxDrop, TxLoc, Verdict,
+};

@@ -164,12 +164,12 @@ fn sessions_installed_through_the_command_ring() {
     let (t, _) = testkit::txs(7, 2, 3, 1);
     let payloads = vec![testkit::frame(9, 1, &t[..1], false), testkit::frame(9, 2, &t[1..], true)];
     // Without the session: unknown_session.
-    let r = run_core("nosession.pcap", &payloads, FramePath::new(1), 4, vec![]);
+    let r = run_core("nosession.pcap", &payloads, FramePath::new(1, dataplane::testkit::TEST_SEED), 4, vec![]);
     assert_eq!(r.counters.frames.frame_drop(DropReason::UnknownSession), 2);
     // Installed between bursts by the control plane.
     let install =
         Command::Install { id: 9, c2r: testkit::c2r(9), r2c: testkit::r2c(9), window: Arc::new(ReplayWindow::new()) };
-    let r = run_core("session.pcap", &payloads, FramePath::new(1), 4, vec![install]);
+    let r = run_core("session.pcap", &payloads, FramePath::new(1, dataplane::testkit::TEST_SEED), 4, vec![install]);
     assert_eq!(r.counters.frames.frames_accepted, 2);
     assert_eq!(r.delivered, 2);
 }
@@ -185,7 +185,7 @@ fn one_frame_on_two_cores_is_accepted_once() {
     let frames: Vec<Vec<u8>> = (0..400u64).map(|c| testkit::frame(2, c, &t, c % 2 == 0)).collect();
     let run = |frames: Vec<Vec<u8>>, window: Arc<ReplayWindow>| {
         std::thread::spawn(move || {
-            let mut fp = FramePath::new(1);
+            let mut fp = FramePath::new(1, dataplane::testkit::TEST_SEED);
             fp.sessions.install_shared(2, &testkit::c2r(2), &testkit::r2c(2), 0, window).unwrap();
             let mut burst = dataplane::Burst::default();
             let mut accepted = Vec::new();

@@ -36,7 +36,7 @@ pub struct Configured {
 
 /// Reads the keys file and builds a relay frame path with its sessions.
 pub fn load(path: &Path, network_id: u32) -> Result<FramePath, String> {
-    let mut fp = FramePath::new(network_id);
+    let mut fp = dataplane::host::frame_path(network_id);
     for s in read(path)? {
         // `read` checked the id range.
         let _ = fp.sessions.install(s.id, &s.c2r, &s.r2c, 0);

@@ -12,7 +12,7 @@ use dataplane::backend::uring::RecvMode;
 use dataplane::backend::{self, NotAtt, RxQueue, UdpConfig};
 use dataplane::pipeline::{self, Command, CoreConfig, CoreCounters, DataCore, Sharder};
 use dataplane::replay::ReplayWindow;
-use dataplane::{DropReason, FramePath, TxDrop};
+use dataplane::{DropReason, TxDrop};
 use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 
@@ -256,7 +256,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     let mut command_tx = Vec::new();
     let running = Arc::new(AtomicUsize::new(cores));
     for (i, q) in queues.into_iter().enumerate() {
-        let mut fp = FramePath::new(network_id);
+        let mut fp = dataplane::host::frame_path(network_id);
         fp.set_depth(match cfg.stop_after {
             crate::config::StopAfterChoice::Decode => dataplane::Depth::Decode,
             crate::config::StopAfterChoice::Decrypt => dataplane::Depth::Decrypt,

@@ -1,8 +1,8 @@
 //! The whole frame path on raw bursts and on sealed arbitrary plaintexts
-//! (see `dataplane::testkit::fuzz_frame_path`); the corpus also runs as a
+//! (see `attnet_core::testkit::fuzz_frame_path`); the corpus also runs as a
 //! regression test (`dataplane/tests/fuzz_corpus.rs`).
 #![no_main]
-use dataplane::{testkit, Burst, FramePath};
+use attnet_core::{testkit, Burst, FramePath};
 use libfuzzer_sys::fuzz_target;
 use std::cell::RefCell;
 

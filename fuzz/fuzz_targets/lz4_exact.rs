@@ -1,7 +1,7 @@
 //! LZ4 block decompression with the exact-length rule: no panic, no
 //! out-of-bounds write, and what compresses decompresses to itself.
 #![no_main]
-use dataplane::lz4;
+use attnet_core::lz4;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,6 @@
 //! HELLO and WELCOME bodies: no panic; a parse re-emits the same bytes.
 #![no_main]
-use dataplane::wire::handshake::{Hello, Welcome};
+use attnet_core::wire::handshake::{Hello, Welcome};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

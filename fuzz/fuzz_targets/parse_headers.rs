@@ -1,7 +1,7 @@
 //! TPKT, X.224, MCS and security-header views and Reprs on arbitrary bytes:
 //! no panic, and a successful parse re-emits to the same bytes.
 #![no_main]
-use dataplane::wire::{mcs, security, tpkt, x224};
+use attnet_core::wire::{mcs, security, tpkt, x224};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

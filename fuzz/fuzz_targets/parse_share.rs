@@ -1,7 +1,7 @@
 //! Share-data header on arbitrary plaintext, and RECEIPT bodies: no panic;
 //! a parse re-emits to the same bytes.
 #![no_main]
-use dataplane::wire::{receipt, share};
+use attnet_core::wire::{receipt, share};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

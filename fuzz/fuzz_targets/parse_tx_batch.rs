@@ -2,14 +2,14 @@
 //! accepted batch parses and re-emits to the same bytes; verification of
 //! any of them agrees between batch and single.
 #![no_main]
-use dataplane::verify::{verify_single, BatchVerifier};
-use dataplane::wire::tx;
+use attnet_core::verify::{verify_single, BatchVerifier};
+use attnet_core::wire::tx;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = tx::Transaction::new_checked(data);
     if let Ok(b) = tx::Batch::new_checked(data) {
-        let mut bv = BatchVerifier::new(1);
+        let mut bv = BatchVerifier::new(1, [7; 32]);
         let mut n = 0;
         for (_, t) in b.iter() {
             let r = tx::Repr::parse(&tx::Transaction::new_unchecked(t)).expect("checked batch");

@@ -214,9 +214,9 @@ pub struct Generator<'p> {
 const UNKNOWN_SESSION: u16 = 64000;
 
 /// Sealing counters of configured keys start at `unix_seconds << 32` (plus
-/// the sub-second part: [`dataplane::crypto::configured_counter_start`]).
+/// the sub-second part: [`dataplane::host::configured_counter_start`]).
 pub fn start_counter() -> u64 {
-    dataplane::crypto::configured_counter_start()
+    dataplane::host::configured_counter_start()
 }
 
 impl<'p> Generator<'p> {
@@ -449,7 +449,7 @@ mod tests {
     use super::*;
 
     fn judge(plan: &Plan, datagrams: &[Vec<u8>]) -> (dataplane::verdict::Counters, u64) {
-        let mut fp = dataplane::FramePath::new(plan.network_id);
+        let mut fp = dataplane::host::frame_path(plan.network_id);
         for s in &plan.sessions {
             fp.sessions.install(u32::from(s.id), &s.c2r, &s.r2c, 0).unwrap();
         }

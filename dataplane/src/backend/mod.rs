@@ -6,7 +6,9 @@
 //! unavailable or asked for, pcap replay offline; DPDK plugs in here too.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::net::UdpSocket;
+
+pub use attnet_core::{Peer, MAX_BURST};
 use std::time::Duration;
 
 pub mod dpdk;
@@ -15,8 +17,6 @@ pub mod pcap;
 pub mod recvmmsg;
 pub mod uring;
 
-/// Most datagrams one burst hands over.
-pub const MAX_BURST: usize = 64;
 /// Receive buffer size per datagram (a UDP datagram larger than this is
 /// truncated by the kernel and counted as `truncated` by the frame path).
 pub const BUF_SIZE: usize = 2048;
@@ -96,96 +96,32 @@ pub trait RxQueue: Send {
     }
 }
 
-/// A datagram's source address as the data path carries it: IPv4 or IPv6,
-/// port and (IPv6) scope id, or no address at all. `Copy` and 24 bytes, so
-/// a burst's addresses are a plain array and nothing is allocated per
-/// datagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Peer {
-    /// 0: no address; 4 or 6: the IP version.
-    family: u8,
-    port: u16,
-    /// IPv4 in the first four bytes, or the IPv6 address.
-    ip: [u8; 16],
-    scope_id: u32,
-}
-
-impl Peer {
-    /// No address (pcap replay, DPDK, or an address the kernel did not give).
-    pub const NONE: Peer = Peer { family: 0, port: 0, ip: [0; 16], scope_id: 0 };
-
-    pub fn is_none(&self) -> bool {
-        self.family == 0
-    }
-
-    /// The address, if there is one.
-    pub fn socket_addr(&self) -> Option<SocketAddr> {
-        match self.family {
-            4 => {
-                let [a, b, c, d, ..] = self.ip;
-                Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), self.port)))
-            }
-            6 => Some(SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(self.ip), self.port, 0, self.scope_id))),
-            _ => None,
+/// Reads a `struct sockaddr_in` or `sockaddr_in6` as the kernel wrote it
+/// (`name` is the bytes it filled: `msg_namelen` of them). Another family,
+/// or too few bytes, is [`Peer::NONE`]; never panics.
+pub fn peer_from_sockaddr(name: &[u8]) -> Peer {
+    let family = match name.get(..2) {
+        Some(&[a, b]) => i32::from(u16::from_ne_bytes([a, b])),
+        _ => return Peer::NONE,
+    };
+    let port = match name.get(2..4) {
+        Some(&[a, b]) => u16::from_be_bytes([a, b]),
+        _ => return Peer::NONE,
+    };
+    if family == libc::AF_INET {
+        match name.get(4..8) {
+            Some(&[a, b, c, d]) => Peer::v4([a, b, c, d], port),
+            _ => Peer::NONE,
         }
-    }
-
-    /// Reads a `struct sockaddr_in` or `sockaddr_in6` as the kernel wrote it
-    /// (`name` is the bytes it filled: `msg_namelen` of them). Another
-    /// family, or too few bytes, is [`Peer::NONE`]; never panics.
-    pub fn from_sockaddr(name: &[u8]) -> Peer {
-        let family = match name.get(..2) {
-            Some(&[a, b]) => i32::from(u16::from_ne_bytes([a, b])),
-            _ => return Peer::NONE,
-        };
-        let port = match name.get(2..4) {
-            Some(&[a, b]) => u16::from_be_bytes([a, b]),
-            _ => return Peer::NONE,
-        };
-        if family == libc::AF_INET {
-            match name.get(4..8) {
-                Some(&[a, b, c, d]) => {
-                    Peer { family: 4, port, ip: [a, b, c, d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], scope_id: 0 }
-                }
-                _ => Peer::NONE,
-            }
-        } else if family == libc::AF_INET6 {
-            let ip: Option<[u8; 16]> = name.get(8..24).and_then(|s| s.try_into().ok());
-            let scope: Option<[u8; 4]> = name.get(24..28).and_then(|s| s.try_into().ok());
-            match (ip, scope) {
-                (Some(ip), Some(scope)) => Peer { family: 6, port, ip, scope_id: u32::from_ne_bytes(scope) },
-                _ => Peer::NONE,
-            }
-        } else {
-            Peer::NONE
+    } else if family == libc::AF_INET6 {
+        let ip: Option<[u8; 16]> = name.get(8..24).and_then(|s| s.try_into().ok());
+        let scope: Option<[u8; 4]> = name.get(24..28).and_then(|s| s.try_into().ok());
+        match (ip, scope) {
+            (Some(ip), Some(scope)) => Peer::v6(ip, port, u32::from_ne_bytes(scope)),
+            _ => Peer::NONE,
         }
-    }
-}
-
-impl From<SocketAddr> for Peer {
-    fn from(a: SocketAddr) -> Peer {
-        match a {
-            SocketAddr::V4(v4) => {
-                let [a, b, c, d] = v4.ip().octets();
-                Peer { family: 4, port: v4.port(), ip: [a, b, c, d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], scope_id: 0 }
-            }
-            SocketAddr::V6(v6) => Peer { family: 6, port: v6.port(), ip: v6.ip().octets(), scope_id: v6.scope_id() },
-        }
-    }
-}
-
-impl From<Option<SocketAddr>> for Peer {
-    fn from(a: Option<SocketAddr>) -> Peer {
-        a.map_or(Peer::NONE, Peer::from)
-    }
-}
-
-impl std::fmt::Display for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.socket_addr() {
-            Some(a) => a.fmt(f),
-            None => f.write_str("-"),
-        }
+    } else {
+        Peer::NONE
     }
 }
 
@@ -258,36 +194,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn peer_round_trips_and_parses_sockaddrs() {
-        for a in ["127.0.0.1:7100", "[::1]:9", "[fe80::1%3]:40000", "0.0.0.0:0"] {
-            let a: SocketAddr = a.parse().unwrap();
-            let p = Peer::from(a);
-            assert!(!p.is_none());
-            assert_eq!(p.socket_addr(), Some(a));
-            assert_eq!(p.to_string(), a.to_string());
-        }
-        assert_eq!(Peer::NONE.socket_addr(), None);
-        assert_eq!(Peer::from(None), Peer::NONE);
-        assert_eq!(std::mem::size_of::<Peer>(), 24);
+    fn parses_sockaddrs() {
         // sockaddr_in as the kernel lays it out.
         let mut v4 = [0u8; 16];
         v4[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
         v4[2..4].copy_from_slice(&7100u16.to_be_bytes());
         v4[4..8].copy_from_slice(&[10, 1, 2, 3]);
-        assert_eq!(Peer::from_sockaddr(&v4).socket_addr(), Some("10.1.2.3:7100".parse().unwrap()));
-        assert_eq!(Peer::from_sockaddr(&v4[..7]), Peer::NONE);
+        assert_eq!(peer_from_sockaddr(&v4).socket_addr(), Some("10.1.2.3:7100".parse().unwrap()));
+        assert_eq!(peer_from_sockaddr(&v4[..7]), Peer::NONE);
         let mut v6 = [0u8; NAME_LEN];
         v6[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
         v6[2..4].copy_from_slice(&9u16.to_be_bytes());
         v6[23] = 1;
         v6[24..28].copy_from_slice(&5u32.to_ne_bytes());
-        assert_eq!(Peer::from_sockaddr(&v6).socket_addr(), Some("[::1%5]:9".parse().unwrap()));
-        assert_eq!(Peer::from_sockaddr(&v6[..27]), Peer::NONE);
+        assert_eq!(peer_from_sockaddr(&v6).socket_addr(), Some("[::1%5]:9".parse().unwrap()));
+        assert_eq!(peer_from_sockaddr(&v6[..27]), Peer::NONE);
         // Another family, empty or short input: no address, no panic.
         let mut unix = v4;
         unix[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
         for bad in [&unix[..], &[][..], &[2][..], &v4[..3]] {
-            assert_eq!(Peer::from_sockaddr(bad), Peer::NONE);
+            assert_eq!(peer_from_sockaddr(bad), Peer::NONE);
         }
     }
 }

@@ -302,7 +302,7 @@ impl RxQueue for RecvmmsgQueue {
             // SAFETY: names[i] is NAME_LEN initialised bytes owned by `self`, nlen <= NAME_LEN,
             // and nothing writes to it while this slice lives.
             let name = unsafe { std::slice::from_raw_parts(self.names.as_ptr().add(i).cast::<u8>(), nlen) };
-            *peer = Peer::from_sockaddr(name);
+            *peer = crate::backend::peer_from_sockaddr(name);
             // The kernel shrinks msg_controllen and msg_namelen to what it wrote: give the
             // room back.
             h.msg_hdr.msg_controllen = CONTROL_LEN as _;

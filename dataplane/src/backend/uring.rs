@@ -717,7 +717,7 @@ impl RxQueue for UringQueue {
                         let raw = unsafe { std::slice::from_raw_parts(mem.br.slot(bid), written) };
                         match RecvMsgOut::parse(raw, m.get()) {
                             Ok(out) => {
-                                peers[n] = Peer::from_sockaddr(out.name_data());
+                                peers[n] = crate::backend::peer_from_sockaddr(out.name_data());
                                 // Cut at BUF_SIZE like the other backends (the buffer leaves
                                 // exactly BUF_SIZE bytes after the name).
                                 (ADDR_PAYLOAD_AT, out.payload_data().len().min(BUF_SIZE))
@@ -899,7 +899,10 @@ mod tests {
         let out = RecvMsgOut::parse(&buf[..ADDR_PAYLOAD_AT + 5], m.get()).unwrap();
         assert_eq!(out.payload_data(), b"hello");
         assert_eq!(out.payload_data().as_ptr() as usize - buf.as_ptr() as usize, ADDR_PAYLOAD_AT);
-        assert_eq!(Peer::from_sockaddr(out.name_data()).socket_addr(), Some("127.0.0.9:7100".parse().unwrap()));
+        assert_eq!(
+            crate::backend::peer_from_sockaddr(out.name_data()).socket_addr(),
+            Some("127.0.0.9:7100".parse().unwrap())
+        );
         assert!(RecvMsgOut::parse(&buf[..ADDR_PAYLOAD_AT - 1], m.get()).is_err());
     }
 

@@ -3,12 +3,12 @@
 
 mod common;
 
-use dataplane::verify::{verify_single, BatchVerifier};
-use dataplane::wire::{handshake, mcs, security, share, tx};
-use dataplane::{Burst, DropReason, Verdict};
+use attnet_core::verify::{verify_single, BatchVerifier};
+use attnet_core::wire::{handshake, mcs, security, share, tx};
+use attnet_core::{Burst, DropReason, Verdict};
 use proptest::prelude::*;
 
-fn judge(fp: &mut dataplane::FramePath, ds: &mut [Vec<u8>]) -> Burst {
+fn judge(fp: &mut attnet_core::FramePath, ds: &mut [Vec<u8>]) -> Burst {
     let mut b = Burst::default();
     fp.process(ds, &mut b);
     b
@@ -122,12 +122,12 @@ proptest! {
                 0 => tx[l - 1] ^= 0x40,                            // S changed
                 1 => tx[l - 64] ^= 1,                              // R changed
                 2 => tx[10] ^= 1,                                  // message changed
-                3 => tx[l - 64..l - 32].copy_from_slice(&dataplane::verify::SMALL_ORDER_ENCODINGS[0]), // small-order R
+                3 => tx[l - 64..l - 32].copy_from_slice(&attnet_core::verify::SMALL_ORDER_ENCODINGS[0]), // small-order R
                 4 => tx[l - 1] |= 0xf0,                            // S >= L
-                _ => tx[2..34].copy_from_slice(&dataplane::verify::SMALL_ORDER_ENCODINGS[6]), // small-order A
+                _ => tx[2..34].copy_from_slice(&attnet_core::verify::SMALL_ORDER_ENCODINGS[6]), // small-order A
             }
         }
-        let mut bv = BatchVerifier::new(1);
+        let mut bv = BatchVerifier::new(1, common::TEST_SEED);
         for x in &t { bv.queue(x); }
         let batch = bv.verify().to_vec();
         let single: Vec<bool> = t.iter().map(|x| verify_single(1, x)).collect();

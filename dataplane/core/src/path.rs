@@ -182,10 +182,12 @@ pub struct FramePath {
 }
 
 impl FramePath {
-    pub fn new(network_id: u32) -> Self {
+    /// A relay's frame path for `network_id`; `seed` seeds the batch
+    /// verifier's coefficients ([`BatchVerifier::new`]).
+    pub fn new(network_id: u32, seed: [u8; 32]) -> Self {
         FramePath {
             sessions: SessionTable::new(Role::Relay),
-            verifier: BatchVerifier::new(network_id),
+            verifier: BatchVerifier::new(network_id, seed),
             network_id,
             #[cfg(feature = "bench-stages")]
             depth: Depth::Full,

@@ -11,14 +11,16 @@
 pub const KEY_LEN: usize = 32;
 
 /// Where a sender of configured (not negotiated) keys starts its counters
-/// (`att-wire.md`, "Counters": `unix_seconds << 32`), plus the sub-second
-/// nanoseconds / 4 in the low bits, so that a run restarted within the
-/// same second still starts above every counter the previous run used
-/// (it would have had to seal one frame per 4 ns to reach it).
-pub fn configured_counter_start() -> u64 {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    (d.as_secs() << 32) + u64::from(d.subsec_nanos() >> 2)
+/// when the time since the Unix epoch is `since_epoch` (`att-wire.md`,
+/// "Counters": `unix_seconds << 32`), plus the sub-second nanoseconds / 4
+/// in the low bits, so that a run restarted within the same second still
+/// starts above every counter the previous run used (it would have had to
+/// seal one frame per 4 ns to reach it). The host reads the clock.
+pub fn counter_start(since_epoch: core::time::Duration) -> u64 {
+    (since_epoch.as_secs() << 32) + u64::from(since_epoch.subsec_nanos() >> 2)
 }
+
+/// Length of an AES-256-GCM tag.
 pub const TAG_LEN: usize = 16;
 
 /// The spec's 12-byte nonce for a counter.
@@ -177,16 +179,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn configured_counter_starts_move_forward_within_a_second() {
-        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        let a = configured_counter_start();
-        std::thread::sleep(std::time::Duration::from_micros(50));
-        let b = configured_counter_start();
+    fn counter_starts_move_forward_within_a_second() {
+        use core::time::Duration;
+        let t = Duration::new(1_700_000_000, 999_980_000);
+        let a = counter_start(t);
         // The seconds are the high half; 50 µs later is at least 12 500
         // counters further (one frame per 4 ns), in the same second or not.
-        assert!(a >> 32 >= secs && a >> 32 <= secs + 1);
-        assert!(b >= a + 12_500, "{a:#x} {b:#x}");
+        assert_eq!(a >> 32, 1_700_000_000);
         assert!(a & 0xffff_ffff < 1 << 28);
+        let b = counter_start(t + Duration::from_micros(50));
+        assert_eq!(b >> 32, 1_700_000_001);
+        assert!(b >= a + 12_500, "{a:#x} {b:#x}");
+        let c = counter_start(Duration::new(1_700_000_000, 50_000));
+        assert_eq!(c - counter_start(Duration::new(1_700_000_000, 0)), 12_500);
     }
 
     #[test]

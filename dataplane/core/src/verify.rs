@@ -9,8 +9,8 @@
 //!   implements for both single and batch verification.
 //!
 //! So single and batch verification give the same answer. The batch
-//! coefficients are 128-bit values from a ChaCha CSPRNG seeded from the OS
-//! once per verifier. A failed batch is bisected: one forged signature in
+//! coefficients are 128-bit values from a ChaCha CSPRNG seeded by the host
+//! (from the OS) once per verifier. A failed batch is bisected: one forged signature in
 //! a batch of n costs about 2·log2(n) extra batch checks.
 //!
 //! Allocation: `ed25519_zebra::batch::Verifier` builds a hash map and two
@@ -21,6 +21,7 @@ use curve25519_dalek::scalar::Scalar;
 use ed25519_zebra::batch::{Item, Verifier};
 use ed25519_zebra::{Signature, VerificationKey, VerificationKeyBytes};
 use rand::rngs::StdRng;
+use rand::SeedableRng;
 
 use crate::wire::tx::{signing_header, FIXED_LEN, MAX_TX_LEN, SIGNING_HEADER_LEN, SIG_LEN};
 
@@ -142,10 +143,14 @@ impl core::fmt::Debug for BatchVerifier {
 }
 
 impl BatchVerifier {
-    pub fn new(network_id: u32) -> Self {
+    /// A verifier for `network_id` whose batch coefficients come from a
+    /// ChaCha generator seeded with `seed`. The host draws the seed from
+    /// the OS (the coefficients must be unpredictable to a sender); tests
+    /// and simulations may pass a fixed one.
+    pub fn new(network_id: u32, seed: [u8; 32]) -> Self {
         BatchVerifier {
             header: signing_header(network_id),
-            rng: rand::make_rng(),
+            rng: StdRng::from_seed(seed),
             msg: Vec::with_capacity(SIGNING_HEADER_LEN + MAX_TX_LEN),
             items: Vec::with_capacity(256),
             ok: Vec::with_capacity(256),

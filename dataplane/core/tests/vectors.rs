@@ -4,12 +4,12 @@
 
 mod common;
 
-use dataplane::wire::{mcs, security, share, tpkt};
-use dataplane::{Burst, Verdict};
+use attnet_core::wire::{mcs, security, share, tpkt};
+use attnet_core::{Burst, Verdict};
 use serde_json::Value;
 
 fn vectors() -> Vec<Value> {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/att-v1-vectors.json");
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/att-v1-vectors.json");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
     v["vectors"].as_array().unwrap().clone()
 }
@@ -25,7 +25,7 @@ fn every_vector_one_at_a_time() {
     assert_eq!(vs.len(), 30);
     let mut fp = common::relay(1);
     let mut burst = Burst::default();
-    let mut total = dataplane::Counters::default();
+    let mut total = attnet_core::Counters::default();
     for v in &vs {
         let mut d = [hex::decode(v["frame"].as_str().unwrap()).unwrap()];
         fp.process(&mut d, &mut burst);
@@ -64,7 +64,7 @@ fn all_vectors_as_one_burst() {
     // One verification call for the burst; bisection only for the forged ones.
     assert!(fp.batch_checks() < 60, "batch checks: {}", fp.batch_checks());
     let bad: u16 = burst.frames.iter().map(|f| if let Verdict::BadSignature(n) = f.verdict { n } else { 0 }).sum();
-    assert_eq!(bad as u64, burst.counters.tx_drop(dataplane::TxDrop::BadSignature));
+    assert_eq!(bad as u64, burst.counters.tx_drop(attnet_core::TxDrop::BadSignature));
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn handshake_vector_parses_and_derives_the_keys() {
     use ed25519_zebra::{Signature, VerificationKey};
     use hkdf::Hkdf;
     use sha2::{Digest, Sha256};
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/att-v1-handshake.json");
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/att-v1-handshake.json");
     let h: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
     let body_of = |hexs: &str, kind: u8, ct: u8, initiator: u16| -> Vec<u8> {
         let f = hex::decode(hexs).unwrap();
@@ -90,14 +90,14 @@ fn handshake_vector_parses_and_derives_the_keys() {
     let welcome_b = body_of(h["welcome_frame"].as_str().unwrap(), mcs::KIND_INDICATION, share::kind::WELCOME, 7);
     // The relay's WELCOME already carries the session id it assigns as
     // initiator; the client's HELLO uses 0.
-    let hello = dataplane::wire::handshake::Hello::parse(&hello_b).unwrap();
-    let welcome = dataplane::wire::handshake::Welcome::parse(&welcome_b).unwrap();
+    let hello = attnet_core::wire::handshake::Hello::parse(&hello_b).unwrap();
+    let welcome = attnet_core::wire::handshake::Welcome::parse(&welcome_b).unwrap();
     assert_eq!(hello.timestamp_ms, h["timestamp_ms"].as_u64().unwrap());
     assert_eq!(welcome.session_id as u64, h["session"].as_u64().unwrap());
     let hh: [u8; 32] = Sha256::digest(&hello_b).into();
     assert_eq!(welcome.hello_hash, hh);
     // Re-emitting gives the same bytes.
-    let mut again = [0u8; dataplane::wire::handshake::Hello::LEN];
+    let mut again = [0u8; attnet_core::wire::handshake::Hello::LEN];
     hello.emit(&mut again).unwrap();
     assert_eq!(&again[..], &hello_b[..]);
     // Signatures with prefix and network id 1.

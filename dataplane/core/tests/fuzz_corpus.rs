@@ -1,11 +1,11 @@
 //! Every committed frame-path fuzz seed, and every finding saved under
 //! fuzz/corpus/frame_path, runs through the fuzz target's body.
 
-use dataplane::{testkit, Burst};
+use attnet_core::{testkit, Burst};
 
 #[test]
 fn frame_path_corpus() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/frame_path");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/frame_path");
     let mut fp = testkit::relay(1);
     let mut burst = Burst::default();
     let mut n = 0;

@@ -1,0 +1,2 @@
+#![allow(unused_imports)]
+pub use attnet_core::testkit::*;

@@ -1,2 +1,0 @@
-#![allow(unused_imports)]
-pub use dataplane::testkit::*;
