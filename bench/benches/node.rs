@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dataplane::backend::pcap::PcapReplay;
 use dataplane::backend::RxQueue;
-use dataplane::pipeline::{self, CoreConfig, CoreCounters, DataCore, Sharder};
+use dataplane::pipeline::{self, CoreConfig, CoreCounters, CoreSetup, DataCore, Sharder};
 use dataplane::{testkit, Burst};
 
 #[global_allocator]
@@ -199,18 +199,18 @@ fn pipeline_vs_path(c: &mut Criterion) {
                     links.push((l, pool));
                     ends.push(e);
                 }
-                let (_ctx, crx) = rtrb::RingBuffer::new(4);
-                let core = DataCore::new(
-                    testkit::relay(1),
-                    Box::new(q),
+                let (_bus, mut crx) = pipeline::command_bus(1, 4);
+                let core = DataCore::new(CoreSetup {
+                    fp: testkit::relay(1),
+                    queue: Box::new(q),
                     links,
-                    crx,
-                    Sharder::new(4),
-                    CoreConfig::default(),
-                    Instant::now(),
-                    Arc::new(AtomicBool::new(false)),
-                    Arc::new(Mutex::new(CoreCounters::default())),
-                );
+                    commands: crx.remove(0),
+                    sharder: Sharder::new(4),
+                    cfg: CoreConfig::default(),
+                    epoch: Instant::now(),
+                    stop: Arc::new(AtomicBool::new(false)),
+                    published: Arc::new(Mutex::new(CoreCounters::default())),
+                });
                 let done = Arc::new(AtomicBool::new(false));
                 let done2 = done.clone();
                 // The shard side: drain and give back, as the control thread does.

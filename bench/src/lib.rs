@@ -149,7 +149,7 @@ impl Workload {
     /// A relay path that knows the workload's session.
     pub fn relay(&self) -> dataplane::FramePath {
         let mut fp = dataplane::host::frame_path(1);
-        fp.sessions.install(self.session as u32, &self.key, &testkit::r2c(self.session), 0).expect("session id");
+        fp.sessions.install(u32::from(self.session), &self.key, &testkit::r2c(self.session)).expect("session id");
         fp
     }
 }

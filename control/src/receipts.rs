@@ -20,8 +20,8 @@ use std::io;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use attnet_core::crypto::AeadKey;
-use attnet_core::emit::{emit_frame, emit_receipt_body, FrameSpec, RECEIPT_MAX_IDS};
+use attnet_core::emit::{emit_receipt_body, FrameSpec, RECEIPT_MAX_IDS};
+use attnet_core::session::Sealer;
 use attnet_core::shard::Route;
 
 /// What receipts did, for the summary. With receipts on, after a clean stop
@@ -136,34 +136,29 @@ impl RouteTable {
 }
 
 /// One session's sending side.
-struct SessionOut {
-    key: AeadKey,
-    next: u64,
-    start: u64,
-}
-
 /// Builds and sends RECEIPT frames.
 pub struct ReceiptSender {
     socket: UdpSocket,
-    sessions: HashMap<u16, SessionOut>,
+    /// The one sealer of each session's relay-to-client key.
+    sessions: HashMap<u16, Sealer>,
     /// Reused per block: (route, position in the block, id).
     scratch: Vec<(Route, u32, [u8; 32])>,
     ids: Vec<[u8; 32]>,
     body: Vec<u8>,
     frame: Vec<u8>,
+    /// Compression scratch (RECEIPTs are sent uncompressed: stays empty).
+    scratch_lz4: Vec<u8>,
     counters: ReceiptCounters,
 }
 
 impl ReceiptSender {
     /// Sends from `socket` (a duplicate of the node's listening socket, so
-    /// the source address is the one clients sent to) for the sessions in
-    /// `r2c_keys` (session id, relay-to-client key); every session's counter
-    /// starts at `counter_start` (`unix_seconds << 32`).
-    pub fn new(socket: UdpSocket, r2c_keys: &[(u16, [u8; 32])], counter_start: u64) -> Self {
-        let sessions = r2c_keys
-            .iter()
-            .map(|(id, k)| (*id, SessionOut { key: AeadKey::new(k), next: counter_start, start: counter_start }))
-            .collect();
+    /// the source address is the one clients sent to), sealing with
+    /// `sealers`: the sending halves of the relay's sessions, whose counters
+    /// start at `unix_seconds << 32` for configured keys. The sender owns
+    /// them: nothing else seals under these keys.
+    pub fn new(socket: UdpSocket, sealers: Vec<Sealer>) -> Self {
+        let sessions = sealers.into_iter().map(|s| (s.id(), s)).collect();
         ReceiptSender {
             socket,
             sessions,
@@ -171,6 +166,7 @@ impl ReceiptSender {
             ids: Vec::with_capacity(RECEIPT_MAX_IDS),
             body: Vec::with_capacity(16 + 32 * RECEIPT_MAX_IDS),
             frame: Vec::with_capacity(1500),
+            scratch_lz4: Vec::new(),
             counters: ReceiptCounters::default(),
         }
     }
@@ -235,11 +231,8 @@ impl ReceiptSender {
             self.counters.no_address += self.ids.len() as u64;
             return;
         }
-        let counter = s.next;
-        s.next += 1;
-        let spec =
-            FrameSpec { stream_seq: (counter - s.start) as u16, ..FrameSpec::receipt(route.session, route.channel) };
-        if emit_frame(&spec, &self.body, Some((&s.key, counter)), &mut self.frame).is_err() {
+        let spec = FrameSpec { stream_seq: s.sealed() as u16, ..FrameSpec::receipt(route.session, route.channel) };
+        if s.seal_frame(&spec, &self.body, &mut self.frame, &mut self.scratch_lz4).is_err() {
             self.counters.no_address += self.ids.len() as u64;
             return;
         }
@@ -329,7 +322,8 @@ mod tests {
         }
         let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
         let start = 1_700_000_000u64 << 32;
-        let mut tx = ReceiptSender::new(relay, &[(1, testkit::r2c(1)), (2, testkit::r2c(2))], start);
+        let sealers = [1, 2].map(|id| Sealer::new(id, &testkit::r2c(id), start)).into();
+        let mut tx = ReceiptSender::new(relay, sealers);
         let ra = Route { session: 1, channel: 1004, peer: Peer::from(a.local_addr().unwrap()) };
         let ra5 = Route { channel: 1005, ..ra };
         let rb = Route { session: 2, channel: 1004, peer: Peer::from(b.local_addr().unwrap()) };

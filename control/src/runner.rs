@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use attnet_core::command::CommandBus;
 use attnet_core::shard::ShardEnd;
 use hdrhistogram::Histogram;
 
@@ -120,19 +121,33 @@ fn sig_key(tx: &[u8]) -> [u8; 32] {
     k
 }
 
+/// What the control thread runs with.
+pub struct ControlSetup {
+    /// The shard side of every (data core, shard) link.
+    pub ends: Vec<ShardEnd>,
+    pub chain: Chain,
+    pub cfg: RunnerConfig,
+    /// The node's epoch (receive times are nanoseconds since it).
+    pub epoch: Instant,
+    /// Data cores still running; the thread ends after it reaches 0.
+    pub cores_running: Arc<AtomicUsize>,
+    pub live: Arc<Mutex<Live>>,
+    /// The RECEIPT sender, owner of the relay's sealers.
+    pub receipts: Option<ReceiptSender>,
+    /// The one producer of every data core's command ring: sessions are
+    /// installed and removed through it while the cores run.
+    pub commands: CommandBus,
+}
+
 /// Runs until every data core has stopped (`cores_running` reaches 0) and
 /// every ring is empty; then seals the last block and reports. With
 /// `receipts`, every sealed block's transactions are receipted to their
 /// clients.
-pub fn run(
-    mut ends: Vec<ShardEnd>,
-    mut chain: Chain,
-    cfg: RunnerConfig,
-    epoch: Instant,
-    cores_running: Arc<AtomicUsize>,
-    live: Arc<Mutex<Live>>,
-    mut receipts: Option<ReceiptSender>,
-) -> Result<ControlReport, String> {
+pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
+    let ControlSetup { mut ends, mut chain, cfg, epoch, cores_running, live, mut receipts, commands } = setup;
+    // Held for the thread's life: the cores' command rings stay open (a
+    // handshake stage installs the sessions it negotiates through it).
+    let _commands = commands;
     if let Some(cpu) = cfg.cpu {
         core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
     }

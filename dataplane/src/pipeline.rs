@@ -23,9 +23,8 @@ use crate::backend::{NotAtt, Peer, RxQueue};
 use crate::dedup::IdFilter;
 use crate::path::{Burst, FramePath};
 use crate::verdict::{Counters, TxDrop};
-pub use attnet_core::shard::{
-    shard_link, Command, Route, ShardBatch, ShardEnd, ShardLink, ShardTx, HOLD_MAX_TXS, NO_ROUTE,
-};
+pub use attnet_core::command::{command_bus, Command, CommandBus, CommandRx};
+pub use attnet_core::shard::{shard_link, Route, ShardBatch, ShardEnd, ShardLink, ShardTx, HOLD_MAX_TXS, NO_ROUTE};
 
 /// How long a stopping core keeps retrying batches held back by full rings.
 const HOLD_AT_EXIT: Duration = Duration::from_millis(500);
@@ -132,6 +131,27 @@ impl Default for CoreConfig {
     }
 }
 
+/// Everything a data core is built from.
+pub struct CoreSetup {
+    /// The frame path, with whatever sessions the core starts with (a node
+    /// starts with none and installs them through `commands`).
+    pub fp: FramePath,
+    pub queue: Box<dyn RxQueue>,
+    /// One link to every shard, with its pre-allocated batches
+    /// ([`shard_link`]).
+    #[allow(clippy::vec_box)]
+    pub links: Vec<(ShardLink, Vec<Box<ShardBatch>>)>,
+    /// This core's end of the control thread's command ring.
+    pub commands: CommandRx,
+    pub sharder: Sharder,
+    pub cfg: CoreConfig,
+    /// The node's epoch: receive times are nanoseconds since it.
+    pub epoch: Instant,
+    pub stop: Arc<AtomicBool>,
+    /// Where the core publishes its counters every `cfg.publish_every`.
+    pub published: Arc<Mutex<CoreCounters>>,
+}
+
 /// One data core's pipeline.
 pub struct DataCore {
     pub fp: FramePath,
@@ -141,7 +161,7 @@ pub struct DataCore {
     // a pointer, not a 48-byte struct with two vectors.
     #[allow(clippy::vec_box)]
     pools: Vec<Vec<Box<ShardBatch>>>,
-    commands: rtrb::Consumer<Command>,
+    commands: CommandRx,
     sharder: Sharder,
     cfg: CoreConfig,
     epoch: Instant,
@@ -157,34 +177,10 @@ pub struct CoreReport {
 }
 
 impl DataCore {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        fp: FramePath,
-        queue: Box<dyn RxQueue>,
-        links: Vec<(ShardLink, Vec<Box<ShardBatch>>)>,
-        commands: rtrb::Consumer<Command>,
-        sharder: Sharder,
-        cfg: CoreConfig,
-        epoch: Instant,
-        stop: Arc<AtomicBool>,
-        published: Arc<Mutex<CoreCounters>>,
-    ) -> Self {
+    pub fn new(setup: CoreSetup) -> Self {
+        let CoreSetup { fp, queue, links, commands, sharder, cfg, epoch, stop, published } = setup;
         let (links, pools) = links.into_iter().unzip();
         DataCore { fp, queue, links, pools, commands, sharder, cfg, epoch, stop, published }
-    }
-
-    fn apply_commands(&mut self) {
-        while let Ok(c) = self.commands.pop() {
-            match c {
-                Command::Install { id, c2r, r2c, window } => {
-                    // Ids were validated by the control plane.
-                    let _ = self.fp.sessions.install_shared(id, &c2r, &r2c, 0, window);
-                }
-                Command::Remove { id } => {
-                    self.fp.sessions.remove(id);
-                }
-            }
-        }
     }
 
     /// Runs until the stop flag is set or a finite source is exhausted,
@@ -202,7 +198,8 @@ impl DataCore {
         let mut idle = 0u32;
         let mut last_publish = Instant::now();
         loop {
-            self.apply_commands();
+            // Commands wait at most one burst (or one idle wait).
+            self.commands.apply(&mut self.fp.sessions);
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use dataplane::backend::pcap::PcapReplay;
-use dataplane::pipeline::{self, Command, CoreConfig, CoreCounters, DataCore, Sharder};
+use dataplane::pipeline::{self, Command, CoreConfig, CoreCounters, CoreSetup, DataCore, Sharder};
 use dataplane::replay::ReplayWindow;
+use dataplane::session::{Role, RxKey, Session};
 use dataplane::{testkit, DropReason, FramePath, TxDrop};
 
 fn tmp(name: &str) -> std::path::PathBuf {
@@ -52,22 +53,22 @@ fn run_core_with(
         links.push((l, pool));
         ends.push(e);
     }
-    let (mut ctx, crx) = rtrb::RingBuffer::new(16);
+    let (mut bus, mut crx) = pipeline::command_bus(1, 16);
     for c in commands {
-        ctx.push(c).unwrap();
+        bus.send(c).unwrap();
     }
     let published = Arc::new(Mutex::new(CoreCounters::default()));
-    let core = DataCore::new(
+    let core = DataCore::new(CoreSetup {
         fp,
-        Box::new(q),
+        queue: Box::new(q),
         links,
-        crx,
-        Sharder::new(2),
-        CoreConfig::default(),
-        Instant::now(),
-        Arc::new(AtomicBool::new(false)),
-        published.clone(),
-    );
+        commands: crx.remove(0),
+        sharder: Sharder::new(2),
+        cfg: CoreConfig::default(),
+        epoch: Instant::now(),
+        stop: Arc::new(AtomicBool::new(false)),
+        published: published.clone(),
+    });
     // The core ends by itself when the capture is done, full rings or not.
     let core = std::thread::spawn(move || core.run());
     let mut delivered = 0;
@@ -167,8 +168,8 @@ fn sessions_installed_through_the_command_ring() {
     let r = run_core("nosession.pcap", &payloads, FramePath::new(1, dataplane::testkit::TEST_SEED), 4, vec![]);
     assert_eq!(r.counters.frames.frame_drop(DropReason::UnknownSession), 2);
     // Installed between bursts by the control plane.
-    let install =
-        Command::Install { id: 9, c2r: testkit::c2r(9), r2c: testkit::r2c(9), window: Arc::new(ReplayWindow::new()) };
+    let relay = Session::new(Role::Relay, 9, &testkit::c2r(9), &testkit::r2c(9), 0).unwrap();
+    let install = Command::Install(relay.rx);
     let r = run_core("session.pcap", &payloads, FramePath::new(1, dataplane::testkit::TEST_SEED), 4, vec![install]);
     assert_eq!(r.counters.frames.frames_accepted, 2);
     assert_eq!(r.delivered, 2);
@@ -186,7 +187,7 @@ fn one_frame_on_two_cores_is_accepted_once() {
     let run = |frames: Vec<Vec<u8>>, window: Arc<ReplayWindow>| {
         std::thread::spawn(move || {
             let mut fp = FramePath::new(1, dataplane::testkit::TEST_SEED);
-            fp.sessions.install_shared(2, &testkit::c2r(2), &testkit::r2c(2), 0, window).unwrap();
+            fp.sessions.install_rx(&RxKey { id: 2, key: testkit::c2r(2), window });
             let mut burst = dataplane::Burst::default();
             let mut accepted = Vec::new();
             for mut f in frames {
@@ -280,18 +281,18 @@ fn transactions_carry_their_route() {
         Scripted { datagrams: vec![d0, d1, d2], peers: vec![Peer::from(a), Peer::from(b), Peer::NONE], done: false };
     // One shard, so every transaction lands in one batch in order.
     let (l, mut e, pool) = pipeline::shard_link(4, 8);
-    let (_ctx, crx) = rtrb::RingBuffer::new(4);
-    let core = DataCore::new(
-        testkit::relay(1),
-        Box::new(q),
-        vec![(l, pool)],
-        crx,
-        Sharder::new(1),
-        CoreConfig::default(),
-        Instant::now(),
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(Mutex::new(CoreCounters::default())),
-    );
+    let (_bus, mut crx) = pipeline::command_bus(1, 4);
+    let core = DataCore::new(CoreSetup {
+        fp: testkit::relay(1),
+        queue: Box::new(q),
+        links: vec![(l, pool)],
+        commands: crx.remove(0),
+        sharder: Sharder::new(1),
+        cfg: CoreConfig::default(),
+        epoch: Instant::now(),
+        stop: Arc::new(AtomicBool::new(false)),
+        published: Arc::new(Mutex::new(CoreCounters::default())),
+    });
     let report = std::thread::spawn(move || core.run()).join().unwrap();
     assert_eq!(report.counters.frames.txs_accepted, 7);
     let batch = e.from_core.pop().expect("one batch");
@@ -300,4 +301,110 @@ fn transactions_carry_their_route() {
     assert_eq!(got, want);
     assert_eq!(batch.routes.len(), 4, "one stored route per run: {:?}", batch.routes);
     assert_eq!(std::mem::size_of::<dataplane::pipeline::ShardTx>(), 56);
+}
+
+/// The control thread's command ring on two running cores polling real
+/// sockets: a session installed while they run is live on both once both
+/// have acknowledged its sequence number, and its first frames are accepted
+/// on whichever core the kernel hands them to; removed, its frames are
+/// unknown again. Every frame is counted.
+#[test]
+fn sessions_installed_and_removed_on_two_running_cores() {
+    use dataplane::backend::recvmmsg::RecvmmsgQueue;
+    use dataplane::backend::UdpConfig;
+    use std::net::UdpSocket;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    let udp = UdpConfig { listen: "127.0.0.1:0".parse().unwrap(), queues: 2, rcvbuf: 1 << 20 };
+    let queues = RecvmmsgQueue::open(&udp).unwrap();
+    let addr = queues[0].local_addr();
+    let (mut bus, crxs) = pipeline::command_bus(2, 16);
+    let stop = Arc::new(AtomicBool::new(false));
+    let epoch = Instant::now();
+    let mut published = Vec::new();
+    let mut threads = Vec::new();
+    let mut ends = Vec::new();
+    for (q, commands) in queues.into_iter().zip(crxs) {
+        let (l, e, pool) = pipeline::shard_link(64, 64);
+        ends.push(e);
+        let p = Arc::new(Mutex::new(CoreCounters::default()));
+        published.push(p.clone());
+        let core = DataCore::new(CoreSetup {
+            fp: FramePath::new(1, testkit::TEST_SEED),
+            queue: Box::new(q),
+            links: vec![(l, pool)],
+            commands,
+            sharder: Sharder::new(1),
+            cfg: CoreConfig {
+                idle_wait: Duration::from_millis(1),
+                publish_every: Duration::from_millis(1),
+                ..CoreConfig::default()
+            },
+            epoch,
+            stop: stop.clone(),
+            published: p,
+        });
+        threads.push(std::thread::spawn(move || core.run()));
+    }
+    let per_core = |published: &[Arc<Mutex<CoreCounters>>]| -> Vec<CoreCounters> {
+        published.iter().map(|p| *p.lock().unwrap()).collect()
+    };
+    let wait_for = |what: &str, f: &dyn Fn() -> bool| {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < until, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let received = |published: &[Arc<Mutex<CoreCounters>>]| -> u64 {
+        per_core(published).iter().map(|c| c.frames.frames_received).sum()
+    };
+    // Sixteen senders: sixteen source ports, spread by the kernel over the
+    // two sockets of the SO_REUSEPORT group.
+    let senders: Vec<UdpSocket> = (0..16).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    let (t, _) = testkit::txs(21, 18, 0, 1);
+    let frame = |counter: u64| testkit::frame(9, counter, &t[counter as usize..counter as usize + 1], false);
+
+    // Not installed yet: unknown_session.
+    senders[0].send_to(&frame(0), addr).unwrap();
+    wait_for("the first frame", &|| received(&published) == 1);
+    let sum = |cs: &[CoreCounters], f: &dyn Fn(&CoreCounters) -> u64| cs.iter().map(f).sum::<u64>();
+    let cs = per_core(&published);
+    assert_eq!(sum(&cs, &|c| c.frames.frame_drop(DropReason::UnknownSession)), 1);
+
+    // Installed at run time; acknowledged by both cores.
+    let relay = Session::new(Role::Relay, 9, &testkit::c2r(9), &testkit::r2c(9), 0).unwrap();
+    let (rx, _sealer) = relay.split();
+    let seq = bus.install(&rx).unwrap();
+    wait_for("both cores to apply the install", &|| bus.applied_by_all(seq));
+    assert_eq!((bus.applied(0), bus.applied(1)), (seq, seq));
+    for (i, s) in senders.iter().enumerate() {
+        s.send_to(&frame(1 + i as u64), addr).unwrap();
+    }
+    wait_for("sixteen more frames", &|| received(&published) == 17);
+    let cs = per_core(&published);
+    assert_eq!(sum(&cs, &|c| c.frames.frames_accepted), 16, "{cs:?}");
+    for (i, c) in cs.iter().enumerate() {
+        assert!(c.frames.frames_accepted >= 1, "core {i} accepted none of the session's first frames: {cs:?}");
+    }
+
+    // Removed: the next frame is unknown again, whichever core gets it.
+    let seq = bus.remove(9).unwrap();
+    wait_for("both cores to apply the removal", &|| bus.applied_by_all(seq));
+    senders[3].send_to(&frame(17), addr).unwrap();
+    wait_for("the last frame", &|| received(&published) == 18);
+    stop.store(true, Ordering::Relaxed);
+    let mut total = CoreCounters::default();
+    for h in threads {
+        total.add(&h.join().unwrap().counters);
+    }
+    let f = &total.frames;
+    assert!(f.balanced());
+    assert_eq!(f.frames_received, 18);
+    assert_eq!(f.frames_accepted, 16);
+    assert_eq!(f.frame_drop(DropReason::UnknownSession), 2);
+    let delivered: usize =
+        ends.iter_mut().map(|e| std::iter::from_fn(|| e.from_core.pop().ok()).map(|b| b.len()).sum::<usize>()).sum();
+    assert_eq!(delivered, 16);
 }

@@ -39,7 +39,7 @@ pub fn load(path: &Path, network_id: u32) -> Result<FramePath, String> {
     let mut fp = dataplane::host::frame_path(network_id);
     for s in read(path)? {
         // `read` checked the id range.
-        let _ = fp.sessions.install(s.id, &s.c2r, &s.r2c, 0);
+        let _ = fp.sessions.install(s.id, &s.c2r, &s.r2c);
     }
     Ok(fp)
 }

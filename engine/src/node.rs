@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use control::runner::{self, Live, RunnerConfig};
 use dataplane::backend::uring::RecvMode;
 use dataplane::backend::{self, NotAtt, RxQueue, UdpConfig};
-use dataplane::pipeline::{self, Command, CoreConfig, CoreCounters, DataCore, Sharder};
-use dataplane::replay::ReplayWindow;
+use dataplane::pipeline::{self, CommandBus, CoreConfig, CoreCounters, CoreSetup, DataCore, Sharder};
+use dataplane::session::{Role, RxKey, Session};
 use dataplane::{DropReason, TxDrop};
 use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
@@ -176,6 +176,37 @@ pub fn summary(
     })
 }
 
+/// Commands each data core's ring holds.
+const COMMAND_RING: usize = 256;
+
+/// How long the node waits for every data core to apply its configured
+/// sessions at start.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Queues `sessions` to every data core's command ring; returns the last
+/// sequence number.
+fn install_sessions(bus: &mut CommandBus, sessions: &[RxKey]) -> Result<u64, String> {
+    let mut seq = bus.seq();
+    for rx in sessions {
+        seq = bus.install(rx).map_err(|e| format!("installing session {}: {e}", rx.id))?;
+    }
+    Ok(seq)
+}
+
+/// Waits until every data core has applied the commands up to `seq`; a
+/// core that already stopped (a pcap replay that ended) applied them
+/// before its first burst.
+fn wait_applied(bus: &CommandBus, seq: u64, running: &AtomicUsize) -> Result<(), String> {
+    let until = Instant::now() + INSTALL_TIMEOUT;
+    while !bus.applied_by_all(seq) && running.load(Ordering::Acquire) == bus.cores() {
+        if Instant::now() >= until {
+            return Err(format!("data cores did not apply the configured sessions within {INSTALL_TIMEOUT:?}"));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(())
+}
+
 /// Ready-made pieces for a running node (used by `attnet demo` to learn
 /// the bound address before traffic starts).
 pub struct Started {
@@ -208,6 +239,17 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         );
     }
     let Opened { queues, name: backend_name, addr, dpdk } = open_queues(&cfg)?;
+    // Every configured session splits once: the receive half goes to the
+    // data cores through the command ring, the sending half (the only
+    // sealer of its relay-to-client key) to the RECEIPT sender.
+    let mut rx_halves = Vec::with_capacity(sessions.len());
+    let mut sealers = Vec::with_capacity(sessions.len());
+    let tx_start = control::receipts::ReceiptSender::counter_start_now();
+    for s in &sessions {
+        let (rx, tx) = Session::new(Role::Relay, s.id, &s.c2r, &s.r2c, tx_start).map_err(|e| e.to_string())?.split();
+        rx_halves.push(rx);
+        sealers.push(tx);
+    }
     // RECEIPTs leave from a duplicate of the first queue's socket: every
     // socket of the SO_REUSEPORT group has the listening address.
     let receipts = if cfg.receipts {
@@ -215,17 +257,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             Some(q) => q.send_socket().map_err(|e| format!("receipts: {e}"))?,
             None => None,
         };
-        match sock {
-            Some(sock) => {
-                let keys: Vec<(u16, [u8; 32])> = sessions.iter().map(|s| (s.id as u16, s.r2c)).collect();
-                Some(control::receipts::ReceiptSender::new(
-                    sock,
-                    &keys,
-                    control::receipts::ReceiptSender::counter_start_now(),
-                ))
-            }
-            None => None,
-        }
+        sock.map(|sock| control::receipts::ReceiptSender::new(sock, std::mem::take(&mut sealers)))
     } else {
         None
     };
@@ -248,12 +280,14 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     let epoch = Instant::now();
     let stop = external_stop.unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
     let sharder = Sharder::new(cfg.shards);
-    let windows: Vec<(keys::Configured, Arc<ReplayWindow>)> =
-        sessions.iter().map(|s| (*s, Arc::new(ReplayWindow::new()))).collect();
+    // The configured sessions are queued before any core starts, so every
+    // core applies them before its first burst (a pcap replay starts at
+    // once); the ring holds them all and room for run-time commands.
+    let (mut commands, mut command_ends) = pipeline::command_bus(cores, COMMAND_RING + rx_halves.len());
+    let installed = install_sessions(&mut commands, &rx_halves)?;
     let mut ends = Vec::new();
     let mut core_threads = Vec::new();
     let mut published = Vec::new();
-    let mut command_tx = Vec::new();
     let running = Arc::new(AtomicUsize::new(cores));
     for (i, q) in queues.into_iter().enumerate() {
         let mut fp = dataplane::host::frame_path(network_id);
@@ -263,17 +297,12 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             crate::config::StopAfterChoice::Decompress => dataplane::Depth::Decompress,
             _ => dataplane::Depth::Full,
         });
-        for (s, w) in &windows {
-            fp.sessions.install_shared(s.id, &s.c2r, &s.r2c, 0, w.clone()).map_err(|e| e.to_string())?;
-        }
         let mut links = Vec::new();
         for _ in 0..cfg.shards {
             let (link, end, pool) = pipeline::shard_link(cfg.ring_depth, 256);
             links.push((link, pool));
             ends.push(end);
         }
-        let (ctx, crx) = rtrb::RingBuffer::<Command>::new(256);
-        command_tx.push(ctx);
         let pubc = Arc::new(Mutex::new(CoreCounters::default()));
         published.push(pubc.clone());
         let ccfg = CoreConfig {
@@ -286,7 +315,17 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             },
             ..CoreConfig::default()
         };
-        let core = DataCore::new(fp, q, links, crx, sharder.clone(), ccfg, epoch, stop.clone(), pubc);
+        let core = DataCore::new(CoreSetup {
+            fp,
+            queue: q,
+            links,
+            commands: command_ends.remove(0),
+            sharder: sharder.clone(),
+            cfg: ccfg,
+            epoch,
+            stop: stop.clone(),
+            published: pubc,
+        });
         let running = running.clone();
         let h = std::thread::Builder::new()
             .name(format!("attnet-rx{i}"))
@@ -321,16 +360,25 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             .saturating_add(8_000),
         ..RunnerConfig::default()
     };
-    let (live2, running2) = (live.clone(), running.clone());
+    // Live on every running core before the node reports that it listens.
+    wait_applied(&commands, installed, &running)?;
+    let setup = runner::ControlSetup {
+        ends,
+        chain,
+        cfg: rcfg,
+        epoch,
+        cores_running: running.clone(),
+        live: live.clone(),
+        receipts,
+        commands,
+    };
     let control_thread = std::thread::Builder::new()
         .name("attnet-control".into())
-        .spawn(move || runner::run(ends, chain, rcfg, epoch, running2, live2, receipts))
+        .spawn(move || runner::run(setup))
         .map_err(|e| format!("spawn control thread: {e}"))?;
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal handler: {e}"))?;
     }
-    // Kept so a later handshake stage can install sessions at run time.
-    let _commands = command_tx;
     let stop2 = stop.clone();
     let join = move || -> Result<Outcome, String> {
         let show_live = cfg.live || std::io::stderr().is_terminal();

@@ -5,8 +5,8 @@
 //! correct receiver must count for it. Output-agnostic: UDP, pcap and DPDK
 //! outputs all draw from here.
 
-use dataplane::crypto::AeadKey;
-use dataplane::emit::{emit_frame_with, FrameSpec};
+use dataplane::emit::FrameSpec;
+use dataplane::session::Sealer;
 use dataplane::verdict::{Counters, DropReason, TxDrop};
 use dataplane::wire::mcs::channel;
 use dataplane::wire::security::FLAG_INFO;
@@ -159,13 +159,6 @@ impl Expected {
     }
 }
 
-/// One session of a generator, with its own counter.
-struct Session {
-    id: u16,
-    key: AeadKey,
-    counter: u64,
-}
-
 /// What the last generated datagram was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Datagram {
@@ -193,7 +186,7 @@ impl Datagram {
 pub struct Generator<'p> {
     pool: &'p TxPool,
     cfg: TrafficConfig,
-    sessions: Vec<Session>,
+    sessions: Vec<Sealer>,
     /// Pool indices this part sends, in order.
     txs: Vec<u32>,
     next_tx: usize,
@@ -229,7 +222,10 @@ impl<'p> Generator<'p> {
             .iter()
             .enumerate()
             .filter(|(i, _)| i % parts == part)
-            .map(|(_, s)| Session { id: s.id, key: AeadKey::new(&s.c2r), counter: counter0 })
+            // The client end's sending half: this part is the only sealer of
+            // its sessions' client-to-relay keys. The first frame takes
+            // counter0 + 1.
+            .map(|(_, s)| Sealer::new(s.id, &s.c2r, counter0 + 1))
             .collect();
         let txs = (0..pool.len()).filter(|j| (j % n) % parts == part).map(|j| j as u32).collect();
         // All hostile would never end: at least one datagram in a thousand is valid.
@@ -312,7 +308,7 @@ impl<'p> Generator<'p> {
             self.prev_frames = frames;
         }
         let txs = (self.next_tx - first_tx) as u32;
-        Some(Datagram { frames, first_tx, txs, hostile: None, session: self.sessions[s].id })
+        Some(Datagram { frames, first_tx, txs, hostile: None, session: self.sessions[s].id() })
     }
 
     fn frame_txs(&self) -> usize {
@@ -332,7 +328,12 @@ impl<'p> Generator<'p> {
             Lz4::On => true,
             Lz4::Mix => self.frame_i % 2 == 1,
         };
-        FrameSpec { compress, channel: ch, stream_seq: self.frame_i as u16, ..FrameSpec::tx_batch(self.sessions[s].id) }
+        FrameSpec {
+            compress,
+            channel: ch,
+            stream_seq: self.frame_i as u16,
+            ..FrameSpec::tx_batch(self.sessions[s].id())
+        }
     }
 
     /// Seals `self.body` as one frame of session `s` appended to `out`;
@@ -340,12 +341,10 @@ impl<'p> Generator<'p> {
     fn seal_body(&mut self, s: usize, ch: u16, out: &mut Vec<u8>) -> usize {
         let spec = self.spec(s, ch);
         self.frame_i += 1;
-        let sess = &mut self.sessions[s];
-        sess.counter += 1;
         let at = out.len();
         // The body is at most 16384 bytes by construction (the
         // configuration is checked against the datagram size).
-        let _ = emit_frame_with(&spec, &self.body, Some((&sess.key, sess.counter)), out, &mut self.scratch);
+        let _ = self.sessions[s].seal_frame(&spec, &self.body, out, &mut self.scratch);
         at
     }
 
@@ -412,23 +411,25 @@ impl<'p> Generator<'p> {
                 }
             }
         }
-        Datagram { frames, first_tx: self.next_tx, txs: 0, hostile: Some(kind), session: self.sessions[s].id }
+        Datagram { frames, first_tx: self.next_tx, txs: 0, hostile: Some(kind), session: self.sessions[s].id() }
     }
 
     /// Opens the sealed frame in `out`, sets an unknown compressed_type,
     /// and seals it again under the same counter.
     fn reseal_unknown_compression(&mut self, s: usize, ud: usize, out: &mut [u8]) {
         let sess = &self.sessions[s];
+        // The counter the frame in `out` was just sealed with.
+        let counter = sess.next_counter() - 1;
         let pt_at = ud + 12;
         let (aad, rest) = out.split_at_mut(pt_at);
-        if let Ok(n) = sess.key.open_in_place(sess.counter, aad, rest) {
+        if let Ok(n) = sess.key().open_in_place(counter, aad, rest) {
             // compressed_type is byte 15 of the share-data header.
             if let Some(b) = rest.get_mut(15) {
                 *b = 0x30;
             }
             self.scratch.clear();
             self.scratch.extend_from_slice(&rest[..n]);
-            let tag = sess.key.seal_in_place(sess.counter, aad, &mut self.scratch);
+            let tag = sess.key().seal_in_place(counter, aad, &mut self.scratch);
             rest[..n].copy_from_slice(&self.scratch);
             rest[n..n + 16].copy_from_slice(&tag);
         }
@@ -451,7 +452,7 @@ mod tests {
     fn judge(plan: &Plan, datagrams: &[Vec<u8>]) -> (dataplane::verdict::Counters, u64) {
         let mut fp = dataplane::host::frame_path(plan.network_id);
         for s in &plan.sessions {
-            fp.sessions.install(u32::from(s.id), &s.c2r, &s.r2c, 0).unwrap();
+            fp.sessions.install(u32::from(s.id), &s.c2r, &s.r2c).unwrap();
         }
         let mut burst = dataplane::Burst::with_capacity(64, 64, 64);
         let mut dups = std::collections::HashSet::new();

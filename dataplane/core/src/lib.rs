@@ -12,6 +12,7 @@
 //! `ffi` or `libc`, or a use of the clock or of an OS random source.
 #![forbid(unsafe_code)]
 
+pub mod command;
 pub mod crypto;
 pub mod dedup;
 pub mod emit;

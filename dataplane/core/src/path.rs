@@ -311,7 +311,7 @@ impl FramePath {
         // Step 6.
         let Some(sess) = self.sessions.get(session) else { return drop(DropReason::UnknownSession) };
         // Step 7.
-        if sess.rx_window.check(counter).is_err() {
+        if sess.window.check(counter).is_err() {
             return drop(DropReason::Replay);
         }
         stop_at!(self, Depth::Decode, Judged::Accepted { len, session, channel: chan, txs: 0 });
@@ -321,12 +321,12 @@ impl FramePath {
             return drop(DropReason::BadLength);
         }
         let (aad, sealed) = frame.split_at_mut(pt_at);
-        let pt_len = match sess.rx_key.open_in_place(counter, aad, sealed) {
+        let pt_len = match sess.key.open_in_place(counter, aad, sealed) {
             Ok(n) => n,
             Err(_) => return drop(DropReason::AuthFailed),
         };
         // The window moves only now, after the tag verified.
-        if sess.rx_window.update(counter).is_err() {
+        if sess.window.update(counter).is_err() {
             return drop(DropReason::Replay);
         }
         stop_at!(self, Depth::Decrypt, Judged::Accepted { len, session, channel: chan, txs: 0 });

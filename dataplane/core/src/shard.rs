@@ -1,13 +1,10 @@
 //! The plain types that travel between a data core and the control
 //! thread: batches of accepted transactions on single-producer
 //! single-consumer rings (one per (core, shard) link, with a return ring
-//! that recycles the batches), where each transaction's RECEIPT goes, and
-//! the control plane's commands to the cores.
-
-use std::sync::Arc;
+//! that recycles the batches) and where each transaction's RECEIPT goes.
+//! The control plane's commands to the cores are in [`crate::command`].
 
 use crate::peer::Peer;
-use crate::replay::ReplayWindow;
 
 /// Where a transaction's RECEIPT goes: the session and channel of its
 /// frame and the source address of its datagram ([`Peer::NONE`] when the
@@ -99,22 +96,6 @@ impl ShardBatch {
     pub fn route(&self, t: &ShardTx) -> Option<Route> {
         self.routes.get(t.route as usize).copied()
     }
-}
-
-/// A control-plane instruction to a data core, applied between bursts.
-#[derive(Debug)]
-pub enum Command {
-    /// Install a session (the core expands its own key schedules; the
-    /// replay window is shared by every core).
-    Install {
-        id: u32,
-        c2r: [u8; 32],
-        r2c: [u8; 32],
-        window: Arc<ReplayWindow>,
-    },
-    Remove {
-        id: u16,
-    },
 }
 
 /// Both ends of one (data core, shard) link.

@@ -28,7 +28,7 @@ pub fn r2c(session: u16) -> [u8; 32] {
 pub fn relay(network_id: u32) -> FramePath {
     let mut fp = FramePath::new(network_id, TEST_SEED);
     for s in 0..16u16 {
-        fp.sessions.install(s as u32, &c2r(s), &r2c(s), 0).unwrap();
+        fp.sessions.install(u32::from(s), &c2r(s), &r2c(s)).unwrap();
     }
     fp
 }
@@ -171,7 +171,7 @@ pub fn fuzz_frame_path(fp: &mut FramePath, burst: &mut crate::Burst, data: &[u8]
     } else {
         let channel = if mode & 2 == 0 { 1004 } else { 1005 };
         // Counters grow across runs so sealed inputs are never replays.
-        let counter = fp.sessions.get(1).and_then(|s| s.rx_window.top()).map_or(0, |t| t + 1);
+        let counter = fp.sessions.get(1).and_then(|s| s.window.top()).map_or(0, |t| t + 1);
         match seal_plaintext(1, channel, counter, rest) {
             Some(f) => ds.push(f),
             None => return,
