@@ -107,7 +107,7 @@ pub fn sha_ids(w: &Workload) -> u8 {
     let mut x = 0u8;
     for ts in &w.txs {
         for t in ts {
-            let id: [u8; 32] = sha2::Sha256::digest(&t[..t.len() - 64]).into();
+            let id: [u8; 32] = sha2::Sha256::digest(dataplane::wire::tx::unsigned_part(t)).into();
             x ^= id[0];
         }
     }
@@ -123,8 +123,8 @@ pub fn sigs(w: &Workload) -> Sigs {
         .iter()
         .flatten()
         .map(|t| {
-            let a: [u8; 32] = t[2..34].try_into().expect("from field");
-            let s: [u8; 64] = t[t.len() - 64..].try_into().expect("signature");
+            let a: [u8; 32] = dataplane::wire::tx::from_part(t).try_into().expect("from field");
+            let s: [u8; 64] = dataplane::wire::tx::signature_part(t).try_into().expect("signature");
             (a.into(), ed25519_zebra::Signature::from_bytes(&s))
         })
         .collect()

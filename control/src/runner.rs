@@ -115,8 +115,8 @@ fn now_ms() -> u64 {
 /// cheap to take from bytes the ledger hands back.
 fn sig_key(tx: &[u8]) -> [u8; 32] {
     let mut k = [0u8; 32];
-    if tx.len() >= 64 {
-        k.copy_from_slice(&tx[tx.len() - 64..tx.len() - 32]);
+    if let Some(r) = attnet_core::wire::tx::signature_part(tx).get(..32) {
+        k.copy_from_slice(r);
     }
     k
 }

@@ -226,7 +226,7 @@ impl DataCore {
                         continue;
                     }
                     let bytes = burst.tx_bytes(bufs, t);
-                    let s = sharder.shard(bytes.get(2..34).unwrap_or(&[]));
+                    let s = sharder.shard(crate::wire::tx::from_part(bytes));
                     // An accepted transaction's frame record is always there; the
                     // fallbacks only keep a broken invariant from panicking.
                     let route = match burst.frames.get(t.frame as usize) {

@@ -7,16 +7,19 @@
 //! never receipted (`lost`), receipted twice (`duplicate`), included in an
 //! earlier block than a transaction submitted before them
 //! (`out_of_order`), and receipt ids it never sent (`unknown`).
+// Everything here reads bytes from the network: frame-path views and
+// checked gets, never an index that can panic.
+#![deny(clippy::indexing_slicing)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use dataplane::crypto::AeadKey;
-use dataplane::wire::mcs::KIND_INDICATION;
+use dataplane::path::{open_indication, Refused};
+use dataplane::session::{Role, SessionTable};
+use dataplane::verdict::DropReason;
 use dataplane::wire::receipt::Receipt;
-use dataplane::wire::security::{FLAG_ENCRYPT, SUITE_AES_256_GCM};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
@@ -49,6 +52,8 @@ struct Inner {
     latency_us: Histogram<u64>,
     /// Last relay-to-client counter per session.
     last_counter: HashMap<u16, u64>,
+    /// Decompressed bodies.
+    scratch: Vec<u8>,
 }
 
 /// Shared by the senders (stamps) and the receivers (receipts).
@@ -59,7 +64,9 @@ pub struct Tracker {
     submitted: Vec<AtomicU64>,
     /// Block height + 1 of the first receipt; 0 = none.
     included: Vec<AtomicU64>,
-    keys: HashMap<u16, AeadKey>,
+    /// The client end's receive halves: the plan's relay-to-client keys
+    /// and replay windows.
+    sessions: SessionTable,
     inner: Mutex<Inner>,
 }
 
@@ -70,12 +77,20 @@ impl Tracker {
             index: pool.ids().iter().enumerate().map(|(j, id)| (*id, j as u32)).collect(),
             submitted: (0..pool.len()).map(|_| AtomicU64::new(0)).collect(),
             included: (0..pool.len()).map(|_| AtomicU64::new(0)).collect(),
-            keys: plan.sessions.iter().map(|s| (s.id, AeadKey::new(&s.r2c))).collect(),
+            sessions: {
+                let mut t = SessionTable::new(Role::Client);
+                for s in &plan.sessions {
+                    // Plan session ids are below 65535 by construction.
+                    let _ = t.install(u32::from(s.id), &s.c2r, &s.r2c);
+                }
+                t
+            },
             inner: Mutex::new(Inner {
                 counts: ReceiptCounts::default(),
                 latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3)
                     .unwrap_or_else(|_| Histogram::new(3).unwrap()),
                 last_counter: HashMap::new(),
+                scratch: Vec::new(),
             }),
         }
     }
@@ -95,83 +110,66 @@ impl Tracker {
     }
 
     /// Handles one received datagram: every frame in it that is a sealed
-    /// RECEIPT from one of the plan's sessions.
+    /// RECEIPT from one of the plan's sessions, opened in place by the
+    /// frame path's client opener.
     pub fn on_datagram(&self, d: &mut [u8]) {
         let now = self.now_ns();
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let g = &mut *guard;
+        let Inner { counts, latency_us, last_counter, scratch } = &mut *guard;
         let mut off = 0;
-        while off + 4 <= d.len() {
-            let len = usize::from(u16::from_be_bytes([d[off + 2], d[off + 3]]));
-            if len < 14 || off + len > d.len() {
-                g.counts.bad_frames += 1;
-                return;
-            }
-            let frame = &mut d[off..off + len];
-            off += len;
-            match self.open(frame) {
-                Some((session, counter, pt_at, n)) => {
-                    let last = g.last_counter.insert(session, counter).unwrap_or(0);
-                    if counter <= last {
-                        g.counts.stale_counter += 1;
-                        g.last_counter.insert(session, last);
+        while off < d.len() {
+            let Some(rest) = d.get_mut(off..) else { break };
+            let o = match open_indication(&self.sessions, rest, scratch) {
+                Ok(o) => o,
+                Err(Refused { reason, len: Some(len) }) => {
+                    off += len;
+                    match reason {
+                        // A counter seen before: the same receipt again.
+                        DropReason::Replay => counts.stale_counter += 1,
+                        _ => counts.bad_frames += 1,
                     }
-                    let pt = &frame[pt_at..pt_at + n];
-                    let ok = pt.len() >= 18
-                        && pt[14] == CONTENT_RECEIPT
-                        && pt[15] == 0
-                        && usize::from(u16::from_le_bytes([pt[12], pt[13]])) == pt.len() - 18;
-                    let Some(r) = ok.then(|| Receipt::new_checked(&pt[18..]).ok()).flatten() else {
-                        g.counts.bad_frames += 1;
-                        continue;
-                    };
-                    g.counts.frames += 1;
-                    let height = r.height();
-                    for id in r.ids() {
-                        g.counts.ids += 1;
-                        let Some(&j) = self.index.get(&id) else {
-                            g.counts.unknown += 1;
-                            continue;
-                        };
-                        let j = j as usize;
-                        if self.included[j]
-                            .compare_exchange(0, height + 1, Ordering::Relaxed, Ordering::Relaxed)
-                            .is_err()
-                        {
-                            g.counts.duplicate += 1;
-                            continue;
-                        }
-                        g.counts.matched += 1;
-                        let sent = self.submitted[j].load(Ordering::Relaxed);
-                        if sent != 0 {
-                            let us = now.saturating_sub(sent) / 1000;
-                            let _ = g.latency_us.record(us.max(1));
-                        }
-                    }
+                    continue;
                 }
-                None => g.counts.bad_frames += 1,
+                Err(Refused { len: None, .. }) => {
+                    counts.bad_frames += 1;
+                    return;
+                }
+            };
+            off += o.len;
+            let last = last_counter.insert(o.session, o.counter).unwrap_or(0);
+            if o.counter <= last {
+                counts.stale_counter += 1;
+                last_counter.insert(o.session, last);
+            }
+            let receipt = (o.content_kind == CONTENT_RECEIPT).then(|| Receipt::new_checked(o.body).ok()).flatten();
+            let Some(r) = receipt else {
+                counts.bad_frames += 1;
+                continue;
+            };
+            counts.frames += 1;
+            let height = r.height();
+            for id in r.ids() {
+                counts.ids += 1;
+                let Some(j) = self.index.get(&id).map(|j| *j as usize) else {
+                    counts.unknown += 1;
+                    continue;
+                };
+                let (Some(included), Some(submitted)) = (self.included.get(j), self.submitted.get(j)) else {
+                    counts.unknown += 1;
+                    continue;
+                };
+                if included.compare_exchange(0, height + 1, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+                    counts.duplicate += 1;
+                    continue;
+                }
+                counts.matched += 1;
+                let sent = submitted.load(Ordering::Relaxed);
+                if sent != 0 {
+                    let us = now.saturating_sub(sent) / 1000;
+                    let _ = latency_us.record(us.max(1));
+                }
             }
         }
-    }
-
-    /// Opens a sealed indication in place: (session, counter, plaintext
-    /// offset, plaintext length).
-    fn open(&self, f: &mut [u8]) -> Option<(u16, u64, usize, usize)> {
-        if f.first() != Some(&3) || f.get(7) != Some(&KIND_INDICATION) {
-            return None;
-        }
-        let session = u16::from_be_bytes([*f.get(8)?, *f.get(9)?]);
-        let ud = if f.get(13)? & 0x80 != 0 { 15 } else { 14 };
-        let flags = u16::from_le_bytes([*f.get(ud)?, *f.get(ud + 1)?]);
-        let suite = u16::from_le_bytes([*f.get(ud + 2)?, *f.get(ud + 3)?]);
-        if flags != FLAG_ENCRYPT || suite != SUITE_AES_256_GCM || f.len() < ud + 12 + 16 {
-            return None;
-        }
-        let counter = u64::from_le_bytes(f.get(ud + 4..ud + 12)?.try_into().ok()?);
-        let key = self.keys.get(&session)?;
-        let (aad, rest) = f.split_at_mut(ud + 12);
-        let n = key.open_in_place(counter, aad, rest).ok()?;
-        Some((session, counter, ud + 12, n))
     }
 
     pub fn counts(&self) -> ReceiptCounts {
@@ -226,9 +224,12 @@ impl Tracker {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use dataplane::crypto::AeadKey;
     use dataplane::emit::{emit_frame, FrameSpec};
+    use dataplane::wire::mcs::KIND_INDICATION;
 
     fn receipt(plan: &Plan, session: u16, counter: u64, height: u64, ids: &[[u8; 32]]) -> Vec<u8> {
         let mut body = height.to_le_bytes().to_vec();

@@ -10,7 +10,7 @@ use dataplane::session::Sealer;
 use dataplane::verdict::{Counters, DropReason, TxDrop};
 use dataplane::wire::mcs::channel;
 use dataplane::wire::security::FLAG_INFO;
-use dataplane::wire::tx::{emit_batch, Kind};
+use dataplane::wire::tx::{self, emit_batch, Kind};
 use serde_json::{json, Map, Value};
 
 use crate::plan::{Plan, TxPool};
@@ -365,8 +365,9 @@ impl<'p> Generator<'p> {
             }
             Hostile::Forged => {
                 let mut forged = self.pool.tx(self.txs[self.next_tx] as usize).to_vec();
-                let l = forged.len();
-                forged[l - 33] ^= 0x01;
+                // The last byte of the signature's R.
+                let r_end = tx::signature_range(forged.len()).start + 31;
+                forged[r_end] ^= 0x01;
                 emit_batch([&forged[..]], &mut self.body);
                 self.seal_body(s, channel::TRANSACTIONS, out);
                 self.expected.accept_dropping(TxDrop::BadSignature);

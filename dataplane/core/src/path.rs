@@ -5,18 +5,21 @@
 //! Ed25519 library makes).
 //!
 //! It judges frames as a relay's transaction path: channels 1004 and 1005,
-//! send-data requests (0x64), AES-256-GCM, TX_BATCH bodies.
+//! send-data requests (0x64), AES-256-GCM, TX_BATCH bodies. The other end
+//! (a client, the traffic generator's receipt tracker, tests) opens the
+//! relay's indications with [`open_indication`], which runs the same steps
+//! through the same code.
 
 use sha2::{Digest, Sha256};
 
 use crate::lz4;
-use crate::session::{Role, SessionTable};
+use crate::session::{Role, RxSession, SessionTable};
 use crate::verdict::{Counters, DropReason, TxDrop, Verdict};
 use crate::verify::BatchVerifier;
 use crate::wire::mcs::{self, channel};
 use crate::wire::security::{self, ENCRYPTED_HEADER_LEN, TAG_LEN};
 use crate::wire::share::{self, Compression, MAX_BODY};
-use crate::wire::tx::{Batch, SIG_LEN};
+use crate::wire::tx::Batch;
 use crate::wire::{tpkt, x224};
 
 /// Offset of the MCS header in a frame.
@@ -128,6 +131,139 @@ impl TxFilter for NoFilter {
     fn seen(&self, _: &[u8; 32]) -> bool {
         false
     }
+}
+
+/// What steps 1-3 read off a frame.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    /// The TPKT length: the next frame starts this many bytes on.
+    len: usize,
+    session: u16,
+    channel: u16,
+    kind: u8,
+    /// Where the MCS user data (the security header) starts.
+    ud_at: usize,
+}
+
+/// Steps 1-3 on the frame at the start of `f`: TPKT, X.224, MCS header and
+/// length. An error means the frame's end is unknown.
+#[inline(always)]
+fn frame_header(f: &[u8]) -> Result<Header, DropReason> {
+    // Step 1.
+    let len = tpkt::Packet::new_checked(f)?.length() as usize;
+    let frame = f.get(..len).ok_or(DropReason::Truncated)?;
+    // Step 2.
+    x224::Packet::new_checked(frame.get(tpkt::HEADER_LEN..).unwrap_or(&[]))?;
+    let m = mcs::Packet::new_unchecked(frame.get(MCS_AT..).unwrap_or(&[]));
+    m.check_header()?;
+    // Step 3.
+    m.check_len()?;
+    Ok(Header { len, session: m.initiator(), channel: m.channel(), kind: m.kind(), ud_at: MCS_AT + m.data_offset() })
+}
+
+/// Steps 5-7: the security header, the session, the replay check (the
+/// window is not moved yet).
+#[inline(always)]
+fn security_check<'t>(
+    sessions: &'t SessionTable,
+    frame: &[u8],
+    h: &Header,
+) -> Result<(&'t RxSession, u64), DropReason> {
+    // Step 5.
+    let sec = security::Packet::new_checked(frame.get(h.ud_at..).unwrap_or(&[]), false)?;
+    let counter = sec.counter();
+    // Step 6.
+    let sess = sessions.get(h.session).ok_or(DropReason::UnknownSession)?;
+    // Step 7.
+    if sess.window.check(counter).is_err() {
+        return Err(DropReason::Replay);
+    }
+    Ok((sess, counter))
+}
+
+/// Step 8: opens the frame's ciphertext (from `pt_at`) in place and only
+/// then moves the replay window; returns the plaintext's length.
+#[inline(always)]
+fn decrypt(sess: &RxSession, counter: u64, frame: &mut [u8], pt_at: usize) -> Result<usize, DropReason> {
+    if frame.len() < pt_at + TAG_LEN {
+        return Err(DropReason::BadLength);
+    }
+    let (aad, sealed) = frame.split_at_mut(pt_at);
+    let pt_len = sess.key.open_in_place(counter, aad, sealed).map_err(|_| DropReason::AuthFailed)?;
+    // The window moves only now, after the tag verified.
+    if sess.window.update(counter).is_err() {
+        return Err(DropReason::Replay);
+    }
+    Ok(pt_len)
+}
+
+/// An indication a client opened ([`open_indication`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Indication<'a> {
+    /// The frame's length: the next frame of the datagram starts here.
+    pub len: usize,
+    pub session: u16,
+    pub channel: u16,
+    pub counter: u64,
+    /// The share-data header's content kind (RECEIPT is 0x43).
+    pub content_kind: u8,
+    /// The body, decompressed if it was compressed.
+    pub body: &'a [u8],
+}
+
+/// Why [`open_indication`] refused a frame, and whether the datagram's next
+/// frame can be found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub reason: DropReason,
+    /// The frame's length, when steps 1-3 passed (the next frame starts
+    /// there); `None` when the rest of the datagram is unframed.
+    pub len: Option<usize>,
+}
+
+/// The session (MCS initiator) of the frame at the start of `f`, if steps
+/// 1-3 pass.
+pub fn peek_session(f: &[u8]) -> Option<u16> {
+    frame_header(f).ok().map(|h| h.session)
+}
+
+/// Opens the sealed indication (MCS kind 0x68) at the start of `f` in place
+/// with the receive keys of `sessions` (a client's table): the relay's
+/// steps 1-3 and 5-9 in the same order through the same code, step 4
+/// requiring an indication on any channel, and no transaction checks (the
+/// body is returned, decompressed into `scratch` if it was compressed). The
+/// session's replay window moves with every frame opened.
+pub fn open_indication<'a>(
+    sessions: &SessionTable,
+    f: &'a mut [u8],
+    scratch: &'a mut Vec<u8>,
+) -> Result<Indication<'a>, Refused> {
+    let h = frame_header(f).map_err(|reason| Refused { reason, len: None })?;
+    let refuse = |reason| Refused { reason, len: Some(h.len) };
+    let frame = f.get_mut(..h.len).ok_or(refuse(DropReason::Truncated))?;
+    if h.kind != mcs::KIND_INDICATION {
+        return Err(refuse(DropReason::BadHeader));
+    }
+    let (sess, counter) = security_check(sessions, frame, &h).map_err(refuse)?;
+    let pt_at = h.ud_at + ENCRYPTED_HEADER_LEN;
+    let pt_len = decrypt(sess, counter, frame, pt_at).map_err(refuse)?;
+    let frame: &'a [u8] = frame;
+    let plain = frame.get(pt_at..pt_at + pt_len).unwrap_or(&[]);
+    let sd = share::Packet::new_unchecked(plain);
+    let compression = sd.check_lengths().map_err(refuse)?;
+    let body: &'a [u8] = match compression {
+        Compression::None => plain.get(share::HEADER_LEN..).unwrap_or(&[]),
+        Compression::Lz4 => {
+            scratch.clear();
+            scratch.resize(usize::from(sd.uncompressed_length()), 0);
+            lz4::decompress_exact(sd.body(), scratch).map_err(refuse)?;
+            scratch
+        }
+    };
+    // As on the relay's path: decompression, then the constants.
+    sd.check_constants().map_err(refuse)?;
+    let content_kind = sd.content_kind();
+    Ok(Indication { len: h.len, session: h.session, channel: h.channel, counter, content_kind, body })
 }
 
 /// A frame that got past steps 1-3: how long it is.
@@ -274,26 +410,13 @@ impl FramePath {
     /// starts at `base` in datagram `di`.
     #[inline]
     fn judge<F: TxFilter>(&mut self, f: &mut [u8], base: usize, di: u32, out: &mut Burst, filter: &F) -> Judged {
-        // Step 1.
-        let len = match tpkt::Packet::new_checked(&*f) {
-            Ok(p) => p.length() as usize,
+        // Steps 1-3.
+        let h = match frame_header(f) {
+            Ok(h) => h,
             Err(r) => return Judged::Unframed(r),
         };
+        let Header { len, session, channel: chan, kind, ud_at } = h;
         let Some(frame) = f.get_mut(..len) else { return Judged::Unframed(DropReason::Truncated) };
-        // Step 2.
-        if let Err(r) = x224::Packet::new_checked(frame.get(tpkt::HEADER_LEN..).unwrap_or(&[])) {
-            return Judged::Unframed(r);
-        }
-        let m = mcs::Packet::new_unchecked(frame.get(MCS_AT..).unwrap_or(&[]));
-        if let Err(r) = m.check_header() {
-            return Judged::Unframed(r);
-        }
-        // Step 3.
-        if let Err(r) = m.check_len() {
-            return Judged::Unframed(r);
-        }
-        let (session, chan, kind) = (m.initiator(), m.channel(), m.kind());
-        let ud_at = MCS_AT + m.data_offset();
         let drop = |reason| Judged::Dropped { len, reason, session, channel: chan };
         // Step 4.
         if chan != channel::TRANSACTIONS && chan != channel::MESSAGES {
@@ -302,33 +425,19 @@ impl FramePath {
         if kind != mcs::KIND_REQUEST {
             return drop(DropReason::BadHeader);
         }
-        // Step 5.
-        let sec = match security::Packet::new_checked(frame.get(ud_at..).unwrap_or(&[]), false) {
-            Ok(s) => s,
+        // Steps 5-7.
+        let (sess, counter) = match security_check(&self.sessions, frame, &h) {
+            Ok(x) => x,
             Err(r) => return drop(r),
         };
-        let counter = sec.counter();
-        // Step 6.
-        let Some(sess) = self.sessions.get(session) else { return drop(DropReason::UnknownSession) };
-        // Step 7.
-        if sess.window.check(counter).is_err() {
-            return drop(DropReason::Replay);
-        }
         stop_at!(self, Depth::Decode, Judged::Accepted { len, session, channel: chan, txs: 0 });
         // Step 8.
         let pt_at = ud_at + ENCRYPTED_HEADER_LEN;
-        if frame.len() < pt_at + TAG_LEN {
-            return drop(DropReason::BadLength);
-        }
-        let (aad, sealed) = frame.split_at_mut(pt_at);
-        let pt_len = match sess.key.open_in_place(counter, aad, sealed) {
+        let pt_len = match decrypt(sess, counter, frame, pt_at) {
             Ok(n) => n,
-            Err(_) => return drop(DropReason::AuthFailed),
+            Err(r) => return drop(r),
         };
-        // The window moves only now, after the tag verified.
-        if sess.window.update(counter).is_err() {
-            return drop(DropReason::Replay);
-        }
+        let sealed = frame.get(pt_at..).unwrap_or(&[]);
         stop_at!(self, Depth::Decrypt, Judged::Accepted { len, session, channel: chan, txs: 0 });
         // Step 9.
         let plain = sealed.get(..pt_len).unwrap_or(&[]);
@@ -372,7 +481,7 @@ impl FramePath {
         };
         let frame_idx = out.frames.len() as u32;
         for (o, tx) in batch.iter() {
-            let unsigned = tx.get(..tx.len() - SIG_LEN).unwrap_or(&[]);
+            let unsigned = crate::wire::tx::unsigned_part(tx);
             let id: [u8; 32] = Sha256::digest(unsigned).into();
             if filter.seen(&id) {
                 out.counters.drop_tx(TxDrop::Duplicate);
@@ -427,5 +536,72 @@ impl FramePath {
             }
             good
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emit::FrameSpec;
+    use crate::session::{Role, Session};
+    use crate::testkit;
+
+    /// A client opens the relay's indications through the same steps: two
+    /// frames in one datagram (one compressed), then the same datagram
+    /// again (replay), a request frame (bad header), a frame for a session
+    /// it does not hold, and a flipped tag bit.
+    #[test]
+    fn a_client_opens_indications_through_the_same_steps() {
+        let relay = Session::new(Role::Relay, 5, &testkit::c2r(5), &testkit::r2c(5), 1000).unwrap();
+        let client = Session::new(Role::Client, 5, &testkit::c2r(5), &testkit::r2c(5), 0).unwrap();
+        let (_, mut sealer) = relay.split();
+        let mut table = SessionTable::new(Role::Client);
+        table.install_rx(&client.rx);
+        let body: Vec<u8> = (0..600u32).map(|i| (i % 7) as u8).collect();
+        let (mut d, mut scratch) = (Vec::new(), Vec::new());
+        sealer.seal_frame(&FrameSpec::receipt(5, 1004), b"first", &mut d, &mut scratch).unwrap();
+        let first_len = d.len();
+        let spec = FrameSpec { compress: true, ..FrameSpec::receipt(5, 1005) };
+        sealer.seal_frame(&spec, &body, &mut d, &mut scratch).unwrap();
+        let copy = d.clone();
+
+        let mut out = Vec::new();
+        let o = open_indication(&table, &mut d, &mut out).unwrap();
+        assert_eq!((o.len, o.session, o.channel, o.counter, o.body), (first_len, 5, 1004, 1000, &b"first"[..]));
+        let o = open_indication(&table, &mut d[first_len..], &mut out).unwrap();
+        assert_eq!((o.channel, o.counter, o.content_kind), (1005, 1001, share::kind::RECEIPT));
+        assert_eq!(o.body, &body[..]);
+
+        let mut again = copy.clone();
+        assert_eq!(
+            open_indication(&table, &mut again, &mut out),
+            Err(Refused { reason: DropReason::Replay, len: Some(first_len) })
+        );
+        let mut req = testkit::frame(5, 1, &testkit::txs(1, 1, 0, 1).0, false);
+        let l = req.len();
+        assert_eq!(
+            open_indication(&table, &mut req, &mut out),
+            Err(Refused { reason: DropReason::BadHeader, len: Some(l) })
+        );
+        let mut other = Vec::new();
+        sealer_for(6).seal_frame(&FrameSpec::receipt(6, 1004), b"x", &mut other, &mut scratch).unwrap();
+        let l = other.len();
+        assert_eq!(
+            open_indication(&table, &mut other, &mut out),
+            Err(Refused { reason: DropReason::UnknownSession, len: Some(l) })
+        );
+        let mut tampered = Vec::new();
+        sealer.seal_frame(&FrameSpec::receipt(5, 1004), b"late", &mut tampered, &mut scratch).unwrap();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert_eq!(open_indication(&table, &mut tampered, &mut out).map_err(|r| r.reason), Err(DropReason::AuthFailed));
+        assert_eq!(
+            open_indication(&table, &mut [3, 0, 0], &mut out),
+            Err(Refused { reason: DropReason::Truncated, len: None })
+        );
+    }
+
+    fn sealer_for(id: u16) -> crate::session::Sealer {
+        crate::session::Sealer::new(id, &testkit::r2c(id), 0)
     }
 }

@@ -117,44 +117,25 @@ pub struct OpenedFrame {
     pub body: Vec<u8>,
 }
 
-/// Opens one whole sealed frame (`frame` is exactly one frame, of either
-/// MCS kind) with `key`, as a client opens a relay's indications: header
-/// checks, AES-256-GCM, the share-data lengths and constants. `None` if
-/// anything fails. For tests; a receiver's real path is [`FramePath`].
+/// Opens one whole sealed indication (`frame` is exactly one frame) with
+/// `key` as its session's receive key, as a client opens a relay's
+/// indications: through [`crate::path::open_indication`] with a client
+/// table holding that one session. `None` if anything fails.
 pub fn open_frame(frame: &[u8], key: &[u8; 32]) -> Option<OpenedFrame> {
-    use crate::wire::security::{self, ENCRYPTED_HEADER_LEN};
-    use crate::wire::{mcs, share, tpkt, x224};
-    let len = tpkt::Packet::new_checked(frame).ok()?.length() as usize;
-    if len != frame.len() {
-        return None;
-    }
-    x224::Packet::new_checked(frame.get(tpkt::HEADER_LEN..)?).ok()?;
-    let mcs_at = tpkt::HEADER_LEN + x224::HEADER_LEN;
-    let m = mcs::Packet::new_checked(frame.get(mcs_at..)?).ok()?;
-    let ud_at = mcs_at + m.data_offset();
-    let sec = security::Packet::new_checked(frame.get(ud_at..)?, false).ok()?;
-    let counter = sec.counter();
+    use crate::session::{Role, RxKey, SessionTable};
+    let session = crate::path::peek_session(frame)?;
+    let mut table = SessionTable::new(Role::Client);
+    table.install_rx(&RxKey { id: session, key: *key, window: Default::default() });
     let mut f = frame.to_vec();
-    let (aad, sealed) = f.split_at_mut(ud_at + ENCRYPTED_HEADER_LEN);
-    let n = crate::crypto::AeadKey::new(key).open_in_place(counter, aad, sealed).ok()?;
-    let sd = share::Packet::new_unchecked(sealed.get(..n)?);
-    let compression = sd.check_lengths().ok()?;
-    sd.check_constants().ok()?;
-    let body = match compression {
-        share::Compression::None => sd.body().to_vec(),
-        share::Compression::Lz4 => {
-            let mut b = vec![0u8; sd.uncompressed_length() as usize];
-            crate::lz4::decompress_exact(sd.body(), &mut b).ok()?;
-            b
-        }
-    };
-    Some(OpenedFrame {
-        kind: m.kind(),
-        session: m.initiator(),
-        channel: m.channel(),
-        counter,
-        content_kind: sd.content_kind(),
-        body,
+    let mut scratch = Vec::new();
+    let o = crate::path::open_indication(&table, &mut f, &mut scratch).ok()?;
+    (o.len == frame.len()).then(|| OpenedFrame {
+        kind: crate::wire::mcs::KIND_INDICATION,
+        session: o.session,
+        channel: o.channel,
+        counter: o.counter,
+        content_kind: o.content_kind,
+        body: o.body.to_vec(),
     })
 }
 

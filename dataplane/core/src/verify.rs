@@ -113,9 +113,9 @@ fn parts(tx: &[u8]) -> Option<([u8; 32], [u8; 64], &[u8])> {
     if tx.len() < FIXED_LEN + SIG_LEN {
         return None;
     }
-    let (unsigned, sig) = tx.split_at(tx.len() - SIG_LEN);
-    let a: [u8; 32] = unsigned.get(2..34)?.try_into().ok()?;
-    Some((a, sig.try_into().ok()?, unsigned))
+    let a: [u8; 32] = crate::wire::tx::from_part(tx).try_into().ok()?;
+    let sig: [u8; 64] = crate::wire::tx::signature_part(tx).try_into().ok()?;
+    Some((a, sig, crate::wire::tx::unsigned_part(tx)))
 }
 
 fn encodings_ok(a: &[u8; 32], sig: &[u8; 64]) -> bool {

@@ -117,14 +117,16 @@ proptest! {
         for (at, how) in damage {
             let i = at.index(t.len());
             let tx = &mut t[i];
-            let l = tx.len();
+            let sig = attnet_core::wire::tx::signature_range(tx.len());
+            let (r, last) = (sig.start..sig.start + 32, sig.end - 1);
+            let from = attnet_core::wire::tx::field::FROM;
             match how {
-                0 => tx[l - 1] ^= 0x40,                            // S changed
-                1 => tx[l - 64] ^= 1,                              // R changed
-                2 => tx[10] ^= 1,                                  // message changed
-                3 => tx[l - 64..l - 32].copy_from_slice(&attnet_core::verify::SMALL_ORDER_ENCODINGS[0]), // small-order R
-                4 => tx[l - 1] |= 0xf0,                            // S >= L
-                _ => tx[2..34].copy_from_slice(&attnet_core::verify::SMALL_ORDER_ENCODINGS[6]), // small-order A
+                0 => tx[last] ^= 0x40,                            // S changed
+                1 => tx[r.start] ^= 1,                            // R changed
+                2 => tx[10] ^= 1,                                 // message changed
+                3 => tx[r].copy_from_slice(&attnet_core::verify::SMALL_ORDER_ENCODINGS[0]), // small-order R
+                4 => tx[last] |= 0xf0,                            // S >= L
+                _ => tx[from].copy_from_slice(&attnet_core::verify::SMALL_ORDER_ENCODINGS[6]), // small-order A
             }
         }
         let mut bv = BatchVerifier::new(1, common::TEST_SEED);

@@ -37,7 +37,7 @@ fn every_vector_one_at_a_time() {
             // The bytes handed out are the transaction the id names.
             let bytes = burst.tx_bytes(&d, t);
             use sha2::Digest;
-            let id: [u8; 32] = sha2::Sha256::digest(&bytes[..bytes.len() - 64]).into();
+            let id: [u8; 32] = sha2::Sha256::digest(attnet_core::wire::tx::unsigned_part(bytes)).into();
             assert_eq!(id, t.id);
         }
     }

@@ -2,7 +2,9 @@
 
 use super::{arr32, byte, le16, le64, put, DropReason, Result};
 
-mod field {
+/// Byte offsets of a transaction's fields (`att-wire.md`, "Transaction");
+/// the signature is the last [`SIG_LEN`] bytes ([`signature_range`]).
+pub mod field {
     use core::ops::Range;
     pub const VERSION: usize = 0;
     pub const KIND: usize = 1;
@@ -23,6 +25,37 @@ pub const SIG_LEN: usize = 64;
 pub const MIN_TX_LEN: usize = FIXED_LEN + SIG_LEN;
 pub const MAX_MEMO: usize = 1024;
 pub const MAX_TX_LEN: usize = MIN_TX_LEN + MAX_MEMO;
+/// Where the signature of a transaction of `len` bytes is (the last
+/// [`SIG_LEN`] bytes; empty if `len` is shorter).
+#[inline(always)]
+pub const fn signature_range(len: usize) -> core::ops::Range<usize> {
+    if len < SIG_LEN {
+        len..len
+    } else {
+        len - SIG_LEN..len
+    }
+}
+
+/// The signed part of a transaction's bytes (everything before the
+/// signature; empty if shorter than a signature).
+#[inline(always)]
+pub fn unsigned_part(tx: &[u8]) -> &[u8] {
+    tx.get(..signature_range(tx.len()).start).unwrap_or(&[])
+}
+
+/// The signature of a transaction's bytes (empty if too short).
+#[inline(always)]
+pub fn signature_part(tx: &[u8]) -> &[u8] {
+    tx.get(signature_range(tx.len())).unwrap_or(&[])
+}
+
+/// The `from` field (the sender's public key) of a transaction's bytes
+/// (empty if too short): what transactions are sharded by.
+#[inline(always)]
+pub fn from_part(tx: &[u8]) -> &[u8] {
+    tx.get(field::FROM).unwrap_or(&[])
+}
+
 /// Domain separation before the network id in the signing message.
 pub const SIGNING_PREFIX: &[u8; 9] = b"ATT-TX-v1";
 /// Prefix plus network id.
