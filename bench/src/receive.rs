@@ -81,7 +81,7 @@ impl Sender {
             return Err(format!(
                 "{}: {got} of {PREFILL} datagrams arrived (kernel_dropped {})",
                 t.name,
-                t.queue.kernel_dropped()
+                t.queue.stats().kernel_dropped
             ));
         }
         Ok(dt)

@@ -131,12 +131,14 @@ impl Default for CoreConfig {
     }
 }
 
-/// Everything a data core is built from.
-pub struct CoreSetup {
+/// Everything a data core is built from. `Q` is the queue type: the
+/// node's [`Queue`](crate::backend::Queue) enum, or any [`RxQueue`] (tests
+/// script their own).
+pub struct CoreSetup<Q: RxQueue> {
     /// The frame path, with whatever sessions the core starts with (a node
     /// starts with none and installs them through `commands`).
     pub fp: FramePath,
-    pub queue: Box<dyn RxQueue>,
+    pub queue: Q,
     /// One link to every shard, with its pre-allocated batches
     /// ([`shard_link`]).
     #[allow(clippy::vec_box)]
@@ -153,9 +155,9 @@ pub struct CoreSetup {
 }
 
 /// One data core's pipeline.
-pub struct DataCore {
+pub struct DataCore<Q: RxQueue> {
     pub fp: FramePath,
-    queue: Box<dyn RxQueue>,
+    queue: Q,
     links: Vec<ShardLink>,
     // Boxed because the batches travel through the rings: a ring slot moves
     // a pointer, not a 48-byte struct with two vectors.
@@ -176,8 +178,8 @@ pub struct CoreReport {
     pub ingest_us: Histogram<u64>,
 }
 
-impl DataCore {
-    pub fn new(setup: CoreSetup) -> Self {
+impl<Q: RxQueue> DataCore<Q> {
+    pub fn new(setup: CoreSetup<Q>) -> Self {
         let CoreSetup { fp, queue, links, commands, sharder, cfg, epoch, stop, published } = setup;
         let (links, pools) = links.into_iter().unzip();
         DataCore { fp, queue, links, pools, commands, sharder, cfg, epoch, stop, published }
@@ -293,10 +295,13 @@ impl DataCore {
                 }
             }
             if n == 0 {
-                if self.queue.finished() {
+                idle = idle.saturating_add(1);
+                // Only when idle (stats may make a syscall): every 64th
+                // empty poll while busy-polling, every one once backing off.
+                let check = if self.cfg.busy_poll { idle.is_multiple_of(64) } else { idle >= 16 };
+                if check && self.queue.stats().finished {
                     break;
                 }
-                idle = idle.saturating_add(1);
                 if self.cfg.busy_poll || idle < 16 {
                     std::hint::spin_loop();
                 } else if idle < 32 {
@@ -341,11 +346,12 @@ impl DataCore {
     }
 
     fn fill(&self, c: &mut CoreCounters, burst: &Burst) {
+        let q = self.queue.stats();
         c.frames = burst.counters;
-        c.kernel_dropped = self.queue.kernel_dropped();
-        c.not_att = self.queue.not_att();
-        c.packets = self.queue.packets();
-        c.nic = self.queue.nic_stats();
-        c.arp_replies = self.queue.replies();
+        c.kernel_dropped = q.kernel_dropped;
+        c.not_att = q.not_att;
+        c.packets = q.packets;
+        c.nic = q.nic;
+        c.arp_replies = q.replies;
     }
 }

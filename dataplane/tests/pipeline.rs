@@ -218,10 +218,6 @@ struct Scripted {
 }
 
 impl dataplane::backend::RxQueue for Scripted {
-    fn name(&self) -> &'static str {
-        "scripted"
-    }
-
     fn rx_burst_peers(&mut self, f: &mut dataplane::backend::BurstFn<'_>) -> std::io::Result<usize> {
         if self.done {
             return Ok(0);
@@ -236,16 +232,12 @@ impl dataplane::backend::RxQueue for Scripted {
         Ok(())
     }
 
-    fn packets(&self) -> u64 {
-        self.datagrams.len() as u64
-    }
-
-    fn finished(&self) -> bool {
-        self.done
-    }
-
-    fn reports_peers(&self) -> bool {
-        true
+    fn stats(&self) -> dataplane::backend::QueueStats {
+        dataplane::backend::QueueStats {
+            packets: self.datagrams.len() as u64,
+            finished: self.done,
+            ..Default::default()
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use control::runner::{self, Live, RunnerConfig};
 use dataplane::backend::uring::RecvMode;
-use dataplane::backend::{self, NotAtt, RxQueue, UdpConfig};
+use dataplane::backend::{self, NotAtt, Queue, UdpConfig};
 use dataplane::pipeline::{self, CommandBus, CoreConfig, CoreCounters, CoreSetup, DataCore, Sharder};
 use dataplane::session::{Role, RxKey, Session};
 use dataplane::{DropReason, TxDrop};
@@ -26,7 +26,7 @@ pub struct Outcome {
 
 /// Opened queues, the backend's name, and the bound address (sockets).
 struct Opened {
-    queues: Vec<Box<dyn RxQueue>>,
+    queues: Vec<Queue>,
     name: &'static str,
     addr: Option<std::net::SocketAddr>,
     /// The DPDK port, read once more after every core stopped.
@@ -42,7 +42,7 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
             let path = cfg.pcap.as_ref().ok_or("config key `pcap`: missing")?;
             let q = backend::pcap::PcapReplay::open(path, cfg.port, cfg.loops)
                 .map_err(|e| format!("pcap {}: {e}", path.display()))?;
-            Ok(Opened { queues: vec![Box::new(q)], name: "pcap", addr: None, dpdk: None })
+            Ok(Opened { queues: vec![Queue::Pcap(q)], name: "pcap", addr: None, dpdk: None })
         }
         BackendChoice::IoUring => match uring_allowed().and_then(|()| {
             // Receipts need each datagram's source address: a multishot
@@ -59,12 +59,7 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
                     if cfg.receipts { "recvmsg with source addresses" } else { "plain recv" },
                     addr.map_or_else(|| cfg.listen.to_string(), |a| a.to_string())
                 );
-                Ok(Opened {
-                    queues: qs.into_iter().map(|q| Box::new(q) as Box<dyn RxQueue>).collect(),
-                    name: "io_uring",
-                    addr,
-                    dpdk: None,
-                })
+                Ok(Opened { queues: qs.into_iter().map(Queue::Uring).collect(), name: "io_uring", addr, dpdk: None })
             }
             Err(e) => {
                 eprintln!("attnet: io_uring unavailable ({e}); falling back to recvmmsg");
@@ -86,7 +81,7 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
             let (qs, shared) = backend::dpdk::open(&dcfg)?;
             eprintln!("attnet: backend dpdk ({} queue(s)) on port {}", qs.len(), dcfg.port);
             Ok(Opened {
-                queues: qs.into_iter().map(|q| Box::new(q) as Box<dyn RxQueue>).collect(),
+                queues: qs.into_iter().map(Queue::Dpdk).collect(),
                 name: "dpdk",
                 addr: None,
                 dpdk: Some(shared),
@@ -113,12 +108,7 @@ fn open_recvmmsg(udp: &UdpConfig) -> Result<Opened, String> {
         qs.len(),
         addr.map_or_else(|| udp.listen.to_string(), |a| a.to_string())
     );
-    Ok(Opened {
-        queues: qs.into_iter().map(|q| Box::new(q) as Box<dyn RxQueue>).collect(),
-        name: "recvmmsg",
-        addr,
-        dpdk: None,
-    })
+    Ok(Opened { queues: qs.into_iter().map(Queue::Recvmmsg).collect(), name: "recvmmsg", addr, dpdk: None })
 }
 
 fn percentiles(h: &Histogram<u64>) -> Value {

@@ -10,7 +10,9 @@
     unknown_lints,
     unnecessary_transmutes,
     clippy::all,
-    clippy::pedantic
+    clippy::pedantic,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
 )]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));

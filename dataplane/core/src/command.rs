@@ -25,7 +25,10 @@ pub enum Command {
     Install(RxKey),
     /// Remove a session: its frames are dropped as `unknown_session` from
     /// the core's next burst on.
-    Remove { id: u16 },
+    Remove {
+        /// The session id.
+        id: u16,
+    },
 }
 
 /// A command could not be queued: some core's ring is full (that core is
@@ -114,6 +117,7 @@ impl CommandBus {
         self.seq
     }
 
+    /// Number of data cores (one ring each).
     pub fn cores(&self) -> usize {
         self.rings.len()
     }

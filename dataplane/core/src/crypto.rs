@@ -45,6 +45,7 @@ pub const BACKEND: &str = backend::NAME;
 pub struct AeadKey(backend::Key);
 
 impl AeadKey {
+    /// Expands the key schedule of `key`.
     pub fn new(key: &[u8; KEY_LEN]) -> Self {
         AeadKey(backend::Key::new(key))
     }

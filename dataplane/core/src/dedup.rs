@@ -6,6 +6,8 @@
 
 use crate::path::TxFilter;
 
+/// The filter (see the module docs): `2^log2_slots` slots ([`IdFilter::new`])
+/// of one 32-byte id each.
 pub struct IdFilter {
     slots: Vec<[u8; 32]>,
     mask: usize,

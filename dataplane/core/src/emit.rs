@@ -14,14 +14,21 @@ use crate::wire::{tpkt, x224};
 /// What goes around a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameSpec {
+    /// MCS kind: [`mcs::KIND_REQUEST`] or [`mcs::KIND_INDICATION`].
     pub kind: u8,
+    /// MCS initiator: the session id.
     pub initiator: u16,
+    /// MCS channel (see [`channel`]).
     pub channel: u16,
+    /// MCS priority: [`mcs::PRIORITY_HIGH`] or [`mcs::PRIORITY_ALT`].
     pub priority: u8,
     /// Force the two-byte PER form.
     pub long_per: bool,
+    /// Share-data `stream_seq` (informational).
     pub stream_seq: u16,
+    /// Content kind, `pdu_type2` (see [`share::kind`]).
     pub content_kind: u8,
+    /// Compress the body with LZ4 (block format).
     pub compress: bool,
 }
 
@@ -173,11 +180,18 @@ pub fn emit_frame_with(
 /// Fields of a transaction before signing.
 #[derive(Debug, Clone, Copy)]
 pub struct TxFields<'a> {
+    /// Transaction kind.
     pub kind: Kind,
+    /// The receiving account (for vote, the producer voted for).
     pub to: [u8; 32],
+    /// The sender's nonce for this transaction (per account, strictly
+    /// increasing by 1).
     pub nonce: u64,
+    /// Amount.
     pub amount: u64,
+    /// Fee.
     pub fee: u64,
+    /// Memo, at most 1024 bytes (the caller's contract).
     pub memo: &'a [u8],
 }
 

@@ -11,6 +11,7 @@
 //! test command) fails if this crate gains a dependency on `io-uring`,
 //! `ffi` or `libc`, or a use of the clock or of an OS random source.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod command;
 pub mod crypto;

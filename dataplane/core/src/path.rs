@@ -32,7 +32,9 @@ pub struct FrameRecord {
     pub datagram: u32,
     /// MCS initiator (0 if the frame was dropped before it could be read).
     pub session: u16,
+    /// MCS channel (0 if the frame was dropped before it could be read).
     pub channel: u16,
+    /// What happened to the frame.
     pub verdict: Verdict,
     /// Transactions the frame carried (0 unless accepted).
     pub txs: u16,
@@ -52,8 +54,11 @@ pub enum TxLoc {
 pub struct AcceptedTx {
     /// Index into [`Burst::frames`].
     pub frame: u32,
+    /// The buffer that holds its bytes.
     pub loc: TxLoc,
+    /// Byte offset of the transaction in that buffer.
     pub offset: u32,
+    /// Length of the transaction in bytes.
     pub len: u32,
     /// SHA-256 of the bytes before the signature.
     pub id: [u8; 32],
@@ -64,8 +69,12 @@ pub struct AcceptedTx {
 /// caller resets them.
 #[derive(Debug)]
 pub struct Burst {
+    /// One record per judged frame, in datagram and frame order.
     pub frames: Vec<FrameRecord>,
+    /// Accepted transactions in datagram and frame order; after the signature
+    /// checks, only those that verified.
     pub txs: Vec<AcceptedTx>,
+    /// Counts of this and earlier bursts (accumulated until the caller resets them).
     pub counters: Counters,
     arena: Vec<u8>,
     arena_used: usize,
@@ -119,6 +128,8 @@ impl Default for Burst {
 /// caller records ids only *after* they verified: a forged copy can never
 /// shadow the real transaction.
 pub trait TxFilter {
+    /// Whether a transaction with this id was already accepted (it is then
+    /// dropped as `duplicate`).
     fn seen(&self, id: &[u8; 32]) -> bool;
 }
 
@@ -202,8 +213,11 @@ fn decrypt(sess: &RxSession, counter: u64, frame: &mut [u8], pt_at: usize) -> Re
 pub struct Indication<'a> {
     /// The frame's length: the next frame of the datagram starts here.
     pub len: usize,
+    /// MCS initiator: the session id.
     pub session: u16,
+    /// MCS channel.
     pub channel: u16,
+    /// The frame counter.
     pub counter: u64,
     /// The share-data header's content kind (RECEIPT is 0x43).
     pub content_kind: u8,
@@ -215,6 +229,7 @@ pub struct Indication<'a> {
 /// frame can be found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused {
+    /// The check the frame failed first.
     pub reason: DropReason,
     /// The frame's length, when steps 1-3 passed (the next frame starts
     /// there); `None` when the rest of the datagram is unframed.
@@ -310,6 +325,7 @@ macro_rules! stop_at {
 /// the signing network id.
 #[derive(Debug)]
 pub struct FramePath {
+    /// The sessions whose frames this path accepts.
     pub sessions: SessionTable,
     verifier: BatchVerifier,
     network_id: u32,
@@ -336,6 +352,7 @@ impl FramePath {
         self.depth = depth;
     }
 
+    /// The network id transactions are verified for.
     pub fn network_id(&self) -> u32 {
         self.network_id
     }

@@ -22,6 +22,7 @@ impl Peer {
     /// No address (pcap replay, DPDK, or an address the kernel did not give).
     pub const NONE: Peer = Peer { family: 0, port: 0, ip: [0; 16], scope_id: 0 };
 
+    /// No address ([`Peer::NONE`]).
     pub fn is_none(&self) -> bool {
         self.family == 0
     }

@@ -1,5 +1,5 @@
 //! Anti-replay sliding window of the last 2048 counters (RFC 6479 style),
-//! one per session and direction (`att-wire.md`, "Anti-replay"), shared by
+//! one per session and direction (`att-wire.md`, "User data: security header", anti-replay), shared by
 //! every core that receives the session's frames: RSS and `SO_REUSEPORT`
 //! hash addresses, so a replay sent from another source port lands on
 //! another core, and the spec wants each counter accepted at most once.
@@ -38,6 +38,8 @@ pub enum Refused {
     Seen,
 }
 
+/// One session's window for one direction, shared by every core that
+/// receives the session's frames (layout in the module docs).
 pub struct ReplayWindow {
     /// Highest counter accepted plus one (saturating); 0 = none yet.
     top1: AtomicU64,
@@ -70,6 +72,7 @@ enum Slot {
 }
 
 impl ReplayWindow {
+    /// An empty window: every counter is acceptable.
     pub fn new() -> Self {
         Self::default()
     }

@@ -1,4 +1,4 @@
-//! Sessions (`att-wire.md`, "Sessions"): one [`Session`] holds both
+//! Sessions (`att-wire.md`, "User data: security header" and "Handshake"): one [`Session`] holds both
 //! directions of one end (relay, client, traffic generator) and splits
 //! into the halves that live in different threads:
 //!
@@ -66,7 +66,9 @@ fn check_id(id: u32) -> Result<u16, BadSessionId> {
 /// One end of a session, both directions.
 #[derive(Debug)]
 pub struct Session {
+    /// Session id (MCS initiator), 0..=64534.
     pub id: u16,
+    /// Which end this is.
     pub role: Role,
     /// What the receiving side needs.
     pub rx: RxKey,
@@ -100,8 +102,11 @@ impl Session {
 /// shared by every core.
 #[derive(Clone)]
 pub struct RxKey {
+    /// Session id (MCS initiator).
     pub id: u16,
+    /// The raw receive key: client-to-relay at a relay, relay-to-client at a client.
     pub key: [u8; 32],
+    /// The replay window, shared by every core that holds the session.
     pub window: Arc<ReplayWindow>,
 }
 
@@ -137,6 +142,7 @@ impl Sealer {
         Sealer { id, key: AeadKey::new(key), next: start, start }
     }
 
+    /// The session id this sealer seals for.
     pub fn id(&self) -> u16 {
         self.id
     }
@@ -185,8 +191,11 @@ impl Sealer {
 /// shared replay window, nothing to send with.
 #[derive(Debug)]
 pub struct RxSession {
+    /// Session id (MCS initiator).
     pub id: u16,
+    /// The expanded receive key.
     pub key: AeadKey,
+    /// The replay window, shared with every other core that holds the session.
     pub window: Arc<ReplayWindow>,
 }
 
@@ -205,12 +214,15 @@ impl core::fmt::Debug for SessionTable {
 }
 
 impl SessionTable {
+    /// An empty table for end `role`, which picks the receive key in
+    /// [`install`](Self::install).
     pub fn new(role: Role) -> Self {
         let mut slots = Vec::with_capacity(SLOTS);
         slots.resize_with(SLOTS, || None);
         SessionTable { role, slots, len: 0 }
     }
 
+    /// The end whose receive keys the table holds.
     pub fn role(&self) -> Role {
         self.role
     }
@@ -234,6 +246,7 @@ impl SessionTable {
         *slot = Some(Box::new(RxSession { id: rx.id, key: AeadKey::new(&rx.key), window: rx.window.clone() }));
     }
 
+    /// Removes session `id`; returns its entry if there was one.
     pub fn remove(&mut self, id: u16) -> Option<Box<RxSession>> {
         let s = self.slots.get_mut(id as usize)?.take();
         if s.is_some() {
@@ -242,15 +255,18 @@ impl SessionTable {
         s
     }
 
+    /// The entry of session `id`, if installed.
     #[inline(always)]
     pub fn get(&self, id: u16) -> Option<&RxSession> {
         self.slots.get(id as usize)?.as_deref()
     }
 
+    /// Number of sessions installed.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// No session is installed.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

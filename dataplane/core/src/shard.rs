@@ -11,8 +11,11 @@ use crate::peer::Peer;
 /// backend reads none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Route {
+    /// Session id (MCS initiator) of the transaction's frame.
     pub session: u16,
+    /// MCS channel of the transaction's frame; the RECEIPT goes back on it.
     pub channel: u16,
+    /// Source address of the transaction's datagram.
     pub peer: Peer,
 }
 
@@ -26,8 +29,11 @@ pub const HOLD_MAX_TXS: usize = 1024;
 /// One accepted transaction inside a [`ShardBatch`].
 #[derive(Debug, Clone, Copy)]
 pub struct ShardTx {
+    /// Offset of the transaction's bytes in [`ShardBatch::bytes`].
     pub off: u32,
+    /// Length of the transaction in bytes.
     pub len: u32,
+    /// Transaction id: SHA-256 of its bytes before the signature.
     pub id: [u8; 32],
     /// When its datagram's burst was received (ns since the node's epoch).
     pub rx_ns: u64,
@@ -41,12 +47,17 @@ pub struct ShardTx {
 /// Transactions for one shard from one burst of one core; recycled.
 #[derive(Debug, Default)]
 pub struct ShardBatch {
+    /// The transactions' bytes, back to back.
     pub bytes: Vec<u8>,
+    /// One entry per transaction, in push order.
     pub txs: Vec<ShardTx>,
+    /// The routes of the transactions, each run of equal routes stored once.
     pub routes: Vec<Route>,
 }
 
 impl ShardBatch {
+    /// An empty batch with room for `txs` transactions (and `256 * txs` bytes
+    /// of them) before it grows.
     pub fn with_capacity(txs: usize) -> Self {
         ShardBatch {
             bytes: Vec::with_capacity(txs * 256),
@@ -55,16 +66,19 @@ impl ShardBatch {
         }
     }
 
+    /// Empties the batch, keeping its capacity.
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.txs.clear();
         self.routes.clear();
     }
 
+    /// Number of transactions in the batch.
     pub fn len(&self) -> usize {
         self.txs.len()
     }
 
+    /// The batch holds no transaction.
     pub fn is_empty(&self) -> bool {
         self.txs.is_empty()
     }
@@ -88,6 +102,7 @@ impl ShardBatch {
         self.txs.push(ShardTx { off, len: tx.len() as u32, id, rx_ns, route });
     }
 
+    /// The bytes of `t`, a transaction of this batch.
     pub fn tx(&self, t: &ShardTx) -> &[u8] {
         self.bytes.get(t.off as usize..(t.off + t.len) as usize).unwrap_or(&[])
     }
@@ -108,7 +123,9 @@ pub struct ShardLink {
 
 /// The shard's end of the same link.
 pub struct ShardEnd {
+    /// Core → shard: batches of accepted transactions.
     pub from_core: rtrb::Consumer<Box<ShardBatch>>,
+    /// Shard → core: batches emptied, back to the core's pool.
     pub give_back: rtrb::Producer<Box<ShardBatch>>,
 }
 

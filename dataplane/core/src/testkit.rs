@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 /// The batch verifier's seed in tests (production seeds come from the OS).
 pub const TEST_SEED: [u8; 32] = *b"attnet-test-batch-verifier-seed!";
 
+/// SHA-256 of `s`: the derivation of every key here.
 pub fn sha(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
@@ -20,6 +21,7 @@ pub fn c2r(session: u16) -> [u8; 32] {
     sha(&format!("att-vector-session/{session}/c2r"))
 }
 
+/// The vectors' relay-to-client key for `session` (see [`c2r`]).
 pub fn r2c(session: u16) -> [u8; 32] {
     sha(&format!("att-vector-session/{session}/r2c"))
 }
@@ -33,6 +35,7 @@ pub fn relay(network_id: u32) -> FramePath {
     fp
 }
 
+/// The signing key of test account `i` (derived from `test-account/{i}`).
 pub fn signer(i: u8) -> SigningKey {
     SigningKey::from(sha(&format!("test-account/{i}")))
 }
@@ -108,10 +111,15 @@ pub fn seal_plaintext(session: u16, channel: u16, counter: u64, plaintext: &[u8]
 /// A sealed frame as its receiver opens it (see [`open_frame`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenedFrame {
+    /// MCS kind: always an indication (0x68).
     pub kind: u8,
+    /// Session id (MCS initiator).
     pub session: u16,
+    /// MCS channel.
     pub channel: u16,
+    /// The frame counter.
     pub counter: u64,
+    /// Content kind, `pdu_type2`.
     pub content_kind: u8,
     /// The body, decompressed if it was compressed.
     pub body: Vec<u8>,

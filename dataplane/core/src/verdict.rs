@@ -8,20 +8,45 @@ use core::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum DropReason {
+    /// Step 1: fewer than 4 bytes, or a `tpkt.length` beyond the datagram. The
+    /// rest of the datagram is not parsed.
     Truncated = 0,
+    /// Steps 1, 2, 4 and 9: TPKT version not 3 or reserved byte not 0; X.224
+    /// bytes, MCS kind or priority not as the spec says; a kind not accepted on
+    /// the channel (an indication on 1004 or 1005); wrong share-data constants,
+    /// or a content kind not valid on the channel.
     BadHeader,
+    /// Steps 1, 3 and 5: `tpkt.length` below 14; a PER length that does not
+    /// exactly fill the frame or has bit 0x4000 set; user data too short for
+    /// its security header, counter and tag (28 bytes with ENCRYPT).
     BadLength,
+    /// Step 4: a channel this receiver does not serve (the transaction path
+    /// serves 1004 and 1005).
     UnsupportedChannel,
+    /// Step 6: the initiator is not a known session.
     UnknownSession,
+    /// Step 8: the GCM tag does not verify.
     AuthFailed,
+    /// Step 7: the counter is below the window or already seen.
     Replay,
+    /// Step 5: security flags and suite not as the table says for the channel
+    /// (INFO outside 1003, ENCRYPT on 1003, both bits or neither, another bit,
+    /// a wrong suite).
     BadSecurity,
+    /// Step 9: a plaintext shorter than 18 bytes, lengths that disagree,
+    /// `uncompressed_length` over 16384, an unknown `compressed_type`, or a
+    /// body that does not decompress to exactly `uncompressed_length` bytes.
     BadCompression,
+    /// Step 10, whole frame (`att-wire.md`, "TX_BATCH body"): a body shorter
+    /// than its count says, a transaction with an unknown version or kind, a
+    /// `memo_len` over 1024, or bytes left over after the last transaction.
     BadTx,
 }
 
 impl DropReason {
+    /// Number of reasons.
     pub const COUNT: usize = 10;
+    /// Every reason, in the spec's order (which is also the discriminant order).
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Truncated,
         DropReason::BadHeader,
@@ -62,6 +87,8 @@ impl fmt::Display for DropReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum TxDrop {
+    /// Step 10: the transaction's signature breaks the strict rules
+    /// (`att-wire.md`, "TX_BATCH body"); that transaction alone is dropped.
     BadSignature = 0,
     /// Counted where transactions are deduplicated (`decode --pcap`, the
     /// node): before verification by the caller's filter, or after.
@@ -72,9 +99,12 @@ pub enum TxDrop {
 }
 
 impl TxDrop {
+    /// Number of reasons.
     pub const COUNT: usize = 3;
+    /// Every reason, in discriminant order.
     pub const ALL: [TxDrop; Self::COUNT] = [TxDrop::BadSignature, TxDrop::Duplicate, TxDrop::RingFull];
 
+    /// The reason's name (`bad_signature`, `duplicate`, `ring_full`).
     pub const fn as_str(self) -> &'static str {
         match self {
             TxDrop::BadSignature => "bad_signature",
@@ -97,6 +127,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict's name: `ok`, `bad_signature`, or the drop reason's name.
     pub const fn as_str(self) -> &'static str {
         match self {
             Verdict::Ok => "ok",
@@ -104,6 +135,7 @@ impl Verdict {
             Verdict::Dropped(r) => r.as_str(),
         }
     }
+    /// Accepted with every transaction verified.
     pub const fn is_ok(self) -> bool {
         matches!(self, Verdict::Ok)
     }
@@ -114,15 +146,22 @@ impl Verdict {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub struct Counters {
+    /// Frames judged: accepted plus dropped.
     pub frames_received: u64,
+    /// Frames accepted (some of their transactions may still be dropped).
     pub frames_accepted: u64,
+    /// Frames dropped, per [`DropReason`] (indexed by its discriminant).
     pub frame_drops: [u64; DropReason::COUNT],
+    /// Transactions in accepted frames.
     pub txs_seen: u64,
+    /// Transactions accepted: verified, and not dropped by a later stage.
     pub txs_accepted: u64,
+    /// Transactions dropped, per [`TxDrop`] (indexed by its discriminant).
     pub tx_drops: [u64; TxDrop::COUNT],
 }
 
 impl Counters {
+    /// Counts a frame dropped for `r`.
     #[inline]
     pub fn drop_frame(&mut self, r: DropReason) {
         self.frames_received += 1;
@@ -131,12 +170,14 @@ impl Counters {
         }
     }
 
+    /// Counts an accepted frame.
     #[inline]
     pub fn accept_frame(&mut self) {
         self.frames_received += 1;
         self.frames_accepted += 1;
     }
 
+    /// Counts one transaction of an accepted frame dropped for `r`.
     #[inline]
     pub fn drop_tx(&mut self, r: TxDrop) {
         if let Some(c) = self.tx_drops.get_mut(r as usize) {
@@ -161,10 +202,12 @@ impl Counters {
         }
     }
 
+    /// Frames dropped for `r`.
     pub fn frame_drop(&self, r: DropReason) -> u64 {
         self.frame_drops.get(r as usize).copied().unwrap_or(0)
     }
 
+    /// Transactions dropped for `r`.
     pub fn tx_drop(&self, r: TxDrop) -> u64 {
         self.tx_drops.get(r as usize).copied().unwrap_or(0)
     }
@@ -179,10 +222,12 @@ impl Counters {
         TxDrop::ALL.into_iter().map(|r| (r.as_str(), self.tx_drop(r)))
     }
 
+    /// Frames dropped, all reasons.
     pub fn frames_dropped(&self) -> u64 {
         self.frame_drops.iter().sum()
     }
 
+    /// Transactions dropped, all reasons.
     pub fn txs_dropped(&self) -> u64 {
         self.tx_drops.iter().sum()
     }
@@ -193,6 +238,7 @@ impl Counters {
             && self.txs_seen == self.txs_accepted + self.txs_dropped()
     }
 
+    /// Adds `o`'s counts to these (summing cores).
     pub fn add(&mut self, o: &Counters) {
         self.frames_received += o.frames_received;
         self.frames_accepted += o.frames_accepted;

@@ -158,15 +158,18 @@ impl BatchVerifier {
         }
     }
 
+    /// Forgets every queued transaction and verdict.
     pub fn clear(&mut self) {
         self.items.clear();
         self.ok.clear();
     }
 
+    /// Number of transactions queued.
     pub fn len(&self) -> usize {
         self.ok.len()
     }
 
+    /// No transaction is queued.
     pub fn is_empty(&self) -> bool {
         self.ok.is_empty()
     }

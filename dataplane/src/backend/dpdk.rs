@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ffi::{Eal, MbufBurst, Mempool, Port, PortConfig, PortStats};
 
-use super::{pcap::udp_payload, BurstFn, NicStats, NotAtt, RxQueue, MAX_BURST, NO_PEERS};
+use super::{pcap::udp_payload, BurstFn, NicStats, NotAtt, QueueStats, RxQueue, MAX_BURST, NO_PEERS};
 
 /// How to bring the port up.
 #[derive(Debug, Clone)]
@@ -146,10 +146,6 @@ impl DpdkQueue {
 }
 
 impl RxQueue for DpdkQueue {
-    fn name(&self) -> &'static str {
-        "dpdk"
-    }
-
     /// Source addresses are not reported: receipts are not sent on DPDK
     /// ports yet (they would leave on the core's transmit queue).
     fn rx_burst_peers(&mut self, f: &mut BurstFn<'_>) -> io::Result<usize> {
@@ -222,7 +218,25 @@ impl RxQueue for DpdkQueue {
         Ok(())
     }
 
-    fn kernel_dropped(&self) -> u64 {
+    fn stats(&self) -> QueueStats {
+        QueueStats {
+            packets: self.packets(),
+            kernel_dropped: self.kernel_dropped(),
+            not_att: self.not_att(),
+            replies: self.replies(),
+            nic: self.nic_stats(),
+            finished: false,
+        }
+    }
+}
+
+// Counters and handles of this queue; [`RxQueue::stats`] gathers the counters.
+impl DpdkQueue {
+    pub fn name(&self) -> &'static str {
+        "dpdk"
+    }
+
+    pub fn kernel_dropped(&self) -> u64 {
         // Losses before the node on a DPDK port: missed by the NIC (no free
         // descriptor) and no mbuf to receive into.
         self.port_stats().map_or(0, |s| s.imissed + s.rx_nombuf)
@@ -230,7 +244,7 @@ impl RxQueue for DpdkQueue {
 
     /// The port's statistics (queue 0 only; the others report none, so a
     /// sum over queues counts the port once).
-    fn nic_stats(&self) -> Option<NicStats> {
+    pub fn nic_stats(&self) -> Option<NicStats> {
         if self.first {
             self.shared.nic_stats()
         } else {
@@ -238,15 +252,15 @@ impl RxQueue for DpdkQueue {
         }
     }
 
-    fn not_att(&self) -> [u64; NotAtt::COUNT] {
+    pub fn not_att(&self) -> [u64; NotAtt::COUNT] {
         self.not_att
     }
 
-    fn replies(&self) -> u64 {
+    pub fn replies(&self) -> u64 {
         self.arp_replies
     }
 
-    fn packets(&self) -> u64 {
+    pub fn packets(&self) -> u64 {
         self.packets
     }
 }

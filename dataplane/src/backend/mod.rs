@@ -25,74 +25,135 @@ pub const BUF_SIZE: usize = 2048;
 /// their source addresses in a slice of the same length.
 pub type BurstFn<'a> = dyn FnMut(&mut [&mut [u8]], &[Peer]) + 'a;
 
-/// One receive queue of a backend.
+/// One receive queue of a backend: what a data core needs of it and
+/// nothing more. What differs between backends (their names, whether they
+/// read source addresses, the socket a reply can leave from) is on the
+/// concrete types and on [`Queue`].
 pub trait RxQueue: Send {
-    /// Backend name for logs and summaries (`io_uring`, `recvmmsg`, `pcap`).
-    fn name(&self) -> &'static str;
-
     /// Receives up to [`MAX_BURST`] datagrams without blocking and, if there
     /// are any, calls `f` once with them as mutable buffers (the frame path
     /// decrypts in place) and, in a parallel slice of the same length, each
     /// datagram's source address ([`Peer::NONE`] where the backend does not
-    /// read it: see [`reports_peers`](Self::reports_peers)). Returns how many
-    /// datagrams were handed over.
+    /// read it). Returns how many datagrams were handed over.
     fn rx_burst_peers(&mut self, f: &mut BurstFn<'_>) -> io::Result<usize>;
-
-    /// As [`rx_burst_peers`](Self::rx_burst_peers), for callers that do not
-    /// need the source addresses.
-    fn rx_burst(&mut self, f: &mut dyn FnMut(&mut [&mut [u8]])) -> io::Result<usize> {
-        self.rx_burst_peers(&mut |bufs: &mut [&mut [u8]], _: &[Peer]| f(bufs))
-    }
-
-    /// True when `rx_burst_peers` reports source addresses: recvmmsg always,
-    /// io_uring in its address mode ([`uring::RecvMode::Addresses`]); pcap
-    /// replay and DPDK report none.
-    fn reports_peers(&self) -> bool {
-        false
-    }
-
-    /// A handle that sends from this queue's socket (a duplicate of its
-    /// descriptor: same local address and port, so a client's connected UDP
-    /// socket accepts what it sends). `None` for backends without a kernel
-    /// socket. The handle shares the socket's non-blocking mode.
-    fn send_socket(&self) -> io::Result<Option<UdpSocket>> {
-        Ok(None)
-    }
 
     /// Blocks until datagrams may be ready or `timeout` passes: the idle
     /// policy's last stage (poll on the socket, or an io_uring wait).
     fn wait(&mut self, timeout: Duration) -> io::Result<()>;
 
+    /// The queue's counters, cumulative. Called when counters are published
+    /// and when the queue is idle, never per packet (it may make a syscall:
+    /// the socket's drop count).
+    fn stats(&self) -> QueueStats;
+
+    /// As [`rx_burst_peers`](Self::rx_burst_peers), for callers that do not
+    /// need the source addresses (provided; implementors write the three
+    /// methods above).
+    fn rx_burst(&mut self, f: &mut dyn FnMut(&mut [&mut [u8]])) -> io::Result<usize> {
+        self.rx_burst_peers(&mut |bufs: &mut [&mut [u8]], _: &[Peer]| f(bufs))
+    }
+}
+
+/// What a receive queue has counted ([`RxQueue::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Packets read, ATT or not (pcap replay counts non-UDP packets too).
+    pub packets: u64,
     /// Datagrams the kernel dropped before this queue read them (the
     /// socket's `sk_drops`: from `SO_RXQ_OVFL` control messages with
     /// recvmmsg, from `SO_MEMINFO` with io_uring; the NIC's missed and
-    /// no-mbuf counts with DPDK), cumulative. Called when counters are
-    /// published, never per packet.
-    fn kernel_dropped(&self) -> u64 {
-        0
-    }
-
-    /// Packets read that were not ATT datagrams, by reason (pcap replay).
-    fn not_att(&self) -> [u64; NotAtt::COUNT] {
-        [0; NotAtt::COUNT]
-    }
-
-    /// Packets read, ATT or not (pcap replay counts non-UDP packets too).
-    fn packets(&self) -> u64;
-
-    /// True once a finite source (pcap) is exhausted; sockets never are.
-    fn finished(&self) -> bool {
-        false
-    }
-
-    /// Replies the backend sent on its own (ARP on DPDK ports), cumulative.
-    fn replies(&self) -> u64 {
-        0
-    }
-
+    /// no-mbuf counts with DPDK).
+    pub kernel_dropped: u64,
+    /// Packets read that were not ATT datagrams, by reason (pcap replay,
+    /// DPDK).
+    pub not_att: [u64; NotAtt::COUNT],
+    /// Replies the backend sent on its own (ARP on DPDK ports).
+    pub replies: u64,
     /// The NIC's own counters (DPDK ports; reported by one queue per port).
-    fn nic_stats(&self) -> Option<NicStats> {
-        None
+    pub nic: Option<NicStats>,
+    /// A finite source (pcap) is exhausted; sockets and ports never are.
+    pub finished: bool,
+}
+
+/// A queue of any backend: what the node opens and its data cores run
+/// (an enum rather than a trait object, so the data core's calls are
+/// direct).
+// One per data core, built once and moved into its thread; boxing the large
+// variants would put a pointer chase in front of every burst.
+#[allow(clippy::large_enum_variant)]
+pub enum Queue {
+    /// io_uring multishot receive on a UDP socket.
+    Uring(uring::UringQueue),
+    /// `recvmmsg` on a UDP socket.
+    Recvmmsg(recvmmsg::RecvmmsgQueue),
+    /// A capture replayed from a file.
+    Pcap(pcap::PcapReplay),
+    /// A DPDK port's receive queue.
+    Dpdk(dpdk::DpdkQueue),
+}
+
+impl Queue {
+    /// The backend's name for logs and summaries.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Queue::Uring(q) => q.name(),
+            Queue::Recvmmsg(q) => q.name(),
+            Queue::Pcap(q) => q.name(),
+            Queue::Dpdk(q) => q.name(),
+        }
+    }
+
+    /// True when bursts carry source addresses: recvmmsg always, io_uring
+    /// in its address mode ([`uring::RecvMode::Addresses`]); pcap replay
+    /// and DPDK read none.
+    pub fn reports_peers(&self) -> bool {
+        match self {
+            Queue::Uring(q) => q.reports_peers(),
+            Queue::Recvmmsg(q) => q.reports_peers(),
+            Queue::Pcap(_) | Queue::Dpdk(_) => false,
+        }
+    }
+
+    /// A handle that sends from this queue's socket (a duplicate of its
+    /// descriptor: same local address and port, so a client's connected
+    /// UDP socket accepts what it sends). `None` for backends without a
+    /// kernel socket. The handle shares the socket's non-blocking mode.
+    pub fn send_socket(&self) -> io::Result<Option<UdpSocket>> {
+        match self {
+            Queue::Uring(q) => q.send_socket(),
+            Queue::Recvmmsg(q) => q.send_socket(),
+            Queue::Pcap(_) | Queue::Dpdk(_) => Ok(None),
+        }
+    }
+}
+
+impl RxQueue for Queue {
+    #[inline]
+    fn rx_burst_peers(&mut self, f: &mut BurstFn<'_>) -> io::Result<usize> {
+        match self {
+            Queue::Uring(q) => q.rx_burst_peers(f),
+            Queue::Recvmmsg(q) => q.rx_burst_peers(f),
+            Queue::Pcap(q) => q.rx_burst_peers(f),
+            Queue::Dpdk(q) => q.rx_burst_peers(f),
+        }
+    }
+
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        match self {
+            Queue::Uring(q) => q.wait(timeout),
+            Queue::Recvmmsg(q) => q.wait(timeout),
+            Queue::Pcap(q) => q.wait(timeout),
+            Queue::Dpdk(q) => q.wait(timeout),
+        }
+    }
+
+    fn stats(&self) -> QueueStats {
+        match self {
+            Queue::Uring(q) => q.stats(),
+            Queue::Recvmmsg(q) => q.stats(),
+            Queue::Pcap(q) => q.stats(),
+            Queue::Dpdk(q) => q.stats(),
+        }
     }
 }
 
@@ -233,4 +294,19 @@ pub struct UdpConfig {
     pub queues: usize,
     /// `SO_RCVBUF` in bytes (the kernel doubles it); 0 keeps the default.
     pub rcvbuf: usize,
+}
+
+impl<Q: RxQueue + ?Sized> RxQueue for Box<Q> {
+    #[inline]
+    fn rx_burst_peers(&mut self, f: &mut BurstFn<'_>) -> io::Result<usize> {
+        (**self).rx_burst_peers(f)
+    }
+
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        (**self).wait(timeout)
+    }
+
+    fn stats(&self) -> QueueStats {
+        (**self).stats()
+    }
 }

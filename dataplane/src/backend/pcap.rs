@@ -13,7 +13,7 @@ use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::{DataLink, PcapError};
 
-use super::{BurstFn, NotAtt, RxQueue, BUF_SIZE, MAX_BURST, NO_PEERS};
+use super::{BurstFn, NotAtt, QueueStats, RxQueue, BUF_SIZE, MAX_BURST, NO_PEERS};
 
 /// The UDP payload of an Ethernet frame to `port`, or why there is none.
 pub fn udp_payload(eth: &[u8], port: u16) -> Result<&[u8], NotAtt> {
@@ -224,10 +224,6 @@ impl PcapReplay {
 }
 
 impl RxQueue for PcapReplay {
-    fn name(&self) -> &'static str {
-        "pcap"
-    }
-
     /// A read error ends the replay: it is returned (after the datagrams
     /// read before it have been handed over), naming the file and the packet
     /// number within the pass, and then `finished()` is true. Source
@@ -277,15 +273,33 @@ impl RxQueue for PcapReplay {
         Ok(())
     }
 
-    fn not_att(&self) -> [u64; NotAtt::COUNT] {
+    fn stats(&self) -> QueueStats {
+        QueueStats {
+            packets: self.packets(),
+            kernel_dropped: 0,
+            not_att: self.not_att(),
+            replies: 0,
+            nic: None,
+            finished: self.finished(),
+        }
+    }
+}
+
+// Counters and handles of this queue; [`RxQueue::stats`] gathers the counters.
+impl PcapReplay {
+    pub fn name(&self) -> &'static str {
+        "pcap"
+    }
+
+    pub fn not_att(&self) -> [u64; NotAtt::COUNT] {
         self.tally.not_att
     }
 
-    fn packets(&self) -> u64 {
+    pub fn packets(&self) -> u64 {
         self.tally.packets
     }
 
-    fn finished(&self) -> bool {
+    pub fn finished(&self) -> bool {
         self.src.is_none() && self.pending.is_none()
     }
 }

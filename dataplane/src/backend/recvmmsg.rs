@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::{BurstFn, Peer, RxQueue, UdpConfig, BUF_SIZE, MAX_BURST, NAME_LEN};
+use super::{BurstFn, NotAtt, Peer, QueueStats, RxQueue, UdpConfig, BUF_SIZE, MAX_BURST, NAME_LEN};
 
 /// Control-message room per datagram: one `SO_RXQ_OVFL` cmsg is
 /// `CMSG_SPACE(4)` = 24 bytes on 64-bit Linux; 32 keeps 8-byte alignment.
@@ -247,10 +247,6 @@ impl RecvmmsgQueue {
 }
 
 impl RxQueue for RecvmmsgQueue {
-    fn name(&self) -> &'static str {
-        "recvmmsg"
-    }
-
     fn rx_burst_peers(&mut self, f: &mut BurstFn<'_>) -> io::Result<usize> {
         let fd = self.sock.as_raw_fd();
         let n = loop {
@@ -323,20 +319,38 @@ impl RxQueue for RecvmmsgQueue {
         poll_readable(self.sock.as_raw_fd(), timeout)
     }
 
-    fn reports_peers(&self) -> bool {
+    fn stats(&self) -> QueueStats {
+        QueueStats {
+            packets: self.packets(),
+            kernel_dropped: self.kernel_dropped(),
+            not_att: [0; NotAtt::COUNT],
+            replies: 0,
+            nic: None,
+            finished: false,
+        }
+    }
+}
+
+// Counters and handles of this queue; [`RxQueue::stats`] gathers the counters.
+impl RecvmmsgQueue {
+    pub fn name(&self) -> &'static str {
+        "recvmmsg"
+    }
+
+    pub fn reports_peers(&self) -> bool {
         true
     }
 
-    fn send_socket(&self) -> io::Result<Option<std::net::UdpSocket>> {
+    pub fn send_socket(&self) -> io::Result<Option<std::net::UdpSocket>> {
         let s = self.sock.try_clone().map_err(|e| context("dup of the receive socket", e))?;
         Ok(Some(s.into()))
     }
 
-    fn kernel_dropped(&self) -> u64 {
+    pub fn kernel_dropped(&self) -> u64 {
         self.drops.total()
     }
 
-    fn packets(&self) -> u64 {
+    pub fn packets(&self) -> u64 {
         self.packets
     }
 }
@@ -349,6 +363,7 @@ pub(crate) mod test_util {
     use std::process::Command;
     use std::time::{Duration, Instant};
 
+    pub(crate) use super::super::Queue;
     use super::super::{Peer, RxQueue, UdpConfig, BUF_SIZE};
 
     /// Runs `f` on a new thread inside a network namespace of its own with
@@ -440,7 +455,7 @@ pub(crate) mod test_util {
 
     /// One round over all queues: a burst from each; waits briefly on one
     /// queue if none had anything.
-    pub(crate) fn drain_round(qs: &mut [Box<dyn RxQueue>], t: &mut Tally, round: &mut usize) {
+    pub(crate) fn drain_round(qs: &mut [Queue], t: &mut Tally, round: &mut usize) {
         if t.per_queue.len() < qs.len() {
             t.per_queue.resize(qs.len(), 0);
         }
@@ -464,19 +479,13 @@ pub(crate) mod test_util {
         }
     }
 
-    pub(crate) fn dropped(qs: &[Box<dyn RxQueue>]) -> u64 {
-        qs.iter().map(|q| q.kernel_dropped()).sum()
+    pub(crate) fn dropped(qs: &[Queue]) -> u64 {
+        qs.iter().map(|q| q.stats().kernel_dropped).sum()
     }
 
     /// Drains until received + kernel-dropped reaches `sent`, `deadline`
     /// passes, or (with `quiet`) nothing has arrived for that long.
-    pub(crate) fn drain_until(
-        qs: &mut [Box<dyn RxQueue>],
-        t: &mut Tally,
-        sent: u64,
-        deadline: Instant,
-        quiet: Option<Duration>,
-    ) {
+    pub(crate) fn drain_until(qs: &mut [Queue], t: &mut Tally, sent: u64, deadline: Instant, quiet: Option<Duration>) {
         let mut round = 0;
         let mut last = (t.received, Instant::now());
         while t.received + dropped(qs) < sent && Instant::now() < deadline {
@@ -513,7 +522,7 @@ pub(crate) mod test_util {
     /// a second thread while this one drains all queues; then every payload
     /// is intact, none is delivered twice, and received + kernel-dropped ==
     /// sent. Returns the tally.
-    pub(crate) fn exercise(mut qs: Vec<Box<dyn RxQueue>>, to: SocketAddr, total: u32) -> Tally {
+    pub(crate) fn exercise(mut qs: Vec<Queue>, to: SocketAddr, total: u32) -> Tally {
         let cl = clients(16);
         let senders: Vec<UdpSocket> = cl.iter().map(|c| c.try_clone().unwrap()).collect();
         let sender = std::thread::spawn(move || {
@@ -546,7 +555,7 @@ pub(crate) mod test_util {
             t.cut
         );
         assert_eq!(t.received + dropped, sent, "received + kernel_dropped != sent");
-        let packets: u64 = qs.iter().map(|q| q.packets()).sum();
+        let packets: u64 = qs.iter().map(|q| q.stats().packets).sum();
         assert_eq!(packets, t.received, "packets() disagrees with what the callback saw");
         if qs.len() > 1 {
             assert!(t.per_queue.iter().all(|&n| n > 0), "a queue of the group got nothing: {:?}", t.per_queue);
@@ -563,7 +572,13 @@ pub(crate) mod test_util {
     /// runs dry), then drains, sends one marker (see `send_markers`) and
     /// drains again. Checks every payload and that received + kernel-dropped
     /// == sent (`total` + 1); returns (received, kernel-dropped).
-    pub(crate) fn flood<Q: RxQueue + ?Sized>(q: &mut Q, to: SocketAddr, total: u32, len: usize) -> (u64, u64) {
+    pub(crate) fn flood<Q: RxQueue + ?Sized>(
+        q: &mut Q,
+        name: &str,
+        to: SocketAddr,
+        total: u32,
+        len: usize,
+    ) -> (u64, u64) {
         let cl = clients(1);
         for seq in 0..total {
             cl[0].send_to(&datagram(seq, len), to).expect("send");
@@ -575,7 +590,7 @@ pub(crate) mod test_util {
         let mut drain = |q: &mut Q, want: u64, quiet: Option<Duration>| {
             let deadline = Instant::now() + Duration::from_secs(5);
             let mut last = (received, Instant::now());
-            while received + q.kernel_dropped() < want && Instant::now() < deadline {
+            while received + q.stats().kernel_dropped < want && Instant::now() < deadline {
                 let got = q
                     .rx_burst(&mut |b: &mut [&mut [u8]]| {
                         for d in b.iter() {
@@ -600,11 +615,11 @@ pub(crate) mod test_util {
         drain(q, u64::from(total), Some(Duration::from_millis(100)));
         cl[0].send_to(&datagram(total, len), to).expect("send marker");
         drain(q, u64::from(total) + 1, None);
-        let d = q.kernel_dropped();
-        println!("{} flood: sent {}, received {received}, kernel dropped {d}", q.name(), total + 1);
+        let d = q.stats().kernel_dropped;
+        println!("{name} flood: sent {}, received {received}, kernel dropped {d}", total + 1);
         assert_eq!(received + d, u64::from(total) + 1, "received + kernel_dropped != sent");
         assert!(seen[total as usize], "the marker sent after the drain was lost");
-        assert_eq!(q.packets(), received, "packets() disagrees with what the callback saw");
+        assert_eq!(q.stats().packets, received, "packets disagrees with what the callback saw");
         (received, d)
     }
 }
@@ -670,7 +685,7 @@ mod tests {
         in_netns(|| {
             let qs = RecvmmsgQueue::open(&cfg(2, 1 << 20)).unwrap();
             let to = qs[0].local_addr();
-            let qs: Vec<Box<dyn RxQueue>> = qs.into_iter().map(|q| Box::new(q) as Box<dyn RxQueue>).collect();
+            let qs: Vec<Queue> = qs.into_iter().map(Queue::Recvmmsg).collect();
             exercise(qs, to, 2000);
         });
     }
@@ -680,7 +695,7 @@ mod tests {
         in_netns(|| {
             let mut q = RecvmmsgQueue::open(&cfg(1, 4096)).unwrap().pop().unwrap();
             let to = q.local_addr();
-            let (_, dropped) = flood(&mut q, to, 400, 1000);
+            let (_, dropped) = flood(&mut q, "recvmmsg", to, 400, 1000);
             assert!(dropped > 0, "the kernel dropped nothing: the receive buffer did not fill");
         });
     }

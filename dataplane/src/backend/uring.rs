@@ -41,7 +41,7 @@ use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::recvmmsg::{context, open_udp_group, DropCounter};
-use super::{BurstFn, Peer, RxQueue, UdpConfig, BUF_SIZE, MAX_BURST, NAME_LEN, NO_PEERS};
+use super::{BurstFn, NotAtt, Peer, QueueStats, RxQueue, UdpConfig, BUF_SIZE, MAX_BURST, NAME_LEN, NO_PEERS};
 
 /// user_data of the multishot receive and of its cancellation.
 const RECV: u64 = 1;
@@ -642,10 +642,6 @@ impl UringQueue {
 }
 
 impl RxQueue for UringQueue {
-    fn name(&self) -> &'static str {
-        "io_uring"
-    }
-
     fn rx_burst_peers(&mut self, f: &mut BurstFn<'_>) -> io::Result<usize> {
         if let Some(e) = self.pending.take() {
             return Err(e);
@@ -786,12 +782,30 @@ impl RxQueue for UringQueue {
         }
     }
 
+    fn stats(&self) -> QueueStats {
+        QueueStats {
+            packets: self.packets(),
+            kernel_dropped: self.kernel_dropped(),
+            not_att: [0; NotAtt::COUNT],
+            replies: 0,
+            nic: None,
+            finished: false,
+        }
+    }
+}
+
+// Counters and handles of this queue; [`RxQueue::stats`] gathers the counters.
+impl UringQueue {
+    pub fn name(&self) -> &'static str {
+        "io_uring"
+    }
+
     /// Reads the socket's drop counter: one `getsockopt`, made only here (the
     /// pipeline asks every publish interval and at the end), never per
     /// datagram. Unlike `SO_RXQ_OVFL`, which reports drops only with the next
     /// datagram read, this includes drops up to now. Should the read fail,
     /// the last total stands.
-    fn kernel_dropped(&self) -> u64 {
+    pub fn kernel_dropped(&self) -> u64 {
         let mut d = self.drops.get();
         if let Ok(v) = socket_drops(self.sock.as_raw_fd()) {
             d.update(v);
@@ -800,15 +814,15 @@ impl RxQueue for UringQueue {
         d.total()
     }
 
-    fn packets(&self) -> u64 {
+    pub fn packets(&self) -> u64 {
         self.packets
     }
 
-    fn reports_peers(&self) -> bool {
+    pub fn reports_peers(&self) -> bool {
         self.mem.mode == RecvMode::Addresses
     }
 
-    fn send_socket(&self) -> io::Result<Option<std::net::UdpSocket>> {
+    pub fn send_socket(&self) -> io::Result<Option<std::net::UdpSocket>> {
         let s = self.sock.try_clone().map_err(|e| context("dup of the receive socket", e))?;
         Ok(Some(s.into()))
     }
@@ -868,8 +882,8 @@ mod tests {
         };
     }
 
-    fn boxed(qs: Vec<UringQueue>) -> Vec<Box<dyn RxQueue>> {
-        qs.into_iter().map(|q| Box::new(q) as Box<dyn RxQueue>).collect()
+    fn boxed(qs: Vec<UringQueue>) -> Vec<Queue> {
+        qs.into_iter().map(Queue::Uring).collect()
     }
 
     #[test]
@@ -1034,7 +1048,7 @@ mod tests {
         in_netns(|| {
             let mut q = UringQueue::open(&cfg(1, 4096), 256).unwrap().pop().unwrap();
             let to = q.local_addr();
-            let (_, dropped) = flood(&mut q, to, 400, 1000);
+            let (_, dropped) = flood(&mut q, "io_uring", to, 400, 1000);
             assert!(dropped > 0, "the kernel dropped nothing: the receive buffer did not fill");
         });
     }
@@ -1140,7 +1154,7 @@ mod tests {
             let to = q.local_addr();
             // Arm the receive first, so the 120 datagrams meet a ring of 16 buffers.
             assert_eq!(q.rx_burst(&mut |_: &mut [&mut [u8]]| panic!("nothing was sent yet")).unwrap(), 0);
-            let (received, dropped) = flood(&mut q, to, 120, 64);
+            let (received, dropped) = flood(&mut q, "io_uring", to, 120, 64);
             println!("rearms: {}", q.rearms());
             assert!(q.rearms() > 0, "the buffer ring never ran dry");
             assert!(received > 16, "draining stopped after the first ring of buffers");

@@ -6,13 +6,21 @@ use super::{arr32, byte, le16, le64, put, DropReason, Result};
 /// Domain parameters, eight u16 LE (T.125 MCS domain parameters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DomainParams {
+    /// Most channel ids (T.125 `maxChannelIds`); 34 in a HELLO.
     pub max_channel_ids: u16,
+    /// Most user ids (`maxUserIds`); 64535 in a HELLO, one per session id.
     pub max_user_ids: u16,
+    /// Most token ids (`maxTokenIds`); 65535 in a HELLO.
     pub max_token_ids: u16,
+    /// Number of priorities (`numPriorities`); 1 in a HELLO.
     pub num_priorities: u16,
+    /// Minimum throughput (`minThroughput`); 0 in a HELLO.
     pub min_throughput: u16,
+    /// Maximum domain height (`maxHeight`); 1 in a HELLO.
     pub max_height: u16,
+    /// Largest MCS PDU in bytes (`maxMCSPDUsize`); 65535 in a HELLO.
     pub max_pdu_size: u16,
+    /// Protocol version (`protocolVersion`); 2 in a HELLO.
     pub protocol_version: u16,
 }
 
@@ -33,6 +41,7 @@ impl Default for DomainParams {
 }
 
 impl DomainParams {
+    /// Encoded length: eight `u16`.
     pub const LEN: usize = 16;
 
     fn as_array(&self) -> [u16; 8] {
@@ -88,25 +97,38 @@ impl DomainParams {
     }
 }
 
+/// `version` of HELLO and WELCOME bodies.
 pub const VERSION: u8 = 1;
+/// Domain separation before the network id in HELLO's signing message.
 pub const HELLO_SIG_PREFIX: &[u8] = b"ATT-HELLO-v1";
+/// Domain separation before the network id in WELCOME's signing message.
 pub const WELCOME_SIG_PREFIX: &[u8] = b"ATT-WELCOME-v1";
 
 /// HELLO body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello {
+    /// The client's domain parameters (its maxima).
     pub params: DomainParams,
+    /// Client account key (Ed25519 public); it signs the HELLO.
     pub account: [u8; 32],
+    /// Client ephemeral X25519 public key.
     pub ephemeral: [u8; 32],
+    /// The client's clock, Unix milliseconds; a relay answers only a HELLO
+    /// within 30 s of its own clock.
     pub timestamp_ms: u64,
+    /// Ed25519 signature by `account` over [`HELLO_SIG_PREFIX`], the network id
+    /// (`u32 LE`) and the body bytes before the signature.
     pub signature: [u8; 64],
 }
 
 impl Hello {
+    /// Body length in bytes.
     pub const LEN: usize = 1 + 16 + 32 + 32 + 8 + 64;
     /// Bytes covered by the signature (after prefix and network id).
     pub const SIGNED_LEN: usize = Self::LEN - 64;
 
+    /// Reads a body of exactly [`Hello::LEN`] bytes (`bad_length` otherwise;
+    /// another version is `bad_header`). Checks neither timestamp nor signature.
     pub fn parse(b: &[u8]) -> Result<Hello> {
         if b.len() != Self::LEN {
             return Err(DropReason::BadLength);
@@ -123,6 +145,8 @@ impl Hello {
         })
     }
 
+    /// Writes the body into `b[..Hello::LEN]` and returns its length;
+    /// `bad_length` if `b` is shorter.
     pub fn emit(&self, b: &mut [u8]) -> Result<usize> {
         if b.len() < Self::LEN {
             return Err(DropReason::BadLength);
@@ -140,18 +164,30 @@ impl Hello {
 /// WELCOME body (the paper's SUCCESS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Welcome {
+    /// The negotiated domain parameters (each the smaller of the two sides' maxima).
     pub params: DomainParams,
+    /// Relay node key (Ed25519 public); the client checks it against the key it
+    /// expects before using the session.
     pub node_key: [u8; 32],
+    /// Relay ephemeral X25519 public key.
     pub ephemeral: [u8; 32],
+    /// Session id: the initiator the client uses from now on.
     pub session_id: u16,
+    /// SHA-256 of the HELLO body answered.
     pub hello_hash: [u8; 32],
+    /// Ed25519 signature by `node_key` over [`WELCOME_SIG_PREFIX`], the network
+    /// id (`u32 LE`) and the body bytes before the signature.
     pub signature: [u8; 64],
 }
 
 impl Welcome {
+    /// Body length in bytes.
     pub const LEN: usize = 1 + 16 + 32 + 32 + 2 + 32 + 64;
+    /// Bytes covered by the signature (after prefix and network id).
     pub const SIGNED_LEN: usize = Self::LEN - 64;
 
+    /// Reads a body of exactly [`Welcome::LEN`] bytes (`bad_length` otherwise;
+    /// another version is `bad_header`). Checks no signature.
     pub fn parse(b: &[u8]) -> Result<Welcome> {
         if b.len() != Self::LEN {
             return Err(DropReason::BadLength);
@@ -169,6 +205,8 @@ impl Welcome {
         })
     }
 
+    /// Writes the body into `b[..Welcome::LEN]` and returns its length;
+    /// `bad_length` if `b` is shorter.
     pub fn emit(&self, b: &mut [u8]) -> Result<usize> {
         if b.len() < Self::LEN {
             return Err(DropReason::BadLength);

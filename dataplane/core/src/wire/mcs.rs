@@ -22,6 +22,7 @@ pub const KIND_REQUEST: u8 = 0x64;
 pub const KIND_INDICATION: u8 = 0x68;
 /// Both priorities mean "one whole PDU" (segmentation begin|end bits).
 pub const PRIORITY_HIGH: u8 = 0x70;
+/// The other accepted priority; also one whole PDU.
 pub const PRIORITY_ALT: u8 = 0xF0;
 /// Largest length the two-byte PER form carries.
 pub const MAX_PER_LEN: usize = 0x3FFF;
@@ -30,18 +31,25 @@ pub const MAX_SESSION_ID: u16 = 64534;
 
 /// Channel numbers (the paper's virtual channels).
 pub mod channel {
+    /// Control (0x03EB): the handshake's INFO frames.
     pub const CONTROL: u16 = 1003;
+    /// Transactions (0x03EC): TX_BATCH requests and their RECEIPTs.
     pub const TRANSACTIONS: u16 = 1004;
+    /// Messages (0x03ED): TX_BATCH requests and their RECEIPTs, and (v1.1) QUERY and ANSWER.
     pub const MESSAGES: u16 = 1005;
+    /// Consensus (0x03EE): CONSENSUS bodies (the project's own format).
     pub const CONSENSUS: u16 = 1006;
 }
 
+/// A read-only or read/write view of an MCS send-data header and the user
+/// data after it (the frame from offset 7 to its end).
 #[derive(Debug, Clone, Copy)]
 pub struct Packet<T: AsRef<[u8]>> {
     buffer: T,
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps a buffer without checking it; accessors return 0 on short input.
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
@@ -92,6 +100,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Some((2, ((b0 as usize & 0x3F) << 8) | b1 as usize))
     }
 
+    /// `mcs.kind`: [`KIND_REQUEST`] or [`KIND_INDICATION`] in a valid frame.
     pub fn kind(&self) -> u8 {
         byte(self.buffer.as_ref(), field::KIND)
     }
@@ -99,9 +108,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn initiator(&self) -> u16 {
         be16(self.buffer.as_ref(), field::INITIATOR.start)
     }
+    /// `mcs.channel` (see [`channel`]).
     pub fn channel(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHANNEL.start)
     }
+    /// `mcs.priority`: [`PRIORITY_HIGH`] or [`PRIORITY_ALT`] in a valid frame.
     pub fn priority(&self) -> u8 {
         byte(self.buffer.as_ref(), field::PRIORITY)
     }
@@ -116,15 +127,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Writes `mcs.kind`.
     pub fn set_kind(&mut self, v: u8) {
         put(self.buffer.as_mut(), field::KIND, &[v]);
     }
+    /// Writes `mcs.initiator`, the session id (big-endian).
     pub fn set_initiator(&mut self, v: u16) {
         put(self.buffer.as_mut(), field::INITIATOR.start, &v.to_be_bytes());
     }
+    /// Writes `mcs.channel` (big-endian).
     pub fn set_channel(&mut self, v: u16) {
         put(self.buffer.as_mut(), field::CHANNEL.start, &v.to_be_bytes());
     }
+    /// Writes `mcs.priority`.
     pub fn set_priority(&mut self, v: u8) {
         put(self.buffer.as_mut(), field::PRIORITY, &[v]);
     }
@@ -136,6 +151,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
             put(self.buffer.as_mut(), field::PER, &(0x8000u16 | len as u16).to_be_bytes());
         }
     }
+    /// The user data, writable; its offset follows the PER field, so write
+    /// that first ([`set_per`](Self::set_per)).
     pub fn user_data_mut(&mut self) -> &mut [u8] {
         let off = self.data_offset();
         self.buffer.as_mut().get_mut(off..).unwrap_or(&mut [])
@@ -145,16 +162,22 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 /// The MCS send-data header as plain values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repr {
+    /// `mcs.kind`: [`KIND_REQUEST`] or [`KIND_INDICATION`].
     pub kind: u8,
+    /// `mcs.initiator`: the session id, 0..=[`MAX_SESSION_ID`].
     pub initiator: u16,
+    /// `mcs.channel` (see [`channel`]).
     pub channel: u16,
+    /// `mcs.priority`: [`PRIORITY_HIGH`] or [`PRIORITY_ALT`].
     pub priority: u8,
+    /// User-data length in bytes, at most [`MAX_PER_LEN`].
     pub user_data_len: usize,
     /// Two-byte PER form even for a short length.
     pub long_per: bool,
 }
 
 impl Repr {
+    /// Reads a header that passes steps 2 and 3 ([`Packet::new_checked`]).
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<Repr> {
         p.check_header()?;
         p.check_len()?;

@@ -3,7 +3,9 @@
 
 use super::{le16, le64, put, DropReason, Result};
 
+/// Bytes before the ids: the height (8) and the count (2).
 pub const HEADER_LEN: usize = 10;
+/// Length of one transaction id.
 pub const ID_LEN: usize = 32;
 
 /// A view of a RECEIPT body whose length has been checked.
@@ -25,14 +27,17 @@ impl<'a> Receipt<'a> {
         Ok(Receipt { body })
     }
 
+    /// Height of the block that included the transactions.
     pub fn height(&self) -> u64 {
         le64(self.body, 0)
     }
 
+    /// Number of ids.
     pub fn count(&self) -> u16 {
         le16(self.body, 8)
     }
 
+    /// The transaction ids, in body order.
     pub fn ids(&self) -> impl Iterator<Item = [u8; 32]> + 'a {
         let b = self.body;
         (0..self.count() as usize).map(move |i| super::arr32(b, HEADER_LEN + i * ID_LEN))

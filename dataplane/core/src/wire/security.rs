@@ -11,14 +11,19 @@ mod field {
     pub const COUNTER: Range<usize> = 4..12;
 }
 
+/// `sec.flags` ENCRYPT: counter, ciphertext and tag follow.
 pub const FLAG_ENCRYPT: u16 = 0x0008;
+/// `sec.flags` INFO: the handshake in clear, valid on channel 1003 only.
 pub const FLAG_INFO: u16 = 0x0040;
+/// `sec.suite` with INFO.
 pub const SUITE_NONE: u16 = 0x0000;
+/// `sec.suite` with ENCRYPT: AES-256-GCM.
 pub const SUITE_AES_256_GCM: u16 = 0x0001;
 /// Flags and suite.
 pub const BASE_LEN: usize = 4;
 /// Flags, suite and counter: the end of the AEAD's associated data.
 pub const ENCRYPTED_HEADER_LEN: usize = 12;
+/// Length of the GCM tag that ends the user data.
 pub const TAG_LEN: usize = 16;
 /// Shortest user data with ENCRYPT: header, counter and tag.
 pub const MIN_ENCRYPTED_LEN: usize = ENCRYPTED_HEADER_LEN + TAG_LEN;
@@ -27,17 +32,23 @@ pub const MIN_ENCRYPTED_LEN: usize = ENCRYPTED_HEADER_LEN + TAG_LEN;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protection {
     /// ENCRYPT with AES-256-GCM and this counter.
-    Sealed { counter: u64 },
+    Sealed {
+        /// The frame counter (`att-wire.md`, "Counters").
+        counter: u64,
+    },
     /// INFO: handshake in clear.
     Clear,
 }
 
+/// A read-only or read/write view of the MCS user data, from its security
+/// header on.
 #[derive(Debug, Clone, Copy)]
 pub struct Packet<T: AsRef<[u8]>> {
     buffer: T,
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps a buffer without checking it; accessors return 0 on short input.
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
@@ -61,12 +72,15 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(p)
     }
 
+    /// `sec.flags` (LE): [`FLAG_ENCRYPT`] or [`FLAG_INFO`] in a valid frame.
     pub fn flags(&self) -> u16 {
         le16(self.buffer.as_ref(), field::FLAGS.start)
     }
+    /// `sec.suite` (LE): [`SUITE_AES_256_GCM`] with ENCRYPT, [`SUITE_NONE`] with INFO.
     pub fn suite(&self) -> u16 {
         le16(self.buffer.as_ref(), field::SUITE.start)
     }
+    /// The frame counter (LE); present only with ENCRYPT.
     pub fn counter(&self) -> u64 {
         le64(self.buffer.as_ref(), field::COUNTER.start)
     }
@@ -77,19 +91,24 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Writes `sec.flags` (LE).
     pub fn set_flags(&mut self, v: u16) {
         put(self.buffer.as_mut(), field::FLAGS.start, &v.to_le_bytes());
     }
+    /// Writes `sec.suite` (LE).
     pub fn set_suite(&mut self, v: u16) {
         put(self.buffer.as_mut(), field::SUITE.start, &v.to_le_bytes());
     }
+    /// Writes the counter (LE).
     pub fn set_counter(&mut self, v: u64) {
         put(self.buffer.as_mut(), field::COUNTER.start, &v.to_le_bytes());
     }
 }
 
+/// The security header as plain values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repr {
+    /// ENCRYPT with its counter, or INFO.
     pub protection: Protection,
 }
 
@@ -127,6 +146,8 @@ impl Repr {
         }
     }
 
+    /// Writes flags, suite and, with ENCRYPT, the counter; `p` must hold at
+    /// least [`header_len`](Self::header_len) bytes.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Packet<T>) {
         match self.protection {
             Protection::Sealed { counter } => {

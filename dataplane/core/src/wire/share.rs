@@ -16,39 +16,54 @@ mod field {
     pub const COMPRESSED_LENGTH: Range<usize> = 16..18;
 }
 
+/// Length of the share-data header.
 pub const HEADER_LEN: usize = 18;
+/// `pdu_type` of every ATT plaintext.
 pub const PDU_TYPE: u16 = 0x0017;
+/// `pdu_source` of every ATT plaintext.
 pub const PDU_SOURCE: u16 = 0x03EA;
+/// `share_id` of every ATT plaintext.
 pub const SHARE_ID: u32 = 0x0001_03EA;
 /// Largest body after decompression.
 pub const MAX_BODY: usize = 16384;
 
 /// Content kinds (`pdu_type2`).
 pub mod kind {
+    /// Transactions (channels 1004 and 1005, kind 0x64).
     pub const TX_BATCH: u8 = 0x40;
+    /// Handshake opening (channel 1003, kind 0x64).
     pub const HELLO: u8 = 0x41;
+    /// Handshake answer (channel 1003, kind 0x68).
     pub const WELCOME: u8 = 0x42;
+    /// Ids of transactions included in a block (channels 1004 and 1005, kind 0x68).
     pub const RECEIPT: u8 = 0x43;
+    /// Consensus traffic (channel 1006; the project's own body).
     pub const CONSENSUS: u8 = 0x50;
 }
 
 /// `compressed_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
+    /// Plain body (`compressed_type` 0x00).
     None,
     /// LZ4 block format, no size prefix.
     Lz4,
 }
 
+/// `compressed_type` of a plain body.
 pub const COMPRESSED_NONE: u8 = 0x00;
+/// `compressed_type` of an LZ4 block-format body.
 pub const COMPRESSED_LZ4: u8 = 0x24;
 
+/// A read-only or read/write view of a plaintext: share-data header and
+/// wire body.
 #[derive(Debug, Clone, Copy)]
 pub struct Packet<T: AsRef<[u8]>> {
     buffer: T,
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps a buffer without checking it; accessors return 0 on short input.
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
@@ -84,30 +99,39 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// `total_length`: 18 plus the wire body length.
     pub fn total_length(&self) -> u16 {
         le16(self.buffer.as_ref(), field::TOTAL_LENGTH.start)
     }
+    /// `pdu_type`: [`PDU_TYPE`] in a valid plaintext.
     pub fn pdu_type(&self) -> u16 {
         le16(self.buffer.as_ref(), field::PDU_TYPE.start)
     }
+    /// `pdu_source`: [`PDU_SOURCE`] in a valid plaintext.
     pub fn pdu_source(&self) -> u16 {
         le16(self.buffer.as_ref(), field::PDU_SOURCE.start)
     }
+    /// `share_id`: [`SHARE_ID`] in a valid plaintext.
     pub fn share_id(&self) -> u32 {
         le32(self.buffer.as_ref(), field::SHARE_ID.start)
     }
+    /// `stream_seq`: the sender's per-channel sequence number (informational).
     pub fn stream_seq(&self) -> u16 {
         le16(self.buffer.as_ref(), field::STREAM_SEQ.start)
     }
+    /// `uncompressed_length`: the body's length in bytes after decompression.
     pub fn uncompressed_length(&self) -> u16 {
         le16(self.buffer.as_ref(), field::UNCOMPRESSED_LENGTH.start)
     }
+    /// The content kind, `pdu_type2` (see [`kind`]).
     pub fn content_kind(&self) -> u8 {
         byte(self.buffer.as_ref(), field::PDU_TYPE2)
     }
+    /// `compressed_type`: [`COMPRESSED_NONE`] or [`COMPRESSED_LZ4`] in a valid plaintext.
     pub fn compressed_type(&self) -> u8 {
         byte(self.buffer.as_ref(), field::COMPRESSED_TYPE)
     }
+    /// `compressed_length`: 0 for a plain body, else the wire body length.
     pub fn compressed_length(&self) -> u16 {
         le16(self.buffer.as_ref(), field::COMPRESSED_LENGTH.start)
     }
@@ -118,6 +142,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// The wire body, writable.
     pub fn body_mut(&mut self) -> &mut [u8] {
         self.buffer.as_mut().get_mut(HEADER_LEN..).unwrap_or(&mut [])
     }
@@ -127,10 +152,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 /// (compressed_length when compressed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repr {
+    /// The sender's per-channel sequence number (informational).
     pub stream_seq: u16,
+    /// Body length in bytes after decompression, at most [`MAX_BODY`].
     pub uncompressed_length: u16,
+    /// Content kind, `pdu_type2` (see [`kind`]).
     pub content_kind: u8,
+    /// How the wire body is compressed.
     pub compression: Compression,
+    /// Wire body length in bytes.
     pub body_len: usize,
 }
 
@@ -149,6 +179,7 @@ impl Repr {
         })
     }
 
+    /// Bytes of header and wire body: the `total_length`.
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN + self.body_len
     }

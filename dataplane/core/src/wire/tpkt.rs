@@ -57,9 +57,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// `tpkt.version`: 3 in every ATT frame.
     pub fn version(&self) -> u8 {
         byte(self.buffer.as_ref(), field::VERSION)
     }
+    /// `tpkt.reserved`: 0 in every ATT frame.
     pub fn reserved(&self) -> u8 {
         byte(self.buffer.as_ref(), field::RESERVED)
     }
@@ -67,18 +69,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn length(&self) -> u16 {
         be16(self.buffer.as_ref(), field::LENGTH.start)
     }
+    /// Returns the wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Writes `tpkt.version`.
     pub fn set_version(&mut self, v: u8) {
         put(self.buffer.as_mut(), field::VERSION, &[v]);
     }
+    /// Writes `tpkt.reserved`.
     pub fn set_reserved(&mut self, v: u8) {
         put(self.buffer.as_mut(), field::RESERVED, &[v]);
     }
+    /// Writes `tpkt.length` (big-endian).
     pub fn set_length(&mut self, v: u16) {
         put(self.buffer.as_mut(), field::LENGTH.start, &v.to_be_bytes());
     }
@@ -92,11 +98,13 @@ pub struct Repr {
 }
 
 impl Repr {
+    /// Reads a header that passes step 1 ([`Packet::check`]).
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<Repr> {
         p.check()?;
         Ok(Repr { length: p.length() })
     }
 
+    /// Bytes the header takes: always [`HEADER_LEN`].
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
     }

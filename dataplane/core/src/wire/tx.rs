@@ -2,28 +2,41 @@
 
 use super::{arr32, byte, le16, le64, put, DropReason, Result};
 
-/// Byte offsets of a transaction's fields (`att-wire.md`, "Transaction");
+/// Byte offsets of a transaction's fields (`att-wire.md`, "TX_BATCH body");
 /// the signature is the last [`SIG_LEN`] bytes ([`signature_range`]).
 pub mod field {
     use core::ops::Range;
+    /// `version` (1 byte).
     pub const VERSION: usize = 0;
+    /// `kind` (1 byte, see [`Kind`](super::Kind)).
     pub const KIND: usize = 1;
+    /// `from`: the sender's account, an Ed25519 public key.
     pub const FROM: Range<usize> = 2..34;
+    /// `to`: the receiving account (for vote, the producer voted for).
     pub const TO: Range<usize> = 34..66;
+    /// `nonce` (LE), per `from` account.
     pub const NONCE: Range<usize> = 66..74;
+    /// `amount` (LE).
     pub const AMOUNT: Range<usize> = 74..82;
+    /// `fee` (LE).
     pub const FEE: Range<usize> = 82..90;
+    /// `memo_len` (LE), at most 1024.
     pub const MEMO_LEN: Range<usize> = 90..92;
+    /// Start of the memo (`memo_len` bytes); the signature follows it.
     pub const MEMO: usize = 92;
 }
 
+/// The only transaction `version`.
 pub const VERSION: u8 = 1;
 /// Bytes before the memo.
 pub const FIXED_LEN: usize = 92;
+/// Length of the Ed25519 signature that ends a transaction.
 pub const SIG_LEN: usize = 64;
 /// A transaction without memo.
 pub const MIN_TX_LEN: usize = FIXED_LEN + SIG_LEN;
+/// Largest `memo_len`.
 pub const MAX_MEMO: usize = 1024;
+/// A transaction with the largest memo.
 pub const MAX_TX_LEN: usize = MIN_TX_LEN + MAX_MEMO;
 /// Where the signature of a transaction of `len` bytes is (the last
 /// [`SIG_LEN`] bytes; empty if `len` is shorter).
@@ -65,18 +78,28 @@ pub const SIGNING_HEADER_LEN: usize = 13;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
+    /// Kind 0: transfer; moves `amount` from `from` to `to`.
     Transfer = 0,
+    /// Kind 1: message; `memo` holds the message text.
     Message = 1,
+    /// Kind 2: connect-request; `memo` holds the connection reason.
     ConnectRequest = 2,
+    /// Kind 3: connect-accept.
     ConnectAccept = 3,
+    /// Kind 4: endpoint-offer; `memo` holds a sealed endpoint.
     EndpointOffer = 4,
+    /// Kind 5: stake.
     Stake = 5,
+    /// Kind 6: unstake.
     Unstake = 6,
+    /// Kind 7: vote; `to` is the producer voted for.
     Vote = 7,
+    /// Kind 8: register-producer.
     RegisterProducer = 8,
 }
 
 impl Kind {
+    /// Every kind, indexed by its byte value.
     pub const ALL: [Kind; 9] = [
         Kind::Transfer,
         Kind::Message,
@@ -89,6 +112,7 @@ impl Kind {
         Kind::RegisterProducer,
     ];
 
+    /// The kind with byte value `v`, or `None` for an unknown kind.
     pub fn from_u8(v: u8) -> Option<Kind> {
         Kind::ALL.get(v as usize).copied()
     }
@@ -102,10 +126,13 @@ pub struct Transaction<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Transaction<T> {
+    /// Wraps a buffer without checking it; accessors return 0 on short input.
     pub const fn new_unchecked(buffer: T) -> Self {
         Transaction { buffer }
     }
 
+    /// Checks version, kind, `memo_len` (at most 1024) and that the buffer is
+    /// exactly one transaction; `bad_tx` otherwise.
     pub fn new_checked(buffer: T) -> Result<Self> {
         let t = Transaction { buffer };
         let b = t.buffer.as_ref();
@@ -119,30 +146,39 @@ impl<T: AsRef<[u8]>> Transaction<T> {
         Ok(t)
     }
 
+    /// `version`: [`VERSION`] in a valid transaction.
     pub fn version(&self) -> u8 {
         byte(self.buffer.as_ref(), field::VERSION)
     }
+    /// The raw `kind` byte (see [`Kind::from_u8`]).
     pub fn kind_byte(&self) -> u8 {
         byte(self.buffer.as_ref(), field::KIND)
     }
+    /// `from`: the sender's account key.
     pub fn from(&self) -> [u8; 32] {
         arr32(self.buffer.as_ref(), field::FROM.start)
     }
+    /// `to`: the receiving account.
     pub fn to(&self) -> [u8; 32] {
         arr32(self.buffer.as_ref(), field::TO.start)
     }
+    /// `nonce`: the sender's per-account sequence number.
     pub fn nonce(&self) -> u64 {
         le64(self.buffer.as_ref(), field::NONCE.start)
     }
+    /// `amount`.
     pub fn amount(&self) -> u64 {
         le64(self.buffer.as_ref(), field::AMOUNT.start)
     }
+    /// `fee`.
     pub fn fee(&self) -> u64 {
         le64(self.buffer.as_ref(), field::FEE.start)
     }
+    /// `memo_len`: memo length in bytes.
     pub fn memo_len(&self) -> u16 {
         le16(self.buffer.as_ref(), field::MEMO_LEN.start)
     }
+    /// The memo (empty if the buffer is shorter than `memo_len` says).
     pub fn memo(&self) -> &[u8] {
         let m = self.memo_len() as usize;
         self.buffer.as_ref().get(field::MEMO..field::MEMO + m).unwrap_or(&[])
@@ -153,6 +189,7 @@ impl<T: AsRef<[u8]>> Transaction<T> {
         let b = self.buffer.as_ref();
         b.get(..b.len().saturating_sub(SIG_LEN)).unwrap_or(&[])
     }
+    /// The signature: the last 64 bytes.
     pub fn signature(&self) -> [u8; 64] {
         let b = self.buffer.as_ref();
         b.get(b.len().saturating_sub(SIG_LEN)..).and_then(|s| s.try_into().ok()).unwrap_or([0; 64])
@@ -170,17 +207,28 @@ pub fn signing_header(network_id: u32) -> [u8; SIGNING_HEADER_LEN] {
 /// A transaction as plain values; `memo` borrows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repr<'a> {
+    /// Transaction kind.
     pub kind: Kind,
+    /// The sender's account, an Ed25519 public key; it signs the transaction.
     pub from: [u8; 32],
+    /// The receiving account (for vote, the producer voted for).
     pub to: [u8; 32],
+    /// Per-`from` account nonce, strictly increasing by 1.
     pub nonce: u64,
+    /// Amount (for a transfer, what moves from `from` to `to`).
     pub amount: u64,
+    /// Fee.
     pub fee: u64,
+    /// Memo, at most [`MAX_MEMO`] bytes.
     pub memo: &'a [u8],
+    /// Ed25519 signature by `from` over the signing message
+    /// ([`signing_header`] then every byte before the signature).
     pub signature: [u8; 64],
 }
 
 impl<'a> Repr<'a> {
+    /// Checks the transaction as [`Transaction::new_checked`] does and reads
+    /// its fields.
     pub fn parse(t: &Transaction<&'a [u8]>) -> Result<Repr<'a>> {
         let t = Transaction::new_checked(t.buffer)?;
         let m = t.memo_len() as usize;
@@ -196,6 +244,7 @@ impl<'a> Repr<'a> {
         })
     }
 
+    /// Encoded length: [`MIN_TX_LEN`] plus the memo length.
     pub const fn buffer_len(&self) -> usize {
         MIN_TX_LEN + self.memo.len()
     }
@@ -256,6 +305,7 @@ impl<'a> Batch<'a> {
         Ok(Batch { body, count })
     }
 
+    /// Number of transactions in the batch.
     pub fn count(&self) -> u16 {
         self.count
     }
