@@ -12,9 +12,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use pktgen::dpdk::DpdkPorts;
 use pktgen::{Out, Plan, Rate, RunConfig, TrafficConfig};
 use serde_json::Value;
 
@@ -88,12 +89,14 @@ fn pcap_device_capture_replays_with_every_count_as_expected() {
     std::fs::write(&keys, plan.keys_json()).unwrap();
     std::fs::write(&genesis, plan.genesis().unwrap().to_json()).unwrap();
     let count = 3000;
+    let ports = Arc::new(DpdkPorts::new());
     let cfg = RunConfig {
         out: Out::Dpdk("net_pcap0".into()),
         traffic: TrafficConfig { bad: 0.1, ..TrafficConfig::default() },
         rate: Rate::Unlimited,
         count: Some(count),
         eal_args: env.eal.clone(),
+        dpdk: ports.clone(),
         ..RunConfig::default()
     };
     let r = pktgen::run(&plan, &pool, &cfg, &AtomicBool::new(false)).unwrap();
@@ -106,7 +109,7 @@ fn pcap_device_capture_replays_with_every_count_as_expected() {
     assert_eq!(d["drained"], true);
     assert_eq!(d["stalled"], false);
     // Closing the port completes the capture.
-    pktgen::dpdk::close("net_pcap0").unwrap();
+    ports.close("net_pcap0").unwrap();
 
     let frames = read_frames(&env.capture);
     assert_eq!(frames.len() as u64, count);
@@ -151,11 +154,13 @@ fn null_device_two_queues_count_every_packet() {
     let env = dpdk!();
     let plan = Plan::from_seed(12, 1, 4, 16, 1_000_000_000_000);
     let pool = plan.pool(200);
+    // One registry for every run: the port stays open between them.
     let base = RunConfig {
         out: Out::Dpdk("net_null0".into()),
         threads: 2,
         duration: Some(Duration::from_millis(400)),
         eal_args: env.eal.clone(),
+        dpdk: Arc::new(DpdkPorts::new()),
         ..RunConfig::default()
     };
     let stop = AtomicBool::new(false);

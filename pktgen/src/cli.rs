@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use dataplane::wire::tx::Kind;
 
+use crate::dpdk::DpdkPorts;
 use crate::encap::Encap;
 use crate::{Lz4, Out, Plan, PoolSpec, Rate, RunConfig, TrafficConfig};
 
@@ -275,6 +276,8 @@ pub fn run(a: Args) -> Result<(), String> {
     if let Some(m) = &a.dst_mac {
         encap.dst_mac = mac(m)?;
     }
+    // The process's DPDK ports: opened by the run, closed below.
+    let dpdk = Arc::new(DpdkPorts::new());
     let cfg = RunConfig {
         out,
         traffic,
@@ -291,6 +294,7 @@ pub fn run(a: Args) -> Result<(), String> {
         link_bps: a.link_bps,
         live: !a.quiet,
         eal_args: a.eal.as_deref().map(|e| e.split_whitespace().map(String::from).collect()).unwrap_or_default(),
+        dpdk: dpdk.clone(),
         presealed: a.presealed,
     };
     let stop = Arc::new(AtomicBool::new(false));
@@ -301,7 +305,7 @@ pub fn run(a: Args) -> Result<(), String> {
     if matches!(cfg.out, Out::Dpdk(_)) {
         // Closes the port (a capture device's file is complete) and
         // releases the EAL's memory.
-        if let Err(e) = crate::dpdk::shutdown() {
+        if let Err(e) = dpdk.shutdown() {
             eprintln!("attnet-pktgen: {e}");
         }
     }

@@ -1,22 +1,27 @@
 //! The DPDK output (`--out dpdk:PORT_OR_VDEV`), through the `ffi` crate's
 //! safe API.
 //!
-//! The EAL starts once per process, from `RunConfig::eal_args` (`--eal`),
-//! on the thread that creates the first sink. A target of digits is a port
-//! id; `net_*` names a virtual device, declared with `--vdev` unless the EAL
-//! arguments already declare it; anything else is a device name (a PCI
-//! address). Without EAL arguments a virtual device runs without hugepages
-//! or PCI (`--no-huge -m 256 --no-pci ...`, see [`eal_args`]).
+//! The EAL starts once per process, from [`DpdkOptions::eal_args`]
+//! (`--eal`), on the thread that creates the first sink. A target of digits
+//! is a port id; `net_*` names a virtual device, declared with `--vdev`
+//! unless the EAL arguments already declare it; anything else is a device
+//! name (a PCI address). Without EAL arguments a virtual device runs
+//! without hugepages or PCI (`--no-huge -m 256 --no-pci ...`, see
+//! [`eal_args`]).
 //!
-//! Each target gets a mempool and the port, opened once with one transmit
-//! queue per sending thread and kept open for the rest of the process (a
-//! closed virtual device cannot be opened again), or until [`close`] /
-//! [`shutdown`]. Each sending thread registers with the EAL on its first
-//! burst (mempool caches), takes mbufs in bulk, writes Ethernet/IP/UDP and
-//! the datagram straight into them with [`Encap::write_into`], and hands the
-//! burst to the driver, retrying what a full ring refused (counted). At
-//! `finish()` it waits until the port's `opackets` covers what the queues
-//! handed over; [`report`] gives the port's counters for the run summary.
+//! Open ports live in a [`DpdkPorts`] registry that the caller owns and
+//! lends to each run (`RunConfig::dpdk`; runs given the same registry share
+//! its ports); the command line makes one per process. Each target gets a
+//! mempool and the port, opened once with one transmit queue per sending
+//! thread and kept open in the registry across runs (a closed virtual
+//! device cannot be opened again in the process) until
+//! [`DpdkPorts::close`], [`DpdkPorts::shutdown`] or the registry's drop.
+//! Each sending thread registers with the EAL on its first burst (mempool
+//! caches), takes mbufs in bulk, writes Ethernet/IP/UDP and the datagram
+//! straight into them with [`Encap::write_into`], and hands the burst to
+//! the driver, retrying what a full ring refused (counted). At `finish()`
+//! it waits until the port's `opackets` covers what the queues handed over;
+//! [`DpdkPorts::report`] gives the port's counters for the run summary.
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,7 +33,6 @@ use serde_json::{json, Value};
 
 use crate::drive::Sink;
 use crate::encap::Encap;
-use crate::run::RunConfig;
 use crate::traffic::Datagram;
 
 /// A queue that takes nothing (or a pool that stays empty) for this long
@@ -144,23 +148,44 @@ struct RunCounts {
     threads: usize,
 }
 
-/// One open port and what its sinks share.
+/// What a DPDK sink takes from the run besides the target.
+#[derive(Debug, Clone, Default)]
+pub struct DpdkOptions {
+    /// The user's EAL arguments (`--eal`); see [`eal_args`].
+    pub eal_args: Vec<String>,
+    /// Outer layers of every frame; the source MAC is the port's.
+    pub encap: Encap,
+}
+
+/// One open port and what its sinks share. Fields drop in declaration
+/// order: the queues, then the port (stop, close), then the pool.
 struct Open {
-    target: String,
-    eal: Eal,
-    pool: Mempool,
-    port: Port,
     /// Transmit queues not lent to a sink.
     queues: Vec<Option<TxQueue>>,
+    port: Port,
+    pool: Mempool,
+    target: String,
+    eal: Eal,
     /// Port counters when the current run started.
     base: PortStats,
     run: RunCounts,
 }
 
-static OPEN: Mutex<Vec<Open>> = Mutex::new(Vec::new());
+/// The open DPDK ports, by target (`--out dpdk:TARGET`), and each one's
+/// counters for the current run. Sinks borrow the registry; a port stays
+/// open in it across runs until [`DpdkPorts::close`],
+/// [`DpdkPorts::shutdown`] or the registry's drop closes it. Sending
+/// threads share it, hence the lock.
+#[derive(Default)]
+pub struct DpdkPorts {
+    open: Mutex<Vec<Open>>,
+}
 
-fn open_ports() -> MutexGuard<'static, Vec<Open>> {
-    OPEN.lock().unwrap_or_else(PoisonError::into_inner)
+impl std::fmt::Debug for DpdkPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let targets: Vec<String> = self.lock().iter().map(|o| o.target.clone()).collect();
+        f.debug_struct("DpdkPorts").field("open", &targets).finish()
+    }
 }
 
 /// Mbufs for `queues` transmit rings of `tx_desc`, the receive ring, a
@@ -170,12 +195,13 @@ fn pool_size(queues: usize, tx_desc: usize) -> u32 {
     (want + 1).next_power_of_two() as u32 - 1
 }
 
-fn open(target: &Target, key: &str, parts: usize, cfg: &RunConfig) -> Result<Open, String> {
-    let args = eal_args(target, &cfg.eal_args, std::process::id());
+fn open(target: &Target, key: &str, parts: usize, opts: &DpdkOptions) -> Result<Open, String> {
+    let args = eal_args(target, &opts.eal_args, std::process::id());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let eal = Eal::init(&refs).map_err(|e| format!("dpdk:{key}: EAL ({}): {e}", args.join(" ")))?;
     let queues = u16::try_from(parts).map_err(|_| format!("dpdk:{key}: {parts} queues"))?;
-    // Pool names are unique per process and at most 25 bytes.
+    // DPDK mempool names are process-wide (whichever registry opens the
+    // port), unique and at most 25 bytes.
     static POOLS: AtomicUsize = AtomicUsize::new(0);
     let pool_name = format!("pktgen_tx{}", POOLS.fetch_add(1, Ordering::Relaxed));
     let pool = Mempool::new(&pool_name, pool_size(parts, usize::from(TX_DESC)), POOL_CACHE, DATA_ROOM, None)
@@ -198,62 +224,150 @@ fn open(target: &Target, key: &str, parts: usize, cfg: &RunConfig) -> Result<Ope
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("dpdk:{key}: {e}"))?;
     let base = port.stats().map_err(|e| format!("dpdk:{key}: {e}"))?;
-    Ok(Open { target: key.to_string(), eal, pool, port, queues, base, run: RunCounts::default() })
+    Ok(Open { queues, port, pool, target: key.to_string(), eal, base, run: RunCounts::default() })
 }
 
-/// The sink of sending thread `part` of `parts` on `dev`. Part 0 opens the
-/// port (or takes it up again, in a later run of the same process) and
-/// starts the run's counters; every part borrows its own transmit queue.
-pub fn sink(dev: &str, part: usize, parts: usize, cfg: &RunConfig) -> Result<Box<dyn Sink + Send>, String> {
-    if let Some(why) = ffi::unavailable_reason() {
-        return Err(format!("dpdk:{dev}: DPDK is not available in this build: {why}"));
+impl DpdkPorts {
+    /// An empty registry: no port open yet.
+    pub fn new() -> DpdkPorts {
+        DpdkPorts::default()
     }
-    let target = Target::parse(dev)?;
-    let key = dev.trim().to_string();
-    let mut ports = open_ports();
-    let at = match ports.iter().position(|o| o.target == key) {
-        Some(i) => i,
-        None if part == 0 => {
-            drop(ports);
-            let o = open(&target, &key, parts, cfg)?;
-            ports = open_ports();
-            ports.push(o);
-            ports.len() - 1
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Open>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The sink of sending thread `part` of `parts` on `dev`. Part 0 opens
+    /// the port (or takes it up again, in a later run with this registry)
+    /// and starts the run's counters; every part borrows its own transmit
+    /// queue until the sink is dropped.
+    pub fn sink(
+        &self,
+        dev: &str,
+        part: usize,
+        parts: usize,
+        opts: &DpdkOptions,
+    ) -> Result<Box<dyn Sink + Send + '_>, String> {
+        if let Some(why) = ffi::unavailable_reason() {
+            return Err(format!("dpdk:{dev}: DPDK is not available in this build: {why}"));
         }
-        None => return Err(format!("dpdk:{key}: part {part} before part 0")),
-    };
-    let o = &mut ports[at];
-    if o.queues.len() < parts {
-        return Err(format!(
-            "dpdk:{key}: the port was opened with {} transmit queues in this process; {parts} asked",
-            o.queues.len()
-        ));
+        let target = Target::parse(dev)?;
+        let key = dev.trim().to_string();
+        let mut ports = self.lock();
+        let at = match ports.iter().position(|o| o.target == key) {
+            Some(i) => i,
+            None if part == 0 => {
+                drop(ports);
+                let o = open(&target, &key, parts, opts)?;
+                ports = self.lock();
+                ports.push(o);
+                ports.len() - 1
+            }
+            None => return Err(format!("dpdk:{key}: part {part} before part 0")),
+        };
+        let o = &mut ports[at];
+        if o.queues.len() < parts {
+            return Err(format!(
+                "dpdk:{key}: the port was opened with {} transmit queues in this process; {parts} asked",
+                o.queues.len()
+            ));
+        }
+        if part == 0 {
+            o.base = o.port.stats().map_err(|e| format!("dpdk:{key}: {e}"))?;
+            o.run = RunCounts { drained: true, threads: parts, ..RunCounts::default() };
+        }
+        let txq = o.queues[part].take().ok_or_else(|| format!("dpdk:{key}: transmit queue {part} is in use"))?;
+        let mac = o.port.mac_address().map_err(|e| format!("dpdk:{key}: {e}"))?;
+        let encap = Encap { src_mac: mac, ..opts.encap.clone() };
+        Ok(Box::new(DpdkSink {
+            key,
+            ports: self,
+            eal: o.eal,
+            pool: o.pool.clone(),
+            txq: Some(txq),
+            part,
+            encap,
+            burst: MbufBurst::new(),
+            registered: false,
+            counts: RunCounts::default(),
+            frames: Vec::new(),
+            spans: Vec::new(),
+        }))
     }
-    if part == 0 {
-        o.base = o.port.stats().map_err(|e| format!("dpdk:{key}: {e}"))?;
-        o.run = RunCounts { drained: true, threads: parts, ..RunCounts::default() };
+
+    /// The port's side of the last run on `dev` (`--out dpdk:DEV`), for the
+    /// summary: what the queues handed over, retries of full rings, and the
+    /// port's counters since the run started. `None` if no such port is open.
+    pub fn report(&self, dev: &str) -> Option<Value> {
+        let ports = self.lock();
+        let o = ports.iter().find(|o| o.target == dev.trim())?;
+        let s = o.port.stats().unwrap_or_default();
+        let i = o.port.info();
+        let mac = o.port.mac_address().map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"));
+        Some(json!({
+            "port": i.name,
+            "port_id": i.id,
+            "driver": i.driver_name,
+            "mac": mac.unwrap_or_default(),
+            "tx_queues": o.run.threads,
+            "tx_desc": i.tx_desc,
+            "mbufs": o.pool.capacity(),
+            "eal_args": o.eal.args(),
+            "handed": o.run.handed,
+            "tx_retries": o.run.retries,
+            "pool_empty": o.run.pool_empty,
+            "stalled": o.run.stalled,
+            "drained": o.run.drained,
+            "opackets": s.opackets.saturating_sub(o.base.opackets),
+            "obytes": s.obytes.saturating_sub(o.base.obytes),
+            "oerrors": s.oerrors.saturating_sub(o.base.oerrors),
+        }))
     }
-    let txq = o.queues[part].take().ok_or_else(|| format!("dpdk:{key}: transmit queue {part} is in use"))?;
-    let mac = o.port.mac_address().map_err(|e| format!("dpdk:{key}: {e}"))?;
-    let encap = Encap { src_mac: mac, ..cfg.encap.clone() };
-    Ok(Box::new(DpdkSink {
-        key,
-        eal: o.eal,
-        pool: o.pool.clone(),
-        txq: Some(txq),
-        part,
-        encap,
-        burst: MbufBurst::new(),
-        registered: false,
-        counts: RunCounts::default(),
-        frames: Vec::new(),
-        spans: Vec::new(),
-    }))
+
+    /// Whether the last run on `dev` stopped because the port took nothing
+    /// for a while.
+    pub fn stalled(&self, dev: &str) -> bool {
+        self.lock().iter().find(|o| o.target == dev.trim()).is_some_and(|o| o.run.stalled)
+    }
+
+    /// Stops and closes the port of `dev` and frees its pool (a virtual
+    /// device's output file is complete afterwards). The device cannot be
+    /// opened again in this process. Errors if a sink still holds a queue.
+    pub fn close(&self, dev: &str) -> Result<(), String> {
+        let mut ports = self.lock();
+        let Some(at) = ports.iter().position(|o| o.target == dev.trim()) else { return Ok(()) };
+        if ports[at].queues.iter().any(Option::is_none) {
+            return Err(format!("dpdk:{dev}: a sending thread still holds a queue"));
+        }
+        // Queues, then the port (stop, close), then the pool.
+        let o = ports.remove(at);
+        drop(o.queues);
+        drop(o.port);
+        drop(o.pool);
+        Ok(())
+    }
+
+    /// Closes every port of the registry and cleans the EAL up (releasing
+    /// its hugepages), at the end of a process that used the DPDK output.
+    /// The EAL is process-wide: its cleanup is refused while a port or pool
+    /// of another registry is alive, and nothing can use DPDK afterwards.
+    pub fn shutdown(&self) -> Result<(), String> {
+        let targets: Vec<String> = self.lock().iter().map(|o| o.target.clone()).collect();
+        for t in &targets {
+            self.close(t)?;
+        }
+        match Eal::get() {
+            Some(eal) => eal.cleanup().map_err(|e| format!("EAL cleanup: {e}")),
+            None => Ok(()),
+        }
+    }
 }
 
-/// One sending thread's queue.
-struct DpdkSink {
+/// One sending thread's queue, lent by the registry's port for the run.
+struct DpdkSink<'p> {
     key: String,
+    /// Where the queue goes back and the run's counters add up.
+    ports: &'p DpdkPorts,
     eal: Eal,
     pool: Mempool,
     txq: Option<TxQueue>,
@@ -268,7 +382,7 @@ struct DpdkSink {
     spans: Vec<(usize, usize)>,
 }
 
-impl DpdkSink {
+impl DpdkSink<'_> {
     /// An lcore id of its own, on the sending thread's first burst: the
     /// pool's per-lcore cache.
     fn register(&mut self) -> io::Result<()> {
@@ -351,7 +465,7 @@ impl DpdkSink {
     }
 }
 
-impl Sink for DpdkSink {
+impl Sink for DpdkSink<'_> {
     fn realtime(&self) -> bool {
         true
     }
@@ -409,7 +523,7 @@ impl Sink for DpdkSink {
 
     fn finish(&mut self) -> io::Result<()> {
         self.burst.clear();
-        let mut ports = open_ports();
+        let mut ports = self.ports.lock();
         let Some(o) = ports.iter_mut().find(|o| o.target == self.key) else { return Ok(()) };
         o.run.handed += self.counts.handed;
         o.run.retries += self.counts.retries;
@@ -433,79 +547,14 @@ impl Sink for DpdkSink {
     }
 }
 
-impl Drop for DpdkSink {
+impl Drop for DpdkSink<'_> {
     fn drop(&mut self) {
         self.burst.clear();
         if let Some(q) = self.txq.take() {
-            if let Some(o) = open_ports().iter_mut().find(|o| o.target == self.key) {
+            if let Some(o) = self.ports.lock().iter_mut().find(|o| o.target == self.key) {
                 o.queues[self.part] = Some(q);
             }
         }
-    }
-}
-
-/// The port's side of the last run on `dev` (`--out dpdk:DEV`), for the
-/// summary: what the queues handed over, retries of full rings, and the
-/// port's counters since the run started. `None` if no such port is open.
-pub fn report(dev: &str) -> Option<Value> {
-    let ports = open_ports();
-    let o = ports.iter().find(|o| o.target == dev.trim())?;
-    let s = o.port.stats().unwrap_or_default();
-    let i = o.port.info();
-    let mac = o.port.mac_address().map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"));
-    Some(json!({
-        "port": i.name,
-        "port_id": i.id,
-        "driver": i.driver_name,
-        "mac": mac.unwrap_or_default(),
-        "tx_queues": o.run.threads,
-        "tx_desc": i.tx_desc,
-        "mbufs": o.pool.capacity(),
-        "eal_args": o.eal.args(),
-        "handed": o.run.handed,
-        "tx_retries": o.run.retries,
-        "pool_empty": o.run.pool_empty,
-        "stalled": o.run.stalled,
-        "drained": o.run.drained,
-        "opackets": s.opackets.saturating_sub(o.base.opackets),
-        "obytes": s.obytes.saturating_sub(o.base.obytes),
-        "oerrors": s.oerrors.saturating_sub(o.base.oerrors),
-    }))
-}
-
-/// Whether the last run on `dev` stopped because the port took nothing
-/// for a while.
-pub fn stalled(dev: &str) -> bool {
-    open_ports().iter().find(|o| o.target == dev.trim()).is_some_and(|o| o.run.stalled)
-}
-
-/// Stops and closes the port of `dev` and frees its pool (a virtual
-/// device's output file is complete afterwards). The device cannot be
-/// opened again in this process. Errors if a sink still holds a queue.
-pub fn close(dev: &str) -> Result<(), String> {
-    let mut ports = open_ports();
-    let Some(at) = ports.iter().position(|o| o.target == dev.trim()) else { return Ok(()) };
-    if ports[at].queues.iter().any(Option::is_none) {
-        return Err(format!("dpdk:{dev}: a sending thread still holds a queue"));
-    }
-    // Queues, then the port (stop, close), then the pool.
-    let o = ports.remove(at);
-    drop(o.queues);
-    drop(o.port);
-    drop(o.pool);
-    Ok(())
-}
-
-/// Closes every port and cleans the EAL up (releasing its hugepages), at
-/// the end of a process that used the DPDK output.
-pub fn shutdown() -> Result<(), String> {
-    let targets: Vec<String> = open_ports().iter().map(|o| o.target.clone()).collect();
-    for t in &targets {
-        close(t)?;
-    }
-    match Eal::get() {
-        Some(eal) => eal.cleanup().map_err(|e| format!("EAL cleanup: {e}")),
-        None => Ok(()),
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::dpdk::{DpdkOptions, DpdkPorts};
 use crate::drive::{drive, Limits, LiveCounters, PartReport, Sink};
 use crate::encap::Encap;
 use crate::out::{PcapSink, UdpSink};
@@ -83,6 +84,11 @@ pub struct RunConfig {
     pub live: bool,
     /// EAL arguments for the DPDK output.
     pub eal_args: Vec<String>,
+    /// The DPDK ports this run opens or takes up again, owned by the
+    /// caller: runs given the same registry share its ports, which stay
+    /// open until it closes them or is dropped. The default is a registry
+    /// of its own.
+    pub dpdk: Arc<DpdkPorts>,
     /// Datagrams each thread builds before sending and then sends round
     /// and round (0: build every datagram as it goes); see [`crate::presealed`].
     pub presealed: usize,
@@ -106,6 +112,7 @@ impl Default for RunConfig {
             link_bps: 10e9,
             live: false,
             eal_args: Vec::new(),
+            dpdk: Arc::default(),
             presealed: 0,
         }
     }
@@ -175,7 +182,8 @@ pub fn run(plan: &Plan, pool: &TxPool, cfg: &RunConfig, stop: &AtomicBool) -> Re
         if matches!(cfg.out, Out::Pcap(_)) && parts > 1 {
             return Err("a pcap output is written by one thread (--threads 1)".into());
         }
-        let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
+        let dpdk = DpdkOptions { eal_args: cfg.eal_args.clone(), encap: cfg.encap.clone() };
+        let mut sinks: Vec<Box<dyn Sink + Send + '_>> = Vec::new();
         for part in 0..parts {
             sinks.push(match &cfg.out {
                 Out::Udp(dest) => {
@@ -188,7 +196,7 @@ pub fn run(plan: &Plan, pool: &TxPool, cfg: &RunConfig, stop: &AtomicBool) -> Re
                 Out::Pcap(p) => {
                     Box::new(PcapSink::create(p, cfg.encap.clone()).map_err(|e| format!("{}: {e}", p.display()))?)
                 }
-                Out::Dpdk(dev) => crate::dpdk::sink(dev, part, parts, cfg)?,
+                Out::Dpdk(dev) => cfg.dpdk.sink(dev, part, parts, &dpdk)?,
             });
         }
         for ((part, live), mut sink) in lives.iter().enumerate().zip(sinks) {
@@ -298,10 +306,10 @@ pub fn run(plan: &Plan, pool: &TxPool, cfg: &RunConfig, stop: &AtomicBool) -> Re
         summary["receipts"] = t.report(sent.txs);
     }
     if let Out::Dpdk(dev) = &cfg.out {
-        if let Some(d) = crate::dpdk::report(dev) {
+        if let Some(d) = cfg.dpdk.report(dev) {
             summary["dpdk"] = d;
         }
-        if crate::dpdk::stalled(dev) {
+        if cfg.dpdk.stalled(dev) {
             summary["ended"] = json!("stalled");
         }
     }
