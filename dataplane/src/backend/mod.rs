@@ -15,6 +15,7 @@ pub mod dpdk;
 pub mod kstats;
 pub mod pcap;
 pub mod recvmmsg;
+pub(crate) mod socket;
 pub mod uring;
 
 /// Receive buffer size per datagram (a UDP datagram larger than this is

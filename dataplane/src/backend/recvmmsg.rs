@@ -3,8 +3,8 @@
 //! allocated once. The kernel fills each datagram's source address
 //! (`msg_name`, a `sockaddr_in6`-sized slot) with the payload, so source
 //! addresses cost no extra system call. It is the fallback when io_uring
-//! is unavailable, and the socket setup it defines (`open_udp_group`) is
-//! shared with the io_uring backend so both listen the same way.
+//! is unavailable. Its sockets are opened by `socket::open_udp_group`, as
+//! the io_uring backend's are, so both listen the same way.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -13,70 +13,14 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::Socket;
 
+use super::socket::{context, open_udp_group, DropCounter};
 use super::{BurstFn, NotAtt, Peer, QueueStats, RxQueue, UdpConfig, BUF_SIZE, MAX_BURST, NAME_LEN};
 
 /// Control-message room per datagram: one `SO_RXQ_OVFL` cmsg is
 /// `CMSG_SPACE(4)` = 24 bytes on 64-bit Linux; 32 keeps 8-byte alignment.
 pub(crate) const CONTROL_LEN: usize = 32;
-
-/// An `io::Error` of the same kind whose message says what was being done.
-pub(crate) fn context(what: &str, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{what}: {e}"))
-}
-
-/// A UDP socket as every socket backend listens: non-blocking,
-/// `SO_REUSEADDR` + `SO_REUSEPORT` (one socket per queue, the kernel spreads
-/// flows over the group), `SO_RCVBUF` when `rcvbuf` is nonzero (capped by
-/// `net.core.rmem_max`), `SO_RXQ_OVFL` on so that each datagram carries the
-/// socket's drop counter, bound to `addr`.
-pub(crate) fn open_udp_socket(addr: SocketAddr, rcvbuf: usize) -> io::Result<Socket> {
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
-        .map_err(|e| context("UDP socket", e))?;
-    s.set_nonblocking(true).map_err(|e| context("O_NONBLOCK", e))?;
-    s.set_reuse_address(true).map_err(|e| context("SO_REUSEADDR", e))?;
-    s.set_reuse_port(true).map_err(|e| context("SO_REUSEPORT", e))?;
-    if rcvbuf > 0 {
-        s.set_recv_buffer_size(rcvbuf).map_err(|e| context("SO_RCVBUF", e))?;
-    }
-    let on: libc::c_int = 1;
-    // SAFETY: `s` is an open socket; optval points at a live c_int and optlen is its size.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RXQ_OVFL,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(context("SO_RXQ_OVFL", io::Error::last_os_error()));
-    }
-    s.bind(&SockAddr::from(addr)).map_err(|e| context(&format!("bind {addr}"), e))?;
-    Ok(s)
-}
-
-/// `cfg.queues` sockets of one `SO_REUSEPORT` group. With port 0 in
-/// `cfg.listen` the first socket picks the port and the others join it.
-/// Returns the sockets and the address they share.
-pub(crate) fn open_udp_group(cfg: &UdpConfig) -> io::Result<(Vec<Socket>, SocketAddr)> {
-    if cfg.queues == 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "UdpConfig::queues must be at least 1"));
-    }
-    let first = open_udp_socket(cfg.listen, cfg.rcvbuf)?;
-    let local = first
-        .local_addr()
-        .and_then(|a| a.as_socket().ok_or_else(|| io::Error::other("not an IP socket")))
-        .map_err(|e| context("getsockname", e))?;
-    let mut socks = Vec::with_capacity(cfg.queues);
-    socks.push(first);
-    for _ in 1..cfg.queues {
-        socks.push(open_udp_socket(local, cfg.rcvbuf)?);
-    }
-    Ok((socks, local))
-}
 
 /// The value of the first `SOL_SOCKET`/`SO_RXQ_OVFL` control message in
 /// `control` (the bytes of `msg_control` the kernel filled), if any. The
@@ -100,26 +44,6 @@ pub(crate) fn parse_rxq_ovfl(control: &[u8]) -> Option<u32> {
             return Some(u32::from_ne_bytes(data.get(..4)?.try_into().ok()?));
         }
         off = off.checked_add(len.checked_next_multiple_of(W)?)?;
-    }
-}
-
-/// Turns the socket's cumulative 32-bit drop counter (as sampled by the
-/// `SO_RXQ_OVFL` cmsgs, in arrival order) into a 64-bit total that survives
-/// the counter wrapping.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct DropCounter {
-    last: u32,
-    total: u64,
-}
-
-impl DropCounter {
-    pub(crate) fn update(&mut self, sample: u32) {
-        self.total += u64::from(sample.wrapping_sub(self.last));
-        self.last = sample;
-    }
-
-    pub(crate) fn total(&self) -> u64 {
-        self.total
     }
 }
 
@@ -655,16 +579,6 @@ mod tests {
         assert_eq!(parse_rxq_ovfl(&bad), None);
         bad[..8].copy_from_slice(&usize::MAX.to_ne_bytes());
         assert_eq!(parse_rxq_ovfl(&bad), None);
-    }
-
-    #[test]
-    fn drop_counter_survives_wrap() {
-        let mut d = DropCounter::default();
-        d.update(5);
-        d.update(5);
-        d.update(u32::MAX);
-        d.update(3);
-        assert_eq!(d.total(), u64::from(u32::MAX) + 4);
     }
 
     #[test]
