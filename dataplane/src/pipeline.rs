@@ -4,8 +4,11 @@
 //! one single-producer single-consumer ring to every shard. Nothing on the
 //! per-packet path locks, allocates or makes a syscall: transactions are
 //! copied into recycled [`ShardBatch`]es that travel to the shard's
-//! consumer and come back empty on a return ring; a full ring drops the
-//! batch (`ring_full`) instead of stalling the core.
+//! consumer and come back empty on a return ring. A full ring never stalls
+//! the core: the batch is held back, the next bursts' transactions for that
+//! shard join it and the push is retried after every burst; only a held
+//! batch that reaches [`HOLD_MAX_TXS`] transactions while its ring stays
+//! full is dropped, counted as `ring_full`.
 //!
 //! Idle policy: with `busy_poll` the core spins (benchmarks, isolated
 //! cores); otherwise after a short spin it yields, then blocks in the

@@ -12,6 +12,7 @@ mod demo;
 mod keys;
 mod node;
 mod pcap;
+mod topology;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{BackendChoice, NodeConfig};
 use crate::keys;
+use crate::topology::{LinkKind, Shape, Topology};
 
 /// What a finished node reports.
 pub struct Outcome {
@@ -166,6 +167,14 @@ pub fn summary(
     })
 }
 
+/// Transactions a shard batch is allocated for.
+const BATCH_TXS: usize = 256;
+
+/// Index of `tile` in the topology's tiles.
+fn tile_index(topo: &Topology, tile: &crate::topology::Tile) -> usize {
+    topo.tiles.iter().position(|t| std::ptr::eq(t, tile)).unwrap_or(usize::MAX)
+}
+
 /// Commands each data core's ring holds.
 const COMMAND_RING: usize = 256;
 
@@ -195,6 +204,63 @@ fn wait_applied(bus: &CommandBus, seq: u64, running: &AtomicUsize) -> Result<(),
         std::thread::sleep(Duration::from_micros(200));
     }
     Ok(())
+}
+
+/// The live line: totals over the data cores (`now` and `prev` are each
+/// core's published counters, in the topology's order, `dt` seconds apart),
+/// and with several cores each core's share of the packets.
+fn live_line(topo: &Topology, now: &[CoreCounters], prev: &[CoreCounters], l: &Live, prev_l: &Live, dt: f64) -> String {
+    let total = |cs: &[CoreCounters]| {
+        let mut sum = CoreCounters::default();
+        for c in cs {
+            sum.add(c);
+        }
+        sum
+    };
+    let (sum, before) = (total(now), total(prev));
+    let dt = dt.max(1e-9);
+    // Every packet the backend read, ATT or not.
+    let seen = |c: &CoreCounters| c.packets.max(c.rx_packets);
+    let pps = seen(&sum).saturating_sub(seen(&before)) as f64 / dt;
+    let gbps = sum.rx_bytes.saturating_sub(before.rx_bytes) as f64 * 8.0 / dt / 1e9;
+    let fps = sum.frames.frames_received.saturating_sub(before.frames.frames_received) as f64 / dt;
+    let tps = sum.frames.txs_accepted.saturating_sub(before.frames.txs_accepted) as f64 / dt;
+    let drops: Vec<String> = DropReason::ALL
+        .iter()
+        .filter(|r| sum.frames.frame_drop(**r) > 0)
+        .map(|r| format!("{}={}", r.as_str(), sum.frames.frame_drop(*r)))
+        .chain(
+            TxDrop::ALL
+                .iter()
+                .filter(|r| sum.frames.tx_drop(**r) > 0)
+                .map(|r| format!("{}={}", r.as_str(), sum.frames.tx_drop(*r))),
+        )
+        .collect();
+    let per_core = if now.len() > 1 {
+        let cores: Vec<String> = topo
+            .data_cores()
+            .zip(now.iter().zip(prev))
+            .map(|(t, (n, p))| {
+                let name = t.name.strip_prefix("attnet-").unwrap_or(&t.name);
+                format!("{name} {:.3}", seen(n).saturating_sub(seen(p)) as f64 / dt / 1e6)
+            })
+            .collect();
+        format!(" ({})", cores.join(", "))
+    } else {
+        String::new()
+    };
+    format!(
+        "{:.3} Mpps{per_core} {:.3} Gbit/s | {:.0} frames/s {:.0} tx/s | drops {} | blocks {} (+{}) height {} | p99 inclusion {} us",
+        pps / 1e6,
+        gbps,
+        fps,
+        tps,
+        if drops.is_empty() { "none".into() } else { drops.join(" ") },
+        l.blocks,
+        l.blocks.saturating_sub(prev_l.blocks),
+        l.height,
+        l.inclusion_p99_us
+    )
 }
 
 /// Ready-made pieces for a running node (used by `attnet demo` to learn
@@ -266,20 +332,31 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         );
     }
     let cores = queues.len();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let topo = Topology::build(&Shape {
+        backend: backend_name,
+        cores,
+        shards: cfg.shards,
+        ring_depth: cfg.ring_depth,
+        command_depth: COMMAND_RING + rx_halves.len(),
+        batch_txs: BATCH_TXS,
+        pin: cfg.pin,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    });
+    eprintln!("attnet: {}", topo.describe());
     let epoch = Instant::now();
     let stop = external_stop.unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
     let sharder = Sharder::new(cfg.shards);
     // The configured sessions are queued before any core starts, so every
     // core applies them before its first burst (a pcap replay starts at
     // once); the ring holds them all and room for run-time commands.
-    let (mut commands, mut command_ends) = pipeline::command_bus(cores, COMMAND_RING + rx_halves.len());
+    let command_depth = topo.links.iter().find(|l| l.kind == LinkKind::Command).map_or(COMMAND_RING, |l| l.depth);
+    let (mut commands, command_ends) = pipeline::command_bus(cores, command_depth);
     let installed = install_sessions(&mut commands, &rx_halves)?;
     let mut ends = Vec::new();
     let mut core_threads = Vec::new();
     let mut published = Vec::new();
     let running = Arc::new(AtomicUsize::new(cores));
-    for (i, q) in queues.into_iter().enumerate() {
+    for ((tile, q), commands) in topo.data_cores().zip(queues).zip(command_ends) {
         let mut fp = dataplane::host::frame_path(network_id);
         fp.set_depth(match cfg.stop_after {
             crate::config::StopAfterChoice::Decode => dataplane::Depth::Decode,
@@ -288,16 +365,17 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             _ => dataplane::Depth::Full,
         });
         let mut links = Vec::new();
-        for _ in 0..cfg.shards {
-            let (link, end, pool) = pipeline::shard_link(cfg.ring_depth, 256);
-            links.push((link, pool));
-            ends.push(end);
+        for l in topo.links.iter().filter(|l| l.from == tile_index(&topo, tile)) {
+            if let LinkKind::Shard { .. } = l.kind {
+                let (link, end, pool) = pipeline::shard_link(l.depth, topo.batch_txs);
+                links.push((link, pool));
+                ends.push(end);
+            }
         }
         let pubc = Arc::new(Mutex::new(CoreCounters::default()));
         published.push(pubc.clone());
         let ccfg = CoreConfig {
-            // Data cores take CPUs 1.., the control thread CPU 0.
-            cpu: cfg.pin.then_some((i + 1) % cpus),
+            cpu: tile.cpu,
             busy_poll: cfg.busy_poll,
             stop_after: match cfg.stop_after {
                 crate::config::StopAfterChoice::Rx => pipeline::StopAfter::Rx,
@@ -309,7 +387,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             fp,
             queue: q,
             links,
-            commands: command_ends.remove(0),
+            commands,
             sharder: sharder.clone(),
             cfg: ccfg,
             epoch,
@@ -318,7 +396,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         });
         let running = running.clone();
         let h = std::thread::Builder::new()
-            .name(format!("attnet-rx{i}"))
+            .name(tile.name.clone())
             .spawn(move || {
                 let r = core.run();
                 running.fetch_sub(1, Ordering::AcqRel);
@@ -340,7 +418,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     );
     let live = Arc::new(Mutex::new(Live::default()));
     let rcfg = RunnerConfig {
-        cpu: cfg.pin.then_some(0),
+        cpu: topo.control().and_then(|t| t.cpu),
         accepted_ids: cfg.accepted_ids.clone(),
         // A pending transaction is sealed within a block interval, or waits
         // at most the ledger's stale limit for a nonce gap first.
@@ -363,7 +441,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         commands,
     };
     let control_thread = std::thread::Builder::new()
-        .name("attnet-control".into())
+        .name(topo.control().map_or_else(|| "attnet-control".into(), |t| t.name.clone()))
         .spawn(move || runner::run(setup))
         .map_err(|e| format!("spawn control thread: {e}"))?;
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -374,7 +452,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         let show_live = cfg.live || std::io::stderr().is_terminal();
         let deadline = cfg.duration_s.map(|d| epoch + Duration::from_secs_f64(d));
         let mut last_line = Instant::now();
-        let mut prev = CoreCounters::default();
+        let mut prev = vec![CoreCounters::default(); published.len()];
         let mut prev_live = Live::default();
         loop {
             std::thread::sleep(Duration::from_millis(50));
@@ -387,43 +465,11 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             if show_live && last_line.elapsed() >= Duration::from_secs(1) {
                 let dt = last_line.elapsed().as_secs_f64();
                 last_line = Instant::now();
-                let mut sum = CoreCounters::default();
-                for p in &published {
-                    if let Ok(c) = p.lock() {
-                        sum.add(&c);
-                    }
-                }
+                let now: Vec<CoreCounters> =
+                    published.iter().map(|p| p.lock().map(|c| *c).unwrap_or_default()).collect();
                 let l = live.lock().map(|l| *l).unwrap_or_default();
-                // Every packet the backend read, ATT or not.
-                let seen = |c: &CoreCounters| c.packets.max(c.rx_packets);
-                let pps = (seen(&sum) - seen(&prev)) as f64 / dt;
-                let gbps = (sum.rx_bytes - prev.rx_bytes) as f64 * 8.0 / dt / 1e9;
-                let fps = (sum.frames.frames_received - prev.frames.frames_received) as f64 / dt;
-                let tps = (sum.frames.txs_accepted - prev.frames.txs_accepted) as f64 / dt;
-                let drops: Vec<String> = DropReason::ALL
-                    .iter()
-                    .filter(|r| sum.frames.frame_drop(**r) > 0)
-                    .map(|r| format!("{}={}", r.as_str(), sum.frames.frame_drop(*r)))
-                    .chain(
-                        TxDrop::ALL
-                            .iter()
-                            .filter(|r| sum.frames.tx_drop(**r) > 0)
-                            .map(|r| format!("{}={}", r.as_str(), sum.frames.tx_drop(*r))),
-                    )
-                    .collect();
-                eprintln!(
-                    "attnet: {:.3} Mpps {:.3} Gbit/s | {:.0} frames/s {:.0} tx/s | drops {} | blocks {} (+{}) height {} | p99 inclusion {} us",
-                    pps / 1e6,
-                    gbps,
-                    fps,
-                    tps,
-                    if drops.is_empty() { "none".into() } else { drops.join(" ") },
-                    l.blocks,
-                    l.blocks - prev_live.blocks,
-                    l.height,
-                    l.inclusion_p99_us
-                );
-                prev = sum;
+                eprintln!("attnet: {}", live_line(&topo, &now, &prev, &l, &prev_live, dt));
+                prev = now;
                 prev_live = l;
             }
         }
@@ -452,6 +498,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             total.kernel_dropped += kernel.softnet_dropped;
         }
         let mut summary = summary(backend_name, cores, &total, &ctl, &ingest, duration);
+        summary["topology"] = topo.to_json();
         if backend_name == "dpdk" {
             summary["packets"]["arp_replies"] = json!(total.arp_replies);
         }
@@ -476,4 +523,37 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         Ok(Outcome { summary })
     };
     Ok(Started { addr, join: Box::new(join) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The live line reads the topology: totals, then each data core's share.
+    #[test]
+    fn live_line_names_each_core() {
+        let topo = Topology::build(&Shape {
+            backend: "recvmmsg",
+            cores: 2,
+            shards: 1,
+            ring_depth: 8,
+            command_depth: 8,
+            batch_txs: 8,
+            pin: false,
+            cpus: 2,
+        });
+        let c = |packets: u64, frames: u64| {
+            let mut c = CoreCounters { rx_packets: packets, rx_bytes: packets * 100, ..CoreCounters::default() };
+            c.frames.frames_received = frames;
+            c
+        };
+        let prev = [c(0, 0), c(0, 0)];
+        let now = [c(1_500_000, 10), c(500_000, 0)];
+        let l = Live { blocks: 3, height: 3, ..Live::default() };
+        let line = live_line(&topo, &now, &prev, &l, &Live::default(), 1.0);
+        assert!(line.starts_with("2.000 Mpps (rx0 1.500, rx1 0.500) 1.600 Gbit/s | 10 frames/s"), "{line}");
+        assert!(line.contains("drops none | blocks 3 (+3) height 3"), "{line}");
+        let one = live_line(&topo, &now[..1], &prev[..1], &l, &l, 0.5);
+        assert!(one.starts_with("3.000 Mpps 2.400 Gbit/s | 20 frames/s"), "{one}");
+    }
 }

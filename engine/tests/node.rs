@@ -375,6 +375,17 @@ fn dpdk_two_queues_count_every_packet_once() {
     let args = ["--dpdk-port", "net_null0", "--cores", "2", "--duration", "1", "--busy-poll", "false"];
     let Some(s) = dpdk_node(&eal, &args) else { return };
     assert_eq!(s["cores"], 2);
+    // The topology the node ran: two data cores and the control tile, a
+    // shard ring from each core per shard and a command ring to each core.
+    let t = &s["topology"];
+    assert_eq!(t["backend"], "dpdk", "{t}");
+    let tiles = t["tiles"].as_array().unwrap();
+    assert_eq!(tiles.len(), 3, "{t}");
+    assert_eq!((tiles[0]["name"].as_str(), tiles[2]["kind"].as_str()), (Some("attnet-rx0"), Some("control")));
+    let links = t["links"].as_array().unwrap();
+    let commands = links.iter().filter(|l| l["kind"] == "command").count();
+    assert_eq!(commands, 2, "{t}");
+    assert!(links.len() > commands, "{t}");
     let received = s["packets"]["received"].as_u64().unwrap();
     assert!(received > 10_000, "{s}");
     assert_eq!(s["packets"]["nic"]["ipackets"].as_u64().unwrap(), received, "{s}");

@@ -291,9 +291,11 @@ enum Judged {
     Accepted { len: usize, session: u16, channel: u16, txs: u16 },
 }
 
-/// How far [`FramePath`] takes a frame. Only the benchmarks build with the
-/// `bench-stages` feature and stop early, to measure stage by stage on the
-/// same code; a normal build always runs every step.
+/// How far [`FramePath`] takes a frame. With the `bench-stages` feature
+/// (the benchmarks, and the node for `--stop-after decode|decrypt|decompress`)
+/// [`FramePath::set_depth`] can stop every frame after a stage, to measure
+/// stage by stage on the same code; until it is called, and in a build
+/// without the feature, every step runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Depth {
     /// Steps 1-7: headers, session, replay check.

@@ -93,8 +93,10 @@ pub enum TxDrop {
     /// Counted where transactions are deduplicated (`decode --pcap`, the
     /// node): before verification by the caller's filter, or after.
     Duplicate,
-    /// The node's ring to the transaction's shard was full: the batch was
-    /// dropped rather than stall the data core.
+    /// The node's ring to the transaction's shard stayed full while the
+    /// data core held the batch back and it grew to `HOLD_MAX_TXS`
+    /// transactions (or the core stopped with it still held): dropped rather
+    /// than stall the data core.
     RingFull,
 }
 
