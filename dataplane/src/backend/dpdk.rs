@@ -225,7 +225,7 @@ impl RxQueue for DpdkQueue {
             not_att: self.not_att(),
             replies: self.replies(),
             nic: self.nic_stats(),
-            finished: false,
+            ..QueueStats::default()
         }
     }
 }

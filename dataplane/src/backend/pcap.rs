@@ -276,11 +276,9 @@ impl RxQueue for PcapReplay {
     fn stats(&self) -> QueueStats {
         QueueStats {
             packets: self.packets(),
-            kernel_dropped: 0,
             not_att: self.not_att(),
-            replies: 0,
-            nic: None,
             finished: self.finished(),
+            ..QueueStats::default()
         }
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use socket2::Socket;
 
 use super::socket::{context, open_udp_group, DropCounter};
-use super::{BurstFn, NotAtt, Peer, QueueStats, RxQueue, UdpConfig, BUF_SIZE, MAX_BURST, NAME_LEN};
+use super::{BurstFn, Peer, QueueStats, RxQueue, UdpConfig, BUF_SIZE, MAX_BURST, NAME_LEN};
 
 /// Control-message room per datagram: one `SO_RXQ_OVFL` cmsg is
 /// `CMSG_SPACE(4)` = 24 bytes on 64-bit Linux; 32 keeps 8-byte alignment.
@@ -244,14 +244,7 @@ impl RxQueue for RecvmmsgQueue {
     }
 
     fn stats(&self) -> QueueStats {
-        QueueStats {
-            packets: self.packets(),
-            kernel_dropped: self.kernel_dropped(),
-            not_att: [0; NotAtt::COUNT],
-            replies: 0,
-            nic: None,
-            finished: false,
-        }
+        QueueStats { packets: self.packets(), kernel_dropped: self.kernel_dropped(), ..QueueStats::default() }
     }
 }
 

@@ -39,7 +39,7 @@ use io_uring::{cqueue, opcode, IoUring, Probe};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::socket::{context, open_udp_group, DropCounter};
-use super::{BurstFn, NotAtt, Peer, QueueStats, RxQueue, UdpConfig, BUF_SIZE, MAX_BURST, NO_PEERS};
+use super::{BurstFn, Peer, QueueStats, RxQueue, UdpConfig, BUF_SIZE, MAX_BURST, NO_PEERS};
 
 mod bufring;
 pub use bufring::RecvMode;
@@ -520,14 +520,7 @@ impl RxQueue for UringQueue {
     }
 
     fn stats(&self) -> QueueStats {
-        QueueStats {
-            packets: self.packets(),
-            kernel_dropped: self.kernel_dropped(),
-            not_att: [0; NotAtt::COUNT],
-            replies: 0,
-            nic: None,
-            finished: false,
-        }
+        QueueStats { packets: self.packets(), kernel_dropped: self.kernel_dropped(), ..QueueStats::default() }
     }
 }
 
