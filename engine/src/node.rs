@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use control::runner::{self, Live, RunnerConfig};
 use dataplane::backend::uring::RecvMode;
-use dataplane::backend::{self, NotAtt, Queue, UdpConfig};
+use dataplane::backend::{self, Backend, NotAtt, Queue, UdpConfig};
 use dataplane::pipeline::{self, CommandBus, CoreConfig, CoreCounters, CoreSetup, DataCore, Sharder};
 use dataplane::session::{Role, RxKey, Session};
 use dataplane::{DropReason, TxDrop};
@@ -28,7 +28,7 @@ pub struct Outcome {
 /// Opened queues, the backend's name, and the bound address (sockets).
 struct Opened {
     queues: Vec<Queue>,
-    name: &'static str,
+    backend: Backend,
     addr: Option<std::net::SocketAddr>,
     /// The DPDK port, read once more after every core stopped.
     dpdk: Option<Arc<backend::dpdk::Shared>>,
@@ -43,7 +43,7 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
             let path = cfg.pcap.as_ref().ok_or("config key `pcap`: missing")?;
             let q = backend::pcap::PcapReplay::open(path, cfg.port, cfg.loops)
                 .map_err(|e| format!("pcap {}: {e}", path.display()))?;
-            Ok(Opened { queues: vec![Queue::Pcap(q)], name: "pcap", addr: None, dpdk: None })
+            Ok(Opened { queues: vec![Queue::Pcap(q)], backend: Backend::Pcap, addr: None, dpdk: None })
         }
         BackendChoice::IoUring => match uring_allowed().and_then(|()| {
             // Receipts need each datagram's source address: a multishot
@@ -60,7 +60,12 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
                     if cfg.receipts { "recvmsg with source addresses" } else { "plain recv" },
                     addr.map_or_else(|| cfg.listen.to_string(), |a| a.to_string())
                 );
-                Ok(Opened { queues: qs.into_iter().map(Queue::Uring).collect(), name: "io_uring", addr, dpdk: None })
+                Ok(Opened {
+                    queues: qs.into_iter().map(Queue::Uring).collect(),
+                    backend: Backend::IoUring,
+                    addr,
+                    dpdk: None,
+                })
             }
             Err(e) => {
                 eprintln!("attnet: io_uring unavailable ({e}); falling back to recvmmsg");
@@ -83,7 +88,7 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
             eprintln!("attnet: backend dpdk ({} queue(s)) on port {}", qs.len(), dcfg.port);
             Ok(Opened {
                 queues: qs.into_iter().map(Queue::Dpdk).collect(),
-                name: "dpdk",
+                backend: Backend::Dpdk,
                 addr: None,
                 dpdk: Some(shared),
             })
@@ -109,7 +114,7 @@ fn open_recvmmsg(udp: &UdpConfig) -> Result<Opened, String> {
         qs.len(),
         addr.map_or_else(|| udp.listen.to_string(), |a| a.to_string())
     );
-    Ok(Opened { queues: qs.into_iter().map(Queue::Recvmmsg).collect(), name: "recvmmsg", addr, dpdk: None })
+    Ok(Opened { queues: qs.into_iter().map(Queue::Recvmmsg).collect(), backend: Backend::Recvmmsg, addr, dpdk: None })
 }
 
 fn percentiles(h: &Histogram<u64>) -> Value {
@@ -127,7 +132,7 @@ fn percentiles(h: &Histogram<u64>) -> Value {
 
 /// Builds the summary JSON (every reason listed, zero or not).
 pub fn summary(
-    backend: &str,
+    backend: Backend,
     cores: usize,
     c: &CoreCounters,
     ctl: &runner::ControlReport,
@@ -151,7 +156,7 @@ pub fn summary(
     }
     let l = &ctl.chain.ledger;
     json!({
-        "backend": backend,
+        "backend": backend.as_str(),
         "cores": cores,
         "packets": {"received": c.packets.max(c.rx_packets), "kernel_dropped": c.kernel_dropped, "not_att": not_att},
         "frames": {"received": c.frames.frames_received, "accepted": c.frames.frames_accepted, "dropped": fd},
@@ -294,7 +299,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             "attnet: receipts = true ignored: the {name} backend reads no source addresses, no RECEIPTs are sent"
         );
     }
-    let Opened { queues, name: backend_name, addr, dpdk } = open_queues(&cfg)?;
+    let Opened { queues, backend, addr, dpdk } = open_queues(&cfg)?;
     // Every configured session splits once: the receive half goes to the
     // data cores through the command ring, the sending half (the only
     // sealer of its relay-to-client key) to the RECEIPT sender.
@@ -333,7 +338,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     }
     let cores = queues.len();
     let topo = Topology::build(&Shape {
-        backend: backend_name,
+        backend,
         cores,
         shards: cfg.shards,
         ring_depth: cfg.ring_depth,
@@ -492,14 +497,14 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         // Backlog drops are invisible to SO_RXQ_OVFL: add them (machine-wide)
         // for socket backends; the MIB deltas are reported for cross-checks.
         let kernel = backend::kstats::KernelStats::read().since(&kernel_before);
-        let socket = backend_name == "io_uring" || backend_name == "recvmmsg";
+        let socket = backend.is_socket();
         let rxq_ovfl = total.kernel_dropped;
         if socket {
             total.kernel_dropped += kernel.softnet_dropped;
         }
-        let mut summary = summary(backend_name, cores, &total, &ctl, &ingest, duration);
+        let mut summary = summary(backend, cores, &total, &ctl, &ingest, duration);
         summary["topology"] = topo.to_json();
-        if backend_name == "dpdk" {
+        if backend == Backend::Dpdk {
             summary["packets"]["arp_replies"] = json!(total.arp_replies);
         }
         if let Some(n) = total.nic {
@@ -533,7 +538,7 @@ mod tests {
     #[test]
     fn live_line_names_each_core() {
         let topo = Topology::build(&Shape {
-            backend: "recvmmsg",
+            backend: Backend::Recvmmsg,
             cores: 2,
             shards: 1,
             ring_depth: 8,

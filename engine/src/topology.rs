@@ -5,6 +5,7 @@
 //! it at start, and the summary carries it (`"topology"`), so the counters
 //! can be read against the shape that produced them.
 
+use dataplane::backend::Backend;
 use serde_json::{json, Value};
 
 /// What a tile does.
@@ -60,7 +61,7 @@ pub struct Link {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     /// The backend the data cores poll.
-    pub backend: &'static str,
+    pub backend: Backend,
     pub tiles: Vec<Tile>,
     pub links: Vec<Link>,
     /// Transactions each shard batch is allocated for.
@@ -70,7 +71,7 @@ pub struct Topology {
 /// What shapes the topology.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
-    pub backend: &'static str,
+    pub backend: Backend,
     /// Data cores (one per opened queue).
     pub cores: usize,
     pub shards: usize,
@@ -169,7 +170,7 @@ impl Topology {
                 json!({"kind": kind, "from": l.from, "to": l.to, "depth": l.depth})
             })
             .collect();
-        json!({"backend": self.backend, "tiles": tiles, "links": links, "batch_txs": self.batch_txs})
+        json!({"backend": self.backend.as_str(), "tiles": tiles, "links": links, "batch_txs": self.batch_txs})
     }
 }
 
@@ -180,7 +181,7 @@ mod tests {
     #[test]
     fn two_cores_three_shards_pinned_on_two_cpus() {
         let t = Topology::build(&Shape {
-            backend: "recvmmsg",
+            backend: Backend::Recvmmsg,
             cores: 2,
             shards: 3,
             ring_depth: 64,

@@ -76,6 +76,43 @@ pub struct QueueStats {
     pub finished: bool,
 }
 
+/// Which backend a queue belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// io_uring on UDP sockets.
+    IoUring,
+    /// `recvmmsg` on UDP sockets.
+    Recvmmsg,
+    /// Replay of a capture file.
+    Pcap,
+    /// A DPDK port.
+    Dpdk,
+}
+
+impl Backend {
+    /// The name in logs and the summary (`io_uring`, `recvmmsg`, `pcap`,
+    /// `dpdk`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Backend::IoUring => "io_uring",
+            Backend::Recvmmsg => "recvmmsg",
+            Backend::Pcap => "pcap",
+            Backend::Dpdk => "dpdk",
+        }
+    }
+
+    /// A kernel socket backend (its drops show in the kernel's counters).
+    pub const fn is_socket(self) -> bool {
+        matches!(self, Backend::IoUring | Backend::Recvmmsg)
+    }
+}
+
+impl core::fmt::Display for Backend {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A queue of any backend: what the node opens and its data cores run
 /// (an enum rather than a trait object, so the data core's calls are
 /// direct).
@@ -94,14 +131,19 @@ pub enum Queue {
 }
 
 impl Queue {
+    /// The queue's backend.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Queue::Uring(_) => Backend::IoUring,
+            Queue::Recvmmsg(_) => Backend::Recvmmsg,
+            Queue::Pcap(_) => Backend::Pcap,
+            Queue::Dpdk(_) => Backend::Dpdk,
+        }
+    }
+
     /// The backend's name for logs and summaries.
     pub fn name(&self) -> &'static str {
-        match self {
-            Queue::Uring(q) => q.name(),
-            Queue::Recvmmsg(q) => q.name(),
-            Queue::Pcap(q) => q.name(),
-            Queue::Dpdk(q) => q.name(),
-        }
+        self.backend().as_str()
     }
 
     /// True when bursts carry source addresses: recvmmsg always, io_uring
