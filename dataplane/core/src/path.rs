@@ -364,6 +364,11 @@ impl FramePath {
         self.verifier.batch_checks
     }
 
+    /// Signatures put through those checks, summed (the verification work).
+    pub fn batch_items(&self) -> u64 {
+        self.verifier.batch_items
+    }
+
     /// Judges every frame of every datagram, decrypting in place, and
     /// fills `out` (cleared first). Accepted transactions are listed in
     /// datagram and frame order.

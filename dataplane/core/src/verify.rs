@@ -11,7 +11,12 @@
 //! So single and batch verification give the same answer. The batch
 //! coefficients are 128-bit values from a ChaCha CSPRNG seeded by the host
 //! (from the OS) once per verifier. A failed batch is bisected: one forged signature in
-//! a batch of n costs about 2·log2(n) extra batch checks.
+//! a batch of n costs about 2·log2(n) extra batch checks. Bisection is
+//! bounded: after [`FAILED_BATCHES`] failed multi-signature checks in one
+//! burst, every signature of a sub-batch still to check is verified alone,
+//! so a burst of nothing but bad signatures costs a few times an all-good
+//! burst of the same size (about n·log2(n) batch work unbounded), and every
+//! verdict stays exact.
 //!
 //! Allocation: `ed25519_zebra::batch::Verifier` builds a hash map and two
 //! vectors per batch check; that is the one allocation per burst the
@@ -123,6 +128,11 @@ fn encodings_ok(a: &[u8; 32], sig: &[u8; 64]) -> bool {
     is_acceptable_point(a) && is_acceptable_point(&r) && is_canonical_s(&s)
 }
 
+/// Failed multi-signature batch checks per burst before the rest of the
+/// burst's failed sub-batches are checked one signature at a time. Eight
+/// lets one bad signature among up to 128 be found by bisection alone.
+pub const FAILED_BATCHES: u32 = 8;
+
 /// Verifies the signatures of one burst's transactions together.
 pub struct BatchVerifier {
     header: [u8; SIGNING_HEADER_LEN],
@@ -134,6 +144,11 @@ pub struct BatchVerifier {
     ok: Vec<bool>,
     /// Batch equations checked (for benchmarks and tests of bisection).
     pub batch_checks: u64,
+    /// Signatures put through those checks, summed (the work: a batch of
+    /// n counts n, a single check 1).
+    pub batch_items: u64,
+    /// Failed multi-signature checks this burst may still bisect.
+    bisect_budget: u32,
 }
 
 impl core::fmt::Debug for BatchVerifier {
@@ -155,6 +170,8 @@ impl BatchVerifier {
             items: Vec::with_capacity(256),
             ok: Vec::with_capacity(256),
             batch_checks: 0,
+            batch_items: 0,
+            bisect_budget: FAILED_BATCHES,
         }
     }
 
@@ -196,6 +213,7 @@ impl BatchVerifier {
     /// transaction. The queue stays until [`clear`](Self::clear).
     pub fn verify(&mut self) -> &[bool] {
         let items = core::mem::take(&mut self.items);
+        self.bisect_budget = FAILED_BATCHES;
         self.check(&items);
         self.items = items;
         &self.ok
@@ -204,25 +222,35 @@ impl BatchVerifier {
     fn check(&mut self, items: &[(u32, Item)]) {
         match items {
             [] => {}
-            [(i, item)] => {
-                self.batch_checks += 1;
-                if item.clone().verify_single().is_err() {
-                    if let Some(v) = self.ok.get_mut(*i as usize) {
-                        *v = false;
-                    }
+            [one] => self.check_single(one),
+            _ if self.bisect_budget == 0 => {
+                for one in items {
+                    self.check_single(one);
                 }
             }
             _ => {
                 self.batch_checks += 1;
+                self.batch_items += items.len() as u64;
                 let mut v = Verifier::new();
                 for (_, item) in items {
                     v.queue(item.clone());
                 }
                 if v.verify(&mut self.rng).is_err() {
+                    self.bisect_budget = self.bisect_budget.saturating_sub(1);
                     let (l, r) = items.split_at(items.len() / 2);
                     self.check(l);
                     self.check(r);
                 }
+            }
+        }
+    }
+
+    fn check_single(&mut self, (i, item): &(u32, Item)) {
+        self.batch_checks += 1;
+        self.batch_items += 1;
+        if item.clone().verify_single().is_err() {
+            if let Some(v) = self.ok.get_mut(*i as usize) {
+                *v = false;
             }
         }
     }

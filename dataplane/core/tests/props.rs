@@ -5,7 +5,7 @@ mod common;
 
 use attnet_core::verify::{verify_single, BatchVerifier};
 use attnet_core::wire::{handshake, mcs, security, share, tx};
-use attnet_core::{Burst, DropReason, Verdict};
+use attnet_core::{Burst, DropReason, TxDrop, Verdict};
 use proptest::prelude::*;
 
 fn judge(fp: &mut attnet_core::FramePath, ds: &mut [Vec<u8>]) -> Burst {
@@ -245,4 +245,44 @@ fn one_bad_signature_keeps_the_others_and_costs_few_batch_checks() {
     assert!(b.counters.balanced());
     // 1 + 2 per level of a 64-wide bisection.
     assert!(checks <= 1 + 2 * 6, "batch checks {checks}");
+}
+
+/// A burst of nothing but bad signatures (S = 0: canonical, so only the
+/// equation rejects them) from an authenticated session: every verdict is
+/// exact, and bisection is bounded, so the work stays a few times that of
+/// an all-good burst (unbounded bisection of n bad signatures is n·(log2 n
+/// + 1) signature checks in 2n - 1 calls).
+#[test]
+fn a_burst_of_bad_signatures_costs_a_bounded_multiple_of_a_good_one() {
+    let n = 128usize;
+    let (good, _) = common::txs(9, n, 0, 1);
+    let mut bad = good.clone();
+    for t in &mut bad {
+        let s = attnet_core::wire::tx::signature_range(t.len());
+        t[s.start + 32..s.end].fill(0);
+    }
+    let work = |txs: &[Vec<u8>]| {
+        let mut fp = common::relay(1);
+        let mut ds: Vec<Vec<u8>> =
+            txs.chunks(16).enumerate().map(|(i, c)| common::frame(3, i as u64, c, false)).collect();
+        let b = judge(&mut fp, &mut ds);
+        assert!(b.counters.balanced());
+        (b.counters.txs_accepted, b.counters.tx_drop(TxDrop::BadSignature), fp.batch_checks(), fp.batch_items())
+    };
+    let (ok, _, good_checks, good_items) = work(&good);
+    assert_eq!((ok, good_checks, good_items), (n as u64, 1, n as u64));
+    let (ok, failed, checks, items) = work(&bad);
+    assert_eq!((ok, failed), (0, n as u64), "every bad signature is dropped alone");
+    let budget = u64::from(attnet_core::verify::FAILED_BATCHES);
+    assert!(checks <= budget + n as u64, "{checks} checks");
+    assert!(items <= 4 * n as u64, "{items} signatures checked for {n}");
+    // Mixed: bad ones scattered among good ones keep exact verdicts.
+    let mut mixed = good.clone();
+    for i in (0..n).step_by(5) {
+        mixed[i] = bad[i].clone();
+    }
+    let (ok, failed, _, items) = work(&mixed);
+    let bad_count = (0..n).step_by(5).count() as u64;
+    assert_eq!((ok, failed), (n as u64 - bad_count, bad_count));
+    assert!(items <= 4 * n as u64, "{items} signatures checked for {n}");
 }
