@@ -1,6 +1,6 @@
 //! The whole frame path on raw bursts and on sealed arbitrary plaintexts
 //! (see `attnet_core::testkit::fuzz_frame_path`); the corpus also runs as a
-//! regression test (`dataplane/tests/fuzz_corpus.rs`).
+//! regression test (`dataplane/core/tests/fuzz_corpus.rs`).
 #![no_main]
 use attnet_core::{testkit, Burst, FramePath};
 use libfuzzer_sys::fuzz_target;
