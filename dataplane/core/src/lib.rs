@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod command;
+pub mod copies;
 pub mod crypto;
 pub mod dedup;
 pub mod emit;

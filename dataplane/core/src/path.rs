@@ -12,6 +12,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::copies::{BurstCopies, Copy as CopyVerdict};
 use crate::lz4;
 use crate::session::{Role, RxSession, SessionTable};
 use crate::verdict::{Counters, DropReason, TxDrop, Verdict};
@@ -110,9 +111,21 @@ impl Burst {
         src.get(o..o + n).unwrap_or(&[])
     }
 
-    /// Verdict of datagram `i`: `ok`, or its first frame's failure in order.
+    /// Verdict of datagram `i`: its first frame's failure in order, where
+    /// copies (`duplicate`) count only if nothing else failed; else `ok`.
     pub fn datagram_verdict(&self, i: u32) -> Verdict {
-        self.frames.iter().filter(|f| f.datagram == i).map(|f| f.verdict).find(|v| !v.is_ok()).unwrap_or(Verdict::Ok)
+        let mut verdicts = self.frames.iter().filter(|f| f.datagram == i).map(|f| f.verdict);
+        let mut copies = None;
+        for v in verdicts.by_ref() {
+            match v {
+                Verdict::Ok => {}
+                Verdict::Duplicate(_) => {
+                    copies.get_or_insert(v);
+                }
+                _ => return v,
+            }
+        }
+        copies.unwrap_or(Verdict::Ok)
     }
 }
 
@@ -142,6 +155,23 @@ impl TxFilter for NoFilter {
     fn seen(&self, _: &[u8; 32]) -> bool {
         false
     }
+}
+
+/// The keys of the burst-copies table's signature hash, derived from the
+/// frame path's seed (as unpredictable to senders as the batch
+/// coefficients, without sharing their bytes).
+fn copies_keys(seed: &[u8; 32]) -> [u64; 16] {
+    let mut keys = [0u64; 16];
+    for (half, ks) in keys.chunks_mut(4).enumerate() {
+        let d =
+            Sha256::new().chain_update(b"attnet burst copies").chain_update([half as u8]).chain_update(seed).finalize();
+        for (k, c) in ks.iter_mut().zip(d.chunks_exact(8)) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            *k = u64::from_le_bytes(w);
+        }
+    }
+    keys
 }
 
 /// What steps 1-3 read off a frame.
@@ -287,8 +317,9 @@ enum Judged {
     Unframed(DropReason),
     /// A later step failed; the next frame starts `len` bytes on.
     Dropped { len: usize, reason: DropReason, session: u16, channel: u16 },
-    /// Accepted; its transactions were queued.
-    Accepted { len: usize, session: u16, channel: u16, txs: u16 },
+    /// Accepted; its transactions were queued, but for `copies` dropped
+    /// as duplicates.
+    Accepted { len: usize, session: u16, channel: u16, txs: u16, copies: u16 },
 }
 
 /// How far [`FramePath`] takes a frame. With the `bench-stages` feature
@@ -330,6 +361,8 @@ pub struct FramePath {
     /// The sessions whose frames this path accepts.
     pub sessions: SessionTable,
     verifier: BatchVerifier,
+    /// Copies of one transaction inside the burst.
+    copies: BurstCopies,
     network_id: u32,
     #[cfg(feature = "bench-stages")]
     depth: Depth,
@@ -342,6 +375,7 @@ impl FramePath {
         FramePath {
             sessions: SessionTable::new(Role::Relay),
             verifier: BatchVerifier::new(network_id, seed),
+            copies: BurstCopies::new(copies_keys(&seed)),
             network_id,
             #[cfg(feature = "bench-stages")]
             depth: Depth::Full,
@@ -386,6 +420,7 @@ impl FramePath {
     ) {
         out.clear();
         self.verifier.clear();
+        self.copies.start_burst();
         for (di, d) in datagrams.iter_mut().enumerate() {
             let buf = d.as_mut();
             let di = di as u32;
@@ -415,10 +450,11 @@ impl FramePath {
                         });
                         off += len;
                     }
-                    Judged::Accepted { len, session, channel, txs } => {
+                    Judged::Accepted { len, session, channel, txs, copies } => {
                         out.counters.accept_frame();
                         out.counters.txs_seen += txs as u64;
-                        out.frames.push(FrameRecord { datagram: di, session, channel, verdict: Verdict::Ok, txs });
+                        let verdict = if copies > 0 { Verdict::Duplicate(copies) } else { Verdict::Ok };
+                        out.frames.push(FrameRecord { datagram: di, session, channel, verdict, txs });
                         off += len;
                     }
                 }
@@ -454,7 +490,7 @@ impl FramePath {
             Ok(x) => x,
             Err(r) => return drop(r),
         };
-        stop_at!(self, Depth::Decode, Judged::Accepted { len, session, channel: chan, txs: 0 });
+        stop_at!(self, Depth::Decode, Judged::Accepted { len, session, channel: chan, txs: 0, copies: 0 });
         // Step 8.
         let pt_at = ud_at + ENCRYPTED_HEADER_LEN;
         let pt_len = match decrypt(sess, counter, frame, pt_at) {
@@ -462,7 +498,7 @@ impl FramePath {
             Err(r) => return drop(r),
         };
         let sealed = frame.get(pt_at..).unwrap_or(&[]);
-        stop_at!(self, Depth::Decrypt, Judged::Accepted { len, session, channel: chan, txs: 0 });
+        stop_at!(self, Depth::Decrypt, Judged::Accepted { len, session, channel: chan, txs: 0, copies: 0 });
         // Step 9.
         let plain = sealed.get(..pt_len).unwrap_or(&[]);
         let sd = share::Packet::new_unchecked(plain);
@@ -504,11 +540,16 @@ impl FramePath {
             Err(r) => return drop(r),
         };
         let frame_idx = out.frames.len() as u32;
+        let mut copies = 0u16;
         for (o, tx) in batch.iter() {
             let unsigned = crate::wire::tx::unsigned_part(tx);
             let id: [u8; 32] = Sha256::digest(unsigned).into();
-            if filter.seen(&id) {
+            // Already accepted on this core, or a copy inside this burst:
+            // `duplicate` before any signature work.
+            if filter.seen(&id) || self.copies.note(&id, crate::wire::tx::signature_part(tx)) == CopyVerdict::Duplicate
+            {
                 out.counters.drop_tx(TxDrop::Duplicate);
+                copies = copies.saturating_add(1);
                 continue;
             }
             // Benchmarks stopping at Depth::Decompress skip verification.
@@ -527,7 +568,7 @@ impl FramePath {
                 id,
             });
         }
-        Judged::Accepted { len, session, channel: chan, txs: batch.count() }
+        Judged::Accepted { len, session, channel: chan, txs: batch.count(), copies }
     }
 
     /// Step 10 per transaction: verify the burst's signatures together,
@@ -542,11 +583,24 @@ impl FramePath {
             return;
         }
         let ok = self.verifier.verify();
+        let copies = &mut self.copies;
         let mut i = 0usize;
         let Burst { txs, frames, counters, .. } = out;
         txs.retain(|t| {
             let good = ok.get(i).copied().unwrap_or(false);
             i += 1;
+            if good && !copies.accept(&t.id) {
+                // Another copy of this id (another signature) verified first.
+                counters.drop_tx(TxDrop::Duplicate);
+                if let Some(f) = frames.get_mut(t.frame as usize) {
+                    f.verdict = match f.verdict {
+                        Verdict::Ok => Verdict::Duplicate(1),
+                        Verdict::Duplicate(n) => Verdict::Duplicate(n.saturating_add(1)),
+                        v => v,
+                    };
+                }
+                return false;
+            }
             if good {
                 counters.txs_accepted += 1;
             } else {

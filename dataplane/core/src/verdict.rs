@@ -126,6 +126,10 @@ pub enum Verdict {
     BadSignature(u16),
     /// Dropped whole.
     Dropped(DropReason),
+    /// Accepted as a frame, every signature checked was good, but this many
+    /// transactions were copies of ones already accepted or queued (dropped
+    /// as `duplicate`, the others stand).
+    Duplicate(u16),
 }
 
 impl Verdict {
@@ -135,6 +139,7 @@ impl Verdict {
             Verdict::Ok => "ok",
             Verdict::BadSignature(_) => TxDrop::BadSignature.as_str(),
             Verdict::Dropped(r) => r.as_str(),
+            Verdict::Duplicate(_) => TxDrop::Duplicate.as_str(),
         }
     }
     /// Accepted with every transaction verified.

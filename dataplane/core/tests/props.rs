@@ -101,7 +101,7 @@ proptest! {
         for f in &b.frames {
             match f.verdict {
                 Verdict::Dropped(r) => prop_assert!(DropReason::ALL.contains(&r)),
-                Verdict::Ok | Verdict::BadSignature(_) => {}
+                Verdict::Ok | Verdict::BadSignature(_) | Verdict::Duplicate(_) => {}
             }
         }
     }
@@ -219,9 +219,11 @@ fn replayed_frame_and_forged_frame_do_not_move_the_window() {
     let b = judge(&mut fp, &mut [good.clone(), real101, good]);
     assert_eq!(
         b.frames.iter().map(|f| f.verdict).collect::<Vec<_>>(),
-        vec![Verdict::Ok, Verdict::Ok, Verdict::Dropped(DropReason::Replay)]
+        vec![Verdict::Ok, Verdict::Duplicate(1), Verdict::Dropped(DropReason::Replay)]
     );
-    assert_eq!(b.txs.iter().map(|t| t.id).collect::<Vec<_>>(), vec![ids[0], ids[0]]);
+    // Counter 101 is accepted as a frame; its transaction is a byte-identical
+    // copy of the one the first frame carried in the same burst.
+    assert_eq!(b.txs.iter().map(|t| t.id).collect::<Vec<_>>(), vec![ids[0]]);
     assert!(b.counters.balanced());
 }
 
@@ -285,4 +287,45 @@ fn a_burst_of_bad_signatures_costs_a_bounded_multiple_of_a_good_one() {
     let bad_count = (0..n).step_by(5).count() as u64;
     assert_eq!((ok, failed), (n as u64 - bad_count, bad_count));
     assert!(items <= 4 * n as u64, "{items} signatures checked for {n}");
+}
+
+/// Copies of one transaction inside a burst cost no signature work: 104
+/// byte-identical copies (good or S = 0) are verified once, the rest are
+/// `duplicate`; a forged first copy (another signature) does not shadow
+/// the genuine one after it; a third signature for the id is not verified.
+/// (Two valid signatures of one id, where the second verified is the
+/// duplicate, are covered by `copies.rs`'s unit tests: Ed25519 signing
+/// here is deterministic.)
+#[test]
+fn copies_in_a_burst_are_duplicates_before_signature_work() {
+    let (t, ids) = common::txs(4, 2, 0, 1);
+    let run = |txs: Vec<Vec<u8>>| {
+        let mut fp = common::relay(1);
+        let mut ds: Vec<Vec<u8>> =
+            txs.chunks(8).enumerate().map(|(i, c)| common::frame(5, i as u64, c, i % 2 == 1)).collect();
+        let b = judge(&mut fp, &mut ds);
+        assert!(b.counters.balanced(), "{:?}", b.counters);
+        (b, fp.batch_items())
+    };
+    // 104 identical good copies: one verification, one accepted.
+    let (b, items) = run(vec![t[0].clone(); 104]);
+    assert_eq!((b.counters.txs_accepted, b.counters.tx_drop(TxDrop::Duplicate), items), (1, 103, 1));
+    assert_eq!(b.txs.iter().map(|t| t.id).collect::<Vec<_>>(), vec![ids[0]]);
+    assert_eq!(b.frames[0].verdict, Verdict::Duplicate(7));
+    assert_eq!(b.datagram_verdict(0), Verdict::Duplicate(7));
+    // 104 identical copies with S = 0: one bad_signature, 103 duplicates.
+    let mut zero = t[0].clone();
+    let s = tx::signature_range(zero.len());
+    zero[s.start + 32..s.end].fill(0);
+    let (b, items) = run(vec![zero.clone(); 104]);
+    assert_eq!((b.counters.tx_drop(TxDrop::BadSignature), b.counters.tx_drop(TxDrop::Duplicate), items), (1, 103, 1));
+    assert_eq!(b.datagram_verdict(0), Verdict::BadSignature(1), "a bad signature outranks copies");
+    // Forged first (S = 0), then the genuine one, then a third signature
+    // (R flipped): the genuine stands, the third is never verified.
+    let mut third = t[0].clone();
+    third[s.start] ^= 1;
+    let (b, items) = run(vec![zero, t[0].clone(), third, t[1].clone()]);
+    assert_eq!(b.txs.iter().map(|t| t.id).collect::<Vec<_>>(), vec![ids[0], ids[1]]);
+    assert_eq!((b.counters.tx_drop(TxDrop::BadSignature), b.counters.tx_drop(TxDrop::Duplicate)), (1, 1));
+    assert_eq!(items, 3 + 1 + 2, "a batch of three, then the bad one found by bisection");
 }
