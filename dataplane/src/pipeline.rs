@@ -119,6 +119,11 @@ pub struct CoreConfig {
     pub filter_log2: u32,
     /// How often the published counters are refreshed.
     pub publish_every: Duration,
+    /// An offline source (pcap replay): a full shard ring makes the core
+    /// wait for the control thread (it receives nothing while a batch is
+    /// held back) instead of dropping as `ring_full`; only a stop request
+    /// ends the wait.
+    pub lossless: bool,
 }
 
 impl Default for CoreConfig {
@@ -130,6 +135,7 @@ impl Default for CoreConfig {
             idle_wait: Duration::from_millis(5),
             filter_log2: 16,
             publish_every: Duration::from_millis(100),
+            lossless: false,
         }
     }
 }
@@ -215,52 +221,59 @@ impl<Q: RxQueue> DataCore<Q> {
             let pools = &mut self.pools;
             let links = &mut self.links;
             let rx_only = self.cfg.stop_after == StopAfter::Rx;
-            let got = self.queue.rx_burst_peers(&mut |bufs: &mut [&mut [u8]], peers: &[Peer]| {
-                counters.rx_packets += bufs.len() as u64;
-                counters.rx_bytes += bufs.iter().map(|b| b.len() as u64).sum::<u64>();
-                counters.bursts += 1;
-                if rx_only {
-                    return;
-                }
-                fp.process_filtered(bufs, &mut burst, &filter);
-                let mut dup = 0u64;
-                let mut full = 0u64;
-                for t in &burst.txs {
-                    if !filter.insert(&t.id) {
-                        dup += 1;
-                        continue;
+            // Lossless: nothing more is received while a batch waits for room.
+            let waiting = self.cfg.lossless && current.iter().any(Option::is_some);
+            let got = if waiting {
+                Ok(0)
+            } else {
+                self.queue.rx_burst_peers(&mut |bufs: &mut [&mut [u8]], peers: &[Peer]| {
+                    counters.rx_packets += bufs.len() as u64;
+                    counters.rx_bytes += bufs.iter().map(|b| b.len() as u64).sum::<u64>();
+                    counters.bursts += 1;
+                    if rx_only {
+                        return;
                     }
-                    let bytes = burst.tx_bytes(bufs, t);
-                    let s = sharder.shard(crate::wire::tx::from_part(bytes));
-                    // An accepted transaction's frame record is always there; the
-                    // fallbacks only keep a broken invariant from panicking.
-                    let route = match burst.frames.get(t.frame as usize) {
-                        Some(f) => Route {
-                            session: f.session,
-                            channel: f.channel,
-                            peer: peers.get(f.datagram as usize).copied().unwrap_or(Peer::NONE),
-                        },
-                        None => Route::default(),
-                    };
-                    let (Some(slot), Some(pool), Some(link)) = (current.get_mut(s), pools.get_mut(s), links.get_mut(s))
-                    else {
-                        full += 1;
-                        continue;
-                    };
-                    if slot.is_none() {
-                        while let Ok(b) = link.returned.pop() {
-                            pool.push(b);
+                    fp.process_filtered(bufs, &mut burst, &filter);
+                    let mut dup = 0u64;
+                    let mut full = 0u64;
+                    for t in &burst.txs {
+                        if !filter.insert(&t.id) {
+                            dup += 1;
+                            continue;
                         }
-                        *slot = pool.pop();
+                        let bytes = burst.tx_bytes(bufs, t);
+                        let s = sharder.shard(crate::wire::tx::from_part(bytes));
+                        // An accepted transaction's frame record is always there; the
+                        // fallbacks only keep a broken invariant from panicking.
+                        let route = match burst.frames.get(t.frame as usize) {
+                            Some(f) => Route {
+                                session: f.session,
+                                channel: f.channel,
+                                peer: peers.get(f.datagram as usize).copied().unwrap_or(Peer::NONE),
+                            },
+                            None => Route::default(),
+                        };
+                        let (Some(slot), Some(pool), Some(link)) =
+                            (current.get_mut(s), pools.get_mut(s), links.get_mut(s))
+                        else {
+                            full += 1;
+                            continue;
+                        };
+                        if slot.is_none() {
+                            while let Ok(b) = link.returned.pop() {
+                                pool.push(b);
+                            }
+                            *slot = pool.pop();
+                        }
+                        match slot {
+                            Some(b) => b.push_routed(bytes, t.id, rx_ns, route),
+                            None => full += 1,
+                        }
                     }
-                    match slot {
-                        Some(b) => b.push_routed(bytes, t.id, rx_ns, route),
-                        None => full += 1,
-                    }
-                }
-                burst.counters.reclassify(TxDrop::Duplicate, dup);
-                burst.counters.reclassify(TxDrop::RingFull, full);
-            });
+                    burst.counters.reclassify(TxDrop::Duplicate, dup);
+                    burst.counters.reclassify(TxDrop::RingFull, full);
+                })
+            };
             let n = match got {
                 Ok(n) => n,
                 Err(_) => {
@@ -285,7 +298,9 @@ impl<Q: RxQueue> DataCore<Q> {
                         // control thread that was descheduled for a moment
                         // loses nothing. Only a batch that grew to
                         // HOLD_MAX_TXS while the ring stayed full is dropped.
-                        Err(rtrb::PushError::Full(back)) if back.len() < HOLD_MAX_TXS => *slot = Some(back),
+                        Err(rtrb::PushError::Full(back)) if self.cfg.lossless || back.len() < HOLD_MAX_TXS => {
+                            *slot = Some(back)
+                        }
                         Err(rtrb::PushError::Full(back)) => {
                             burst.counters.reclassify(TxDrop::RingFull, len);
                             b = back;
@@ -297,7 +312,10 @@ impl<Q: RxQueue> DataCore<Q> {
                     }
                 }
             }
-            if n == 0 {
+            if waiting {
+                // Not idle: waiting for the control thread to make room.
+                std::thread::sleep(Duration::from_micros(50));
+            } else if n == 0 {
                 idle = idle.saturating_add(1);
                 // Only when idle (stats may make a syscall): every 64th
                 // empty poll while busy-polling, every one once backing off.
@@ -333,7 +351,9 @@ impl<Q: RxQueue> DataCore<Q> {
                 let Some(link) = self.links.get_mut(s) else { break };
                 match link.to_shard.push(b) {
                     Ok(()) => {}
-                    Err(rtrb::PushError::Full(back)) if Instant::now() < until => {
+                    Err(rtrb::PushError::Full(back))
+                        if Instant::now() < until || (self.cfg.lossless && !self.stop.load(Ordering::Relaxed)) =>
+                    {
                         *slot = Some(back);
                         std::thread::sleep(Duration::from_micros(200));
                     }

@@ -29,7 +29,7 @@ struct Run {
 /// batches; `drain` says whether the shard side empties its rings (after
 /// the core stops, as a stalled control thread would).
 fn run_core(name: &str, payloads: &[Vec<u8>], fp: FramePath, depth: usize, commands: Vec<Command>) -> Run {
-    run_core_with(name, payloads, fp, depth, commands, false)
+    run_core_with(name, payloads, fp, depth, commands, false, CoreConfig::default())
 }
 
 /// As [`run_core`]; with `slow_drain` a shard-side thread empties the
@@ -42,6 +42,7 @@ fn run_core_with(
     depth: usize,
     commands: Vec<Command>,
     slow_drain: bool,
+    cfg: CoreConfig,
 ) -> Run {
     let path = tmp(name);
     testkit::write_udp_pcap(&path, payloads).unwrap();
@@ -64,7 +65,7 @@ fn run_core_with(
         links,
         commands: crx.remove(0),
         sharder: Sharder::new(2),
-        cfg: CoreConfig::default(),
+        cfg,
         epoch: Instant::now(),
         stop: Arc::new(AtomicBool::new(false)),
         published: published.clone(),
@@ -127,12 +128,37 @@ fn a_slowly_drained_ring_holds_batches_back_instead_of_dropping() {
             testkit::frame(1, i + 1, &t, false)
         })
         .collect();
-    let r = run_core_with("slow.pcap", &payloads, testkit::relay(1), 1, vec![], true);
+    let r = run_core_with("slow.pcap", &payloads, testkit::relay(1), 1, vec![], true, CoreConfig::default());
     let f = &r.counters.frames;
     assert!(f.balanced(), "{f:?}");
     assert_eq!(f.tx_drop(TxDrop::RingFull), 0, "{f:?}");
     assert_eq!(f.txs_accepted as usize, r.delivered, "accepted == handed to a shard");
     assert_eq!(f.txs_accepted, 600, "{f:?}");
+}
+
+/// An offline source waits for the control thread: 3000 distinct
+/// single-transaction frames through rings of one batch lose transactions
+/// as `ring_full` on a live core whose rings nobody drains (held batches
+/// outgrow HOLD_MAX_TXS), and none on a lossless core whose rings are
+/// drained only every 3 ms.
+#[test]
+fn a_lossless_core_waits_for_full_rings_instead_of_dropping() {
+    let payloads: Vec<Vec<u8>> = (0..3000u64)
+        .map(|i| {
+            let (t, _) = testkit::txs((i % 250) as u8, 1, (i / 250) as usize, 1);
+            testkit::frame(1, i + 1, &t, false)
+        })
+        .collect();
+    let live = run_core_with("live.pcap", &payloads, testkit::relay(1), 1, vec![], false, CoreConfig::default());
+    let f = &live.counters.frames;
+    assert!(f.balanced(), "{f:?}");
+    assert!(f.tx_drop(TxDrop::RingFull) > 0, "the live core should have dropped: {f:?}");
+    let cfg = CoreConfig { lossless: true, ..CoreConfig::default() };
+    let offline = run_core_with("offline.pcap", &payloads, testkit::relay(1), 1, vec![], true, cfg);
+    let f = &offline.counters.frames;
+    assert!(f.balanced(), "{f:?}");
+    assert_eq!(f.tx_drop(TxDrop::RingFull), 0, "{f:?}");
+    assert_eq!((f.txs_accepted, offline.delivered), (3000, 3000), "{f:?}");
 }
 
 #[test]

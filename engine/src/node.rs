@@ -382,6 +382,8 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         let ccfg = CoreConfig {
             cpu: tile.cpu,
             busy_poll: cfg.busy_poll,
+            // A capture is offline: wait for the control thread, lose nothing.
+            lossless: backend == Backend::Pcap,
             stop_after: match cfg.stop_after {
                 crate::config::StopAfterChoice::Rx => pipeline::StopAfter::Rx,
                 _ => pipeline::StopAfter::Full,
