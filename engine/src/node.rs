@@ -175,11 +175,6 @@ pub fn summary(
 /// Transactions a shard batch is allocated for.
 const BATCH_TXS: usize = 256;
 
-/// Index of `tile` in the topology's tiles.
-fn tile_index(topo: &Topology, tile: &crate::topology::Tile) -> usize {
-    topo.tiles.iter().position(|t| std::ptr::eq(t, tile)).unwrap_or(usize::MAX)
-}
-
 /// Commands each data core's ring holds.
 const COMMAND_RING: usize = 256;
 
@@ -361,7 +356,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     let mut core_threads = Vec::new();
     let mut published = Vec::new();
     let running = Arc::new(AtomicUsize::new(cores));
-    for ((tile, q), commands) in topo.data_cores().zip(queues).zip(command_ends) {
+    for (i, ((tile, q), commands)) in topo.data_cores().zip(queues).zip(command_ends).enumerate() {
         let mut fp = dataplane::host::frame_path(network_id);
         fp.set_depth(match cfg.stop_after {
             crate::config::StopAfterChoice::Decode => dataplane::Depth::Decode,
@@ -370,12 +365,10 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             _ => dataplane::Depth::Full,
         });
         let mut links = Vec::new();
-        for l in topo.links.iter().filter(|l| l.from == tile_index(&topo, tile)) {
-            if let LinkKind::Shard { .. } = l.kind {
-                let (link, end, pool) = pipeline::shard_link(l.depth, topo.batch_txs);
-                links.push((link, pool));
-                ends.push(end);
-            }
+        for l in topo.shard_links(i) {
+            let (link, end, pool) = pipeline::shard_link(l.depth, topo.batch_txs);
+            links.push((link, pool));
+            ends.push(end);
         }
         let pubc = Arc::new(Mutex::new(CoreCounters::default()));
         published.push(pubc.clone());

@@ -115,6 +115,12 @@ impl Topology {
         self.tiles.iter().filter(|t| matches!(t.kind, TileKind::DataCore { .. }))
     }
 
+    /// The shard links out of data core `core` (tile `core`), in shard
+    /// order.
+    pub fn shard_links(&self, core: usize) -> impl Iterator<Item = &Link> {
+        self.links.iter().filter(move |l| l.from == core && matches!(l.kind, LinkKind::Shard { .. }))
+    }
+
     /// The control tile.
     pub fn control(&self) -> Option<&Tile> {
         self.tiles.iter().find(|t| t.kind == TileKind::Control)
@@ -122,7 +128,7 @@ impl Topology {
 
     /// Shards (shard links per data core).
     pub fn shards(&self) -> usize {
-        self.links.iter().filter(|l| l.from == 0 && matches!(l.kind, LinkKind::Shard { .. })).count()
+        self.shard_links(0).count()
     }
 
     /// The depth of the first link of a kind.
@@ -194,6 +200,10 @@ mod tests {
         assert_eq!(cpus, [Some(1), Some(0), Some(0)]);
         assert_eq!(t.data_cores().count(), 2);
         assert_eq!(t.shards(), 3);
+        assert_eq!(
+            t.shard_links(1).map(|l| l.kind).collect::<Vec<_>>(),
+            (0..3).map(|shard| LinkKind::Shard { shard }).collect::<Vec<_>>()
+        );
         // 2 × 3 shard links into the control tile, 2 command links out of it.
         assert_eq!(t.links.len(), 8);
         assert!(t.links.iter().filter(|l| l.kind == LinkKind::Command).all(|l| l.from == 2 && l.depth == 256));
