@@ -210,12 +210,13 @@ impl<Q: RxQueue> DataCore<Q> {
         let mut last_publish = Instant::now();
         loop {
             // Commands wait at most one burst (or one idle wait).
-            self.commands.apply(&mut self.fp.sessions);
+            self.commands.apply(&mut self.fp.sessions, &mut filter);
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
             let rx_at = Instant::now();
             let rx_ns = rx_at.duration_since(self.epoch).as_nanos() as u64;
+            self.fp.set_now_ms(rx_ns / 1_000_000);
             let fp = &mut self.fp;
             let sharder = &self.sharder;
             let pools = &mut self.pools;

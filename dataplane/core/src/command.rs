@@ -15,7 +15,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::dedup::IdFilter;
 use crate::session::{RxKey, SessionTable};
+
+/// Most ids one [`Command::Forget`] carries.
+pub const FORGET_MAX: usize = 8;
 
 /// A control-plane instruction to a data core, applied between bursts.
 #[derive(Debug, Clone)]
@@ -28,6 +32,24 @@ pub enum Command {
     Remove {
         /// The session id.
         id: u16,
+    },
+    /// Drop the session's frames as `throttled` until `until_ms` (the
+    /// node's clock, milliseconds since its epoch): it went over its failure
+    /// budget in the ledger ([`crate::budget`]).
+    Throttle {
+        /// The session id.
+        id: u16,
+        /// End of the cool-down.
+        until_ms: u64,
+    },
+    /// Forget these ids in the core's duplicate filter (each an id's first 8
+    /// bytes, [`IdFilter::prefix`]): the ledger dropped their transactions,
+    /// which may be sent again.
+    Forget {
+        /// How many of `ids` are used.
+        n: u8,
+        /// The id prefixes.
+        ids: [u64; FORGET_MAX],
     },
 }
 
@@ -134,9 +156,10 @@ impl CommandBus {
 }
 
 impl CommandRx {
-    /// Applies every command waiting to `table`, then publishes the last
-    /// sequence number applied; returns how many were applied.
-    pub fn apply(&mut self, table: &mut SessionTable) -> usize {
+    /// Applies every command waiting to `table` and `filter`, then
+    /// publishes the last sequence number applied; returns how many were
+    /// applied.
+    pub fn apply(&mut self, table: &mut SessionTable, filter: &mut IdFilter) -> usize {
         let mut n = 0;
         let mut last = None;
         while let Ok((seq, cmd)) = self.ring.pop() {
@@ -144,6 +167,16 @@ impl CommandRx {
                 Command::Install(rx) => table.install_rx(&rx),
                 Command::Remove { id } => {
                     table.remove(id);
+                }
+                Command::Throttle { id, until_ms } => {
+                    if let Some(s) = table.get_mut(id) {
+                        s.budget.throttle_until(until_ms);
+                    }
+                }
+                Command::Forget { n, ids } => {
+                    for p in ids.iter().take(usize::from(n)) {
+                        filter.forget_prefix(*p);
+                    }
                 }
             }
             last = Some(seq);
@@ -171,6 +204,7 @@ mod tests {
         let (mut bus, mut ends) = command_bus(2, 2);
         let s = Session::new(Role::Relay, 4, &[1; 32], &[2; 32], 0).unwrap();
         let mut tables = [SessionTable::new(Role::Relay), SessionTable::new(Role::Relay)];
+        let mut filters = [IdFilter::new(4), IdFilter::new(4)];
         let a = bus.install(&s.rx).unwrap();
         let b = bus.remove(4).unwrap();
         assert_eq!((a, b), (1, 2));
@@ -178,22 +212,46 @@ mod tests {
         assert_eq!(bus.install(&s.rx), Err(RingFull { core: 0 }));
         assert_eq!(bus.seq(), 2);
         assert!(!bus.applied_by_all(1));
-        assert_eq!(ends[0].apply(&mut tables[0]), 2);
+        assert_eq!(ends[0].apply(&mut tables[0], &mut filters[0]), 2);
         assert!(tables[0].get(4).is_none());
         assert_eq!(bus.applied(0), 2);
         assert!(!bus.applied_by_all(1), "core 1 has applied nothing");
         // Core 0 has room again but core 1 has not: still refused.
         assert_eq!(bus.install(&s.rx), Err(RingFull { core: 1 }));
-        assert_eq!(ends[1].apply(&mut tables[1]), 2);
+        assert_eq!(ends[1].apply(&mut tables[1], &mut filters[1]), 2);
         assert!(bus.applied_by_all(2));
         let c = bus.install(&s.rx).unwrap();
-        for (e, t) in ends.iter_mut().zip(&mut tables) {
-            assert_eq!(e.apply(t), 1);
+        for ((e, t), f) in ends.iter_mut().zip(&mut tables).zip(&mut filters) {
+            assert_eq!(e.apply(t, f), 1);
             assert_eq!(e.applied(), c);
             assert!(t.get(4).is_some());
         }
         // Both cores' entries share the one window.
         tables[0].get(4).unwrap().window.update(9).unwrap();
         assert!(tables[1].get(4).unwrap().window.check(9).is_err());
+    }
+
+    #[test]
+    fn throttle_and_forget_reach_the_session_and_the_filter() {
+        let (mut bus, mut ends) = command_bus(1, 4);
+        let s = Session::new(Role::Relay, 4, &[1; 32], &[2; 32], 0).unwrap();
+        let mut table = SessionTable::new(Role::Relay);
+        let mut filter = IdFilter::new(8);
+        let (a, b) = ([7u8; 32], [9u8; 32]);
+        assert!(filter.insert(&a) && filter.insert(&b));
+        bus.install(&s.rx).unwrap();
+        bus.send(Command::Throttle { id: 4, until_ms: 1500 }).unwrap();
+        // A session not installed: nothing happens.
+        bus.send(Command::Throttle { id: 5, until_ms: 1500 }).unwrap();
+        let mut ids = [0u64; FORGET_MAX];
+        ids[0] = IdFilter::prefix(&a);
+        ids[1] = IdFilter::prefix(&b);
+        bus.send(Command::Forget { n: 1, ids }).unwrap();
+        assert_eq!(ends[0].apply(&mut table, &mut filter), 4);
+        let e = table.get(4).unwrap();
+        assert!(e.budget.throttled(1499) && !e.budget.throttled(1500));
+        // Only the first `n` ids are forgotten.
+        assert!(filter.insert(&a), "a was forgotten");
+        assert!(!filter.insert(&b), "b is still known");
     }
 }

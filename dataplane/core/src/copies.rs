@@ -62,6 +62,8 @@ pub struct BurstCopies {
     /// Keys of the signature hash: one per 8-byte word, then one odd
     /// multiplier per word.
     keys: [u64; 16],
+    /// Distinct ids noted this burst (tracked or not).
+    distinct: usize,
 }
 
 impl core::fmt::Debug for BurstCopies {
@@ -84,11 +86,12 @@ impl BurstCopies {
         for k in keys.iter_mut().skip(8) {
             *k |= 1;
         }
-        BurstCopies { index: vec![0; SLOTS], entries: Vec::with_capacity(MAX_IDS), keys }
+        BurstCopies { index: vec![0; SLOTS], entries: Vec::with_capacity(MAX_IDS), keys, distinct: 0 }
     }
 
     /// Forgets the last burst.
     pub fn start_burst(&mut self) {
+        self.distinct = 0;
         if !self.entries.is_empty() {
             self.index.fill(0);
             self.entries.clear();
@@ -141,6 +144,7 @@ impl BurstCopies {
                 Copy::Verify
             }
             _ => {
+                self.distinct += 1;
                 if self.entries.len() < MAX_IDS {
                     let sig = self.sig_hash(sig);
                     self.entries.push(Entry { id, sig, queued: 1, accepted: false });
@@ -151,6 +155,12 @@ impl BurstCopies {
                 Copy::Verify
             }
         }
+    }
+
+    /// Distinct ids noted since the burst started (those past [`MAX_IDS`]
+    /// each count as new).
+    pub fn distinct(&self) -> usize {
+        self.distinct
     }
 
     /// A verified transaction of this burst with `id`: true if it stands,

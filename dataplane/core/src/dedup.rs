@@ -49,6 +49,27 @@ impl IdFilter {
         }
     }
 
+    /// Forgets the id in the slot that `prefix` (an id's first 8 bytes,
+    /// little-endian) picks, if its prefix matches: the control thread tells
+    /// the cores to forget ids the ledger dropped so that a resend is
+    /// verified again instead of being a `duplicate`. Forgetting an id that
+    /// shares the prefix costs only a verification of its next copy.
+    pub fn forget_prefix(&mut self, prefix: u64) {
+        let i = prefix as usize & self.mask;
+        if let Some(s) = self.slots.get_mut(i) {
+            if s[..8] == prefix.to_le_bytes() {
+                *s = EMPTY;
+            }
+        }
+    }
+
+    /// An id's key for [`forget_prefix`](Self::forget_prefix).
+    pub fn prefix(id: &[u8; 32]) -> u64 {
+        let mut k = [0u8; 8];
+        k.copy_from_slice(&id[..8]);
+        u64::from_le_bytes(k)
+    }
+
     /// Memory used, for the docs and logs.
     pub fn bytes(&self) -> usize {
         self.slots.len() * 32

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod budget;
 pub mod command;
 pub mod copies;
 pub mod crypto;
@@ -29,7 +30,7 @@ pub mod verdict;
 pub mod verify;
 pub mod wire;
 
-pub use path::{AcceptedTx, Burst, Depth, FramePath, FrameRecord, TxLoc};
+pub use path::{AcceptedTx, Burst, Depth, FramePath, FrameRecord, TxLoc, VerifyCost};
 pub use peer::Peer;
 pub use verdict::{Counters, DropReason, TxDrop, Verdict};
 

@@ -12,6 +12,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::budget::BudgetConfig;
 use crate::copies::{BurstCopies, Copy as CopyVerdict};
 use crate::lz4;
 use crate::session::{Role, RxSession, SessionTable};
@@ -354,6 +355,43 @@ macro_rules! stop_at {
     ($self:ident, $depth:expr, $ret:expr) => {};
 }
 
+/// Signature work done by a [`FramePath`] ([`FramePath::cost`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifyCost {
+    /// Distinct transaction ids that reached the signature stage.
+    pub distinct_ids: u64,
+    /// Signatures queued for verification.
+    pub queued: u64,
+    /// Signature checks made (each signature of each batch equation, and
+    /// each single verification).
+    pub checked: u64,
+}
+
+impl VerifyCost {
+    /// Most signature checks per queued signature in a burst's bounded
+    /// bisection (about 3 is reached with every signature bad).
+    pub const BISECT_FACTOR: u64 = 4;
+    /// Slack per burst in the bound.
+    pub const PER_BURST: u64 = 16;
+
+    /// The work since `before`.
+    pub fn since(&self, before: &VerifyCost) -> VerifyCost {
+        VerifyCost {
+            distinct_ids: self.distinct_ids - before.distinct_ids,
+            queued: self.queued - before.queued,
+            checked: self.checked - before.checked,
+        }
+    }
+
+    /// Whether this work (of `bursts` bursts) is within the bound: queued
+    /// at most `MAX_QUEUED` per distinct id, checks at most
+    /// `BISECT_FACTOR` per queued signature plus `PER_BURST` per burst.
+    pub fn within_bound(&self, bursts: u64) -> bool {
+        self.queued <= u64::from(crate::copies::MAX_QUEUED) * self.distinct_ids
+            && self.checked <= Self::BISECT_FACTOR * self.queued + Self::PER_BURST * bursts
+    }
+}
+
 /// Per-core frame path state: the session table, the batch verifier and
 /// the signing network id.
 #[derive(Debug)]
@@ -364,6 +402,16 @@ pub struct FramePath {
     /// Copies of one transaction inside the burst.
     copies: BurstCopies,
     network_id: u32,
+    /// Failure budgets: `None` never throttles (`attnet decode`, tests).
+    budget: Option<BudgetConfig>,
+    /// The host's clock for the budgets, milliseconds.
+    now_ms: u64,
+    /// Sessions that went over budget in this path (each cool-down once).
+    throttles: u64,
+    /// Signatures queued for verification, and distinct ids among the
+    /// transactions that reached the copies rule, summed over bursts.
+    sigs_queued: u64,
+    distinct_ids: u64,
     #[cfg(feature = "bench-stages")]
     depth: Depth,
 }
@@ -377,9 +425,32 @@ impl FramePath {
             verifier: BatchVerifier::new(network_id, seed),
             copies: BurstCopies::new(copies_keys(&seed)),
             network_id,
+            budget: None,
+            now_ms: 0,
+            throttles: 0,
+            sigs_queued: 0,
+            distinct_ids: 0,
             #[cfg(feature = "bench-stages")]
             depth: Depth::Full,
         }
+    }
+
+    /// Turns the sessions' failure budgets on (`Some`) or off
+    /// ([`crate::budget`]). Off by default.
+    pub fn set_budget(&mut self, budget: Option<BudgetConfig>) {
+        self.budget = budget;
+    }
+
+    /// The host's clock for the budgets, in milliseconds; set before each
+    /// burst.
+    #[inline]
+    pub fn set_now_ms(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    /// Times a session went over its signature budget here.
+    pub fn throttles(&self) -> u64 {
+        self.throttles
     }
 
     /// Stops every frame at `depth` (benchmarks only).
@@ -391,6 +462,14 @@ impl FramePath {
     /// The network id transactions are verified for.
     pub fn network_id(&self) -> u32 {
         self.network_id
+    }
+
+    /// The signature work so far, to check it against its bound: at most
+    /// [`MAX_QUEUED`](crate::copies::MAX_QUEUED) signatures queued per
+    /// distinct id and burst, and [`VerifyCost::BISECT_FACTOR`] signature
+    /// checks per queued signature (plus a constant per burst).
+    pub fn cost(&self) -> VerifyCost {
+        VerifyCost { distinct_ids: self.distinct_ids, queued: self.sigs_queued, checked: self.verifier.batch_items }
     }
 
     /// Batch equations checked so far (bisection shows up here).
@@ -497,6 +576,10 @@ impl FramePath {
             Ok(n) => n,
             Err(r) => return drop(r),
         };
+        // The node's defence, after authentication and before any more work.
+        if self.budget.is_some() && sess.budget.throttled(self.now_ms) {
+            return drop(DropReason::Throttled);
+        }
         let sealed = frame.get(pt_at..).unwrap_or(&[]);
         stop_at!(self, Depth::Decrypt, Judged::Accepted { len, session, channel: chan, txs: 0, copies: 0 });
         // Step 9.
@@ -559,6 +642,7 @@ impl FramePath {
             let verify = true;
             if verify {
                 self.verifier.queue(tx);
+                self.sigs_queued += 1;
             }
             out.txs.push(AcceptedTx {
                 frame: frame_idx,
@@ -574,6 +658,7 @@ impl FramePath {
     /// Step 10 per transaction: verify the burst's signatures together,
     /// drop the failures alone, keep the rest in order.
     fn finish_signatures(&mut self, out: &mut Burst) {
+        self.distinct_ids += self.copies.distinct() as u64;
         #[cfg(feature = "bench-stages")]
         if self.depth != Depth::Full {
             out.counters.txs_accepted += out.txs.len() as u64;
@@ -584,6 +669,7 @@ impl FramePath {
         }
         let ok = self.verifier.verify();
         let copies = &mut self.copies;
+        let (sessions, budget, now_ms, throttles) = (&mut self.sessions, &self.budget, self.now_ms, &mut self.throttles);
         let mut i = 0usize;
         let Burst { txs, frames, counters, .. } = out;
         txs.retain(|t| {
@@ -610,6 +696,11 @@ impl FramePath {
                         Verdict::BadSignature(n) => Verdict::BadSignature(n + 1),
                         _ => Verdict::BadSignature(1),
                     };
+                    if let (Some(cfg), Some(s)) = (budget, sessions.get_mut(f.session)) {
+                        if s.budget.charge(1, now_ms, cfg) {
+                            *throttles += 1;
+                        }
+                    }
                 }
             }
             good

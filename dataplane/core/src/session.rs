@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use crate::crypto::AeadKey;
+use crate::budget::Budget;
 use crate::emit::{emit_frame_with, EmitError, FrameSpec};
 use crate::replay::ReplayWindow;
 use crate::wire::mcs::MAX_SESSION_ID;
@@ -197,6 +198,8 @@ pub struct RxSession {
     pub key: AeadKey,
     /// The replay window, shared with every other core that holds the session.
     pub window: Arc<ReplayWindow>,
+    /// This core's failure budget for the session ([`crate::budget`]).
+    pub budget: Budget,
 }
 
 /// The table. Slots hold boxed sessions so an empty table costs 512 KiB of
@@ -243,7 +246,12 @@ impl SessionTable {
         if slot.is_none() {
             self.len += 1;
         }
-        *slot = Some(Box::new(RxSession { id: rx.id, key: AeadKey::new(&rx.key), window: rx.window.clone() }));
+        *slot = Some(Box::new(RxSession {
+            id: rx.id,
+            key: AeadKey::new(&rx.key),
+            window: rx.window.clone(),
+            budget: Budget::default(),
+        }));
     }
 
     /// Removes session `id`; returns its entry if there was one.
@@ -259,6 +267,12 @@ impl SessionTable {
     #[inline(always)]
     pub fn get(&self, id: u16) -> Option<&RxSession> {
         self.slots.get(id as usize)?.as_deref()
+    }
+
+    /// The entry of session `id`, if installed, to change its budget.
+    #[inline]
+    pub fn get_mut(&mut self, id: u16) -> Option<&mut RxSession> {
+        self.slots.get_mut(id as usize)?.as_deref_mut()
     }
 
     /// Number of sessions installed.

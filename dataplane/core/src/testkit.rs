@@ -151,7 +151,8 @@ pub fn open_frame(frame: &[u8], key: &[u8; 32]) -> Option<OpenedFrame> {
 /// test. The first byte picks the mode: even, the rest is a burst of raw
 /// datagrams split at `FF FE`; odd, the rest is a plaintext sealed into a
 /// valid frame for session 1 (channel 1004 or 1005 by bit 1). Panics if
-/// the counters do not add up.
+/// the counters do not add up, or if the burst's signature work exceeds
+/// its bound ([`crate::path::VerifyCost::within_bound`]).
 pub fn fuzz_frame_path(fp: &mut FramePath, burst: &mut crate::Burst, data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else { return };
     let mut ds: Vec<Vec<u8>> = Vec::new();
@@ -167,8 +168,12 @@ pub fn fuzz_frame_path(fp: &mut FramePath, burst: &mut crate::Burst, data: &[u8]
         }
     }
     let before = burst.counters;
+    let cost = fp.cost();
     fp.process(&mut ds, burst);
     assert!(burst.counters.balanced(), "{:?}", burst.counters);
+    // The cost oracle: signature work stays within its bound.
+    let work = fp.cost().since(&cost);
+    assert!(work.within_bound(1), "signature work over its bound: {work:?}");
     assert!(burst.frames.len() >= ds.len());
     assert_eq!(burst.counters.frames_received - before.frames_received, burst.frames.len() as u64);
 }

@@ -41,12 +41,19 @@ pub enum DropReason {
     /// than its count says, a transaction with an unknown version or kind, a
     /// `memo_len` over 1024, or bytes left over after the last transaction.
     BadTx,
+    /// Not in the spec's list: the node's own defence. The frame passed
+    /// steps 1-8, but its session is in a cool-down for having cost the
+    /// node too many failed signatures or ledger refusals
+    /// ([`crate::budget`]); dropped before decompression and signatures.
+    /// `attnet decode` never throttles.
+    Throttled,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 10;
-    /// Every reason, in the spec's order (which is also the discriminant order).
+    pub const COUNT: usize = 11;
+    /// Every reason, in the spec's order (which is also the discriminant
+    /// order), then the node's own (`throttled`).
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Truncated,
         DropReason::BadHeader,
@@ -58,6 +65,7 @@ impl DropReason {
         DropReason::BadSecurity,
         DropReason::BadCompression,
         DropReason::BadTx,
+        DropReason::Throttled,
     ];
 
     /// The spec's name, as printed by `attnet decode` and the summaries.
@@ -73,6 +81,7 @@ impl DropReason {
             DropReason::BadSecurity => "bad_security",
             DropReason::BadCompression => "bad_compression",
             DropReason::BadTx => "bad_tx",
+            DropReason::Throttled => "throttled",
         }
     }
 }
@@ -279,7 +288,8 @@ mod tests {
                 "replay",
                 "bad_security",
                 "bad_compression",
-                "bad_tx"
+                "bad_tx",
+                "throttled"
             ]
         );
         for (i, r) in DropReason::ALL.iter().enumerate() {

@@ -329,3 +329,88 @@ fn copies_in_a_burst_are_duplicates_before_signature_work() {
     assert_eq!((b.counters.tx_drop(TxDrop::BadSignature), b.counters.tx_drop(TxDrop::Duplicate)), (1, 1));
     assert_eq!(items, 3 + 1 + 2, "a batch of three, then the bad one found by bisection");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// For any burst of good transactions, copies of them (byte-identical
+    /// or with other signatures) and bad signatures, the signature work is
+    /// at most a small constant times the distinct ids: the copies rule
+    /// queues at most two signatures an id, the bounded bisection checks a
+    /// queued signature at most four times. Counted, not timed.
+    #[test]
+    fn signature_work_is_bounded_by_distinct_ids(
+        picks in prop::collection::vec((0usize..6, 0u8..4), 1..96),
+        per_frame in 1usize..12,
+    ) {
+        let (good, _) = common::txs(6, 6, 0, 1);
+        let txs: Vec<Vec<u8>> = picks
+            .iter()
+            .map(|&(i, how)| {
+                let mut t = good[i].clone();
+                let s = tx::signature_range(t.len());
+                match how {
+                    0 => {}
+                    1 => t[s.start + 32..s.end].fill(0),
+                    2 => t[s.start] ^= 1,
+                    _ => t[s.end - 1] ^= 0x80,
+                }
+                t
+            })
+            .collect();
+        let mut fp = common::relay(1);
+        let mut ds: Vec<Vec<u8>> =
+            txs.chunks(per_frame).enumerate().map(|(i, c)| common::frame(3, i as u64, c, false)).collect();
+        let b = judge(&mut fp, &mut ds);
+        prop_assert!(b.counters.balanced());
+        let cost = fp.cost();
+        let distinct = picks.iter().map(|p| p.0).collect::<std::collections::HashSet<_>>().len() as u64;
+        prop_assert_eq!(cost.distinct_ids, distinct);
+        prop_assert!(cost.within_bound(1), "{:?}", cost);
+        prop_assert!(cost.checked <= 8 * distinct + 16, "{:?} for {} ids", cost, distinct);
+    }
+}
+
+/// A session whose signatures keep failing is throttled after
+/// authentication, on this path only, for the cool-down; another session
+/// is not; a forged frame claiming the throttled session is still
+/// `auth_failed` (a forger cannot use the throttle); a path without
+/// budgets (`attnet decode`) never throttles.
+#[test]
+fn a_session_over_its_signature_budget_is_throttled_for_the_cooldown() {
+    use attnet_core::budget::BudgetConfig;
+    let (good, _) = common::txs(7, 12, 0, 1);
+    let mut bad = good.clone();
+    for t in &mut bad {
+        let s = tx::signature_range(t.len());
+        t[s.start + 32..s.end].fill(0);
+    }
+    for budgeted in [true, false] {
+        let mut fp = common::relay(1);
+        if budgeted {
+            fp.set_budget(Some(BudgetConfig { per_s: 10, burst: 4, cooldown_ms: 1000 }));
+        }
+        fp.set_now_ms(5000);
+        // Five bad signatures from session 3: one over the burst of four.
+        let mut ds = vec![common::frame(3, 1, &bad[..5], false)];
+        let b = judge(&mut fp, &mut ds);
+        assert_eq!(b.counters.tx_drop(TxDrop::BadSignature), 5);
+        assert_eq!(fp.throttles(), u64::from(budgeted));
+        fp.set_now_ms(5500);
+        let mut tampered = common::frame(3, 3, &good[6..7], false);
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        let mut ds = vec![common::frame(3, 2, &good[5..6], false), common::frame(4, 1, &good[..1], true), tampered];
+        let b = judge(&mut fp, &mut ds);
+        let throttled = b.counters.frame_drop(DropReason::Throttled);
+        assert_eq!(throttled, u64::from(budgeted));
+        assert_eq!(b.counters.frame_drop(DropReason::AuthFailed), 1);
+        assert_eq!(b.counters.txs_accepted, 2 - u64::from(budgeted));
+        assert!(b.counters.balanced());
+        // After the cool-down session 3 is served again.
+        fp.set_now_ms(6001);
+        let mut ds = vec![common::frame(3, 4, &good[7..8], false)];
+        let b = judge(&mut fp, &mut ds);
+        assert_eq!((b.counters.txs_accepted, b.counters.frame_drop(DropReason::Throttled)), (1, 0));
+    }
+}
