@@ -34,6 +34,8 @@ impl Mbuf {
     /// `ptr` must satisfy the type's invariant and not be used by the
     /// caller afterwards.
     pub(crate) unsafe fn from_raw(ptr: NonNull<sys::rte_mbuf>) -> Mbuf {
+        // SAFETY: the caller hands over a valid mbuf (contract above).
+        unsafe { debug_check_exclusive(ptr.as_ptr()) };
         Mbuf { ptr }
     }
 
@@ -64,6 +66,8 @@ impl Mbuf {
     /// or to fill a packet).
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the pointer is a valid mbuf (invariant).
+        unsafe { debug_check_exclusive(self.ptr.as_ptr()) };
         let m = self.header();
         let (ptr, len) = (seg_ptr(m), usize::from(m.data_len));
         // SAFETY: as in `data`; the mbuf is owned exclusively with
@@ -110,6 +114,8 @@ impl Mbuf {
     /// and returns them, zeroed, to fill in; `None` when the last segment
     /// lacks the room (the packet is left unchanged).
     pub fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+        // SAFETY: the pointer is a valid mbuf (invariant).
+        unsafe { debug_check_exclusive(self.ptr.as_ptr()) };
         let len16 = u16::try_from(len).ok()?;
         // SAFETY: the mbuf is valid and exclusively owned; rte_pktmbuf_append
         // checks the tailroom itself and returns NULL, changing nothing,
@@ -156,6 +162,32 @@ impl std::fmt::Debug for Mbuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mbuf").field("len", &self.len()).field("segments", &self.header().nb_segs).finish()
     }
+}
+
+/// Debug builds check what the `Mbuf` invariant promises and the in-place
+/// writes (`data_mut`, `append`) rely on: reference count 1 (no clone of the
+/// mbuf shares its bytes) and a direct buffer (`RTE_MBUF_DIRECT`: neither
+/// an indirect mbuf attached to another's data nor an external buffer).
+/// A PMD or a caller that broke this would otherwise have the frame path
+/// decrypt bytes another packet still reads.
+///
+/// # Safety
+/// `m` must point at a valid mbuf.
+#[inline]
+unsafe fn debug_check_exclusive(m: *mut sys::rte_mbuf) {
+    #[cfg(debug_assertions)]
+    {
+        // SAFETY: `m` is a valid mbuf (contract); rte_mbuf_refcnt_read only
+        // reads its reference count.
+        let refs = unsafe { sys::rte_mbuf_refcnt_read(m) };
+        debug_assert_eq!(refs, 1, "an owned mbuf with reference count {refs}");
+        // SAFETY: `m` is a valid mbuf (contract); only a plain field is read.
+        let flags = unsafe { (*m).ol_flags };
+        let attached = flags & (sys::RTE_MBUF_F_INDIRECT | sys::RTE_MBUF_F_EXTERNAL);
+        debug_assert_eq!(attached, 0, "an owned mbuf that is not direct (ol_flags {flags:#x})");
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = m;
 }
 
 /// First data byte of a segment.
@@ -334,6 +366,10 @@ impl MbufBurst {
     /// `n <= spare()`, and those entries now hold owned mbufs.
     pub(crate) unsafe fn commit(&mut self, n: usize) {
         debug_assert!(n <= self.spare());
+        for &m in &self.mbufs[self.len..self.len + n] {
+            // SAFETY: DPDK wrote `n` valid mbufs there (contract).
+            unsafe { debug_check_exclusive(m) };
+        }
         self.len += n;
     }
 
