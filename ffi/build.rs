@@ -62,6 +62,7 @@ const STATIC_INLINE: &[&str] = &[
     "rte_pktmbuf_append",
     "rte_pktmbuf_free",
     "rte_mbuf_refcnt_read",
+    "rte_mbuf_refcnt_set",
     "rte_lcore_id",
     "attnet_.*",
 ];

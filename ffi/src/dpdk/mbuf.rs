@@ -415,3 +415,71 @@ pub(crate) unsafe fn free_bulk(p: *mut *mut sys::rte_mbuf, n: usize) {
     // of each mbuf to its own pool.
     unsafe { sys::rte_pktmbuf_free_bulk(p, n as u32) }
 }
+
+#[cfg(all(test, debug_assertions))]
+mod tests {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::OnceLock;
+
+    use super::*;
+    use crate::{Eal, Mempool, DEFAULT_DATA_ROOM};
+
+    /// An EAL without hugepages or devices, and a pool, for this test binary.
+    fn pool() -> &'static Mempool {
+        static POOL: OnceLock<(Eal, Mempool)> = OnceLock::new();
+        &POOL
+            .get_or_init(|| {
+                let prefix = format!("--file-prefix=attnet-mbuf-unit-{}", std::process::id());
+                let args = [
+                    "--no-huge",
+                    "-m",
+                    "128",
+                    "--no-pci",
+                    "--no-shconf",
+                    "--iova-mode=va",
+                    "--log-level=*:error",
+                    &prefix,
+                ];
+                let eal = Eal::init(&args).expect("EAL without hugepages");
+                let pool = Mempool::new("mbuf_unit", 63, 0, DEFAULT_DATA_ROOM, None).expect("pool");
+                (eal, pool)
+            })
+            .1
+    }
+
+    /// Runs `f` on `m` and tells whether a debug assertion fired.
+    fn asserts(m: &mut Mbuf, f: impl FnOnce(&mut Mbuf)) -> bool {
+        catch_unwind(AssertUnwindSafe(|| f(m))).is_err()
+    }
+
+    /// A second reference or an attached buffer breaks the invariant the
+    /// in-place writes rely on: debug builds stop there.
+    #[test]
+    fn shared_or_attached_mbufs_are_caught() {
+        let mut m = pool().alloc().expect("an mbuf");
+        assert!(!asserts(&mut m, |m| assert!(m.append(8).is_some())), "a fresh mbuf is exclusive");
+        assert!(!asserts(&mut m, |m| m.data_mut().fill(1)));
+        let p = m.ptr.as_ptr();
+        // SAFETY: `p` is the valid mbuf `m` owns; the count is put back below.
+        unsafe { sys::rte_mbuf_refcnt_set(p, 2) };
+        assert!(asserts(&mut m, |m| m.data_mut().fill(2)), "reference count 2");
+        assert!(
+            asserts(&mut m, |m| {
+                let _ = m.append(1);
+            }),
+            "reference count 2"
+        );
+        // SAFETY: as above.
+        unsafe { sys::rte_mbuf_refcnt_set(p, 1) };
+        for flag in [sys::RTE_MBUF_F_INDIRECT, sys::RTE_MBUF_F_EXTERNAL] {
+            // SAFETY: `p` is valid and owned; the flag is cleared again
+            // before the mbuf is freed (a free would try to detach it).
+            unsafe { (*p).ol_flags |= flag };
+            assert!(asserts(&mut m, |m| m.data_mut().fill(3)), "flag {flag:#x}");
+            // SAFETY: as above.
+            unsafe { (*p).ol_flags &= !flag };
+        }
+        assert!(!asserts(&mut m, |m| m.data_mut().fill(4)));
+        drop(m);
+    }
+}
