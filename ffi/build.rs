@@ -61,6 +61,8 @@ const STATIC_INLINE: &[&str] = &[
     "rte_pktmbuf_alloc_bulk",
     "rte_pktmbuf_append",
     "rte_pktmbuf_free",
+    "rte_mbuf_refcnt_read",
+    "rte_mbuf_refcnt_set",
     "rte_lcore_id",
     "attnet_.*",
 ];
@@ -76,6 +78,8 @@ const VARS: &[&str] = &[
     "RTE_MBUF_DEFAULT_BUF_SIZE",
     "RTE_MEMPOOL_CACHE_MAX_SIZE",
     "RTE_MBUF_F_RX_RSS_HASH",
+    "RTE_MBUF_F_INDIRECT",
+    "RTE_MBUF_F_EXTERNAL",
     "RTE_VER_YEAR",
     "RTE_VER_MONTH",
     "RTE_VER_MINOR",

@@ -3,7 +3,9 @@
 //! errors that name the key.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -69,11 +71,13 @@ pub struct FileConfig {
     pub dpdk: Option<DpdkFile>,
 }
 
-/// `stop_after`, for measuring stages: `rx` only receives; `decode`,
-/// `decrypt` and `decompress` stop every frame after that step of the
-/// frame path and count it accepted (`decompress` hands transactions on
-/// UNVERIFIED); `verify` / `full` (default) run everything. Anything but
-/// `full` is a measurement mode, never for a node that matters.
+/// `stop_after`: `full` (default) and `verify` (the same: every stage,
+/// signatures included) run everything; `rx` only receives (a receive
+/// baseline: nothing reaches the frame path, the ledger or receipts).
+/// `decode`, `decrypt` and `decompress` are parsed only to be refused with
+/// a clear message: they would hand unverified transactions to the ledger,
+/// and stage measurements live in `attnet-bench`, which drives the frame
+/// path directly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum StopAfterChoice {
@@ -117,7 +121,7 @@ pub struct Overrides {
     /// Genesis file (balances and network id).
     #[arg(long)]
     pub genesis: Option<PathBuf>,
-    /// Network id when no genesis file is given (default 1).
+    /// Network id (default 1); with --genesis it must equal the file's.
     #[arg(long)]
     pub network_id: Option<u32>,
     /// Block interval in milliseconds (default 200).
@@ -169,7 +173,8 @@ pub struct Overrides {
     #[arg(long)]
     pub dpdk_ipv4: Option<std::net::Ipv4Addr>,
     /// Stop each burst after receiving (`rx`, a benchmark baseline) or run
-    /// everything (`full`, default).
+    /// everything (`full`, default). The stage modes (decode, decrypt,
+    /// decompress) are refused: they live in `attnet-bench`.
     #[arg(long, value_enum)]
     pub stop_after: Option<StopAfterChoice>,
     /// Send RECEIPT indications for included transactions back to the
@@ -191,7 +196,9 @@ pub struct NodeConfig {
     pub shards: usize,
     pub keys: Option<PathBuf>,
     pub genesis: Option<PathBuf>,
-    pub network_id: u32,
+    /// Given on the command line or in the file; without a genesis file it
+    /// is the network id (default 1), with one it must match the file's.
+    pub network_id: Option<u32>,
     pub block_interval_ms: u64,
     pub block_max_txs: u32,
     pub empty_blocks: bool,
@@ -218,6 +225,41 @@ fn bad(key: &str, why: impl std::fmt::Display) -> String {
     format!("config key `{key}`: {why}")
 }
 
+// The range of every numeric key (docs/NODE.md lists them).
+const CORES: RangeInclusive<usize> = 1..=64;
+const SHARDS: RangeInclusive<usize> = 1..=256;
+const BLOCK_INTERVAL_MS: RangeInclusive<u64> = 1..=3_600_000;
+const BLOCK_MAX_TXS: RangeInclusive<u32> = 1..=1_000_000;
+/// Batches per core→shard ring; each batch holds up to 256 transactions.
+const RING_DEPTH: RangeInclusive<usize> = 1..=4096;
+const LOOPS: RangeInclusive<u32> = 1..=1_000_000;
+const PORT: RangeInclusive<u16> = 1..=65535;
+/// `SO_RCVBUF` is a C int that the kernel doubles: 1 GiB at most.
+const RCVBUF: RangeInclusive<usize> = 0..=1 << 30;
+const URING_BUFFERS: RangeInclusive<u16> = 1..=32768;
+const DPDK_RX_DESC: RangeInclusive<u16> = 1..=32768;
+const DPDK_MBUFS: RangeInclusive<u32> = 1..=(1 << 24);
+/// Longest `duration_s`: 10^9 s (about 31 years).
+pub const MAX_DURATION_S: f64 = 1e9;
+
+/// `v` when it lies in `r`, else an error naming the key and the range.
+fn in_range<T: PartialOrd + std::fmt::Display>(key: &str, v: T, r: RangeInclusive<T>) -> Result<T, String> {
+    if r.contains(&v) {
+        Ok(v)
+    } else {
+        Err(bad(key, format!("{v} is not in {}..={}", r.start(), r.end())))
+    }
+}
+
+/// `duration_s` as a `Duration`: a number of seconds in (0, 10^9].
+pub fn duration(d: f64) -> Result<Duration, String> {
+    let why = || bad("duration_s", format!("{d} is not a number of seconds in (0, {MAX_DURATION_S:.0}]"));
+    if !(d > 0.0 && d <= MAX_DURATION_S) {
+        return Err(why());
+    }
+    Duration::try_from_secs_f64(d).map_err(|_| why())
+}
+
 impl NodeConfig {
     pub fn resolve(o: Overrides) -> Result<NodeConfig, String> {
         let file = match &o.config {
@@ -236,33 +278,24 @@ impl NodeConfig {
         let listen_s = o.listen.or(file.listen).unwrap_or_else(|| "0.0.0.0:7100".into());
         let listen: SocketAddr =
             listen_s.parse().map_err(|e| bad("listen", format!("`{listen_s}` is not IP:PORT ({e})")))?;
-        let cores = o.cores.or(file.cores).unwrap_or(cpus.saturating_sub(1).max(1));
-        if cores == 0 || cores > 64 {
-            return Err(bad("cores", format!("{cores} is not in 1..=64")));
-        }
+        let cores = in_range("cores", o.cores.or(file.cores).unwrap_or(cpus.saturating_sub(1).max(1)), CORES)?;
         let cores = if backend == BackendChoice::Pcap { 1 } else { cores };
-        let shards = o.shards.or(file.shards).unwrap_or(4);
-        if shards == 0 || shards > 256 {
-            return Err(bad("shards", format!("{shards} is not in 1..=256")));
-        }
-        let block_interval_ms = o.block_interval_ms.or(file.block_interval_ms).unwrap_or(200);
-        if block_interval_ms == 0 {
-            return Err(bad("block_interval_ms", "must be at least 1"));
-        }
-        let block_max_txs = o.block_max_txs.or(file.block_max_txs).unwrap_or(10_000);
-        if block_max_txs == 0 {
-            return Err(bad("block_max_txs", "must be at least 1"));
-        }
+        let shards = in_range("shards", o.shards.or(file.shards).unwrap_or(4), SHARDS)?;
+        let block_interval_ms = in_range(
+            "block_interval_ms",
+            o.block_interval_ms.or(file.block_interval_ms).unwrap_or(200),
+            BLOCK_INTERVAL_MS,
+        )?;
+        let block_max_txs =
+            in_range("block_max_txs", o.block_max_txs.or(file.block_max_txs).unwrap_or(10_000), BLOCK_MAX_TXS)?;
         let duration_s = o.duration_s.or(file.duration_s);
         if let Some(d) = duration_s {
-            if !(d > 0.0 && d.is_finite()) {
-                return Err(bad("duration_s", format!("{d} is not a positive number of seconds")));
-            }
+            duration(d)?;
         }
-        let ring_depth = o.ring_depth.or(file.ring_depth).unwrap_or(64);
-        if ring_depth == 0 {
-            return Err(bad("ring_depth", "must be at least 1"));
-        }
+        let ring_depth = in_range("ring_depth", o.ring_depth.or(file.ring_depth).unwrap_or(64), RING_DEPTH)?;
+        let loops = in_range("loop", o.loops.or(file.loops).unwrap_or(1), LOOPS)?;
+        let port = in_range("port", o.port.or(file.port).unwrap_or(7100), PORT)?;
+        let rcvbuf = in_range("rcvbuf", o.rcvbuf.or(file.rcvbuf).unwrap_or(4 << 20), RCVBUF)?;
         let mut dpdk = file.dpdk.clone().unwrap_or_default();
         if let Some(a) = o.dpdk_eal {
             dpdk.eal_args = Some(a.split_whitespace().map(String::from).collect());
@@ -276,9 +309,26 @@ impl NodeConfig {
         if backend == BackendChoice::Dpdk && dpdk.eal_args.as_ref().is_none_or(|a| a.is_empty()) {
             return Err(bad("dpdk.eal_args", "the dpdk backend needs EAL arguments (--dpdk-eal \"...\")"));
         }
-        let uring_buffers = o.uring_buffers.or(file.uring_buffers).unwrap_or(4096);
+        let uring_buffers =
+            in_range("uring_buffers", o.uring_buffers.or(file.uring_buffers).unwrap_or(4096), URING_BUFFERS)?;
         if !uring_buffers.is_power_of_two() {
-            return Err(bad("uring_buffers", format!("{uring_buffers} is not a power of two")));
+            return Err(bad("uring_buffers", format!("{uring_buffers} is not a power of two in 1..=32768")));
+        }
+        if let Some(n) = dpdk.rx_desc {
+            in_range("dpdk.rx_desc", n, DPDK_RX_DESC)?;
+        }
+        if let Some(n) = dpdk.mbufs {
+            in_range("dpdk.mbufs", n, DPDK_MBUFS)?;
+        }
+        let stop_after = o.stop_after.or(file.stop_after).unwrap_or(StopAfterChoice::Full);
+        if let StopAfterChoice::Decode | StopAfterChoice::Decrypt | StopAfterChoice::Decompress = stop_after {
+            return Err(bad(
+                "stop_after",
+                format!(
+                    "`{}` is a measurement mode that skips signature checks; attnet node runs `full` (or `rx`), stage measurements live in attnet-bench",
+                    format!("{stop_after:?}").to_lowercase()
+                ),
+            ));
         }
         let socket_backend = matches!(backend, BackendChoice::IoUring | BackendChoice::Recvmmsg);
         let receipts_asked = o.receipts.or(file.receipts);
@@ -287,14 +337,14 @@ impl NodeConfig {
             receipts_ignored: receipts_asked == Some(true) && !socket_backend,
             backend,
             pcap,
-            loops: o.loops.or(file.loops).unwrap_or(1).max(1),
+            loops,
             listen,
-            port: o.port.or(file.port).unwrap_or(7100),
+            port,
             cores,
             shards,
             keys: o.keys.or(file.keys),
             genesis: o.genesis.or(file.genesis),
-            network_id: o.network_id.or(file.network_id).unwrap_or(1),
+            network_id: o.network_id.or(file.network_id),
             block_interval_ms,
             block_max_txs,
             empty_blocks: o.empty_blocks.or(file.empty_blocks).unwrap_or(false),
@@ -308,8 +358,8 @@ impl NodeConfig {
             live: o.live.or(file.live).unwrap_or(false),
             ring_depth,
             uring_buffers,
-            rcvbuf: o.rcvbuf.or(file.rcvbuf).unwrap_or(4 << 20),
-            stop_after: o.stop_after.or(file.stop_after).unwrap_or(StopAfterChoice::Full),
+            rcvbuf,
+            stop_after,
             dpdk,
         })
     }

@@ -52,7 +52,7 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
     let pool = plan.pool(per_account);
     let keys = dir.join("keys.json");
     let genesis = dir.join("genesis.json");
-    std::fs::write(&keys, plan.keys_json()).map_err(|e| e.to_string())?;
+    crate::keys::write_private(&keys, plan.keys_json().as_bytes())?;
     std::fs::write(&genesis, plan.genesis()?.to_json()).map_err(|e| e.to_string())?;
     let cfg = NodeConfig::resolve(Overrides {
         backend: Some(a.backend),
@@ -89,6 +89,9 @@ pub fn run(a: DemoArgs) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&dir);
     let s = &out.summary;
     println!("{}", serde_json::to_string_pretty(s).map_err(|e| e.to_string())?);
+    let summary = out.summary.clone();
+    out.finish()?;
+    let s = &summary;
     let r = &sent.summary;
     eprintln!(
         "attnet demo: sent {} datagrams ({} frames, {} transactions) at {:.0}/s (asked {:.0}/s), {} late",

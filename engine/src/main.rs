@@ -11,6 +11,7 @@ mod decode;
 mod demo;
 mod keys;
 mod node;
+mod output;
 mod pcap;
 mod topology;
 
@@ -69,8 +70,10 @@ fn main() -> ExitCode {
         }
         Cmd::Node(o) => config::NodeConfig::resolve(*o).and_then(|cfg| {
             let out = node::start(cfg, None)?.wait()?;
+            // Printed first: a summary file that cannot be written, or a
+            // thread that failed, still leaves the summary on stdout.
             println!("{}", serde_json::to_string_pretty(&out.summary).map_err(|e| e.to_string())?);
-            Ok(())
+            out.finish()
         }),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Pktgen(a) => pktgen::cli::run(*a),

@@ -18,11 +18,31 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{BackendChoice, NodeConfig};
 use crate::keys;
+use crate::output::{self, PortLock, SummaryFile};
 use crate::topology::{LinkKind, Shape, Topology};
 
 /// What a finished node reports.
 pub struct Outcome {
     pub summary: Value,
+    /// A thread that failed (the node stopped because of it); the summary
+    /// was still built from what the other threads counted.
+    pub error: Option<String>,
+    /// Where the summary JSON goes (`summary_json`), created at start.
+    json: Option<SummaryFile>,
+}
+
+impl Outcome {
+    /// Writes the summary JSON file, if one was asked for (after the
+    /// summary was printed), then reports the failed thread, if any.
+    pub fn finish(self) -> Result<(), String> {
+        if let Some(f) = self.json {
+            f.commit(&serde_json::to_string_pretty(&self.summary).map_err(|e| e.to_string())?)?;
+        }
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Opened queues, the backend's name, and the bound address (sockets).
@@ -32,26 +52,59 @@ struct Opened {
     addr: Option<std::net::SocketAddr>,
     /// The DPDK port, read once more after every core stopped.
     dpdk: Option<Arc<backend::dpdk::Shared>>,
+    /// The socket backends' per-port lock, held until the node ends.
+    lock: Option<PortLock>,
+}
+
+/// A failed bind said as what it is: EADDRINUSE names the port and says
+/// another process holds it.
+fn listen_error(listen: std::net::SocketAddr, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        format!("UDP port {listen} is in use by another process (bind: EADDRINUSE, {e})")
+    } else {
+        format!("listen {listen}: {e}")
+    }
 }
 
 /// Opens the configured backend's queues; io_uring falls back to recvmmsg
-/// with the reason logged.
+/// with the reason logged when the kernel refuses it (never on a bind
+/// error). Socket backends take the port's lock first (with port 0, once
+/// the kernel picked the port).
 fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
+    let socket = matches!(cfg.backend, BackendChoice::IoUring | BackendChoice::Recvmmsg);
+    let early = if socket && cfg.listen.port() != 0 { Some(PortLock::take(cfg.listen)?) } else { None };
+    let mut opened = open_backend(cfg)?;
+    opened.lock = match (early, opened.addr) {
+        (Some(l), _) => Some(l),
+        (None, Some(a)) if socket => Some(PortLock::take(a)?),
+        _ => None,
+    };
+    Ok(opened)
+}
+
+fn open_backend(cfg: &NodeConfig) -> Result<Opened, String> {
     let udp = UdpConfig { listen: cfg.listen, queues: cfg.cores, rcvbuf: cfg.rcvbuf };
     match cfg.backend {
         BackendChoice::Pcap => {
             let path = cfg.pcap.as_ref().ok_or("config key `pcap`: missing")?;
             let q = backend::pcap::PcapReplay::open(path, cfg.port, cfg.loops)
                 .map_err(|e| format!("pcap {}: {e}", path.display()))?;
-            Ok(Opened { queues: vec![Queue::Pcap(q)], backend: Backend::Pcap, addr: None, dpdk: None })
+            Ok(Opened { queues: vec![Queue::Pcap(q)], backend: Backend::Pcap, addr: None, dpdk: None, lock: None })
         }
         BackendChoice::IoUring => match uring_allowed().and_then(|()| {
             // Receipts need each datagram's source address: a multishot
             // recvmsg; without them the plain multishot recv is cheaper.
             let mode = if cfg.receipts { RecvMode::Addresses } else { RecvMode::Plain };
-            backend::uring::UringQueue::open_mode(&udp, cfg.uring_buffers, mode).map_err(|e| e.to_string())
+            match backend::uring::UringQueue::open_mode(&udp, cfg.uring_buffers, mode) {
+                Ok(qs) => Ok(Ok(qs)),
+                // The kernel cannot run io_uring: fall back.
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Err(e.to_string()),
+                // Anything else (a bind error above all) is not io_uring's.
+                Err(e) => Ok(Err(listen_error(cfg.listen, &e))),
+            }
         }) {
-            Ok(qs) => {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(qs)) => {
                 let addr = qs.first().map(|q| q.local_addr());
                 eprintln!(
                     "attnet: backend io_uring ({} queue(s), {}, {}), listening on {}",
@@ -65,6 +118,7 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
                     backend: Backend::IoUring,
                     addr,
                     dpdk: None,
+                    lock: None,
                 })
             }
             Err(e) => {
@@ -91,6 +145,7 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
                 backend: Backend::Dpdk,
                 addr: None,
                 dpdk: Some(shared),
+                lock: None,
             })
         }
     }
@@ -107,14 +162,20 @@ fn uring_allowed() -> Result<(), String> {
 }
 
 fn open_recvmmsg(udp: &UdpConfig) -> Result<Opened, String> {
-    let qs = backend::recvmmsg::RecvmmsgQueue::open(udp).map_err(|e| format!("listen {}: {e}", udp.listen))?;
+    let qs = backend::recvmmsg::RecvmmsgQueue::open(udp).map_err(|e| listen_error(udp.listen, &e))?;
     let addr = qs.first().map(|q| q.local_addr());
     eprintln!(
         "attnet: backend recvmmsg ({} queue(s)), listening on {}",
         qs.len(),
         addr.map_or_else(|| udp.listen.to_string(), |a| a.to_string())
     );
-    Ok(Opened { queues: qs.into_iter().map(Queue::Recvmmsg).collect(), backend: Backend::Recvmmsg, addr, dpdk: None })
+    Ok(Opened {
+        queues: qs.into_iter().map(Queue::Recvmmsg).collect(),
+        backend: Backend::Recvmmsg,
+        addr,
+        dpdk: None,
+        lock: None,
+    })
 }
 
 fn percentiles(h: &Histogram<u64>) -> Value {
@@ -160,7 +221,7 @@ pub fn summary(
         "cores": cores,
         "packets": {"received": c.packets.max(c.rx_packets), "kernel_dropped": c.kernel_dropped, "not_att": not_att},
         "frames": {"received": c.frames.frames_received, "accepted": c.frames.frames_accepted, "dropped": fd},
-        "txs": {"seen": c.frames.txs_seen, "accepted": c.frames.txs_accepted - late, "dropped": td},
+        "txs": {"seen": c.frames.txs_seen, "accepted": c.frames.txs_accepted.saturating_sub(late), "dropped": td},
         "ledger": {"submitted": l.submitted, "applied": l.applied, "dropped": {
             "bad_nonce": l.bad_nonce, "insufficient_funds": l.insufficient_funds, "nonce_gap": l.nonce_gap,
             "malformed": l.malformed}},
@@ -263,6 +324,34 @@ fn live_line(topo: &Topology, now: &[CoreCounters], prev: &[CoreCounters], l: &L
     )
 }
 
+/// What a control thread that failed leaves for the summary: its last
+/// published figures, and no ledger counters (its report is lost).
+fn dead_control_report(live: &Mutex<Live>) -> runner::ControlReport {
+    runner::ControlReport {
+        live: live.lock().map(|l| *l).unwrap_or_default(),
+        chain: Default::default(),
+        inclusion_us: Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds"),
+        receipts: Default::default(),
+        pending_refused: 0,
+        pending_swept: 0,
+    }
+}
+
+/// A panicking thread is named on one line and stops the node (the other
+/// threads wind down and the summary is still printed). Release builds
+/// abort on panic (`panic = "abort"`): there the line is all there is.
+fn install_panic_hook(stop: Arc<AtomicBool>) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let t = std::thread::current();
+        eprintln!("attnet: thread {} panicked: {info}", t.name().unwrap_or("<unnamed>"));
+        stop.store(true, Ordering::Relaxed);
+        if std::env::var_os("RUST_BACKTRACE").is_some() {
+            previous(info);
+        }
+    }));
+}
+
 /// Ready-made pieces for a running node (used by `attnet demo` to learn
 /// the bound address before traffic starts).
 pub struct Started {
@@ -285,16 +374,28 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     };
     let genesis = match &cfg.genesis {
         Some(p) => control::genesis::Genesis::load(p)?,
-        None => control::genesis::Genesis::new(cfg.network_id, [])?,
+        None => control::genesis::Genesis::new(cfg.network_id.unwrap_or(1), [])?,
     };
     let network_id = genesis.network_id();
+    if let Some(asked) = cfg.network_id.filter(|n| *n != network_id) {
+        return Err(format!(
+            "config key `network_id`: {asked} differs from the network id {network_id} of the genesis file {}",
+            cfg.genesis.as_ref().map_or_else(String::new, |p| p.display().to_string())
+        ));
+    }
+    // Every output file exists before the first packet.
+    let json = cfg.summary_json.as_deref().map(SummaryFile::create).transpose()?;
+    if let Some(p) = &cfg.accepted_ids {
+        output::check_accepted_ids(p)?;
+    }
+    let deadline_after = cfg.duration_s.map(crate::config::duration).transpose()?;
     if cfg.receipts_ignored {
         let name = if cfg.backend == BackendChoice::Dpdk { "dpdk" } else { "pcap" };
         eprintln!(
             "attnet: receipts = true ignored: the {name} backend reads no source addresses, no RECEIPTs are sent"
         );
     }
-    let Opened { queues, backend, addr, dpdk } = open_queues(&cfg)?;
+    let Opened { queues, backend, addr, dpdk, lock } = open_queues(&cfg)?;
     // Every configured session splits once: the receive half goes to the
     // data cores through the command ring, the sending half (the only
     // sealer of its relay-to-client key) to the RECEIPT sender.
@@ -318,18 +419,11 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         None
     };
     let kernel_before = backend::kstats::KernelStats::read();
-    if cfg.stop_after != crate::config::StopAfterChoice::Full
-        && cfg.stop_after != crate::config::StopAfterChoice::Verify
-    {
-        eprintln!(
-            "attnet: measurement mode --stop-after {:?}: frames are not fully judged{}",
-            cfg.stop_after,
-            if cfg.stop_after == crate::config::StopAfterChoice::Rx {
-                ""
-            } else {
-                " and transactions are not verified"
-            }
-        );
+    // The stage modes were refused with the configuration; `rx` stops
+    // every burst before the frame path, so nothing reaches the ledger.
+    let rx_only = cfg.stop_after == crate::config::StopAfterChoice::Rx;
+    if rx_only {
+        eprintln!("attnet: measurement mode --stop-after rx: datagrams are received and counted, never judged");
     }
     let cores = queues.len();
     let topo = Topology::build(&Shape {
@@ -344,7 +438,14 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     });
     eprintln!("attnet: {}", topo.describe());
     let epoch = Instant::now();
+    let deadline = match deadline_after {
+        Some(d) => {
+            Some(epoch.checked_add(d).ok_or_else(|| format!("config key `duration_s`: {d:?} is too far ahead"))?)
+        }
+        None => None,
+    };
     let stop = external_stop.unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
+    install_panic_hook(stop.clone());
     let sharder = Sharder::new(cfg.shards);
     // The configured sessions are queued before any core starts, so every
     // core applies them before its first burst (a pcap replay starts at
@@ -357,13 +458,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     let mut published = Vec::new();
     let running = Arc::new(AtomicUsize::new(cores));
     for (i, ((tile, q), commands)) in topo.data_cores().zip(queues).zip(command_ends).enumerate() {
-        let mut fp = dataplane::host::frame_path(network_id);
-        fp.set_depth(match cfg.stop_after {
-            crate::config::StopAfterChoice::Decode => dataplane::Depth::Decode,
-            crate::config::StopAfterChoice::Decrypt => dataplane::Depth::Decrypt,
-            crate::config::StopAfterChoice::Decompress => dataplane::Depth::Decompress,
-            _ => dataplane::Depth::Full,
-        });
+        let fp = dataplane::host::frame_path(network_id);
         let mut links = Vec::new();
         for l in topo.shard_links(i) {
             let (link, end, pool) = pipeline::shard_link(l.depth, topo.batch_txs);
@@ -377,10 +472,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             busy_poll: cfg.busy_poll,
             // A capture is offline: wait for the control thread, lose nothing.
             lossless: backend == Backend::Pcap,
-            stop_after: match cfg.stop_after {
-                crate::config::StopAfterChoice::Rx => pipeline::StopAfter::Rx,
-                _ => pipeline::StopAfter::Full,
-            },
+            stop_after: if rx_only { pipeline::StopAfter::Rx } else { pipeline::StopAfter::Full },
             ..CoreConfig::default()
         };
         let core = DataCore::new(CoreSetup {
@@ -449,18 +541,27 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     }
     let stop2 = stop.clone();
     let join = move || -> Result<Outcome, String> {
+        // Dropped when the node ends.
+        let _lock = lock;
         let show_live = cfg.live || std::io::stderr().is_terminal();
-        let deadline = cfg.duration_s.map(|d| epoch + Duration::from_secs_f64(d));
         let mut last_line = Instant::now();
         let mut prev = vec![CoreCounters::default(); published.len()];
         let mut prev_live = Live::default();
+        let mut failed: Option<String> = None;
         loop {
             std::thread::sleep(Duration::from_millis(50));
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 stop2.store(true, Ordering::Relaxed);
             }
-            if running.load(Ordering::Acquire) == 0 {
+            // Every core has stopped (or died: the panic hook set the stop
+            // flag, so the others follow).
+            if running.load(Ordering::Acquire) == 0 || core_threads.iter().all(|h| h.is_finished()) {
                 break;
+            }
+            // The control thread ends only after every core: one that ended
+            // first failed, and nothing drains the rings any more.
+            if control_thread.is_finished() {
+                stop2.store(true, Ordering::Relaxed);
             }
             if show_live && last_line.elapsed() >= Duration::from_secs(1) {
                 let dt = last_line.elapsed().as_secs_f64();
@@ -475,12 +576,31 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         }
         let mut total = CoreCounters::default();
         let mut ingest = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
-        for h in core_threads {
-            let r = h.join().map_err(|_| "a data core panicked".to_string())?;
-            total.add(&r.counters);
-            let _ = ingest.add(&r.ingest_us);
+        for ((h, tile), p) in core_threads.into_iter().zip(topo.data_cores()).zip(&published) {
+            match h.join() {
+                Ok(r) => {
+                    total.add(&r.counters);
+                    let _ = ingest.add(&r.ingest_us);
+                }
+                // Its last published counters stand in for its report.
+                Err(_) => {
+                    total.add(&p.lock().map(|c| *c).unwrap_or_default());
+                    failed.get_or_insert_with(|| format!("thread {} panicked; the node stopped", tile.name));
+                }
+            }
         }
-        let ctl = control_thread.join().map_err(|_| "the control thread panicked".to_string())??;
+        let ctl_name = control_thread.thread().name().unwrap_or("attnet-control").to_string();
+        let ctl = match control_thread.join() {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                failed.get_or_insert_with(|| format!("thread {ctl_name} failed: {e}; the node stopped"));
+                dead_control_report(&live)
+            }
+            Err(_) => {
+                failed.get_or_insert_with(|| format!("thread {ctl_name} panicked; the node stopped"));
+                dead_control_report(&live)
+            }
+        };
         if let Some(port) = &dpdk {
             // Every core has stopped: the port's counters are final now.
             if let Some(n) = port.nic_stats() {
@@ -516,11 +636,10 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
                 "udp_in_errors": kernel.udp_in_errors,
             });
         }
-        if let Some(p) = &cfg.summary_json {
-            std::fs::write(p, serde_json::to_string_pretty(&summary).unwrap_or_default())
-                .map_err(|e| format!("summary {}: {e}", p.display()))?;
+        if let Some(e) = &failed {
+            summary["error"] = json!(e);
         }
-        Ok(Outcome { summary })
+        Ok(Outcome { summary, error: failed, json })
     };
     Ok(Started { addr, join: Box::new(join) })
 }

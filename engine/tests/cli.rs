@@ -106,10 +106,17 @@ fn malformed_input_is_a_clear_error() {
         (&format!(r#"{{"sessions": [{{"id": 70000, "c2r": "{0}", "r2c": "{0}"}}]}}"#, "00".repeat(32)), "out of range"),
         (
             &format!(
-                r#"{{"sessions": [{{"id": 1, "c2r": "{0}", "r2c": "{0}"}}, {{"id": 1, "c2r": "{0}", "r2c": "{0}"}}]}}"#,
-                "00".repeat(32)
+                r#"{{"sessions": [{{"id": 1, "c2r": "{0}", "r2c": "{1}"}}, {{"id": 1, "c2r": "{0}", "r2c": "{1}"}}]}}"#,
+                "11".repeat(32),
+                "22".repeat(32)
             ),
             "listed twice",
+        ),
+        // Keys no session may use.
+        (&format!(r#"{{"sessions": [{{"id": 1, "c2r": "{0}", "r2c": "{0}"}}]}}"#, "11".repeat(32)), "same key"),
+        (
+            &format!(r#"{{"sessions": [{{"id": 1, "c2r": "{0}", "r2c": "{1}"}}]}}"#, "00".repeat(32), "22".repeat(32)),
+            "all zero",
         ),
     ] {
         std::fs::write(&bad, text).unwrap();

@@ -56,6 +56,45 @@ impl core::fmt::Display for BadSessionId {
 
 impl std::error::Error for BadSessionId {}
 
+/// A pair of directional keys no session may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeakKeys {
+    /// The client-to-relay key is all zero.
+    ZeroC2r,
+    /// The relay-to-client key is all zero.
+    ZeroR2c,
+    /// Both directions share one key: a frame sealed in one direction
+    /// would open in the other, so a relay's own frames could be replayed
+    /// back to it as a client's.
+    SameKey,
+}
+
+impl core::fmt::Display for WeakKeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            WeakKeys::ZeroC2r => "the c2r key is all zero",
+            WeakKeys::ZeroR2c => "the r2c key is all zero",
+            WeakKeys::SameKey => "c2r and r2c are the same key (each direction needs its own)",
+        })
+    }
+}
+
+impl std::error::Error for WeakKeys {}
+
+/// Refuses configured keys that are all zero or equal to each other
+/// (checked where keys come from outside: keys files and the like).
+pub fn check_keys(c2r: &[u8; 32], r2c: &[u8; 32]) -> Result<(), WeakKeys> {
+    if c2r.iter().all(|b| *b == 0) {
+        Err(WeakKeys::ZeroC2r)
+    } else if r2c.iter().all(|b| *b == 0) {
+        Err(WeakKeys::ZeroR2c)
+    } else if c2r == r2c {
+        Err(WeakKeys::SameKey)
+    } else {
+        Ok(())
+    }
+}
+
 fn check_id(id: u32) -> Result<u16, BadSessionId> {
     if id <= u32::from(MAX_SESSION_ID) {
         Ok(id as u16)
@@ -289,6 +328,17 @@ impl SessionTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weak_keys_refused() {
+        assert_eq!(check_keys(&[1; 32], &[2; 32]), Ok(()));
+        assert_eq!(check_keys(&[0; 32], &[2; 32]), Err(WeakKeys::ZeroC2r));
+        assert_eq!(check_keys(&[1; 32], &[0; 32]), Err(WeakKeys::ZeroR2c));
+        assert_eq!(check_keys(&[7; 32], &[7; 32]), Err(WeakKeys::SameKey));
+        let mut one_bit = [0u8; 32];
+        one_bit[31] = 1;
+        assert_eq!(check_keys(&one_bit, &[7; 32]), Ok(()), "only an all-zero key is zero");
+    }
 
     #[test]
     fn install_lookup_remove() {

@@ -19,15 +19,17 @@ pub(crate) fn context(what: &str, e: io::Error) -> io::Error {
 }
 
 /// A UDP socket as every socket backend listens: non-blocking,
-/// `SO_REUSEADDR` + `SO_REUSEPORT` (one socket per queue, the kernel spreads
-/// flows over the group), `SO_RCVBUF` when `rcvbuf` is nonzero (capped by
-/// `net.core.rmem_max`), `SO_RXQ_OVFL` on so that each datagram carries the
-/// socket's drop counter, bound to `addr`.
+/// `SO_REUSEPORT` (one socket per queue, the kernel spreads flows over the
+/// group; only sockets of the same user with `SO_REUSEPORT` can join it),
+/// `SO_RCVBUF` when `rcvbuf` is nonzero (capped by `net.core.rmem_max`),
+/// `SO_RXQ_OVFL` on so that each datagram carries the socket's drop
+/// counter, bound to `addr`. No `SO_REUSEADDR`: on UDP it would let any
+/// other socket that sets it bind the same address and take datagrams.
+/// A port already bound fails with `ErrorKind::AddrInUse`.
 fn open_udp_socket(addr: SocketAddr, rcvbuf: usize) -> io::Result<Socket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
         .map_err(|e| context("UDP socket", e))?;
     s.set_nonblocking(true).map_err(|e| context("O_NONBLOCK", e))?;
-    s.set_reuse_address(true).map_err(|e| context("SO_REUSEADDR", e))?;
     s.set_reuse_port(true).map_err(|e| context("SO_REUSEPORT", e))?;
     if rcvbuf > 0 {
         s.set_recv_buffer_size(rcvbuf).map_err(|e| context("SO_RCVBUF", e))?;
@@ -93,6 +95,31 @@ impl DropCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cfg(listen: SocketAddr, queues: usize) -> UdpConfig {
+        UdpConfig { listen, queues, rcvbuf: 0 }
+    }
+
+    /// The group's own sockets share the port; a socket of another program
+    /// that asks for `SO_REUSEADDR` cannot bind it while the group holds
+    /// it, nor can the group bind a port such a socket holds.
+    #[test]
+    fn only_the_group_shares_its_port() {
+        let (socks, local) = open_udp_group(&cfg("127.0.0.1:0".parse().unwrap(), 3)).unwrap();
+        assert_eq!(socks.len(), 3);
+        let other = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        other.set_reuse_address(true).unwrap();
+        let e = other.bind(&SockAddr::from(local)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+        drop(socks);
+        let foreign = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        foreign.set_reuse_address(true).unwrap();
+        foreign.bind(&SockAddr::from("127.0.0.1:0".parse::<SocketAddr>().unwrap())).unwrap();
+        let taken = foreign.local_addr().unwrap().as_socket().unwrap();
+        let e = open_udp_group(&cfg(taken, 2)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+        assert!(e.to_string().contains(&format!("bind {taken}")), "{e}");
+    }
 
     #[test]
     fn drop_counter_survives_wrap() {

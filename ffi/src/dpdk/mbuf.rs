@@ -34,6 +34,8 @@ impl Mbuf {
     /// `ptr` must satisfy the type's invariant and not be used by the
     /// caller afterwards.
     pub(crate) unsafe fn from_raw(ptr: NonNull<sys::rte_mbuf>) -> Mbuf {
+        // SAFETY: the caller hands over a valid mbuf (contract above).
+        unsafe { debug_check_exclusive(ptr.as_ptr()) };
         Mbuf { ptr }
     }
 
@@ -64,6 +66,8 @@ impl Mbuf {
     /// or to fill a packet).
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the pointer is a valid mbuf (invariant).
+        unsafe { debug_check_exclusive(self.ptr.as_ptr()) };
         let m = self.header();
         let (ptr, len) = (seg_ptr(m), usize::from(m.data_len));
         // SAFETY: as in `data`; the mbuf is owned exclusively with
@@ -110,6 +114,8 @@ impl Mbuf {
     /// and returns them, zeroed, to fill in; `None` when the last segment
     /// lacks the room (the packet is left unchanged).
     pub fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+        // SAFETY: the pointer is a valid mbuf (invariant).
+        unsafe { debug_check_exclusive(self.ptr.as_ptr()) };
         let len16 = u16::try_from(len).ok()?;
         // SAFETY: the mbuf is valid and exclusively owned; rte_pktmbuf_append
         // checks the tailroom itself and returns NULL, changing nothing,
@@ -156,6 +162,32 @@ impl std::fmt::Debug for Mbuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mbuf").field("len", &self.len()).field("segments", &self.header().nb_segs).finish()
     }
+}
+
+/// Debug builds check what the `Mbuf` invariant promises and the in-place
+/// writes (`data_mut`, `append`) rely on: reference count 1 (no clone of the
+/// mbuf shares its bytes) and a direct buffer (`RTE_MBUF_DIRECT`: neither
+/// an indirect mbuf attached to another's data nor an external buffer).
+/// A PMD or a caller that broke this would otherwise have the frame path
+/// decrypt bytes another packet still reads.
+///
+/// # Safety
+/// `m` must point at a valid mbuf.
+#[inline]
+unsafe fn debug_check_exclusive(m: *mut sys::rte_mbuf) {
+    #[cfg(debug_assertions)]
+    {
+        // SAFETY: `m` is a valid mbuf (contract); rte_mbuf_refcnt_read only
+        // reads its reference count.
+        let refs = unsafe { sys::rte_mbuf_refcnt_read(m) };
+        debug_assert_eq!(refs, 1, "an owned mbuf with reference count {refs}");
+        // SAFETY: `m` is a valid mbuf (contract); only a plain field is read.
+        let flags = unsafe { (*m).ol_flags };
+        let attached = flags & (sys::RTE_MBUF_F_INDIRECT | sys::RTE_MBUF_F_EXTERNAL);
+        debug_assert_eq!(attached, 0, "an owned mbuf that is not direct (ol_flags {flags:#x})");
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = m;
 }
 
 /// First data byte of a segment.
@@ -334,6 +366,10 @@ impl MbufBurst {
     /// `n <= spare()`, and those entries now hold owned mbufs.
     pub(crate) unsafe fn commit(&mut self, n: usize) {
         debug_assert!(n <= self.spare());
+        for &m in &self.mbufs[self.len..self.len + n] {
+            // SAFETY: DPDK wrote `n` valid mbufs there (contract).
+            unsafe { debug_check_exclusive(m) };
+        }
         self.len += n;
     }
 
@@ -378,4 +414,72 @@ pub(crate) unsafe fn free_bulk(p: *mut *mut sys::rte_mbuf, n: usize) {
     // SAFETY: per the contract; rte_pktmbuf_free_bulk frees every segment
     // of each mbuf to its own pool.
     unsafe { sys::rte_pktmbuf_free_bulk(p, n as u32) }
+}
+
+#[cfg(all(test, debug_assertions))]
+mod tests {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::OnceLock;
+
+    use super::*;
+    use crate::{Eal, Mempool, DEFAULT_DATA_ROOM};
+
+    /// An EAL without hugepages or devices, and a pool, for this test binary.
+    fn pool() -> &'static Mempool {
+        static POOL: OnceLock<(Eal, Mempool)> = OnceLock::new();
+        &POOL
+            .get_or_init(|| {
+                let prefix = format!("--file-prefix=attnet-mbuf-unit-{}", std::process::id());
+                let args = [
+                    "--no-huge",
+                    "-m",
+                    "128",
+                    "--no-pci",
+                    "--no-shconf",
+                    "--iova-mode=va",
+                    "--log-level=*:error",
+                    &prefix,
+                ];
+                let eal = Eal::init(&args).expect("EAL without hugepages");
+                let pool = Mempool::new("mbuf_unit", 63, 0, DEFAULT_DATA_ROOM, None).expect("pool");
+                (eal, pool)
+            })
+            .1
+    }
+
+    /// Runs `f` on `m` and tells whether a debug assertion fired.
+    fn asserts(m: &mut Mbuf, f: impl FnOnce(&mut Mbuf)) -> bool {
+        catch_unwind(AssertUnwindSafe(|| f(m))).is_err()
+    }
+
+    /// A second reference or an attached buffer breaks the invariant the
+    /// in-place writes rely on: debug builds stop there.
+    #[test]
+    fn shared_or_attached_mbufs_are_caught() {
+        let mut m = pool().alloc().expect("an mbuf");
+        assert!(!asserts(&mut m, |m| assert!(m.append(8).is_some())), "a fresh mbuf is exclusive");
+        assert!(!asserts(&mut m, |m| m.data_mut().fill(1)));
+        let p = m.ptr.as_ptr();
+        // SAFETY: `p` is the valid mbuf `m` owns; the count is put back below.
+        unsafe { sys::rte_mbuf_refcnt_set(p, 2) };
+        assert!(asserts(&mut m, |m| m.data_mut().fill(2)), "reference count 2");
+        assert!(
+            asserts(&mut m, |m| {
+                let _ = m.append(1);
+            }),
+            "reference count 2"
+        );
+        // SAFETY: as above.
+        unsafe { sys::rte_mbuf_refcnt_set(p, 1) };
+        for flag in [sys::RTE_MBUF_F_INDIRECT, sys::RTE_MBUF_F_EXTERNAL] {
+            // SAFETY: `p` is valid and owned; the flag is cleared again
+            // before the mbuf is freed (a free would try to detach it).
+            unsafe { (*p).ol_flags |= flag };
+            assert!(asserts(&mut m, |m| m.data_mut().fill(3)), "flag {flag:#x}");
+            // SAFETY: as above.
+            unsafe { (*p).ol_flags &= !flag };
+        }
+        assert!(!asserts(&mut m, |m| m.data_mut().fill(4)));
+        drop(m);
+    }
 }

@@ -271,7 +271,8 @@ impl UringQueue {
     /// (1..=32768; each holds up to `BUF_SIZE` payload bytes). Fails with
     /// `ErrorKind::Unsupported` and a message naming the missing feature when
     /// the kernel cannot run this backend, so the caller can fall back to
-    /// recvmmsg. Datagrams come without their source address
+    /// recvmmsg; a bind error keeps its own kind (`AddrInUse` for a port
+    /// another socket holds) and is no reason to fall back. Datagrams come without their source address
     /// ([`RecvMode::Plain`]); see [`open_mode`](Self::open_mode).
     pub fn open(cfg: &UdpConfig, buffers: u16) -> io::Result<Vec<UringQueue>> {
         UringQueue::open_mode(cfg, buffers, RecvMode::Plain)
@@ -620,6 +621,22 @@ mod tests {
     fn bad_buffer_counts_rejected() {
         assert_eq!(UringQueue::open(&cfg(1, 0), 0).err().unwrap().kind(), io::ErrorKind::InvalidInput);
         assert_eq!(UringQueue::open(&cfg(1, 0), 40000).err().unwrap().kind(), io::ErrorKind::InvalidInput);
+    }
+
+    /// A port another program holds is a bind error (`AddrInUse`, the
+    /// address in the message), not `Unsupported`: the node must not take it
+    /// for a kernel without io_uring and fall back to another backend.
+    #[test]
+    fn uring_port_in_use_is_a_bind_error() {
+        require_uring!();
+        let holder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let taken = holder.local_addr().unwrap();
+        let c = UdpConfig { listen: taken, queues: 2, rcvbuf: 0 };
+        for mode in [RecvMode::Plain, RecvMode::Addresses] {
+            let e = UringQueue::open_mode(&c, 64, mode).err().expect("the port is taken");
+            assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+            assert!(e.to_string().contains(&format!("bind {taken}")), "{e}");
+        }
     }
 
     #[test]
