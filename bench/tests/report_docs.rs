@@ -36,6 +36,12 @@ const FIXED: &str = r#"{
        "baseline": null, "ratio": null, "goal": null, "higher_is_better": false},
       {"name": "25 % of C: inclusion p99", "value": 310.0, "unit": "ms", "baseline_name": null,
        "baseline": null, "ratio": null, "goal": null, "higher_is_better": false}
+    ]},
+    {"name": "attack", "skipped": null, "note": "Attack.", "rows": [
+      {"name": "attack auth_failed", "value": 30.0, "unit": "k tx/s", "baseline_name": "attack datagrams truncated",
+       "baseline": 31.0, "ratio": 0.9677, "goal": 0.9, "higher_is_better": true},
+      {"name": "attack bad signatures", "value": 5.0, "unit": "k tx/s", "baseline_name": "attack datagrams truncated",
+       "baseline": 31.0, "ratio": 0.1613, "goal": 0.9, "higher_is_better": true}
     ]}
   ]
 }"#;
@@ -69,6 +75,10 @@ fn docs_from_fixed_json() {
         "| full frame path ≥ 0.90 of the ed25519-zebra batch-verify ceiling (tx/s) | `frame_path` | **missed** (0.80) |",
         "| DPDK receive (`--stop-after rx`) ≥ 0.50 of dpdk-testpmd rxonly | `dpdk` | not measured (section skipped) |",
         "| io_uring receive ≥ 1.0 of recvmmsg | `receive` | not run (`--only`) |",
+        "## `attack`",
+        "| attack bad signatures | 5.00 | k tx/s | attack datagrams truncated | 31.0 | **0.16** (missed) | ≥ 0.90 |",
+        "| legitimate accepted tx/s under attack ≥ 0.90 of the same capture with the attack datagrams truncated | \
+         `attack` | met on 1 of 2 rows (ratios 0.16-0.97) |",
         "## Build policy",
     ] {
         assert!(md.lines().any(|l| l == line), "missing line {line:?} in:\n{md}");

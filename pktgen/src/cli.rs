@@ -12,6 +12,7 @@ use dataplane::wire::tx::Kind;
 
 use crate::dpdk::DpdkPorts;
 use crate::encap::Encap;
+use crate::traffic::Attack;
 use crate::{Lz4, Out, Plan, PoolSpec, Rate, RunConfig, TrafficConfig};
 
 /// The generator's options (`attnet-pktgen` and `attnet pktgen`).
@@ -64,6 +65,13 @@ pub struct Args {
     /// Fraction of datagrams that are hostile, spread over every drop reason.
     #[arg(long, default_value_t = 0.0)]
     bad: f64,
+    /// Attack shapes, cycled (comma-separated): junk, unknown, auth, dup,
+    /// badsig, hello. See docs/PKTGEN.md.
+    #[arg(long)]
+    attack: Option<String>,
+    /// Share of datagrams that are attack datagrams, above 0 and below 1.
+    #[arg(long, default_value_t = 0.5, requires = "attack")]
+    attack_share: f64,
     /// Write the counts a correct receiver must report (node summary shape).
     #[arg(long)]
     expect: Option<PathBuf>,
@@ -167,6 +175,84 @@ fn write(path: &std::path::Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Writes secret keys: the file is created mode 0600 (and an existing
+/// one is narrowed to 0600 before the keys go in).
+fn write_secret(path: &std::path::Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(err)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    f.write_all(text.as_bytes()).map_err(err)
+}
+
+/// The largest datagram rate accepted (`--pps`).
+const MAX_PPS: f64 = 1e9;
+/// The largest bit rate accepted (`--bps`, `--link-bps`): 1 Tbit/s.
+const MAX_BPS: f64 = 1e12;
+
+/// `x` if it is finite and within `(0, max]`, else a one-line error.
+fn positive(what: &str, x: f64, max: f64) -> Result<f64, String> {
+    if x.is_finite() && x > 0.0 && x <= max {
+        Ok(x)
+    } else {
+        Err(format!("--{what} {x}: expected a number above 0 and at most {max:e}"))
+    }
+}
+
+/// `n` if it is at least 1, else a one-line error.
+fn at_least_one(what: &str, n: usize) -> Result<usize, String> {
+    if n == 0 {
+        return Err(format!("--{what} 0: expected at least 1"));
+    }
+    Ok(n)
+}
+
+/// Seconds as a `Duration`, refusing what does not fit (negative, NaN,
+/// infinite, too large).
+fn seconds(what: &str, x: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(x).map_err(|e| format!("--{what} {x}: not a number of seconds ({e})"))
+}
+
+/// Options that must hold before anything is signed or sent.
+fn check_args(a: &Args) -> Result<(), String> {
+    at_least_one("threads", a.threads)?;
+    at_least_one("sessions", a.sessions)?;
+    at_least_one("accounts", a.accounts)?;
+    at_least_one("burst", a.burst)?;
+    at_least_one("frames-per-datagram", a.frames_per_datagram)?;
+    if a.txs == Some(0) {
+        return Err("--txs 0: expected at least 1".into());
+    }
+    if !(1..=64).contains(&a.batch) {
+        return Err(format!("--batch {}: expected 1 to 64", a.batch));
+    }
+    if let Some(p) = a.pps {
+        positive("pps", p, MAX_PPS)?;
+    }
+    if let Some(b) = a.bps {
+        positive("bps", b, MAX_BPS)?;
+    }
+    if let Some(p) = a.percent {
+        positive("percent", p, 100.0)?;
+    }
+    positive("link-bps", a.link_bps, MAX_BPS)?;
+    if let Some(d) = a.duration {
+        if seconds("duration", d)?.is_zero() {
+            return Err(format!("--duration {d}: expected more than 0 seconds"));
+        }
+    }
+    seconds("receipt-wait", a.receipt_wait)?;
+    if !(a.bad.is_finite() && (0.0..1.0).contains(&a.bad)) {
+        return Err(format!("--bad {}: expected at least 0 and below 1", a.bad));
+    }
+    if !(a.attack_share.is_finite() && a.attack_share > 0.0 && a.attack_share < 1.0) {
+        return Err(format!("--attack-share {}: expected above 0 and below 1", a.attack_share));
+    }
+    Ok(())
+}
+
 /// Transactions signed when nothing says how many are needed.
 const DEFAULT_POOL: usize = 100_000;
 /// The largest pool signed without an explicit `--txs`.
@@ -174,13 +260,14 @@ const MAX_DEFAULT_POOL: usize = 5_000_000;
 
 /// Runs the generator as its command line asks.
 pub fn run(a: Args) -> Result<(), String> {
+    check_args(&a)?;
     let memo = range(&a.memo, "memo")?;
     if memo.1 > 1024 {
         return Err("--memo: at most 1024 bytes".into());
     }
     let tpf = range(&a.txs_per_frame, "txs-per-frame")?;
-    if tpf.0 == 0 || !(0.0..1.0).contains(&a.bad) {
-        return Err("--txs-per-frame must be at least 1 and --bad at least 0 and below 1".into());
+    if tpf.0 == 0 {
+        return Err(format!("--txs-per-frame {}: expected at least 1", a.txs_per_frame));
     }
     let lz4 = match a.lz4.as_str() {
         "on" => Lz4::On,
@@ -189,8 +276,15 @@ pub fn run(a: Args) -> Result<(), String> {
         o => return Err(format!("--lz4 {o}: expected on, off or mix")),
     };
     let kinds = a.kinds.split(',').map(kind).collect::<Result<Vec<_>, _>>()?;
-    let traffic =
-        TrafficConfig { txs_per_frame: tpf, frames_per_datagram: a.frames_per_datagram.max(1), lz4, bad: a.bad };
+    let attack = a.attack.as_deref().map(Attack::parse_list).transpose()?.unwrap_or_default();
+    let traffic = TrafficConfig {
+        txs_per_frame: tpf,
+        frames_per_datagram: a.frames_per_datagram,
+        lz4,
+        bad: a.bad,
+        attack,
+        attack_share: a.attack_share,
+    };
     let max_dg = crate::traffic::max_datagram(&traffic, 156 + memo.1);
     if max_dg > dataplane::backend::BUF_SIZE {
         return Err(format!(
@@ -199,20 +293,20 @@ pub fn run(a: Args) -> Result<(), String> {
             dataplane::backend::BUF_SIZE
         ));
     }
+    // Each is checked above: finite, positive, within its bound.
     let rate = match (a.pps, a.bps, a.percent) {
-        (Some(p), _, _) if p > 0.0 => Rate::Pps(p),
-        (_, Some(b), _) if b > 0.0 => Rate::Bps(b),
-        (_, _, Some(p)) if p > 0.0 && p <= 100.0 => Rate::percent(p, a.link_bps),
+        (Some(p), _, _) => Rate::Pps(p),
+        (_, Some(b), _) => Rate::Bps(b),
+        (_, _, Some(p)) => Rate::percent(p, a.link_bps),
         (None, None, None) => Rate::Unlimited,
-        _ => return Err("--pps/--bps must be positive, --percent within (0, 100]".into()),
     };
     if a.sessions > 64000 {
         return Err("--sessions: at most 64000 (64000 is the unknown session of hostile frames)".into());
     }
     let seed = a.seed.unwrap_or_else(crate::plan::random_seed);
-    let plan = Plan::from_seed(seed, a.network_id, a.sessions.max(1), a.accounts.max(1), a.balance);
+    let plan = Plan::from_seed(seed, a.network_id, a.sessions, a.accounts, a.balance);
     if let Some(p) = &a.keys_out {
-        write(p, &plan.keys_json())?;
+        write_secret(p, &plan.keys_json())?;
     }
     if let Some(p) = &a.genesis_out {
         write(p, &plan.genesis()?.to_json())?;
@@ -220,7 +314,7 @@ pub fn run(a: Args) -> Result<(), String> {
     // Enough transactions for what is asked: datagrams × frames × the
     // transactions a frame carries on average (the sizes cycle), for the
     // part with the fewest accounts (accounts are split over threads).
-    let threads = a.threads.max(1);
+    let threads = a.threads;
     if plan.accounts.len() < threads {
         return Err(format!("--accounts {} is fewer than --threads {threads}", plan.accounts.len()));
     }
@@ -282,14 +376,14 @@ pub fn run(a: Args) -> Result<(), String> {
         out,
         traffic,
         rate,
-        burst: a.burst.max(1),
+        burst: a.burst,
         count: a.count,
-        duration: a.duration.map(Duration::from_secs_f64),
-        threads: a.threads.max(1),
-        batch: a.batch.clamp(1, 64),
+        duration: a.duration.map(|d| seconds("duration", d)).transpose()?,
+        threads: a.threads,
+        batch: a.batch,
         pin: a.pin,
         receipts: a.receipts,
-        receipt_wait: Duration::from_secs_f64(a.receipt_wait.max(0.0)),
+        receipt_wait: seconds("receipt-wait", a.receipt_wait)?,
         encap,
         link_bps: a.link_bps,
         live: !a.quiet,

@@ -138,7 +138,8 @@ pub fn drive(
 ) -> io::Result<PartReport> {
     let batch = lim.batch.clamp(1, 1024);
     let mut bufs: Vec<Vec<u8>> = (0..batch + 1).map(|_| Vec::with_capacity(2048)).collect();
-    let mut info = vec![Datagram { frames: 0, first_tx: 0, txs: 0, hostile: None, session: 0 }; batch + 1];
+    let mut info =
+        vec![Datagram { frames: 0, first_tx: 0, txs: 0, hostile: None, attack: None, session: 0 }; batch + 1];
     let mut due = vec![0u64; batch + 1];
     let mut snap = vec![Expected::default(); batch + 1];
     let mut rep = PartReport::default();

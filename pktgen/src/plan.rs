@@ -273,6 +273,14 @@ impl TxPool {
             .collect();
     }
 
+    /// The first `n` transactions (all of them if there are fewer): every
+    /// account's first transactions, in nonce order.
+    pub fn prefix(&self, n: usize) -> TxPool {
+        let n = n.min(self.len());
+        let end = if n == 0 { 0 } else { self.ends[n - 1] as usize };
+        TxPool { bytes: self.bytes[..end].to_vec(), ends: self.ends[..n].to_vec(), ids: self.ids[..n].to_vec() }
+    }
+
     /// Bytes of the longest transaction.
     pub fn max_tx_len(&self) -> usize {
         (0..self.len()).map(|j| self.tx(j).len()).max().unwrap_or(0)
@@ -389,6 +397,10 @@ mod tests {
         prune_cache(&dir, 1);
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
         assert_eq!(left, vec![plan.pool_path(&spec, &dir)]);
+        let head = p1.prefix(5);
+        assert_eq!(head.len(), 5);
+        assert!((0..5).all(|j| head.tx(j) == p1.tx(j) && head.id(j) == p1.id(j)));
+        assert_eq!(p1.prefix(1000).len(), p1.len());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -301,4 +301,37 @@ mod tests {
         assert_eq!(r["out_of_order"], 1);
         assert!(r["latency_us"]["p50"].as_u64().unwrap() >= 2000);
     }
+
+    /// Pending receipts are keyed by the transaction id (SHA-256 of the
+    /// bytes before the signature, as the node reports it), not by anything
+    /// taken from the signature: a receipt naming a transaction's R is
+    /// unknown, one naming its id matches, and a copy of the transaction
+    /// with another signature has the same id.
+    #[test]
+    fn receipts_are_keyed_by_transaction_id() {
+        use sha2::{Digest, Sha256};
+        let plan = Plan::from_seed(10, 1, 1, 2, 100);
+        let pool = plan.pool(2);
+        let t = Tracker::new(&plan, &pool);
+        t.stamp(0..pool.len());
+        let tx0 = pool.tx(0);
+        let id: [u8; 32] = Sha256::digest(dataplane::wire::tx::unsigned_part(tx0)).into();
+        assert_eq!(id, pool.id(0));
+        let r: [u8; 32] = dataplane::wire::tx::signature_part(tx0)[..32].try_into().unwrap();
+        let mut d = receipt(&plan, 0, 20, 1, &[r]);
+        t.on_datagram(&mut d);
+        assert_eq!((t.counts().matched, t.counts().unknown), (0, 1));
+        let mut d = receipt(&plan, 0, 21, 1, &[id]);
+        t.on_datagram(&mut d);
+        assert_eq!((t.counts().matched, t.counts().unknown), (1, 1));
+        // Re-signed bytes (another signature), same id: the same pending
+        // entry, already receipted.
+        let mut other = tx0.to_vec();
+        let l = other.len();
+        other[l - 1] ^= 1;
+        let id2: [u8; 32] = Sha256::digest(dataplane::wire::tx::unsigned_part(&other)).into();
+        let mut d = receipt(&plan, 0, 22, 1, &[id2]);
+        t.on_datagram(&mut d);
+        assert_eq!((t.counts().matched, t.counts().duplicate), (1, 1));
+    }
 }

@@ -301,6 +301,7 @@ pub fn run(plan: &Plan, pool: &TxPool, cfg: &RunConfig, stop: &AtomicBool) -> Re
         "ended": if sent.refused { "refused" } else if sent.exhausted { "pool_exhausted" } else { "limit" },
         "expected": sent.expected.to_json(),
         "hostile": hostile_json(&sent),
+        "attack": attack_json(cfg, &sent),
     });
     if let Some(t) = &tracker {
         summary["receipts"] = t.report(sent.txs);
@@ -318,6 +319,7 @@ pub fn run(plan: &Plan, pool: &TxPool, cfg: &RunConfig, stop: &AtomicBool) -> Re
         summary["presealed"] = json!(cfg.presealed);
         summary["expected"] = Value::Null;
         summary["hostile"] = Value::Null;
+        summary["attack"] = Value::Null;
     }
     Ok(RunReport { sent, summary })
 }
@@ -328,4 +330,21 @@ fn hostile_json(r: &PartReport) -> Value {
         m.insert(format!("{h:?}").to_lowercase(), json!(n));
     }
     Value::Object(m)
+}
+
+/// Attack datagrams sent by shape, with the share asked and where a
+/// correct receiver counts each shape (null without `--attack`).
+fn attack_json(cfg: &RunConfig, r: &PartReport) -> Value {
+    if cfg.traffic.attack.is_empty() {
+        return Value::Null;
+    }
+    let mut sent = serde_json::Map::new();
+    let mut verdicts = serde_json::Map::new();
+    for (a, n) in crate::traffic::Attack::ALL.iter().zip(r.expected.attack) {
+        if cfg.traffic.attack.contains(a) {
+            sent.insert(a.name().into(), json!(n));
+            verdicts.insert(a.name().into(), json!(a.verdict()));
+        }
+    }
+    json!({"share": cfg.traffic.attack_share, "sent": sent, "counted_as": verdicts})
 }

@@ -4,12 +4,21 @@
 //! built into a caller-owned buffer and added to [`Expected`]: what a
 //! correct receiver must count for it. Output-agnostic: UDP, pcap and DPDK
 //! outputs all draw from here.
+//!
+//! Attack shapes ([`Attack`]) are the other kind of unwanted traffic: not
+//! one datagram per drop reason, but a flood of one shape (or a few,
+//! cycled) at a chosen share of the datagrams, each built to cost the
+//! receiver as much work as its verdict allows, and each with a verdict
+//! known in advance so that the expected counts stay exact.
 
+use dataplane::backend::BUF_SIZE;
 use dataplane::emit::FrameSpec;
 use dataplane::session::Sealer;
 use dataplane::verdict::{Counters, DropReason, TxDrop};
+use dataplane::wire::handshake::{DomainParams, Hello};
 use dataplane::wire::mcs::channel;
 use dataplane::wire::security::FLAG_INFO;
+use dataplane::wire::share;
 use dataplane::wire::tx::{self, emit_batch, Kind};
 use serde_json::{json, Map, Value};
 
@@ -33,11 +42,96 @@ pub struct TrafficConfig {
     pub lz4: Lz4,
     /// Fraction of datagrams that are hostile, 0..=1.
     pub bad: f64,
+    /// Attack shapes, cycled over the attack datagrams (none: no attack).
+    pub attack: Vec<Attack>,
+    /// Fraction of datagrams that are attack datagrams, in (0, 1).
+    pub attack_share: f64,
 }
 
 impl Default for TrafficConfig {
     fn default() -> Self {
-        TrafficConfig { txs_per_frame: (1, 3), frames_per_datagram: 1, lz4: Lz4::Mix, bad: 0.0 }
+        TrafficConfig {
+            txs_per_frame: (1, 3),
+            frames_per_datagram: 1,
+            lz4: Lz4::Mix,
+            bad: 0.0,
+            attack: Vec::new(),
+            attack_share: 0.5,
+        }
+    }
+}
+
+/// An attack shape: one datagram of one frame (junk: of no frame), built
+/// to cost the receiver work, with the verdict a correct receiver gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attack {
+    /// 64 to 1200 random bytes whose first byte is not 3 (TPKT version):
+    /// `bad_header`, the rest of the datagram unparsed.
+    Junk,
+    /// A well-formed sealed frame addressed to a session id (64000 to
+    /// 64534) the receiver does not know: `unknown_session`.
+    Unknown,
+    /// A frame of a real session, with its next counter, carrying as many
+    /// transactions as a valid frame at most does, uncompressed, with a
+    /// corrupted GCM tag: `auth_failed` (after the whole ciphertext is
+    /// authenticated; the replay window does not move).
+    Auth,
+    /// A validly sealed frame whose transactions are byte-identical copies
+    /// of the last transaction sent, as many as fit (in the datagram, or
+    /// with LZ4 in the 16384-byte body): every copy `duplicate`.
+    Dup,
+    /// Validly sealed frames, all from one session (the part's first, which
+    /// then carries no valid traffic when the part has another), whose
+    /// transactions (as many as a valid frame at most carries) are the last
+    /// transaction sent with its amount changed to a value no other
+    /// transaction has and its signature kept: each `bad_signature`, after
+    /// a full signature check.
+    BadSig,
+    /// A HELLO-shaped INFO frame on channel 1003 (initiator 0, the spec's
+    /// v1.1 handshake body with random keys and signature, the current
+    /// time). The node serves no handshake: `unsupported_channel`.
+    Hello,
+}
+
+impl Attack {
+    pub const ALL: [Attack; 6] =
+        [Attack::Junk, Attack::Unknown, Attack::Auth, Attack::Dup, Attack::BadSig, Attack::Hello];
+
+    /// The shape's name on the command line and in the summary.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Attack::Junk => "junk",
+            Attack::Unknown => "unknown",
+            Attack::Auth => "auth",
+            Attack::Dup => "dup",
+            Attack::BadSig => "badsig",
+            Attack::Hello => "hello",
+        }
+    }
+
+    /// Where a correct receiver counts the shape: a frame drop reason or a
+    /// transaction drop reason.
+    pub const fn verdict(self) -> &'static str {
+        match self {
+            Attack::Junk => "frames.dropped.bad_header",
+            Attack::Unknown => "frames.dropped.unknown_session",
+            Attack::Auth => "frames.dropped.auth_failed",
+            Attack::Dup => "txs.dropped.duplicate",
+            Attack::BadSig => "txs.dropped.bad_signature",
+            Attack::Hello => "frames.dropped.unsupported_channel",
+        }
+    }
+
+    /// Shapes separated by commas or `+` (`junk,unknown`).
+    pub fn parse_list(s: &str) -> Result<Vec<Attack>, String> {
+        s.split([',', '+'])
+            .map(|x| {
+                let x = x.trim();
+                Attack::ALL.into_iter().find(|a| a.name() == x).ok_or_else(|| {
+                    format!("--attack {s}: unknown shape {x:?} (expected {})", Attack::ALL.map(Attack::name).join(", "))
+                })
+            })
+            .collect()
     }
 }
 
@@ -115,6 +209,8 @@ pub struct Expected {
     pub counts: Counters,
     /// Hostile datagrams by kind (index as [`Hostile::ALL`]).
     pub hostile: [u64; Hostile::ALL.len()],
+    /// Attack datagrams by shape (index as [`Attack::ALL`]).
+    pub attack: [u64; Attack::ALL.len()],
 }
 
 impl Expected {
@@ -122,6 +218,9 @@ impl Expected {
         self.datagrams += o.datagrams;
         self.counts.add(&o.counts);
         for (a, b) in self.hostile.iter_mut().zip(o.hostile) {
+            *a += b;
+        }
+        for (a, b) in self.attack.iter_mut().zip(o.attack) {
             *a += b;
         }
     }
@@ -141,8 +240,13 @@ impl Expected {
 
     /// An accepted frame whose one transaction is dropped for `r`.
     fn accept_dropping(&mut self, r: TxDrop) {
-        self.accept(1, 1);
-        self.counts.reclassify(r, 1);
+        self.accept_dropping_n(r, 1);
+    }
+
+    /// An accepted frame whose `n` transactions are all dropped for `r`.
+    fn accept_dropping_n(&mut self, r: TxDrop, n: u64) {
+        self.accept(1, n);
+        self.counts.reclassify(r, n);
     }
 
     /// The counts as JSON in the shape of `attnet node`'s summary.
@@ -169,6 +273,8 @@ pub struct Datagram {
     pub txs: u32,
     /// Hostile kind, if it is one.
     pub hostile: Option<Hostile>,
+    /// Attack shape, if it is one.
+    pub attack: Option<Attack>,
     /// Session of its (first) frame.
     pub session: u16,
 }
@@ -198,6 +304,17 @@ pub struct Generator<'p> {
     bad_i: usize,
     prev_valid: Vec<u8>,
     prev_frames: u32,
+    /// Bresenham accumulator spreading attack datagrams evenly.
+    attack_acc: f64,
+    attack_i: usize,
+    /// Attack transactions with a bad signature so far (each gets its own
+    /// amount, so its own id).
+    forged: u64,
+    /// Valid traffic leaves from sessions `first_valid..` (1 when the
+    /// first session is the bad-signature attacker).
+    first_valid: usize,
+    /// xorshift64 state for junk and HELLO bytes.
+    rng: u64,
     body: Vec<u8>,
     scratch: Vec<u8>,
     pub expected: Expected,
@@ -217,7 +334,7 @@ impl<'p> Generator<'p> {
     pub fn new(plan: &Plan, pool: &'p TxPool, cfg: &TrafficConfig, part: usize, parts: usize, counter0: u64) -> Self {
         let parts = parts.max(1);
         let n = plan.accounts.len().max(1);
-        let sessions = plan
+        let sessions: Vec<Sealer> = plan
             .sessions
             .iter()
             .enumerate()
@@ -229,7 +346,13 @@ impl<'p> Generator<'p> {
             .collect();
         let txs = (0..pool.len()).filter(|j| (j % n) % parts == part).map(|j| j as u32).collect();
         // All hostile would never end: at least one datagram in a thousand is valid.
-        let cfg = TrafficConfig { bad: cfg.bad.clamp(0.0, 0.999), ..cfg.clone() };
+        let cfg = TrafficConfig {
+            bad: cfg.bad.clamp(0.0, 0.999),
+            attack_share: if cfg.attack_share.is_finite() { cfg.attack_share.clamp(0.0, 0.999) } else { 0.0 },
+            ..cfg.clone()
+        };
+        let first_valid = usize::from(cfg.attack.contains(&Attack::BadSig) && sessions.len() > 1);
+        let rng = (plan.seed ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(part as u64 * 2 + 1) | 1;
         Generator {
             pool,
             cfg,
@@ -243,6 +366,11 @@ impl<'p> Generator<'p> {
             bad_i: 0,
             prev_valid: Vec::new(),
             prev_frames: 0,
+            attack_acc: 0.0,
+            attack_i: 0,
+            forged: 0,
+            first_valid,
+            rng,
             body: Vec::with_capacity(16384),
             scratch: Vec::with_capacity(16384),
             expected: Expected::default(),
@@ -266,6 +394,17 @@ impl<'p> Generator<'p> {
         if self.sessions.is_empty() || self.next_tx >= self.txs.len() {
             return None;
         }
+        // Attack datagrams start once a valid transaction has been sent
+        // (duplicates and forgeries are made from it).
+        if !self.cfg.attack.is_empty() && self.next_tx > 0 {
+            self.attack_acc += self.cfg.attack_share;
+            if self.attack_acc >= 1.0 {
+                self.attack_acc -= 1.0;
+                let a = self.cfg.attack[self.attack_i % self.cfg.attack.len()];
+                self.attack_i += 1;
+                return Some(self.attack(a, out));
+            }
+        }
         if self.cfg.bad > 0.0 && !self.prev_valid.is_empty() {
             self.bad_acc += self.cfg.bad.min(1.0);
             if self.bad_acc >= 1.0 {
@@ -278,8 +417,7 @@ impl<'p> Generator<'p> {
                 }
             }
         }
-        let s = self.next_session;
-        self.next_session = (self.next_session + 1) % self.sessions.len();
+        let s = self.take_session();
         let first_tx = self.next_tx;
         let mut frames = 0u32;
         for _ in 0..self.cfg.frames_per_datagram.max(1) {
@@ -308,7 +446,141 @@ impl<'p> Generator<'p> {
             self.prev_frames = frames;
         }
         let txs = (self.next_tx - first_tx) as u32;
-        Some(Datagram { frames, first_tx, txs, hostile: None, session: self.sessions[s].id() })
+        Some(Datagram { frames, first_tx, txs, hostile: None, attack: None, session: self.sessions[s].id() })
+    }
+
+    /// The next session of the valid rotation.
+    fn take_session(&mut self) -> usize {
+        let n = self.sessions.len();
+        let s = self.next_session.max(self.first_valid.min(n - 1));
+        self.next_session = if s + 1 >= n { self.first_valid.min(n - 1) } else { s + 1 };
+        s
+    }
+
+    fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    fn fill_random(&mut self, b: &mut [u8]) {
+        for c in b.chunks_mut(8) {
+            let r = self.random().to_le_bytes();
+            c.copy_from_slice(&r[..c.len()]);
+        }
+    }
+
+    /// Builds attack datagram `a` into `out` (empty) and counts it.
+    fn attack(&mut self, a: Attack, out: &mut Vec<u8>) -> Datagram {
+        self.expected.datagrams += 1;
+        self.expected.attack[a as usize] += 1;
+        let s = if a == Attack::BadSig { 0 } else { self.take_session() };
+        // The last valid transaction sent (there is one: see `next`).
+        let last = self.pool.tx(self.txs[self.next_tx - 1] as usize);
+        let most = self.cfg.txs_per_frame.0.max(self.cfg.txs_per_frame.1).max(1);
+        self.body.clear();
+        match a {
+            Attack::Junk => {
+                let len = 64 + (self.random() % 1137) as usize;
+                out.resize(len, 0);
+                self.fill_random(out);
+                if out[0] == 3 {
+                    out[0] = 0x17;
+                }
+                self.expected.drop_frames(DropReason::BadHeader, 1);
+            }
+            Attack::Unknown => {
+                emit_batch([last], &mut self.body);
+                let spec = self.spec(s, channel::TRANSACTIONS);
+                self.seal_spec(s, &spec, out);
+                // Sealed with a real session's next counter, then addressed
+                // to a session the receiver does not know.
+                let id = UNKNOWN_SESSION + (self.random() % 535) as u16;
+                out[8..10].copy_from_slice(&id.to_be_bytes());
+                self.expected.drop_frames(DropReason::UnknownSession, 1);
+            }
+            Attack::Auth => {
+                emit_batch(std::iter::repeat_n(last, most), &mut self.body);
+                let spec = FrameSpec { compress: false, ..self.spec(s, channel::TRANSACTIONS) };
+                self.seal_spec(s, &spec, out);
+                let l = out.len();
+                out[l - 1 - (self.random() % 16) as usize] ^= 0x01 << (self.random() % 8);
+                self.expected.drop_frames(DropReason::AuthFailed, 1);
+            }
+            Attack::Dup => {
+                let spec = self.spec(s, channel::TRANSACTIONS);
+                // 63 bytes of a frame are not body: headers 45, count 2, tag 16.
+                let fit = |limit: usize| ((limit.saturating_sub(2)) / last.len()).max(1);
+                let mut n = if spec.compress { fit(share::MAX_BODY) } else { fit(BUF_SIZE - 61) };
+                emit_batch(std::iter::repeat_n(last, n), &mut self.body);
+                self.seal_spec(s, &spec, out);
+                if out.len() > BUF_SIZE {
+                    // Did not compress enough (never with equal copies):
+                    // what fits uncompressed, under a fresh counter.
+                    out.clear();
+                    n = fit(BUF_SIZE - 61);
+                    self.body.clear();
+                    emit_batch(std::iter::repeat_n(last, n), &mut self.body);
+                    let spec = FrameSpec { compress: false, ..spec };
+                    self.seal_spec(s, &spec, out);
+                }
+                self.expected.accept_dropping_n(TxDrop::Duplicate, n as u64);
+            }
+            Attack::BadSig => {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(last);
+                let mut forged = std::mem::take(&mut self.scratch);
+                self.body.extend_from_slice(&(most as u16).to_le_bytes());
+                for _ in 0..most {
+                    self.forged += 1;
+                    // An amount no pool transaction has: a new id, and the
+                    // kept signature no longer matches its message.
+                    forged[tx::field::AMOUNT].copy_from_slice(&((1u64 << 63) | self.forged).to_le_bytes());
+                    self.body.extend_from_slice(&forged);
+                }
+                forged.clear();
+                self.scratch = forged;
+                let spec = self.spec(s, channel::TRANSACTIONS);
+                self.seal_spec(s, &spec, out);
+                self.expected.accept_dropping_n(TxDrop::BadSignature, most as u64);
+            }
+            Attack::Hello => {
+                let mut keys = [0u8; 128];
+                self.fill_random(&mut keys);
+                let k = |i: usize| -> [u8; 32] { keys[i * 32..i * 32 + 32].try_into().unwrap_or([0; 32]) };
+                let (account, ephemeral) = (k(0), k(1));
+                let mut signature = [0u8; 64];
+                signature[..32].copy_from_slice(&k(2));
+                signature[32..].copy_from_slice(&k(3));
+                let timestamp_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let h = Hello { params: DomainParams::default(), account, ephemeral, timestamp_ms, signature };
+                self.body.resize(Hello::LEN, 0);
+                let _ = h.emit(&mut self.body);
+                let spec = FrameSpec {
+                    initiator: 0,
+                    channel: channel::CONTROL,
+                    content_kind: share::kind::HELLO,
+                    compress: false,
+                    ..FrameSpec::tx_batch(0)
+                };
+                let _ = dataplane::emit::emit_frame_with(&spec, &self.body, None, out, &mut self.scratch);
+                self.expected.drop_frames(DropReason::UnsupportedChannel, 1);
+            }
+        }
+        // Junk is one dropped frame too (the rest of the datagram unparsed).
+        Datagram {
+            frames: 1,
+            first_tx: self.next_tx,
+            txs: 0,
+            hostile: None,
+            attack: Some(a),
+            session: self.sessions[s].id(),
+        }
     }
 
     fn frame_txs(&self) -> usize {
@@ -340,17 +612,22 @@ impl<'p> Generator<'p> {
     /// returns the frame's offset.
     fn seal_body(&mut self, s: usize, ch: u16, out: &mut Vec<u8>) -> usize {
         let spec = self.spec(s, ch);
+        self.seal_spec(s, &spec, out)
+    }
+
+    /// Seals `self.body` under `spec` as one frame of session `s` appended
+    /// to `out`; returns the frame's offset.
+    fn seal_spec(&mut self, s: usize, spec: &FrameSpec, out: &mut Vec<u8>) -> usize {
         self.frame_i += 1;
         let at = out.len();
         // The body is at most 16384 bytes by construction (the
         // configuration is checked against the datagram size).
-        let _ = self.sessions[s].seal_frame(&spec, &self.body, out, &mut self.scratch);
+        let _ = self.sessions[s].seal_frame(spec, &self.body, out, &mut self.scratch);
         at
     }
 
     fn hostile(&mut self, kind: Hostile, out: &mut Vec<u8>) -> Datagram {
-        let s = self.next_session;
-        self.next_session = (self.next_session + 1) % self.sessions.len();
+        let s = self.take_session();
         let e = &mut self.expected;
         e.datagrams += 1;
         e.hostile[Hostile::ALL.iter().position(|h| *h == kind).unwrap_or(0)] += 1;
@@ -412,7 +689,14 @@ impl<'p> Generator<'p> {
                 }
             }
         }
-        Datagram { frames, first_tx: self.next_tx, txs: 0, hostile: Some(kind), session: self.sessions[s].id() }
+        Datagram {
+            frames,
+            first_tx: self.next_tx,
+            txs: 0,
+            hostile: Some(kind),
+            attack: None,
+            session: self.sessions[s].id(),
+        }
     }
 
     /// Opens the sealed frame in `out`, sets an unknown compressed_type,
@@ -477,7 +761,13 @@ mod tests {
     fn no_counter_is_sealed_twice_under_one_key() {
         let plan = Plan::from_seed(8, 1, 1, 4, 1000);
         let pool = plan.pool(40);
-        let cfg = TrafficConfig { bad: 0.5, txs_per_frame: (1, 2), frames_per_datagram: 3, lz4: Lz4::Mix };
+        let cfg = TrafficConfig {
+            bad: 0.5,
+            txs_per_frame: (1, 2),
+            frames_per_datagram: 3,
+            lz4: Lz4::Mix,
+            ..TrafficConfig::default()
+        };
         let mut g = Generator::new(&plan, &pool, &cfg, 0, 1, 1 << 40);
         let mut d = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -503,7 +793,13 @@ mod tests {
     fn every_hostile_kind_gets_its_verdict() {
         let plan = Plan::from_seed(3, 1, 2, 4, 1000);
         let pool = plan.pool(30);
-        let cfg = TrafficConfig { bad: 0.5, txs_per_frame: (1, 3), frames_per_datagram: 2, lz4: Lz4::Mix };
+        let cfg = TrafficConfig {
+            bad: 0.5,
+            txs_per_frame: (1, 3),
+            frames_per_datagram: 2,
+            lz4: Lz4::Mix,
+            ..TrafficConfig::default()
+        };
         let mut g = Generator::new(&plan, &pool, &cfg, 0, 1, start_counter());
         let mut all = Vec::new();
         let mut d = Vec::new();
@@ -519,5 +815,80 @@ mod tests {
         assert_eq!(c, e.counts);
         assert!(c.balanced());
         assert_eq!(e.counts.txs_accepted, pool.len() as u64);
+    }
+
+    /// Every attack shape, alone and cycled with others, at several
+    /// shares: the frame path's counts equal the expected ones exactly,
+    /// each shape lands on its named reason, and the share holds.
+    #[test]
+    fn every_attack_shape_gets_its_verdict() {
+        let plan = Plan::from_seed(5, 1, 3, 6, 1000);
+        let pool = plan.pool(40);
+        let mut mixes: Vec<Vec<Attack>> = Attack::ALL.iter().map(|a| vec![*a]).collect();
+        mixes.push(Attack::ALL.to_vec());
+        for (m, attack) in mixes.into_iter().enumerate() {
+            for (share, lz4) in [(0.5, Lz4::Mix), (0.2, Lz4::Off), (0.9, Lz4::On)] {
+                let cfg = TrafficConfig {
+                    txs_per_frame: (1, 3),
+                    frames_per_datagram: 1 + m % 2,
+                    lz4,
+                    attack: attack.clone(),
+                    attack_share: share,
+                    ..TrafficConfig::default()
+                };
+                let mut g = Generator::new(&plan, &pool, &cfg, 0, 1, start_counter());
+                let (mut all, mut attacks) = (Vec::new(), 0u64);
+                let mut d = Vec::new();
+                while let Some(info) = g.next(&mut d) {
+                    assert!(d.len() <= BUF_SIZE, "{attack:?}: {} bytes", d.len());
+                    if let Some(a) = info.attack {
+                        attacks += 1;
+                        assert!(attack.contains(&a));
+                        if a == Attack::BadSig {
+                            assert_eq!(info.session, plan.sessions[0].id);
+                        }
+                    } else if attack.contains(&Attack::BadSig) {
+                        // Valid traffic leaves the attacker's session alone.
+                        assert_ne!(info.session, plan.sessions[0].id);
+                    }
+                    all.push(d.clone());
+                }
+                let e = g.expected;
+                let what = format!("{attack:?} share {share}");
+                assert_eq!(e.attack.iter().sum::<u64>(), attacks, "{what}");
+                let got = attacks as f64 / all.len() as f64;
+                assert!((got - share).abs() < 0.02, "{what}: {got}");
+                for a in &attack {
+                    assert!(e.attack[*a as usize] > 0, "{what}");
+                }
+                let (mut c, dup) = judge(&plan, &all);
+                c.reclassify(TxDrop::Duplicate, dup);
+                assert_eq!(c, e.counts, "{what}");
+                assert!(c.balanced());
+                assert_eq!(e.counts.txs_accepted, pool.len() as u64, "{what}");
+                // Each shape's reason carries exactly its datagrams (or, for
+                // the transaction shapes, at least one per datagram).
+                let n = |a: Attack| e.attack[a as usize];
+                let fd = |r: DropReason| c.frame_drops[r as usize];
+                assert_eq!(fd(DropReason::BadHeader), n(Attack::Junk), "{what}");
+                assert_eq!(fd(DropReason::UnknownSession), n(Attack::Unknown), "{what}");
+                assert_eq!(fd(DropReason::AuthFailed), n(Attack::Auth), "{what}");
+                assert_eq!(fd(DropReason::UnsupportedChannel), n(Attack::Hello), "{what}");
+                assert!(c.tx_drop(TxDrop::Duplicate) >= n(Attack::Dup) * 11, "{what}");
+                assert!(c.tx_drop(TxDrop::BadSignature) >= n(Attack::BadSig) * 3, "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn attack_lists_parse_and_refuse_unknown_shapes() {
+        assert_eq!(Attack::parse_list("junk,unknown").unwrap(), vec![Attack::Junk, Attack::Unknown]);
+        assert_eq!(Attack::parse_list("dup+badsig").unwrap(), vec![Attack::Dup, Attack::BadSig]);
+        for a in Attack::ALL {
+            assert_eq!(Attack::parse_list(a.name()).unwrap(), vec![a]);
+        }
+        let e = Attack::parse_list("junk,flood").unwrap_err();
+        assert!(e.contains("\"flood\"") && e.contains("badsig"), "{e}");
+        assert!(Attack::parse_list("").is_err());
     }
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use crate::measure::Budget;
 use crate::report::Section;
 
+pub mod attack;
 pub mod dpdk;
 pub mod loopback;
 pub mod path;
@@ -14,7 +15,7 @@ pub mod pktgen;
 pub mod receive;
 
 /// Every section, in run order.
-pub const ALL: [&str; 6] = ["crypto", "frame_path", "receive", "dpdk", "loopback", "pktgen"];
+pub const ALL: [&str; 7] = ["crypto", "frame_path", "receive", "dpdk", "loopback", "pktgen", "attack"];
 
 /// What the sections need.
 pub struct Ctx {
@@ -51,7 +52,7 @@ pub fn run(ctx: &Ctx, only: &[String]) -> Vec<Section> {
             out.push(s);
         }
     }
-    let rest: [(&str, SectionFn); 4] = [
+    let rest: [(&str, SectionFn); 5] = [
         ("receive", receive::section),
         ("dpdk", dpdk::section),
         ("loopback", loopback::section),
@@ -59,6 +60,7 @@ pub fn run(ctx: &Ctx, only: &[String]) -> Vec<Section> {
             Ok(rows) => Section::measured("pktgen", pktgen::NOTE, rows),
             Err(e) => Section::skipped("pktgen", e),
         }),
+        ("attack", attack::section),
     ];
     for (name, f) in rest {
         if want(name) {
