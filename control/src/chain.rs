@@ -42,8 +42,9 @@ pub struct ChainCounters {
 impl ChainCounters {
     /// The summary as JSON:
     /// `{"submitted", "applied", "queued", "dropped": {"bad_nonce",
-    /// "insufficient_funds", "nonce_gap", "malformed"}, "blocks",
-    /// "block_txs"}`, where `submitted == applied + queued + Σ dropped`.
+    /// "insufficient_funds", "nonce_gap", "malformed", "fee_too_low",
+    /// "no_account"}, "blocks", "block_txs"}`, where `submitted == applied +
+    /// queued + Σ dropped`.
     pub fn to_json(&self) -> serde_json::Value {
         let l = &self.ledger;
         serde_json::json!({
@@ -55,6 +56,8 @@ impl ChainCounters {
                 "insufficient_funds": l.insufficient_funds,
                 "nonce_gap": l.nonce_gap,
                 "malformed": l.malformed,
+                "fee_too_low": l.fee_too_low,
+                "no_account": l.no_account,
             },
             "blocks": self.blocks,
             "block_txs": self.block_txs,
@@ -148,6 +151,17 @@ impl<F: Finalizer> Chain<F> {
         out
     }
 
+    /// Appends the ids of transactions that [`submit`](Chain::submit)
+    /// accepted to wait for a nonce gap and that the ledger has dropped
+    /// since the last call (stale, refused when their turn came, or at
+    /// [`finish`](Chain::finish)), so the caller can forget them and their
+    /// clients can send them again; see [`Ledger::take_dropped`]. Call it
+    /// after every [`poll`](Chain::poll) and after `finish`: at most
+    /// `max_queued_total` ids are kept in between.
+    pub fn take_dropped(&mut self, out: &mut Vec<[u8; 32]>) {
+        self.ledger.take_dropped(out);
+    }
+
     /// Height of the last final block (0: only genesis).
     pub fn height(&self) -> u64 {
         self.height
@@ -206,6 +220,26 @@ mod tests {
         b
     }
 
+    fn id(t: &[u8]) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(attnet_core::wire::tx::unsigned_part(t)).into()
+    }
+
+    #[test]
+    fn new_refusals_in_the_summary() {
+        let (_, mut c) = chain(BlockConfig::default());
+        let free =
+            Repr { kind: Kind::Transfer, from: A, to: B, nonce: 1, amount: 5, fee: 0, memo: b"", signature: [0; 64] };
+        let mut b = vec![0u8; free.buffer_len()];
+        free.emit(&mut b).unwrap();
+        assert_eq!(c.submit(&b, 0), Err(Refusal::FeeTooLow));
+        // B has no account yet: it cannot send.
+        assert_eq!(c.submit(&tx_from(B, 1, 0), 0), Err(Refusal::NoAccount));
+        let j = c.counters().to_json();
+        assert_eq!((j["dropped"]["fee_too_low"].as_u64(), j["dropped"]["no_account"].as_u64()), (Some(1), Some(1)));
+        assert_eq!(j["submitted"], 2);
+    }
+
     fn chain(block: BlockConfig) -> (Genesis, Chain) {
         let g = Genesis::new(1, [GenesisAccount { key: A, balance: 1000 }]).unwrap();
         let c = Chain::new(&g, ChainConfig { ledger: LedgerConfig::default(), block });
@@ -233,7 +267,12 @@ mod tests {
         assert_eq!(blocks[0].len(), 3);
         assert_eq!(c.height(), 2);
         c.submit(&tx(7, 10), 1300).unwrap(); // waits forever
+        let mut dropped = Vec::new();
+        c.take_dropped(&mut dropped);
+        assert!(dropped.is_empty());
         let last = c.finish(1300);
+        c.take_dropped(&mut dropped);
+        assert_eq!(dropped, vec![id(&tx(7, 10))], "the one left waiting at shutdown");
         assert_eq!(last.len(), 1);
         assert_eq!(last[0].header().height, 3);
         assert_eq!(last[0].header().parent, blocks[0].hash());
@@ -250,6 +289,8 @@ mod tests {
         assert_eq!(j["dropped"]["bad_nonce"], 1);
         assert_eq!(j["dropped"]["nonce_gap"], 1);
         assert_eq!(j["dropped"]["insufficient_funds"], 0);
+        assert_eq!(j["dropped"]["fee_too_low"], 0);
+        assert_eq!(j["dropped"]["no_account"], 0);
         assert_eq!(j["blocks"], 3);
         assert!(c.finish(2000).is_empty());
     }
@@ -260,8 +301,13 @@ mod tests {
         c.submit(&tx(2, 10), 0).unwrap();
         assert!(c.poll(2000).is_empty());
         assert_eq!(c.counters().ledger.queued, 1);
+        let mut dropped = Vec::new();
+        c.take_dropped(&mut dropped);
+        assert!(dropped.is_empty());
         assert!(c.poll(2001).is_empty());
         assert_eq!(c.counters().ledger.nonce_gap, 1);
+        c.take_dropped(&mut dropped);
+        assert_eq!(dropped, vec![id(&tx(2, 10))]);
         let mut sum = c.counters();
         sum += c.counters();
         assert_eq!(sum.ledger.nonce_gap, 2);

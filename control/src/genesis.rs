@@ -2,13 +2,20 @@
 //! every node builds the same ledger and the same first parent hash.
 //!
 //! ```json
-//! {"network_id": 1, "accounts": [{"key": "<64 hex>", "balance": 1000000}]}
+//! {"version": 1, "network_id": 1, "min_fee": 1,
+//!  "accounts": [{"key": "<64 hex>", "balance": 1000000}]}
 //! ```
 //!
-//! `key` is a 32-byte Ed25519 public key in hex (either case), `balance` a
-//! JSON integer in `0..=u64::MAX`. Unknown fields, a missing field, bad hex,
-//! a key given twice and balances whose sum overflows `u64` are errors that
-//! name the problem and, for an account, its index (`accounts[3]: ...`).
+//! `version` is the file format ([`VERSION`]; a file without it is
+//! version 1, and a version this build does not know is an error naming
+//! it). `min_fee` is the least fee a transaction must pay and the least
+//! credit that brings an account into being (default
+//! [`DEFAULT_MIN_FEE`] when absent; at least 1, so that accounts are never
+//! free). `key` is a 32-byte Ed25519 public key in hex (either case),
+//! `balance` a JSON integer in `0..=u64::MAX`. Unknown fields, a missing
+//! field, bad hex, a key given twice and balances whose sum overflows `u64`
+//! are errors that name the problem and, for an account, its index
+//! (`accounts[3]: ...`).
 //! The sum bound is what lets the ledger promise that no balance and no fee
 //! total can ever overflow. The format is described for operators in
 //! `docs/GENESIS.md`.
@@ -20,6 +27,13 @@ use std::path::Path;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+
+/// The genesis file format this build reads and writes. A file without a
+/// `version` field is version 1.
+pub const VERSION: u64 = 1;
+
+/// `min_fee` of a genesis file that does not give one.
+pub const DEFAULT_MIN_FEE: u64 = 1;
 
 /// One opening balance. The key is the account's Ed25519 public key, the
 /// same 32 bytes that transactions carry in `from` and `to`.
@@ -38,6 +52,7 @@ pub struct GenesisAccount {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Genesis {
     network_id: u32,
+    min_fee: u64,
     accounts: Vec<GenesisAccount>,
     total: u64,
 }
@@ -47,8 +62,10 @@ impl Genesis {
     /// the order given: `accounts[4]: duplicate key <hex> (also accounts[1])`
     /// or `accounts[7]: balance sum overflows u64`. This is also the
     /// constructor for tools that generate a genesis (then [`to_json`]).
+    /// `min_fee` is [`DEFAULT_MIN_FEE`]; [`with_min_fee`] changes it.
     ///
     /// [`to_json`]: Genesis::to_json
+    /// [`with_min_fee`]: Genesis::with_min_fee
     pub fn new(network_id: u32, accounts: impl IntoIterator<Item = GenesisAccount>) -> Result<Genesis, String> {
         let mut indexed: Vec<(usize, GenesisAccount)> = accounts.into_iter().enumerate().collect();
         let mut total = 0u64;
@@ -61,11 +78,34 @@ impl Genesis {
                 return Err(format!("accounts[{dup}]: duplicate key {} (also accounts[{first}])", hex::encode(a.key)));
             }
         }
-        Ok(Genesis { network_id, accounts: indexed.into_iter().map(|(_, a)| a).collect(), total })
+        Ok(Genesis {
+            network_id,
+            min_fee: DEFAULT_MIN_FEE,
+            accounts: indexed.into_iter().map(|(_, a)| a).collect(),
+            total,
+        })
+    }
+
+    /// The same genesis with another minimum fee. 0 is an error: with it a
+    /// transaction from a fresh key, or a credit of nothing, would create
+    /// accounts for free.
+    pub fn with_min_fee(mut self, min_fee: u64) -> Result<Genesis, String> {
+        if min_fee == 0 {
+            return Err("min_fee must be at least 1".into());
+        }
+        self.min_fee = min_fee;
+        Ok(self)
     }
 
     /// Parses the JSON text of a genesis file (see the module docs).
     pub fn parse(json: &str) -> Result<Genesis, String> {
+        // The version first, so that a file of a newer format is refused
+        // for its version rather than for a field this build does not know.
+        let probe: VersionProbe = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        match probe.version {
+            None | Some(VERSION) => {}
+            Some(v) => return Err(format!("version {v} is not known to this build (it reads version {VERSION})")),
+        }
         let raw: RawGenesis = serde_json::from_str(json).map_err(|e| e.to_string())?;
         let mut accounts = Vec::with_capacity(raw.accounts.0.len());
         for (i, a) in raw.accounts.0.iter().enumerate() {
@@ -74,7 +114,7 @@ impl Genesis {
                 .map_err(|e| format!("accounts[{i}]: key must be 64 hex digits ({e}): {:?}", a.key))?;
             accounts.push(GenesisAccount { key, balance: a.balance });
         }
-        Genesis::new(raw.network_id, accounts)
+        Genesis::new(raw.network_id, accounts)?.with_min_fee(raw.min_fee.unwrap_or(DEFAULT_MIN_FEE))
     }
 
     /// Reads and parses a genesis file; every error starts with the path,
@@ -91,6 +131,12 @@ impl Genesis {
         self.network_id
     }
 
+    /// The least fee a transaction must pay, and the least credit that
+    /// creates an account; always at least 1.
+    pub fn min_fee(&self) -> u64 {
+        self.min_fee
+    }
+
     /// The opening accounts, sorted by key.
     pub fn accounts(&self) -> &[GenesisAccount] {
         &self.accounts
@@ -102,14 +148,17 @@ impl Genesis {
         self.total
     }
 
-    /// SHA-256 of the canonical encoding: `network_id` as `u32 LE`, then for
-    /// each account in ascending key order `key (32) || balance (u64 LE)`.
+    /// SHA-256 of the canonical encoding: `network_id` as `u32 LE`,
+    /// `min_fee` as `u64 LE`, then for each account in ascending key order
+    /// `key (32) || balance (u64 LE)`. `min_fee` is a rule of the ledger,
+    /// so two files that differ only in it describe different chains.
     /// It is the parent of block 1, so nodes with different genesis files
     /// build chains that cannot be mistaken for one another. The encoding
     /// does not depend on the file's formatting or account order.
     pub fn hash(&self) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(self.network_id.to_le_bytes());
+        h.update(self.min_fee.to_le_bytes());
         for a in &self.accounts {
             h.update(a.key);
             h.update(a.balance.to_le_bytes());
@@ -125,16 +174,33 @@ impl Genesis {
             .iter()
             .map(|a| serde_json::json!({"key": hex::encode(a.key), "balance": a.balance}))
             .collect();
-        let v = serde_json::json!({"network_id": self.network_id, "accounts": accounts});
+        let v = serde_json::json!({
+            "version": VERSION,
+            "network_id": self.network_id,
+            "min_fee": self.min_fee,
+            "accounts": accounts,
+        });
         // Serializing a `Value` cannot fail.
         serde_json::to_string_pretty(&v).unwrap_or_default()
     }
 }
 
+/// Reads only `version`, whatever else the file holds.
+#[derive(Deserialize)]
+struct VersionProbe {
+    #[serde(default)]
+    version: Option<u64>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGenesis {
+    // Checked by `VersionProbe`; named here so that it is not unknown.
+    #[serde(default, rename = "version")]
+    _version: Option<u64>,
     network_id: u32,
+    #[serde(default)]
+    min_fee: Option<u64>,
     accounts: RawAccounts,
 }
 
@@ -208,6 +274,7 @@ mod tests {
         let g2 = Genesis::new(1, [b, a]).unwrap();
         assert_eq!(g1.hash(), g2.hash());
         let mut enc = 1u32.to_le_bytes().to_vec();
+        enc.extend_from_slice(&DEFAULT_MIN_FEE.to_le_bytes());
         enc.extend_from_slice(&[1; 32]);
         enc.extend_from_slice(&10u64.to_le_bytes());
         enc.extend_from_slice(&[2; 32]);
@@ -215,7 +282,41 @@ mod tests {
         assert_eq!(g1.hash(), <[u8; 32]>::from(Sha256::digest(&enc)));
         assert_ne!(Genesis::new(2, [a, b]).unwrap().hash(), g1.hash());
         assert_ne!(Genesis::new(1, [a]).unwrap().hash(), g1.hash());
-        assert_eq!(Genesis::new(1, []).unwrap().hash(), <[u8; 32]>::from(Sha256::digest(1u32.to_le_bytes())));
+        let empty = [1u32.to_le_bytes().as_slice(), &1u64.to_le_bytes()].concat();
+        assert_eq!(Genesis::new(1, []).unwrap().hash(), <[u8; 32]>::from(Sha256::digest(&empty)));
+        // The minimum fee is a rule of the chain: it changes the hash.
+        let g5 = Genesis::new(1, [a, b]).unwrap().with_min_fee(5).unwrap();
+        assert_ne!(g5.hash(), g1.hash());
+        enc[4..12].copy_from_slice(&5u64.to_le_bytes());
+        assert_eq!(g5.hash(), <[u8; 32]>::from(Sha256::digest(&enc)));
+    }
+
+    #[test]
+    fn version_and_min_fee() {
+        let acc = format!(r#"[{{"key": "{K1}", "balance": 10}}]"#);
+        // Today's files have neither field: version 1, min_fee 1.
+        let old = Genesis::parse(&format!(r#"{{"network_id": 1, "accounts": {acc}}}"#)).unwrap();
+        assert_eq!(old.min_fee(), DEFAULT_MIN_FEE);
+        assert_eq!(DEFAULT_MIN_FEE, 1);
+        let v1 = Genesis::parse(&format!(r#"{{"version": 1, "network_id": 1, "min_fee": 1, "accounts": {acc}}}"#));
+        assert_eq!(v1.unwrap(), old);
+        let g = Genesis::parse(&format!(r#"{{"network_id": 1, "min_fee": 250, "accounts": {acc}}}"#)).unwrap();
+        assert_eq!(g.min_fee(), 250);
+        assert_eq!(Genesis::parse(&g.to_json()).unwrap(), g);
+        assert!(g.to_json().contains(r#""version": 1"#), "{}", g.to_json());
+        // A newer format is refused for its version, even with fields this
+        // build does not know.
+        let e = err(&format!(r#"{{"version": 2, "network_id": 1, "validators": [], "accounts": {acc}}}"#));
+        assert_eq!(e, "version 2 is not known to this build (it reads version 1)");
+        let e = err(&format!(r#"{{"version": 0, "network_id": 1, "accounts": {acc}}}"#));
+        assert!(e.starts_with("version 0 is not known"), "{e}");
+        let e = err(&format!(r#"{{"version": "1", "network_id": 1, "accounts": {acc}}}"#));
+        assert!(e.contains("invalid type"), "{e}");
+        let e = err(&format!(r#"{{"network_id": 1, "min_fee": 0, "accounts": {acc}}}"#));
+        assert_eq!(e, "min_fee must be at least 1");
+        let e = err(&format!(r#"{{"network_id": 1, "min_fee": -1, "accounts": {acc}}}"#));
+        assert!(e.contains("invalid value"), "{e}");
+        assert!(Genesis::new(1, []).unwrap().with_min_fee(0).is_err());
     }
 
     #[test]

@@ -9,38 +9,99 @@
 //! # Rules
 //!
 //! The data plane has already checked each transaction's form and
-//! signature; the ledger does not verify signatures. For a transaction from
-//! `from` with nonce `n`, where `last` is `from`'s nonce:
+//! signature; the ledger does not verify signatures. `min_fee` comes from
+//! the genesis ([`Genesis::min_fee`], at least 1). A submitted transaction
+//! from `from` with nonce `n` is judged by these checks, cheapest first;
+//! the first that fails names the refusal:
 //!
-//! - `n <= last`, or another transaction already waits with nonce `n`
-//!   (first come, first served): refused, `bad_nonce`.
-//! - `n == last + 1`: applied if the balance covers the cost, otherwise
-//!   refused, `insufficient_funds` (the nonce does not advance). After it
-//!   applies, waiting successors `n + 1, n + 2, ...` apply in order, each
-//!   under the same rules, until one is missing or refused.
-//! - `n > last + 1`: waits in `from`'s queue (bytes copied) until the gap
-//!   fills. It is dropped as `nonce_gap` if the queue already holds
-//!   [`LedgerConfig::queue_capacity`] transactions or the whole ledger holds
-//!   [`LedgerConfig::max_queued_total`] (the new one is dropped), or once it
-//!   has waited more than [`LedgerConfig::stale_ms`]. Staleness is judged
-//!   on every [`Ledger::submit`] and [`Ledger::expire`] against the latest
-//!   `now_ms` seen (the ledger's clock never goes back, so a caller clock
-//!   that steps back drops nothing early).
+//! 1. the bytes are one well-formed transaction, else `malformed` (a field
+//!    read; the data plane never passes such bytes);
+//! 2. `fee >= min_fee`, else `fee_too_low` (a field compare, before any
+//!    lookup);
+//! 3. `from` exists, else `no_account` (one hash lookup, which also gives
+//!    `last`, `from`'s nonce);
+//! 4. `n > last`, and no other transaction already waits with nonce `n`
+//!    (first come, first served), else `bad_nonce`;
+//! 5. `n > last + 1`: the transaction waits (see below); the remaining
+//!    checks run when its turn comes, against the state at that moment;
+//! 6. `n == last + 1`: `from`'s balance covers `amount + fee` (transfers)
+//!    or `fee` (other kinds), else `insufficient_funds` (arithmetic on the
+//!    account already read; the nonce does not advance);
+//! 7. the recipient (a second lookup, only for kinds that have one, see
+//!    below) exists, or the transfer creates it, else `no_account`.
 //!
-//! What a transaction does, by kind:
+//! After a transaction applies, waiting successors `n + 1, n + 2, ...`
+//! apply in order, each under checks 6 and 7 (1 to 4 held when it was
+//! submitted and still hold: accounts are never deleted and fees do not
+//! change), until one is missing or refused.
+//!
+//! # Accounts
+//!
+//! An account comes into being only by a transfer to it of at least
+//! `min_fee` (or in the genesis). A transfer of less to a key that has no
+//! account is refused `no_account`, and so is a transaction from a key
+//! that has no account: a fresh key cannot apply anything, not even a
+//! free transaction, so the account table grows only as fast as someone
+//! pays for it. So a new account can send once the credit that creates it
+//! has applied; before that its transactions are refused, not held.
+//!
+//! An account is never deleted, even at balance 0: deleting it would reset
+//! its nonce to 0, and every transaction it ever sent would apply again if
+//! replayed.
+//!
+//! # Waiting for a nonce gap
+//!
+//! A transaction with `n > last + 1` waits in `from`'s queue (bytes copied)
+//! until the gap fills. It is dropped as `nonce_gap` at once if the queue
+//! already holds [`LedgerConfig::queue_capacity`] transactions or the whole
+//! ledger holds [`LedgerConfig::max_queued_total`] (the new one is
+//! dropped), and later once it has waited more than
+//! [`LedgerConfig::stale_ms`]. Staleness is judged on every
+//! [`Ledger::submit`] and [`Ledger::expire`] against the latest `now_ms`
+//! seen (the ledger's clock never goes back, so a caller clock that steps
+//! back drops nothing early).
+//!
+//! A waiting transaction that is dropped (stale, refused when its turn
+//! comes, or at [`Ledger::drop_all_queued`]) had been accepted (`submit`
+//! returned `Ok`); its id is reported by [`Ledger::take_dropped`] so the
+//! caller can forget it and the client can send it again.
+//!
+//! ## Stranding is bounded
+//!
+//! A dropped transaction leaves its nonce unused, so `from`'s later nonces
+//! cannot apply until the client sends that nonce again. They are not held
+//! for ever: each waiting transaction is dropped at most `stale_ms` after
+//! it started waiting (plus the caller's polling interval, as staleness is
+//! judged when [`Ledger::expire`] or [`Ledger::submit`] runs), whatever
+//! happened to its predecessors; at most `queue_capacity` of one account's
+//! transactions wait at a time (the rest are `nonce_gap` at once), and at
+//! most `max_queued_total` across all accounts. With the defaults (16,
+//! 2000 ms, 65 536) a client's later transactions wait at most about 2 s
+//! and at most 16 of them are stranded; each one shows up as one
+//! `nonce_gap` when it goes, the transaction that caused the gap as its
+//! own reason (`insufficient_funds`, `no_account`) if it was refused on its
+//! turn, and `queued` falls back to 0. A client that resends the missing
+//! nonce within that time gets the waiting successors applied at once.
+//!
+//! # What a transaction does, by kind
 //!
 //! - **Transfer** (kind 0): `from` pays `amount + fee`; `to` receives
-//!   `amount` (created with nonce 0 if new; a transfer to oneself only costs
-//!   the fee).
-//! - **Every other kind** (message, connect-request/accept, endpoint-offer,
-//!   stake, unstake, vote, register-producer): for now only the fee is paid
-//!   and the nonce advances; `amount` is neither checked nor moved, and `to`
-//!   is untouched. Their full semantics (locking stake, votes) come later.
+//!   `amount`. If `to` has no account, the transfer creates it (nonce 0)
+//!   when `amount >= min_fee`, and is refused `no_account` otherwise. A
+//!   transfer to oneself only costs the fee.
+//! - **Message, connect-request, connect-accept, endpoint-offer** (1 to
+//!   4) and **vote** (7): the spec names `to` as the receiving account (for
+//!   a vote, the producer voted for), so `to` must exist, else
+//!   `no_account`: a record addressed to nobody is refused rather than
+//!   kept. `to` is not changed.
+//! - **Stake, unstake, register-producer** (5, 6, 8): they concern the
+//!   sender alone; `to` is neither checked nor changed.
 //!
-//! Every applied transaction advances `from`'s nonce and adds its fee to
-//! [`Ledger::fees_collected`] (paid out to block producers later). A sender
-//! that has never held funds can still apply a transaction that costs 0, and
-//! then exists with balance 0.
+//! For every kind but transfer, only the fee is paid for now and
+//! `amount` is neither checked nor moved; their full semantics (locking
+//! stake, votes) come later. Every applied transaction advances `from`'s
+//! nonce and adds its fee to [`Ledger::fees_collected`] (paid out to block
+//! producers later).
 //!
 //! All arithmetic is checked. `amount + fee` overflowing `u64`, and
 //! crediting `to` overflowing `u64`, are refused as `insufficient_funds`;
@@ -51,17 +112,18 @@
 //! # Accounting
 //!
 //! Every submitted transaction ends as exactly one of: applied, bad_nonce,
-//! insufficient_funds, nonce_gap, malformed, or still waiting, so
-//! `submitted == applied + bad_nonce + insufficient_funds + nonce_gap +
-//! malformed + queued` holds after every call; and `sum of balances +
-//! fees_collected == genesis total` always.
+//! insufficient_funds, nonce_gap, malformed, fee_too_low, no_account, or
+//! still waiting, so `submitted == applied + bad_nonce +
+//! insufficient_funds + nonce_gap + malformed + fee_too_low + no_account +
+//! queued` holds after every call; and `sum of balances + fees_collected ==
+//! genesis total` always.
 #![deny(clippy::indexing_slicing)]
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::ops::AddAssign;
 
-use attnet_core::wire::tx::{Kind, Transaction};
+use attnet_core::wire::tx::{unsigned_part, Kind, Transaction};
 use sha2::{Digest, Sha256};
 
 use crate::genesis::Genesis;
@@ -91,6 +153,12 @@ pub enum Refusal {
     /// The bytes are not one well-formed transaction. The data plane never
     /// passes such bytes; this exists so the ledger cannot panic on them.
     Malformed,
+    /// The fee is below the genesis `min_fee`.
+    FeeTooLow,
+    /// The sender has no account, or the recipient has none and the
+    /// transaction does not create it (a transfer of less than `min_fee`,
+    /// or a kind addressed to an account).
+    NoAccount,
 }
 
 impl Refusal {
@@ -101,6 +169,8 @@ impl Refusal {
             Refusal::InsufficientFunds => "insufficient_funds",
             Refusal::NonceGap => "nonce_gap",
             Refusal::Malformed => "malformed",
+            Refusal::FeeTooLow => "fee_too_low",
+            Refusal::NoAccount => "no_account",
         }
     }
 }
@@ -121,9 +191,10 @@ pub struct LedgerConfig {
     /// A waiting transaction is dropped once it has waited more than this.
     /// Default 2000 ms.
     pub stale_ms: u64,
-    /// Most transactions waiting across all accounts, so that many fresh
-    /// keys each sending gapped nonces cannot grow memory without bound.
-    /// Default 65 536.
+    /// Most transactions waiting across all accounts, so that many
+    /// accounts each sending gapped nonces cannot grow memory without
+    /// bound. Default 65 536. Also the most ids of dropped waiting
+    /// transactions kept for [`Ledger::take_dropped`] between two calls.
     pub max_queued_total: usize,
 }
 
@@ -150,6 +221,11 @@ pub struct LedgerCounters {
     pub nonce_gap: u64,
     /// Refused: not a well-formed transaction.
     pub malformed: u64,
+    /// Refused: fee below the genesis `min_fee`.
+    pub fee_too_low: u64,
+    /// Refused: sender without an account, or a recipient without one that
+    /// the transaction does not create.
+    pub no_account: u64,
     /// Waiting now (a gauge, not a running total).
     pub queued: u64,
 }
@@ -157,7 +233,7 @@ pub struct LedgerCounters {
 impl LedgerCounters {
     /// Transactions refused or dropped, all reasons.
     pub fn dropped(&self) -> u64 {
-        self.bad_nonce + self.insufficient_funds + self.nonce_gap + self.malformed
+        self.bad_nonce + self.insufficient_funds + self.nonce_gap + self.malformed + self.fee_too_low + self.no_account
     }
 }
 
@@ -169,6 +245,8 @@ impl AddAssign for LedgerCounters {
         self.insufficient_funds += o.insufficient_funds;
         self.nonce_gap += o.nonce_gap;
         self.malformed += o.malformed;
+        self.fee_too_low += o.fee_too_low;
+        self.no_account += o.no_account;
         self.queued += o.queued;
     }
 }
@@ -200,6 +278,7 @@ const SPARES: usize = 64;
 #[derive(Debug)]
 pub struct Ledger {
     cfg: LedgerConfig,
+    min_fee: u64,
     accounts: HashMap<[u8; 32], Account>,
     /// Per-account waiting transactions, sorted by nonce; never empty.
     queues: HashMap<[u8; 32], Vec<Pending>>,
@@ -211,6 +290,11 @@ pub struct Ledger {
     counters: LedgerCounters,
     spare_bytes: Vec<Vec<u8>>,
     spare_queues: Vec<Vec<Pending>>,
+    /// Ids of accepted waiting transactions dropped since the last
+    /// [`Ledger::take_dropped`]; at most `max_queued_total`.
+    dropped_ids: Vec<[u8; 32]>,
+    /// Ids not kept because `dropped_ids` was full.
+    dropped_ids_lost: u64,
 }
 
 impl Ledger {
@@ -219,6 +303,7 @@ impl Ledger {
         let accounts = genesis.accounts().iter().map(|a| (a.key, Account { balance: a.balance, nonce: 0 })).collect();
         Ledger {
             cfg,
+            min_fee: genesis.min_fee(),
             accounts,
             queues: HashMap::new(),
             timeline: VecDeque::new(),
@@ -229,6 +314,8 @@ impl Ledger {
             counters: LedgerCounters::default(),
             spare_bytes: Vec::new(),
             spare_queues: Vec::new(),
+            dropped_ids: Vec::new(),
+            dropped_ids_lost: 0,
         }
     }
 
@@ -238,8 +325,10 @@ impl Ledger {
     /// result, this one and then any waiting successors, is passed to
     /// `applied` in application order, which is the order blocks must hold
     /// them in. Returns `Ok` when the transaction applied or now waits;
-    /// `Err` names why it was refused. A waiting successor that is refused
-    /// when its turn comes is counted but not reported here.
+    /// `Err` names why it was refused (checks in the order of the module
+    /// docs). A waiting successor that is refused when its turn comes is
+    /// counted, and its id reported by [`take_dropped`](Ledger::take_dropped),
+    /// but not reported here.
     pub fn submit(&mut self, tx: &[u8], now_ms: u64, applied: &mut dyn FnMut(&[u8])) -> Result<(), Refusal> {
         self.counters.submitted += 1;
         self.expire(now_ms);
@@ -247,9 +336,16 @@ impl Ledger {
             self.counters.malformed += 1;
             return Err(Refusal::Malformed);
         };
+        if t.fee() < self.min_fee {
+            self.counters.fee_too_low += 1;
+            return Err(Refusal::FeeTooLow);
+        }
         let from = t.from();
         let nonce = t.nonce();
-        let last = self.accounts.get(&from).map_or(0, |a| a.nonce);
+        let Some(last) = self.accounts.get(&from).map(|a| a.nonce) else {
+            self.counters.no_account += 1;
+            return Err(Refusal::NoAccount);
+        };
         if nonce <= last {
             self.counters.bad_nonce += 1;
             return Err(Refusal::BadNonce);
@@ -264,7 +360,8 @@ impl Ledger {
     }
 
     /// Drops waiting transactions that have waited more than `stale_ms`
-    /// at `now_ms` (counted as `nonce_gap`); returns how many. The node
+    /// at `now_ms` (counted as `nonce_gap`, ids kept for
+    /// [`take_dropped`](Ledger::take_dropped)); returns how many. The node
     /// calls it on its tick so that stale transactions go even when no new
     /// ones arrive.
     pub fn expire(&mut self, now_ms: u64) -> u64 {
@@ -284,14 +381,16 @@ impl Ledger {
         dropped
     }
 
-    /// Drops every waiting transaction as `nonce_gap` and returns how many:
-    /// at shutdown their gaps can no longer fill, and the final counters
-    /// then show every transaction as applied or dropped.
+    /// Drops every waiting transaction as `nonce_gap` (ids kept for
+    /// [`take_dropped`](Ledger::take_dropped)) and returns how many: at
+    /// shutdown their gaps can no longer fill, and the final counters then
+    /// show every transaction as applied or dropped.
     pub fn drop_all_queued(&mut self) -> u64 {
         let mut dropped = 0;
         for (_, mut q) in self.queues.drain() {
             dropped += q.len() as u64;
             for p in q.drain(..) {
+                note_dropped(&mut self.dropped_ids, &mut self.dropped_ids_lost, self.cfg.max_queued_total, &p.bytes);
                 recycle(&mut self.spare_bytes, p.bytes);
             }
             recycle(&mut self.spare_queues, q);
@@ -302,12 +401,44 @@ impl Ledger {
         dropped
     }
 
+    /// Appends to `out` the ids (SHA-256 of the bytes before the
+    /// signature, as the data plane computes them) of every transaction
+    /// that had been accepted to wait (`submit` returned `Ok` and it did
+    /// not apply at once) and was dropped since the last call: stale,
+    /// refused when its turn came, or dropped by
+    /// [`drop_all_queued`](Ledger::drop_all_queued). Each id is reported
+    /// once; an applied transaction is never reported. Clears the internal
+    /// list, keeping its memory, so a caller that passes the same `out`
+    /// every time allocates nothing in steady state.
+    ///
+    /// The list holds at most `max_queued_total` ids (a bound on what one
+    /// expiry can drop); the caller drains it on every tick. Ids dropped
+    /// while it is full are not kept, only counted
+    /// ([`dropped_ids_lost`](Ledger::dropped_ids_lost)).
+    pub fn take_dropped(&mut self, out: &mut Vec<[u8; 32]>) {
+        out.extend_from_slice(&self.dropped_ids);
+        self.dropped_ids.clear();
+    }
+
+    /// Ids of dropped waiting transactions that
+    /// [`take_dropped`](Ledger::take_dropped) could not report because its
+    /// list was full (0 when the caller drains it on every tick).
+    pub fn dropped_ids_lost(&self) -> u64 {
+        self.dropped_ids_lost
+    }
+
+    /// The minimum fee of the genesis.
+    pub fn min_fee(&self) -> u64 {
+        self.min_fee
+    }
+
     /// The counters, `queued` as of now.
     pub fn counters(&self) -> LedgerCounters {
         self.counters
     }
 
-    /// An account's state, `None` if it never held funds or sent anything.
+    /// An account's state, `None` if it has none (not in the genesis and
+    /// never credited `min_fee` or more).
     pub fn account(&self, key: &[u8; 32]) -> Option<Account> {
         self.accounts.get(key).copied()
     }
@@ -352,33 +483,51 @@ impl Ledger {
         h.finalize().into()
     }
 
-    /// Applies `t` if its sender can pay (the caller has checked that its
-    /// nonce is the sender's next). Counts the outcome.
+    /// Applies `t` if its sender can pay and its recipient, if it needs
+    /// one, exists or is created (the caller has checked the fee, that the
+    /// sender exists and that the nonce is the sender's next). Counts the
+    /// outcome.
     fn apply(&mut self, t: &Transaction<&[u8]>) -> Result<(), Refusal> {
         let from = t.from();
         let to = t.to();
         let fee = t.fee();
-        let transfer = Kind::from_u8(t.kind_byte()) == Some(Kind::Transfer);
+        let kind = Kind::from_u8(t.kind_byte());
+        let transfer = kind == Some(Kind::Transfer);
         let amount = if transfer { t.amount() } else { 0 };
-        let src = self.accounts.get(&from).copied().unwrap_or_default();
-        // Compute every new value before changing anything.
-        let plan = (|| {
-            let mut src_balance = src.balance.checked_sub(amount.checked_add(fee)?)?;
-            let fees = self.fees_collected.checked_add(fee)?;
-            let mut dst_balance = None;
-            if transfer {
-                if to == from {
-                    src_balance = src_balance.checked_add(amount)?;
-                } else {
-                    dst_balance = Some(self.accounts.get(&to).map_or(0, |a| a.balance).checked_add(amount)?);
+        let Some(src) = self.accounts.get(&from).copied() else {
+            // Unreachable: the sender existed at submit and accounts are
+            // never deleted.
+            return self.refuse(Refusal::NoAccount);
+        };
+        // Compute every new value before changing anything. The sender's
+        // side first (arithmetic on the account already read), then the
+        // recipient's (a second lookup).
+        let Some((mut src_balance, fees)) = (|| {
+            let src_balance = src.balance.checked_sub(amount.checked_add(fee)?)?;
+            Some((src_balance, self.fees_collected.checked_add(fee)?))
+        })() else {
+            return self.refuse(Refusal::InsufficientFunds);
+        };
+        let mut dst_balance = None;
+        if transfer {
+            if to == from {
+                let Some(b) = src_balance.checked_add(amount) else {
+                    return self.refuse(Refusal::InsufficientFunds);
+                };
+                src_balance = b;
+            } else {
+                match self.accounts.get(&to) {
+                    Some(d) => match d.balance.checked_add(amount) {
+                        Some(b) => dst_balance = Some(b),
+                        None => return self.refuse(Refusal::InsufficientFunds),
+                    },
+                    None if amount >= self.min_fee => dst_balance = Some(amount),
+                    None => return self.refuse(Refusal::NoAccount),
                 }
             }
-            Some((src_balance, dst_balance, fees))
-        })();
-        let Some((src_balance, dst_balance, fees)) = plan else {
-            self.counters.insufficient_funds += 1;
-            return Err(Refusal::InsufficientFunds);
-        };
+        } else if kind.is_some_and(addressed) && !self.accounts.contains_key(&to) {
+            return self.refuse(Refusal::NoAccount);
+        }
         self.accounts.insert(from, Account { balance: src_balance, nonce: t.nonce() });
         if let Some(b) = dst_balance {
             self.accounts.entry(to).or_default().balance = b;
@@ -386,6 +535,20 @@ impl Ledger {
         self.fees_collected = fees;
         self.counters.applied += 1;
         Ok(())
+    }
+
+    /// Counts `r` and returns it.
+    fn refuse(&mut self, r: Refusal) -> Result<(), Refusal> {
+        let c = &mut self.counters;
+        *match r {
+            Refusal::BadNonce => &mut c.bad_nonce,
+            Refusal::InsufficientFunds => &mut c.insufficient_funds,
+            Refusal::NonceGap => &mut c.nonce_gap,
+            Refusal::Malformed => &mut c.malformed,
+            Refusal::FeeTooLow => &mut c.fee_too_low,
+            Refusal::NoAccount => &mut c.no_account,
+        } += 1;
+        Err(r)
     }
 
     /// Applies `key`'s waiting transactions while the first one carries the
@@ -406,6 +569,8 @@ impl Ledger {
             self.counters.queued -= 1;
             if self.apply(&Transaction::new_unchecked(&p.bytes[..])).is_ok() {
                 applied(&p.bytes);
+            } else {
+                note_dropped(&mut self.dropped_ids, &mut self.dropped_ids_lost, self.cfg.max_queued_total, &p.bytes);
             }
             recycle(&mut self.spare_bytes, p.bytes);
         }
@@ -451,8 +616,9 @@ impl Ledger {
         self.timeline.retain(|w| queues.get(&w.key).is_some_and(|q| q.iter().any(|p| p.seq == w.seq)));
     }
 
-    /// Removes the first waiting transaction of `key` that matches; returns
-    /// whether one was removed.
+    /// Removes the first waiting transaction of `key` that matches, keeping
+    /// its id for [`take_dropped`](Ledger::take_dropped); returns whether
+    /// one was removed.
     fn remove_waiting(&mut self, key: &[u8; 32], matches: impl Fn(&Pending) -> bool) -> bool {
         let Some(q) = self.queues.get_mut(key) else { return false };
         let Some(i) = q.iter().position(matches) else { return false };
@@ -462,10 +628,30 @@ impl Ledger {
                 recycle(&mut self.spare_queues, q);
             }
         }
+        note_dropped(&mut self.dropped_ids, &mut self.dropped_ids_lost, self.cfg.max_queued_total, &p.bytes);
         recycle(&mut self.spare_bytes, p.bytes);
         self.counters.queued -= 1;
         true
     }
+}
+
+/// Whether a kind other than transfer is addressed to `to`, which must
+/// then exist (see the module docs).
+fn addressed(kind: Kind) -> bool {
+    match kind {
+        Kind::Message | Kind::ConnectRequest | Kind::ConnectAccept | Kind::EndpointOffer | Kind::Vote => true,
+        Kind::Transfer | Kind::Stake | Kind::Unstake | Kind::RegisterProducer => false,
+    }
+}
+
+/// Keeps the id of a dropped waiting transaction, or counts it as lost
+/// when `ids` already holds `cap`.
+fn note_dropped(ids: &mut Vec<[u8; 32]>, lost: &mut u64, cap: usize, tx: &[u8]) {
+    if ids.len() >= cap {
+        *lost += 1;
+        return;
+    }
+    ids.push(Sha256::digest(unsigned_part(tx)).into());
 }
 
 fn recycle<T>(spares: &mut Vec<Vec<T>>, mut v: Vec<T>) {
@@ -558,15 +744,124 @@ mod tests {
     #[test]
     fn other_kinds_only_pay_the_fee() {
         for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::Transfer) {
-            let mut l = ledger(&[(A, 50)], LedgerConfig::default());
+            let mut l = ledger(&[(A, 50), (B, 7)], LedgerConfig::default());
             // The amount is far beyond the balance, but not moved or checked.
             assert_eq!(sub(&mut l, &tx_kind(kind, A, B, 1, 1_000_000, 10), 0).0, Ok(()), "{kind:?}");
             assert_eq!(l.account(&A), Some(Account { balance: 40, nonce: 1 }));
-            assert_eq!(l.account(&B), None);
+            assert_eq!(l.account(&B), Some(Account { balance: 7, nonce: 0 }), "to is not changed");
             assert_eq!(l.fees_collected(), 10);
             assert_eq!(sub(&mut l, &tx_kind(kind, A, B, 2, 0, 41), 0).0, Err(Refusal::InsufficientFunds));
             check_invariants(&l);
         }
+    }
+
+    #[test]
+    fn addressed_kinds_need_an_existing_recipient() {
+        for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::Transfer) {
+            let mut l = ledger(&[(A, 50)], LedgerConfig::default());
+            let r = sub(&mut l, &tx_kind(kind, A, C, 1, 0, 1), 0).0;
+            let addressed = matches!(
+                kind,
+                Kind::Message | Kind::ConnectRequest | Kind::ConnectAccept | Kind::EndpointOffer | Kind::Vote
+            );
+            if addressed {
+                assert_eq!(r, Err(Refusal::NoAccount), "{kind:?}");
+                assert_eq!(l.account(&A), Some(Account { balance: 50, nonce: 0 }), "nothing paid");
+                assert_eq!(l.counters().no_account, 1);
+            } else {
+                // Stake, unstake, register-producer: `to` means nothing.
+                assert_eq!(r, Ok(()), "{kind:?}");
+                assert_eq!(l.account(&A), Some(Account { balance: 49, nonce: 1 }));
+            }
+            assert_eq!(l.account(&C), None, "{kind:?} created no account");
+            // To oneself is always addressed to an existing account.
+            let n = l.next_nonce(&A);
+            assert_eq!(sub(&mut l, &tx_kind(kind, A, A, n, 0, 1), 0).0, Ok(()), "{kind:?}");
+            check_invariants(&l);
+        }
+    }
+
+    #[test]
+    fn fee_below_min_fee_is_refused() {
+        let g = genesis(&[(A, 1000)]).with_min_fee(5).unwrap();
+        let mut l = Ledger::new(&g, LedgerConfig::default());
+        assert_eq!(l.min_fee(), 5);
+        assert_eq!(sub(&mut l, &tx(A, B, 1, 10, 4), 0).0, Err(Refusal::FeeTooLow));
+        // Also for a transaction that would only wait.
+        assert_eq!(sub(&mut l, &tx(A, B, 3, 10, 0), 0).0, Err(Refusal::FeeTooLow));
+        assert_eq!(l.account(&A), Some(Account { balance: 1000, nonce: 0 }));
+        assert_eq!(sub(&mut l, &tx(A, B, 1, 10, 5), 0).0, Ok(()));
+        let c = l.counters();
+        assert_eq!((c.fee_too_low, c.applied, c.queued), (2, 1, 0));
+        // With the default genesis, a free transaction is refused.
+        let mut l = ledger(&[(A, 1000)], LedgerConfig::default());
+        assert_eq!(l.min_fee(), 1);
+        assert_eq!(sub(&mut l, &tx(A, B, 1, 10, 0), 0).0, Err(Refusal::FeeTooLow));
+        assert_eq!(sub(&mut l, &tx_kind(Kind::Message, A, A, 1, 0, 0), 0).0, Err(Refusal::FeeTooLow));
+        assert_eq!(l.counters().fee_too_low, 2);
+        check_invariants(&l);
+    }
+
+    #[test]
+    fn fresh_keys_cannot_create_accounts_for_free() {
+        let g = genesis(&[(A, 1000)]).with_min_fee(3).unwrap();
+        let mut l = Ledger::new(&g, LedgerConfig::default());
+        // A key without an account sends nothing, now or later.
+        assert_eq!(sub(&mut l, &tx(C, B, 1, 0, 3), 0).0, Err(Refusal::NoAccount));
+        assert_eq!(sub(&mut l, &tx(C, C, 1, 0, 3), 0).0, Err(Refusal::NoAccount));
+        assert_eq!(sub(&mut l, &tx(C, B, 5, 0, 3), 0).0, Err(Refusal::NoAccount), "does not wait either");
+        // A fee below the minimum is refused first (the cheaper check).
+        assert_eq!(sub(&mut l, &tx(C, B, 1, 0, 0), 0).0, Err(Refusal::FeeTooLow));
+        assert_eq!((l.account(&C), l.counters().queued), (None, 0));
+        // Credits below min_fee to a key without an account: refused, and
+        // the sender's nonce does not advance.
+        assert_eq!(sub(&mut l, &tx(A, B, 1, 0, 3), 0).0, Err(Refusal::NoAccount));
+        assert_eq!(sub(&mut l, &tx(A, B, 1, 2, 3), 0).0, Err(Refusal::NoAccount));
+        assert_eq!(l.account(&A), Some(Account { balance: 1000, nonce: 0 }));
+        assert_eq!(l.account_count(), 1);
+        // A credit of min_fee creates the account, which can then pay.
+        assert_eq!(sub(&mut l, &tx(A, B, 1, 3, 3), 0).0, Ok(()));
+        assert_eq!(l.account(&B), Some(Account { balance: 3, nonce: 0 }));
+        assert_eq!(sub(&mut l, &tx(B, A, 1, 0, 3), 0).0, Ok(()));
+        // At balance 0 it still exists, with its nonce: an old transaction
+        // replayed is still a used nonce.
+        assert_eq!(l.account(&B), Some(Account { balance: 0, nonce: 1 }));
+        assert_eq!(sub(&mut l, &tx(B, A, 1, 0, 3), 0).0, Err(Refusal::BadNonce));
+        // Paying more than it holds is insufficient funds, not no_account.
+        assert_eq!(sub(&mut l, &tx(B, A, 2, 0, 3), 0).0, Err(Refusal::InsufficientFunds));
+        // Transfers of less than min_fee (even 0) to an existing account apply.
+        assert_eq!(sub(&mut l, &tx(A, B, 2, 0, 3), 0).0, Ok(()));
+        assert_eq!(sub(&mut l, &tx(A, B, 3, 1, 3), 0).0, Ok(()));
+        assert_eq!(l.account(&B), Some(Account { balance: 1, nonce: 1 }));
+        assert_eq!(l.account_count(), 2);
+        let c = l.counters();
+        assert_eq!((c.no_account, c.fee_too_low, c.bad_nonce, c.insufficient_funds), (5, 1, 1, 1));
+        check_invariants(&l);
+    }
+
+    #[test]
+    fn funds_are_checked_before_the_recipient() {
+        let mut l = ledger(&[(A, 5)], LedgerConfig::default());
+        assert_eq!(sub(&mut l, &tx(A, C, 1, 5, 1), 0).0, Err(Refusal::InsufficientFunds));
+        assert_eq!(sub(&mut l, &tx_kind(Kind::Message, A, C, 1, 0, 6), 0).0, Err(Refusal::InsufficientFunds));
+        assert_eq!(sub(&mut l, &tx_kind(Kind::Message, A, C, 1, 0, 5), 0).0, Err(Refusal::NoAccount));
+        check_invariants(&l);
+    }
+
+    #[test]
+    fn waiting_tx_sees_the_recipient_created_before_its_turn() {
+        let mut l = ledger(&[(A, 1000)], LedgerConfig::default());
+        // Nonce 2 messages C, which nonce 1 is about to create.
+        assert_eq!(sub(&mut l, &tx_kind(Kind::Message, A, C, 2, 0, 1), 0), (Ok(()), vec![]));
+        // Nonce 3 messages B, which never comes into being.
+        assert_eq!(sub(&mut l, &tx_kind(Kind::Message, A, B, 3, 0, 1), 0), (Ok(()), vec![]));
+        assert_eq!(sub(&mut l, &tx(A, C, 1, 1, 1), 0), (Ok(()), vec![1, 2]));
+        let c = l.counters();
+        assert_eq!((c.applied, c.no_account, c.queued), (2, 1, 0));
+        let mut ids = Vec::new();
+        l.take_dropped(&mut ids);
+        assert_eq!(ids, vec![id(&tx_kind(Kind::Message, A, B, 3, 0, 1))]);
+        check_invariants(&l);
     }
 
     #[test]
@@ -589,10 +884,11 @@ mod tests {
         assert_eq!(l.account(&A), Some(Account { balance: 100, nonce: 0 }), "nonce did not advance");
         assert_eq!(sub(&mut l, &tx(A, B, 1, u64::MAX, 1), 0).0, Err(Refusal::InsufficientFunds));
         assert_eq!(sub(&mut l, &tx(A, B, 1, 1, u64::MAX), 0).0, Err(Refusal::InsufficientFunds));
-        // An unknown sender has balance 0; a free transaction still applies.
-        assert_eq!(sub(&mut l, &tx(C, B, 1, 1, 0), 0).0, Err(Refusal::InsufficientFunds));
-        assert_eq!(sub(&mut l, &tx(C, B, 1, 0, 0), 0).0, Ok(()));
-        assert_eq!(l.account(&C), Some(Account { balance: 0, nonce: 1 }));
+        // An account with balance 0 cannot pay the fee.
+        assert_eq!(sub(&mut l, &tx(A, B, 1, 100, 0), 0).0, Err(Refusal::FeeTooLow));
+        assert_eq!(sub(&mut l, &tx(A, B, 1, 99, 1), 0).0, Ok(()));
+        assert_eq!(sub(&mut l, &tx(A, B, 2, 0, 1), 0).0, Err(Refusal::InsufficientFunds));
+        assert_eq!(l.account(&A), Some(Account { balance: 0, nonce: 1 }));
         assert_eq!(l.counters().insufficient_funds, 4);
         check_invariants(&l);
     }
@@ -602,7 +898,7 @@ mod tests {
         // Unreachable through a valid genesis; forced here to pin the rule.
         let mut l = ledger(&[(A, 10)], LedgerConfig::default());
         l.accounts.insert(B, Account { balance: u64::MAX, nonce: 0 });
-        assert_eq!(sub(&mut l, &tx(A, B, 1, 1, 0), 0).0, Err(Refusal::InsufficientFunds));
+        assert_eq!(sub(&mut l, &tx(A, B, 1, 1, 1), 0).0, Err(Refusal::InsufficientFunds));
         assert_eq!(sub(&mut l, &tx(A, B, 1, 0, 1), 0).0, Ok(()));
     }
 
@@ -623,13 +919,13 @@ mod tests {
     #[test]
     fn refused_successor_stops_the_chain() {
         let mut l = ledger(&[(A, 10)], LedgerConfig::default());
-        sub(&mut l, &tx(A, B, 2, 100, 0), 0).0.unwrap(); // cannot pay
-        sub(&mut l, &tx(A, B, 3, 1, 0), 0).0.unwrap();
-        assert_eq!(sub(&mut l, &tx(A, B, 1, 1, 0), 0), (Ok(()), vec![1]));
+        sub(&mut l, &tx(A, B, 2, 100, 1), 0).0.unwrap(); // cannot pay
+        sub(&mut l, &tx(A, B, 3, 1, 1), 0).0.unwrap();
+        assert_eq!(sub(&mut l, &tx(A, B, 1, 1, 1), 0), (Ok(()), vec![1]));
         let c = l.counters();
         assert_eq!((c.applied, c.insufficient_funds, c.queued), (1, 1, 1));
         // Nonce 2 can be sent again; then 3 follows.
-        assert_eq!(sub(&mut l, &tx(A, B, 2, 1, 0), 0), (Ok(()), vec![2, 3]));
+        assert_eq!(sub(&mut l, &tx(A, B, 2, 1, 1), 0), (Ok(()), vec![2, 3]));
         check_invariants(&l);
     }
 
@@ -744,6 +1040,126 @@ mod tests {
         let mut a = LedgerCounters { submitted: 3, applied: 1, bad_nonce: 1, queued: 1, ..Default::default() };
         a += LedgerCounters { submitted: 2, nonce_gap: 1, malformed: 1, ..Default::default() };
         assert_eq!(a.submitted, a.applied + a.dropped() + a.queued);
+        a += LedgerCounters { submitted: 3, fee_too_low: 1, no_account: 2, ..Default::default() };
+        assert_eq!((a.fee_too_low, a.no_account, a.dropped()), (1, 2, 6));
+        assert_eq!(a.submitted, a.applied + a.dropped() + a.queued);
+    }
+
+    #[test]
+    fn refusal_names() {
+        assert_eq!(Refusal::FeeTooLow.to_string(), "fee_too_low");
+        assert_eq!(Refusal::NoAccount.name(), "no_account");
+    }
+
+    fn id(t: &[u8]) -> [u8; 32] {
+        Sha256::digest(unsigned_part(t)).into()
+    }
+
+    fn taken(l: &mut Ledger) -> Vec<[u8; 32]> {
+        let mut out = Vec::new();
+        l.take_dropped(&mut out);
+        out
+    }
+
+    #[test]
+    fn dropped_waiting_txs_are_reported_once() {
+        let cfg = LedgerConfig { stale_ms: 2000, ..LedgerConfig::default() };
+        let mut l = ledger(&[(A, 100), (B, 100)], cfg);
+        // Stale: A's nonce 3 waits from t=1000 and goes after 3000.
+        let a3 = tx(A, C, 3, 1, 1);
+        assert_eq!(sub(&mut l, &a3, 1000), (Ok(()), vec![]));
+        assert_eq!(l.expire(3000), 0);
+        assert!(taken(&mut l).is_empty());
+        assert_eq!(l.expire(3001), 1);
+        assert_eq!(taken(&mut l), vec![id(&a3)]);
+        assert!(taken(&mut l).is_empty(), "reported once");
+        // Refused on its turn: B's nonce 2 cannot pay when 1 applies.
+        let b2 = tx(B, C, 2, 1000, 1);
+        let b1 = tx(B, C, 1, 1, 1);
+        sub(&mut l, &b2, 3001).0.unwrap();
+        assert_eq!(sub(&mut l, &b1, 3002), (Ok(()), vec![1]));
+        assert_eq!(l.counters().insufficient_funds, 1);
+        assert_eq!(taken(&mut l), vec![id(&b2)]);
+        // Applied after waiting: never reported.
+        let b3 = tx(B, C, 3, 1, 1);
+        sub(&mut l, &b3, 3003).0.unwrap();
+        assert_eq!(sub(&mut l, &tx(B, C, 2, 1, 1), 3003), (Ok(()), vec![2, 3]));
+        assert!(taken(&mut l).is_empty());
+        // Refused at submit (Err): never accepted, never reported.
+        assert_eq!(sub(&mut l, &b3, 3003).0, Err(Refusal::BadNonce));
+        assert_eq!(sub(&mut l, &tx(A, C, 5, 1, 0), 3003).0, Err(Refusal::FeeTooLow));
+        assert!(taken(&mut l).is_empty());
+        // Shutdown: what still waits is reported, into a caller's Vec that
+        // already holds something (appended, not replaced).
+        let a4 = tx(A, C, 4, 1, 1);
+        let b6 = tx(B, C, 6, 1, 1);
+        sub(&mut l, &a4, 3004).0.unwrap();
+        sub(&mut l, &b6, 3004).0.unwrap();
+        assert_eq!(l.drop_all_queued(), 2);
+        let mut out = vec![[9; 32]];
+        l.take_dropped(&mut out);
+        out[1..].sort();
+        let mut want = [id(&a4), id(&b6)];
+        want.sort();
+        assert_eq!(out[0], [9; 32]);
+        assert_eq!(&out[1..], &want[..]);
+        assert!(taken(&mut l).is_empty());
+        assert_eq!(l.dropped_ids_lost(), 0);
+        check_invariants(&l);
+    }
+
+    #[test]
+    fn dropped_ids_are_bounded() {
+        let cfg = LedgerConfig { max_queued_total: 3, ..LedgerConfig::default() };
+        let mut l = ledger(&[(A, 100)], cfg);
+        let mut out = Vec::new();
+        for round in 0..2u64 {
+            // Three wait, then all go stale: the list is full.
+            for n in 2..=4 {
+                sub(&mut l, &tx(A, C, n, round, 1), round * 10_000).0.unwrap();
+            }
+            assert_eq!(l.expire(round * 10_000 + 2001), 3);
+        }
+        assert_eq!(l.dropped_ids_lost(), 3, "the second round found the list full");
+        l.take_dropped(&mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0], id(&tx(A, C, 2, 0, 1)));
+        // Drained: room again, the buffer kept.
+        let cap = l.dropped_ids.capacity();
+        sub(&mut l, &tx(A, C, 2, 5, 1), 30_000).0.unwrap();
+        l.expire(40_000);
+        assert_eq!(l.dropped_ids.capacity(), cap, "no new allocation");
+        out.clear();
+        l.take_dropped(&mut out);
+        assert_eq!(out, vec![id(&tx(A, C, 2, 5, 1))]);
+        assert_eq!(l.dropped_ids_lost(), 3);
+    }
+
+    #[test]
+    fn stranded_successors_are_bounded_in_time() {
+        let cfg = LedgerConfig { stale_ms: 2000, ..LedgerConfig::default() };
+        let mut l = ledger(&[(A, 10)], cfg);
+        let a2 = tx(A, C, 2, 100, 1); // cannot pay when its turn comes
+        let a3 = tx(A, C, 3, 1, 1);
+        sub(&mut l, &a2, 0).0.unwrap();
+        sub(&mut l, &a3, 500).0.unwrap();
+        assert_eq!(sub(&mut l, &tx(A, C, 1, 1, 1), 1000), (Ok(()), vec![1]));
+        assert_eq!((l.counters().insufficient_funds, l.counters().queued), (1, 1));
+        assert_eq!(taken(&mut l), vec![id(&a2)]);
+        // 3 and 4 are stranded behind the refused 2, each only until its
+        // own stale_ms is up, then counted as nonce_gap.
+        sub(&mut l, &tx(A, C, 4, 1, 1), 1500).0.unwrap();
+        assert_eq!(l.expire(2500), 0);
+        assert_eq!(l.expire(2501), 1);
+        assert_eq!(taken(&mut l), vec![id(&a3)]);
+        assert_eq!(l.counters().queued, 1);
+        // Resending 2, then 3, within 4's window applies 4 at once.
+        assert_eq!(sub(&mut l, &tx(A, C, 2, 1, 1), 3000), (Ok(()), vec![2]));
+        assert_eq!(sub(&mut l, &a3, 3000), (Ok(()), vec![3, 4]));
+        let c = l.counters();
+        assert_eq!((c.nonce_gap, c.queued, c.applied), (1, 0, 4));
+        assert!(taken(&mut l).is_empty());
+        check_invariants(&l);
     }
 
     /// One generated transaction before shuffling.
@@ -771,11 +1187,13 @@ mod tests {
             } else {
                 prop::collection::vec(0u64..=20_000, n).boxed()
             };
-            let amount = prop_oneof![8 => 0u64..=6_000, 1 => any::<u64>(), 1 => u64::MAX / 16..=u64::MAX / 4];
+            let amount =
+                prop_oneof![6 => 0u64..=6_000, 2 => 0u64..=3, 1 => any::<u64>(), 1 => u64::MAX / 16..=u64::MAX / 4];
             let fee = prop_oneof![8 => 0u64..=60, 1 => any::<u64>()];
-            // `to == n` is an account not in genesis.
+            // `to == n` and `from == n` are an account not in genesis (it
+            // exists once a large enough transfer credits it).
             let params = (0..=n, amount, fee, 0u8..=11, 0u64..=250, prop::bool::weighted(0.1));
-            let per_sender = prop::collection::vec((0u64..=8, prop::collection::vec(1u64..=12, 0..=3)), n);
+            let per_sender = prop::collection::vec((0u64..=8, prop::collection::vec(1u64..=12, 0..=3)), n + 1);
             let cfg = (1usize..=6, 100u64..=4000, 4usize..=40).prop_map(|(c, s, t)| LedgerConfig {
                 queue_capacity: c,
                 stale_ms: s,
@@ -811,45 +1229,97 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
         #[test]
-        fn every_tx_accounted_and_money_conserved((balances, cfg, specs) in scenario()) {
+        fn every_tx_accounted_and_money_conserved((balances, cfg, specs) in scenario(), min_fee in 1u64..=3) {
             let accts: Vec<([u8; 32], u64)> = balances.iter().enumerate().map(|(i, &b)| (key(i), b)).collect();
-            let g = genesis(&accts);
+            let g = genesis(&accts).with_min_fee(min_fee).unwrap();
             let mut l = Ledger::new(&g, cfg);
             prop_assert_eq!(l.total_supply(), balances.iter().sum::<u64>());
             let mut applied: Vec<Vec<u8>> = Vec::new();
             let mut now = 0u64;
             let mut ok = 0u64;
+            // Per id: accepted (`Ok`), applied, reported dropped.
+            let mut ids: HashMap<[u8; 32], (u64, u64, u64)> = HashMap::new();
+            let mut reported = Vec::new();
+            let mut take = |l: &mut Ledger, ids: &mut HashMap<[u8; 32], (u64, u64, u64)>| {
+                reported.clear();
+                l.take_dropped(&mut reported);
+                for i in &reported {
+                    ids.entry(*i).or_default().2 += 1;
+                }
+            };
             for s in &specs {
                 now += s.dt;
                 let kind = Kind::from_u8(s.kind).unwrap();
                 let t = tx_kind(kind, key(s.from), key(s.to), s.nonce, s.amount, s.fee);
                 let before = l.counters();
+                let sender_existed = l.account(&key(s.from)).is_some();
                 let r = l.submit(&t, now, &mut |b| applied.push(b.to_vec()));
                 let after = l.counters();
                 match r {
-                    Ok(()) => ok += 1,
+                    Ok(()) => {
+                        ok += 1;
+                        ids.entry(id(&t)).or_default().0 += 1;
+                        prop_assert!(s.fee >= min_fee && sender_existed);
+                    }
                     Err(Refusal::BadNonce) => prop_assert_eq!(after.bad_nonce, before.bad_nonce + 1),
                     Err(Refusal::InsufficientFunds) => {
                         prop_assert_eq!(after.insufficient_funds, before.insufficient_funds + 1)
                     }
                     Err(Refusal::NonceGap) => prop_assert!(after.nonce_gap > before.nonce_gap),
                     Err(Refusal::Malformed) => prop_assert!(false, "well-formed input"),
+                    Err(Refusal::FeeTooLow) => {
+                        prop_assert!(s.fee < min_fee);
+                        prop_assert_eq!(after.fee_too_low, before.fee_too_low + 1)
+                    }
+                    Err(Refusal::NoAccount) => prop_assert!(after.no_account > before.no_account),
+                }
+                if r != Err(Refusal::FeeTooLow) {
+                    prop_assert!(s.fee >= min_fee, "a fee below min_fee is always refused as such");
                 }
                 if s.expire {
                     now += s.dt;
                     l.expire(now);
                 }
+                take(&mut l, &mut ids);
                 check_invariants(&l);
                 prop_assert_eq!(applied.len() as u64, l.counters().applied);
             }
             // Every `Ok` applied or waited; refusals are at least the `Err`s.
             prop_assert!(l.counters().dropped() >= specs.len() as u64 - ok);
             l.drop_all_queued();
+            take(&mut l, &mut ids);
             check_invariants(&l);
             let c = l.counters();
             prop_assert_eq!(c.queued, 0);
             prop_assert_eq!(c.submitted, specs.len() as u64);
-            prop_assert_eq!(c.submitted, c.applied + c.bad_nonce + c.insufficient_funds + c.nonce_gap);
+            prop_assert_eq!(
+                c.submitted,
+                c.applied + c.bad_nonce + c.insufficient_funds + c.nonce_gap + c.fee_too_low + c.no_account
+            );
+            // Every accepted transaction was applied or reported dropped,
+            // exactly once; nothing else was reported.
+            prop_assert_eq!(l.dropped_ids_lost(), 0);
+            for b in &applied {
+                ids.entry(id(b)).or_default().1 += 1;
+            }
+            for (i, (accepted, done, dropped)) in &ids {
+                prop_assert_eq!(*accepted, done + dropped, "{}", hex::encode(i));
+            }
+            // Accounts come only from the genesis or a credit of min_fee:
+            // the first applied transaction from, to or addressed to a new
+            // account is one (stake, unstake and register-producer ignore
+            // their `to`).
+            for k in l.accounts.keys().filter(|k| !accts.iter().any(|a| a.0 == **k)) {
+                let first = applied
+                    .iter()
+                    .map(|b| Transaction::new_checked(&b[..]).unwrap())
+                    .find(|t| {
+                        let kind = Kind::from_u8(t.kind_byte()).unwrap();
+                        t.from() == *k || (t.to() == *k && (kind == Kind::Transfer || addressed(kind)))
+                    })
+                    .unwrap();
+                prop_assert!(first.kind_byte() == 0 && first.from() != *k && first.amount() >= min_fee);
+            }
 
             // Replaying the applied transactions in order, each is the
             // sender's next nonce and the final nonces match.
@@ -867,6 +1337,7 @@ mod tests {
             // A fresh ledger fed only the applied transactions, in order,
             // applies them all and reaches the same state.
             let mut replay = Ledger::new(&g, cfg);
+            prop_assert_eq!(replay.min_fee(), min_fee);
             for b in &applied {
                 prop_assert_eq!(replay.submit(b, 0, &mut |_| {}), Ok(()));
             }

@@ -224,7 +224,7 @@ pub fn summary(
         "txs": {"seen": c.frames.txs_seen, "accepted": c.frames.txs_accepted.saturating_sub(late), "dropped": td},
         "ledger": {"submitted": l.submitted, "applied": l.applied, "dropped": {
             "bad_nonce": l.bad_nonce, "insufficient_funds": l.insufficient_funds, "nonce_gap": l.nonce_gap,
-            "malformed": l.malformed}},
+            "malformed": l.malformed, "fee_too_low": l.fee_too_low, "no_account": l.no_account}},
         "blocks": ctl.live.blocks,
         "height": ctl.live.height,
         "latency_us": {"ingest": percentiles(ingest), "inclusion": percentiles(&ctl.inclusion_us)},

@@ -121,7 +121,9 @@ fn golden(d: &std::path::Path) -> Golden {
 }
 
 /// Keys of the vectors' sessions `sessions`, and a genesis funding test
-/// signers 1 and 2 with `balance`, written into `d`.
+/// signers 1 and 2 with `balance` and holding the account that
+/// `testkit::txs`' messages are addressed to (key `[7; 32]`, balance 0: a
+/// message to a key without an account is refused), written into `d`.
 fn write_keys_and_genesis(
     d: &std::path::Path,
     sessions: impl Iterator<Item = u16>,
@@ -133,13 +135,14 @@ fn write_keys_and_genesis(
         .collect();
     let keys = d.join("keys.json");
     std::fs::write(&keys, serde_json::json!({ "sessions": sessions }).to_string()).unwrap();
-    let accounts: Vec<Value> = [1u8, 2]
+    let mut accounts: Vec<Value> = [1u8, 2]
         .iter()
         .map(|i| {
             let vk: [u8; 32] = ed25519_zebra::VerificationKeyBytes::from(&testkit::signer(*i)).into();
             serde_json::json!({"key": hex::encode(vk), "balance": balance})
         })
         .collect();
+    accounts.push(serde_json::json!({"key": hex::encode([7u8; 32]), "balance": 0}));
     let genesis = d.join("genesis.json");
     std::fs::write(&genesis, serde_json::json!({"network_id": 1, "accounts": accounts}).to_string()).unwrap();
     (keys, genesis)
@@ -160,7 +163,82 @@ fn assert_golden_counts(s: &Value) {
     assert_eq!(s["txs"]["accepted"], 5);
     assert_eq!(s["txs"]["dropped"]["duplicate"], 2);
     assert_eq!(s["ledger"]["applied"], 5, "{s}");
+    assert_ledger_balanced(s);
     assert!(s["blocks"].as_u64().unwrap() >= 1);
+}
+
+/// After a clean stop every transaction the ledger took is applied or
+/// dropped for a listed reason, the new ones included.
+fn assert_ledger_balanced(s: &Value) {
+    let l = &s["ledger"];
+    for r in ["bad_nonce", "insufficient_funds", "nonce_gap", "malformed", "fee_too_low", "no_account"] {
+        assert!(l["dropped"][r].is_u64(), "{r} missing: {s}");
+    }
+    assert_eq!(l["submitted"].as_u64().unwrap(), l["applied"].as_u64().unwrap() + sum(&l["dropped"]), "{s}");
+}
+
+/// The golden capture against genesis files whose rules refuse its
+/// transactions: a minimum fee above theirs (`fee_too_low`), and no
+/// account for the key their messages are addressed to (`no_account`).
+#[test]
+fn pcap_ledger_refusals_reach_the_summary() {
+    let d = tmpdir("refusals");
+    let Golden { path, keys, genesis, .. } = golden(&d);
+    let g: Value = serde_json::from_str(&std::fs::read_to_string(&genesis).unwrap()).unwrap();
+    let mut fee2 = g.clone();
+    fee2["version"] = 1.into();
+    fee2["min_fee"] = 2.into();
+    let mut no_recipient = g.clone();
+    no_recipient["accounts"].as_array_mut().unwrap().retain(|a| a["key"] != hex::encode([7u8; 32]));
+    assert_eq!(no_recipient["accounts"].as_array().unwrap().len(), 2);
+    // With min_fee 2 all five are refused before any lookup. Without the
+    // recipient, each signer's nonce 1 is refused and the later nonces
+    // wait behind it until shutdown drops them as nonce_gap.
+    let cases = [
+        ("fee2", fee2, &[("fee_too_low", 5)][..]),
+        ("no_recipient", no_recipient, &[("no_account", 2), ("nonce_gap", 3)]),
+    ];
+    for (name, file, want) in cases {
+        let p = d.join(format!("{name}.json"));
+        std::fs::write(&p, file.to_string()).unwrap();
+        let o = Command::new(BIN)
+            .args(["node", "--backend", "pcap", "--pcap"])
+            .arg(&path)
+            .arg("--keys")
+            .arg(&keys)
+            .arg("--genesis")
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(s["txs"]["accepted"], 5, "{s}");
+        assert_eq!(s["ledger"]["applied"], 0, "{name}: {s}");
+        for (reason, n) in want {
+            assert_eq!(s["ledger"]["dropped"][reason], *n, "{name}: {s}");
+        }
+        assert_ledger_balanced(&s);
+    }
+    // A genesis of a format this build does not know stops the node, naming it.
+    let p = d.join("v9.json");
+    let mut v9 = g;
+    v9["version"] = 9.into();
+    std::fs::write(&p, v9.to_string()).unwrap();
+    let o = Command::new(BIN)
+        .args(["node", "--backend", "pcap", "--pcap"])
+        .arg(&path)
+        .arg("--keys")
+        .arg(&keys)
+        .arg("--genesis")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("version 9 is not known"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Golden: a capture written by the project's own emitter, known good and
