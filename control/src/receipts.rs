@@ -57,7 +57,7 @@ impl ReceiptCounters {
 }
 
 /// One pending transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pending {
     /// When its datagram's burst was received (ns since the node's epoch).
     pub rx_ns: u64,
@@ -67,8 +67,8 @@ pub struct Pending {
     pub since_ms: u64,
 }
 
-/// Pending transactions by key (the first 32 bytes of the signature, which
-/// the sealed block hands back), bounded in size and age.
+/// Pending transactions by transaction id, bounded in size and age. Sized
+/// for `cap` entries at start: it never rehashes while the node runs.
 #[derive(Debug)]
 pub struct RouteTable {
     map: HashMap<[u8; 32], Pending>,
@@ -86,7 +86,7 @@ impl RouteTable {
     /// (checked at most once per `max_age_ms / 4`, at least every second).
     pub fn new(cap: usize, max_age_ms: u64) -> Self {
         RouteTable {
-            map: HashMap::with_capacity(cap.min(1 << 16)),
+            map: HashMap::with_capacity(cap.max(1)),
             cap: cap.max(1),
             max_age_ms,
             last_sweep_ms: 0,
@@ -112,6 +112,11 @@ impl RouteTable {
         }
         self.map.insert(key, p);
         true
+    }
+
+    /// Forgets every entry, keeping the memory.
+    pub fn clear(&mut self) {
+        self.map.clear();
     }
 
     /// Takes a sealed transaction's entry.

@@ -10,18 +10,21 @@
 //! Idle policy: when every ring is empty it sleeps briefly (1 ms) instead
 //! of spinning, so it shares a small machine with the data cores.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use attnet_core::command::CommandBus;
+use attnet_core::budget::{Budget, BudgetConfig};
+use attnet_core::command::{Command, CommandBus, FORGET_MAX};
 use attnet_core::shard::ShardEnd;
 use hdrhistogram::Histogram;
+use sha2::{Digest, Sha256};
 
 use crate::chain::Chain;
+use crate::ledger::Refusal;
 use crate::receipts::{Pending, ReceiptCounters, ReceiptSender, RouteTable};
 
 /// How the control thread behaves.
@@ -35,11 +38,16 @@ pub struct RunnerConfig {
     pub accepted_ids: Option<PathBuf>,
     pub idle_sleep: Duration,
     /// Most pending transactions whose receive time and route are
-    /// remembered until their block is sealed (about 100 bytes each).
+    /// remembered until their block is sealed (about 130 bytes each):
+    /// blocks in flight plus the ledger's gap queue (65 536) fit.
     pub max_pending: usize,
     /// A pending entry older than this is forgotten (its transaction waited
     /// for a nonce gap and was dropped, or is otherwise never sealed).
     pub pending_max_age_ms: u64,
+    /// log2 of the negative cache's slots (40 bytes each).
+    pub negative_log2: u32,
+    /// Sessions' budgets for ledger refusals (`None`: never throttled).
+    pub budget: Option<BudgetConfig>,
 }
 
 impl Default for RunnerConfig {
@@ -49,8 +57,10 @@ impl Default for RunnerConfig {
             recent_ids: 1 << 20,
             accepted_ids: None,
             idle_sleep: Duration::from_millis(1),
-            max_pending: 1 << 19,
+            max_pending: 1 << 17,
             pending_max_age_ms: 10_000,
+            negative_log2: 14,
+            budget: Some(BudgetConfig::default()),
         }
     }
 }
@@ -65,6 +75,18 @@ pub struct Live {
     pub blocks: u64,
     pub height: u64,
     pub inclusion_p99_us: u64,
+    /// Of `txs_in`, refused without asking the ledger: the id was refused
+    /// less than [`NEGATIVE_TTL_MS`] ago.
+    pub recently_refused: u64,
+    /// Sessions sent to a cool-down for ledger refusals, and cool-downs
+    /// lost to a full command ring.
+    pub throttles: u64,
+    pub throttles_lost: u64,
+    /// Ids the cores were told to forget, and those lost to a full ring.
+    pub forgets_sent: u64,
+    pub forgets_lost: u64,
+    /// The longest control-loop iteration that did work, microseconds.
+    pub loop_max_us: u64,
 }
 
 /// What the control thread hands back when it ends.
@@ -73,6 +95,8 @@ pub struct ControlReport {
     pub chain: crate::chain::ChainCounters,
     /// Receive → sealed in a block, microseconds.
     pub inclusion_us: Histogram<u64>,
+    /// Control-loop iterations that did work, microseconds each.
+    pub loop_us: Histogram<u64>,
     /// RECEIPT indications (all zero without a sender).
     pub receipts: ReceiptCounters,
     /// Pending entries refused by the full table, and swept for age.
@@ -80,45 +104,175 @@ pub struct ControlReport {
     pub pending_swept: u64,
 }
 
-/// Ids accepted recently, oldest forgotten first.
+/// Ids of transactions the ledger took (applied or waiting), in two
+/// generations of fixed capacity: inserts go to the young one; when it
+/// holds `cap / 2` ids the old one is emptied and the two swap. Both are
+/// sized at start, so no insert ever rehashes a whole table (a rehash of a
+/// million ids stalled the loop for most of a second); clearing a
+/// generation touches only its control bytes. Between `cap / 2` and `cap`
+/// ids are remembered.
 struct RecentIds {
-    set: HashSet<[u8; 32]>,
-    order: VecDeque<[u8; 32]>,
-    cap: usize,
+    young: HashSet<[u8; 32]>,
+    old: HashSet<[u8; 32]>,
+    half: usize,
 }
 
 impl RecentIds {
     fn new(cap: usize) -> Self {
-        RecentIds { set: HashSet::with_capacity(cap.min(1 << 16)), order: VecDeque::new(), cap: cap.max(1) }
+        let half = (cap / 2).max(1);
+        RecentIds { young: HashSet::with_capacity(half), old: HashSet::with_capacity(half), half }
     }
 
-    /// False if `id` is already known.
-    fn insert(&mut self, id: [u8; 32]) -> bool {
-        if !self.set.insert(id) {
-            return false;
+    fn contains(&self, id: &[u8; 32]) -> bool {
+        self.young.contains(id) || self.old.contains(id)
+    }
+
+    /// Records `id` (the caller checked it is not known).
+    fn insert(&mut self, id: [u8; 32]) {
+        if self.young.len() >= self.half {
+            self.old.clear();
+            std::mem::swap(&mut self.young, &mut self.old);
         }
-        self.order.push_back(id);
-        if self.order.len() > self.cap {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
+        self.young.insert(id);
+    }
+
+    /// Forgets `id`: its transaction was dropped and may be sent again.
+    fn remove(&mut self, id: &[u8; 32]) {
+        if !self.young.remove(id) {
+            self.old.remove(id);
+        }
+    }
+}
+
+/// Ids the ledger refused recently, for [`NEGATIVE_TTL_MS`]: a direct-mapped
+/// table (the id's first bytes pick the slot), fixed at start. A resend of
+/// a refused transaction is refused here as `recently_refused` and charged
+/// to its session's budget like any refusal.
+struct NegativeCache {
+    slots: Vec<([u8; 32], u64)>,
+    mask: usize,
+}
+
+/// How long a refused id stays in the negative cache.
+pub const NEGATIVE_TTL_MS: u64 = 2000;
+
+impl NegativeCache {
+    fn new(log2: u32) -> Self {
+        let n = 1usize << log2;
+        NegativeCache { slots: vec![([0; 32], 0); n], mask: n - 1 }
+    }
+
+    fn slot(&self, id: &[u8; 32]) -> usize {
+        attnet_core::dedup::IdFilter::prefix(id) as usize & self.mask
+    }
+
+    fn insert(&mut self, id: [u8; 32], now_ms: u64) {
+        let i = self.slot(&id);
+        if let Some(s) = self.slots.get_mut(i) {
+            *s = (id, now_ms);
+        }
+    }
+
+    fn hit(&self, id: &[u8; 32], now_ms: u64) -> bool {
+        self.slots
+            .get(self.slot(id))
+            .is_some_and(|(k, at)| k == id && *at != 0 && now_ms.saturating_sub(*at) < NEGATIVE_TTL_MS)
+    }
+}
+
+fn now_ms(epoch: Instant) -> u64 {
+    // From 1, so that 0 can mean "never" in the tables.
+    epoch.elapsed().as_millis() as u64 + 1
+}
+
+/// A transaction's id: SHA-256 of its bytes before the signature.
+fn tx_id(tx: &[u8]) -> [u8; 32] {
+    Sha256::digest(attnet_core::wire::tx::unsigned_part(tx)).into()
+}
+
+/// Id prefixes waiting to go to the cores in one [`Command::Forget`].
+#[derive(Default)]
+struct Forgets {
+    n: usize,
+    ids: [u64; FORGET_MAX],
+    /// Prefixes sent, and lost to a full command ring.
+    sent: u64,
+    lost: u64,
+}
+
+impl Forgets {
+    fn push(&mut self, id: &[u8; 32], bus: &mut CommandBus) {
+        if let Some(s) = self.ids.get_mut(self.n) {
+            *s = attnet_core::dedup::IdFilter::prefix(id);
+            self.n += 1;
+        }
+        if self.n == FORGET_MAX {
+            self.flush(bus);
+        }
+    }
+
+    fn flush(&mut self, bus: &mut CommandBus) {
+        if self.n == 0 {
+            return;
+        }
+        let n = self.n as u64;
+        match bus.send(Command::Forget { n: self.n as u8, ids: self.ids }) {
+            Ok(_) => self.sent += n,
+            // The cores keep the ids: a resend is `duplicate` until the
+            // filter's slot is reused. Counted, never waited for.
+            Err(_) => self.lost += n,
+        }
+        self.n = 0;
+    }
+}
+
+/// The control thread's tables, all sized at start: the ids seen (two
+/// generations), the negative cache, every session's budget, and the
+/// routes of pending transactions (receive time and return address, by id).
+pub struct ControlTables {
+    recent: RecentIds,
+    refused_recently: NegativeCache,
+    budgets: Vec<Budget>,
+    pending: RouteTable,
+}
+
+impl ControlTables {
+    /// Allocates every table for `cfg` and touches its memory, so that the
+    /// first transactions do not pay a page fault each (fresh memory is
+    /// mapped lazily: on a virtual machine tens of thousands of first
+    /// touches stalled the loop for hundreds of milliseconds). Build it
+    /// before the data cores start (about 100 MB and 0.1 s with the
+    /// defaults).
+    pub fn new(cfg: &RunnerConfig) -> Self {
+        let mut recent = RecentIds::new(cfg.recent_ids);
+        let mut pending = RouteTable::new(cfg.max_pending, cfg.pending_max_age_ms);
+        let key = |i: usize| {
+            let mut k = [0u8; 32];
+            k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            k[8] = 0xA5;
+            k
+        };
+        for gen in [&mut recent.young, &mut recent.old] {
+            for i in 0..recent.half {
+                gen.insert(key(i));
             }
+            gen.clear();
         }
-        true
+        for i in 0..cfg.max_pending {
+            pending.insert(key(i), Pending::default());
+        }
+        pending.clear();
+        ControlTables {
+            recent,
+            refused_recently: NegativeCache::new(cfg.negative_log2),
+            budgets: vec![Budget::default(); 1 << 16],
+            pending,
+        }
     }
 }
 
-fn now_ms() -> u64 {
+fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// A transaction's signature's first 32 bytes: unique per transaction, and
-/// cheap to take from bytes the ledger hands back.
-fn sig_key(tx: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 32];
-    if let Some(r) = attnet_core::wire::tx::signature_part(tx).get(..32) {
-        k.copy_from_slice(r);
-    }
-    k
 }
 
 /// What the control thread runs with.
@@ -127,6 +281,9 @@ pub struct ControlSetup {
     pub ends: Vec<ShardEnd>,
     pub chain: Chain,
     pub cfg: RunnerConfig,
+    /// The thread's tables, built (and their memory touched) before the
+    /// data cores start: [`ControlTables::new`].
+    pub tables: ControlTables,
     /// The node's epoch (receive times are nanoseconds since it).
     pub epoch: Instant,
     /// Data cores still running; the thread ends after it reaches 0.
@@ -143,11 +300,18 @@ pub struct ControlSetup {
 /// every ring is empty; then seals the last block and reports. With
 /// `receipts`, every sealed block's transactions are receipted to their
 /// clients.
+///
+/// Deduplication: an id is recorded as seen only once the ledger took its
+/// transaction (applied it, or queued it behind a nonce gap). An id the
+/// ledger refuses, or drops later from its queue, is not (or no longer)
+/// seen: the cores are told to forget it too ([`Command::Forget`]), so the
+/// same signed transaction can be sent again and apply once its turn comes.
+/// A refused id (other than a nonce gap, which a resend may fill) is kept
+/// in a negative cache for [`NEGATIVE_TTL_MS`]. Refusals are charged to the
+/// session's budget; a session over budget is throttled on every core
+/// ([`Command::Throttle`]).
 pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
-    let ControlSetup { mut ends, mut chain, cfg, epoch, cores_running, live, mut receipts, commands } = setup;
-    // Held for the thread's life: the cores' command rings stay open (a
-    // handshake stage installs the sessions it negotiates through it).
-    let _commands = commands;
+    let ControlSetup { mut ends, mut chain, cfg, tables, epoch, cores_running, live, mut receipts, mut commands } = setup;
     if let Some(cpu) = cfg.cpu {
         core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
     }
@@ -157,44 +321,72 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         )),
         None => None,
     };
-    let mut recent = RecentIds::new(cfg.recent_ids);
+    let ControlTables { mut recent, mut refused_recently, mut budgets, mut pending } = tables;
+    let mut forgets = Forgets::default();
+    let mut dropped_ids: Vec<[u8; 32]> = Vec::with_capacity(1024);
     let mut inclusion_us = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds");
-    // Receive times, ids and routes of transactions applied but not yet
-    // sealed, or waiting in the ledger's nonce queue.
-    let mut pending = RouteTable::new(cfg.max_pending, cfg.pending_max_age_ms);
+    let mut loop_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
     let mut st = Live::default();
     let mut last_publish = Instant::now();
     loop {
+        let started = Instant::now();
         // Read the flag before draining: if it is 0 here, every core has
         // pushed its last batch, so one more empty sweep means done.
         let all_stopped = cores_running.load(Ordering::Acquire) == 0;
         let mut moved = 0usize;
+        let clock = now_ms(epoch);
         for end in ends.iter_mut() {
             while let Ok(mut batch) = end.from_core.pop() {
                 moved += batch.len();
-                let now = now_ms();
+                let now = unix_ms();
                 for t in &batch.txs {
                     st.txs_in += 1;
-                    if !recent.insert(t.id) {
+                    if recent.contains(&t.id) {
                         st.late_duplicates += 1;
                         continue;
                     }
-                    if let Some(w) = ids_out.as_mut() {
-                        let mut hex = [0u8; 65];
-                        for (i, b) in t.id.iter().enumerate() {
-                            hex[2 * i] = b"0123456789abcdef"[(b >> 4) as usize];
-                            hex[2 * i + 1] = b"0123456789abcdef"[(b & 15) as usize];
+                    let route = batch.route(t).unwrap_or_default();
+                    let refusal = if refused_recently.hit(&t.id, clock) {
+                        st.recently_refused += 1;
+                        Some(None)
+                    } else {
+                        match chain.submit(batch.tx(t), now) {
+                            Ok(()) => None,
+                            Err(r) => Some(Some(r)),
                         }
-                        hex[64] = b'\n';
-                        w.write_all(&hex).map_err(|e| format!("accepted ids: {e}"))?;
+                    };
+                    let Some(refusal) = refusal else {
+                        // Applied or waiting for a nonce gap: seen from now
+                        // on; remember when it arrived and where from until
+                        // it is sealed.
+                        recent.insert(t.id);
+                        if let Some(w) = ids_out.as_mut() {
+                            write_hex_line(w, &t.id).map_err(|e| format!("accepted ids: {e}"))?;
+                        }
+                        pending.insert(t.id, Pending { rx_ns: t.rx_ns, id: t.id, route, since_ms: now });
+                        continue;
+                    };
+                    // Refused: the cores forget the id unless it can never
+                    // apply (its nonce is used), a later resend meets the
+                    // negative cache, and the session pays.
+                    match refusal {
+                        Some(Refusal::BadNonce) => {}
+                        // Refused again from the negative cache: the core
+                        // that verified this copy forgets it too.
+                        None | Some(Refusal::NonceGap) => forgets.push(&t.id, &mut commands),
+                        Some(_) => {
+                            refused_recently.insert(t.id, clock);
+                            forgets.push(&t.id, &mut commands);
+                        }
                     }
-                    let bytes = batch.tx(t);
-                    if chain.submit(bytes, now).is_ok() {
-                        // Applied or waiting for a nonce gap: remember when
-                        // it arrived and where from until it is sealed. A
-                        // refused transaction is never entered.
-                        let route = batch.route(t).unwrap_or_default();
-                        pending.insert(sig_key(bytes), Pending { rx_ns: t.rx_ns, id: t.id, route, since_ms: now });
+                    if let (Some(bc), Some(b)) = (&cfg.budget, budgets.get_mut(usize::from(route.session))) {
+                        if b.charge(1, clock, bc) {
+                            let until_ms = b.until_ms();
+                            match commands.send(Command::Throttle { id: route.session, until_ms }) {
+                                Ok(_) => st.throttles += 1,
+                                Err(_) => st.throttles_lost += 1,
+                            }
+                        }
                     }
                 }
                 batch.clear();
@@ -202,20 +394,30 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
                 let _ = end.give_back.push(batch);
             }
         }
-        let now = now_ms();
+        let now = unix_ms();
         let blocks = if all_stopped && moved == 0 { chain.finish(now) } else { chain.poll(now) };
+        // Transactions that waited behind a nonce gap and were dropped: no
+        // longer seen anywhere, so their clients may send them again.
+        chain.take_dropped(&mut dropped_ids);
+        for id in dropped_ids.drain(..) {
+            recent.remove(&id);
+            pending.take(&id);
+            forgets.push(&id, &mut commands);
+        }
+        forgets.flush(&mut commands);
         if !blocks.is_empty() {
             let sealed_ns = epoch.elapsed().as_nanos() as u64;
             for b in &blocks {
                 for (at, tx) in b.txs().enumerate() {
-                    let p = pending.take(&sig_key(tx));
+                    let id = tx_id(tx);
+                    let p = pending.take(&id);
                     if let Some(p) = &p {
                         inclusion_us.saturating_record((sealed_ns.saturating_sub(p.rx_ns) / 1000).max(1));
                     }
                     if let Some(r) = receipts.as_mut() {
                         match p {
                             Some(p) => r.add(Some(p.route), at as u32, p.id),
-                            None => r.add(None, at as u32, [0; 32]),
+                            None => r.add(None, at as u32, id),
                         }
                     }
                 }
@@ -226,15 +428,21 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
             st.blocks += blocks.len() as u64;
             st.height = chain.height();
         }
-        // Entries of transactions the ledger later dropped as nonce gaps are
-        // never claimed; they age out.
+        // Entries never claimed (a full table elsewhere, a lost route) age out.
         pending.sweep(now);
         if last_publish.elapsed() >= Duration::from_millis(100) {
             last_publish = Instant::now();
             st.inclusion_p99_us = inclusion_us.value_at_quantile(0.99);
+            st.loop_max_us = loop_us.max();
+            st.forgets_sent = forgets.sent;
+            st.forgets_lost = forgets.lost;
             if let Ok(mut l) = live.lock() {
                 *l = st;
             }
+        }
+        // Only iterations that did work: an idle one is a sleep.
+        if moved > 0 {
+            loop_us.saturating_record(started.elapsed().as_micros().max(1) as u64);
         }
         if all_stopped && moved == 0 {
             break;
@@ -247,6 +455,9 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         w.flush().map_err(|e| format!("accepted ids: {e}"))?;
     }
     st.inclusion_p99_us = inclusion_us.value_at_quantile(0.99);
+    st.loop_max_us = loop_us.max();
+    st.forgets_sent = forgets.sent;
+    st.forgets_lost = forgets.lost;
     if let Ok(mut l) = live.lock() {
         *l = st;
     }
@@ -254,8 +465,134 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         live: st,
         chain: chain.counters(),
         inclusion_us,
+        loop_us,
         receipts: receipts.map(|r| r.counters()).unwrap_or_default(),
         pending_refused: pending.refused,
         pending_swept: pending.swept,
     })
+}
+
+fn write_hex_line(w: &mut impl Write, id: &[u8; 32]) -> std::io::Result<()> {
+    let mut hex = [0u8; 65];
+    for (i, b) in id.iter().enumerate() {
+        hex[2 * i] = b"0123456789abcdef"[(b >> 4) as usize];
+        hex[2 * i + 1] = b"0123456789abcdef"[(b & 15) as usize];
+    }
+    hex[64] = b'\n';
+    w.write_all(&hex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::ChainConfig;
+    use crate::genesis::{Genesis, GenesisAccount};
+    use crate::ledger::LedgerConfig;
+    use attnet_core::command::command_bus;
+    use attnet_core::dedup::IdFilter;
+    use attnet_core::session::{Role, Session, SessionTable};
+    use attnet_core::shard::{shard_link, Route, ShardBatch};
+    use attnet_core::wire::tx::{Kind, Repr};
+
+    const A: [u8; 32] = [0xA; 32];
+    const B: [u8; 32] = [0xB; 32];
+
+    fn tx(from: [u8; 32], nonce: u64, amount: u64) -> Vec<u8> {
+        let r = Repr { kind: Kind::Transfer, from, to: B, nonce, amount, fee: 1, memo: b"", signature: [3; 64] };
+        let mut b = vec![0u8; r.buffer_len()];
+        r.emit(&mut b).unwrap();
+        b
+    }
+
+    /// Runs the control thread over one link; `feed` pushes batches (with
+    /// the session id each is routed from) and sleeps between them.
+    fn run_with(
+        cfg: RunnerConfig,
+        stale_ms: u64,
+        steps: Vec<(u16, Vec<Vec<u8>>, u64)>,
+    ) -> (ControlReport, Vec<attnet_core::command::CommandRx>) {
+        let genesis =
+            Genesis::new(1, [GenesisAccount { key: A, balance: 1000 }, GenesisAccount { key: B, balance: 10 }])
+                .unwrap();
+        let chain = Chain::new(
+            &genesis,
+            ChainConfig {
+                ledger: LedgerConfig { stale_ms, ..LedgerConfig::default() },
+                block: crate::block::BlockConfig { interval_ms: 20, ..Default::default() },
+            },
+        );
+        let (mut link, end, mut pool) = shard_link(8, 64);
+        let (commands, rx) = command_bus(1, 64);
+        let running = Arc::new(AtomicUsize::new(1));
+        let setup = ControlSetup {
+            ends: vec![end],
+            chain,
+            tables: ControlTables::new(&cfg),
+            cfg,
+            epoch: Instant::now(),
+            cores_running: running.clone(),
+            live: Arc::new(Mutex::new(Live::default())),
+            receipts: None,
+            commands,
+        };
+        let h = std::thread::spawn(move || run(setup));
+        for (session, txs, sleep_ms) in steps {
+            let mut b: Box<ShardBatch> = pool.pop().or_else(|| link.returned.pop().ok()).expect("a free batch");
+            for t in &txs {
+                let id = Sha256::digest(attnet_core::wire::tx::unsigned_part(t)).into();
+                b.push_routed(t, id, 0, Route { session, ..Route::default() });
+            }
+            link.to_shard.push(b).unwrap();
+            std::thread::sleep(Duration::from_millis(sleep_ms));
+            while let Ok(b) = link.returned.pop() {
+                pool.push(b);
+            }
+        }
+        running.store(0, Ordering::Release);
+        (h.join().unwrap().unwrap(), rx)
+    }
+
+    /// Nonce 2 arrives early and expires; nonce 1 arrives; nonce 2 is sent
+    /// again and applies: the expired id was forgotten by the control
+    /// thread and, through the command ring, by the cores' filters.
+    #[test]
+    fn a_resent_transaction_applies_after_its_first_copy_expired() {
+        let (n1, n2) = (tx(A, 1, 5), tx(A, 2, 5));
+        let id2: [u8; 32] = Sha256::digest(attnet_core::wire::tx::unsigned_part(&n2)).into();
+        let cfg = RunnerConfig { recent_ids: 1024, ..RunnerConfig::default() };
+        let (r, mut rx) = run_with(cfg, 50, vec![(1, vec![n2.clone()], 200), (1, vec![n1], 50), (1, vec![n2], 50)]);
+        assert_eq!(r.chain.ledger.applied, 2, "{:?}", r.chain.ledger);
+        assert_eq!(r.chain.ledger.nonce_gap, 1);
+        assert_eq!(r.live.late_duplicates, 0);
+        assert!(r.live.forgets_sent >= 1 && r.live.forgets_lost == 0, "{:?}", r.live);
+        // A core that had accepted id2 forgets it when it applies the ring.
+        let mut filter = IdFilter::new(10);
+        assert!(filter.insert(&id2));
+        rx[0].apply(&mut SessionTable::new(Role::Relay), &mut filter);
+        assert!(filter.insert(&id2), "the core forgot the expired id");
+    }
+
+    /// A session whose transactions the ledger keeps refusing goes over its
+    /// budget: the cores are told to throttle it; a resend of a refused id
+    /// meets the negative cache.
+    #[test]
+    fn ledger_refusals_throttle_the_session_and_resends_hit_the_negative_cache() {
+        let cfg = RunnerConfig {
+            budget: Some(BudgetConfig { per_s: 1, burst: 5, cooldown_ms: 60_000 }),
+            ..RunnerConfig::default()
+        };
+        // Ten transactions from an account that does not exist, twice.
+        let stranger = [0xEE; 32];
+        let txs: Vec<Vec<u8>> = (1..=10).map(|n| tx(stranger, n, 1)).collect();
+        let (r, mut rx) = run_with(cfg, 2000, vec![(9, txs.clone(), 20), (9, txs, 20)]);
+        assert_eq!(r.chain.ledger.no_account, 10);
+        assert_eq!(r.live.recently_refused, 10);
+        assert_eq!((r.live.throttles, r.live.throttles_lost), (1, 0));
+        let s = Session::new(Role::Relay, 9, &[1; 32], &[2; 32], 0).unwrap();
+        let mut table = SessionTable::new(Role::Relay);
+        table.install_rx(&s.rx);
+        rx[0].apply(&mut table, &mut IdFilter::new(4));
+        let until = table.get(9).unwrap().budget.until_ms();
+        assert!(until > 50_000, "throttled for the cool-down: {until}");
+    }
 }

@@ -268,7 +268,12 @@ impl<Q: RxQueue> DataCore<Q> {
                         }
                         match slot {
                             Some(b) => b.push_routed(bytes, t.id, rx_ns, route),
-                            None => full += 1,
+                            // Never reached the ledger: a resend is not a
+                            // duplicate.
+                            None => {
+                                full += 1;
+                                filter.forget_prefix(IdFilter::prefix(&t.id));
+                            }
                         }
                     }
                     burst.counters.reclassify(TxDrop::Duplicate, dup);
@@ -304,6 +309,9 @@ impl<Q: RxQueue> DataCore<Q> {
                         }
                         Err(rtrb::PushError::Full(back)) => {
                             burst.counters.reclassify(TxDrop::RingFull, len);
+                            for t in &back.txs {
+                                filter.forget_prefix(IdFilter::prefix(&t.id));
+                            }
                             b = back;
                             b.clear();
                             if let Some(p) = self.pools.get_mut(s) {

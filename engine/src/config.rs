@@ -57,6 +57,9 @@ pub struct FileConfig {
     pub block_interval_ms: Option<u64>,
     pub block_max_txs: Option<u32>,
     pub empty_blocks: Option<bool>,
+    pub throttle_per_s: Option<u32>,
+    pub throttle_burst: Option<u32>,
+    pub throttle_cooldown_ms: Option<u32>,
     pub duration_s: Option<f64>,
     pub summary_json: Option<PathBuf>,
     pub accepted_ids: Option<PathBuf>,
@@ -133,6 +136,17 @@ pub struct Overrides {
     /// Seal blocks even when no transaction arrived.
     #[arg(long)]
     pub empty_blocks: Option<bool>,
+    /// A session's failure budget: failed signatures and ledger refusals a
+    /// second it may cause before its frames are dropped as `throttled`
+    /// (default 1000; 0 turns budgets off).
+    #[arg(long)]
+    pub throttle_per_s: Option<u32>,
+    /// Failures a session may cause at once on top of the rate (default 1000).
+    #[arg(long)]
+    pub throttle_burst: Option<u32>,
+    /// How long an over-budget session's frames are dropped, ms (default 1000).
+    #[arg(long)]
+    pub throttle_cooldown_ms: Option<u32>,
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM or,
     /// with pcap, the end of the capture).
     #[arg(long = "duration")]
@@ -202,6 +216,8 @@ pub struct NodeConfig {
     pub block_interval_ms: u64,
     pub block_max_txs: u32,
     pub empty_blocks: bool,
+    /// Sessions' failure budgets (`None`: off).
+    pub budget: Option<dataplane::budget::BudgetConfig>,
     pub duration_s: Option<f64>,
     pub summary_json: Option<PathBuf>,
     pub accepted_ids: Option<PathBuf>,
@@ -233,6 +249,9 @@ const BLOCK_MAX_TXS: RangeInclusive<u32> = 1..=1_000_000;
 /// Batches per core→shard ring; each batch holds up to 256 transactions.
 const RING_DEPTH: RangeInclusive<usize> = 1..=4096;
 const LOOPS: RangeInclusive<u32> = 1..=1_000_000;
+const THROTTLE_PER_S: RangeInclusive<u32> = 0..=10_000_000;
+const THROTTLE_BURST: RangeInclusive<u32> = 1..=10_000_000;
+const THROTTLE_COOLDOWN_MS: RangeInclusive<u32> = 1..=3_600_000;
 const PORT: RangeInclusive<u16> = 1..=65535;
 /// `SO_RCVBUF` is a C int that the kernel doubles: 1 GiB at most.
 const RCVBUF: RangeInclusive<usize> = 0..=1 << 30;
@@ -293,6 +312,22 @@ impl NodeConfig {
             duration(d)?;
         }
         let ring_depth = in_range("ring_depth", o.ring_depth.or(file.ring_depth).unwrap_or(64), RING_DEPTH)?;
+        let dflt = dataplane::budget::BudgetConfig::default();
+        let throttle_per_s =
+            in_range("throttle_per_s", o.throttle_per_s.or(file.throttle_per_s).unwrap_or(dflt.per_s), THROTTLE_PER_S)?;
+        let budget = dataplane::budget::BudgetConfig {
+            per_s: throttle_per_s,
+            burst: in_range(
+                "throttle_burst",
+                o.throttle_burst.or(file.throttle_burst).unwrap_or(dflt.burst),
+                THROTTLE_BURST,
+            )?,
+            cooldown_ms: in_range(
+                "throttle_cooldown_ms",
+                o.throttle_cooldown_ms.or(file.throttle_cooldown_ms).unwrap_or(dflt.cooldown_ms),
+                THROTTLE_COOLDOWN_MS,
+            )?,
+        };
         let loops = in_range("loop", o.loops.or(file.loops).unwrap_or(1), LOOPS)?;
         let port = in_range("port", o.port.or(file.port).unwrap_or(7100), PORT)?;
         let rcvbuf = in_range("rcvbuf", o.rcvbuf.or(file.rcvbuf).unwrap_or(4 << 20), RCVBUF)?;
@@ -348,6 +383,7 @@ impl NodeConfig {
             block_interval_ms,
             block_max_txs,
             empty_blocks: o.empty_blocks.or(file.empty_blocks).unwrap_or(false),
+            budget: (throttle_per_s > 0).then_some(budget),
             duration_s,
             summary_json: o.summary_json.or(file.summary_json),
             accepted_ids: o.accepted_ids.or(file.accepted_ids),

@@ -225,6 +225,14 @@ pub fn summary(
         "ledger": {"submitted": l.submitted, "applied": l.applied, "dropped": {
             "bad_nonce": l.bad_nonce, "insufficient_funds": l.insufficient_funds, "nonce_gap": l.nonce_gap,
             "malformed": l.malformed, "fee_too_low": l.fee_too_low, "no_account": l.no_account}},
+        "control": {
+            "recently_refused": ctl.live.recently_refused,
+            "throttles": ctl.live.throttles,
+            "throttles_lost": ctl.live.throttles_lost,
+            "forgets_sent": ctl.live.forgets_sent,
+            "forgets_lost": ctl.live.forgets_lost,
+            "loop_us": percentiles(&ctl.loop_us),
+        },
         "blocks": ctl.live.blocks,
         "height": ctl.live.height,
         "latency_us": {"ingest": percentiles(ingest), "inclusion": percentiles(&ctl.inclusion_us)},
@@ -331,6 +339,7 @@ fn dead_control_report(live: &Mutex<Live>) -> runner::ControlReport {
         live: live.lock().map(|l| *l).unwrap_or_default(),
         chain: Default::default(),
         inclusion_us: Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds"),
+        loop_us: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds"),
         receipts: Default::default(),
         pending_refused: 0,
         pending_swept: 0,
@@ -457,8 +466,26 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     let mut core_threads = Vec::new();
     let mut published = Vec::new();
     let running = Arc::new(AtomicUsize::new(cores));
+    let rcfg = RunnerConfig {
+        cpu: topo.control().and_then(|t| t.cpu),
+        accepted_ids: cfg.accepted_ids.clone(),
+        budget: cfg.budget,
+        // A pending transaction is sealed within a block interval, or waits
+        // at most the ledger's stale limit for a nonce gap first.
+        pending_max_age_ms: cfg
+            .block_interval_ms
+            .saturating_add(control::ledger::LedgerConfig::default().stale_ms)
+            .saturating_add(8_000),
+        ..RunnerConfig::default()
+    };
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal handler: {e}"))?;
+    }
+    // Built (memory touched) before any core receives.
+    let tables = runner::ControlTables::new(&rcfg);
     for (i, ((tile, q), commands)) in topo.data_cores().zip(queues).zip(command_ends).enumerate() {
-        let fp = dataplane::host::frame_path(network_id);
+        let mut fp = dataplane::host::frame_path(network_id);
+        fp.set_budget(cfg.budget);
         let mut links = Vec::new();
         for l in topo.shard_links(i) {
             let (link, end, pool) = pipeline::shard_link(l.depth, topo.batch_txs);
@@ -509,23 +536,13 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         },
     );
     let live = Arc::new(Mutex::new(Live::default()));
-    let rcfg = RunnerConfig {
-        cpu: topo.control().and_then(|t| t.cpu),
-        accepted_ids: cfg.accepted_ids.clone(),
-        // A pending transaction is sealed within a block interval, or waits
-        // at most the ledger's stale limit for a nonce gap first.
-        pending_max_age_ms: cfg
-            .block_interval_ms
-            .saturating_add(control::ledger::LedgerConfig::default().stale_ms)
-            .saturating_add(8_000),
-        ..RunnerConfig::default()
-    };
     // Live on every running core before the node reports that it listens.
     wait_applied(&commands, installed, &running)?;
     let setup = runner::ControlSetup {
         ends,
         chain,
         cfg: rcfg,
+        tables,
         epoch,
         cores_running: running.clone(),
         live: live.clone(),
@@ -536,9 +553,6 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         .name(topo.control().map_or_else(|| "attnet-control".into(), |t| t.name.clone()))
         .spawn(move || runner::run(setup))
         .map_err(|e| format!("spawn control thread: {e}"))?;
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal handler: {e}"))?;
-    }
     let stop2 = stop.clone();
     let join = move || -> Result<Outcome, String> {
         // Dropped when the node ends.

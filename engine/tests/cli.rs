@@ -161,7 +161,7 @@ mod capture {
             "packets": {"received": 10, "not_att": {"link_type": 0, "malformed": 1, "not_ip": 1, "ip_fragment": 1, "not_udp": 1, "wrong_port": 1}},
             "frames": {"received": 5, "accepted": 3, "dropped": {
                 "truncated": 0, "bad_header": 1, "bad_length": 0, "unsupported_channel": 0, "unknown_session": 0,
-                "auth_failed": 0, "replay": 1, "bad_security": 0, "bad_compression": 0, "bad_tx": 0}},
+                "auth_failed": 0, "replay": 1, "bad_security": 0, "bad_compression": 0, "bad_tx": 0, "throttled": 0}},
             "txs": {"seen": 5, "accepted": 4, "dropped": {"bad_signature": 0, "duplicate": 1, "ring_full": 0}},
         });
         (pkts, want)

@@ -669,7 +669,8 @@ impl FramePath {
         }
         let ok = self.verifier.verify();
         let copies = &mut self.copies;
-        let (sessions, budget, now_ms, throttles) = (&mut self.sessions, &self.budget, self.now_ms, &mut self.throttles);
+        let (sessions, budget, now_ms, throttles) =
+            (&mut self.sessions, &self.budget, self.now_ms, &mut self.throttles);
         let mut i = 0usize;
         let Burst { txs, frames, counters, .. } = out;
         txs.retain(|t| {

@@ -15,8 +15,8 @@
 
 use std::sync::Arc;
 
-use crate::crypto::AeadKey;
 use crate::budget::Budget;
+use crate::crypto::AeadKey;
 use crate::emit::{emit_frame_with, EmitError, FrameSpec};
 use crate::replay::ReplayWindow;
 use crate::wire::mcs::MAX_SESSION_ID;
