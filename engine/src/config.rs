@@ -154,8 +154,8 @@ pub struct Overrides {
     /// Write the summary JSON here too.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
-    /// Write the ids of the transactions the data plane accepted, one hex
-    /// id a line.
+    /// Write the ids of the transactions the ledger took (applied or
+    /// queued behind a nonce gap), one hex id a line.
     #[arg(long)]
     pub accepted_ids: Option<PathBuf>,
     /// Spin instead of blocking when idle (isolated cores, benchmarks).
