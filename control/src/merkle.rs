@@ -61,6 +61,13 @@ pub fn root_with<'a>(scratch: &mut Vec<Hash>, leaves: impl ExactSizeIterator<Ite
     reduce(scratch)
 }
 
+/// The root of a level of leaf hashes ([`leaf_hash`] of each transaction,
+/// in block order), folded in place: what a block builder that hashed each
+/// transaction as it arrived computes at the seal.
+pub fn root_of_leaves(leaves: &mut Vec<Hash>) -> Hash {
+    reduce(leaves)
+}
+
 /// Folds one level of hashes into the root, in place: node `i` of the next
 /// level overwrites slot `i`, which has already been read (it reads slots
 /// `2i` and `2i + 1`).

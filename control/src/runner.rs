@@ -10,7 +10,7 @@
 //! Idle policy: when every ring is empty it sleeps briefly (1 ms) instead
 //! of spinning, so it shares a small machine with the data cores.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -152,6 +152,9 @@ struct NegativeCache {
     slots: Vec<([u8; 32], u64)>,
     mask: usize,
 }
+
+/// Sealed transactions whose receipts one loop iteration handles.
+const RECEIPT_CHUNK: usize = 2048;
 
 /// How long a refused id stays in the negative cache.
 pub const NEGATIVE_TTL_MS: u64 = 2000;
@@ -311,7 +314,8 @@ pub struct ControlSetup {
 /// session's budget; a session over budget is throttled on every core
 /// ([`Command::Throttle`]).
 pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
-    let ControlSetup { mut ends, mut chain, cfg, tables, epoch, cores_running, live, mut receipts, mut commands } = setup;
+    let ControlSetup { mut ends, mut chain, cfg, tables, epoch, cores_running, live, mut receipts, mut commands } =
+        setup;
     if let Some(cpu) = cfg.cpu {
         core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
     }
@@ -324,6 +328,9 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
     let ControlTables { mut recent, mut refused_recently, mut budgets, mut pending } = tables;
     let mut forgets = Forgets::default();
     let mut dropped_ids: Vec<[u8; 32]> = Vec::with_capacity(1024);
+    // Blocks sealed whose receipts are not all done: (block, next
+    // transaction, when it was sealed).
+    let mut sealed: VecDeque<(crate::block::Block, usize, u64)> = VecDeque::new();
     let mut inclusion_us = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds");
     let mut loop_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
     let mut st = Live::default();
@@ -407,26 +414,40 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         forgets.flush(&mut commands);
         if !blocks.is_empty() {
             let sealed_ns = epoch.elapsed().as_nanos() as u64;
-            for b in &blocks {
-                for (at, tx) in b.txs().enumerate() {
-                    let id = tx_id(tx);
-                    let p = pending.take(&id);
-                    if let Some(p) = &p {
-                        inclusion_us.saturating_record((sealed_ns.saturating_sub(p.rx_ns) / 1000).max(1));
-                    }
-                    if let Some(r) = receipts.as_mut() {
-                        match p {
-                            Some(p) => r.add(Some(p.route), at as u32, p.id),
-                            None => r.add(None, at as u32, id),
-                        }
-                    }
-                }
-                if let Some(r) = receipts.as_mut() {
-                    r.flush(b.header().height);
-                }
-            }
             st.blocks += blocks.len() as u64;
             st.height = chain.height();
+            sealed.extend(blocks.into_iter().map(|b| (b, 0usize, sealed_ns)));
+        }
+        // Sealed blocks' receipts and inclusion times, at most
+        // RECEIPT_CHUNK transactions an iteration (a block of ten thousand
+        // at once held the loop for milliseconds); a block's RECEIPTs leave
+        // when its last transaction is done.
+        let mut budget = RECEIPT_CHUNK;
+        while budget > 0 {
+            let Some((b, next, sealed_ns)) = sealed.front_mut() else { break };
+            let start = *next;
+            for (at, tx) in b.txs().enumerate().skip(start).take(budget) {
+                let id = tx_id(tx);
+                let p = pending.take(&id);
+                if let Some(p) = &p {
+                    inclusion_us.saturating_record((sealed_ns.saturating_sub(p.rx_ns) / 1000).max(1));
+                }
+                if let Some(r) = receipts.as_mut() {
+                    match p {
+                        Some(p) => r.add(Some(p.route), at as u32, p.id),
+                        None => r.add(None, at as u32, id),
+                    }
+                }
+                *next += 1;
+            }
+            budget -= *next - start;
+            if *next < b.header().tx_count as usize {
+                break;
+            }
+            if let Some(r) = receipts.as_mut() {
+                r.flush(b.header().height);
+            }
+            sealed.pop_front();
         }
         // Entries never claimed (a full table elsewhere, a lost route) age out.
         pending.sweep(now);
@@ -444,10 +465,10 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         if moved > 0 {
             loop_us.saturating_record(started.elapsed().as_micros().max(1) as u64);
         }
-        if all_stopped && moved == 0 {
+        if all_stopped && moved == 0 && sealed.is_empty() {
             break;
         }
-        if moved == 0 {
+        if moved == 0 && sealed.is_empty() {
             std::thread::sleep(cfg.idle_sleep);
         }
     }

@@ -61,9 +61,14 @@ fn two_million_unique_frames_through_pcap_lose_nothing() {
         .args(["--txs-per-frame", "1", "--frames-per-datagram", "1", "--bad", "0", "--lz4", "off"])
         .args(["--pool-cache", "off", "--keys-out", p(&keys), "--genesis-out", p(&genesis)])
         .args(["--out", &format!("pcap:{}", p(&pcap))]));
-    run(Command::new(BIN)
-        .args(["node", "--backend", "pcap", "--pcap", p(&pcap), "--cores", "1"])
-        .args(["--keys", p(&keys), "--genesis", p(&genesis), "--summary-json", p(&summary)]));
+    run(Command::new(BIN).args(["node", "--backend", "pcap", "--pcap", p(&pcap), "--cores", "1"]).args([
+        "--keys",
+        p(&keys),
+        "--genesis",
+        p(&genesis),
+        "--summary-json",
+        p(&summary),
+    ]));
     let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     assert_lossless(&s, FRAMES);
     let _ = std::fs::remove_dir_all(&d);
@@ -79,7 +84,8 @@ fn loopback_at_half_capacity_loses_nothing() {
     const PPS: u64 = 15_000;
     const SECONDS: u64 = 40;
     let d = tmpdir("udp");
-    let (keys, genesis, node, gen) = (d.join("keys.json"), d.join("genesis.json"), d.join("node.json"), d.join("g.json"));
+    let (keys, genesis, node, gen) =
+        (d.join("keys.json"), d.join("genesis.json"), d.join("node.json"), d.join("g.json"));
     let common = format!("--seed 32 --sessions 4 --accounts 4096 --pool-cache {}", p(&d.join("cache")));
     run(Command::new("sh").arg("-c").arg(format!(
         "{BIN} pktgen --quiet {common} --keys-out {} --genesis-out {}",
@@ -103,10 +109,8 @@ fn loopback_at_half_capacity_loses_nothing() {
     );
     // Signing the generator's pool comes first and takes a while in a
     // test build; the whole run is still bounded.
-    let o = Command::new("timeout")
-        .args(["300", "unshare", "--net", "sh", "-c", &script])
-        .output()
-        .expect("unshare runs");
+    let o =
+        Command::new("timeout").args(["300", "unshare", "--net", "sh", "-c", &script]).output().expect("unshare runs");
     assert!(
         o.status.success(),
         "{}\n{}",

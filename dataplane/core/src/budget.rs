@@ -18,9 +18,9 @@
 /// The budget's limits, the same for every session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BudgetConfig {
-    /// Failures a second a session may cause, sustained. Default 1000.
+    /// Failures a second a session may cause, sustained. Default 200.
     pub per_s: u32,
-    /// Failures a session may cause at once, on top of the rate. Default 1000.
+    /// Failures a session may cause at once, on top of the rate. Default 400.
     pub burst: u32,
     /// How long an over-budget session's frames are dropped. Default 1000 ms.
     pub cooldown_ms: u32,
@@ -28,7 +28,7 @@ pub struct BudgetConfig {
 
 impl Default for BudgetConfig {
     fn default() -> Self {
-        BudgetConfig { per_s: 1000, burst: 1000, cooldown_ms: 1000 }
+        BudgetConfig { per_s: 200, burst: 400, cooldown_ms: 1000 }
     }
 }
 
@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn a_clock_that_steps_back_neither_panics_nor_forgives() {
-        let cfg = BudgetConfig::default();
+        let cfg = BudgetConfig { per_s: 1000, burst: 1000, cooldown_ms: 1000 };
         let mut b = Budget::default();
         assert!(!b.charge(1000, 5000, &cfg));
         assert!(b.charge(1, 10, &cfg));
