@@ -37,13 +37,11 @@ pub struct RunnerConfig {
     /// Write each accepted (post-dedup) id here, one hex id a line.
     pub accepted_ids: Option<PathBuf>,
     pub idle_sleep: Duration,
-    /// Most pending transactions whose receive time and route are
-    /// remembered until their block is sealed (about 130 bytes each):
-    /// blocks in flight plus the ledger's gap queue (65 536) fit.
+    /// Pending transactions whose receive time and route are remembered
+    /// until their block is sealed: the last `max_pending` (at least half
+    /// as many) the ledger took, about 130 bytes each (RECEIPTs and
+    /// inclusion times of older ones are lost: `receipts.no_address`).
     pub max_pending: usize,
-    /// A pending entry older than this is forgotten (its transaction waited
-    /// for a nonce gap and was dropped, or is otherwise never sealed).
-    pub pending_max_age_ms: u64,
     /// log2 of the negative cache's slots (40 bytes each).
     pub negative_log2: u32,
     /// Sessions' budgets for ledger refusals (`None`: never throttled).
@@ -57,8 +55,7 @@ impl Default for RunnerConfig {
             recent_ids: 1 << 20,
             accepted_ids: None,
             idle_sleep: Duration::from_millis(1),
-            max_pending: 1 << 17,
-            pending_max_age_ms: 10_000,
+            max_pending: 1 << 18,
             negative_log2: 14,
             budget: Some(BudgetConfig::default()),
         }
@@ -99,8 +96,7 @@ pub struct ControlReport {
     pub loop_us: Histogram<u64>,
     /// RECEIPT indications (all zero without a sender).
     pub receipts: ReceiptCounters,
-    /// Pending entries refused by the full table, and swept for age.
-    pub pending_refused: u64,
+    /// Pending entries evicted unclaimed with their generation.
     pub pending_swept: u64,
 }
 
@@ -248,7 +244,7 @@ impl ControlTables {
     /// defaults).
     pub fn new(cfg: &RunnerConfig) -> Self {
         let mut recent = RecentIds::new(cfg.recent_ids);
-        let mut pending = RouteTable::new(cfg.max_pending, cfg.pending_max_age_ms);
+        let mut pending = RouteTable::new(cfg.max_pending);
         let key = |i: usize| {
             let mut k = [0u8; 32];
             k[..8].copy_from_slice(&(i as u64).to_le_bytes());
@@ -261,10 +257,13 @@ impl ControlTables {
             }
             gen.clear();
         }
-        for i in 0..cfg.max_pending {
-            pending.insert(key(i), Pending::default());
+        let half = pending.half();
+        for gen in pending.generations() {
+            for i in 0..half {
+                gen.insert(key(i), Pending::default());
+            }
+            gen.clear();
         }
-        pending.clear();
         ControlTables {
             recent,
             refused_recently: NegativeCache::new(cfg.negative_log2),
@@ -449,8 +448,6 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
             }
             sealed.pop_front();
         }
-        // Entries never claimed (a full table elsewhere, a lost route) age out.
-        pending.sweep(now);
         if last_publish.elapsed() >= Duration::from_millis(100) {
             last_publish = Instant::now();
             st.inclusion_p99_us = inclusion_us.value_at_quantile(0.99);
@@ -488,7 +485,6 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         inclusion_us,
         loop_us,
         receipts: receipts.map(|r| r.counters()).unwrap_or_default(),
-        pending_refused: pending.refused,
         pending_swept: pending.swept,
     })
 }

@@ -341,7 +341,6 @@ fn dead_control_report(live: &Mutex<Live>) -> runner::ControlReport {
         inclusion_us: Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds"),
         loop_us: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds"),
         receipts: Default::default(),
-        pending_refused: 0,
         pending_swept: 0,
     }
 }
@@ -470,12 +469,6 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         cpu: topo.control().and_then(|t| t.cpu),
         accepted_ids: cfg.accepted_ids.clone(),
         budget: cfg.budget,
-        // A pending transaction is sealed within a block interval, or waits
-        // at most the ledger's stale limit for a nonce gap first.
-        pending_max_age_ms: cfg
-            .block_interval_ms
-            .saturating_add(control::ledger::LedgerConfig::default().stale_ms)
-            .saturating_add(8_000),
         ..RunnerConfig::default()
     };
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
