@@ -192,6 +192,12 @@ impl<F: Finalizer> Chain<F> {
         &self.finalizer
     }
 
+    /// Gives a final block's buffers back to the block builder once the
+    /// caller is done with it (optional: saves the next block fresh memory).
+    pub fn recycle(&mut self, block: Block) {
+        self.builder.recycle(block.into_buffers());
+    }
+
     fn record(&mut self, finals: &[Block]) {
         for b in finals {
             self.height = b.header().height;

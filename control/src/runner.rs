@@ -446,7 +446,9 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
             if let Some(r) = receipts.as_mut() {
                 r.flush(b.header().height);
             }
-            sealed.pop_front();
+            if let Some((b, _, _)) = sealed.pop_front() {
+                chain.recycle(b);
+            }
         }
         if last_publish.elapsed() >= Duration::from_millis(100) {
             last_publish = Instant::now();
