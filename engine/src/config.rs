@@ -138,10 +138,10 @@ pub struct Overrides {
     pub empty_blocks: Option<bool>,
     /// A session's failure budget: failed signatures and ledger refusals a
     /// second it may cause before its frames are dropped as `throttled`
-    /// (default 200; 0 turns budgets off).
+    /// (default 100; 0 turns budgets off).
     #[arg(long)]
     pub throttle_per_s: Option<u32>,
-    /// Failures a session may cause at once on top of the rate (default 400).
+    /// Failures a session may cause at once on top of the rate (default 200).
     #[arg(long)]
     pub throttle_burst: Option<u32>,
     /// How long an over-budget session's frames are dropped, ms (default 1000).

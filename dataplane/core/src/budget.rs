@@ -18,9 +18,9 @@
 /// The budget's limits, the same for every session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BudgetConfig {
-    /// Failures a second a session may cause, sustained. Default 200.
+    /// Failures a second a session may cause, sustained. Default 100.
     pub per_s: u32,
-    /// Failures a session may cause at once, on top of the rate. Default 400.
+    /// Failures a session may cause at once, on top of the rate. Default 200.
     pub burst: u32,
     /// How long an over-budget session's frames are dropped. Default 1000 ms.
     pub cooldown_ms: u32,
@@ -28,7 +28,7 @@ pub struct BudgetConfig {
 
 impl Default for BudgetConfig {
     fn default() -> Self {
-        BudgetConfig { per_s: 200, burst: 400, cooldown_ms: 1000 }
+        BudgetConfig { per_s: 100, burst: 200, cooldown_ms: 1000 }
     }
 }
 
