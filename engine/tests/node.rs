@@ -198,18 +198,21 @@ fn pcap_ledger_refusals_reach_the_summary() {
         ("fee2", fee2, &[("fee_too_low", 5)][..]),
         ("no_recipient", no_recipient, &[("no_account", 2), ("nonce_gap", 3)]),
     ];
-    for (name, file, want) in cases {
-        let p = d.join(format!("{name}.json"));
-        std::fs::write(&p, file.to_string()).unwrap();
-        let o = Command::new(BIN)
+    let replay_with = |genesis: &std::path::Path| {
+        Command::new(BIN)
             .args(["node", "--backend", "pcap", "--pcap"])
             .arg(&path)
             .arg("--keys")
             .arg(&keys)
             .arg("--genesis")
-            .arg(&p)
+            .arg(genesis)
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    for (name, file, want) in cases {
+        let p = d.join(format!("{name}.json"));
+        std::fs::write(&p, file.to_string()).unwrap();
+        let o = replay_with(&p);
         assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
         let s: Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(s["txs"]["accepted"], 5, "{s}");
@@ -224,15 +227,7 @@ fn pcap_ledger_refusals_reach_the_summary() {
     let mut v9 = g;
     v9["version"] = 9.into();
     std::fs::write(&p, v9.to_string()).unwrap();
-    let o = Command::new(BIN)
-        .args(["node", "--backend", "pcap", "--pcap"])
-        .arg(&path)
-        .arg("--keys")
-        .arg(&keys)
-        .arg("--genesis")
-        .arg(&p)
-        .output()
-        .unwrap();
+    let o = replay_with(&p);
     assert!(!o.status.success());
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("version 9 is not known"),
