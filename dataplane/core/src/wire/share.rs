@@ -37,6 +37,14 @@ pub mod kind {
     pub const WELCOME: u8 = 0x42;
     /// Ids of transactions included in a block (channels 1004 and 1005, kind 0x68).
     pub const RECEIPT: u8 = 0x43;
+    /// A relay's answer to a HELLO under load (v1.1; channel 1003, kind 0x68).
+    pub const COOKIE: u8 = 0x44;
+    /// The cookie a client echoes before its HELLO (v1.1; channel 1003, kind 0x64).
+    pub const COOKIE_ECHO: u8 = 0x45;
+    /// A client's question about an account or a transaction (v1.1; channel 1005, kind 0x64).
+    pub const QUERY: u8 = 0x48;
+    /// A relay's answer to a QUERY (v1.1; channel 1005, kind 0x68).
+    pub const ANSWER: u8 = 0x49;
     /// Consensus traffic (channel 1006; the project's own body).
     pub const CONSENSUS: u8 = 0x50;
 }
