@@ -210,6 +210,7 @@ fn pipeline_vs_path(c: &mut Criterion) {
                     epoch: Instant::now(),
                     stop: Arc::new(AtomicBool::new(false)),
                     published: Arc::new(Mutex::new(CoreCounters::default())),
+                    exceptions: None,
                 });
                 let done = Arc::new(AtomicBool::new(false));
                 let done2 = done.clone();

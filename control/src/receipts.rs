@@ -315,9 +315,9 @@ mod tests {
         let start = 1_700_000_000u64 << 32;
         let sealers = [1, 2].map(|id| Sealer::new(id, &testkit::r2c(id), start)).into();
         let mut tx = ReceiptSender::new(relay, sealers);
-        let ra = Route { session: 1, channel: 1004, peer: Peer::from(a.local_addr().unwrap()) };
+        let ra = Route { session: 1, channel: 1004, peer: Peer::from(a.local_addr().unwrap()), generation: 0 };
         let ra5 = Route { channel: 1005, ..ra };
-        let rb = Route { session: 2, channel: 1004, peer: Peer::from(b.local_addr().unwrap()) };
+        let rb = Route { session: 2, channel: 1004, peer: Peer::from(b.local_addr().unwrap()), generation: 0 };
         let mut want_a = Vec::new();
         let mut want_b = Vec::new();
         for i in 0..90u32 {

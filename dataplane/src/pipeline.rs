@@ -27,6 +27,7 @@ use crate::dedup::IdFilter;
 use crate::path::{Burst, FramePath};
 use crate::verdict::{Counters, TxDrop};
 pub use attnet_core::command::{command_bus, Command, CommandBus, CommandRx};
+pub use attnet_core::exception::{exception_link, Exception, ExceptionEnd, ExceptionKind, ExceptionLink};
 pub use attnet_core::shard::{shard_link, Route, ShardBatch, ShardEnd, ShardLink, ShardTx, HOLD_MAX_TXS, NO_ROUTE};
 
 /// How long a stopping core keeps retrying batches held back by full rings.
@@ -74,6 +75,15 @@ pub struct CoreCounters {
     pub nic: Option<crate::backend::NicStats>,
     /// ARP replies the backend sent.
     pub arp_replies: u64,
+    /// Handshake items (a HELLO, a COOKIE_ECHO with the HELLO after it, a
+    /// lone or malformed COOKIE_ECHO) handed to the control plane, and
+    /// those refused by its full ring (`handshake.overload`).
+    pub hellos: u64,
+    pub hello_overload: u64,
+    /// QUERY frames handed to the control plane, and those refused by its
+    /// full ring (`queries.overload`).
+    pub queries: u64,
+    pub query_overload: u64,
 }
 
 impl CoreCounters {
@@ -90,6 +100,10 @@ impl CoreCounters {
         self.idle_waits += o.idle_waits;
         self.rx_errors += o.rx_errors;
         self.arp_replies += o.arp_replies;
+        self.hellos += o.hellos;
+        self.hello_overload += o.hello_overload;
+        self.queries += o.queries;
+        self.query_overload += o.query_overload;
         if let Some(n) = &o.nic {
             self.nic.get_or_insert_with(Default::default).add(n);
         }
@@ -161,6 +175,9 @@ pub struct CoreSetup<Q: RxQueue> {
     pub stop: Arc<AtomicBool>,
     /// Where the core publishes its counters every `cfg.publish_every`.
     pub published: Arc<Mutex<CoreCounters>>,
+    /// Where accepted HELLOs and QUERYs go; without it they are counted
+    /// as overload.
+    pub exceptions: Option<ExceptionLink>,
 }
 
 /// One data core's pipeline.
@@ -178,6 +195,7 @@ pub struct DataCore<Q: RxQueue> {
     epoch: Instant,
     stop: Arc<AtomicBool>,
     published: Arc<Mutex<CoreCounters>>,
+    exceptions: Option<ExceptionLink>,
 }
 
 /// What a data core returns when it stops.
@@ -189,9 +207,9 @@ pub struct CoreReport {
 
 impl<Q: RxQueue> DataCore<Q> {
     pub fn new(setup: CoreSetup<Q>) -> Self {
-        let CoreSetup { fp, queue, links, commands, sharder, cfg, epoch, stop, published } = setup;
+        let CoreSetup { fp, queue, links, commands, sharder, cfg, epoch, stop, published, exceptions } = setup;
         let (links, pools) = links.into_iter().unzip();
-        DataCore { fp, queue, links, pools, commands, sharder, cfg, epoch, stop, published }
+        DataCore { fp, queue, links, pools, commands, sharder, cfg, epoch, stop, published, exceptions }
     }
 
     /// Runs until the stop flag is set or a finite source is exhausted,
@@ -221,6 +239,7 @@ impl<Q: RxQueue> DataCore<Q> {
             let sharder = &self.sharder;
             let pools = &mut self.pools;
             let links = &mut self.links;
+            let exceptions = &mut self.exceptions;
             let rx_only = self.cfg.stop_after == StopAfter::Rx;
             // Lossless: nothing more is received while a batch waits for room.
             let waiting = self.cfg.lossless && current.iter().any(Option::is_some);
@@ -235,6 +254,9 @@ impl<Q: RxQueue> DataCore<Q> {
                         return;
                     }
                     fp.process_filtered(bufs, &mut burst, &filter);
+                    if !burst.control.is_empty() {
+                        hand_over(&burst, bufs, peers, rx_ns, exceptions.as_mut(), &mut counters);
+                    }
                     let mut dup = 0u64;
                     let mut full = 0u64;
                     for t in &burst.txs {
@@ -251,6 +273,7 @@ impl<Q: RxQueue> DataCore<Q> {
                                 session: f.session,
                                 channel: f.channel,
                                 peer: peers.get(f.datagram as usize).copied().unwrap_or(Peer::NONE),
+                                generation: f.generation,
                             },
                             None => Route::default(),
                         };
@@ -385,5 +408,83 @@ impl<Q: RxQueue> DataCore<Q> {
         c.packets = q.packets;
         c.nic = q.nic;
         c.arp_replies = q.replies;
+    }
+}
+
+/// Copies a burst's accepted HELLO, COOKIE_ECHO and QUERY frames onto the
+/// exception rings: a COOKIE_ECHO and the HELLO right after it in the same
+/// datagram make one item; a COOKIE_ECHO without one, or whose body is not
+/// a COOKIE_ECHO body, is a malformed item. A full ring (or none) counts
+/// the item as overload.
+fn hand_over(
+    burst: &Burst,
+    bufs: &[&mut [u8]],
+    peers: &[Peer],
+    rx_ns: u64,
+    mut link: Option<&mut ExceptionLink>,
+    c: &mut CoreCounters,
+) {
+    use attnet_core::wire::share::kind;
+    let mut items = burst.control.iter().peekable();
+    while let Some(cf) = items.next() {
+        let Some(f) = burst.frames.get(cf.frame as usize) else { continue };
+        let peer = peers.get(f.datagram as usize).copied().unwrap_or(Peer::NONE);
+        let body = burst.control_body(bufs, cf);
+        let mut e = match cf.content_kind {
+            kind::QUERY => {
+                let mut e = Exception::new(ExceptionKind::Query, f.session, f.channel, peer, body);
+                e.generation = f.generation;
+                e
+            }
+            kind::COOKIE_ECHO => {
+                // The HELLO it precedes: the next frame of the same datagram.
+                let next = items.peek().filter(|n| {
+                    n.content_kind == kind::HELLO
+                        && n.frame == cf.frame + 1
+                        && burst.frames.get(n.frame as usize).is_some_and(|nf| nf.datagram == f.datagram)
+                });
+                let cookie = match body {
+                    [1, rest @ ..] => <[u8; 16]>::try_from(rest).ok(),
+                    _ => None,
+                };
+                match (next.copied(), cookie) {
+                    (Some(h), Some(cookie)) => {
+                        items.next();
+                        let mut e = Exception::new(
+                            ExceptionKind::Hello,
+                            f.session,
+                            f.channel,
+                            peer,
+                            burst.control_body(bufs, &h),
+                        );
+                        e.cookie = Some(cookie);
+                        e
+                    }
+                    (h, _) => {
+                        if h.is_some() {
+                            items.next();
+                        }
+                        Exception::new(ExceptionKind::Malformed, f.session, f.channel, peer, &[])
+                    }
+                }
+            }
+            _ => Exception::new(ExceptionKind::Hello, f.session, f.channel, peer, body),
+        };
+        e.rx_ns = rx_ns;
+        let query = e.kind == ExceptionKind::Query;
+        let ring = link.as_deref_mut().map(|l| if query { &mut l.queries } else { &mut l.hellos });
+        let ok = ring.is_some_and(|r| r.push(e).is_ok());
+        match (query, ok) {
+            (true, true) => c.queries += 1,
+            (true, false) => {
+                c.queries += 1;
+                c.query_overload += 1;
+            }
+            (false, true) => c.hellos += 1,
+            (false, false) => {
+                c.hellos += 1;
+                c.hello_overload += 1;
+            }
+        }
     }
 }

@@ -69,6 +69,7 @@ fn run_core_with(
         epoch: Instant::now(),
         stop: Arc::new(AtomicBool::new(false)),
         published: published.clone(),
+        exceptions: None,
     });
     // The core ends by itself when the capture is done, full rings or not.
     let core = std::thread::spawn(move || core.run());
@@ -213,7 +214,7 @@ fn one_frame_on_two_cores_is_accepted_once() {
     let run = |frames: Vec<Vec<u8>>, window: Arc<ReplayWindow>| {
         std::thread::spawn(move || {
             let mut fp = FramePath::new(1, dataplane::testkit::TEST_SEED);
-            fp.sessions.install_rx(&RxKey { id: 2, key: testkit::c2r(2), window });
+            fp.sessions.install_rx(&RxKey { id: 2, key: testkit::c2r(2), window, generation: 0 });
             let mut burst = dataplane::Burst::default();
             let mut accepted = Vec::new();
             for mut f in frames {
@@ -290,10 +291,10 @@ fn transactions_carry_their_route() {
     let d2 = testkit::frame_on(1005, 4, 1, &t4, false);
     let want: Vec<([u8; 32], Route)> = id1
         .iter()
-        .map(|id| (*id, Route { session: 1, channel: 1004, peer: Peer::from(a) }))
-        .chain(id2.iter().map(|id| (*id, Route { session: 2, channel: 1005, peer: Peer::from(a) })))
-        .chain(id3.iter().map(|id| (*id, Route { session: 3, channel: 1004, peer: Peer::from(b) })))
-        .chain(id4.iter().map(|id| (*id, Route { session: 4, channel: 1005, peer: Peer::NONE })))
+        .map(|id| (*id, Route { session: 1, channel: 1004, peer: Peer::from(a), generation: 0 }))
+        .chain(id2.iter().map(|id| (*id, Route { session: 2, channel: 1005, peer: Peer::from(a), generation: 0 })))
+        .chain(id3.iter().map(|id| (*id, Route { session: 3, channel: 1004, peer: Peer::from(b), generation: 0 })))
+        .chain(id4.iter().map(|id| (*id, Route { session: 4, channel: 1005, peer: Peer::NONE, generation: 0 })))
         .collect();
     let q =
         Scripted { datagrams: vec![d0, d1, d2], peers: vec![Peer::from(a), Peer::from(b), Peer::NONE], done: false };
@@ -310,6 +311,7 @@ fn transactions_carry_their_route() {
         epoch: Instant::now(),
         stop: Arc::new(AtomicBool::new(false)),
         published: Arc::new(Mutex::new(CoreCounters::default())),
+        exceptions: None,
     });
     let report = std::thread::spawn(move || core.run()).join().unwrap();
     assert_eq!(report.counters.frames.txs_accepted, 7);
@@ -362,6 +364,7 @@ fn sessions_installed_and_removed_on_two_running_cores() {
             epoch,
             stop: stop.clone(),
             published: p,
+            exceptions: None,
         });
         threads.push(std::thread::spawn(move || core.run()));
     }

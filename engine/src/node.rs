@@ -505,6 +505,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             epoch,
             stop: stop.clone(),
             published: pubc,
+            exceptions: None,
         });
         let running = running.clone();
         let h = std::thread::Builder::new()

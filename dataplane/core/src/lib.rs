@@ -19,6 +19,7 @@ pub mod copies;
 pub mod crypto;
 pub mod dedup;
 pub mod emit;
+pub mod exception;
 pub mod lz4;
 pub mod path;
 pub mod peer;
@@ -30,7 +31,7 @@ pub mod verdict;
 pub mod verify;
 pub mod wire;
 
-pub use path::{AcceptedTx, Burst, Depth, FramePath, FrameRecord, TxLoc, VerifyCost};
+pub use path::{AcceptedTx, Burst, ControlFrame, Depth, FramePath, FrameRecord, TxLoc, VerifyCost};
 pub use peer::Peer;
 pub use verdict::{Counters, DropReason, TxDrop, Verdict};
 

@@ -40,6 +40,26 @@ pub struct FrameRecord {
     pub verdict: Verdict,
     /// Transactions the frame carried (0 unless accepted).
     pub txs: u16,
+    /// The generation of its session on this core (0 unless accepted, and
+    /// for configured sessions): routes of answers carry it, so nothing
+    /// meant for an ended session reaches the next holder of its id.
+    pub generation: u32,
+}
+
+/// An accepted frame whose body the control plane finishes: a HELLO or
+/// COOKIE_ECHO on channel 1003, a QUERY on 1005 ([`crate::exception`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlFrame {
+    /// Index into [`Burst::frames`].
+    pub frame: u32,
+    /// The share-data content kind.
+    pub content_kind: u8,
+    /// The buffer that holds its body.
+    pub loc: TxLoc,
+    /// Byte offset of the body in that buffer.
+    pub offset: u32,
+    /// Length of the body in bytes.
+    pub len: u32,
 }
 
 /// Where an accepted transaction's bytes are.
@@ -76,6 +96,9 @@ pub struct Burst {
     /// Accepted transactions in datagram and frame order; after the signature
     /// checks, only those that verified.
     pub txs: Vec<AcceptedTx>,
+    /// Accepted HELLO, COOKIE_ECHO and QUERY frames, in datagram and frame
+    /// order.
+    pub control: Vec<ControlFrame>,
     /// Counts of this and earlier bursts (accumulated until the caller resets them).
     pub counters: Counters,
     arena: Vec<u8>,
@@ -89,6 +112,7 @@ impl Burst {
         Burst {
             frames: Vec::with_capacity(frames),
             txs: Vec::with_capacity(txs),
+            control: Vec::with_capacity(crate::MAX_BURST),
             counters: Counters::default(),
             arena: vec![0; lz4_frames.max(1) * MAX_BODY],
             arena_used: 0,
@@ -99,16 +123,26 @@ impl Burst {
     pub fn clear(&mut self) {
         self.frames.clear();
         self.txs.clear();
+        self.control.clear();
         self.arena_used = 0;
     }
 
     /// The bytes of an accepted transaction.
     pub fn tx_bytes<'a, D: AsRef<[u8]>>(&'a self, datagrams: &'a [D], tx: &AcceptedTx) -> &'a [u8] {
-        let src: &[u8] = match tx.loc {
+        self.bytes_at(datagrams, tx.loc, tx.offset, tx.len)
+    }
+
+    /// The body of an accepted control frame.
+    pub fn control_body<'a, D: AsRef<[u8]>>(&'a self, datagrams: &'a [D], c: &ControlFrame) -> &'a [u8] {
+        self.bytes_at(datagrams, c.loc, c.offset, c.len)
+    }
+
+    fn bytes_at<'a, D: AsRef<[u8]>>(&'a self, datagrams: &'a [D], loc: TxLoc, offset: u32, len: u32) -> &'a [u8] {
+        let src: &[u8] = match loc {
             TxLoc::Datagram(i) => datagrams.get(i as usize).map_or(&[], |d| d.as_ref()),
             TxLoc::Arena => &self.arena,
         };
-        let (o, n) = (tx.offset as usize, tx.len as usize);
+        let (o, n) = (offset as usize, len as usize);
         src.get(o..o + n).unwrap_or(&[])
     }
 
@@ -312,6 +346,78 @@ pub fn open_indication<'a>(
     Ok(Indication { len: h.len, session: h.session, channel: h.channel, counter, content_kind, body })
 }
 
+/// Where a share-data body is: in the datagram (uncompressed; `plain_at`
+/// is the plaintext's offset in it) or decompressed into the burst's arena.
+#[inline(always)]
+fn locate_body(
+    sd: &share::Packet<&[u8]>,
+    compression: Compression,
+    plain_at: usize,
+    di: u32,
+    out: &mut Burst,
+) -> Result<(TxLoc, usize, usize), DropReason> {
+    Ok(match compression {
+        Compression::None => (TxLoc::Datagram(di), plain_at + share::HEADER_LEN, sd.body().len()),
+        Compression::Lz4 => {
+            let ulen = sd.uncompressed_length() as usize;
+            let at = out.arena_used;
+            if out.arena.len() < at + ulen {
+                // Grows to the burst's high-water mark once, then stays.
+                let want = (at + ulen).max(out.arena.len() * 2);
+                out.arena.resize(want, 0);
+            }
+            let dst = out.arena.get_mut(at..at + ulen).unwrap_or(&mut []);
+            lz4::decompress_exact(sd.body(), dst)?;
+            out.arena_used += ulen;
+            (TxLoc::Arena, at, ulen)
+        }
+    })
+}
+
+/// Steps 4, 5 and 9 for a frame on channel 1003 (served): a request, in
+/// clear (INFO), a share-data header whose content kind is HELLO or
+/// COOKIE_ECHO. Steps 6-8 do not apply (no session yet); the body is the
+/// control plane's to judge. Lists the frame in [`Burst::control`].
+fn info_frame(frame: &[u8], h: &Header, base: usize, di: u32, out: &mut Burst) -> Result<(), DropReason> {
+    if h.kind != mcs::KIND_REQUEST {
+        return Err(DropReason::BadHeader);
+    }
+    // Step 5.
+    security::Packet::new_checked(frame.get(h.ud_at..).unwrap_or(&[]), true)?;
+    // Step 9.
+    let pt_at = h.ud_at + security::BASE_LEN;
+    let plain = frame.get(pt_at..).unwrap_or(&[]);
+    let sd = share::Packet::new_unchecked(plain);
+    let compression = sd.check_lengths()?;
+    let (loc, at, n) = locate_body(&sd, compression, base + pt_at, di, out)?;
+    sd.check_constants()?;
+    let content_kind = sd.content_kind();
+    if content_kind != share::kind::HELLO && content_kind != share::kind::COOKIE_ECHO {
+        return Err(DropReason::BadHeader);
+    }
+    out.control.push(ControlFrame {
+        frame: out.frames.len() as u32,
+        content_kind,
+        loc,
+        offset: at as u32,
+        len: n as u32,
+    });
+    Ok(())
+}
+
+/// Step 10 for a QUERY body (`att-wire.md`, v1.1): version 1, a request id
+/// and a `what`; an account or transaction query is exactly 38 bytes. A
+/// `what` of the project's own (16 and up) or unknown is answered as not
+/// served, so only its header is checked.
+fn query_body_ok(b: &[u8]) -> bool {
+    const HEAD: usize = 1 + 4 + 1;
+    match (b.first(), b.get(HEAD - 1)) {
+        (Some(1), Some(1 | 2)) => b.len() == HEAD + 32,
+        (Some(1), Some(_)) => true,
+        _ => false,
+    }
+}
+
 /// A frame that got past steps 1-3: how long it is.
 enum Judged {
     /// Steps 1-3 failed: the rest of the datagram is part of this frame.
@@ -320,7 +426,7 @@ enum Judged {
     Dropped { len: usize, reason: DropReason, session: u16, channel: u16 },
     /// Accepted; its transactions were queued, but for `copies` dropped
     /// as duplicates.
-    Accepted { len: usize, session: u16, channel: u16, txs: u16, copies: u16 },
+    Accepted { len: usize, session: u16, channel: u16, txs: u16, copies: u16, generation: u32 },
 }
 
 /// How far [`FramePath`] takes a frame. With the `bench-stages` feature
@@ -412,6 +518,9 @@ pub struct FramePath {
     /// transactions that reached the copies rule, summed over bursts.
     sigs_queued: u64,
     distinct_ids: u64,
+    /// Channel 1003 is served: HELLO and COOKIE_ECHO frames are accepted
+    /// for the control plane (a relay with a node key).
+    handshakes: bool,
     #[cfg(feature = "bench-stages")]
     depth: Depth,
 }
@@ -430,6 +539,7 @@ impl FramePath {
             throttles: 0,
             sigs_queued: 0,
             distinct_ids: 0,
+            handshakes: false,
             #[cfg(feature = "bench-stages")]
             depth: Depth::Full,
         }
@@ -446,6 +556,19 @@ impl FramePath {
     #[inline]
     pub fn set_now_ms(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
+    }
+
+    /// Serves channel 1003 (`true`): HELLO and COOKIE_ECHO frames that pass
+    /// steps 1-5 and 9 are accepted and listed in [`Burst::control`]. Off by
+    /// default: a node without a node key answers no HELLO, and its frames
+    /// on 1003 are `unsupported_channel`.
+    pub fn set_handshakes(&mut self, on: bool) {
+        self.handshakes = on;
+    }
+
+    /// Whether channel 1003 is served.
+    pub fn handshakes(&self) -> bool {
+        self.handshakes
     }
 
     /// Times a session went over its signature budget here.
@@ -515,6 +638,7 @@ impl FramePath {
                             channel: 0,
                             verdict: Verdict::Dropped(reason),
                             txs: 0,
+                            generation: 0,
                         });
                         break;
                     }
@@ -526,14 +650,15 @@ impl FramePath {
                             channel,
                             verdict: Verdict::Dropped(reason),
                             txs: 0,
+                            generation: 0,
                         });
                         off += len;
                     }
-                    Judged::Accepted { len, session, channel, txs, copies } => {
+                    Judged::Accepted { len, session, channel, txs, copies, generation } => {
                         out.counters.accept_frame();
                         out.counters.txs_seen += txs as u64;
                         let verdict = if copies > 0 { Verdict::Duplicate(copies) } else { Verdict::Ok };
-                        out.frames.push(FrameRecord { datagram: di, session, channel, verdict, txs });
+                        out.frames.push(FrameRecord { datagram: di, session, channel, verdict, txs, generation });
                         off += len;
                     }
                 }
@@ -558,6 +683,12 @@ impl FramePath {
         let Some(frame) = f.get_mut(..len) else { return Judged::Unframed(DropReason::Truncated) };
         let drop = |reason| Judged::Dropped { len, reason, session, channel: chan };
         // Step 4.
+        if chan == channel::CONTROL && self.handshakes {
+            return match info_frame(frame, &h, base, di, out) {
+                Ok(()) => Judged::Accepted { len, session, channel: chan, txs: 0, copies: 0, generation: 0 },
+                Err(r) => drop(r),
+            };
+        }
         if chan != channel::TRANSACTIONS && chan != channel::MESSAGES {
             return drop(DropReason::UnsupportedChannel);
         }
@@ -569,7 +700,11 @@ impl FramePath {
             Ok(x) => x,
             Err(r) => return drop(r),
         };
-        stop_at!(self, Depth::Decode, Judged::Accepted { len, session, channel: chan, txs: 0, copies: 0 });
+        stop_at!(
+            self,
+            Depth::Decode,
+            Judged::Accepted { len, session, channel: chan, txs: 0, copies: 0, generation: 0 }
+        );
         // Step 8.
         let pt_at = ud_at + ENCRYPTED_HEADER_LEN;
         let pt_len = match decrypt(sess, counter, frame, pt_at) {
@@ -581,7 +716,11 @@ impl FramePath {
             return drop(DropReason::Throttled);
         }
         let sealed = frame.get(pt_at..).unwrap_or(&[]);
-        stop_at!(self, Depth::Decrypt, Judged::Accepted { len, session, channel: chan, txs: 0, copies: 0 });
+        stop_at!(
+            self,
+            Depth::Decrypt,
+            Judged::Accepted { len, session, channel: chan, txs: 0, copies: 0, generation: 0 }
+        );
         // Step 9.
         let plain = sealed.get(..pt_len).unwrap_or(&[]);
         let sd = share::Packet::new_unchecked(plain);
@@ -589,35 +728,37 @@ impl FramePath {
             Ok(c) => c,
             Err(r) => return drop(r),
         };
-        let (body_loc, body_at, body_len) = match compression {
-            Compression::None => (TxLoc::Datagram(di), base + pt_at + share::HEADER_LEN, sd.body().len()),
-            Compression::Lz4 => {
-                let ulen = sd.uncompressed_length() as usize;
-                let at = out.arena_used;
-                if out.arena.len() < at + ulen {
-                    // Grows to the burst's high-water mark once, then stays.
-                    let want = (at + ulen).max(out.arena.len() * 2);
-                    out.arena.resize(want, 0);
-                }
-                let dst = out.arena.get_mut(at..at + ulen).unwrap_or(&mut []);
-                if let Err(r) = lz4::decompress_exact(sd.body(), dst) {
-                    return drop(r);
-                }
-                out.arena_used += ulen;
-                (TxLoc::Arena, at, ulen)
-            }
+        let (body_loc, body_at, body_len) = match locate_body(&sd, compression, base + pt_at, di, out) {
+            Ok(x) => x,
+            Err(r) => return drop(r),
         };
         if let Err(r) = sd.check_constants() {
             return drop(r);
         }
-        if sd.content_kind() != share::kind::TX_BATCH {
-            return drop(DropReason::BadHeader);
-        }
-        // Step 10 (frame level): the batch's structure.
+        let generation = sess.generation;
         let body = match body_loc {
             TxLoc::Datagram(_) => plain.get(share::HEADER_LEN..).unwrap_or(&[]),
             TxLoc::Arena => out.arena.get(body_at..body_at + body_len).unwrap_or(&[]),
         };
+        match sd.content_kind() {
+            share::kind::TX_BATCH => {}
+            share::kind::QUERY if chan == channel::MESSAGES => {
+                // Step 10 for a QUERY: its length and version.
+                if !query_body_ok(body) {
+                    return drop(DropReason::BadTx);
+                }
+                out.control.push(ControlFrame {
+                    frame: out.frames.len() as u32,
+                    content_kind: share::kind::QUERY,
+                    loc: body_loc,
+                    offset: body_at as u32,
+                    len: body_len as u32,
+                });
+                return Judged::Accepted { len, session, channel: chan, txs: 0, copies: 0, generation };
+            }
+            _ => return drop(DropReason::BadHeader),
+        }
+        // Step 10 (frame level): the batch's structure.
         let batch = match Batch::new_checked(body) {
             Ok(b) => b,
             Err(r) => return drop(r),
@@ -652,7 +793,7 @@ impl FramePath {
                 id,
             });
         }
-        Judged::Accepted { len, session, channel: chan, txs: batch.count(), copies }
+        Judged::Accepted { len, session, channel: chan, txs: batch.count(), copies, generation }
     }
 
     /// Step 10 per transaction: verify the burst's signatures together,

@@ -126,7 +126,7 @@ impl Session {
         Ok(Session {
             id,
             role,
-            rx: RxKey { id, key: *rx, window: Arc::new(ReplayWindow::new()) },
+            rx: RxKey { id, key: *rx, window: Arc::new(ReplayWindow::new()), generation: 0 },
             tx: Sealer::new(id, tx, tx_start),
         })
     }
@@ -148,6 +148,9 @@ pub struct RxKey {
     pub key: [u8; 32],
     /// The replay window, shared by every core that holds the session.
     pub window: Arc<ReplayWindow>,
+    /// Which holder of the id this is: 0 for configured sessions, counted
+    /// up by the relay for negotiated ones (answers are routed by it).
+    pub generation: u32,
 }
 
 impl core::fmt::Debug for RxKey {
@@ -239,6 +242,8 @@ pub struct RxSession {
     pub window: Arc<ReplayWindow>,
     /// This core's failure budget for the session ([`crate::budget`]).
     pub budget: Budget,
+    /// [`RxKey::generation`].
+    pub generation: u32,
 }
 
 /// The table. Slots hold boxed sessions so an empty table costs 512 KiB of
@@ -274,7 +279,7 @@ impl SessionTable {
     pub fn install(&mut self, id: u32, c2r: &[u8; 32], r2c: &[u8; 32]) -> Result<(), BadSessionId> {
         let id = check_id(id)?;
         let (rx, _) = self.role.keys(c2r, r2c);
-        self.install_rx(&RxKey { id, key: *rx, window: Arc::new(ReplayWindow::new()) });
+        self.install_rx(&RxKey { id, key: *rx, window: Arc::new(ReplayWindow::new()), generation: 0 });
         Ok(())
     }
 
@@ -290,6 +295,7 @@ impl SessionTable {
             key: AeadKey::new(&rx.key),
             window: rx.window.clone(),
             budget: Budget::default(),
+            generation: rx.generation,
         }));
     }
 

@@ -17,6 +17,9 @@ pub struct Route {
     pub channel: u16,
     /// Source address of the transaction's datagram.
     pub peer: Peer,
+    /// The session's generation ([`crate::session::RxKey::generation`]):
+    /// an answer goes out only while the same holder has the id.
+    pub generation: u32,
 }
 
 /// [`ShardTx::route`] of a transaction pushed without one.

@@ -133,7 +133,7 @@ pub fn open_frame(frame: &[u8], key: &[u8; 32]) -> Option<OpenedFrame> {
     use crate::session::{Role, RxKey, SessionTable};
     let session = crate::path::peek_session(frame)?;
     let mut table = SessionTable::new(Role::Client);
-    table.install_rx(&RxKey { id: session, key: *key, window: Default::default() });
+    table.install_rx(&RxKey { id: session, key: *key, window: Default::default(), generation: 0 });
     let mut f = frame.to_vec();
     let mut scratch = Vec::new();
     let o = crate::path::open_indication(&table, &mut f, &mut scratch).ok()?;
