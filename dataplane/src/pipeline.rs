@@ -455,7 +455,7 @@ fn hand_over(
                             f.session,
                             f.channel,
                             peer,
-                            burst.control_body(bufs, &h),
+                            burst.control_body(bufs, h),
                         );
                         e.cookie = Some(cookie);
                         e
