@@ -1,8 +1,8 @@
 //! The ATT v1 core: the wire codec, AES-256-GCM, the anti-replay window,
-//! sessions, LZ4, Ed25519 batch verification, the frame path that strings
-//! them together, the per-core id filter and the plain types that travel
-//! between data cores and the control thread (shard batches, routes,
-//! commands).
+//! sessions, the handshake's crypto, LZ4, Ed25519 batch verification, the
+//! frame path that strings them together, the per-core id filter and the
+//! plain types that travel between data cores and the control thread
+//! (shard batches, routes, commands).
 //!
 //! No I/O, no threads, no clock and no OS randomness: the host (the
 //! `dataplane` crate's backends and pipelines, the control thread, the
@@ -20,6 +20,7 @@ pub mod crypto;
 pub mod dedup;
 pub mod emit;
 pub mod exception;
+pub mod handshake;
 pub mod lz4;
 pub mod path;
 pub mod peer;

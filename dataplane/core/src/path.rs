@@ -211,20 +211,20 @@ fn copies_keys(seed: &[u8; 32]) -> [u64; 16] {
 
 /// What steps 1-3 read off a frame.
 #[derive(Debug, Clone, Copy)]
-struct Header {
+pub(crate) struct Header {
     /// The TPKT length: the next frame starts this many bytes on.
-    len: usize,
-    session: u16,
-    channel: u16,
-    kind: u8,
+    pub(crate) len: usize,
+    pub(crate) session: u16,
+    pub(crate) channel: u16,
+    pub(crate) kind: u8,
     /// Where the MCS user data (the security header) starts.
-    ud_at: usize,
+    pub(crate) ud_at: usize,
 }
 
 /// Steps 1-3 on the frame at the start of `f`: TPKT, X.224, MCS header and
 /// length. An error means the frame's end is unknown.
 #[inline(always)]
-fn frame_header(f: &[u8]) -> Result<Header, DropReason> {
+pub(crate) fn frame_header(f: &[u8]) -> Result<Header, DropReason> {
     // Step 1.
     let len = tpkt::Packet::new_checked(f)?.length() as usize;
     let frame = f.get(..len).ok_or(DropReason::Truncated)?;

@@ -39,6 +39,21 @@ impl Peer {
         }
     }
 
+    /// The address bytes: 4 for IPv4, 16 for IPv6, none for [`Peer::NONE`].
+    pub fn ip_bytes(&self) -> &[u8] {
+        let n = match self.family {
+            4 => 4,
+            6 => 16,
+            _ => 0,
+        };
+        self.ip.get(..n).unwrap_or(&[])
+    }
+
+    /// The port (0 for [`Peer::NONE`]).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// An IPv4 address and port.
     pub const fn v4(ip: [u8; 4], port: u16) -> Peer {
         let [a, b, c, d] = ip;
@@ -95,5 +110,19 @@ mod tests {
         assert_eq!(Peer::from(None), Peer::NONE);
         assert_eq!(Peer::NONE.to_string(), "-");
         assert_eq!(std::mem::size_of::<Peer>(), 24);
+    }
+
+    #[test]
+    fn address_bytes_and_port() {
+        let p = Peer::v4([127, 0, 0, 1], 40000);
+        assert_eq!((p.ip_bytes(), p.port()), (&[127u8, 0, 0, 1][..], 40000));
+        let a: SocketAddr = "[fe80::1%3]:9".parse().unwrap();
+        let p = Peer::from(a);
+        let mut want = [0u8; 16];
+        want[0] = 0xfe;
+        want[1] = 0x80;
+        want[15] = 1;
+        assert_eq!((p.ip_bytes(), p.port()), (&want[..], 9));
+        assert_eq!((Peer::NONE.ip_bytes().len(), Peer::NONE.port()), (0, 0));
     }
 }

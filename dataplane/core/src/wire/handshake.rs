@@ -1,5 +1,6 @@
-//! HELLO and WELCOME bodies (`att-wire.md`, "Handshake"), carried in clear
-//! (INFO) on channel 1003.
+//! HELLO, WELCOME, COOKIE and COOKIE_ECHO bodies (`att-wire.md`,
+//! "Handshake" and "Under load: cookies"), carried in clear (INFO) on
+//! channel 1003.
 
 use super::{arr32, byte, le16, le64, put, DropReason, Result};
 
@@ -84,6 +85,21 @@ impl DomainParams {
         for (i, v) in self.as_array().iter().enumerate() {
             put(b, at + 2 * i, &v.to_le_bytes());
         }
+    }
+
+    /// What a relay requires of a HELLO's parameters before it spends any
+    /// work on it (the project's rule, docs/PROTOCOL.md): protocol version
+    /// 2, at least 4 channel ids (1003..=1006), at least one user id, one
+    /// priority and a domain height of at least 1, and PDUs of at least
+    /// 1024 bytes. Token ids and throughput are not used and may be
+    /// anything.
+    pub fn acceptable(&self) -> bool {
+        self.protocol_version == 2
+            && self.max_channel_ids >= 4
+            && self.max_user_ids >= 1
+            && self.num_priorities >= 1
+            && self.max_height >= 1
+            && self.max_pdu_size >= 1024
     }
 
     /// Each field the smaller of the two sides'.
@@ -222,6 +238,86 @@ impl Welcome {
     }
 }
 
+/// COOKIE body (v1.1): a relay under load answers a HELLO with it instead
+/// of a WELCOME.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cookie {
+    /// SHA-256 of the HELLO body answered.
+    pub hello_hash: [u8; 32],
+    /// The first 16 bytes of HMAC-SHA256(secret, source address bytes ||
+    /// source port `u16 BE` || `hello_hash`).
+    pub cookie: [u8; 16],
+}
+
+impl Cookie {
+    /// Body length in bytes.
+    pub const LEN: usize = 1 + 32 + 16;
+
+    /// Reads a body of exactly [`Cookie::LEN`] bytes (`bad_length`
+    /// otherwise; another version is `bad_header`).
+    pub fn parse(b: &[u8]) -> Result<Cookie> {
+        if b.len() != Self::LEN {
+            return Err(DropReason::BadLength);
+        }
+        if byte(b, 0) != VERSION {
+            return Err(DropReason::BadHeader);
+        }
+        Ok(Cookie { hello_hash: arr32(b, 1), cookie: arr16(b, 33) })
+    }
+
+    /// Writes the body into `b[..Cookie::LEN]` and returns its length;
+    /// `bad_length` if `b` is shorter.
+    pub fn emit(&self, b: &mut [u8]) -> Result<usize> {
+        if b.len() < Self::LEN {
+            return Err(DropReason::BadLength);
+        }
+        put(b, 0, &[VERSION]);
+        put(b, 1, &self.hello_hash);
+        put(b, 33, &self.cookie);
+        Ok(Self::LEN)
+    }
+}
+
+/// COOKIE_ECHO body (v1.1): the cookie a client sends, in the same
+/// datagram, before the HELLO it resends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieEcho {
+    /// The cookie bytes of the relay's COOKIE.
+    pub cookie: [u8; 16],
+}
+
+impl CookieEcho {
+    /// Body length in bytes.
+    pub const LEN: usize = 1 + 16;
+
+    /// Reads a body of exactly [`CookieEcho::LEN`] bytes (`bad_length`
+    /// otherwise; another version is `bad_header`).
+    pub fn parse(b: &[u8]) -> Result<CookieEcho> {
+        if b.len() != Self::LEN {
+            return Err(DropReason::BadLength);
+        }
+        if byte(b, 0) != VERSION {
+            return Err(DropReason::BadHeader);
+        }
+        Ok(CookieEcho { cookie: arr16(b, 1) })
+    }
+
+    /// Writes the body into `b[..CookieEcho::LEN]` and returns its length;
+    /// `bad_length` if `b` is shorter.
+    pub fn emit(&self, b: &mut [u8]) -> Result<usize> {
+        if b.len() < Self::LEN {
+            return Err(DropReason::BadLength);
+        }
+        put(b, 0, &[VERSION]);
+        put(b, 1, &self.cookie);
+        Ok(Self::LEN)
+    }
+}
+
+fn arr16(b: &[u8], at: usize) -> [u8; 16] {
+    b.get(at..at + 16).and_then(|s| s.try_into().ok()).unwrap_or([0; 16])
+}
+
 fn sig(b: &[u8], at: usize) -> [u8; 64] {
     b.get(at..at + 64).and_then(|s| s.try_into().ok()).unwrap_or([0; 64])
 }
@@ -261,5 +357,55 @@ mod tests {
         let mut b = [0u8; Welcome::LEN];
         w.emit(&mut b).unwrap();
         assert_eq!(Welcome::parse(&b), Ok(w));
+    }
+
+    #[test]
+    fn cookie_and_echo_round_trip() {
+        let c = Cookie { hello_hash: [8; 32], cookie: [9; 16] };
+        let mut b = [0u8; Cookie::LEN];
+        assert_eq!(c.emit(&mut b), Ok(49));
+        assert_eq!((b[0], b[1], b[33], b[48]), (1, 8, 9, 9));
+        assert_eq!(Cookie::parse(&b), Ok(c));
+        assert_eq!(Cookie::parse(&b[..48]), Err(DropReason::BadLength));
+        assert_eq!(c.emit(&mut [0u8; 48]), Err(DropReason::BadLength));
+        b[0] = 2;
+        assert_eq!(Cookie::parse(&b), Err(DropReason::BadHeader));
+
+        let e = CookieEcho { cookie: [10; 16] };
+        let mut b = [0u8; CookieEcho::LEN + 1];
+        assert_eq!(e.emit(&mut b), Ok(17));
+        assert_eq!(CookieEcho::parse(&b[..17]), Ok(e));
+        assert_eq!(CookieEcho::parse(&b), Err(DropReason::BadLength));
+        assert_eq!(e.emit(&mut [0u8; 16]), Err(DropReason::BadLength));
+        b[0] = 0;
+        assert_eq!(CookieEcho::parse(&b[..17]), Err(DropReason::BadHeader));
+    }
+
+    #[test]
+    fn params_acceptable() {
+        let d = DomainParams::default();
+        assert!(d.acceptable());
+        let min = DomainParams {
+            max_channel_ids: 4,
+            max_user_ids: 1,
+            max_token_ids: 0,
+            num_priorities: 1,
+            min_throughput: 0,
+            max_height: 1,
+            max_pdu_size: 1024,
+            protocol_version: 2,
+        };
+        assert!(min.acceptable());
+        for bad in [
+            DomainParams { protocol_version: 1, ..d },
+            DomainParams { protocol_version: 3, ..d },
+            DomainParams { max_channel_ids: 3, ..d },
+            DomainParams { max_user_ids: 0, ..d },
+            DomainParams { num_priorities: 0, ..d },
+            DomainParams { max_height: 0, ..d },
+            DomainParams { max_pdu_size: 1023, ..d },
+        ] {
+            assert!(!bad.acceptable(), "{bad:?}");
+        }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod handshake;
 pub mod mcs;
+pub mod query;
 pub mod receipt;
 pub mod security;
 pub mod share;
