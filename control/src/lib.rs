@@ -13,16 +13,19 @@
 //! - [`chain`]: the glue the node's control thread drives;
 //! - [`runner`]: that control thread (rings from the data cores in, final
 //!   blocks out);
-//! - [`receipts`]: where pending transactions came from, and the RECEIPT
-//!   indications sent when their block is sealed.
+//! - [`receipts`]: where pending transactions came from, the RECEIPT
+//!   indications sent when their block is sealed, and the relay's transmit
+//!   half for every other reply;
+//! - [`handshake`]: the relay's side of HELLO/WELCOME and cookies, session
+//!   ids, and the sessions' lifecycle;
+//! - [`queries`]: QUERY/ANSWER about accounts and transactions.
 //!
-//! Everything but `runner` and `receipts` is pure: no I/O except reading the genesis file,
+//! Everything but `runner`, `receipts` and `handshake` is pure: no I/O except reading the genesis file,
 //! no clocks (every call that needs the time takes `now_ms`), no threads;
 //! those modules also deny `clippy::indexing_slicing`, so they cannot panic
 //! on an index.
 //!
-//! Still to come: the session handshake (HELLO/WELCOME, X25519 and HKDF
-//! key agreement), persistence that survives crashes, and the
+//! Still to come: persistence that survives crashes, and the
 //! contribution-weighted delegated consensus (PoC with PoR penalties)
 //! replacing the single-node finalizer.
 #![forbid(unsafe_code)]
@@ -31,8 +34,10 @@ pub mod block;
 pub mod chain;
 pub mod consensus;
 pub mod genesis;
+pub mod handshake;
 pub mod ledger;
 pub mod merkle;
+pub mod queries;
 pub mod receipts;
 
 pub use block::{Block, BlockBuilder, BlockConfig, BlockHeader};

@@ -23,6 +23,7 @@ use std::time::Duration;
 use attnet_core::emit::{emit_receipt_body, FrameSpec, RECEIPT_MAX_IDS};
 use attnet_core::session::Sealer;
 use attnet_core::shard::Route;
+use attnet_core::Peer;
 
 /// What receipts did, for the summary. With receipts on, after a clean stop
 /// `ids + no_address` equals the transactions in sealed blocks, and
@@ -134,12 +135,16 @@ impl RouteTable {
     }
 }
 
-/// One session's sending side.
-/// Builds and sends RECEIPT frames.
+/// The relay's transmit half on the control thread: RECEIPTs, and the
+/// WELCOME, COOKIE and ANSWER frames of the handshake and of queries.
+/// Without a socket (a capture replay) every reply is built and counted
+/// but not sent.
 pub struct ReceiptSender {
-    socket: UdpSocket,
-    /// The one sealer of each session's relay-to-client key.
-    sessions: HashMap<u16, Sealer>,
+    socket: Option<UdpSocket>,
+    /// The one sealer of each session's relay-to-client key, with the
+    /// session's generation: a route of another generation is not this
+    /// session's.
+    sessions: HashMap<u16, (u32, Sealer)>,
     /// Reused per block: (route, position in the block, id).
     scratch: Vec<(Route, u32, [u8; 32])>,
     ids: Vec<[u8; 32]>,
@@ -148,6 +153,9 @@ pub struct ReceiptSender {
     /// Compression scratch (RECEIPTs are sent uncompressed: stays empty).
     scratch_lz4: Vec<u8>,
     counters: ReceiptCounters,
+    /// RECEIPTs are sent (the node's `receipts` setting); the other replies
+    /// are sent regardless.
+    receipts: bool,
 }
 
 impl ReceiptSender {
@@ -156,8 +164,8 @@ impl ReceiptSender {
     /// `sealers`: the sending halves of the relay's sessions, whose counters
     /// start at `unix_seconds << 32` for configured keys. The sender owns
     /// them: nothing else seals under these keys.
-    pub fn new(socket: UdpSocket, sealers: Vec<Sealer>) -> Self {
-        let sessions = sealers.into_iter().map(|s| (s.id(), s)).collect();
+    pub fn new(socket: Option<UdpSocket>, sealers: Vec<Sealer>) -> Self {
+        let sessions = sealers.into_iter().map(|s| (s.id(), (0, s))).collect();
         ReceiptSender {
             socket,
             sessions,
@@ -167,7 +175,14 @@ impl ReceiptSender {
             frame: Vec::with_capacity(1500),
             scratch_lz4: Vec::new(),
             counters: ReceiptCounters::default(),
+            receipts: true,
         }
+    }
+
+    /// Sends RECEIPTs (`true`, the default) or only the other replies.
+    pub fn with_receipts(mut self, on: bool) -> Self {
+        self.receipts = on;
+        self
     }
 
     /// The counter start for configured keys: `unix_seconds << 32`, plus
@@ -183,11 +198,65 @@ impl ReceiptSender {
         self.counters
     }
 
+    /// Takes over a negotiated session's sealer (its counters start at 0).
+    pub fn install(&mut self, generation: u32, sealer: Sealer) {
+        self.sessions.insert(sealer.id(), (generation, sealer));
+    }
+
+    /// Forgets a session: nothing more is sealed for it.
+    pub fn remove(&mut self, id: u16) {
+        self.sessions.remove(&id);
+    }
+
+    /// Frames sealed for session `id` so far.
+    pub fn sealed(&self, id: u16) -> Option<u64> {
+        self.sessions.get(&id).map(|(_, s)| s.sealed())
+    }
+
+    /// Sends a frame in clear (WELCOME, COOKIE) to `peer`; false if it did
+    /// not leave (no address, no socket, or the socket refused it).
+    pub fn send_clear(&mut self, datagram: &[u8], peer: &Peer) -> bool {
+        match (&self.socket, peer.socket_addr()) {
+            (Some(sock), Some(addr)) => send_datagram(sock, datagram, addr).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Seals `body` as an indication of `content_kind` on `channel` for
+    /// session `id` of `generation` and sends it to `peer`. `Err` when the
+    /// session is not this one (ended, or its id has a new holder) or the
+    /// frame cannot be built; `Ok(false)` when it was sealed but did not
+    /// leave.
+    pub fn send_sealed(
+        &mut self,
+        id: u16,
+        generation: u32,
+        channel: u16,
+        content_kind: u8,
+        body: &[u8],
+        peer: &Peer,
+    ) -> Option<bool> {
+        let (g, s) = self.sessions.get_mut(&id)?;
+        if *g != generation {
+            return None;
+        }
+        self.frame.clear();
+        let spec = FrameSpec { stream_seq: s.sealed() as u16, content_kind, ..FrameSpec::receipt(id, channel) };
+        s.seal_frame(&spec, body, &mut self.frame, &mut self.scratch_lz4).ok()?;
+        Some(match (&self.socket, peer.socket_addr()) {
+            (Some(sock), Some(addr)) => send_datagram(sock, &self.frame, addr).is_ok(),
+            _ => false,
+        })
+    }
+
     /// Notes one sealed transaction of the block being receipted: its route
     /// (if remembered) and id, at position `at` in the block.
     pub fn add(&mut self, route: Option<Route>, at: u32, id: [u8; 32]) {
+        if !self.receipts {
+            return;
+        }
         match route {
-            Some(r) if !r.peer.is_none() && self.sessions.contains_key(&r.session) => {
+            Some(r) if !r.peer.is_none() && self.sessions.get(&r.session).is_some_and(|(g, _)| *g == r.generation) => {
                 self.scratch.push((r, at, id));
             }
             _ => self.counters.no_address += 1,
@@ -219,7 +288,7 @@ impl ReceiptSender {
     }
 
     fn send_one(&mut self, height: u64, route: Route) {
-        let (Some(s), Some(addr)) = (self.sessions.get_mut(&route.session), route.peer.socket_addr()) else {
+        let (Some((_, s)), Some(addr)) = (self.sessions.get_mut(&route.session), route.peer.socket_addr()) else {
             self.counters.no_address += self.ids.len() as u64;
             return;
         };
@@ -237,7 +306,8 @@ impl ReceiptSender {
         }
         self.counters.frames += 1;
         self.counters.ids += self.ids.len() as u64;
-        if send_datagram(&self.socket, &self.frame, addr).is_ok() {
+        let sent = self.socket.as_ref().is_some_and(|sock| send_datagram(sock, &self.frame, addr).is_ok());
+        if sent {
             self.counters.datagrams += 1;
         } else {
             self.counters.send_errors += 1;
@@ -314,7 +384,7 @@ mod tests {
         let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
         let start = 1_700_000_000u64 << 32;
         let sealers = [1, 2].map(|id| Sealer::new(id, &testkit::r2c(id), start)).into();
-        let mut tx = ReceiptSender::new(relay, sealers);
+        let mut tx = ReceiptSender::new(Some(relay), sealers);
         let ra = Route { session: 1, channel: 1004, peer: Peer::from(a.local_addr().unwrap()), generation: 0 };
         let ra5 = Route { channel: 1005, ..ra };
         let rb = Route { session: 2, channel: 1004, peer: Peer::from(b.local_addr().unwrap()), generation: 0 };

@@ -24,8 +24,13 @@ use hdrhistogram::Histogram;
 use sha2::{Digest, Sha256};
 
 use crate::chain::Chain;
+use crate::handshake::{HandshakeCounters, HandshakeServer};
 use crate::ledger::Refusal;
+use crate::queries::{answer, CommittedIds, QueryCounters, TxState, QUERY_CHUNK};
 use crate::receipts::{Pending, ReceiptCounters, ReceiptSender, RouteTable};
+use attnet_core::exception::ExceptionEnd;
+use attnet_core::wire::query::Query;
+use attnet_core::wire::share;
 
 /// How the control thread behaves.
 #[derive(Debug, Clone)]
@@ -46,6 +51,9 @@ pub struct RunnerConfig {
     pub negative_log2: u32,
     /// Sessions' budgets for ledger refusals (`None`: never throttled).
     pub budget: Option<BudgetConfig>,
+    /// Sealed transaction ids remembered with their heights, for
+    /// transaction-state queries (about 80 bytes each).
+    pub committed_ids: usize,
 }
 
 impl Default for RunnerConfig {
@@ -58,6 +66,7 @@ impl Default for RunnerConfig {
             max_pending: 1 << 18,
             negative_log2: 14,
             budget: Some(BudgetConfig::default()),
+            committed_ids: 1 << 18,
         }
     }
 }
@@ -98,6 +107,9 @@ pub struct ControlReport {
     pub receipts: ReceiptCounters,
     /// Pending entries evicted unclaimed with their generation.
     pub pending_swept: u64,
+    /// Handshakes (all zero without a node key).
+    pub handshake: HandshakeCounters,
+    pub queries: QueryCounters,
 }
 
 /// Ids of transactions the ledger took (applied or waiting), in two
@@ -145,7 +157,8 @@ impl RecentIds {
 /// a refused transaction is refused here as `recently_refused` and charged
 /// to its session's budget like any refusal.
 struct NegativeCache {
-    slots: Vec<([u8; 32], u64)>,
+    /// (id, when refused, the refusal's code).
+    slots: Vec<([u8; 32], u64, u8)>,
     mask: usize,
 }
 
@@ -158,24 +171,30 @@ pub const NEGATIVE_TTL_MS: u64 = 2000;
 impl NegativeCache {
     fn new(log2: u32) -> Self {
         let n = 1usize << log2;
-        NegativeCache { slots: vec![([0; 32], 0); n], mask: n - 1 }
+        NegativeCache { slots: vec![([0; 32], 0, 0); n], mask: n - 1 }
     }
 
     fn slot(&self, id: &[u8; 32]) -> usize {
         attnet_core::dedup::IdFilter::prefix(id) as usize & self.mask
     }
 
-    fn insert(&mut self, id: [u8; 32], now_ms: u64) {
+    fn insert(&mut self, id: [u8; 32], now_ms: u64, code: u8) {
         let i = self.slot(&id);
         if let Some(s) = self.slots.get_mut(i) {
-            *s = (id, now_ms);
+            *s = (id, now_ms, code);
         }
     }
 
-    fn hit(&self, id: &[u8; 32], now_ms: u64) -> bool {
+    /// The refusal's code if `id` was refused less than the TTL ago.
+    fn reason(&self, id: &[u8; 32], now_ms: u64) -> Option<u8> {
         self.slots
             .get(self.slot(id))
-            .is_some_and(|(k, at)| k == id && *at != 0 && now_ms.saturating_sub(*at) < NEGATIVE_TTL_MS)
+            .filter(|(k, at, _)| k == id && *at != 0 && now_ms.saturating_sub(*at) < NEGATIVE_TTL_MS)
+            .map(|e| e.2)
+    }
+
+    fn hit(&self, id: &[u8; 32], now_ms: u64) -> bool {
+        self.reason(id, now_ms).is_some()
     }
 }
 
@@ -233,6 +252,7 @@ pub struct ControlTables {
     refused_recently: NegativeCache,
     budgets: Vec<Budget>,
     pending: RouteTable,
+    committed: CommittedIds,
 }
 
 impl ControlTables {
@@ -269,6 +289,7 @@ impl ControlTables {
             refused_recently: NegativeCache::new(cfg.negative_log2),
             budgets: vec![Budget::default(); 1 << 16],
             pending,
+            committed: CommittedIds::new(cfg.committed_ids),
         }
     }
 }
@@ -296,6 +317,10 @@ pub struct ControlSetup {
     /// The one producer of every data core's command ring: sessions are
     /// installed and removed through it while the cores run.
     pub commands: CommandBus,
+    /// Every data core's HELLO and QUERY rings.
+    pub exceptions: Vec<ExceptionEnd>,
+    /// The relay's handshake (a node with a node key).
+    pub handshake: Option<HandshakeServer>,
 }
 
 /// Runs until every data core has stopped (`cores_running` reaches 0) and
@@ -313,8 +338,19 @@ pub struct ControlSetup {
 /// session's budget; a session over budget is throttled on every core
 /// ([`Command::Throttle`]).
 pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
-    let ControlSetup { mut ends, mut chain, cfg, tables, epoch, cores_running, live, mut receipts, mut commands } =
-        setup;
+    let ControlSetup {
+        mut ends,
+        mut chain,
+        cfg,
+        tables,
+        epoch,
+        cores_running,
+        live,
+        mut receipts,
+        mut commands,
+        mut exceptions,
+        mut handshake,
+    } = setup;
     if let Some(cpu) = cfg.cpu {
         core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
     }
@@ -324,7 +360,8 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         )),
         None => None,
     };
-    let ControlTables { mut recent, mut refused_recently, mut budgets, mut pending } = tables;
+    let ControlTables { mut recent, mut refused_recently, mut budgets, mut pending, mut committed } = tables;
+    let mut queries = QueryCounters::default();
     let mut forgets = Forgets::default();
     let mut dropped_ids: Vec<[u8; 32]> = Vec::with_capacity(1024);
     // Blocks sealed whose receipts are not all done: (block, next
@@ -341,6 +378,41 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         let all_stopped = cores_running.load(Ordering::Acquire) == 0;
         let mut moved = 0usize;
         let clock = now_ms(epoch);
+        // Handshakes first: WELCOMEs whose sessions are installed leave,
+        // then new HELLOs (a bounded number: each costs a signature check
+        // and an X25519 exchange).
+        if let (Some(hs), Some(tx)) = (handshake.as_mut(), receipts.as_mut()) {
+            hs.poll(clock, &mut commands, tx);
+            let unix = unix_ms();
+            let mut n = 0;
+            'hellos: for ex in exceptions.iter_mut() {
+                while n < HELLO_CHUNK {
+                    let Ok(e) = ex.hellos.pop() else { continue 'hellos };
+                    hs.on_item(&e, unix, clock, &mut commands, tx);
+                    n += 1;
+                }
+            }
+            moved += n;
+        }
+        moved += answer_queries(
+            &mut exceptions,
+            &chain,
+            handshake.as_mut(),
+            receipts.as_mut(),
+            &mut queries,
+            clock,
+            &|id: &[u8; 32]| {
+                if let Some(h) = committed.height(id) {
+                    TxState::Committed(h)
+                } else if recent.contains(id) {
+                    TxState::Pending
+                } else if let Some(code) = refused_recently.reason(id, clock) {
+                    TxState::Refused(code)
+                } else {
+                    TxState::Unknown
+                }
+            },
+        );
         for end in ends.iter_mut() {
             while let Ok(mut batch) = end.from_core.pop() {
                 moved += batch.len();
@@ -352,6 +424,9 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
                         continue;
                     }
                     let route = batch.route(t).unwrap_or_default();
+                    if let Some(hs) = handshake.as_mut() {
+                        hs.touch(route.session, route.generation, clock);
+                    }
                     let refusal = if refused_recently.hit(&t.id, clock) {
                         st.recently_refused += 1;
                         Some(None)
@@ -380,8 +455,8 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
                         // Refused again from the negative cache: the core
                         // that verified this copy forgets it too.
                         None | Some(Refusal::NonceGap) => forgets.push(&t.id, &mut commands),
-                        Some(_) => {
-                            refused_recently.insert(t.id, clock);
+                        Some(r) => {
+                            refused_recently.insert(t.id, clock, r.code());
                             forgets.push(&t.id, &mut commands);
                         }
                     }
@@ -425,8 +500,10 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         while budget > 0 {
             let Some((b, next, sealed_ns)) = sealed.front_mut() else { break };
             let start = *next;
+            let height = b.header().height;
             for (at, tx) in b.txs().enumerate().skip(start).take(budget) {
                 let id = tx_id(tx);
+                committed.insert(id, height);
                 let p = pending.take(&id);
                 if let Some(p) = &p {
                     inclusion_us.saturating_record((sealed_ns.saturating_sub(p.rx_ns) / 1000).max(1));
@@ -488,7 +565,58 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         loop_us,
         receipts: receipts.map(|r| r.counters()).unwrap_or_default(),
         pending_swept: pending.swept,
+        handshake: handshake.map(|h| h.counters()).unwrap_or_default(),
+        queries,
     })
+}
+
+/// HELLOs one loop iteration judges at most (each about 0.1 ms of
+/// signature and key work).
+const HELLO_CHUNK: usize = 32;
+
+/// Answers up to [`QUERY_CHUNK`] queries from the cores' rings; returns
+/// how many it took.
+fn answer_queries(
+    exceptions: &mut [ExceptionEnd],
+    chain: &Chain,
+    mut handshake: Option<&mut HandshakeServer>,
+    tx: Option<&mut ReceiptSender>,
+    c: &mut QueryCounters,
+    clock: u64,
+    tx_state: &dyn Fn(&[u8; 32]) -> TxState,
+) -> usize {
+    let Some(tx) = tx else {
+        // No transmit half: nothing can be answered; the rings stay full and
+        // the cores count the rest as overload.
+        return 0;
+    };
+    let mut n = 0;
+    let mut body = Vec::with_capacity(64);
+    for ex in exceptions.iter_mut() {
+        while n < QUERY_CHUNK {
+            let Ok(e) = ex.queries.pop() else { break };
+            n += 1;
+            c.received += 1;
+            let Some(q) = e.body().and_then(|b| Query::parse(b).ok()) else {
+                c.malformed += 1;
+                continue;
+            };
+            let a = answer(&q, chain.ledger(), chain.height(), tx_state);
+            body.clear();
+            a.emit(&mut body);
+            match tx.send_sealed(e.session, e.generation, e.channel, share::kind::ANSWER, &body, &e.peer) {
+                Some(sent) => {
+                    c.answered += 1;
+                    c.sent += u64::from(sent);
+                    if let Some(hs) = handshake.as_deref_mut() {
+                        hs.touch(e.session, e.generation, clock);
+                    }
+                }
+                None => c.stale_session += 1,
+            }
+        }
+    }
+    n
 }
 
 fn write_hex_line(w: &mut impl Write, id: &[u8; 32]) -> std::io::Result<()> {
@@ -553,6 +681,8 @@ mod tests {
             live: Arc::new(Mutex::new(Live::default())),
             receipts: None,
             commands,
+            exceptions: Vec::new(),
+            handshake: None,
         };
         let h = std::thread::spawn(move || run(setup));
         for (session, txs, sleep_ms) in steps {
