@@ -71,6 +71,13 @@ pub struct FileConfig {
     pub rcvbuf: Option<usize>,
     pub stop_after: Option<StopAfterChoice>,
     pub receipts: Option<bool>,
+    pub node_key: Option<PathBuf>,
+    pub hello_cookie_threshold: Option<u32>,
+    pub hello_source_rate: Option<u32>,
+    pub sessions_per_source: Option<u32>,
+    pub session_idle_s: Option<u32>,
+    pub validator_slots: Option<u32>,
+    pub query_queue: Option<u32>,
     pub dpdk: Option<DpdkFile>,
 }
 
@@ -196,6 +203,32 @@ pub struct Overrides {
     /// recvmmsg; the pcap and dpdk backends send none).
     #[arg(long)]
     pub receipts: Option<bool>,
+    /// Node key file (`attnet keygen --out FILE`): the relay's identity,
+    /// which signs its WELCOMEs. Without one the node serves only the
+    /// sessions of the keys file.
+    #[arg(long, value_name = "FILE")]
+    pub node_key: Option<PathBuf>,
+    /// HELLOs a second above which a HELLO without a valid cookie is
+    /// answered with a COOKIE (default 1000; 0 always demands cookies).
+    #[arg(long)]
+    pub hello_cookie_threshold: Option<u32>,
+    /// HELLOs a second from one source address (IPv6 by /64) once cookies
+    /// are demanded (default 20).
+    #[arg(long)]
+    pub hello_source_rate: Option<u32>,
+    /// Live negotiated sessions per source address (IPv6 by /64; default 64).
+    #[arg(long)]
+    pub sessions_per_source: Option<u32>,
+    /// Seconds after which an idle negotiated session is evicted (default 300).
+    #[arg(long)]
+    pub session_idle_s: Option<u32>,
+    /// Session ids reserved for validators (default 64).
+    #[arg(long)]
+    pub validator_slots: Option<u32>,
+    /// Queries waiting for an answer before more are dropped as overload
+    /// (default 4096).
+    #[arg(long)]
+    pub query_queue: Option<u32>,
 }
 
 /// The resolved configuration.
@@ -234,6 +267,33 @@ pub struct NodeConfig {
     /// `receipts = true` was asked for on a backend that sends none (the
     /// node says so once at start).
     pub receipts_ignored: bool,
+    // The handshake settings below (node_key ..= query_queue) are resolved
+    // and checked here; session negotiation in node.rs does not read them
+    // yet, hence the `allow`s, to be removed as each is used.
+    /// The node key file (read with `keys::read_node_key`); `None`: the node
+    /// negotiates no sessions and serves only the keys file's.
+    #[allow(dead_code)]
+    pub node_key: Option<PathBuf>,
+    /// HELLOs a second above which HELLOs without a valid cookie get a
+    /// COOKIE (0: always).
+    #[allow(dead_code)]
+    pub hello_cookie_threshold: u32,
+    /// HELLOs a second per source address (IPv6 grouped by /64) once
+    /// cookies are demanded.
+    #[allow(dead_code)]
+    pub hello_source_rate: u32,
+    /// Live negotiated sessions per source address (IPv6 grouped by /64).
+    #[allow(dead_code)]
+    pub sessions_per_source: u32,
+    /// Idle time after which a negotiated session is evicted, seconds.
+    #[allow(dead_code)]
+    pub session_idle_s: u32,
+    /// Session ids reserved for validators.
+    #[allow(dead_code)]
+    pub validator_slots: u32,
+    /// Queries waiting for an answer before more are dropped as overload.
+    #[allow(dead_code)]
+    pub query_queue: u32,
     pub dpdk: DpdkFile,
 }
 
@@ -258,6 +318,13 @@ const RCVBUF: RangeInclusive<usize> = 0..=1 << 30;
 const URING_BUFFERS: RangeInclusive<u16> = 1..=32768;
 const DPDK_RX_DESC: RangeInclusive<u16> = 1..=32768;
 const DPDK_MBUFS: RangeInclusive<u32> = 1..=(1 << 24);
+const HELLO_COOKIE_THRESHOLD: RangeInclusive<u32> = 0..=1_000_000;
+const HELLO_SOURCE_RATE: RangeInclusive<u32> = 1..=100_000;
+/// At most every session id (0..=64534) from one source.
+const SESSIONS_PER_SOURCE: RangeInclusive<u32> = 1..=64_535;
+const SESSION_IDLE_S: RangeInclusive<u32> = 1..=86_400;
+const VALIDATOR_SLOTS: RangeInclusive<u32> = 0..=4096;
+const QUERY_QUEUE: RangeInclusive<u32> = 1..=1_048_576;
 /// Longest `duration_s`: 10^9 s (about 31 years).
 pub const MAX_DURATION_S: f64 = 1e9;
 
@@ -365,6 +432,26 @@ impl NodeConfig {
                 ),
             ));
         }
+        let hello_cookie_threshold = in_range(
+            "hello_cookie_threshold",
+            o.hello_cookie_threshold.or(file.hello_cookie_threshold).unwrap_or(1000),
+            HELLO_COOKIE_THRESHOLD,
+        )?;
+        let hello_source_rate = in_range(
+            "hello_source_rate",
+            o.hello_source_rate.or(file.hello_source_rate).unwrap_or(20),
+            HELLO_SOURCE_RATE,
+        )?;
+        let sessions_per_source = in_range(
+            "sessions_per_source",
+            o.sessions_per_source.or(file.sessions_per_source).unwrap_or(64),
+            SESSIONS_PER_SOURCE,
+        )?;
+        let session_idle_s =
+            in_range("session_idle_s", o.session_idle_s.or(file.session_idle_s).unwrap_or(300), SESSION_IDLE_S)?;
+        let validator_slots =
+            in_range("validator_slots", o.validator_slots.or(file.validator_slots).unwrap_or(64), VALIDATOR_SLOTS)?;
+        let query_queue = in_range("query_queue", o.query_queue.or(file.query_queue).unwrap_or(4096), QUERY_QUEUE)?;
         let socket_backend = matches!(backend, BackendChoice::IoUring | BackendChoice::Recvmmsg);
         let receipts_asked = o.receipts.or(file.receipts);
         Ok(NodeConfig {
@@ -396,7 +483,92 @@ impl NodeConfig {
             uring_buffers,
             rcvbuf,
             stop_after,
+            node_key: o.node_key.or(file.node_key),
+            hello_cookie_threshold,
+            hello_source_rate,
+            sessions_per_source,
+            session_idle_s,
+            validator_slots,
+            query_queue,
             dpdk,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_settings_default_and_follow_file_and_flags() {
+        let c = NodeConfig::resolve(Overrides::default()).unwrap();
+        assert_eq!(c.node_key, None);
+        let got = (
+            c.hello_cookie_threshold,
+            c.hello_source_rate,
+            c.sessions_per_source,
+            c.session_idle_s,
+            c.validator_slots,
+            c.query_queue,
+        );
+        assert_eq!(got, (1000, 20, 64, 300, 64, 4096));
+
+        let d = std::env::temp_dir().join(format!("attnet-config-{}-handshake", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("n.toml");
+        std::fs::write(
+            &p,
+            "node_key = \"node.json\"\nhello_cookie_threshold = 0\nhello_source_rate = 100000\n\
+             sessions_per_source = 64535\nsession_idle_s = 86400\nvalidator_slots = 0\nquery_queue = 1\n",
+        )
+        .unwrap();
+        let c = NodeConfig::resolve(Overrides { config: Some(p.clone()), ..Overrides::default() }).unwrap();
+        assert_eq!(c.node_key.as_deref(), Some(std::path::Path::new("node.json")));
+        let got = (
+            c.hello_cookie_threshold,
+            c.hello_source_rate,
+            c.sessions_per_source,
+            c.session_idle_s,
+            c.validator_slots,
+            c.query_queue,
+        );
+        assert_eq!(got, (0, 100_000, 64_535, 86_400, 0, 1));
+        // A flag wins over the file.
+        let c = NodeConfig::resolve(Overrides {
+            config: Some(p),
+            node_key: Some("other.json".into()),
+            query_queue: Some(1_048_576),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(c.node_key.as_deref(), Some(std::path::Path::new("other.json")));
+        assert_eq!(c.query_queue, 1_048_576);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn handshake_settings_out_of_range_are_refused() {
+        let o = Overrides::default;
+        for (over, want) in [
+            (
+                Overrides { hello_cookie_threshold: Some(1_000_001), ..o() },
+                "`hello_cookie_threshold`: 1000001 is not in 0..=1000000",
+            ),
+            (Overrides { hello_source_rate: Some(0), ..o() }, "`hello_source_rate`: 0 is not in 1..=100000"),
+            (Overrides { hello_source_rate: Some(100_001), ..o() }, "`hello_source_rate`: 100001 is not in 1..=100000"),
+            (Overrides { sessions_per_source: Some(0), ..o() }, "`sessions_per_source`: 0 is not in 1..=64535"),
+            (
+                Overrides { sessions_per_source: Some(64_536), ..o() },
+                "`sessions_per_source`: 64536 is not in 1..=64535",
+            ),
+            (Overrides { session_idle_s: Some(0), ..o() }, "`session_idle_s`: 0 is not in 1..=86400"),
+            (Overrides { session_idle_s: Some(86_401), ..o() }, "`session_idle_s`: 86401 is not in 1..=86400"),
+            (Overrides { validator_slots: Some(4097), ..o() }, "`validator_slots`: 4097 is not in 0..=4096"),
+            (Overrides { query_queue: Some(0), ..o() }, "`query_queue`: 0 is not in 1..=1048576"),
+            (Overrides { query_queue: Some(1_048_577), ..o() }, "`query_queue`: 1048577 is not in 1..=1048576"),
+        ] {
+            let e = NodeConfig::resolve(over).unwrap_err();
+            assert_eq!(e, format!("config key {want}"));
+        }
     }
 }

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod config;
 mod decode;
 mod demo;
+mod keygen;
 mod keys;
 mod node;
 mod output;
@@ -59,6 +60,12 @@ enum Cmd {
     /// rate, hostile datagrams over every drop reason, the counts a
     /// correct receiver must report, and receipt latency.
     Pktgen(Box<pktgen::cli::Args>),
+    /// Create a node key: the relay's Ed25519 identity, which signs its
+    /// WELCOMEs. Writes {"secret": "<64 hex>", "public": "<64 hex>"} to a
+    /// new file of mode 0600 (never overwriting one) and prints the public
+    /// key, the one clients pin, on stdout. `attnet node --node-key FILE`
+    /// uses it.
+    Keygen(keygen::KeygenArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +84,7 @@ fn main() -> ExitCode {
         }),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Pktgen(a) => pktgen::cli::run(*a),
+        Cmd::Keygen(a) => keygen::run(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
