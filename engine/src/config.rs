@@ -267,32 +267,22 @@ pub struct NodeConfig {
     /// `receipts = true` was asked for on a backend that sends none (the
     /// node says so once at start).
     pub receipts_ignored: bool,
-    // The handshake settings below (node_key ..= query_queue) are resolved
-    // and checked here; session negotiation in node.rs does not read them
-    // yet, hence the `allow`s, to be removed as each is used.
     /// The node key file (read with `keys::read_node_key`); `None`: the node
     /// negotiates no sessions and serves only the keys file's.
-    #[allow(dead_code)]
     pub node_key: Option<PathBuf>,
     /// HELLOs a second above which HELLOs without a valid cookie get a
     /// COOKIE (0: always).
-    #[allow(dead_code)]
     pub hello_cookie_threshold: u32,
     /// HELLOs a second per source address (IPv6 grouped by /64) once
     /// cookies are demanded.
-    #[allow(dead_code)]
     pub hello_source_rate: u32,
     /// Live negotiated sessions per source address (IPv6 grouped by /64).
-    #[allow(dead_code)]
     pub sessions_per_source: u32,
     /// Idle time after which a negotiated session is evicted, seconds.
-    #[allow(dead_code)]
     pub session_idle_s: u32,
     /// Session ids reserved for validators.
-    #[allow(dead_code)]
     pub validator_slots: u32,
     /// Queries waiting for an answer before more are dropped as overload.
-    #[allow(dead_code)]
     pub query_queue: u32,
     pub dpdk: DpdkFile,
 }

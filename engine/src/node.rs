@@ -237,6 +237,8 @@ pub fn summary(
         "height": ctl.live.height,
         "latency_us": {"ingest": percentiles(ingest), "inclusion": percentiles(&ctl.inclusion_us)},
         "receipts": ctl.receipts.to_json(),
+        "handshake": ctl.handshake.to_json(c.hellos, c.hello_overload),
+        "queries": ctl.queries.to_json(c.queries, c.query_overload),
         "duration_s": (duration_s * 1000.0).round() / 1000.0,
     })
 }
@@ -246,6 +248,10 @@ const BATCH_TXS: usize = 256;
 
 /// Commands each data core's ring holds.
 const COMMAND_RING: usize = 256;
+
+/// HELLO items each data core's exception ring holds for the control
+/// thread (about 230 bytes each); a HELLO flood beyond it is `overload`.
+const HELLO_RING: usize = 1024;
 
 /// How long the node waits for every data core to apply its configured
 /// sessions at start.
@@ -342,6 +348,8 @@ fn dead_control_report(live: &Mutex<Live>) -> runner::ControlReport {
         loop_us: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds"),
         receipts: Default::default(),
         pending_swept: 0,
+        handshake: Default::default(),
+        queries: Default::default(),
     }
 }
 
@@ -415,16 +423,30 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         rx_halves.push(rx);
         sealers.push(tx);
     }
-    // RECEIPTs leave from a duplicate of the first queue's socket: every
-    // socket of the SO_REUSEPORT group has the listening address.
-    let receipts = if cfg.receipts {
-        let sock = match queues.first() {
-            Some(q) => q.send_socket().map_err(|e| format!("receipts: {e}"))?,
-            None => None,
-        };
-        sock.map(|sock| control::receipts::ReceiptSender::new(sock, std::mem::take(&mut sealers)))
-    } else {
-        None
+    // Replies (RECEIPTs, WELCOMEs, COOKIEs, ANSWERs) leave from a
+    // duplicate of the first queue's socket: every socket of the
+    // SO_REUSEPORT group has the listening address. Backends without a
+    // kernel socket build and count them without sending.
+    let sock = match queues.first() {
+        Some(q) => q.send_socket().map_err(|e| format!("replies: {e}"))?,
+        None => None,
+    };
+    let replies = control::receipts::ReceiptSender::new(sock, std::mem::take(&mut sealers)).with_receipts(cfg.receipts);
+    let handshake = match &cfg.node_key {
+        Some(p) => {
+            let key = keys::read_node_key(p)?;
+            let mut h = control::handshake::HandshakeConfig::new(network_id, key.secret);
+            h.cookie_threshold = cfg.hello_cookie_threshold;
+            h.source_rate = cfg.hello_source_rate;
+            h.sessions_per_source = cfg.sessions_per_source;
+            h.idle_ms = u64::from(cfg.session_idle_s) * 1000;
+            h.validator_slots = u16::try_from(cfg.validator_slots).unwrap_or(u16::MAX);
+            let configured: Vec<u16> = rx_halves.iter().map(|r| r.id).collect();
+            let server = control::handshake::HandshakeServer::new(h, &configured, rand::make_rng());
+            eprintln!("attnet: node key {} answers HELLOs on channel 1003", hex::encode(server.node_key()));
+            Some(server)
+        }
+        None => None,
     };
     let kernel_before = backend::kstats::KernelStats::read();
     // The stage modes were refused with the configuration; `rx` stops
@@ -462,6 +484,8 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     let (mut commands, command_ends) = pipeline::command_bus(cores, command_depth);
     let installed = install_sessions(&mut commands, &rx_halves)?;
     let mut ends = Vec::new();
+    let mut exception_ends = Vec::new();
+    let query_depth = (cfg.query_queue as usize / cores.max(1)).max(64);
     let mut core_threads = Vec::new();
     let mut published = Vec::new();
     let running = Arc::new(AtomicUsize::new(cores));
@@ -479,6 +503,9 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     for (i, ((tile, q), commands)) in topo.data_cores().zip(queues).zip(command_ends).enumerate() {
         let mut fp = dataplane::host::frame_path(network_id);
         fp.set_budget(cfg.budget);
+        fp.set_handshakes(handshake.is_some());
+        let (exceptions, exception_end) = pipeline::exception_link(HELLO_RING, query_depth);
+        exception_ends.push(exception_end);
         let mut links = Vec::new();
         for l in topo.shard_links(i) {
             let (link, end, pool) = pipeline::shard_link(l.depth, topo.batch_txs);
@@ -505,7 +532,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             epoch,
             stop: stop.clone(),
             published: pubc,
-            exceptions: None,
+            exceptions: Some(exceptions),
         });
         let running = running.clone();
         let h = std::thread::Builder::new()
@@ -540,8 +567,10 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         epoch,
         cores_running: running.clone(),
         live: live.clone(),
-        receipts,
+        receipts: Some(replies),
         commands,
+        exceptions: exception_ends,
+        handshake,
     };
     let control_thread = std::thread::Builder::new()
         .name(topo.control().map_or_else(|| "attnet-control".into(), |t| t.name.clone()))
