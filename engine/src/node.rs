@@ -572,10 +572,16 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         exceptions: exception_ends,
         handshake,
     };
+    let handshakes = setup.handshake.is_some();
     let control_thread = std::thread::Builder::new()
         .name(topo.control().map_or_else(|| "attnet-control".into(), |t| t.name.clone()))
         .spawn(move || runner::run(setup))
         .map_err(|e| format!("spawn control thread: {e}"))?;
+    eprintln!(
+        "attnet: ready: {} configured session(s) on every data core, handshakes {}",
+        rx_halves.len(),
+        if handshakes { "on" } else { "off (no node key)" }
+    );
     let stop2 = stop.clone();
     let join = move || -> Result<Outcome, String> {
         // Dropped when the node ends.

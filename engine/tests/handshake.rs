@@ -1,0 +1,406 @@
+//! The live handshake through the built binary on loopback: a node with a
+//! node key answers HELLOs (with cookies under load), installs sessions on
+//! every data core before WELCOME, answers QUERYs in the session, sends
+//! RECEIPTs, counts every handshake item once, and forgets its sessions
+//! when it restarts. Every node is killed after a bounded time.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dataplane::emit::{emit_signed_tx, FrameSpec, TxFields};
+use dataplane::handshake::{parse_info_frames, ClientHandshake};
+use dataplane::path::open_indication;
+use dataplane::session::{Role, Session, SessionTable};
+use dataplane::wire::handshake::Cookie;
+use dataplane::wire::query::{Answer, AnswerBody, Query, QueryWhat};
+use dataplane::wire::share::kind;
+use dataplane::wire::tx::Kind;
+use ed25519_zebra::{SigningKey, VerificationKey};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_attnet");
+const NODE_SEED: [u8; 32] = [0x4e; 32];
+
+fn tmpdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("attnet-handshake-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn pk(sk: &SigningKey) -> [u8; 32] {
+    VerificationKey::from(sk).into()
+}
+
+fn account(i: u32) -> SigningKey {
+    let mut s = [0u8; 32];
+    s[..4].copy_from_slice(&i.to_le_bytes());
+    s[31] = 0xac;
+    SigningKey::from(s)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// A node key file (mode 0600) and a genesis funding accounts 0..n.
+fn files(d: &std::path::Path, n: u32) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = d.join("node.key");
+    let _ = std::fs::remove_file(&key);
+    let public = hex::encode(pk(&SigningKey::from(NODE_SEED)));
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&key).unwrap();
+    std::io::Write::write_all(
+        &mut f,
+        format!("{{\"secret\": \"{}\", \"public\": \"{public}\"}}\n", hex::encode(NODE_SEED)).as_bytes(),
+    )
+    .unwrap();
+    let accounts: Vec<Value> =
+        (0..n).map(|i| serde_json::json!({"key": hex::encode(pk(&account(i))), "balance": 1_000_000})).collect();
+    let genesis = d.join("genesis.json");
+    std::fs::write(&genesis, serde_json::json!({"network_id": 1, "min_fee": 1, "accounts": accounts}).to_string())
+        .unwrap();
+    (key, genesis)
+}
+
+/// A node process, killed when dropped.
+struct Node {
+    child: Option<Child>,
+    addr: SocketAddr,
+}
+
+impl Node {
+    fn start(backend: &str, cores: &str, key: &std::path::Path, genesis: &std::path::Path, extra: &[&str]) -> Node {
+        let mut c = Command::new(BIN)
+            .args(["node", "--backend", backend, "--listen", "127.0.0.1:0", "--cores", cores])
+            .args(["--block-interval", "50", "--receipts", "true"])
+            .arg("--node-key")
+            .arg(key)
+            .arg("--genesis")
+            .arg(genesis)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(c.stderr.take().unwrap());
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            assert!(err.read_line(&mut line).unwrap() > 0, "node exited early");
+            if let Some((_, a)) = line.trim().rsplit_once("listening on ") {
+                break a.parse().unwrap();
+            }
+        };
+        // Then until every table is built and the control thread runs.
+        while !line.contains("attnet: ready") {
+            line.clear();
+            assert!(err.read_line(&mut line).unwrap() > 0, "node exited early");
+        }
+        // Keep draining stderr so the node never blocks on it.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = err.read_to_string(&mut sink);
+        });
+        Node { child: Some(c), addr }
+    }
+
+    /// SIGTERM, then the summary it prints (bounded).
+    fn stop(mut self) -> Value {
+        let mut c = self.child.take().unwrap();
+        assert!(Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap().success());
+        let until = Instant::now() + Duration::from_secs(20);
+        while c.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < until, "node did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut out = String::new();
+        c.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        assert!(c.wait().unwrap().success());
+        serde_json::from_str(&out).unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A client's end of one session.
+struct Client {
+    sock: UdpSocket,
+    sk: SigningKey,
+    session: Session,
+    table: SessionTable,
+    /// Every datagram this client sent in the session (for replays).
+    sent: Vec<Vec<u8>>,
+}
+
+/// Opens a session: HELLO, the cookie round trip if the relay asks, a new
+/// HELLO if nothing comes back; the WELCOME checked against the node key.
+fn connect(relay: SocketAddr, sk: SigningKey) -> (Client, usize) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(relay).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let node = pk(&SigningKey::from(NODE_SEED));
+    let mut cookies = 0;
+    for _ in 0..10 {
+        let mut eph = [0u8; 32];
+        rand::Rng::fill_bytes(&mut rand::make_rng::<rand::rngs::StdRng>(), &mut eph);
+        let hs = ClientHandshake::new(&sk, eph, unix_ms(), 1);
+        sock.send(&hs.hello_frame()).unwrap();
+        let mut buf = [0u8; 2048];
+        loop {
+            let Ok(n) = sock.recv(&mut buf) else { break };
+            let frames = parse_info_frames(&buf[..n]).unwrap_or_else(|e| panic!("{e:?}: {}", hex::encode(&buf[..n])));
+            let f = &frames[0];
+            if f.content_kind == kind::COOKIE {
+                let c = Cookie::parse(f.body).unwrap();
+                assert_eq!(c.hello_hash, hs.hello_hash());
+                cookies += 1;
+                sock.send(&hs.echo_datagram(&c.cookie)).unwrap();
+                continue;
+            }
+            assert_eq!(f.content_kind, kind::WELCOME);
+            // A late WELCOME for an earlier HELLO of ours: not this one.
+            let est = match hs.finish(f.body, &node) {
+                Err(dataplane::handshake::HandshakeError::NotForThisHello) => continue,
+                r => r.unwrap(),
+            };
+            let session =
+                Session::new(Role::Client, u32::from(est.session_id), &est.keys.c2r, &est.keys.r2c, 0).unwrap();
+            let mut table = SessionTable::new(Role::Client);
+            table.install_rx(&session.rx);
+            return (Client { sock, sk, session, table, sent: Vec::new() }, cookies);
+        }
+    }
+    panic!("no WELCOME after ten HELLOs");
+}
+
+impl Client {
+    fn send_frame(&mut self, channel: u16, content_kind: u8, body: &[u8]) {
+        let mut f = Vec::new();
+        let spec = FrameSpec { channel, content_kind, ..FrameSpec::tx_batch(self.session.id) };
+        self.session.tx.seal_frame(&spec, body, &mut f, &mut Vec::new()).unwrap();
+        self.sock.send(&f).unwrap();
+        self.sent.push(f);
+    }
+
+    /// The next sealed indication's content kind and body.
+    fn recv(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut buf = [0u8; 2048];
+        let n = self.sock.recv(&mut buf).ok()?;
+        let mut scratch = Vec::new();
+        let ind = open_indication(&self.table, &mut buf[..n], &mut scratch).ok()?;
+        Some((ind.content_kind, ind.body.to_vec()))
+    }
+
+    fn query(&mut self, id: u32, what: QueryWhat) -> Answer {
+        let mut body = Vec::new();
+        Query { request_id: id, what }.emit(&mut body);
+        self.send_frame(1005, kind::QUERY, &body);
+        loop {
+            let (k, b) = self.recv().expect("an ANSWER");
+            if k == kind::ANSWER {
+                let a = Answer::parse(&b).unwrap();
+                assert_eq!(a.request_id, id);
+                return a;
+            }
+        }
+    }
+
+    /// A transfer in one TX_BATCH frame; its id.
+    fn transfer(&mut self, to: [u8; 32], nonce: u64, amount: u64) -> [u8; 32] {
+        let mut body = vec![1, 0];
+        let id = emit_signed_tx(
+            &self.sk,
+            1,
+            &TxFields { kind: Kind::Transfer, to, nonce, amount, fee: 1, memo: &[] },
+            &mut body,
+        );
+        self.send_frame(1004, kind::TX_BATCH, &body);
+        id
+    }
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// `received == welcomed + cookies_sent + Σ refusals`.
+fn handshake_adds_up(s: &Value) {
+    let h = &s["handshake"];
+    let refused: u64 = h["refused"].as_object().unwrap().values().map(n).sum();
+    assert_eq!(n(&h["received"]), n(&h["welcomed"]) + n(&h["cookies_sent"]) + refused, "{h}");
+}
+
+#[test]
+fn a_session_negotiated_live_carries_a_transfer_its_receipt_and_queries() {
+    let d = tmpdir("live");
+    let (key, genesis) = files(&d, 2);
+    for backend in ["io_uring", "recvmmsg"] {
+        let node = Node::start(backend, "1", &key, &genesis, &[]);
+        let (mut c, _) = connect(node.addr, account(0));
+        let me = pk(&account(0));
+        let to = pk(&account(1));
+        let a = c.query(1, QueryWhat::Account(me));
+        let AnswerBody::Account { next_nonce, balance, .. } = a.body else { panic!("{a:?}") };
+        assert_eq!((next_nonce, balance), (1, 1_000_000), "{backend}");
+        let id = c.transfer(to, next_nonce, 5000);
+        // The RECEIPT names the transaction.
+        let until = Instant::now() + Duration::from_secs(10);
+        let height = loop {
+            assert!(Instant::now() < until, "{backend}: no RECEIPT");
+            let Some((k, b)) = c.recv() else { continue };
+            if k == kind::RECEIPT {
+                let r = dataplane::wire::receipt::Receipt::new_checked(&b).unwrap();
+                if r.ids().any(|x| x == id) {
+                    break r.height();
+                }
+            }
+        };
+        assert!(height >= 1);
+        let t = c.query(2, QueryWhat::Transaction(id));
+        assert_eq!(t.body, AnswerBody::Transaction { state: 2, height, reason: 0 }, "{backend}");
+        let b = c.query(3, QueryWhat::Account(to));
+        let AnswerBody::Account { balance, .. } = b.body else { panic!("{b:?}") };
+        assert_eq!(balance, 1_005_000, "{backend}");
+        // An account nobody holds: status 1.
+        assert_eq!(c.query(4, QueryWhat::Account([9; 32])).status, 1);
+        let s = node.stop();
+        handshake_adds_up(&s);
+        assert_eq!(n(&s["handshake"]["welcomed"]), 1, "{backend}: {}", s["handshake"]);
+        assert_eq!(n(&s["queries"]["answered"]), 4);
+        assert_eq!(n(&s["frames"]["dropped"]["unknown_session"]), 0);
+        assert_eq!(n(&s["txs"]["accepted"]), 1);
+    }
+}
+
+#[test]
+fn a_thousand_handshakes_across_two_cores_meet_no_unknown_session() {
+    let d = tmpdir("thousand");
+    let (key, genesis) = files(&d, 1);
+    let node = Node::start(
+        "io_uring",
+        "2",
+        &key,
+        &genesis,
+        &["--sessions-per-source", "2000", "--hello-source-rate", "100000", "--hello-cookie-threshold", "100000"],
+    );
+    let addr = node.addr;
+    let threads: Vec<_> = (0..4u32)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for i in 0..250u32 {
+                    // Each session has its own socket (source port), so
+                    // SO_REUSEPORT spreads them over both cores.
+                    let (mut c, _) = connect(addr, account(1000 + t * 250 + i));
+                    // The first data frame right after WELCOME.
+                    let a = c.query(i, QueryWhat::Account([0; 32]));
+                    assert_eq!(a.status, 1);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let s = node.stop();
+    handshake_adds_up(&s);
+    assert_eq!(n(&s["handshake"]["welcomed"]), 1000, "{}", s["handshake"]);
+    assert_eq!(n(&s["frames"]["dropped"]["unknown_session"]), 0);
+    assert_eq!(n(&s["queries"]["answered"]), 1000);
+}
+
+#[test]
+fn cookies_under_forced_load_and_every_refusal_is_counted() {
+    let d = tmpdir("cookies");
+    let (key, genesis) = files(&d, 1);
+    let node = Node::start("recvmmsg", "1", &key, &genesis, &["--hello-cookie-threshold", "0"]);
+    let (mut c, cookies) = connect(node.addr, account(0));
+    assert_eq!(cookies, 1, "under load the first answer is a COOKIE");
+    let a = c.query(1, QueryWhat::Account(pk(&account(0))));
+    assert_eq!(a.status, 0);
+    // Hostile HELLOs from one socket: a stale one, a forged one, a
+    // malformed echo, and a replay of a HELLO already answered.
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.connect(node.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let stale = ClientHandshake::new(&account(5), [1; 32], unix_ms() - 60_000, 1);
+    s.send(&stale.hello_frame()).unwrap();
+    let forged = ClientHandshake::new(&account(6), [2; 32], unix_ms(), 1);
+    // A cookie for the forged HELLO, then the HELLO with a flipped
+    // signature byte (its hash changes, so the cookie is bad too) and
+    // with the right cookie but a bad signature.
+    s.send(&forged.hello_frame()).unwrap();
+    let mut buf = [0u8; 2048];
+    let k = s.recv(&mut buf).unwrap();
+    let cookie = Cookie::parse(parse_info_frames(&buf[..k]).unwrap()[0].body).unwrap();
+    let mut bad = forged.echo_datagram(&cookie.cookie);
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    s.send(&bad).unwrap();
+    // A COOKIE_ECHO alone.
+    let echo = forged.echo_datagram(&cookie.cookie);
+    let echo_len = u16::from_be_bytes([echo[2], echo[3]]) as usize;
+    s.send(&echo[..echo_len]).unwrap();
+    let replay = ClientHandshake::new(&account(7), [3; 32], unix_ms(), 1);
+    s.send(&replay.hello_frame()).unwrap();
+    let k = s.recv(&mut buf).unwrap();
+    let ck = Cookie::parse(parse_info_frames(&buf[..k]).unwrap()[0].body).unwrap();
+    s.send(&replay.echo_datagram(&ck.cookie)).unwrap();
+    let k = s.recv(&mut buf).unwrap();
+    assert_eq!(parse_info_frames(&buf[..k]).unwrap()[0].content_kind, kind::WELCOME);
+    s.send(&replay.echo_datagram(&ck.cookie)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let sum = node.stop();
+    handshake_adds_up(&sum);
+    let h = &sum["handshake"];
+    assert_eq!(n(&h["welcomed"]), 2, "{h}");
+    // The stale one and the forged one drew no cookie: the timestamp comes
+    // first; the first HELLO of each client did.
+    assert_eq!(n(&h["cookies_sent"]), 3, "{h}");
+    for (reason, count) in
+        [("stale_timestamp", 1), ("bad_cookie", 1), ("malformed", 1), ("replayed_hello", 1), ("bad_signature", 0)]
+    {
+        assert_eq!(n(&h["refused"][reason]), count, "{reason}: {h}");
+    }
+}
+
+#[test]
+fn a_session_capture_replayed_after_a_restart_is_not_accepted() {
+    let d = tmpdir("restart");
+    let (key, genesis) = files(&d, 2);
+    let node = Node::start("recvmmsg", "1", &key, &genesis, &[]);
+    let (mut c, _) = connect(node.addr, account(0));
+    let id = c.transfer(pk(&account(1)), 1, 10);
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < until, "no RECEIPT");
+        if let Some((kind::RECEIPT, _)) = c.recv() {
+            break;
+        }
+    }
+    let s = node.stop();
+    assert_eq!(n(&s["txs"]["accepted"]), 1, "{}", s["txs"]);
+    let _ = id;
+    // The same node key and genesis, a new process: the capture replayed
+    // from the same address finds no session.
+    let node = Node::start("recvmmsg", "1", &key, &genesis, &[]);
+    let replayed = c.sent.len() as u64;
+    for f in &c.sent {
+        c.sock.connect(node.addr).unwrap();
+        c.sock.send(f).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let s = node.stop();
+    assert_eq!(n(&s["frames"]["received"]), replayed);
+    assert_eq!(n(&s["frames"]["accepted"]), 0, "{}", s["frames"]);
+    assert_eq!(n(&s["frames"]["dropped"]["unknown_session"]), replayed);
+    assert_eq!(n(&s["txs"]["accepted"]), 0);
+}
