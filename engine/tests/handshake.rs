@@ -155,8 +155,7 @@ fn connect(relay: SocketAddr, sk: SigningKey) -> (Client, usize) {
         let hs = ClientHandshake::new(&sk, eph, unix_ms(), 1);
         sock.send(&hs.hello_frame()).unwrap();
         let mut buf = [0u8; 2048];
-        loop {
-            let Ok(n) = sock.recv(&mut buf) else { break };
+        while let Ok(n) = sock.recv(&mut buf) {
             let frames = parse_info_frames(&buf[..n]).unwrap_or_else(|e| panic!("{e:?}: {}", hex::encode(&buf[..n])));
             let f = &frames[0];
             if f.content_kind == kind::COOKIE {
