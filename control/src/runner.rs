@@ -570,9 +570,9 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
     })
 }
 
-/// HELLOs one loop iteration judges at most (each about 0.1 ms of
-/// signature and key work).
-const HELLO_CHUNK: usize = 32;
+/// HELLOs one loop iteration judges at most (each about 0.24 ms of
+/// signature and key work: `cargo bench -p bench --bench handshake`).
+const HELLO_CHUNK: usize = 16;
 
 /// Answers up to [`QUERY_CHUNK`] queries from the cores' rings; returns
 /// how many it took.
