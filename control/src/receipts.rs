@@ -407,10 +407,12 @@ mod tests {
         tx.add(None, 91, [91; 32]);
         tx.add(Some(Route { peer: Peer::NONE, ..ra }), 92, [92; 32]);
         tx.add(Some(Route { session: 3, ..ra }), 93, [93; 32]);
+        // A route of another holder of session 1's id: not this session's.
+        tx.add(Some(Route { generation: 9, ..ra }), 94, [94; 32]);
         tx.flush(7);
         let c = tx.counters();
         // a: 60 ids on 1004 (40 + 20) and 1 on 1005; b: 30.
-        assert_eq!(c, ReceiptCounters { frames: 4, ids: 91, datagrams: 4, no_address: 3, send_errors: 0 });
+        assert_eq!(c, ReceiptCounters { frames: 4, ids: 91, datagrams: 4, no_address: 4, send_errors: 0 });
         let recv = |s: &UdpSocket, key: u16, height: u64| {
             let mut buf = [0u8; 2048];
             let n = s.recv(&mut buf).unwrap();
