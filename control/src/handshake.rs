@@ -367,9 +367,7 @@ impl HandshakeServer {
     }
 
     pub fn counters(&self) -> HandshakeCounters {
-        let mut c = self.counters;
-        c.live = self.slots.iter().filter(|s| matches!(s, Slot::Live(_))).count() as u64;
-        c
+        self.counters
     }
 
     /// The generation of the session now holding `id`, if it is negotiated
@@ -518,6 +516,7 @@ impl HandshakeServer {
             *s = Slot::Live(Live { generation, source, since_ms: now_ms, active_ms: now_ms, window, reserved });
         }
         *self.sessions_by_source.entry(source).or_insert(0) += 1;
+        self.counters.live += 1;
         self.remember(hash, now_ms);
         let mut frame = Vec::with_capacity(256);
         hs::info_frame(mcs::KIND_INDICATION, id, share::kind::WELCOME, &welcome, &mut frame);
@@ -618,6 +617,7 @@ impl HandshakeServer {
                 _ => self.counters.ended_frames += 1,
             }
             tx.remove(id as u16);
+            self.counters.live = self.counters.live.saturating_sub(1);
             if let Some(n) = self.sessions_by_source.get_mut(&source) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {

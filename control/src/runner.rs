@@ -93,6 +93,13 @@ pub struct Live {
     pub forgets_lost: u64,
     /// The longest control-loop iteration that did work, microseconds.
     pub loop_max_us: u64,
+    /// Handshake items judged, WELCOMEs, COOKIEs, refusals, and the
+    /// negotiated sessions live now.
+    pub hs_received: u64,
+    pub hs_welcomed: u64,
+    pub hs_cookies: u64,
+    pub hs_refused: u64,
+    pub hs_live: u64,
 }
 
 /// What the control thread hands back when it ends.
@@ -533,6 +540,14 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
             st.loop_max_us = loop_us.max();
             st.forgets_sent = forgets.sent;
             st.forgets_lost = forgets.lost;
+            if let Some(hs) = handshake.as_ref() {
+                let c = hs.counters();
+                st.hs_received = c.received;
+                st.hs_welcomed = c.welcomed;
+                st.hs_cookies = c.cookies_sent;
+                st.hs_refused = c.refusals.iter().sum();
+                st.hs_live = c.live;
+            }
             if let Ok(mut l) = live.lock() {
                 *l = st;
             }

@@ -324,8 +324,20 @@ fn live_line(topo: &Topology, now: &[CoreCounters], prev: &[CoreCounters], l: &L
     } else {
         String::new()
     };
+    // Negotiated sessions, once there are handshakes.
+    let sessions = if l.hs_received > 0 {
+        format!(
+            " | sessions {} (+{} welcomed, {} cookies, {} refused)",
+            l.hs_live,
+            l.hs_welcomed.saturating_sub(prev_l.hs_welcomed),
+            l.hs_cookies.saturating_sub(prev_l.hs_cookies),
+            l.hs_refused.saturating_sub(prev_l.hs_refused)
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{:.3} Mpps{per_core} {:.3} Gbit/s | {:.0} frames/s {:.0} tx/s | drops {} | blocks {} (+{}) height {} | p99 inclusion {} us",
+        "{:.3} Mpps{per_core} {:.3} Gbit/s | {:.0} frames/s {:.0} tx/s | drops {} | blocks {} (+{}) height {} | p99 inclusion {} us{sessions}",
         pps / 1e6,
         gbps,
         fps,
@@ -717,5 +729,9 @@ mod tests {
         assert!(line.contains("drops none | blocks 3 (+3) height 3"), "{line}");
         let one = live_line(&topo, &now[..1], &prev[..1], &l, &l, 0.5);
         assert!(one.starts_with("3.000 Mpps 2.400 Gbit/s | 20 frames/s"), "{one}");
+        assert!(!line.contains("sessions"), "no handshakes, no sessions token: {line}");
+        let h = Live { hs_received: 9, hs_welcomed: 5, hs_cookies: 3, hs_refused: 1, hs_live: 4, ..l };
+        let line = live_line(&topo, &now, &prev, &h, &Live { hs_welcomed: 2, ..l }, 1.0);
+        assert!(line.ends_with("| sessions 4 (+3 welcomed, 3 cookies, 1 refused)"), "{line}");
     }
 }
