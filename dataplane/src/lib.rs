@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod backend;
+pub mod client;
 pub mod host;
 pub mod pipeline;
 pub mod testkit;

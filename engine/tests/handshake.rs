@@ -7,14 +7,13 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use dataplane::emit::{emit_signed_tx, FrameSpec, TxFields};
+use dataplane::client::{unix_ms, ClientConfig, Connection};
+use dataplane::emit::TxFields;
 use dataplane::handshake::{parse_info_frames, ClientHandshake};
-use dataplane::path::open_indication;
-use dataplane::session::{Role, Session, SessionTable};
 use dataplane::wire::handshake::Cookie;
-use dataplane::wire::query::{Answer, AnswerBody, Query, QueryWhat};
+use dataplane::wire::query::{Answer, AnswerBody, QueryWhat};
 use dataplane::wire::share::kind;
 use dataplane::wire::tx::Kind;
 use ed25519_zebra::{SigningKey, VerificationKey};
@@ -38,10 +37,6 @@ fn account(i: u32) -> SigningKey {
     s[..4].copy_from_slice(&i.to_le_bytes());
     s[31] = 0xac;
     SigningKey::from(s)
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 /// A node key file (mode 0600) and a genesis funding accounts 0..n.
@@ -131,100 +126,25 @@ impl Drop for Node {
     }
 }
 
-/// A client's end of one session.
-struct Client {
-    sock: UdpSocket,
-    sk: SigningKey,
-    session: Session,
-    table: SessionTable,
-    /// Every datagram this client sent in the session (for replays).
-    sent: Vec<Vec<u8>>,
-}
-
-/// Opens a session: HELLO, the cookie round trip if the relay asks, a new
-/// HELLO if nothing comes back; the WELCOME checked against the node key.
-fn connect(relay: SocketAddr, sk: SigningKey) -> (Client, usize) {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.connect(relay).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+/// Opens a session with the shared client (cookie round trip, late
+/// WELCOMEs, the node key pinned); the client and the COOKIEs it answered.
+fn connect(relay: SocketAddr, sk: SigningKey) -> (Connection, u32) {
     let node = pk(&SigningKey::from(NODE_SEED));
-    let mut cookies = 0;
-    for _ in 0..10 {
-        let mut eph = [0u8; 32];
-        rand::Rng::fill_bytes(&mut rand::make_rng::<rand::rngs::StdRng>(), &mut eph);
-        let hs = ClientHandshake::new(&sk, eph, unix_ms(), 1);
-        sock.send(&hs.hello_frame()).unwrap();
-        let mut buf = [0u8; 2048];
-        while let Ok(n) = sock.recv(&mut buf) {
-            let frames = parse_info_frames(&buf[..n]).unwrap_or_else(|e| panic!("{e:?}: {}", hex::encode(&buf[..n])));
-            let f = &frames[0];
-            if f.content_kind == kind::COOKIE {
-                let c = Cookie::parse(f.body).unwrap();
-                assert_eq!(c.hello_hash, hs.hello_hash());
-                cookies += 1;
-                sock.send(&hs.echo_datagram(&c.cookie)).unwrap();
-                continue;
-            }
-            assert_eq!(f.content_kind, kind::WELCOME);
-            // A late WELCOME for an earlier HELLO of ours: not this one.
-            let est = match hs.finish(f.body, &node) {
-                Err(dataplane::handshake::HandshakeError::NotForThisHello) => continue,
-                r => r.unwrap(),
-            };
-            let session =
-                Session::new(Role::Client, u32::from(est.session_id), &est.keys.c2r, &est.keys.r2c, 0).unwrap();
-            let mut table = SessionTable::new(Role::Client);
-            table.install_rx(&session.rx);
-            return (Client { sock, sk, session, table, sent: Vec::new() }, cookies);
-        }
-    }
-    panic!("no WELCOME after ten HELLOs");
+    let mut cfg = ClientConfig::new(relay, node, 1);
+    cfg.hellos = 10;
+    let mut c = Connection::connect(&cfg, sk).unwrap();
+    c.record();
+    let cookies = c.stats.cookies;
+    (c, cookies)
 }
 
-impl Client {
-    fn send_frame(&mut self, channel: u16, content_kind: u8, body: &[u8]) {
-        let mut f = Vec::new();
-        let spec = FrameSpec { channel, content_kind, ..FrameSpec::tx_batch(self.session.id) };
-        self.session.tx.seal_frame(&spec, body, &mut f, &mut Vec::new()).unwrap();
-        self.sock.send(&f).unwrap();
-        self.sent.push(f);
-    }
+fn query(c: &mut Connection, what: QueryWhat) -> Answer {
+    c.query(what, 3).unwrap()
+}
 
-    /// The next sealed indication's content kind and body.
-    fn recv(&mut self) -> Option<(u8, Vec<u8>)> {
-        let mut buf = [0u8; 2048];
-        let n = self.sock.recv(&mut buf).ok()?;
-        let mut scratch = Vec::new();
-        let ind = open_indication(&self.table, &mut buf[..n], &mut scratch).ok()?;
-        Some((ind.content_kind, ind.body.to_vec()))
-    }
-
-    fn query(&mut self, id: u32, what: QueryWhat) -> Answer {
-        let mut body = Vec::new();
-        Query { request_id: id, what }.emit(&mut body);
-        self.send_frame(1005, kind::QUERY, &body);
-        loop {
-            let (k, b) = self.recv().expect("an ANSWER");
-            if k == kind::ANSWER {
-                let a = Answer::parse(&b).unwrap();
-                assert_eq!(a.request_id, id);
-                return a;
-            }
-        }
-    }
-
-    /// A transfer in one TX_BATCH frame; its id.
-    fn transfer(&mut self, to: [u8; 32], nonce: u64, amount: u64) -> [u8; 32] {
-        let mut body = vec![1, 0];
-        let id = emit_signed_tx(
-            &self.sk,
-            1,
-            &TxFields { kind: Kind::Transfer, to, nonce, amount, fee: 1, memo: &[] },
-            &mut body,
-        );
-        self.send_frame(1004, kind::TX_BATCH, &body);
-        id
-    }
+/// A transfer in one TX_BATCH frame; its id.
+fn transfer(c: &mut Connection, to: [u8; 32], nonce: u64, amount: u64) -> [u8; 32] {
+    c.submit(&TxFields { kind: Kind::Transfer, to, nonce, amount, fee: 1, memo: &[] }).unwrap()
 }
 
 fn n(v: &Value) -> u64 {
@@ -247,30 +167,21 @@ fn a_session_negotiated_live_carries_a_transfer_its_receipt_and_queries() {
         let (mut c, _) = connect(node.addr, account(0));
         let me = pk(&account(0));
         let to = pk(&account(1));
-        let a = c.query(1, QueryWhat::Account(me));
+        let a = query(&mut c, QueryWhat::Account(me));
         let AnswerBody::Account { next_nonce, balance, .. } = a.body else { panic!("{a:?}") };
         assert_eq!((next_nonce, balance), (1, 1_000_000), "{backend}");
-        let id = c.transfer(to, next_nonce, 5000);
+        let id = transfer(&mut c, to, next_nonce, 5000);
         // The RECEIPT names the transaction.
         let until = Instant::now() + Duration::from_secs(10);
-        let height = loop {
-            assert!(Instant::now() < until, "{backend}: no RECEIPT");
-            let Some((k, b)) = c.recv() else { continue };
-            if k == kind::RECEIPT {
-                let r = dataplane::wire::receipt::Receipt::new_checked(&b).unwrap();
-                if r.ids().any(|x| x == id) {
-                    break r.height();
-                }
-            }
-        };
+        let height = c.wait_receipt(&id, until).unwrap().unwrap_or_else(|| panic!("{backend}: no RECEIPT"));
         assert!(height >= 1);
-        let t = c.query(2, QueryWhat::Transaction(id));
+        let t = query(&mut c, QueryWhat::Transaction(id));
         assert_eq!(t.body, AnswerBody::Transaction { state: 2, height, reason: 0 }, "{backend}");
-        let b = c.query(3, QueryWhat::Account(to));
+        let b = query(&mut c, QueryWhat::Account(to));
         let AnswerBody::Account { balance, .. } = b.body else { panic!("{b:?}") };
         assert_eq!(balance, 1_005_000, "{backend}");
         // An account nobody holds: status 1.
-        assert_eq!(c.query(4, QueryWhat::Account([9; 32])).status, 1);
+        assert_eq!(query(&mut c, QueryWhat::Account([9; 32])).status, 1);
         let s = node.stop();
         handshake_adds_up(&s);
         assert_eq!(n(&s["handshake"]["welcomed"]), 1, "{backend}: {}", s["handshake"]);
@@ -300,7 +211,7 @@ fn a_thousand_handshakes_across_two_cores_meet_no_unknown_session() {
                     // SO_REUSEPORT spreads them over both cores.
                     let (mut c, _) = connect(addr, account(1000 + t * 250 + i));
                     // The first data frame right after WELCOME.
-                    let a = c.query(i, QueryWhat::Account([0; 32]));
+                    let a = query(&mut c, QueryWhat::Account([0; 32]));
                     assert_eq!(a.status, 1);
                 }
             })
@@ -323,7 +234,7 @@ fn cookies_under_forced_load_and_every_refusal_is_counted() {
     let node = Node::start("recvmmsg", "1", &key, &genesis, &["--hello-cookie-threshold", "0"]);
     let (mut c, cookies) = connect(node.addr, account(0));
     assert_eq!(cookies, 1, "under load the first answer is a COOKIE");
-    let a = c.query(1, QueryWhat::Account(pk(&account(0))));
+    let a = query(&mut c, QueryWhat::Account(pk(&account(0))));
     assert_eq!(a.status, 0);
     // Hostile HELLOs from one socket: a stale one, a forged one, a
     // malformed echo, and a replay of a HELLO already answered.
@@ -377,24 +288,18 @@ fn a_session_capture_replayed_after_a_restart_is_not_accepted() {
     let (key, genesis) = files(&d, 2);
     let node = Node::start("recvmmsg", "1", &key, &genesis, &[]);
     let (mut c, _) = connect(node.addr, account(0));
-    let id = c.transfer(pk(&account(1)), 1, 10);
+    let id = transfer(&mut c, pk(&account(1)), 1, 10);
     let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        assert!(Instant::now() < until, "no RECEIPT");
-        if let Some((kind::RECEIPT, _)) = c.recv() {
-            break;
-        }
-    }
+    assert!(c.wait_receipt(&id, until).unwrap().is_some(), "no RECEIPT");
     let s = node.stop();
     assert_eq!(n(&s["txs"]["accepted"]), 1, "{}", s["txs"]);
-    let _ = id;
     // The same node key and genesis, a new process: the capture replayed
     // from the same address finds no session.
     let node = Node::start("recvmmsg", "1", &key, &genesis, &[]);
-    let replayed = c.sent.len() as u64;
-    for f in &c.sent {
-        c.sock.connect(node.addr).unwrap();
-        c.sock.send(f).unwrap();
+    let replayed = c.sent().len() as u64;
+    c.socket().connect(node.addr).unwrap();
+    for f in c.sent() {
+        c.socket().send(f).unwrap();
     }
     std::thread::sleep(Duration::from_millis(300));
     let s = node.stop();
