@@ -60,6 +60,21 @@ impl Refusal {
             Refusal::NoAccount => 6,
         }
     }
+
+    /// The refusal of an ANSWER's reason code; `None` for 0 and for codes
+    /// this build does not know.
+    pub fn from_code(code: u8) -> Option<Refusal> {
+        [
+            Refusal::BadNonce,
+            Refusal::InsufficientFunds,
+            Refusal::NonceGap,
+            Refusal::Malformed,
+            Refusal::FeeTooLow,
+            Refusal::NoAccount,
+        ]
+        .into_iter()
+        .find(|r| r.code() == code)
+    }
 }
 
 /// Ids of transactions sealed in blocks, with their heights: the last
@@ -157,5 +172,14 @@ mod tests {
         assert_eq!(c.height(&[1; 32]), None);
         assert_eq!(c.height(&[2; 32]), Some(12));
         assert_eq!(c.height(&[4; 32]), Some(14));
+    }
+
+    #[test]
+    fn refusal_codes_round_trip_and_zero_is_none() {
+        for code in 1..=6u8 {
+            assert_eq!(Refusal::from_code(code).map(Refusal::code), Some(code));
+        }
+        assert_eq!(Refusal::from_code(0), None);
+        assert_eq!(Refusal::from_code(7), None);
     }
 }

@@ -50,6 +50,17 @@ impl ClientConfig {
         ClientConfig { relay, relay_key, network_id, hellos: 5, wait: Duration::from_millis(500) }
     }
 
+    /// As many HELLOs as fit in `total` (at least one).
+    pub fn hellos_within(mut self, total: Duration) -> Self {
+        let (mut n, mut spent) = (0, Duration::ZERO);
+        while n < 64 && spent + self.backoff(n) <= total {
+            spent += self.backoff(n);
+            n += 1;
+        }
+        self.hellos = n.max(1);
+        self
+    }
+
     /// The wait before attempt `n` (0-based): `wait · 2^n`, at most 8 ×.
     pub fn backoff(&self, n: u32) -> Duration {
         self.wait * (1u32 << n.min(3))
@@ -74,7 +85,7 @@ impl std::fmt::Display for ClientError {
             ClientError::Io(e) => write!(f, "socket: {e}"),
             ClientError::Timeout(what) => write!(f, "timed out waiting for {what}"),
             ClientError::Welcome(HandshakeError::WrongNodeKey) => {
-                f.write_str("the WELCOME is signed by another node key than --relay-key: refused")
+                f.write_str("the WELCOME is signed by another node key than the pinned relay key")
             }
             ClientError::Welcome(e) => write!(f, "the relay's WELCOME is refused: {e}"),
         }
@@ -293,15 +304,27 @@ impl Connection {
         Err(ClientError::Timeout("an ANSWER"))
     }
 
-    /// Signs `t` for the session's network, sends it alone in a TX_BATCH
-    /// frame (transfers on channel 1004, the other kinds on 1005, the
-    /// messages channel) and returns its id.
-    pub fn submit(&mut self, t: &TxFields<'_>) -> Result<[u8; 32], ClientError> {
+    /// A TX_BATCH body holding `t` alone, signed for the session's
+    /// network, and the transaction's id. Sending the same body again
+    /// (after a lost datagram) sends the same transaction.
+    pub fn signed_batch(&self, t: &TxFields<'_>) -> ([u8; 32], Vec<u8>) {
         let mut body = Vec::with_capacity(2 + 156 + t.memo.len());
         body.extend_from_slice(&1u16.to_le_bytes());
         let id = emit_signed_tx(&self.sk, self.network_id, t, &mut body);
-        let chan = if t.kind == Kind::Transfer { channel::TRANSACTIONS } else { channel::MESSAGES };
-        self.send_frame(chan, kind::TX_BATCH, &body)?;
+        (id, body)
+    }
+
+    /// Sends a TX_BATCH body: transfers on channel 1004, the other kinds
+    /// on 1005 (the messages channel).
+    pub fn send_batch(&mut self, tx_kind: Kind, body: &[u8]) -> Result<(), ClientError> {
+        let chan = if tx_kind == Kind::Transfer { channel::TRANSACTIONS } else { channel::MESSAGES };
+        self.send_frame(chan, kind::TX_BATCH, body)
+    }
+
+    /// Signs and sends `t` alone in a TX_BATCH frame; its id.
+    pub fn submit(&mut self, t: &TxFields<'_>) -> Result<[u8; 32], ClientError> {
+        let (id, body) = self.signed_batch(t);
+        self.send_batch(t.kind, &body)?;
         Ok(id)
     }
 

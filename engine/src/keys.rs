@@ -133,9 +133,19 @@ const NODE_KEY_FILE_MAX: u64 = 4096;
 /// private to its owner (no permission bit for group or others), hold a
 /// 32-byte secret and the public key that secret gives.
 pub fn read_node_key(path: &Path) -> Result<NodeKey, String> {
+    read_key_file(path, "node key")
+}
+
+/// Reads and checks an account key file: the same format and rules as a
+/// node key file (`attnet keygen` writes both).
+pub fn read_account_key(path: &Path) -> Result<NodeKey, String> {
+    read_key_file(path, "account key")
+}
+
+fn read_key_file(path: &Path, what: &str) -> Result<NodeKey, String> {
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
-    let ctx = |e: &dyn std::fmt::Display| format!("node key file {}: {e}", path.display());
+    let ctx = |e: &dyn std::fmt::Display| format!("{what} file {}: {e}", path.display());
     let f = std::fs::File::open(path).map_err(|e| ctx(&e))?;
     // The mode of the file opened, not of whatever the path names later.
     let meta = f.metadata().map_err(|e| ctx(&e))?;
@@ -152,7 +162,7 @@ pub fn read_node_key(path: &Path) -> Result<NodeKey, String> {
     let mut text = String::new();
     f.take(NODE_KEY_FILE_MAX + 1).read_to_string(&mut text).map_err(|e| ctx(&e))?;
     if text.len() as u64 > NODE_KEY_FILE_MAX {
-        return Err(ctx(&format_args!("longer than {NODE_KEY_FILE_MAX} bytes: not a node key file")));
+        return Err(ctx(&format_args!("longer than {NODE_KEY_FILE_MAX} bytes: not a {what} file")));
     }
     let file: NodeKeyFile = serde_json::from_str(&text).map_err(|e| ctx(&e))?;
     let mut secret = [0u8; 32];

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod client;
 mod config;
 mod decode;
 mod demo;
@@ -66,11 +67,17 @@ enum Cmd {
     /// key, the one clients pin, on stdout. `attnet node --node-key FILE`
     /// uses it.
     Keygen(keygen::KeygenArgs),
+    /// An account's end of ATT: a live handshake with a relay (its node
+    /// key pinned), then one transaction (send, message, connect, accept,
+    /// offer) waited for until its RECEIPT, or the state of an account or
+    /// a transaction. Exit 0 committed, 1 refused, 2 usage, 3 timeout.
+    Client(Box<client::ClientArgs>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
+        Cmd::Client(a) => return client::main(*a),
         Cmd::Decode { keys, network_id, pcap: None, .. } => keys::load(&keys, network_id).and_then(decode::run_stdin),
         Cmd::Decode { keys, network_id, pcap: Some(file), port } => {
             keys::load(&keys, network_id).and_then(|fp| pcap::run(fp, &file, port))

@@ -22,6 +22,7 @@ pub mod emit;
 pub mod exception;
 pub mod handshake;
 pub mod lz4;
+pub mod offer;
 pub mod path;
 pub mod peer;
 pub mod replay;
