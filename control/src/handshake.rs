@@ -785,6 +785,41 @@ mod tests {
     }
 
     #[test]
+    fn a_small_order_ephemeral_key_and_a_full_command_ring_are_refused_by_name() {
+        use attnet_core::handshake::hello_signed_message;
+        use attnet_core::wire::handshake::{DomainParams, Hello};
+        let mut r = rig(|c| c.sessions_per_source = 1000);
+        // A well-signed HELLO whose ephemeral key is the all-zero u
+        // (small order): X25519 gives the all-zero secret.
+        let sk = ed25519_zebra::SigningKey::from([9; 32]);
+        let mut h = Hello {
+            params: DomainParams::default(),
+            account: ed25519_zebra::VerificationKeyBytes::from(&sk).into(),
+            ephemeral: [0; 32],
+            timestamp_ms: T0,
+            signature: [0; 64],
+        };
+        let mut body = [0u8; Hello::LEN];
+        h.emit(&mut body).unwrap();
+        h.signature = sk.sign(&hello_signed_message(NET, &body)).to_bytes();
+        h.emit(&mut body).unwrap();
+        r.hello(&body, None, 0);
+        assert_eq!(r.hs.counters().refusal(HsRefusal::ZeroSharedSecret), 1);
+        // Cores that apply nothing: the command ring (64 slots) fills and
+        // the next HELLO is `overload`, its id given back.
+        for i in 10..100u8 {
+            r.hello(client(i, T0).hello_body(), None, 0);
+            if r.hs.counters().refusal(HsRefusal::Overload) > 0 {
+                break;
+            }
+        }
+        let c = r.hs.counters();
+        assert_eq!(c.refusal(HsRefusal::Overload), 1, "{c:?}");
+        assert_eq!(c.welcomed, 64, "one install per slot of the ring, then overload");
+        r.settled();
+    }
+
+    #[test]
     fn under_load_a_hello_needs_a_cookie_and_sources_are_limited() {
         // Threshold 0: every HELLO is under load.
         let mut r = rig(|c| {
