@@ -11,6 +11,8 @@
 
 use std::ops::AddAssign;
 
+use attnet_core::wire::tx::Transaction;
+
 use crate::block::{Block, BlockBuilder, BlockConfig};
 use crate::consensus::{Finalizer, SingleNode};
 use crate::genesis::Genesis;
@@ -24,6 +26,9 @@ pub struct ChainConfig {
     pub ledger: LedgerConfig,
     /// When blocks are cut.
     pub block: BlockConfig,
+    /// The node key of this node, the producer its blocks pay their fees
+    /// to; `None`: fees stay unpaid.
+    pub producer: Option<[u8; 32]>,
 }
 
 /// Counters for the node's summary. Counters of several chains (or runs)
@@ -41,24 +46,16 @@ pub struct ChainCounters {
 
 impl ChainCounters {
     /// The summary as JSON:
-    /// `{"submitted", "applied", "queued", "dropped": {"bad_nonce",
-    /// "insufficient_funds", "nonce_gap", "malformed", "fee_too_low",
-    /// "no_account"}, "blocks", "block_txs"}`, where `submitted == applied +
-    /// queued + Σ dropped`.
+    /// `{"submitted", "applied", "queued", "dropped": {every
+    /// [`Refusal`] by name}, "blocks", "block_txs"}`, where `submitted ==
+    /// applied + queued + Σ dropped`.
     pub fn to_json(&self) -> serde_json::Value {
         let l = &self.ledger;
         serde_json::json!({
             "submitted": l.submitted,
             "applied": l.applied,
             "queued": l.queued,
-            "dropped": {
-                "bad_nonce": l.bad_nonce,
-                "insufficient_funds": l.insufficient_funds,
-                "nonce_gap": l.nonce_gap,
-                "malformed": l.malformed,
-                "fee_too_low": l.fee_too_low,
-                "no_account": l.no_account,
-            },
+            "dropped": l.refused_json(),
             "blocks": self.blocks,
             "block_txs": self.block_txs,
         })
@@ -79,6 +76,7 @@ pub struct Chain<F: Finalizer = SingleNode> {
     ledger: Ledger,
     builder: BlockBuilder,
     finalizer: F,
+    producer: Option<[u8; 32]>,
     height: u64,
     last_hash: Hash,
     blocks: u64,
@@ -100,6 +98,7 @@ impl<F: Finalizer> Chain<F> {
             ledger: Ledger::new(genesis, cfg.ledger),
             builder: BlockBuilder::new(cfg.block, hash),
             finalizer,
+            producer: cfg.producer,
             height: 0,
             last_hash: hash,
             blocks: 0,
@@ -200,6 +199,9 @@ impl<F: Finalizer> Chain<F> {
 
     fn record(&mut self, finals: &[Block]) {
         for b in finals {
+            // The fees of the block's transactions go to its producer.
+            let fees = b.txs().filter_map(|t| Transaction::new_checked(t).ok()).map(|t| t.fee()).sum::<u64>();
+            self.ledger.end_block(b.header().height, self.producer, fees);
             self.height = b.header().height;
             self.last_hash = b.hash();
             self.blocks += 1;
@@ -248,7 +250,7 @@ mod tests {
 
     fn chain(block: BlockConfig) -> (Genesis, Chain) {
         let g = Genesis::new(1, [GenesisAccount { key: A, balance: 1000 }]).unwrap();
-        let c = Chain::new(&g, ChainConfig { ledger: LedgerConfig::default(), block });
+        let c = Chain::new(&g, ChainConfig { ledger: LedgerConfig::default(), block, producer: None });
         (g, c)
     }
 
@@ -311,12 +313,12 @@ mod tests {
         c.take_dropped(&mut dropped);
         assert!(dropped.is_empty());
         assert!(c.poll(2001).is_empty());
-        assert_eq!(c.counters().ledger.nonce_gap, 1);
+        assert_eq!(c.counters().ledger.get(Refusal::NonceGap), 1);
         c.take_dropped(&mut dropped);
         assert_eq!(dropped, vec![id(&tx(2, 10))]);
         let mut sum = c.counters();
         sum += c.counters();
-        assert_eq!(sum.ledger.nonce_gap, 2);
+        assert_eq!(sum.ledger.get(Refusal::NonceGap), 2);
         assert_eq!(sum.ledger.submitted, 2);
     }
 
@@ -368,7 +370,7 @@ mod tests {
             let g = Genesis::new(1, [GenesisAccount { key: A, balance: 2000 }, GenesisAccount { key: B, balance: 500 }])
                 .unwrap();
             let block = BlockConfig { interval_ms, max_txs, empty_blocks };
-            let mut c = Chain::new(&g, ChainConfig { ledger: LedgerConfig::default(), block });
+            let mut c = Chain::new(&g, ChainConfig { ledger: LedgerConfig::default(), block, producer: None });
             let mut blocks = Vec::new();
             let mut now = 1_000u64;
             for (from_a, nonce, amount, dt, poll) in steps {

@@ -2,8 +2,8 @@
 //! every node builds the same ledger and the same first parent hash.
 //!
 //! ```json
-//! {"version": 1, "network_id": 1, "min_fee": 1,
-//!  "accounts": [{"key": "<64 hex>", "balance": 1000000}]}
+//! {"version": 1, "network_id": 1, "min_fee": 1, "unbonding_blocks": 100,
+//!  "producer_bond": 1000, "accounts": [{"key": "<64 hex>", "balance": 1000000}]}
 //! ```
 //!
 //! `version` is the file format ([`VERSION`]; a file without it is
@@ -11,7 +11,10 @@
 //! it). `min_fee` is the least fee a transaction must pay and the least
 //! credit that brings an account into being (default
 //! [`DEFAULT_MIN_FEE`] when absent; at least 1, so that accounts are never
-//! free). `key` is a 32-byte Ed25519 public key in hex (either case),
+//! free). `unbonding_blocks` (default [`DEFAULT_UNBONDING_BLOCKS`]) is how
+//! many blocks an unstaked amount waits before it is spendable again, and
+//! `producer_bond` (default [`DEFAULT_PRODUCER_BOND`], at least 1) what
+//! registering a block producer takes from its owner's balance. `key` is a 32-byte Ed25519 public key in hex (either case),
 //! `balance` a JSON integer in `0..=u64::MAX`. Unknown fields, a missing
 //! field, bad hex, a key given twice and balances whose sum overflows `u64`
 //! are errors that name the problem and, for an account, its index
@@ -35,6 +38,12 @@ pub const VERSION: u64 = 1;
 /// `min_fee` of a genesis file that does not give one.
 pub const DEFAULT_MIN_FEE: u64 = 1;
 
+/// `unbonding_blocks` of a genesis file that does not give one.
+pub const DEFAULT_UNBONDING_BLOCKS: u64 = 100;
+
+/// `producer_bond` of a genesis file that does not give one.
+pub const DEFAULT_PRODUCER_BOND: u64 = 1000;
+
 /// One opening balance. The key is the account's Ed25519 public key, the
 /// same 32 bytes that transactions carry in `from` and `to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -53,6 +62,8 @@ pub struct GenesisAccount {
 pub struct Genesis {
     network_id: u32,
     min_fee: u64,
+    unbonding_blocks: u64,
+    producer_bond: u64,
     accounts: Vec<GenesisAccount>,
     total: u64,
 }
@@ -81,6 +92,8 @@ impl Genesis {
         Ok(Genesis {
             network_id,
             min_fee: DEFAULT_MIN_FEE,
+            unbonding_blocks: DEFAULT_UNBONDING_BLOCKS,
+            producer_bond: DEFAULT_PRODUCER_BOND,
             accounts: indexed.into_iter().map(|(_, a)| a).collect(),
             total,
         })
@@ -94,6 +107,18 @@ impl Genesis {
             return Err("min_fee must be at least 1".into());
         }
         self.min_fee = min_fee;
+        Ok(self)
+    }
+
+    /// The same genesis with other staking parameters: the blocks an
+    /// unstaked amount waits (`unbonding_blocks`) and what registering a
+    /// producer bonds (`producer_bond`, at least 1).
+    pub fn with_staking(mut self, unbonding_blocks: u64, producer_bond: u64) -> Result<Genesis, String> {
+        if producer_bond == 0 {
+            return Err("producer_bond must be at least 1".into());
+        }
+        self.unbonding_blocks = unbonding_blocks;
+        self.producer_bond = producer_bond;
         Ok(self)
     }
 
@@ -114,7 +139,10 @@ impl Genesis {
                 .map_err(|e| format!("accounts[{i}]: key must be 64 hex digits ({e}): {:?}", a.key))?;
             accounts.push(GenesisAccount { key, balance: a.balance });
         }
-        Genesis::new(raw.network_id, accounts)?.with_min_fee(raw.min_fee.unwrap_or(DEFAULT_MIN_FEE))
+        Genesis::new(raw.network_id, accounts)?.with_min_fee(raw.min_fee.unwrap_or(DEFAULT_MIN_FEE))?.with_staking(
+            raw.unbonding_blocks.unwrap_or(DEFAULT_UNBONDING_BLOCKS),
+            raw.producer_bond.unwrap_or(DEFAULT_PRODUCER_BOND),
+        )
     }
 
     /// Reads and parses a genesis file; every error starts with the path,
@@ -137,6 +165,16 @@ impl Genesis {
         self.min_fee
     }
 
+    /// Blocks an unstaked amount waits before it returns to the balance.
+    pub fn unbonding_blocks(&self) -> u64 {
+        self.unbonding_blocks
+    }
+
+    /// What registering a producer bonds; at least 1.
+    pub fn producer_bond(&self) -> u64 {
+        self.producer_bond
+    }
+
     /// The opening accounts, sorted by key.
     pub fn accounts(&self) -> &[GenesisAccount] {
         &self.accounts
@@ -149,9 +187,10 @@ impl Genesis {
     }
 
     /// SHA-256 of the canonical encoding: `network_id` as `u32 LE`,
-    /// `min_fee` as `u64 LE`, then for each account in ascending key order
-    /// `key (32) || balance (u64 LE)`. `min_fee` is a rule of the ledger,
-    /// so two files that differ only in it describe different chains.
+    /// `min_fee`, `unbonding_blocks` and `producer_bond` as `u64 LE`, then
+    /// for each account in ascending key order `key (32) || balance (u64
+    /// LE)`. The three parameters are rules of the ledger, so two files
+    /// that differ only in one describe different chains.
     /// It is the parent of block 1, so nodes with different genesis files
     /// build chains that cannot be mistaken for one another. The encoding
     /// does not depend on the file's formatting or account order.
@@ -159,6 +198,8 @@ impl Genesis {
         let mut h = Sha256::new();
         h.update(self.network_id.to_le_bytes());
         h.update(self.min_fee.to_le_bytes());
+        h.update(self.unbonding_blocks.to_le_bytes());
+        h.update(self.producer_bond.to_le_bytes());
         for a in &self.accounts {
             h.update(a.key);
             h.update(a.balance.to_le_bytes());
@@ -178,6 +219,8 @@ impl Genesis {
             "version": VERSION,
             "network_id": self.network_id,
             "min_fee": self.min_fee,
+            "unbonding_blocks": self.unbonding_blocks,
+            "producer_bond": self.producer_bond,
             "accounts": accounts,
         });
         // Serializing a `Value` cannot fail.
@@ -201,6 +244,10 @@ struct RawGenesis {
     network_id: u32,
     #[serde(default)]
     min_fee: Option<u64>,
+    #[serde(default)]
+    unbonding_blocks: Option<u64>,
+    #[serde(default)]
+    producer_bond: Option<u64>,
     accounts: RawAccounts,
 }
 
@@ -275,6 +322,8 @@ mod tests {
         assert_eq!(g1.hash(), g2.hash());
         let mut enc = 1u32.to_le_bytes().to_vec();
         enc.extend_from_slice(&DEFAULT_MIN_FEE.to_le_bytes());
+        enc.extend_from_slice(&DEFAULT_UNBONDING_BLOCKS.to_le_bytes());
+        enc.extend_from_slice(&DEFAULT_PRODUCER_BOND.to_le_bytes());
         enc.extend_from_slice(&[1; 32]);
         enc.extend_from_slice(&10u64.to_le_bytes());
         enc.extend_from_slice(&[2; 32]);
@@ -282,8 +331,15 @@ mod tests {
         assert_eq!(g1.hash(), <[u8; 32]>::from(Sha256::digest(&enc)));
         assert_ne!(Genesis::new(2, [a, b]).unwrap().hash(), g1.hash());
         assert_ne!(Genesis::new(1, [a]).unwrap().hash(), g1.hash());
-        let empty = [1u32.to_le_bytes().as_slice(), &1u64.to_le_bytes()].concat();
+        let empty = [1u32.to_le_bytes().as_slice(), &1u64.to_le_bytes(), &100u64.to_le_bytes(), &1000u64.to_le_bytes()]
+            .concat();
         assert_eq!(Genesis::new(1, []).unwrap().hash(), <[u8; 32]>::from(Sha256::digest(&empty)));
+        // The staking parameters are rules of the chain too.
+        let staking = Genesis::new(1, [a, b]).unwrap().with_staking(100, 999).unwrap();
+        assert_ne!(staking.hash(), g1.hash());
+        let back = Genesis::parse(&staking.to_json()).unwrap();
+        assert_eq!((back.unbonding_blocks(), back.producer_bond(), back.hash()), (100, 999, staking.hash()));
+        assert!(Genesis::new(1, [a]).unwrap().with_staking(1, 0).is_err(), "a bond of 0");
         // The minimum fee is a rule of the chain: it changes the hash.
         let g5 = Genesis::new(1, [a, b]).unwrap().with_min_fee(5).unwrap();
         assert_ne!(g5.hash(), g1.hash());

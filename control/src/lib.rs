@@ -3,8 +3,10 @@
 //!
 //! - [`genesis`]: the genesis file (network id, opening balances) and its
 //!   hash, the parent of block 1;
-//! - [`ledger`]: account balances and nonces, nonce-ordered application
-//!   with a bounded, time-limited wait for nonce gaps, fees collected;
+//! - [`ledger`]: admission: fee, sender and nonce order, with a bounded,
+//!   time-limited wait for nonce gaps;
+//! - [`state`]: what the nine transaction kinds do: balances, stake,
+//!   votes, producers, connections and inboxes, fees to producers;
 //! - [`merkle`]: the RFC 6962 Merkle root over a block's transactions;
 //! - [`block`]: block headers (fixed 84-byte encoding) and the builder that
 //!   cuts applied transactions into blocks on an interval or at a cap;
@@ -39,10 +41,12 @@ pub mod ledger;
 pub mod merkle;
 pub mod queries;
 pub mod receipts;
+pub mod state;
 
 pub use block::{Block, BlockBuilder, BlockConfig, BlockHeader};
 pub use chain::{Chain, ChainConfig, ChainCounters};
 pub use consensus::{Finalizer, SingleNode};
 pub use genesis::{Genesis, GenesisAccount};
-pub use ledger::{Account, Ledger, LedgerConfig, LedgerCounters, Refusal};
+pub use ledger::{Ledger, LedgerConfig, LedgerCounters, Refusal};
+pub use state::{Account, Producer, Record, State, Supply};
 pub mod runner;

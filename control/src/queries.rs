@@ -49,31 +49,17 @@ impl QueryCounters {
 
 impl Refusal {
     /// The refusal reason code of a transaction's state in an ANSWER
-    /// (`0` means not refused).
+    /// (`0` means not refused): 1 + the refusal's place in [`Refusal::ALL`]
+    /// (`docs/PROTOCOL.md` has the table).
     pub fn code(self) -> u8 {
-        match self {
-            Refusal::BadNonce => 1,
-            Refusal::InsufficientFunds => 2,
-            Refusal::NonceGap => 3,
-            Refusal::Malformed => 4,
-            Refusal::FeeTooLow => 5,
-            Refusal::NoAccount => 6,
-        }
+        // At most 17 refusals: the code fits a byte.
+        u8::try_from(self.index() + 1).unwrap_or(u8::MAX)
     }
 
     /// The refusal of an ANSWER's reason code; `None` for 0 and for codes
     /// this build does not know.
     pub fn from_code(code: u8) -> Option<Refusal> {
-        [
-            Refusal::BadNonce,
-            Refusal::InsufficientFunds,
-            Refusal::NonceGap,
-            Refusal::Malformed,
-            Refusal::FeeTooLow,
-            Refusal::NoAccount,
-        ]
-        .into_iter()
-        .find(|r| r.code() == code)
+        Refusal::ALL.get(usize::from(code).checked_sub(1)?).copied()
     }
 }
 
@@ -137,7 +123,7 @@ pub fn answer(q: &Query, ledger: &Ledger, height: u64, tx_state: impl Fn(&[u8; 3
                 AnswerBody::Account {
                     next_nonce: ledger.next_nonce(&key),
                     balance: a.balance,
-                    staked: 0,
+                    staked: a.staked,
                     min_fee: ledger.min_fee(),
                     height,
                 },
@@ -176,10 +162,11 @@ mod tests {
 
     #[test]
     fn refusal_codes_round_trip_and_zero_is_none() {
-        for code in 1..=6u8 {
+        for code in 1..=Refusal::COUNT as u8 {
             assert_eq!(Refusal::from_code(code).map(Refusal::code), Some(code));
         }
         assert_eq!(Refusal::from_code(0), None);
-        assert_eq!(Refusal::from_code(7), None);
+        assert_eq!(Refusal::from_code(Refusal::COUNT as u8 + 1), None);
+        assert_eq!(Refusal::NoAccount.code(), 6, "codes of the first six never change");
     }
 }

@@ -681,6 +681,7 @@ mod tests {
             ChainConfig {
                 ledger: LedgerConfig { stale_ms, ..LedgerConfig::default() },
                 block: crate::block::BlockConfig { interval_ms: 20, ..Default::default() },
+                producer: None,
             },
         );
         let (mut link, end, mut pool) = shard_link(8, 64);
@@ -726,7 +727,7 @@ mod tests {
         let cfg = RunnerConfig { recent_ids: 1024, ..RunnerConfig::default() };
         let (r, mut rx) = run_with(cfg, 50, vec![(1, vec![n2.clone()], 200), (1, vec![n1], 50), (1, vec![n2], 50)]);
         assert_eq!(r.chain.ledger.applied, 2, "{:?}", r.chain.ledger);
-        assert_eq!(r.chain.ledger.nonce_gap, 1);
+        assert_eq!(r.chain.ledger.get(Refusal::NonceGap), 1);
         assert_eq!(r.live.late_duplicates, 0);
         assert!(r.live.forgets_sent >= 1 && r.live.forgets_lost == 0, "{:?}", r.live);
         // A core that had accepted id2 forgets it when it applies the ring.
@@ -749,7 +750,7 @@ mod tests {
         let stranger = [0xEE; 32];
         let txs: Vec<Vec<u8>> = (1..=10).map(|n| tx(stranger, n, 1)).collect();
         let (r, mut rx) = run_with(cfg, 2000, vec![(9, txs.clone(), 20), (9, txs, 20)]);
-        assert_eq!(r.chain.ledger.no_account, 10);
+        assert_eq!(r.chain.ledger.get(Refusal::NoAccount), 10);
         assert_eq!(r.live.recently_refused, 10);
         assert_eq!((r.live.throttles, r.live.throttles_lost), (1, 0));
         let s = Session::new(Role::Relay, 9, &[1; 32], &[2; 32], 0).unwrap();

@@ -92,6 +92,35 @@ pub enum ClientCmd {
         #[arg(long)]
         fee: Option<u64>,
     },
+    /// Stake AMOUNT (it counts for the producer this account votes for).
+    Stake {
+        amount: u64,
+        #[arg(long)]
+        fee: Option<u64>,
+    },
+    /// Unstake AMOUNT: spendable again after the genesis' unbonding blocks.
+    Unstake {
+        amount: u64,
+        #[arg(long)]
+        fee: Option<u64>,
+    },
+    /// Vote with this account's stake for the producer owned by PRODUCER
+    /// (an account key).
+    Vote {
+        producer: String,
+        #[arg(long)]
+        fee: Option<u64>,
+    },
+    /// Register this account as the owner of a block producer (bonding the
+    /// genesis' producer_bond): its node key and network address.
+    RegisterProducer {
+        #[arg(long, value_name = "HEX")]
+        node_key_pub: String,
+        #[arg(long, value_name = "HOST:PORT")]
+        address: String,
+        #[arg(long)]
+        fee: Option<u64>,
+    },
     /// An account's state (default: this client's account).
     Account { pk: Option<String> },
     /// A transaction's state by id (64 hex).
@@ -220,6 +249,9 @@ fn try_run(a: ClientArgs) -> Result<End, End> {
         | ClientCmd::Connect { to, .. }
         | ClientCmd::Accept { to, .. }
         | ClientCmd::Offer { to, .. } => hex32("--to", to)?,
+        ClientCmd::Stake { .. } | ClientCmd::Unstake { .. } => account.public,
+        ClientCmd::Vote { producer, .. } => hex32("PRODUCER", producer)?,
+        ClientCmd::RegisterProducer { node_key_pub, .. } => hex32("--node-key-pub", node_key_pub)?,
         ClientCmd::Account { pk: Some(pk) } => hex32("PK", pk)?,
         ClientCmd::Account { pk: None } => account.public,
         ClientCmd::Tx { id } => hex32("ID", id)?,
@@ -227,6 +259,14 @@ fn try_run(a: ClientArgs) -> Result<End, End> {
     let memo: Vec<u8> = match &a.cmd {
         ClientCmd::Message { text, .. } => text.as_bytes().to_vec(),
         ClientCmd::Connect { reason, .. } => reason.as_bytes().to_vec(),
+        ClientCmd::RegisterProducer { address, .. } => {
+            if !control::state::valid_address(address.as_bytes()) {
+                return Err(End::Usage(format!(
+                    "--address {address:?}: not HOST:PORT (port 1-65535, at most 255 bytes)"
+                )));
+            }
+            address.as_bytes().to_vec()
+        }
         ClientCmd::Offer { endpoint, .. } => {
             let mut eph = [0u8; 32];
             rand::Rng::fill_bytes(&mut rand::make_rng::<rand::rngs::StdRng>(), &mut eph);
@@ -269,6 +309,10 @@ fn try_run(a: ClientArgs) -> Result<End, End> {
         ClientCmd::Connect { fee, .. } => (Kind::ConnectRequest, 0, fee),
         ClientCmd::Accept { fee, .. } => (Kind::ConnectAccept, 0, fee),
         ClientCmd::Offer { fee, .. } => (Kind::EndpointOffer, 0, fee),
+        ClientCmd::Stake { amount, fee } => (Kind::Stake, amount, fee),
+        ClientCmd::Unstake { amount, fee } => (Kind::Unstake, amount, fee),
+        ClientCmd::Vote { fee, .. } => (Kind::Vote, 0, fee),
+        ClientCmd::RegisterProducer { fee, .. } => (Kind::RegisterProducer, 0, fee),
     };
     let me = c.query(QueryWhat::Account(account.public), 4).map_err(from_client)?;
     let AnswerBody::Account { next_nonce, min_fee, .. } = me.body else {

@@ -222,9 +222,7 @@ pub fn summary(
         "packets": {"received": c.packets.max(c.rx_packets), "kernel_dropped": c.kernel_dropped, "not_att": not_att},
         "frames": {"received": c.frames.frames_received, "accepted": c.frames.frames_accepted, "dropped": fd},
         "txs": {"seen": c.frames.txs_seen, "accepted": c.frames.txs_accepted.saturating_sub(late), "dropped": td},
-        "ledger": {"submitted": l.submitted, "applied": l.applied, "dropped": {
-            "bad_nonce": l.bad_nonce, "insufficient_funds": l.insufficient_funds, "nonce_gap": l.nonce_gap,
-            "malformed": l.malformed, "fee_too_low": l.fee_too_low, "no_account": l.no_account}},
+        "ledger": {"submitted": l.submitted, "applied": l.applied, "dropped": l.refused_json()},
         "control": {
             "recently_refused": ctl.live.recently_refused,
             "throttles": ctl.live.throttles,
@@ -566,6 +564,8 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
                 max_txs: cfg.block_max_txs,
                 empty_blocks: cfg.empty_blocks,
             },
+            // The relay's own key is its blocks' producer: their fees go to it.
+            producer: handshake.as_ref().map(|h| h.node_key()),
         },
     );
     let live = Arc::new(Mutex::new(Live::default()));

@@ -217,3 +217,36 @@ fn a_cookie_round_trip_under_forced_load() {
     let s = node.stop();
     assert_eq!((n(&s["handshake"]["cookies_sent"]), n(&s["handshake"]["welcomed"])), (1, 1));
 }
+
+fn refused(o: &Output, reason: &str) {
+    let v = json(o);
+    assert_eq!(
+        (o.status.code(), v["status"].as_str(), v["reason"].as_str()),
+        (Some(1), Some("refused"), Some(reason)),
+        "{v}"
+    );
+}
+
+#[test]
+fn stake_votes_and_a_producer_through_the_relay() {
+    let net = net("stake");
+    let node = net.node("recvmmsg", &[]);
+    let r = node.addr;
+    let key = net.relay_key.clone();
+    let register = ["register-producer", "--node-key-pub", &key, "--address", "127.0.0.1:7100"];
+    committed(&net.client(r, &key, "alice", &register));
+    refused(&net.client(r, &key, "alice", &register), "already_producer");
+    refused(&net.client(r, &key, "bob", &["vote", &net.alice]), "no_stake");
+    committed(&net.client(r, &key, "bob", &["stake", "300"]));
+    committed(&net.client(r, &key, "bob", &["vote", &net.alice]));
+    refused(&net.client(r, &key, "bob", &["vote", &net.bob]), "not_a_producer");
+    refused(&net.client(r, &key, "bob", &["unstake", "301"]), "insufficient_stake");
+    let v = json(&net.client(r, &key, "bob", &["account"]));
+    assert_eq!((n(&v["staked"]), n(&v["balance"])), (300, 1000 - 300 - 2), "{v}");
+    // A bad address never leaves the client.
+    let o = net.client(r, &key, "alice", &["register-producer", "--node-key-pub", &key, "--address", "nowhere"]);
+    assert_eq!(o.status.code(), Some(2));
+    let s = node.stop();
+    assert_eq!(n(&s["ledger"]["dropped"]["not_a_producer"]), 1, "{}", s["ledger"]);
+    assert_eq!(n(&s["ledger"]["dropped"]["insufficient_stake"]), 1);
+}

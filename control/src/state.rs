@@ -1,0 +1,503 @@
+//! The committed-state side of the ledger: accounts, stake, producers, the
+//! records accounts address to one another (ATT's messaging), and what each
+//! of the nine transaction kinds does to them ([`State::execute`]).
+//!
+//! [`crate::ledger::Ledger`] decides *whether* a transaction may run now
+//! (fee, sender, nonce order, the gap queue); `State` runs it: every check
+//! of the transaction's kind, then every change, or nothing at all. The
+//! rules, their order and the refusals are written down in `docs/LEDGER.md`.
+//!
+//! # Supply
+//!
+//! Nothing is created or destroyed: `genesis total == Σ balance + Σ staked
+//! + Σ unbonding + Σ producer bonds + fees not yet paid out`
+//! ([`State::supply`]; minting and slashing come with consensus and are 0
+//! until then). Fees are paid to the producer of the block that holds the
+//! transaction ([`State::end_block`]).
+#![deny(clippy::indexing_slicing)]
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use attnet_core::wire::tx::{Kind, Transaction};
+
+use crate::genesis::Genesis;
+use crate::ledger::Refusal;
+
+/// An account's state. `Copy`, so reading it never borrows the ledger.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Account {
+    /// Spendable balance.
+    pub balance: u64,
+    /// Nonce of the last applied transaction from this account (0: none);
+    /// the next one must carry `nonce + 1`.
+    pub nonce: u64,
+    /// Staked: counts for the producer this account votes for.
+    pub staked: u64,
+    /// Unstaked, waiting for [`Account::release_height`] to return to the
+    /// balance.
+    pub unbonding: u64,
+    /// The height at whose end `unbonding` returns to the balance (0: none).
+    pub release_height: u64,
+    /// The producer (its owner account) this account's stake votes for.
+    pub vote: Option<[u8; 32]>,
+    /// The height since which `staked` has been above 0 without a break
+    /// (0: nothing staked): what the consensus weighs as stake held over
+    /// time.
+    pub staked_since: u64,
+    /// Blocks this account's producer proposed that became final.
+    pub blocks_proposed: u64,
+    /// Commit certificates this account's producer signed (with consensus).
+    pub certificates_signed: u64,
+}
+
+/// A registered block producer, keyed by its owner account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Producer {
+    /// The producer's node key (the key its node signs WELCOMEs and blocks
+    /// with).
+    pub node_key: [u8; 32],
+    /// Where its node listens: `HOST:PORT`.
+    pub address: String,
+    /// The bond taken from the owner at registration (a genesis parameter).
+    pub bond: u64,
+    /// Stake voting for it.
+    pub votes: u64,
+    /// The height of the block that registered it.
+    pub since: u64,
+}
+
+/// A record one account addressed to another (message, connect-request,
+/// connect-accept, endpoint-offer), kept in the recipient's inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The transaction's kind.
+    pub kind: Kind,
+    /// The sender.
+    pub from: [u8; 32],
+    /// The sender's nonce (with `from`, names the transaction).
+    pub nonce: u64,
+    /// The height of the block the transaction is in.
+    pub height: u64,
+    /// The memo: message text, connection reason, or a sealed endpoint.
+    pub memo: Vec<u8>,
+}
+
+/// The parameters of execution, from the genesis and the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateConfig {
+    /// The least fee, and the least credit that creates an account.
+    pub min_fee: u64,
+    /// Blocks an unstaked amount waits before it returns to the balance.
+    pub unbonding_blocks: u64,
+    /// What registering a producer bonds.
+    pub producer_bond: u64,
+    /// Records kept per inbox; the oldest goes when a new one arrives.
+    pub inbox_capacity: usize,
+}
+
+/// Where the supply is: `total == balances + staked + unbonding + bonds +
+/// fees_unpaid` at every moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Supply {
+    /// The genesis total (plus minted minus slashed, 0 until consensus).
+    pub total: u128,
+    /// Σ balances.
+    pub balances: u128,
+    /// Σ staked.
+    pub staked: u128,
+    /// Σ unbonding.
+    pub unbonding: u128,
+    /// Σ producer bonds.
+    pub bonds: u128,
+    /// Fees of applied transactions not yet paid to a producer.
+    pub fees_unpaid: u128,
+}
+
+impl Supply {
+    /// Whether nothing was created or lost.
+    pub fn holds(&self) -> bool {
+        self.total == self.balances + self.staked + self.unbonding + self.bonds + self.fees_unpaid
+    }
+}
+
+/// Accounts, producers, connections and inboxes.
+#[derive(Debug)]
+pub struct State {
+    cfg: StateConfig,
+    accounts: HashMap<[u8; 32], Account>,
+    producers: HashMap<[u8; 32], Producer>,
+    /// Producer node key → owner account.
+    node_keys: HashMap<[u8; 32], [u8; 32]>,
+    /// Open connection requests, (from, to).
+    requests: HashSet<([u8; 32], [u8; 32])>,
+    /// Connected pairs, the smaller key first.
+    connected: HashSet<([u8; 32], [u8; 32])>,
+    inboxes: HashMap<[u8; 32], VecDeque<Record>>,
+    /// Release height → accounts whose unbonding may end then.
+    releases: BTreeMap<u64, Vec<[u8; 32]>>,
+    /// Height of the last final block.
+    height: u64,
+    fees_collected: u64,
+    fees_paid: u64,
+    total: u64,
+    records_evicted: u64,
+}
+
+fn pair(a: [u8; 32], b: [u8; 32]) -> ([u8; 32], [u8; 32]) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// A producer's network address: `HOST:PORT`, UTF-8, at most 255 bytes, a
+/// non-empty host without whitespace or control characters, a port
+/// 1..=65535.
+pub fn valid_address(memo: &[u8]) -> bool {
+    let Ok(s) = std::str::from_utf8(memo) else { return false };
+    let Some((host, port)) = s.rsplit_once(':') else { return false };
+    s.len() <= 255
+        && !host.is_empty()
+        && !host.chars().any(|c| c.is_whitespace() || c.is_control())
+        && port.parse::<u16>().is_ok_and(|p| p > 0)
+}
+
+/// Every change one transaction makes, computed before any is made.
+struct Changes {
+    from: Account,
+    to: Option<([u8; 32], Account)>,
+    fees: u64,
+}
+
+impl State {
+    /// The genesis state: its balances, nothing staked, no producers.
+    pub fn new(genesis: &Genesis, inbox_capacity: usize) -> State {
+        let accounts =
+            genesis.accounts().iter().map(|a| (a.key, Account { balance: a.balance, ..Account::default() })).collect();
+        State {
+            cfg: StateConfig {
+                min_fee: genesis.min_fee(),
+                unbonding_blocks: genesis.unbonding_blocks(),
+                producer_bond: genesis.producer_bond(),
+                inbox_capacity,
+            },
+            accounts,
+            producers: HashMap::new(),
+            node_keys: HashMap::new(),
+            requests: HashSet::new(),
+            connected: HashSet::new(),
+            inboxes: HashMap::new(),
+            releases: BTreeMap::new(),
+            height: 0,
+            fees_collected: 0,
+            fees_paid: 0,
+            total: genesis.total_supply(),
+            records_evicted: 0,
+        }
+    }
+
+    /// Sets an account as is (tests that need states no transaction
+    /// sequence reaches).
+    #[cfg(test)]
+    pub(crate) fn set_account(&mut self, key: [u8; 32], a: Account) {
+        self.accounts.insert(key, a);
+    }
+
+    /// The execution parameters.
+    pub fn config(&self) -> StateConfig {
+        self.cfg
+    }
+
+    /// An account's state.
+    pub fn account(&self, key: &[u8; 32]) -> Option<Account> {
+        self.accounts.get(key).copied()
+    }
+
+    /// Number of accounts.
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// Every account, in no particular order.
+    pub fn accounts(&self) -> impl Iterator<Item = (&[u8; 32], &Account)> {
+        self.accounts.iter()
+    }
+
+    /// The producer `owner` registered, if any.
+    pub fn producer(&self, owner: &[u8; 32]) -> Option<&Producer> {
+        self.producers.get(owner)
+    }
+
+    /// Every producer with its owner, in no particular order.
+    pub fn producers(&self) -> impl Iterator<Item = (&[u8; 32], &Producer)> {
+        self.producers.iter()
+    }
+
+    /// The records addressed to `key`, oldest first.
+    pub fn inbox(&self, key: &[u8; 32]) -> impl Iterator<Item = &Record> {
+        self.inboxes.get(key).into_iter().flatten()
+    }
+
+    /// Whether `a` and `b` are connected (a request accepted).
+    pub fn connected(&self, a: &[u8; 32], b: &[u8; 32]) -> bool {
+        self.connected.contains(&pair(*a, *b))
+    }
+
+    /// Whether `from` has asked `to` to connect and `to` has not accepted.
+    pub fn requested(&self, from: &[u8; 32], to: &[u8; 32]) -> bool {
+        self.requests.contains(&(*from, *to))
+    }
+
+    /// Records dropped from full inboxes.
+    pub fn records_evicted(&self) -> u64 {
+        self.records_evicted
+    }
+
+    /// All fees of applied transactions.
+    pub fn fees_collected(&self) -> u64 {
+        self.fees_collected
+    }
+
+    /// Fees paid to producers.
+    pub fn fees_paid(&self) -> u64 {
+        self.fees_paid
+    }
+
+    /// Height of the last block ended ([`State::end_block`]).
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// The genesis total.
+    pub fn total_supply(&self) -> u64 {
+        self.total
+    }
+
+    /// Where the supply is; [`Supply::holds`] is true at every moment.
+    /// O(accounts + producers).
+    pub fn supply(&self) -> Supply {
+        let mut s = Supply {
+            total: u128::from(self.total),
+            fees_unpaid: u128::from(self.fees_collected - self.fees_paid),
+            ..Supply::default()
+        };
+        for a in self.accounts.values() {
+            s.balances += u128::from(a.balance);
+            s.staked += u128::from(a.staked);
+            s.unbonding += u128::from(a.unbonding);
+        }
+        s.bonds = self.producers.values().map(|p| u128::from(p.bond)).sum();
+        s
+    }
+
+    /// Runs `t`, whose sender exists, whose nonce is the sender's next and
+    /// whose fee is at least `min_fee` (the ledger's admission checked
+    /// these). Either every change is made and `Ok` returned, or none and
+    /// the refusal named (the order of checks is `docs/LEDGER.md`'s).
+    pub fn execute(&mut self, t: &Transaction<&[u8]>) -> Result<(), Refusal> {
+        let Some(kind) = Kind::from_u8(t.kind_byte()) else { return Err(Refusal::Malformed) };
+        let from = t.from();
+        let to = t.to();
+        let Some(src) = self.accounts.get(&from).copied() else { return Err(Refusal::NoAccount) };
+        let c = self.plan(kind, t, from, to, src)?;
+        // Nothing below fails.
+        self.accounts.insert(from, c.from);
+        if let Some((k, a)) = c.to {
+            self.accounts.insert(k, a);
+        }
+        self.fees_collected = c.fees;
+        let (amount, memo, nonce) = (t.amount(), t.memo(), t.nonce());
+        match kind {
+            Kind::Transfer => {}
+            Kind::Message | Kind::EndpointOffer => self.record(kind, from, to, nonce, memo),
+            Kind::ConnectRequest => {
+                self.requests.insert((from, to));
+                self.record(kind, from, to, nonce, memo);
+            }
+            Kind::ConnectAccept => {
+                self.requests.remove(&(to, from));
+                self.requests.remove(&(from, to));
+                self.connected.insert(pair(from, to));
+                self.record(kind, from, to, nonce, memo);
+            }
+            Kind::Stake => self.move_votes(None, src.vote, amount),
+            Kind::Unstake => {
+                self.move_votes(src.vote, None, amount);
+                self.releases.entry(c.from.release_height).or_default().push(from);
+            }
+            Kind::Vote => self.move_votes(src.vote, Some(to), src.staked),
+            Kind::RegisterProducer => {
+                let address = String::from_utf8_lossy(memo).into_owned();
+                let p =
+                    Producer { node_key: to, address, bond: self.cfg.producer_bond, votes: 0, since: self.height + 1 };
+                self.producers.insert(from, p);
+                self.node_keys.insert(to, from);
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks of `kind` and the new sender (and recipient) state.
+    fn plan(
+        &self,
+        kind: Kind,
+        t: &Transaction<&[u8]>,
+        from: [u8; 32],
+        to: [u8; 32],
+        src: Account,
+    ) -> Result<Changes, Refusal> {
+        let (fee, amount) = (t.fee(), t.amount());
+        let mut a = src;
+        a.nonce = t.nonce();
+        // What leaves the balance: the fee, plus the amount (transfer,
+        // stake) or the bond (register-producer).
+        let spent = match kind {
+            Kind::Transfer | Kind::Stake => amount.checked_add(fee),
+            Kind::RegisterProducer => self.cfg.producer_bond.checked_add(fee),
+            _ => Some(fee),
+        };
+        a.balance = spent.and_then(|s| a.balance.checked_sub(s)).ok_or(Refusal::InsufficientFunds)?;
+        let fees = self.fees_collected.checked_add(fee).ok_or(Refusal::InsufficientFunds)?;
+        let recipient = || self.accounts.get(&to).copied().ok_or(Refusal::NoAccount);
+        let mut dst = None;
+        match kind {
+            Kind::Transfer if to == from => {
+                a.balance = a.balance.checked_add(amount).ok_or(Refusal::InsufficientFunds)?;
+            }
+            Kind::Transfer => {
+                let d = match self.accounts.get(&to) {
+                    Some(d) => *d,
+                    None if amount >= self.cfg.min_fee => Account::default(),
+                    None => return Err(Refusal::NoAccount),
+                };
+                let balance = d.balance.checked_add(amount).ok_or(Refusal::InsufficientFunds)?;
+                dst = Some((to, Account { balance, ..d }));
+            }
+            Kind::Message => {
+                recipient()?;
+            }
+            Kind::ConnectRequest => {
+                recipient()?;
+                if to == from {
+                    return Err(Refusal::SelfAddressed);
+                }
+                if self.connected(&from, &to) {
+                    return Err(Refusal::AlreadyConnected);
+                }
+            }
+            Kind::ConnectAccept => {
+                recipient()?;
+                if !self.requested(&to, &from) {
+                    return Err(Refusal::NoRequest);
+                }
+            }
+            Kind::EndpointOffer => {
+                recipient()?;
+                if !self.connected(&from, &to) {
+                    return Err(Refusal::NotConnected);
+                }
+            }
+            Kind::Stake => {
+                if amount == 0 {
+                    return Err(Refusal::ZeroAmount);
+                }
+                if a.staked == 0 {
+                    a.staked_since = self.height + 1;
+                }
+                a.staked = a.staked.checked_add(amount).ok_or(Refusal::InsufficientFunds)?;
+            }
+            Kind::Unstake => {
+                if amount == 0 {
+                    return Err(Refusal::ZeroAmount);
+                }
+                a.staked = a.staked.checked_sub(amount).ok_or(Refusal::InsufficientStake)?;
+                if a.staked == 0 {
+                    a.staked_since = 0;
+                }
+                a.unbonding = a.unbonding.checked_add(amount).ok_or(Refusal::InsufficientFunds)?;
+                // Unstaked again before the last release: all of it waits
+                // for the later height.
+                a.release_height = self.height + 1 + self.cfg.unbonding_blocks;
+            }
+            Kind::Vote => {
+                if !self.producers.contains_key(&to) {
+                    return Err(Refusal::NotAProducer);
+                }
+                if a.staked == 0 {
+                    return Err(Refusal::NoStake);
+                }
+                a.vote = Some(to);
+            }
+            Kind::RegisterProducer => {
+                if self.producers.contains_key(&from) {
+                    return Err(Refusal::AlreadyProducer);
+                }
+                if self.node_keys.contains_key(&to) {
+                    return Err(Refusal::NodeKeyTaken);
+                }
+                if !valid_address(t.memo()) {
+                    return Err(Refusal::BadAddress);
+                }
+            }
+        }
+        Ok(Changes { from: a, to: dst, fees })
+    }
+
+    /// Moves `amount` of votes from producer `off` to producer `on`.
+    fn move_votes(&mut self, off: Option<[u8; 32]>, on: Option<[u8; 32]>, amount: u64) {
+        if let Some(p) = off.and_then(|k| self.producers.get_mut(&k)) {
+            p.votes = p.votes.saturating_sub(amount);
+        }
+        if let Some(p) = on.and_then(|k| self.producers.get_mut(&k)) {
+            p.votes = p.votes.saturating_add(amount);
+        }
+    }
+
+    fn record(&mut self, kind: Kind, from: [u8; 32], to: [u8; 32], nonce: u64, memo: &[u8]) {
+        if self.cfg.inbox_capacity == 0 {
+            self.records_evicted += 1;
+            return;
+        }
+        let inbox = self.inboxes.entry(to).or_default();
+        if inbox.len() >= self.cfg.inbox_capacity {
+            inbox.pop_front();
+            self.records_evicted += 1;
+        }
+        inbox.push_back(Record { kind, from, nonce, height: self.height + 1, memo: memo.to_vec() });
+    }
+
+    /// Ends block `height` (the next one): pays `fees` (the fees of its
+    /// transactions) to `producer`, and returns to their balances the
+    /// unbonding amounts released at this height. `producer` is a node key:
+    /// the fees go to the owner account that registered it, else to the
+    /// account of that key (created if needed); with no producer they stay
+    /// unpaid. Returns the account paid.
+    pub fn end_block(&mut self, height: u64, producer: Option<[u8; 32]>, fees: u64) -> Option<[u8; 32]> {
+        self.height = height;
+        let fees = fees.min(self.fees_collected - self.fees_paid);
+        let paid = producer.map(|nk| self.node_keys.get(&nk).copied().unwrap_or(nk));
+        if let Some(k) = paid {
+            let a = self.accounts.entry(k).or_default();
+            // Cannot overflow: every balance is part of the genesis total.
+            a.balance = a.balance.saturating_add(fees);
+            a.blocks_proposed += 1;
+            self.fees_paid += fees;
+        }
+        while let Some(entry) = self.releases.first_entry() {
+            if *entry.key() > height {
+                break;
+            }
+            for k in entry.remove() {
+                if let Some(a) = self.accounts.get_mut(&k) {
+                    if a.release_height != 0 && a.release_height <= height {
+                        a.balance = a.balance.saturating_add(a.unbonding);
+                        a.unbonding = 0;
+                        a.release_height = 0;
+                    }
+                }
+            }
+        }
+        paid
+    }
+}
