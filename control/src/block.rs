@@ -2,16 +2,26 @@
 //! blocks on a timer or at a size cap, each header committing to its
 //! parent and to its transactions' Merkle root.
 //!
-//! A header has a fixed 84-byte little-endian encoding and its hash is the
-//! SHA-256 of those bytes:
+//! A header has a fixed, versioned little-endian encoding (version 2,
+//! 246 bytes) and its hash is the SHA-256 of those bytes:
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 8 | height (u64 LE); block 1 is the first after genesis |
-//! | 8 | 32 | parent: hash of block `height - 1`, the genesis hash for block 1 |
-//! | 40 | 8 | timestamp_ms (u64 LE), Unix milliseconds when sealed |
-//! | 48 | 4 | tx_count (u32 LE) |
-//! | 52 | 32 | merkle_root ([`crate::merkle::root`] over the transactions) |
+//! | 0 | 2 | version (u16 LE): 2 |
+//! | 2 | 8 | height (u64 LE); block 1 is the first after genesis |
+//! | 10 | 32 | parent: hash of block `height - 1`, the genesis hash for block 1 |
+//! | 42 | 8 | timestamp_ms (u64 LE), Unix milliseconds when sealed |
+//! | 50 | 32 | producer: the node key of the node that sealed it (zeros: none) |
+//! | 82 | 4 | tx_count (u32 LE) |
+//! | 86 | 32 | tx_root ([`crate::merkle::root`] over the transactions) |
+//! | 118 | 32 | state_root: the accounts after this block ([`crate::root`]) |
+//! | 150 | 32 | validator_set_hash (reserved for consensus: zeros) |
+//! | 182 | 32 | prev_commit_hash: the previous block's commit certificate (reserved: zeros) |
+//! | 214 | 32 | evidence_root (reserved: zeros) |
+//!
+//! Every block takes all the transactions applied since the last one, so
+//! the state root is the ledger's state right after them and the block's
+//! end (fees paid, unbonding released).
 #![deny(clippy::indexing_slicing)]
 
 use sha2::{Digest, Sha256};
@@ -19,7 +29,10 @@ use sha2::{Digest, Sha256};
 use crate::merkle::{self, Hash};
 
 /// Length of [`BlockHeader::encode`]'s output.
-pub const HEADER_LEN: usize = 84;
+pub const HEADER_LEN: usize = 246;
+
+/// The header encoding this build writes and reads.
+pub const HEADER_VERSION: u16 = 2;
 
 /// What a block commits to. Its hash is the next block's `parent`, so a
 /// block's hash pins the whole chain before it.
@@ -32,10 +45,21 @@ pub struct BlockHeader {
     /// When the block was sealed, Unix milliseconds; never decreases along
     /// a chain built by one [`BlockBuilder`].
     pub timestamp_ms: u64,
+    /// The node key of the producer (all zeros: none).
+    pub producer: [u8; 32],
     /// Number of transactions in the block.
     pub tx_count: u32,
     /// RFC 6962 Merkle root of the transactions' bytes.
     pub merkle_root: Hash,
+    /// The state root after the block ([`crate::root`]).
+    pub state_root: Hash,
+    /// Reserved for consensus (zeros): the validator set's hash.
+    pub validator_set_hash: Hash,
+    /// Reserved for consensus (zeros): the previous block's commit
+    /// certificate's hash.
+    pub prev_commit_hash: Hash,
+    /// Reserved for consensus (zeros): the root of misbehaviour evidence.
+    pub evidence_root: Hash,
 }
 
 impl BlockHeader {
@@ -43,12 +67,18 @@ impl BlockHeader {
     /// later network or storage format carries.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
-        let parts: [&[u8]; 5] = [
+        let parts: [&[u8]; 11] = [
+            &HEADER_VERSION.to_le_bytes(),
             &self.height.to_le_bytes(),
             &self.parent,
             &self.timestamp_ms.to_le_bytes(),
+            &self.producer,
             &self.tx_count.to_le_bytes(),
             &self.merkle_root,
+            &self.state_root,
+            &self.validator_set_hash,
+            &self.prev_commit_hash,
+            &self.evidence_root,
         ];
         let mut at = 0;
         for p in parts {
@@ -61,21 +91,29 @@ impl BlockHeader {
     }
 
     /// The inverse of [`encode`](BlockHeader::encode), so that a header
-    /// read back from storage or the network hashes identically.
-    pub fn decode(b: &[u8; HEADER_LEN]) -> BlockHeader {
-        let a8 = |at: usize| -> [u8; 8] { b.get(at..at + 8).and_then(|s| s.try_into().ok()).unwrap_or([0; 8]) };
-        let a32 = |at: usize| -> [u8; 32] { b.get(at..at + 32).and_then(|s| s.try_into().ok()).unwrap_or([0; 32]) };
-        let a4: [u8; 4] = b.get(48..52).and_then(|s| s.try_into().ok()).unwrap_or([0; 4]);
-        BlockHeader {
-            height: u64::from_le_bytes(a8(0)),
-            parent: a32(8),
-            timestamp_ms: u64::from_le_bytes(a8(40)),
-            tx_count: u32::from_le_bytes(a4),
-            merkle_root: a32(52),
+    /// read back from storage or the network hashes identically. `None`
+    /// for another length or version.
+    pub fn decode(b: &[u8]) -> Option<BlockHeader> {
+        if b.len() != HEADER_LEN || b.get(..2)? != HEADER_VERSION.to_le_bytes() {
+            return None;
         }
+        let a8 = |at: usize| -> Option<u64> { Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?)) };
+        let a32 = |at: usize| -> Option<[u8; 32]> { b.get(at..at + 32)?.try_into().ok() };
+        Some(BlockHeader {
+            height: a8(2)?,
+            parent: a32(10)?,
+            timestamp_ms: a8(42)?,
+            producer: a32(50)?,
+            tx_count: u32::from_le_bytes(b.get(82..86)?.try_into().ok()?),
+            merkle_root: a32(86)?,
+            state_root: a32(118)?,
+            validator_set_hash: a32(150)?,
+            prev_commit_hash: a32(182)?,
+            evidence_root: a32(214)?,
+        })
     }
 
-    /// SHA-256 of the 84-byte encoding: the block's identity and its child's
+    /// SHA-256 of the encoding: the block's identity and its child's
     /// `parent`.
     pub fn hash(&self) -> Hash {
         Sha256::digest(self.encode()).into()
@@ -101,6 +139,7 @@ impl Block {
         height: u64,
         parent: Hash,
         timestamp_ms: u64,
+        stamp: Stamp,
         txs: impl IntoIterator<Item = &'a [u8]>,
     ) -> Option<Block> {
         let mut data = Vec::new();
@@ -109,7 +148,7 @@ impl Block {
             data.extend_from_slice(t);
             ends.push(data.len());
         }
-        Block::seal(height, parent, timestamp_ms, data, ends, None)
+        Block::seal(height, parent, timestamp_ms, stamp, data, ends, None)
     }
 
     /// A block of `data` cut at `ends`, committing to `root` if the caller
@@ -118,13 +157,25 @@ impl Block {
         height: u64,
         parent: Hash,
         timestamp_ms: u64,
+        stamp: Stamp,
         data: Vec<u8>,
         ends: Vec<usize>,
         root: Option<Hash>,
     ) -> Option<Block> {
         let tx_count = u32::try_from(ends.len()).ok()?;
-        let mut b =
-            Block { header: BlockHeader { height, parent, timestamp_ms, tx_count, merkle_root: [0; 32] }, data, ends };
+        let header = BlockHeader {
+            height,
+            parent,
+            timestamp_ms,
+            producer: stamp.producer,
+            tx_count,
+            merkle_root: [0; 32],
+            state_root: stamp.state_root,
+            validator_set_hash: [0; 32],
+            prev_commit_hash: [0; 32],
+            evidence_root: [0; 32],
+        };
+        let mut b = Block { header, data, ends };
         b.header.merkle_root = match root {
             Some(r) => r,
             None => merkle::root_with(&mut Vec::new(), b.txs()),
@@ -208,6 +259,22 @@ impl<'a> Iterator for Txs<'a> {
 
 impl ExactSizeIterator for Txs<'_> {}
 
+/// What a block commits to beyond its transactions, given by the caller
+/// when the block is sealed: its producer and the state after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stamp {
+    /// The producer's node key (zeros: none).
+    pub producer: [u8; 32],
+    /// The state root after the block.
+    pub state_root: Hash,
+}
+
+/// What [`BlockBuilder::poll`] asks when it seals block `height` whose
+/// transactions paid `fees` in all: the block's [`Stamp`]. The caller ends
+/// the block in its ledger (fees to the producer, unbonding released) and
+/// returns the state root after that.
+pub type StampFn<'a> = dyn FnMut(u64, u64) -> Stamp + 'a;
+
 /// When blocks are cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockConfig {
@@ -215,8 +282,11 @@ pub struct BlockConfig {
     /// (and there is something to seal). Default 200 ms.
     pub interval_ms: u64,
     /// A block is sealed at once when this many transactions wait, without
-    /// waiting for the interval; larger backlogs become several blocks.
-    /// Default 10 000; 0 is treated as 1.
+    /// waiting for the interval. It takes every waiting transaction (so the
+    /// state root is the state after exactly its transactions): a block can
+    /// exceed this by the transactions one submission applies at once (a
+    /// nonce gap filled: at most the ledger's queue capacity). Default
+    /// 10 000; 0 is treated as 1.
     pub max_txs: u32,
     /// Whether an interval with no transactions still produces a (empty)
     /// block, as a liveness heartbeat. Default false.
@@ -245,6 +315,8 @@ pub struct BlockBuilder {
     /// The leaf hash of each waiting transaction, computed as it arrives so
     /// that a seal only folds the tree.
     leaves: Vec<Hash>,
+    /// Fees of the waiting transactions.
+    fees: u64,
     /// Buffers of blocks the caller is done with, for the next blocks.
     spare: Vec<(Vec<u8>, Vec<usize>)>,
 }
@@ -262,6 +334,7 @@ impl BlockBuilder {
             data: Vec::new(),
             ends: Vec::new(),
             leaves: Vec::new(),
+            fees: 0,
             spare: Vec::new(),
         }
     }
@@ -278,6 +351,9 @@ impl BlockBuilder {
     /// Adds one applied transaction to the next block. The ledger's order
     /// of application is the block order.
     pub fn push(&mut self, tx: &[u8]) {
+        // The ledger applied it, so it is well formed; anything else pays 0.
+        let fee = attnet_core::wire::tx::Transaction::new_checked(tx).map_or(0, |t| t.fee());
+        self.fees = self.fees.saturating_add(fee);
         self.data.extend_from_slice(tx);
         self.ends.push(self.data.len());
         self.leaves.push(merkle::leaf_hash(tx));
@@ -295,39 +371,32 @@ impl BlockBuilder {
         self.last_seal_ms.get_or_insert(now_ms);
     }
 
-    /// Seals a block if one is due: at once if `max_txs` transactions wait
-    /// (the block takes the first `max_txs`), otherwise when `interval_ms`
-    /// has passed since the last seal and there is a transaction (or
-    /// `empty_blocks` is on). To drain a backlog of more than `max_txs`,
-    /// call again while [`is_full`](BlockBuilder::is_full).
-    pub fn poll(&mut self, now_ms: u64) -> Option<Block> {
+    /// Seals a block if one is due: at once if `max_txs` transactions wait,
+    /// otherwise when `interval_ms` has passed since the last seal and
+    /// there is a transaction (or `empty_blocks` is on). The block takes
+    /// every waiting transaction; `stamp` gives its producer and state
+    /// root.
+    pub fn poll(&mut self, now_ms: u64, stamp: &mut StampFn<'_>) -> Option<Block> {
         let since = *self.last_seal_ms.get_or_insert(now_ms);
-        let cap = self.cap();
-        if self.ends.len() >= cap {
-            return self.seal(cap, now_ms);
-        }
         let due = now_ms.saturating_sub(since) >= self.cfg.interval_ms;
-        if due && (!self.ends.is_empty() || self.cfg.empty_blocks) {
-            return self.seal(self.ends.len(), now_ms);
+        if self.is_full() || (due && (!self.ends.is_empty() || self.cfg.empty_blocks)) {
+            return self.seal(now_ms, stamp);
         }
         None
     }
 
-    /// Seals whatever waits (up to `max_txs`), regardless of the interval:
-    /// for shutdown, so that no applied transaction is left out of a block.
-    /// Never seals an empty block. Call again while it returns `Some`.
-    pub fn seal_now(&mut self, now_ms: u64) -> Option<Block> {
+    /// Seals whatever waits, regardless of the interval: for shutdown, so
+    /// that no applied transaction is left out of a block. Never seals an
+    /// empty block.
+    pub fn seal_now(&mut self, now_ms: u64, stamp: &mut StampFn<'_>) -> Option<Block> {
         if self.ends.is_empty() {
             return None;
         }
-        let n = self.ends.len().min(self.cap());
-        self.seal(n, now_ms)
+        self.seal(now_ms, stamp)
     }
 
     /// Whether `max_txs` transactions wait, so that [`poll`] would seal at
-    /// once: a caller draining a backlog loops while this holds (looping on
-    /// `poll` alone would not end with `interval_ms == 0` and
-    /// `empty_blocks`).
+    /// once.
     ///
     /// [`poll`]: BlockBuilder::poll
     pub fn is_full(&self) -> bool {
@@ -349,32 +418,22 @@ impl BlockBuilder {
         self.cfg.max_txs.max(1) as usize
     }
 
-    /// Seals the first `n` pending transactions (`n <= pending()`).
-    fn seal(&mut self, n: usize, now_ms: u64) -> Option<Block> {
-        let (data, ends) = if n >= self.ends.len() {
-            // The next block starts with room for as much as this one: a
-            // buffer that grew by doubling copied a megabyte into fresh,
-            // unfaulted memory in the middle of a burst.
-            let (dc, ec) = (self.data.len(), self.ends.len());
-            let (mut data, mut ends) = self.spare.pop().unwrap_or_default();
-            data.reserve(dc);
-            ends.reserve(ec);
-            (std::mem::replace(&mut self.data, data), std::mem::replace(&mut self.ends, ends))
-        } else {
-            let cut = n.checked_sub(1).and_then(|i| self.ends.get(i)).copied().unwrap_or(0);
-            let rest_data = self.data.split_off(cut);
-            let mut rest_ends = self.ends.split_off(n);
-            for e in &mut rest_ends {
-                *e -= cut;
-            }
-            (std::mem::replace(&mut self.data, rest_data), std::mem::replace(&mut self.ends, rest_ends))
-        };
-        let mut rest = self.leaves.split_off(n.min(self.leaves.len()));
-        rest.reserve(n);
-        let mut leaves = std::mem::replace(&mut self.leaves, rest);
+    /// Seals every waiting transaction.
+    fn seal(&mut self, now_ms: u64, stamp: &mut StampFn<'_>) -> Option<Block> {
+        // The next block starts with room for as much as this one: a buffer
+        // that grew by doubling copied a megabyte into fresh, unfaulted
+        // memory in the middle of a burst.
+        let (dc, ec) = (self.data.len(), self.ends.len());
+        let (mut data, mut ends) = self.spare.pop().unwrap_or_default();
+        data.reserve(dc);
+        ends.reserve(ec);
+        let (data, ends) = (std::mem::replace(&mut self.data, data), std::mem::replace(&mut self.ends, ends));
+        let mut leaves = std::mem::replace(&mut self.leaves, Vec::with_capacity(ec));
         let root = merkle::root_of_leaves(&mut leaves);
         let timestamp = now_ms.max(self.last_timestamp_ms);
-        let block = Block::seal(self.next_height, self.parent, timestamp, data, ends, Some(root))?;
+        let fees = std::mem::take(&mut self.fees);
+        let st = stamp(self.next_height, fees);
+        let block = Block::seal(self.next_height, self.parent, timestamp, st, data, ends, Some(root))?;
         self.last_seal_ms = Some(now_ms);
         self.last_timestamp_ms = timestamp;
         self.next_height += 1;
@@ -389,6 +448,11 @@ mod tests {
     use super::*;
 
     const G: Hash = [7; 32];
+
+    /// A stamp that commits to nothing.
+    fn z(_: u64, _: u64) -> Stamp {
+        Stamp::default()
+    }
 
     fn cfg(interval_ms: u64, max_txs: u32, empty_blocks: bool) -> BlockConfig {
         BlockConfig { interval_ms, max_txs, empty_blocks }
@@ -407,18 +471,32 @@ mod tests {
             height: 0x0102030405060708,
             parent: [0xAA; 32],
             timestamp_ms: 0x1112131415161718,
+            producer: [0xCC; 32],
             tx_count: 0x21222324,
             merkle_root: [0xBB; 32],
+            state_root: [0xDD; 32],
+            validator_set_hash: [1; 32],
+            prev_commit_hash: [2; 32],
+            evidence_root: [3; 32],
         };
         let e = h.encode();
-        assert_eq!(e.len(), 84);
-        assert_eq!(&e[0..8], &[8, 7, 6, 5, 4, 3, 2, 1]);
-        assert_eq!(&e[8..40], &[0xAA; 32]);
-        assert_eq!(&e[40..48], &[0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11]);
-        assert_eq!(&e[48..52], &[0x24, 0x23, 0x22, 0x21]);
-        assert_eq!(&e[52..84], &[0xBB; 32]);
-        assert_eq!(BlockHeader::decode(&e), h);
+        assert_eq!(e.len(), 246);
+        assert_eq!(&e[0..2], &[2, 0], "version 2");
+        assert_eq!(&e[2..10], &[8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(&e[10..42], &[0xAA; 32]);
+        assert_eq!(&e[42..50], &[0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11]);
+        assert_eq!(&e[50..82], &[0xCC; 32]);
+        assert_eq!(&e[82..86], &[0x24, 0x23, 0x22, 0x21]);
+        assert_eq!(&e[86..118], &[0xBB; 32]);
+        assert_eq!(&e[118..150], &[0xDD; 32]);
+        assert_eq!((&e[150..182], &e[182..214], &e[214..246]), (&[1; 32][..], &[2; 32][..], &[3; 32][..]));
+        assert_eq!(BlockHeader::decode(&e), Some(h));
         assert_eq!(h.hash(), <[u8; 32]>::from(Sha256::digest(e)));
+        // Another version or length is not a header of this build.
+        let mut v3 = e;
+        v3[0] = 3;
+        assert_eq!(BlockHeader::decode(&v3), None);
+        assert_eq!(BlockHeader::decode(&e[..245]), None);
     }
 
     #[test]
@@ -429,9 +507,9 @@ mod tests {
         for i in 0..5u32 {
             b.push(&tx(i));
             b.push(&tx(i + 100));
-            assert!(b.poll(t).is_none());
+            assert!(b.poll(t, &mut z).is_none());
             t += 100;
-            blocks.push(b.poll(t).expect("interval passed"));
+            blocks.push(b.poll(t, &mut z).expect("interval passed"));
         }
         assert_eq!(blocks[0].header().height, 1);
         assert_eq!(blocks[0].header().parent, G);
@@ -453,20 +531,20 @@ mod tests {
     #[test]
     fn interval_rule() {
         let mut b = BlockBuilder::new(cfg(200, 1000, false), G);
-        assert!(b.poll(0).is_none()); // starts the clock at 0
+        assert!(b.poll(0, &mut z).is_none()); // starts the clock at 0
         b.push(&tx(1));
-        assert!(b.poll(199).is_none());
-        let blk = b.poll(200).unwrap();
+        assert!(b.poll(199, &mut z).is_none());
+        let blk = b.poll(200, &mut z).unwrap();
         assert_eq!((blk.header().timestamp_ms, blk.len()), (200, 1));
         // Next interval runs from the last seal (200).
         b.push(&tx(2));
-        assert!(b.poll(399).is_none());
-        assert!(b.poll(400).is_some());
+        assert!(b.poll(399, &mut z).is_none());
+        assert!(b.poll(400, &mut z).is_some());
         // Nothing waiting: no block, and the clock does not move, so a late
         // transaction is sealed at the next poll.
-        assert!(b.poll(1000).is_none());
+        assert!(b.poll(1000, &mut z).is_none());
         b.push(&tx(3));
-        assert_eq!(b.poll(1001).unwrap().header().timestamp_ms, 1001);
+        assert_eq!(b.poll(1001, &mut z).unwrap().header().timestamp_ms, 1001);
     }
 
     #[test]
@@ -475,66 +553,71 @@ mod tests {
         b.start(50);
         b.start(120); // already running
         b.push(&tx(1));
-        assert!(b.poll(249).is_none());
-        assert!(b.poll(250).is_some());
+        assert!(b.poll(249, &mut z).is_none());
+        assert!(b.poll(250, &mut z).is_some());
     }
 
     #[test]
-    fn cap_seals_at_once_and_splits_backlog() {
+    fn cap_seals_at_once_everything_waiting_and_stamps_each_block() {
         let mut b = BlockBuilder::new(cfg(1_000_000, 3, false), G);
-        assert!(b.poll(0).is_none());
-        for i in 0..8 {
+        assert!(b.poll(0, &mut z).is_none());
+        for i in 0..2 {
             b.push(&tx(i));
         }
-        let b1 = b.poll(5).unwrap();
-        let b2 = b.poll(5).unwrap();
-        assert!(b.poll(5).is_none(), "2 left, interval not passed");
-        assert_eq!(b.pending(), 2);
-        let b3 = b.seal_now(6).unwrap();
-        assert!(b.seal_now(6).is_none());
-        let all: Vec<&[u8]> = [&b1, &b2, &b3].iter().flat_map(|blk| blk.txs()).collect();
-        let want: Vec<Vec<u8>> = (0..8).map(tx).collect();
-        assert_eq!(all, want.iter().map(|v| &v[..]).collect::<Vec<_>>());
-        assert_eq!([b1.len(), b2.len(), b3.len()], [3, 3, 2]);
-        for blk in [&b1, &b2, &b3] {
-            assert!(blk.is_consistent());
-            assert_eq!(blk.header().tx_count as usize, blk.len());
+        assert!(b.poll(5, &mut z).is_none(), "2 waiting, interval not passed");
+        for i in 2..5 {
+            b.push(&tx(i));
         }
-        assert_eq!(b3.header().parent, b2.hash());
+        let mut asked = Vec::new();
+        let mut stamp = |h: u64, fees: u64| {
+            asked.push((h, fees));
+            Stamp { producer: [h as u8; 32], state_root: [9; 32] }
+        };
+        let b1 = b.poll(5, &mut stamp).unwrap();
+        assert_eq!(b1.len(), 5, "all of them: the state after the block is the state now");
+        assert_eq!((b1.header().producer, b1.header().state_root), ([1; 32], [9; 32]));
+        assert_eq!(b.pending(), 0);
+        b.push(&tx(9));
+        let b2 = b.seal_now(6, &mut stamp).unwrap();
+        assert!(b.seal_now(6, &mut stamp).is_none());
+        // The test transactions are not well formed: they pay no fee.
+        assert_eq!(asked, [(1, 0), (2, 0)]);
+        assert!(b1.is_consistent() && b2.is_consistent());
+        assert_eq!(b2.header().parent, b1.hash());
     }
 
     #[test]
     fn empty_block_rule() {
         let mut off = BlockBuilder::new(cfg(100, 10, false), G);
         let mut on = BlockBuilder::new(cfg(100, 10, true), G);
-        assert!(off.poll(0).is_none() && on.poll(0).is_none());
-        assert!(off.poll(100).is_none());
-        let e = on.poll(100).unwrap();
+        assert!(off.poll(0, &mut z).is_none() && on.poll(0, &mut z).is_none());
+        assert!(off.poll(100, &mut z).is_none());
+        let e = on.poll(100, &mut z).unwrap();
         assert!(e.is_empty());
         assert_eq!(e.header().tx_count, 0);
         assert_eq!(e.header().merkle_root, merkle::empty_root());
-        assert!(on.poll(150).is_none());
-        assert!(on.poll(200).is_some());
+        assert!(on.poll(150, &mut z).is_none());
+        assert!(on.poll(200, &mut z).is_some());
         // seal_now never makes an empty block, even with empty_blocks.
-        assert!(on.seal_now(10_000).is_none());
+        assert!(on.seal_now(10_000, &mut z).is_none());
     }
 
     #[test]
     fn root_matches_merkle_and_timestamps_never_decrease() {
         let mut b = BlockBuilder::new(cfg(10, 100, false), G);
-        assert!(b.poll(1000).is_none());
+        assert!(b.poll(1000, &mut z).is_none());
         for i in 0..37 {
             b.push(&tx(i));
         }
-        let blk = b.poll(1010).unwrap();
+        let blk = b.poll(1010, &mut z).unwrap();
         let want: Vec<Vec<u8>> = (0..37).map(tx).collect();
         assert_eq!(blk.header().merkle_root, merkle::root(want.iter().map(|v| &v[..])));
         assert_eq!(blk.tx_bytes(), want.iter().map(Vec::len).sum::<usize>());
         // A clock that steps back does not produce an older timestamp.
         b.push(&tx(99));
-        let late = b.seal_now(500).unwrap();
+        let late = b.seal_now(500, &mut z).unwrap();
         assert_eq!(late.header().timestamp_ms, 1010);
-        let same = Block::new(1, G, 1010, want.iter().map(|v| &v[..])).unwrap();
+        let same = Block::new(1, G, 1010, Stamp::default(), want.iter().map(|v| &v[..])).unwrap();
         assert_eq!(same, blk);
     }
 }

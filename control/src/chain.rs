@@ -11,9 +11,7 @@
 
 use std::ops::AddAssign;
 
-use attnet_core::wire::tx::Transaction;
-
-use crate::block::{Block, BlockBuilder, BlockConfig};
+use crate::block::{Block, BlockBuilder, BlockConfig, Stamp};
 use crate::consensus::{Finalizer, SingleNode};
 use crate::genesis::Genesis;
 use crate::ledger::{Ledger, LedgerConfig, LedgerCounters, Refusal};
@@ -77,6 +75,9 @@ pub struct Chain<F: Finalizer = SingleNode> {
     builder: BlockBuilder,
     finalizer: F,
     producer: Option<[u8; 32]>,
+    /// Blocks sealed by [`submit`](Chain::submit) at the cap, for the next
+    /// [`poll`](Chain::poll).
+    sealed: Vec<Block>,
     height: u64,
     last_hash: Hash,
     blocks: u64,
@@ -99,6 +100,7 @@ impl<F: Finalizer> Chain<F> {
             builder: BlockBuilder::new(cfg.block, hash),
             finalizer,
             producer: cfg.producer,
+            sealed: Vec::new(),
             height: 0,
             last_hash: hash,
             blocks: 0,
@@ -109,28 +111,45 @@ impl<F: Finalizer> Chain<F> {
     /// Submits one transaction the data plane accepted (signature already
     /// verified). Whatever applies goes into the next block. The result is
     /// the ledger's ([`Ledger::submit`]): `Ok` if applied or waiting. The
-    /// first call also starts the block interval clock.
+    /// first call also starts the block interval clock. When `max_txs`
+    /// transactions wait, the block is sealed here, so that its state root
+    /// is the state after exactly its transactions; [`poll`](Chain::poll)
+    /// returns it.
     pub fn submit(&mut self, tx: &[u8], now_ms: u64) -> Result<(), Refusal> {
         self.builder.start(now_ms);
         let builder = &mut self.builder;
-        self.ledger.submit(tx, now_ms, &mut |t| builder.push(t))
-    }
-
-    /// The tick: drops stale waiting transactions, seals every block that
-    /// is due (more than one if a backlog exceeds `max_txs`) and returns the
-    /// blocks that became final, in height order.
-    pub fn poll(&mut self, now_ms: u64) -> Vec<Block> {
-        self.ledger.expire(now_ms);
-        let mut out = Vec::new();
-        while let Some(b) = self.builder.poll(now_ms) {
-            let f = self.finalizer.propose(b, now_ms);
-            self.record(&f);
-            out.extend(f);
-            if !self.builder.is_full() {
-                break;
+        let r = self.ledger.submit(tx, now_ms, &mut |t| builder.push(t));
+        if self.builder.is_full() {
+            if let Some(b) = self.seal(now_ms, false) {
+                self.sealed.push(b);
             }
         }
-        out
+        r
+    }
+
+    /// Seals the waiting transactions (all of them) into the next block
+    /// if one is due (or at once with `now`): the block's end in the
+    /// ledger (fees, unbonding), then its state root.
+    fn seal(&mut self, now_ms: u64, now: bool) -> Option<Block> {
+        let (ledger, producer) = (&mut self.ledger, self.producer);
+        let mut stamp = |height: u64, fees: u64| {
+            ledger.end_block(height, producer, fees);
+            Stamp { producer: producer.unwrap_or_default(), state_root: ledger.state_root() }
+        };
+        if now {
+            self.builder.seal_now(now_ms, &mut stamp)
+        } else {
+            self.builder.poll(now_ms, &mut stamp)
+        }
+    }
+
+    /// The tick: drops stale waiting transactions, seals the block that is
+    /// due, and returns the blocks that became final, in height order.
+    pub fn poll(&mut self, now_ms: u64) -> Vec<Block> {
+        self.ledger.expire(now_ms);
+        let mut sealed = std::mem::take(&mut self.sealed);
+        sealed.extend(self.seal(now_ms, false));
+        self.finalize(sealed, now_ms)
     }
 
     /// Shutdown: drops stale waiting transactions, then every remaining one
@@ -141,8 +160,14 @@ impl<F: Finalizer> Chain<F> {
     pub fn finish(&mut self, now_ms: u64) -> Vec<Block> {
         self.ledger.expire(now_ms);
         self.ledger.drop_all_queued();
+        let mut sealed = std::mem::take(&mut self.sealed);
+        sealed.extend(self.seal(now_ms, true));
+        self.finalize(sealed, now_ms)
+    }
+
+    fn finalize(&mut self, sealed: Vec<Block>, now_ms: u64) -> Vec<Block> {
         let mut out = Vec::new();
-        while let Some(b) = self.builder.seal_now(now_ms) {
+        for b in sealed {
             let f = self.finalizer.propose(b, now_ms);
             self.record(&f);
             out.extend(f);
@@ -186,6 +211,11 @@ impl<F: Finalizer> Chain<F> {
         &self.ledger
     }
 
+    /// The state root of the ledger as it is now (`Ledger::state_root`).
+    pub fn state_root(&mut self) -> Hash {
+        self.ledger.state_root()
+    }
+
     /// The finalizer, for its own state (e.g. [`SingleNode::rejected`]).
     pub fn finalizer(&self) -> &F {
         &self.finalizer
@@ -199,9 +229,6 @@ impl<F: Finalizer> Chain<F> {
 
     fn record(&mut self, finals: &[Block]) {
         for b in finals {
-            // The fees of the block's transactions go to its producer.
-            let fees = b.txs().filter_map(|t| Transaction::new_checked(t).ok()).map(|t| t.fee()).sum::<u64>();
-            self.ledger.end_block(b.header().height, self.producer, fees);
             self.height = b.header().height;
             self.last_hash = b.hash();
             self.blocks += 1;
@@ -215,7 +242,7 @@ impl<F: Finalizer> Chain<F> {
 mod tests {
     use super::*;
     use crate::genesis::GenesisAccount;
-    use attnet_core::wire::tx::{Kind, Repr};
+    use attnet_core::wire::tx::{Kind, Repr, Transaction};
     use proptest::prelude::*;
 
     const A: [u8; 32] = [0xA; 32];
@@ -329,11 +356,11 @@ mod tests {
         for n in 1..=5 {
             c.submit(&tx(n, 1), 1).unwrap();
         }
-        // Backlog of 5 over a cap of 2: full blocks at once, then the rest
-        // at the next poll.
+        // 5 over a cap of 2: a block sealed each time 2 wait, then the rest
+        // at the poll (the interval is 0).
         let b = c.poll(1);
-        assert_eq!(b.iter().map(Block::len).collect::<Vec<_>>(), vec![2, 2]);
-        assert_eq!(c.poll(1).iter().map(Block::len).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(b.iter().map(Block::len).collect::<Vec<_>>(), vec![2, 2, 1]);
+        assert_eq!(c.poll(1).iter().map(Block::len).collect::<Vec<_>>(), vec![0]);
         assert_eq!(c.poll(1).iter().map(Block::len).collect::<Vec<_>>(), vec![0]);
     }
 
@@ -370,7 +397,8 @@ mod tests {
             let g = Genesis::new(1, [GenesisAccount { key: A, balance: 2000 }, GenesisAccount { key: B, balance: 500 }])
                 .unwrap();
             let block = BlockConfig { interval_ms, max_txs, empty_blocks };
-            let mut c = Chain::new(&g, ChainConfig { ledger: LedgerConfig::default(), block, producer: None });
+            const P: [u8; 32] = [0x42; 32];
+            let mut c = Chain::new(&g, ChainConfig { ledger: LedgerConfig::default(), block, producer: Some(P) });
             let mut blocks = Vec::new();
             let mut now = 1_000u64;
             for (from_a, nonce, amount, dt, poll) in steps {
@@ -393,15 +421,23 @@ mod tests {
                 prop_assert_eq!(b.header().height, i as u64 + 1);
                 prop_assert_eq!(b.header().parent, parent);
                 prop_assert!(b.is_consistent());
-                prop_assert!(b.len() <= max_txs as usize);
+                // At most the cap plus what one submission applies at once.
+                prop_assert!(b.len() <= max_txs as usize + LedgerConfig::default().queue_capacity);
                 prop_assert!(empty_blocks || !b.is_empty());
+                prop_assert_eq!(b.header().producer, P);
                 parent = b.hash();
+                let mut fees = 0;
                 for t in b.txs() {
                     prop_assert_eq!(replay.submit(t, 0, &mut |_| {}), Ok(()));
+                    fees += Transaction::new_checked(t).unwrap().fee();
                 }
+                // The header commits to the state after exactly its
+                // transactions and its end.
+                replay.end_block(b.header().height, Some(P), fees);
+                prop_assert_eq!(replay.state_root(), b.header().state_root, "block {}", b.header().height);
             }
             prop_assert_eq!((c.height(), c.last_hash()), (blocks.len() as u64, parent));
-            prop_assert_eq!(replay.state_root(), c.ledger().state_root());
+            prop_assert_eq!(replay.state_root(), c.state_root());
         }
     }
 }

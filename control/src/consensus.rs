@@ -71,6 +71,7 @@ impl Finalizer for SingleNode {
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use crate::block::Stamp;
 
     const G: Hash = [3; 32];
 
@@ -78,12 +79,12 @@ mod tests {
     fn finalizes_the_tip_at_once() {
         let mut f = SingleNode::new(G);
         assert_eq!((f.height(), f.last_hash()), (0, G));
-        let b1 = Block::new(1, G, 10, [&b"a"[..]]).unwrap();
+        let b1 = Block::new(1, G, 10, Stamp::default(), [&b"a"[..]]).unwrap();
         let h1 = b1.hash();
         let out = f.propose(b1.clone(), 10);
         assert_eq!(out, vec![b1]);
         assert_eq!((f.height(), f.last_hash()), (1, h1));
-        let b2 = Block::new(2, h1, 20, []).unwrap();
+        let b2 = Block::new(2, h1, 20, Stamp::default(), []).unwrap();
         assert_eq!(f.propose(b2, 20).len(), 1);
         assert_eq!(f.height(), 2);
     }
@@ -91,8 +92,8 @@ mod tests {
     #[test]
     fn rejects_what_does_not_extend_the_tip() {
         let mut f = SingleNode::new(G);
-        assert!(f.propose(Block::new(2, G, 0, []).unwrap(), 0).is_empty());
-        assert!(f.propose(Block::new(1, [0; 32], 0, []).unwrap(), 0).is_empty());
+        assert!(f.propose(Block::new(2, G, 0, Stamp::default(), []).unwrap(), 0).is_empty());
+        assert!(f.propose(Block::new(1, [0; 32], 0, Stamp::default(), []).unwrap(), 0).is_empty());
         assert_eq!((f.height(), f.rejected()), (0, 2));
     }
 }

@@ -514,23 +514,12 @@ impl Ledger {
         self.state.end_block(height, producer, fees)
     }
 
-    /// SHA-256 over every account in ascending key order, each as
-    /// `key (32) || balance || nonce || staked || unbonding ||
-    /// release_height` (each `u64 LE`). Waiting transactions, producers,
-    /// records and fees are not included (the versioned header root
-    /// replaces this). Two nodes that applied the same transactions agree
-    /// on it. Sorts all keys: O(n log n), not for every transaction.
-    pub fn state_root(&self) -> [u8; 32] {
-        let mut all: Vec<(&[u8; 32], &Account)> = self.state.accounts().collect();
-        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut h = Sha256::new();
-        for (k, a) in all {
-            h.update(k);
-            for v in [a.balance, a.nonce, a.staked, a.unbonding, a.release_height] {
-                h.update(v.to_le_bytes());
-            }
-        }
-        h.finalize().into()
+    /// The state root over every account and its producer record
+    /// (`crate::root`, `docs/LEDGER.md`): rehashes only the accounts
+    /// changed since the last call. Waiting transactions, connections and
+    /// inboxes are not included.
+    pub fn state_root(&mut self) -> [u8; 32] {
+        self.state.root()
     }
 
     /// Runs `t` (its fee, sender and nonce already checked) and counts

@@ -8,8 +8,11 @@
 //! - [`state`]: what the nine transaction kinds do: balances, stake,
 //!   votes, producers, connections and inboxes, fees to producers;
 //! - [`merkle`]: the RFC 6962 Merkle root over a block's transactions;
-//! - [`block`]: block headers (fixed 84-byte encoding) and the builder that
-//!   cuts applied transactions into blocks on an interval or at a cap;
+//! - [`block`]: block headers (versioned 246-byte encoding: producer,
+//!   transaction and state roots, fields reserved for consensus) and the
+//!   builder that cuts applied transactions into blocks on an interval or
+//!   at a cap;
+//! - [`root`]: the incremental state root over every account;
 //! - [`consensus`]: the [`consensus::Finalizer`] stage, for now the
 //!   single-node one;
 //! - [`chain`]: the glue the node's control thread drives;
@@ -41,9 +44,10 @@ pub mod ledger;
 pub mod merkle;
 pub mod queries;
 pub mod receipts;
+pub mod root;
 pub mod state;
 
-pub use block::{Block, BlockBuilder, BlockConfig, BlockHeader};
+pub use block::{Block, BlockBuilder, BlockConfig, BlockHeader, Stamp};
 pub use chain::{Chain, ChainConfig, ChainCounters};
 pub use consensus::{Finalizer, SingleNode};
 pub use genesis::{Genesis, GenesisAccount};

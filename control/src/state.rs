@@ -20,8 +20,12 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use attnet_core::wire::tx::{Kind, Transaction};
 
+use sha2::{Digest, Sha256};
+
 use crate::genesis::Genesis;
 use crate::ledger::Refusal;
+use crate::merkle::Hash;
+use crate::root::AccountRoot;
 
 /// An account's state. `Copy`, so reading it never borrows the ledger.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -141,6 +145,8 @@ pub struct State {
     fees_paid: u64,
     total: u64,
     records_evicted: u64,
+    /// The state root over every account (and its producer record).
+    root: AccountRoot,
 }
 
 fn pair(a: [u8; 32], b: [u8; 32]) -> ([u8; 32], [u8; 32]) {
@@ -163,6 +169,56 @@ pub fn valid_address(memo: &[u8]) -> bool {
         && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
+/// An account's leaf in the state root: SHA-256 over `0x00 || key ||
+/// balance || nonce || staked || unbonding || release_height ||
+/// staked_since || blocks_proposed || certificates_signed` (each `u64 LE`),
+/// then `vote` (a 0 byte, or 1 and the producer's owner key), then its
+/// producer record (a 0 byte, or 1, node key, bond, votes, since (`u64
+/// LE`), the address length (`u16 LE`) and bytes).
+pub fn leaf_hash(
+    key: &[u8; 32],
+    accounts: &HashMap<[u8; 32], Account>,
+    producers: &HashMap<[u8; 32], Producer>,
+) -> Option<Hash> {
+    let a = accounts.get(key)?;
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(key);
+    for v in [
+        a.balance,
+        a.nonce,
+        a.staked,
+        a.unbonding,
+        a.release_height,
+        a.staked_since,
+        a.blocks_proposed,
+        a.certificates_signed,
+    ] {
+        h.update(v.to_le_bytes());
+    }
+    match a.vote {
+        Some(v) => {
+            h.update([1u8]);
+            h.update(v);
+        }
+        None => h.update([0u8]),
+    }
+    match producers.get(key) {
+        Some(p) => {
+            h.update([1u8]);
+            h.update(p.node_key);
+            for v in [p.bond, p.votes, p.since] {
+                h.update(v.to_le_bytes());
+            }
+            // Addresses are at most 255 bytes (`valid_address`).
+            h.update((p.address.len() as u16).to_le_bytes());
+            h.update(p.address.as_bytes());
+        }
+        None => h.update([0u8]),
+    }
+    Some(h.finalize().into())
+}
+
 /// Every change one transaction makes, computed before any is made.
 struct Changes {
     from: Account,
@@ -173,9 +229,14 @@ struct Changes {
 impl State {
     /// The genesis state: its balances, nothing staked, no producers.
     pub fn new(genesis: &Genesis, inbox_capacity: usize) -> State {
-        let accounts =
+        let accounts: HashMap<[u8; 32], Account> =
             genesis.accounts().iter().map(|a| (a.key, Account { balance: a.balance, ..Account::default() })).collect();
+        let mut root = AccountRoot::new();
+        for k in accounts.keys() {
+            root.mark(*k);
+        }
         State {
+            root,
             cfg: StateConfig {
                 min_fee: genesis.min_fee(),
                 unbonding_blocks: genesis.unbonding_blocks(),
@@ -202,6 +263,7 @@ impl State {
     #[cfg(test)]
     pub(crate) fn set_account(&mut self, key: [u8; 32], a: Account) {
         self.accounts.insert(key, a);
+        self.root.mark(key);
     }
 
     /// The execution parameters.
@@ -291,6 +353,19 @@ impl State {
         s
     }
 
+    /// An account's leaf in the state root ([`leaf_hash`]); `None` if
+    /// there is no such account.
+    pub fn leaf(&self, key: &[u8; 32]) -> Option<Hash> {
+        leaf_hash(key, &self.accounts, &self.producers)
+    }
+
+    /// The state root (`crate::root`) over every account as it is now:
+    /// rehashes only what changed since the last call.
+    pub fn root(&mut self) -> Hash {
+        let (accounts, producers) = (&self.accounts, &self.producers);
+        self.root.root(|k| leaf_hash(k, accounts, producers))
+    }
+
     /// Runs `t`, whose sender exists, whose nonce is the sender's next and
     /// whose fee is at least `min_fee` (the ledger's admission checked
     /// these). Either every change is made and `Ok` returned, or none and
@@ -303,8 +378,10 @@ impl State {
         let c = self.plan(kind, t, from, to, src)?;
         // Nothing below fails.
         self.accounts.insert(from, c.from);
+        self.root.mark(from);
         if let Some((k, a)) = c.to {
             self.accounts.insert(k, a);
+            self.root.mark(k);
         }
         self.fees_collected = c.fees;
         let (amount, memo, nonce) = (t.amount(), t.memo(), t.nonce());
@@ -328,6 +405,7 @@ impl State {
             }
             Kind::Vote => self.move_votes(src.vote, Some(to), src.staked),
             Kind::RegisterProducer => {
+                self.root.mark(from);
                 let address = String::from_utf8_lossy(memo).into_owned();
                 let p =
                     Producer { node_key: to, address, bond: self.cfg.producer_bond, votes: 0, since: self.height + 1 };
@@ -446,11 +524,17 @@ impl State {
 
     /// Moves `amount` of votes from producer `off` to producer `on`.
     fn move_votes(&mut self, off: Option<[u8; 32]>, on: Option<[u8; 32]>, amount: u64) {
-        if let Some(p) = off.and_then(|k| self.producers.get_mut(&k)) {
-            p.votes = p.votes.saturating_sub(amount);
+        if let Some(k) = off {
+            if let Some(p) = self.producers.get_mut(&k) {
+                p.votes = p.votes.saturating_sub(amount);
+                self.root.mark(k);
+            }
         }
-        if let Some(p) = on.and_then(|k| self.producers.get_mut(&k)) {
-            p.votes = p.votes.saturating_add(amount);
+        if let Some(k) = on {
+            if let Some(p) = self.producers.get_mut(&k) {
+                p.votes = p.votes.saturating_add(amount);
+                self.root.mark(k);
+            }
         }
     }
 
@@ -478,6 +562,7 @@ impl State {
         let fees = fees.min(self.fees_collected - self.fees_paid);
         let paid = producer.map(|nk| self.node_keys.get(&nk).copied().unwrap_or(nk));
         if let Some(k) = paid {
+            self.root.mark(k);
             let a = self.accounts.entry(k).or_default();
             // Cannot overflow: every balance is part of the genesis total.
             a.balance = a.balance.saturating_add(fees);
@@ -491,6 +576,7 @@ impl State {
             for k in entry.remove() {
                 if let Some(a) = self.accounts.get_mut(&k) {
                     if a.release_height != 0 && a.release_height <= height {
+                        self.root.mark(k);
                         a.balance = a.balance.saturating_add(a.unbonding);
                         a.unbonding = 0;
                         a.release_height = 0;

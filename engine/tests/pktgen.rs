@@ -45,18 +45,7 @@ fn pcap_replay_counts_equal_expected_for_every_mix() {
     let mixes: [&[&str]; 4] = [
         &["--bad", "0", "--txs-per-frame", "1", "--lz4", "off"],
         &["--bad", "0.2", "--txs-per-frame", "1-3", "--frames-per-datagram", "2", "--lz4", "mix"],
-        &[
-            "--bad",
-            "0.5",
-            "--txs-per-frame",
-            "2-4",
-            "--lz4",
-            "on",
-            "--kinds",
-            "transfer,message,vote",
-            "--memo",
-            "0-60",
-        ],
+        &["--bad", "0.5", "--txs-per-frame", "2-4", "--lz4", "on", "--kinds", "transfer,message", "--memo", "0-60"],
         &["--bad", "0.1", "--src-ip", "fd00::1", "--dst-ip", "fd00::2", "--vlan", "42", "--burst", "8", "--pps", "1e5"],
     ];
     for (seed, mix) in [11u64, 12, 13, 14].iter().zip(mixes) {

@@ -49,6 +49,10 @@ pub struct Args {
     pool_cache: Option<String>,
     /// Transaction kinds, cycled: transfer,message,connect-request,
     /// connect-accept,endpoint-offer,stake,unstake,vote,register-producer.
+    /// Only transfers and messages apply from a bare genesis; the other
+    /// kinds need ledger state (an open request, a connection, stake, a
+    /// producer: docs/LEDGER.md) and are refused without it, which the
+    /// expected counts (--expect) do not foresee.
     #[arg(long, default_value = "transfer")]
     kinds: String,
     /// Memo length in bytes, or a range MIN-MAX cycled over the pool.
