@@ -25,6 +25,7 @@ pub mod lz4;
 pub mod path;
 pub mod peer;
 pub mod replay;
+pub mod reply;
 pub mod session;
 pub mod shard;
 pub mod testkit;
