@@ -191,18 +191,21 @@ impl DpdkQueue {
                     self.tx_replies.no_mbuf += 1;
                     continue;
                 };
-                let built = m
-                    .append(reply_len(&link, &r.peer, r.payload().len()))
-                    .and_then(|d| build_reply(&link, &r.peer, r.payload(), d));
-                // An mbuf without room (or a link that cannot be framed)
-                // goes back to the pool as it drops.
-                match built {
-                    Some(_) => {
-                        if self.replies.push(m).is_err() {
-                            self.tx_replies.tx_full += 1;
-                        }
-                    }
-                    None => self.tx_replies.no_mbuf += 1,
+                // An mbuf that is not sent goes back to the pool as it
+                // drops.
+                let Some(d) = m.append(reply_len(&link, &r.peer, r.payload().len())) else {
+                    self.tx_replies.no_mbuf += 1;
+                    continue;
+                };
+                if build_reply(&link, &r.peer, r.payload(), d).is_none() {
+                    // The recorded addressing cannot frame it (an entry
+                    // recorded from one datagram always can; counted
+                    // rather than assumed): no usable route.
+                    self.tx_replies.no_route += 1;
+                    continue;
+                }
+                if self.replies.push(m).is_err() {
+                    self.tx_replies.tx_full += 1;
                 }
             }
             let n = self.replies.len();

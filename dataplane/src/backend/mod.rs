@@ -90,7 +90,7 @@ pub struct TxReplies {
     /// No link-layer addressing known for the destination (never seen, or
     /// evicted from the neighbour table).
     pub no_route: u64,
-    /// No mbuf free in the pool.
+    /// No mbuf free in the pool (or none with room for the frame).
     pub no_mbuf: u64,
     /// The transmit queue was full.
     pub tx_full: u64,
