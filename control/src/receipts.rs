@@ -11,7 +11,9 @@
 //!   dropped goes with its generation).
 //! - [`ReceiptSender`] groups one block's ids by route, cuts them into frames
 //!   of at most [`RECEIPT_MAX_IDS`] ids (one frame per datagram, under 1472
-//!   bytes) and sends each with `send_to` from the node's listening socket.
+//!   bytes) and sends each through its [`ReplyOut`]: `send_to` from the
+//!   node's listening socket, or the reply ring of a data core that owns a
+//!   transmit queue (DPDK).
 //!   Counters per session start at `unix_seconds << 32` (configured keys,
 //!   `att-wire.md` "Counters") and grow by one per frame, sent or not.
 
@@ -21,27 +23,89 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use attnet_core::emit::{emit_receipt_body, FrameSpec, RECEIPT_MAX_IDS};
+use attnet_core::reply::{ReplyProducer, ReplyRefused};
 use attnet_core::session::Sealer;
 use attnet_core::shard::Route;
 use attnet_core::Peer;
 
 /// What receipts did, for the summary. With receipts on, after a clean stop
 /// `ids + no_address` equals the transactions in sealed blocks, and
-/// `frames == datagrams + send_errors`.
+/// `frames == datagrams + send_errors`. Through a reply ring, `datagrams`
+/// are the frames queued to the data core (what became of them is in
+/// [`ReplyCounters`] and the core's counters).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReceiptCounters {
     /// RECEIPT frames built (each one datagram).
     pub frames: u64,
     /// Transaction ids put in those frames.
     pub ids: u64,
-    /// Datagrams the kernel took.
+    /// Datagrams the kernel took (or the reply ring).
     pub datagrams: u64,
     /// Ids of sealed transactions that could not be routed: no source
-    /// address (pcap, DPDK), no key for the session, or no route remembered
+    /// address (pcap), no key for the session, or no route remembered
     /// (the table was full or had swept it).
     pub no_address: u64,
-    /// Datagrams `send_to` refused.
+    /// Datagrams `send_to` (or the reply ring) refused.
     pub send_errors: u64,
+}
+
+/// Every reply (WELCOME, COOKIE, RECEIPT, ANSWER) handed to a reply ring:
+/// `queued` went onto it, `ring_full` did not. Of the queued ones the data
+/// core counts what it sent and what it dropped; `left` were still on the
+/// ring when the control thread ended (after every core). So
+/// `queued == sent + core drops + left`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplyCounters {
+    pub queued: u64,
+    pub ring_full: u64,
+    pub left: u64,
+}
+
+/// Where the relay's replies leave: a kernel UDP socket, a data core's
+/// reply ring (the core sends them on its transmit queue), or nowhere (a
+/// capture replay: replies are built and counted, not sent).
+#[derive(Debug, Default)]
+pub enum ReplyOut {
+    #[default]
+    None,
+    /// A duplicate of the node's listening socket, so the source address
+    /// is the one clients sent to.
+    Socket(UdpSocket),
+    /// The ring to the data core that transmits (DPDK).
+    Ring(ReplyProducer),
+}
+
+impl From<Option<UdpSocket>> for ReplyOut {
+    fn from(s: Option<UdpSocket>) -> Self {
+        s.map_or(ReplyOut::None, ReplyOut::Socket)
+    }
+}
+
+impl From<ReplyProducer> for ReplyOut {
+    fn from(p: ReplyProducer) -> Self {
+        ReplyOut::Ring(p)
+    }
+}
+
+impl ReplyOut {
+    /// Sends (or queues) one datagram to `peer`; false if it did not leave.
+    fn send(&mut self, datagram: &[u8], peer: &Peer, c: &mut ReplyCounters) -> bool {
+        match self {
+            ReplyOut::None => false,
+            ReplyOut::Socket(sock) => peer.socket_addr().is_some_and(|a| send_datagram(sock, datagram, a).is_ok()),
+            ReplyOut::Ring(ring) => match ring.push(peer, datagram) {
+                Ok(()) => {
+                    c.queued += 1;
+                    true
+                }
+                Err(ReplyRefused::RingFull) => {
+                    c.ring_full += 1;
+                    false
+                }
+                Err(ReplyRefused::Unsendable) => false,
+            },
+        }
+    }
 }
 
 impl ReceiptCounters {
@@ -137,10 +201,11 @@ impl RouteTable {
 
 /// The relay's transmit half on the control thread: RECEIPTs, and the
 /// WELCOME, COOKIE and ANSWER frames of the handshake and of queries.
-/// Without a socket (a capture replay) every reply is built and counted
-/// but not sent.
+/// Without a socket or ring (a capture replay) every reply is built and
+/// counted but not sent.
 pub struct ReceiptSender {
-    socket: Option<UdpSocket>,
+    out: ReplyOut,
+    replies: ReplyCounters,
     /// The one sealer of each session's relay-to-client key, with the
     /// session's generation: a route of another generation is not this
     /// session's.
@@ -159,15 +224,17 @@ pub struct ReceiptSender {
 }
 
 impl ReceiptSender {
-    /// Sends from `socket` (a duplicate of the node's listening socket, so
-    /// the source address is the one clients sent to), sealing with
-    /// `sealers`: the sending halves of the relay's sessions, whose counters
-    /// start at `unix_seconds << 32` for configured keys. The sender owns
-    /// them: nothing else seals under these keys.
-    pub fn new(socket: Option<UdpSocket>, sealers: Vec<Sealer>) -> Self {
+    /// Sends through `out` (a duplicate of the node's listening socket, so
+    /// the source address is the one clients sent to, or a data core's
+    /// reply ring), sealing with `sealers`: the sending halves of the
+    /// relay's sessions, whose counters start at `unix_seconds << 32` for
+    /// configured keys. The sender owns them: nothing else seals under
+    /// these keys.
+    pub fn new(out: impl Into<ReplyOut>, sealers: Vec<Sealer>) -> Self {
         let sessions = sealers.into_iter().map(|s| (s.id(), (0, s))).collect();
         ReceiptSender {
-            socket,
+            out: out.into(),
+            replies: ReplyCounters::default(),
             sessions,
             scratch: Vec::new(),
             ids: Vec::with_capacity(RECEIPT_MAX_IDS),
@@ -198,6 +265,16 @@ impl ReceiptSender {
         self.counters
     }
 
+    /// What the reply ring took and refused (zero without one); `left` is
+    /// what it still holds now.
+    pub fn reply_counters(&self) -> ReplyCounters {
+        let left = match &self.out {
+            ReplyOut::Ring(r) => r.queued() as u64,
+            _ => 0,
+        };
+        ReplyCounters { left, ..self.replies }
+    }
+
     /// Takes over a negotiated session's sealer (its counters start at 0).
     pub fn install(&mut self, generation: u32, sealer: Sealer) {
         self.sessions.insert(sealer.id(), (generation, sealer));
@@ -214,12 +291,9 @@ impl ReceiptSender {
     }
 
     /// Sends a frame in clear (WELCOME, COOKIE) to `peer`; false if it did
-    /// not leave (no address, no socket, or the socket refused it).
+    /// not leave (no address, no socket or ring, or it refused it).
     pub fn send_clear(&mut self, datagram: &[u8], peer: &Peer) -> bool {
-        match (&self.socket, peer.socket_addr()) {
-            (Some(sock), Some(addr)) => send_datagram(sock, datagram, addr).is_ok(),
-            _ => false,
-        }
+        self.out.send(datagram, peer, &mut self.replies)
     }
 
     /// Seals `body` as an indication of `content_kind` on `channel` for
@@ -243,10 +317,7 @@ impl ReceiptSender {
         self.frame.clear();
         let spec = FrameSpec { stream_seq: s.sealed() as u16, content_kind, ..FrameSpec::receipt(id, channel) };
         s.seal_frame(&spec, body, &mut self.frame, &mut self.scratch_lz4).ok()?;
-        Some(match (&self.socket, peer.socket_addr()) {
-            (Some(sock), Some(addr)) => send_datagram(sock, &self.frame, addr).is_ok(),
-            _ => false,
-        })
+        Some(self.out.send(&self.frame, peer, &mut self.replies))
     }
 
     /// Notes one sealed transaction of the block being receipted: its route
@@ -288,7 +359,7 @@ impl ReceiptSender {
     }
 
     fn send_one(&mut self, height: u64, route: Route) {
-        let (Some((_, s)), Some(addr)) = (self.sessions.get_mut(&route.session), route.peer.socket_addr()) else {
+        let (Some((_, s)), false) = (self.sessions.get_mut(&route.session), route.peer.is_none()) else {
             self.counters.no_address += self.ids.len() as u64;
             return;
         };
@@ -306,8 +377,7 @@ impl ReceiptSender {
         }
         self.counters.frames += 1;
         self.counters.ids += self.ids.len() as u64;
-        let sent = self.socket.as_ref().is_some_and(|sock| send_datagram(sock, &self.frame, addr).is_ok());
-        if sent {
+        if self.out.send(&self.frame, &route.peer, &mut self.replies) {
             self.counters.datagrams += 1;
         } else {
             self.counters.send_errors += 1;
@@ -445,5 +515,34 @@ mod tests {
         tx.add(Some(rb), 0, [200; 32]);
         tx.flush(8);
         assert_eq!(recv(&b, 2, 8).0, start + 1);
+    }
+
+    /// Through a reply ring every reply is queued with its destination; a
+    /// full ring refuses and counts it; what the core has not taken is
+    /// `left`.
+    #[test]
+    fn a_reply_ring_carries_clear_and_sealed_replies() {
+        let (ring, mut core) = attnet_core::reply::reply_link(3);
+        let start = 1_700_000_000u64 << 32;
+        let mut tx = ReceiptSender::new(ring, vec![Sealer::new(1, &testkit::r2c(1), start)]);
+        let to = Peer::v4([10, 9, 0, 2], 40001);
+        assert!(tx.send_clear(b"cookie", &to));
+        assert!(!tx.send_clear(b"cookie", &Peer::NONE), "no address, nothing queued");
+        let r = Route { session: 1, channel: 1004, peer: to, generation: 0 };
+        tx.add(Some(r), 0, [5; 32]);
+        tx.flush(3);
+        assert_eq!(tx.send_sealed(1, 0, 1004, 0x4a, &[1, 2], &to), Some(true));
+        assert_eq!(tx.send_sealed(1, 0, 1004, 0x4a, &[1, 2], &to), Some(false), "the ring is full");
+        assert_eq!(tx.reply_counters(), ReplyCounters { queued: 3, ring_full: 1, left: 3 });
+        let c = tx.counters();
+        assert_eq!((c.frames, c.ids, c.datagrams, c.send_errors), (1, 1, 1, 0));
+        let first = core.pop().unwrap();
+        assert_eq!((first.peer, first.payload()), (to, &b"cookie"[..]));
+        let receipt = core.pop().unwrap();
+        assert_eq!(receipt.peer, to);
+        let o = testkit::open_frame(receipt.payload(), &testkit::r2c(1)).expect("a sealed RECEIPT");
+        assert_eq!(Receipt::new_checked(&o.body).unwrap().ids().collect::<Vec<_>>(), vec![[5u8; 32]]);
+        assert_eq!(o.counter, start);
+        assert_eq!(tx.reply_counters().left, 1);
     }
 }

@@ -27,7 +27,7 @@ use crate::chain::Chain;
 use crate::handshake::{HandshakeCounters, HandshakeServer};
 use crate::ledger::Refusal;
 use crate::queries::{answer, CommittedIds, QueryCounters, TxState, QUERY_CHUNK};
-use crate::receipts::{Pending, ReceiptCounters, ReceiptSender, RouteTable};
+use crate::receipts::{Pending, ReceiptCounters, ReceiptSender, ReplyCounters, RouteTable};
 use attnet_core::exception::ExceptionEnd;
 use attnet_core::wire::query::Query;
 use attnet_core::wire::share;
@@ -112,6 +112,8 @@ pub struct ControlReport {
     pub loop_us: Histogram<u64>,
     /// RECEIPT indications (all zero without a sender).
     pub receipts: ReceiptCounters,
+    /// Replies through a data core's reply ring (DPDK).
+    pub replies: ReplyCounters,
     /// Pending entries evicted unclaimed with their generation.
     pub pending_swept: u64,
     /// Handshakes (all zero without a node key).
@@ -578,6 +580,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         chain: chain.counters(),
         inclusion_us,
         loop_us,
+        replies: receipts.as_ref().map(|r| r.reply_counters()).unwrap_or_default(),
         receipts: receipts.map(|r| r.counters()).unwrap_or_default(),
         pending_swept: pending.swept,
         handshake: handshake.map(|h| h.counters()).unwrap_or_default(),

@@ -28,6 +28,7 @@ use crate::path::{Burst, FramePath};
 use crate::verdict::{Counters, TxDrop};
 pub use attnet_core::command::{command_bus, Command, CommandBus, CommandRx};
 pub use attnet_core::exception::{exception_link, Exception, ExceptionEnd, ExceptionKind, ExceptionLink};
+pub use attnet_core::reply::{reply_link, Reply, ReplyConsumer, ReplyProducer};
 pub use attnet_core::shard::{shard_link, Route, ShardBatch, ShardEnd, ShardLink, ShardTx, HOLD_MAX_TXS, NO_ROUTE};
 
 /// How long a stopping core keeps retrying batches held back by full rings.
@@ -75,6 +76,9 @@ pub struct CoreCounters {
     pub nic: Option<crate::backend::NicStats>,
     /// ARP replies the backend sent.
     pub arp_replies: u64,
+    /// The control thread's replies the backend transmitted or dropped
+    /// (DPDK).
+    pub tx_replies: crate::backend::TxReplies,
     /// Handshake items (a HELLO, a COOKIE_ECHO with the HELLO after it, a
     /// lone or malformed COOKIE_ECHO) handed to the control plane, and
     /// those refused by its full ring (`handshake.overload`).
@@ -100,6 +104,7 @@ impl CoreCounters {
         self.idle_waits += o.idle_waits;
         self.rx_errors += o.rx_errors;
         self.arp_replies += o.arp_replies;
+        self.tx_replies.add(&o.tx_replies);
         self.hellos += o.hellos;
         self.hello_overload += o.hello_overload;
         self.queries += o.queries;
@@ -408,6 +413,7 @@ impl<Q: RxQueue> DataCore<Q> {
         c.packets = q.packets;
         c.nic = q.nic;
         c.arp_replies = q.replies;
+        c.tx_replies = q.tx_replies;
     }
 }
 

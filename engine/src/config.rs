@@ -199,8 +199,8 @@ pub struct Overrides {
     #[arg(long, value_enum)]
     pub stop_after: Option<StopAfterChoice>,
     /// Send RECEIPT indications for included transactions back to the
-    /// address their datagrams came from (default true on io_uring and
-    /// recvmmsg; the pcap and dpdk backends send none).
+    /// address their datagrams came from (default true on io_uring,
+    /// recvmmsg and dpdk; the pcap backend sends none).
     #[arg(long)]
     pub receipts: Option<bool>,
     /// Node key file (`attnet keygen --out FILE`): the relay's identity,
@@ -261,11 +261,10 @@ pub struct NodeConfig {
     pub uring_buffers: u16,
     pub rcvbuf: usize,
     pub stop_after: StopAfterChoice,
-    /// Send RECEIPTs (io_uring and recvmmsg only; always false on pcap and
-    /// dpdk).
+    /// Send RECEIPTs (io_uring, recvmmsg and dpdk; always false on pcap).
     pub receipts: bool,
-    /// `receipts = true` was asked for on a backend that sends none (the
-    /// node says so once at start).
+    /// `receipts = true` was asked for on the pcap backend, which sends
+    /// none (the node says so once at start).
     pub receipts_ignored: bool,
     /// The node key file (read with `keys::read_node_key`); `None`: the node
     /// negotiates no sessions and serves only the keys file's.
@@ -442,11 +441,12 @@ impl NodeConfig {
         let validator_slots =
             in_range("validator_slots", o.validator_slots.or(file.validator_slots).unwrap_or(64), VALIDATOR_SLOTS)?;
         let query_queue = in_range("query_queue", o.query_queue.or(file.query_queue).unwrap_or(4096), QUERY_QUEUE)?;
-        let socket_backend = matches!(backend, BackendChoice::IoUring | BackendChoice::Recvmmsg);
+        // Every backend but a capture replay has a transmit path.
+        let transmits = backend != BackendChoice::Pcap;
         let receipts_asked = o.receipts.or(file.receipts);
         Ok(NodeConfig {
-            receipts: receipts_asked.unwrap_or(true) && socket_backend,
-            receipts_ignored: receipts_asked == Some(true) && !socket_backend,
+            receipts: receipts_asked.unwrap_or(true) && transmits,
+            receipts_ignored: receipts_asked == Some(true) && !transmits,
             backend,
             pcap,
             loops,

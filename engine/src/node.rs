@@ -241,6 +241,24 @@ pub fn summary(
     })
 }
 
+/// The DPDK reply path: every reply the control thread handed over is
+/// `queued` or dropped as `ring_full`; every queued one is `sent` or
+/// dropped by the core (`no_route`, `no_mbuf`, `tx_full`) or was still on
+/// the ring at the end (`left`).
+pub fn replies_json(ctl: &control::receipts::ReplyCounters, core: &backend::TxReplies) -> Value {
+    json!({
+        "queued": ctl.queued,
+        "sent": core.sent,
+        "dropped": {
+            "ring_full": ctl.ring_full,
+            "no_route": core.no_route,
+            "no_mbuf": core.no_mbuf,
+            "tx_full": core.tx_full,
+            "left": ctl.left,
+        },
+    })
+}
+
 /// Transactions a shard batch is allocated for.
 const BATCH_TXS: usize = 256;
 
@@ -250,6 +268,10 @@ const COMMAND_RING: usize = 256;
 /// HELLO items each data core's exception ring holds for the control
 /// thread (about 230 bytes each); a HELLO flood beyond it is `overload`.
 const HELLO_RING: usize = 1024;
+
+/// Replies the DPDK reply ring holds (about 1.5 KB each): a block's
+/// RECEIPTs to a few hundred clients at once.
+const REPLY_RING: usize = 1024;
 
 /// How long the node waits for every data core to apply its configured
 /// sessions at start.
@@ -357,6 +379,7 @@ fn dead_control_report(live: &Mutex<Live>) -> runner::ControlReport {
         inclusion_us: Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds"),
         loop_us: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds"),
         receipts: Default::default(),
+        replies: Default::default(),
         pending_swept: 0,
         handshake: Default::default(),
         queries: Default::default(),
@@ -416,12 +439,9 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     }
     let deadline_after = cfg.duration_s.map(crate::config::duration).transpose()?;
     if cfg.receipts_ignored {
-        let name = if cfg.backend == BackendChoice::Dpdk { "dpdk" } else { "pcap" };
-        eprintln!(
-            "attnet: receipts = true ignored: the {name} backend reads no source addresses, no RECEIPTs are sent"
-        );
+        eprintln!("attnet: receipts = true ignored: the pcap backend reads no source addresses, no RECEIPTs are sent");
     }
-    let Opened { queues, backend, addr, dpdk, lock } = open_queues(&cfg)?;
+    let Opened { mut queues, backend, addr, dpdk, lock } = open_queues(&cfg)?;
     // Every configured session splits once: the receive half goes to the
     // data cores through the command ring, the sending half (the only
     // sealer of its relay-to-client key) to the RECEIPT sender.
@@ -435,13 +455,20 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     }
     // Replies (RECEIPTs, WELCOMEs, COOKIEs, ANSWERs) leave from a
     // duplicate of the first queue's socket: every socket of the
-    // SO_REUSEPORT group has the listening address. Backends without a
-    // kernel socket build and count them without sending.
-    let sock = match queues.first() {
-        Some(q) => q.send_socket().map_err(|e| format!("replies: {e}"))?,
-        None => None,
+    // SO_REUSEPORT group has the listening address. On DPDK they go on a
+    // ring to the first data core, which frames them and sends them on its
+    // transmit queue. A capture replay builds and counts them without
+    // sending.
+    let out = match queues.first_mut() {
+        Some(q) if backend == Backend::Dpdk => {
+            let (ring, consumer) = pipeline::reply_link(REPLY_RING);
+            q.attach_replies(consumer).map_err(|_| "replies: the dpdk queue refused the reply ring".to_string())?;
+            control::receipts::ReplyOut::Ring(ring)
+        }
+        Some(q) => q.send_socket().map_err(|e| format!("replies: {e}"))?.into(),
+        None => control::receipts::ReplyOut::None,
     };
-    let replies = control::receipts::ReceiptSender::new(sock, std::mem::take(&mut sealers)).with_receipts(cfg.receipts);
+    let replies = control::receipts::ReceiptSender::new(out, std::mem::take(&mut sealers)).with_receipts(cfg.receipts);
     let handshake = match &cfg.node_key {
         Some(p) => {
             let key = keys::read_node_key(p)?;
@@ -676,6 +703,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         summary["topology"] = topo.to_json();
         if backend == Backend::Dpdk {
             summary["packets"]["arp_replies"] = json!(total.arp_replies);
+            summary["replies"] = replies_json(&ctl.replies, &total.tx_replies);
         }
         if let Some(n) = total.nic {
             summary["packets"]["nic"] = json!({

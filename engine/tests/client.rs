@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod live;
-use live::{handshake_adds_up, n, Node, BIN};
+mod session_common;
+use session_common::{handshake_adds_up, n, Node, BIN};
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("attnet-client-{}-{name}", std::process::id()));
@@ -51,8 +51,21 @@ fn net(name: &str) -> Net {
 }
 
 impl Net {
+    /// `attnet node` on `backend` on loopback with the node key, 50 ms
+    /// blocks and RECEIPTs (unless `extra` says otherwise).
     fn node(&self, backend: &str, extra: &[&str]) -> Node {
-        Node::start(backend, "1", &self.node_key, &self.genesis, extra)
+        let receipts: &[&str] = if extra.contains(&"--receipts") { &[] } else { &["--receipts", "true"] };
+        Node::spawn(
+            Command::new(BIN)
+                .args(["node", "--backend", backend, "--listen", "127.0.0.1:0", "--cores", "1"])
+                .args(["--block-interval", "50"])
+                .args(receipts)
+                .arg("--node-key")
+                .arg(&self.node_key)
+                .arg("--genesis")
+                .arg(&self.genesis)
+                .args(extra),
+        )
     }
 
     /// `attnet client --json` as `who` (a key file in the directory).
@@ -86,7 +99,7 @@ fn a_relay_and_two_clients_send_a_transfer_and_a_message_with_receipts() {
     let net = net("two");
     for backend in ["io_uring", "recvmmsg"] {
         let node = net.node(backend, &[]);
-        let r = node.addr;
+        let r = node.addr();
         let (sent, h1) =
             committed(&net.client(r, &net.relay_key, "alice", &["send", "--to", &net.bob, "--amount", "500"]));
         assert!(h1 >= 1);
@@ -126,19 +139,19 @@ fn the_relay_key_is_pinned_and_exit_codes_name_the_outcome() {
     let net = net("pinned");
     let node = net.node("recvmmsg", &[]);
     // A WELCOME signed by the relay, pinned to another key: refused.
-    let o = net.client(node.addr, &net.alice, "alice", &["account"]);
+    let o = net.client(node.addr(), &net.alice, "alice", &["account"]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("another node key"), "{err}");
     // Usage: a key that is not hex, a missing key file.
-    let o = net.client(node.addr, "zz", "alice", &["account"]);
+    let o = net.client(node.addr(), "zz", "alice", &["account"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--relay-key"));
-    let o = net.client(node.addr, &net.relay_key, "nobody", &["account"]);
+    let o = net.client(node.addr(), &net.relay_key, "nobody", &["account"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("account key file"));
     // An account the relay does not know: answered, exit 1.
-    let o = net.client(node.addr, &net.relay_key, "alice", &["account", &"ab".repeat(32)]);
+    let o = net.client(node.addr(), &net.relay_key, "alice", &["account", &"ab".repeat(32)]);
     assert_eq!((o.status.code(), json(&o)["status"].as_str()), (Some(1), Some("unknown")));
     drop(node);
     // Nobody answers: exit 3 within the timeout.
@@ -190,7 +203,7 @@ fn a_lost_welcome_brings_a_new_hello_and_lost_receipts_a_state_query() {
     let net = net("lossy");
     // No RECEIPT is ever sent: the client learns the height by asking.
     let node = net.node("recvmmsg", &["--receipts", "false"]);
-    let proxy = lossy_proxy(node.addr, 1, 8000);
+    let proxy = lossy_proxy(node.addr(), 1, 8000);
     let o = net.client(proxy, &net.relay_key, "alice", &["send", "--to", &net.bob, "--amount", "7"]);
     let (_, h) = committed(&o);
     assert!(h >= 1);
@@ -211,7 +224,7 @@ fn a_lost_welcome_brings_a_new_hello_and_lost_receipts_a_state_query() {
 fn a_cookie_round_trip_under_forced_load() {
     let net = net("cookie");
     let node = net.node("io_uring", &["--hello-cookie-threshold", "0"]);
-    let o = net.client(node.addr, &net.relay_key, "alice", &["send", "--to", &net.bob, "--amount", "3"]);
+    let o = net.client(node.addr(), &net.relay_key, "alice", &["send", "--to", &net.bob, "--amount", "3"]);
     committed(&o);
     assert!(String::from_utf8_lossy(&o.stderr).contains("(1 HELLO, 1 cookie)"));
     let s = node.stop();
@@ -231,7 +244,7 @@ fn refused(o: &Output, reason: &str) {
 fn stake_votes_and_a_producer_through_the_relay() {
     let net = net("stake");
     let node = net.node("recvmmsg", &[]);
-    let r = node.addr;
+    let r = node.addr();
     let key = net.relay_key.clone();
     let register = ["register-producer", "--node-key-pub", &key, "--address", "127.0.0.1:7100"];
     committed(&net.client(r, &key, "alice", &register));

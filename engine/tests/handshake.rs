@@ -4,80 +4,32 @@
 //! RECEIPTs, counts every handshake item once, and forgets its sessions
 //! when it restarts. Every node is killed after a bounded time.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dataplane::client::{unix_ms, ClientConfig, Connection};
-use dataplane::emit::TxFields;
+use dataplane::client::unix_ms;
 use dataplane::handshake::{parse_info_frames, ClientHandshake};
 use dataplane::wire::handshake::Cookie;
-use dataplane::wire::query::{Answer, AnswerBody, QueryWhat};
+use dataplane::wire::query::{AnswerBody, QueryWhat};
 use dataplane::wire::share::kind;
-use dataplane::wire::tx::Kind;
-use ed25519_zebra::{SigningKey, VerificationKey};
-use serde_json::Value;
 
-mod live;
-use live::{handshake_adds_up, n, Node};
+mod session_common;
+use session_common::*;
 
-const NODE_SEED: [u8; 32] = [0x4e; 32];
-
-fn tmpdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("attnet-handshake-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn pk(sk: &SigningKey) -> [u8; 32] {
-    VerificationKey::from(sk).into()
-}
-
-fn account(i: u32) -> SigningKey {
-    let mut s = [0u8; 32];
-    s[..4].copy_from_slice(&i.to_le_bytes());
-    s[31] = 0xac;
-    SigningKey::from(s)
-}
-
-/// A node key file (mode 0600) and a genesis funding accounts 0..n.
-fn files(d: &std::path::Path, n: u32) -> (std::path::PathBuf, std::path::PathBuf) {
-    use std::os::unix::fs::OpenOptionsExt;
-    let key = d.join("node.key");
-    let _ = std::fs::remove_file(&key);
-    let public = hex::encode(pk(&SigningKey::from(NODE_SEED)));
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&key).unwrap();
-    std::io::Write::write_all(
-        &mut f,
-        format!("{{\"secret\": \"{}\", \"public\": \"{public}\"}}\n", hex::encode(NODE_SEED)).as_bytes(),
+/// `attnet node` on `backend` listening on loopback, with the node key,
+/// receipts and 50 ms blocks.
+fn start(backend: &str, cores: &str, key: &std::path::Path, genesis: &std::path::Path, extra: &[&str]) -> Node {
+    Node::spawn(
+        Command::new(BIN)
+            .args(["node", "--backend", backend, "--listen", "127.0.0.1:0", "--cores", cores])
+            .args(["--block-interval", "50", "--receipts", "true"])
+            .arg("--node-key")
+            .arg(key)
+            .arg("--genesis")
+            .arg(genesis)
+            .args(extra),
     )
-    .unwrap();
-    let accounts: Vec<Value> =
-        (0..n).map(|i| serde_json::json!({"key": hex::encode(pk(&account(i))), "balance": 1_000_000})).collect();
-    let genesis = d.join("genesis.json");
-    std::fs::write(&genesis, serde_json::json!({"network_id": 1, "min_fee": 1, "accounts": accounts}).to_string())
-        .unwrap();
-    (key, genesis)
-}
-
-/// Opens a session with the shared client (cookie round trip, late
-/// WELCOMEs, the node key pinned); the client and the COOKIEs it answered.
-fn connect(relay: SocketAddr, sk: SigningKey) -> (Connection, u32) {
-    let node = pk(&SigningKey::from(NODE_SEED));
-    let mut cfg = ClientConfig::new(relay, node, 1);
-    cfg.hellos = 10;
-    let mut c = Connection::connect(&cfg, sk).unwrap();
-    c.record();
-    let cookies = c.stats.cookies;
-    (c, cookies)
-}
-
-fn query(c: &mut Connection, what: QueryWhat) -> Answer {
-    c.query(what, 3).unwrap()
-}
-
-/// A transfer in one TX_BATCH frame; its id.
-fn transfer(c: &mut Connection, to: [u8; 32], nonce: u64, amount: u64) -> [u8; 32] {
-    c.submit(&TxFields { kind: Kind::Transfer, to, nonce, amount, fee: 1, memo: &[] }).unwrap()
 }
 
 #[test]
@@ -85,8 +37,8 @@ fn a_session_negotiated_live_carries_a_transfer_its_receipt_and_queries() {
     let d = tmpdir("live");
     let (key, genesis) = files(&d, 2);
     for backend in ["io_uring", "recvmmsg"] {
-        let node = Node::start(backend, "1", &key, &genesis, &[]);
-        let (mut c, _) = connect(node.addr, account(0));
+        let node = start(backend, "1", &key, &genesis, &[]);
+        let (mut c, _) = connect(node.addr(), account(0));
         let me = pk(&account(0));
         let to = pk(&account(1));
         let a = query(&mut c, QueryWhat::Account(me));
@@ -117,14 +69,14 @@ fn a_session_negotiated_live_carries_a_transfer_its_receipt_and_queries() {
 fn a_thousand_handshakes_across_two_cores_meet_no_unknown_session() {
     let d = tmpdir("thousand");
     let (key, genesis) = files(&d, 1);
-    let node = Node::start(
+    let node = start(
         "io_uring",
         "2",
         &key,
         &genesis,
         &["--sessions-per-source", "2000", "--hello-source-rate", "100000", "--hello-cookie-threshold", "100000"],
     );
-    let addr = node.addr;
+    let addr = node.addr();
     let threads: Vec<_> = (0..4u32)
         .map(|t| {
             std::thread::spawn(move || {
@@ -153,15 +105,15 @@ fn a_thousand_handshakes_across_two_cores_meet_no_unknown_session() {
 fn cookies_under_forced_load_and_every_refusal_is_counted() {
     let d = tmpdir("cookies");
     let (key, genesis) = files(&d, 1);
-    let node = Node::start("recvmmsg", "1", &key, &genesis, &["--hello-cookie-threshold", "0"]);
-    let (mut c, cookies) = connect(node.addr, account(0));
+    let node = start("recvmmsg", "1", &key, &genesis, &["--hello-cookie-threshold", "0"]);
+    let (mut c, cookies) = connect(node.addr(), account(0));
     assert_eq!(cookies, 1, "under load the first answer is a COOKIE");
     let a = query(&mut c, QueryWhat::Account(pk(&account(0))));
     assert_eq!(a.status, 0);
     // Hostile HELLOs from one socket: a stale one, a forged one, a
     // malformed echo, and a replay of a HELLO already answered.
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.connect(node.addr).unwrap();
+    s.connect(node.addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
     let stale = ClientHandshake::new(&account(5), [1; 32], unix_ms() - 60_000, 1);
     s.send(&stale.hello_frame()).unwrap();
@@ -208,8 +160,8 @@ fn cookies_under_forced_load_and_every_refusal_is_counted() {
 fn a_session_capture_replayed_after_a_restart_is_not_accepted() {
     let d = tmpdir("restart");
     let (key, genesis) = files(&d, 2);
-    let node = Node::start("recvmmsg", "1", &key, &genesis, &[]);
-    let (mut c, _) = connect(node.addr, account(0));
+    let node = start("recvmmsg", "1", &key, &genesis, &[]);
+    let (mut c, _) = connect(node.addr(), account(0));
     let id = transfer(&mut c, pk(&account(1)), 1, 10);
     let until = Instant::now() + Duration::from_secs(10);
     assert!(c.wait_receipt(&id, until).unwrap().is_some(), "no RECEIPT");
@@ -217,9 +169,9 @@ fn a_session_capture_replayed_after_a_restart_is_not_accepted() {
     assert_eq!(n(&s["txs"]["accepted"]), 1, "{}", s["txs"]);
     // The same node key and genesis, a new process: the capture replayed
     // from the same address finds no session.
-    let node = Node::start("recvmmsg", "1", &key, &genesis, &[]);
+    let node = start("recvmmsg", "1", &key, &genesis, &[]);
     let replayed = c.sent().len() as u64;
-    c.socket().connect(node.addr).unwrap();
+    c.socket().connect(node.addr()).unwrap();
     for f in c.sent() {
         c.socket().send(f).unwrap();
     }

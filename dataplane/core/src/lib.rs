@@ -26,6 +26,7 @@ pub mod offer;
 pub mod path;
 pub mod peer;
 pub mod replay;
+pub mod reply;
 pub mod session;
 pub mod shard;
 pub mod testkit;

@@ -19,7 +19,7 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// No address (pcap replay, DPDK, or an address the kernel did not give).
+    /// No address (pcap replay, or an address the kernel did not give).
     pub const NONE: Peer = Peer { family: 0, port: 0, ip: [0; 16], scope_id: 0 };
 
     /// No address ([`Peer::NONE`]).

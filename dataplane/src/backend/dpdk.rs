@@ -3,6 +3,13 @@
 //! sub-slice of the mbuf's data), freed in bulk after the burst. Ethernet
 //! II, an optional 802.1Q tag, IPv4 or IPv6, UDP to the configured port;
 //! anything else is counted by reason. All DPDK `unsafe` lives in `ffi`.
+//!
+//! Each datagram's source address is reported with it, and its link-layer
+//! addressing recorded in the port's [`Neighbours`] table. The queue given
+//! the control thread's reply ring ([`DpdkQueue::attach_replies`]) drains
+//! it between bursts: each WELCOME, COOKIE, RECEIPT or ANSWER goes out on
+//! the core's transmit queue in an Ethernet/IP/UDP frame to the MAC the
+//! client's datagram came from, from the address it was sent to.
 
 use std::io;
 use std::sync::Arc;
@@ -10,7 +17,14 @@ use std::time::Duration;
 
 use ffi::{Eal, MbufBurst, Mempool, Port, PortConfig, PortStats};
 
-use super::{pcap::udp_payload, BurstFn, NicStats, NotAtt, QueueStats, RxQueue, MAX_BURST, NO_PEERS};
+use super::neighbours::{build_reply, reply_len, Neighbours, NEIGHBOURS_LOG2};
+use super::{
+    pcap::udp_datagram, BurstFn, NicStats, NotAtt, Peer, QueueStats, ReplyConsumer, RxQueue, TxReplies, MAX_BURST,
+};
+
+/// Replies a queue takes off the reply ring per call, at most (two
+/// transmit bursts), so a full ring never delays receiving for long.
+const REPLIES_PER_CALL: usize = 2 * MAX_BURST;
 
 /// How to bring the port up.
 #[derive(Debug, Clone)]
@@ -50,6 +64,9 @@ impl Default for DpdkConfig {
 pub struct Shared {
     port: Port,
     pool: Mempool,
+    /// Where each source address was last reached from (every queue
+    /// writes, the replying queue reads).
+    neighbours: Neighbours,
 }
 
 impl Shared {
@@ -81,12 +98,15 @@ pub struct DpdkQueue {
     registered: bool,
     /// Queue 0 reports the port's statistics.
     first: bool,
-    /// This core's transmit queue (ARP replies; later, RECEIPTs).
+    /// This core's transmit queue (ARP replies and the relay's replies).
     tx: ffi::TxQueue,
     replies: MbufBurst,
     mac: [u8; 6],
     ipv4: Option<[u8; 4]>,
     arp_replies: u64,
+    /// The control thread's replies, on the queue that transmits them.
+    reply_in: Option<ReplyConsumer>,
+    tx_replies: TxReplies,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -111,7 +131,7 @@ pub fn open(cfg: &DpdkConfig) -> Result<(Vec<DpdkQueue>, Arc<Shared>), String> {
     let rxs: Vec<ffi::RxQueue> = (0..cfg.queues).map(|q| port.rx_queue(q).map_err(err)).collect::<Result<_, _>>()?;
     let txs: Vec<ffi::TxQueue> = (0..cfg.queues).map(|q| port.tx_queue(q).map_err(err)).collect::<Result<_, _>>()?;
     let mac = port.mac_address().map_err(|e| format!("DPDK port {}: {e}", cfg.port))?;
-    let shared = Arc::new(Shared { port, pool });
+    let shared = Arc::new(Shared { port, pool, neighbours: Neighbours::new(NEIGHBOURS_LOG2) });
     let queues = rxs
         .into_iter()
         .zip(txs)
@@ -130,6 +150,8 @@ pub fn open(cfg: &DpdkConfig) -> Result<(Vec<DpdkQueue>, Arc<Shared>), String> {
             mac,
             ipv4: cfg.ipv4.map(|a| a.octets()),
             arp_replies: 0,
+            reply_in: None,
+            tx_replies: TxReplies::default(),
         })
         .collect();
     Ok((queues, shared))
@@ -143,11 +165,64 @@ impl DpdkQueue {
             None
         }
     }
+
+    /// Makes this queue the one that transmits the control thread's
+    /// replies (drained between bursts and when idle).
+    pub fn attach_replies(&mut self, ring: ReplyConsumer) {
+        self.reply_in = Some(ring);
+    }
+
+    /// Sends up to [`REPLIES_PER_CALL`] queued replies: each is looked up
+    /// in the neighbour table, framed into an mbuf and sent in bursts on
+    /// this core's transmit queue; each one taken is counted as sent or by
+    /// why it was dropped.
+    fn transmit_replies(&mut self) {
+        let Some(ring) = self.reply_in.as_mut() else { return };
+        let mut budget = REPLIES_PER_CALL;
+        while budget > 0 && ring.waiting() > 0 {
+            while budget > 0 && !self.replies.is_full() {
+                let Some(r) = ring.pop() else { break };
+                budget -= 1;
+                let Some(link) = self.shared.neighbours.lookup(&r.peer) else {
+                    self.tx_replies.no_route += 1;
+                    continue;
+                };
+                let Some(mut m) = self.shared.pool.alloc() else {
+                    self.tx_replies.no_mbuf += 1;
+                    continue;
+                };
+                // An mbuf that is not sent goes back to the pool as it
+                // drops.
+                let Some(d) = m.append(reply_len(&link, &r.peer, r.payload().len())) else {
+                    self.tx_replies.no_mbuf += 1;
+                    continue;
+                };
+                if build_reply(&link, &r.peer, r.payload(), d).is_none() {
+                    // The recorded addressing cannot frame it (an entry
+                    // recorded from one datagram always can; counted
+                    // rather than assumed): no usable route.
+                    self.tx_replies.no_route += 1;
+                    continue;
+                }
+                if self.replies.push(m).is_err() {
+                    self.tx_replies.tx_full += 1;
+                }
+            }
+            let n = self.replies.len();
+            if n == 0 {
+                continue;
+            }
+            let sent = self.tx.send_burst(&mut self.replies);
+            self.tx_replies.sent += sent as u64;
+            self.tx_replies.tx_full += (n - sent) as u64;
+        }
+    }
 }
 
 impl RxQueue for DpdkQueue {
-    /// Source addresses are not reported: receipts are not sent on DPDK
-    /// ports yet (they would leave on the core's transmit queue).
+    /// Reports each datagram's source address and records its link-layer
+    /// addressing; sends ARP replies, then the queued replies of the
+    /// control thread (on the queue that has the ring).
     fn rx_burst_peers(&mut self, f: &mut BurstFn<'_>) -> io::Result<usize> {
         if !self.registered {
             // Data cores are plain threads: give each an lcore id so its
@@ -159,21 +234,25 @@ impl RxQueue for DpdkQueue {
         }
         let n = self.rx.recv_burst(&mut self.burst);
         if n == 0 {
+            self.transmit_replies();
             return Ok(0);
         }
         self.packets += n as u64;
         let (port, not_att) = (self.udp_port, &mut self.not_att);
         let (replies, pool, mac, ipv4) = (&mut self.replies, &self.shared.pool, self.mac, self.ipv4);
+        let neighbours = &self.shared.neighbours;
         let mut handed = 0;
         self.burst.with_data_mut(|frames| {
             let mut payloads: [&mut [u8]; MAX_BURST] = std::array::from_fn(|_| <&mut [u8]>::default());
+            let mut peers = [Peer::NONE; MAX_BURST];
             let mut k = 0;
             for frame in frames.iter_mut() {
                 let whole = std::mem::take(frame);
-                let range = match udp_payload(whole, port) {
-                    Ok(p) => {
-                        let at = p.as_ptr() as usize - whole.as_ptr() as usize;
-                        at..at + p.len()
+                let (range, peer) = match udp_datagram(whole, port) {
+                    Ok(d) => {
+                        neighbours.record(&d.peer, &d.link);
+                        let at = d.payload.as_ptr() as usize - whole.as_ptr() as usize;
+                        (at..at + d.payload.len(), d.peer)
                     }
                     Err(why) => {
                         if let Some(c) = not_att.get_mut(why as usize) {
@@ -192,14 +271,15 @@ impl RxQueue for DpdkQueue {
                         continue;
                     }
                 };
-                if let (Some(slot), Some(p)) = (payloads.get_mut(k), whole.get_mut(range)) {
+                if let (Some(slot), Some(p), Some(a)) = (payloads.get_mut(k), whole.get_mut(range), peers.get_mut(k)) {
                     *slot = p;
+                    *a = peer;
                     k += 1;
                 }
             }
             handed = k;
             if k > 0 {
-                f(&mut payloads[..k], &NO_PEERS[..k]);
+                f(&mut payloads[..k], &peers[..k]);
             }
         });
         // Back to the pool in one call.
@@ -207,6 +287,7 @@ impl RxQueue for DpdkQueue {
         if !self.replies.is_empty() {
             self.arp_replies += self.tx.send_burst(&mut self.replies) as u64;
         }
+        self.transmit_replies();
         Ok(handed)
     }
 
@@ -224,6 +305,7 @@ impl RxQueue for DpdkQueue {
             kernel_dropped: self.kernel_dropped(),
             not_att: self.not_att(),
             replies: self.replies(),
+            tx_replies: self.tx_replies,
             nic: self.nic_stats(),
             ..QueueStats::default()
         }

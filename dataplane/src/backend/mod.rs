@@ -8,11 +8,13 @@
 use std::io;
 use std::net::UdpSocket;
 
+pub use attnet_core::reply::ReplyConsumer;
 pub use attnet_core::{Peer, MAX_BURST};
 use std::time::Duration;
 
 pub mod dpdk;
 pub mod kstats;
+pub mod neighbours;
 pub mod pcap;
 pub mod recvmmsg;
 pub(crate) mod socket;
@@ -70,10 +72,42 @@ pub struct QueueStats {
     pub not_att: [u64; NotAtt::COUNT],
     /// Replies the backend sent on its own (ARP on DPDK ports).
     pub replies: u64,
+    /// The relay's replies this queue transmitted for the control thread
+    /// (DPDK: the queue that drains the reply ring).
+    pub tx_replies: TxReplies,
     /// The NIC's own counters (DPDK ports; reported by one queue per port).
     pub nic: Option<NicStats>,
     /// A finite source (pcap) is exhausted; sockets and ports never are.
     pub finished: bool,
+}
+
+/// What a queue did with the replies the control thread queued to it:
+/// every reply taken off the ring is `sent` or dropped for one reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxReplies {
+    /// Handed to the NIC.
+    pub sent: u64,
+    /// No link-layer addressing known for the destination (never seen, or
+    /// evicted from the neighbour table).
+    pub no_route: u64,
+    /// No mbuf free in the pool (or none with room for the frame).
+    pub no_mbuf: u64,
+    /// The transmit queue was full.
+    pub tx_full: u64,
+}
+
+impl TxReplies {
+    pub fn add(&mut self, o: &TxReplies) {
+        self.sent += o.sent;
+        self.no_route += o.no_route;
+        self.no_mbuf += o.no_mbuf;
+        self.tx_full += o.tx_full;
+    }
+
+    /// Replies taken off the ring.
+    pub fn taken(&self) -> u64 {
+        self.sent + self.no_route + self.no_mbuf + self.tx_full
+    }
 }
 
 /// Which backend a queue belongs to.
@@ -146,14 +180,29 @@ impl Queue {
         self.backend().as_str()
     }
 
-    /// True when bursts carry source addresses: recvmmsg always, io_uring
-    /// in its address mode ([`uring::RecvMode::Addresses`]); pcap replay
-    /// and DPDK read none.
+    /// True when bursts carry source addresses: recvmmsg and DPDK always,
+    /// io_uring in its address mode ([`uring::RecvMode::Addresses`]); pcap
+    /// replay reads none.
     pub fn reports_peers(&self) -> bool {
         match self {
             Queue::Uring(q) => q.reports_peers(),
             Queue::Recvmmsg(q) => q.reports_peers(),
-            Queue::Pcap(_) | Queue::Dpdk(_) => false,
+            Queue::Dpdk(_) => true,
+            Queue::Pcap(_) => false,
+        }
+    }
+
+    /// Gives this queue the control thread's reply ring: it transmits what
+    /// comes on it between bursts (DPDK, whose transmit queues only their
+    /// core may use). Other backends give the ring back: their replies
+    /// leave through [`send_socket`](Self::send_socket).
+    pub fn attach_replies(&mut self, ring: ReplyConsumer) -> Result<(), ReplyConsumer> {
+        match self {
+            Queue::Dpdk(q) => {
+                q.attach_replies(ring);
+                Ok(())
+            }
+            _ => Err(ring),
         }
     }
 

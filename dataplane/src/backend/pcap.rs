@@ -8,25 +8,86 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use etherparse::{LinkExtSlice, LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::{DataLink, PcapError};
 
-use super::{BurstFn, NotAtt, QueueStats, RxQueue, BUF_SIZE, MAX_BURST, NO_PEERS};
+use super::{BurstFn, NotAtt, Peer, QueueStats, RxQueue, BUF_SIZE, MAX_BURST, NO_PEERS};
 
 /// The UDP payload of an Ethernet frame to `port`, or why there is none.
 pub fn udp_payload(eth: &[u8], port: u16) -> Result<&[u8], NotAtt> {
+    udp_datagram(eth, port).map(|d| d.payload)
+}
+
+/// A UDP datagram to the ATT port with the addresses a reply needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    pub payload: &'a [u8],
+    /// Source IP address and port.
+    pub peer: Peer,
+    /// The rest of the addressing: MACs, VLAN, our IP address and port.
+    pub link: Link,
+}
+
+/// What a reply to a datagram needs besides its source address ([`Peer`]):
+/// the Ethernet addresses of both ends, the VLAN it came on, and the local
+/// IP address and port it was sent to (the reply's source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Link {
+    /// The sender's MAC (the reply's destination).
+    pub peer_mac: [u8; 6],
+    /// The MAC the datagram was sent to (the reply's source).
+    pub local_mac: [u8; 6],
+    /// The destination address: IPv4 in the first four bytes (the family
+    /// is the peer's), or IPv6.
+    pub local_ip: [u8; 16],
+    pub local_port: u16,
+    /// The 802.1Q VLAN id, if the datagram was tagged.
+    pub vlan: Option<u16>,
+}
+
+/// Parses an Ethernet II frame (one optional 802.1Q tag), IPv4 or IPv6,
+/// UDP to `port`: the payload and both ends' addresses, or why it is not
+/// an ATT datagram. Never panics, whatever the bytes.
+pub fn udp_datagram(eth: &[u8], port: u16) -> Result<Datagram<'_>, NotAtt> {
     ethertype_is_ip(eth)?;
     let p = SlicedPacket::from_ethernet(eth).map_err(|_| NotAtt::Malformed)?;
-    match &p.net {
+    let mut link = Link::default();
+    if let Some(LinkSlice::Ethernet2(e)) = &p.link {
+        link.peer_mac = e.source();
+        link.local_mac = e.destination();
+    }
+    if let Some(LinkExtSlice::Vlan(v)) = p.link_exts.first() {
+        link.vlan = Some(v.vlan_identifier().value());
+    }
+    let from = match &p.net {
         Some(NetSlice::Ipv4(v4)) if v4.is_payload_fragmented() => return Err(NotAtt::IpFragment),
         Some(NetSlice::Ipv6(v6)) if v6.is_payload_fragmented() => return Err(NotAtt::IpFragment),
-        Some(NetSlice::Ipv4(_)) | Some(NetSlice::Ipv6(_)) => {}
+        Some(NetSlice::Ipv4(v4)) => {
+            let h = v4.header();
+            let (dst, src) = (h.destination(), h.source());
+            if let Some(l) = link.local_ip.get_mut(..4) {
+                l.copy_from_slice(&dst);
+            }
+            Ok(src)
+        }
+        Some(NetSlice::Ipv6(v6)) => {
+            let h = v6.header();
+            link.local_ip = h.destination();
+            Err(h.source())
+        }
         _ => return Err(NotAtt::NotIp),
-    }
+    };
     match p.transport {
-        Some(TransportSlice::Udp(u)) if u.destination_port() == port => Ok(u.payload()),
+        Some(TransportSlice::Udp(u)) if u.destination_port() == port => {
+            link.local_port = port;
+            let peer = match from {
+                Ok(v4) => Peer::v4(v4, u.source_port()),
+                Err(v6) => Peer::v6(v6, u.source_port(), 0),
+            };
+            Ok(Datagram { payload: u.payload(), peer, link })
+        }
         Some(TransportSlice::Udp(_)) => Err(NotAtt::WrongPort),
         _ => Err(NotAtt::NotUdp),
     }
