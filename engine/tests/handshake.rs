@@ -4,139 +4,19 @@
 //! RECEIPTs, counts every handshake item once, and forgets its sessions
 //! when it restarts. Every node is killed after a bounded time.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+mod live_node;
+
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use dataplane::client::{unix_ms, ClientConfig, Connection};
+use dataplane::client::{unix_ms, Connection};
 use dataplane::emit::TxFields;
 use dataplane::handshake::{parse_info_frames, ClientHandshake};
 use dataplane::wire::handshake::Cookie;
 use dataplane::wire::query::{Answer, AnswerBody, QueryWhat};
 use dataplane::wire::share::kind;
 use dataplane::wire::tx::Kind;
-use ed25519_zebra::{SigningKey, VerificationKey};
-use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_attnet");
-const NODE_SEED: [u8; 32] = [0x4e; 32];
-
-fn tmpdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("attnet-handshake-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn pk(sk: &SigningKey) -> [u8; 32] {
-    VerificationKey::from(sk).into()
-}
-
-fn account(i: u32) -> SigningKey {
-    let mut s = [0u8; 32];
-    s[..4].copy_from_slice(&i.to_le_bytes());
-    s[31] = 0xac;
-    SigningKey::from(s)
-}
-
-/// A node key file (mode 0600) and a genesis funding accounts 0..n.
-fn files(d: &std::path::Path, n: u32) -> (std::path::PathBuf, std::path::PathBuf) {
-    use std::os::unix::fs::OpenOptionsExt;
-    let key = d.join("node.key");
-    let _ = std::fs::remove_file(&key);
-    let public = hex::encode(pk(&SigningKey::from(NODE_SEED)));
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&key).unwrap();
-    std::io::Write::write_all(
-        &mut f,
-        format!("{{\"secret\": \"{}\", \"public\": \"{public}\"}}\n", hex::encode(NODE_SEED)).as_bytes(),
-    )
-    .unwrap();
-    let accounts: Vec<Value> =
-        (0..n).map(|i| serde_json::json!({"key": hex::encode(pk(&account(i))), "balance": 1_000_000})).collect();
-    let genesis = d.join("genesis.json");
-    std::fs::write(&genesis, serde_json::json!({"network_id": 1, "min_fee": 1, "accounts": accounts}).to_string())
-        .unwrap();
-    (key, genesis)
-}
-
-/// A node process, killed when dropped.
-struct Node {
-    child: Option<Child>,
-    addr: SocketAddr,
-}
-
-impl Node {
-    fn start(backend: &str, cores: &str, key: &std::path::Path, genesis: &std::path::Path, extra: &[&str]) -> Node {
-        let mut c = Command::new(BIN)
-            .args(["node", "--backend", backend, "--listen", "127.0.0.1:0", "--cores", cores])
-            .args(["--block-interval", "50", "--receipts", "true"])
-            .arg("--node-key")
-            .arg(key)
-            .arg("--genesis")
-            .arg(genesis)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(c.stderr.take().unwrap());
-        let mut line = String::new();
-        let addr = loop {
-            line.clear();
-            assert!(err.read_line(&mut line).unwrap() > 0, "node exited early");
-            if let Some((_, a)) = line.trim().rsplit_once("listening on ") {
-                break a.parse().unwrap();
-            }
-        };
-        // Then until every table is built and the control thread runs.
-        while !line.contains("attnet: ready") {
-            line.clear();
-            assert!(err.read_line(&mut line).unwrap() > 0, "node exited early");
-        }
-        // Keep draining stderr so the node never blocks on it.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            let _ = err.read_to_string(&mut sink);
-        });
-        Node { child: Some(c), addr }
-    }
-
-    /// SIGTERM, then the summary it prints (bounded).
-    fn stop(mut self) -> Value {
-        let mut c = self.child.take().unwrap();
-        assert!(Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap().success());
-        let until = Instant::now() + Duration::from_secs(20);
-        while c.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < until, "node did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let mut out = String::new();
-        c.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-        assert!(c.wait().unwrap().success());
-        serde_json::from_str(&out).unwrap()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Opens a session with the shared client (cookie round trip, late
-/// WELCOMEs, the node key pinned); the client and the COOKIEs it answered.
-fn connect(relay: SocketAddr, sk: SigningKey) -> (Connection, u32) {
-    let node = pk(&SigningKey::from(NODE_SEED));
-    let mut cfg = ClientConfig::new(relay, node, 1);
-    cfg.hellos = 10;
-    let mut c = Connection::connect(&cfg, sk).unwrap();
-    c.record();
-    let cookies = c.stats.cookies;
-    (c, cookies)
-}
+use live_node::*;
 
 fn query(c: &mut Connection, what: QueryWhat) -> Answer {
     c.query(what, 3).unwrap()
@@ -145,17 +25,6 @@ fn query(c: &mut Connection, what: QueryWhat) -> Answer {
 /// A transfer in one TX_BATCH frame; its id.
 fn transfer(c: &mut Connection, to: [u8; 32], nonce: u64, amount: u64) -> [u8; 32] {
     c.submit(&TxFields { kind: Kind::Transfer, to, nonce, amount, fee: 1, memo: &[] }).unwrap()
-}
-
-fn n(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
-
-/// `received == welcomed + cookies_sent + Σ refusals`.
-fn handshake_adds_up(s: &Value) {
-    let h = &s["handshake"];
-    let refused: u64 = h["refused"].as_object().unwrap().values().map(n).sum();
-    assert_eq!(n(&h["received"]), n(&h["welcomed"]) + n(&h["cookies_sent"]) + refused, "{h}");
 }
 
 #[test]
