@@ -7,6 +7,7 @@
 mod live_node;
 
 use std::net::UdpSocket;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dataplane::client::{unix_ms, Connection};
@@ -176,4 +177,61 @@ fn a_session_capture_replayed_after_a_restart_is_not_accepted() {
     assert_eq!(n(&s["frames"]["accepted"]), 0, "{}", s["frames"]);
     assert_eq!(n(&s["frames"]["dropped"]["unknown_session"]), replayed);
     assert_eq!(n(&s["txs"]["accepted"]), 0);
+}
+
+/// `attnet pktgen --handshake`: the generator opens its sessions by real
+/// handshakes (its accounts sign the HELLOs), sends on them from two
+/// threads with receipts, and the node's counts equal the expected ones,
+/// the handshakes' datagrams included.
+#[test]
+fn pktgen_opens_its_sessions_by_handshakes_and_sends_on_them() {
+    let d = tmpdir("pktgen");
+    let (genesis, expect, gen) = (d.join("genesis.json"), d.join("expect.json"), d.join("pktgen.json"));
+    let common = ["--quiet", "--seed", "81", "--sessions", "4", "--accounts", "32", "--txs", "6000"];
+    let cache = d.join("cache");
+    let o = Command::new(BIN)
+        .arg("pktgen")
+        .args(common)
+        .arg("--pool-cache")
+        .arg(&cache)
+        .arg("--genesis-out")
+        .arg(&genesis)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let node = Node::start("io_uring", "1", &node_key_file(&d), &genesis, &[]);
+    let o = Command::new(BIN)
+        .arg("pktgen")
+        .args(common)
+        .arg("--pool-cache")
+        .arg(&cache)
+        .args(["--handshake", "--relay-key", &hex::encode(node_public())])
+        .args(["--out", &format!("udp:{}", node.addr), "--pps", "2000", "--duration", "1", "--threads", "2"])
+        .args(["--bad", "0.05", "--receipts", "--receipt-wait", "3"])
+        .arg("--expect")
+        .arg(&expect)
+        .arg("--json")
+        .arg(&gen)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::thread::sleep(Duration::from_millis(200));
+    let s = node.stop();
+    let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&gen).unwrap()).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&expect).unwrap()).unwrap();
+    let h = &g["handshake"];
+    assert_eq!((n(&h["asked"]), n(&h["opened"])), (4, 4), "{h}");
+    assert!(h["failed"].as_object().unwrap().is_empty(), "{h}");
+    assert!(h["per_s"].as_f64().unwrap() > 0.0 && n(&h["hellos"]) >= 4, "{h}");
+    assert_eq!(n(&s["handshake"]["welcomed"]), 4, "{}", s["handshake"]);
+    assert_eq!(n(&s["frames"]["dropped"]["unknown_session"]), n(&expected["frames"]["dropped"]["unknown_session"]));
+    let checks = pktgen::check::compare(&expected, &s);
+    assert!(pktgen::check::all_hold(&checks), "{checks:?}\nexpected {expected}\nnode {s}");
+    let accepted = n(&s["txs"]["accepted"]);
+    assert!(accepted > 2500, "{}", s["txs"]);
+    // Receipts come back sealed under the negotiated keys.
+    let r = &g["receipts"];
+    assert_eq!(n(&r["matched"]), accepted, "{r}");
+    assert_eq!((n(&r["unknown"]), n(&r["bad_frames"]), n(&r["stale_counter"])), (0, 0, 0), "{r}");
+    let _ = std::fs::remove_dir_all(&d);
 }
