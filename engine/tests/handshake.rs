@@ -235,3 +235,27 @@ fn pktgen_opens_its_sessions_by_handshakes_and_sends_on_them() {
     assert_eq!((n(&r["unknown"]), n(&r["bad_frames"]), n(&r["stale_counter"])), (0, 0, 0), "{r}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `attnet pktgen --handshake` with another node key than the node's: the
+/// WELCOME is refused (`wrong_node_key`), the rest are not tried, and the
+/// run is refused without sending.
+#[test]
+fn pktgen_refuses_a_welcome_of_another_node_key() {
+    let d = tmpdir("pktgen-wrong-key");
+    let (key, genesis) = files(&d, 1);
+    let node = Node::start("recvmmsg", "1", &key, &genesis, &[]);
+    let o = Command::new(BIN)
+        .args(["pktgen", "--seed", "82", "--txs", "8", "--pool-cache", "off"])
+        .args(["--handshake", "--relay-key", &"11".repeat(32), "--out", &format!("udp:{}", node.addr)])
+        .args(["--count", "10"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("0 of 4 handshakes succeeded") && err.contains("\"wrong_node_key\": 1"), "{err}");
+    let s = node.stop();
+    // The node welcomed the one HELLO; nothing else arrived.
+    assert_eq!(n(&s["handshake"]["welcomed"]), 1, "{}", s["handshake"]);
+    assert_eq!(n(&s["frames"]["received"]), 1, "{}", s["frames"]);
+    let _ = std::fs::remove_dir_all(&d);
+}

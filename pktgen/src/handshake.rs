@@ -77,7 +77,8 @@ fn reason(e: &ClientError) -> String {
 /// Opens `sessions` sessions with the node at `relay` (pinned to
 /// `relay_key`), one after another, each from a socket of its own; returns
 /// the opened sessions' ids and keys and the report. A failed handshake is
-/// counted by reason and the next one tried.
+/// counted by reason and the next one tried, unless no session has opened
+/// yet: then the rest are not tried.
 pub fn open_sessions(
     plan: &Plan,
     sessions: usize,
@@ -104,7 +105,14 @@ pub fn open_sessions(
                 let k = c.keys();
                 keys.push(SessionKeys { id: c.session_id(), c2r: k.c2r, r2c: k.r2c });
             }
-            Err(e) => *report.failed.entry(reason(&e)).or_insert(0) += 1,
+            Err(e) => {
+                *report.failed.entry(reason(&e)).or_insert(0) += 1;
+                // A node that answered none of the first session's
+                // HELLOs is not tried again for every other session.
+                if keys.is_empty() {
+                    break;
+                }
+            }
         }
     }
     report.seconds = t.elapsed().as_secs_f64();
