@@ -13,7 +13,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use attnet_core::emit::{emit_signed_tx, FrameSpec, TxFields};
-use attnet_core::handshake::{parse_info_frames, ClientHandshake, HandshakeError};
+use attnet_core::handshake::{parse_info_frames, ClientHandshake, HandshakeError, SessionKeys};
 use attnet_core::path::open_indication;
 use attnet_core::session::{Role, Session, SessionTable};
 use attnet_core::wire::handshake::Cookie;
@@ -135,6 +135,7 @@ pub struct Connection {
     sk: SigningKey,
     network_id: u32,
     session: Session,
+    keys: SessionKeys,
     table: SessionTable,
     wait: Duration,
     /// RECEIPTs seen while waiting for something else: (tx id, height).
@@ -167,8 +168,20 @@ impl Connection {
     /// HELLO is ignored; one from another node key ends the attempt with
     /// [`ClientError::Welcome`].
     pub fn connect_from(sock: UdpSocket, cfg: &ClientConfig, sk: SigningKey) -> Result<Connection, ClientError> {
-        sock.connect(cfg.relay)?;
         let mut stats = HandshakeStats::default();
+        Self::connect_counted(sock, cfg, sk, &mut stats)
+    }
+
+    /// [`Self::connect_from`], counting what the handshake sent and met in
+    /// `stats` whether it succeeds or not (a caller that accounts for every
+    /// datagram it sent needs a failed attempt's HELLOs and echoes too).
+    pub fn connect_counted(
+        sock: UdpSocket,
+        cfg: &ClientConfig,
+        sk: SigningKey,
+        stats: &mut HandshakeStats,
+    ) -> Result<Connection, ClientError> {
+        sock.connect(cfg.relay)?;
         let mut buf = [0u8; RECV_BUF];
         for attempt in 0..cfg.hellos.max(1) {
             let mut eph = [0u8; 32];
@@ -202,12 +215,13 @@ impl Connection {
                                 sk,
                                 network_id: cfg.network_id,
                                 session,
+                                keys: est.keys,
                                 table,
                                 wait: cfg.wait,
                                 receipts: Vec::new(),
                                 sent: None,
                                 request_id: 0,
-                                stats,
+                                stats: *stats,
                             });
                         }
                         Err(HandshakeError::NotForThisHello) => stats.late_welcomes += 1,
@@ -233,6 +247,12 @@ impl Connection {
     /// The session id the relay gave.
     pub fn session_id(&self) -> u16 {
         self.session.id
+    }
+
+    /// The session's keys (to seal its frames elsewhere, as the traffic
+    /// generator does from its own sockets).
+    pub fn keys(&self) -> SessionKeys {
+        self.keys
     }
 
     /// The account key.

@@ -6,27 +6,6 @@ use std::path::Path;
 use dataplane::FramePath;
 use serde::Deserialize;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeysFile {
-    sessions: Vec<SessionKeys>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SessionKeys {
-    id: u32,
-    c2r: String,
-    r2c: String,
-}
-
-fn key(hex_str: &str, what: &str, id: u32) -> Result<[u8; 32], String> {
-    let mut k = [0u8; 32];
-    hex::decode_to_slice(hex_str.trim(), &mut k)
-        .map_err(|e| format!("session {id}: {what} must be 64 hex digits ({e})"))?;
-    Ok(k)
-}
-
 /// One configured session.
 #[derive(Debug, Clone, Copy)]
 pub struct Configured {
@@ -45,30 +24,12 @@ pub fn load(path: &Path, network_id: u32) -> Result<FramePath, String> {
     Ok(fp)
 }
 
-/// Reads and checks the keys file.
+/// Reads and checks the keys file ([`pktgen::plan::read_keys`]).
 pub fn read(path: &Path) -> Result<Vec<Configured>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("keys file {}: {e}", path.display()))?;
-    let file: KeysFile = serde_json::from_str(&text).map_err(|e| format!("keys file {}: {e}", path.display()))?;
-    let mut out = Vec::with_capacity(file.sessions.len());
-    let mut seen = std::collections::HashSet::new();
-    for (i, s) in file.sessions.iter().enumerate() {
-        if !seen.insert(s.id) {
-            return Err(format!("keys file {}: sessions[{i}]: session {} listed twice", path.display(), s.id));
-        }
-        let c2r = key(&s.c2r, "c2r", s.id).map_err(|e| format!("keys file {}: sessions[{i}]: {e}", path.display()))?;
-        let r2c = key(&s.r2c, "r2c", s.id).map_err(|e| format!("keys file {}: sessions[{i}]: {e}", path.display()))?;
-        if s.id > u32::from(dataplane::wire::mcs::MAX_SESSION_ID) {
-            return Err(format!(
-                "keys file {}: sessions[{i}]: {}",
-                path.display(),
-                dataplane::session::BadSessionId(s.id)
-            ));
-        }
-        dataplane::session::check_keys(&c2r, &r2c)
-            .map_err(|e| format!("keys file {}: sessions[{i}]: session {}: {e}", path.display(), s.id))?;
-        out.push(Configured { id: s.id, c2r, r2c });
-    }
-    Ok(out)
+    Ok(pktgen::plan::read_keys(path)?
+        .into_iter()
+        .map(|k| Configured { id: u32::from(k.id), c2r: k.c2r, r2c: k.r2c })
+        .collect())
 }
 
 /// Writes a file holding keys: created with mode 0600 (owner only) from the

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod session_common;
-use session_common::{handshake_adds_up, n, Node, BIN};
+use session_common::{handshake_adds_up, n, start, Node, BIN};
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("attnet-client-{}-{name}", std::process::id()));
@@ -51,21 +51,8 @@ fn net(name: &str) -> Net {
 }
 
 impl Net {
-    /// `attnet node` on `backend` on loopback with the node key, 50 ms
-    /// blocks and RECEIPTs (unless `extra` says otherwise).
     fn node(&self, backend: &str, extra: &[&str]) -> Node {
-        let receipts: &[&str] = if extra.contains(&"--receipts") { &[] } else { &["--receipts", "true"] };
-        Node::spawn(
-            Command::new(BIN)
-                .args(["node", "--backend", backend, "--listen", "127.0.0.1:0", "--cores", "1"])
-                .args(["--block-interval", "50"])
-                .args(receipts)
-                .arg("--node-key")
-                .arg(&self.node_key)
-                .arg("--genesis")
-                .arg(&self.genesis)
-                .args(extra),
-        )
+        start(backend, "1", &self.node_key, &self.genesis, extra)
     }
 
     /// `attnet client --json` as `who` (a key file in the directory).

@@ -17,21 +17,6 @@ use dataplane::wire::share::kind;
 mod session_common;
 use session_common::*;
 
-/// `attnet node` on `backend` listening on loopback, with the node key,
-/// receipts and 50 ms blocks.
-fn start(backend: &str, cores: &str, key: &std::path::Path, genesis: &std::path::Path, extra: &[&str]) -> Node {
-    Node::spawn(
-        Command::new(BIN)
-            .args(["node", "--backend", backend, "--listen", "127.0.0.1:0", "--cores", cores])
-            .args(["--block-interval", "50", "--receipts", "true"])
-            .arg("--node-key")
-            .arg(key)
-            .arg("--genesis")
-            .arg(genesis)
-            .args(extra),
-    )
-}
-
 #[test]
 fn a_session_negotiated_live_carries_a_transfer_its_receipt_and_queries() {
     let d = tmpdir("live");
@@ -181,4 +166,85 @@ fn a_session_capture_replayed_after_a_restart_is_not_accepted() {
     assert_eq!(n(&s["frames"]["accepted"]), 0, "{}", s["frames"]);
     assert_eq!(n(&s["frames"]["dropped"]["unknown_session"]), replayed);
     assert_eq!(n(&s["txs"]["accepted"]), 0);
+}
+
+/// `attnet pktgen --handshake`: the generator opens its sessions by real
+/// handshakes (its accounts sign the HELLOs), sends on them from two
+/// threads with receipts, and the node's counts equal the expected ones,
+/// the handshakes' datagrams included.
+#[test]
+fn pktgen_opens_its_sessions_by_handshakes_and_sends_on_them() {
+    let d = tmpdir("pktgen");
+    let (genesis, expect, gen) = (d.join("genesis.json"), d.join("expect.json"), d.join("pktgen.json"));
+    let common = ["--quiet", "--seed", "81", "--sessions", "4", "--accounts", "32", "--txs", "6000"];
+    let cache = d.join("cache");
+    let o = Command::new(BIN)
+        .arg("pktgen")
+        .args(common)
+        .arg("--pool-cache")
+        .arg(&cache)
+        .arg("--genesis-out")
+        .arg(&genesis)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let node = start("io_uring", "1", &node_key_file(&d), &genesis, &[]);
+    let o = Command::new(BIN)
+        .arg("pktgen")
+        .args(common)
+        .arg("--pool-cache")
+        .arg(&cache)
+        .args(["--handshake", "--relay-key", &hex::encode(node_pk())])
+        .args(["--out", &format!("udp:{}", node.addr()), "--pps", "2000", "--duration", "1", "--threads", "2"])
+        .args(["--bad", "0.05", "--receipts", "--receipt-wait", "3"])
+        .arg("--expect")
+        .arg(&expect)
+        .arg("--json")
+        .arg(&gen)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::thread::sleep(Duration::from_millis(200));
+    let s = node.stop();
+    let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&gen).unwrap()).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&expect).unwrap()).unwrap();
+    let h = &g["handshake"];
+    assert_eq!((n(&h["asked"]), n(&h["opened"])), (4, 4), "{h}");
+    assert!(h["failed"].as_object().unwrap().is_empty(), "{h}");
+    assert!(h["per_s"].as_f64().unwrap() > 0.0 && n(&h["hellos"]) >= 4, "{h}");
+    assert_eq!(n(&s["handshake"]["welcomed"]), 4, "{}", s["handshake"]);
+    assert_eq!(n(&s["frames"]["dropped"]["unknown_session"]), n(&expected["frames"]["dropped"]["unknown_session"]));
+    let checks = pktgen::check::compare(&expected, &s);
+    assert!(pktgen::check::all_hold(&checks), "{checks:?}\nexpected {expected}\nnode {s}");
+    let accepted = n(&s["txs"]["accepted"]);
+    assert!(accepted > 2500, "{}", s["txs"]);
+    // Receipts come back sealed under the negotiated keys.
+    let r = &g["receipts"];
+    assert_eq!(n(&r["matched"]), accepted, "{r}");
+    assert_eq!((n(&r["unknown"]), n(&r["bad_frames"]), n(&r["stale_counter"])), (0, 0, 0), "{r}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `attnet pktgen --handshake` with another node key than the node's: the
+/// WELCOME is refused (`wrong_node_key`), the rest are not tried, and the
+/// run is refused without sending.
+#[test]
+fn pktgen_refuses_a_welcome_of_another_node_key() {
+    let d = tmpdir("pktgen-wrong-key");
+    let (key, genesis) = files(&d, 1);
+    let node = start("recvmmsg", "1", &key, &genesis, &[]);
+    let o = Command::new(BIN)
+        .args(["pktgen", "--seed", "82", "--txs", "8", "--pool-cache", "off"])
+        .args(["--handshake", "--relay-key", &"11".repeat(32), "--out", &format!("udp:{}", node.addr())])
+        .args(["--count", "10"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("0 of 4 handshakes succeeded") && err.contains("\"wrong_node_key\": 1"), "{err}");
+    let s = node.stop();
+    // The node welcomed the one HELLO; nothing else arrived.
+    assert_eq!(n(&s["handshake"]["welcomed"]), 1, "{}", s["handshake"]);
+    assert_eq!(n(&s["frames"]["received"]), 1, "{}", s["frames"]);
+    let _ = std::fs::remove_dir_all(&d);
 }

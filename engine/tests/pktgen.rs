@@ -243,3 +243,49 @@ fn udp_loopback_attack_counts_are_exact() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `--keys FILE`: the sessions of a keys file written from one seed carry
+/// another seed's traffic, and the node configured from the file counts it
+/// exactly; a missing file, or `--keys` with `--sessions`, is refused.
+#[test]
+fn keys_file_sessions_carry_another_seeds_traffic() {
+    let d = tmpdir("keys-file");
+    let cache = d.join("cache");
+    let (keys, genesis, pcap, expect) =
+        (d.join("keys.json"), d.join("genesis.json"), d.join("t.pcap"), d.join("expect.json"));
+    run(Command::new(BIN)
+        .args(["pktgen", "--quiet", "--seed", "71", "--sessions", "3", "--txs", "8", "--pool-cache", "off"])
+        .args(["--keys-out", p(&keys)]));
+    run(Command::new(BIN)
+        .args(["pktgen", "--quiet", "--seed", "72", "--accounts", "24", "--keys", p(&keys), "--count", "900"])
+        .args(["--bad", "0.2", "--pool-cache", p(&cache), "--genesis-out", p(&genesis)])
+        .args(["--out", &format!("pcap:{}", p(&pcap)), "--expect", p(&expect)]));
+    let node = run(Command::new(BIN).args(["node", "--backend", "pcap", "--pcap", p(&pcap)]).args([
+        "--keys",
+        p(&keys),
+        "--genesis",
+        p(&genesis),
+    ]));
+    let summary: Value = serde_json::from_slice(&node.stdout).unwrap();
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(&expect).unwrap()).unwrap();
+    assert_checks(&expected, &summary, "--keys");
+    assert!(summary["txs"]["accepted"].as_u64().unwrap() > 600, "{summary}");
+    // Seed 72's own sessions are not the file's: the frames would all be
+    // auth_failed had the generator sealed under them.
+    assert_eq!(summary["frames"]["dropped"]["auth_failed"], expected["frames"]["dropped"]["auth_failed"]);
+    let missing = d.join("none.json");
+    for (args, why) in [
+        (vec!["--keys", p(&missing)], format!("keys file {}", p(&missing))),
+        (vec!["--keys", p(&keys), "--sessions", "2"], "cannot be used with".to_string()),
+    ] {
+        let o = Command::new(BIN)
+            .args(["pktgen", "--quiet", "--seed", "72", "--pool-cache", "off", "--txs", "8"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&why), "{args:?}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

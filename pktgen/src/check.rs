@@ -19,7 +19,8 @@ fn sum(v: &Value) -> u64 {
 }
 
 /// Every count of `expected` (the shape of [`crate::Expected::to_json`])
-/// against `summary`. When the kernel dropped datagrams before the
+/// against `summary`, and the summary's handshake identity (`received ==
+/// welcomed + cookies_sent + Σ refused`). When the kernel dropped datagrams before the
 /// receiver read them (`packets.kernel_dropped`), only what drops cannot
 /// change is compared: received + kernel-dropped = sent, and the
 /// receiver's own identities.
@@ -40,6 +41,14 @@ pub fn compare(expected: &Value, summary: &Value) -> Vec<Check> {
                 == num(summary, &["txs", "accepted"]) + sum(get(summary, &["txs", "dropped"])),
         ),
     ];
+    if summary["handshake"].is_object() {
+        let h = &summary["handshake"];
+        let settled = num(h, &["welcomed"]) + num(h, &["cookies_sent"]) + sum(&h["refused"]);
+        out.push((
+            format!("handshake: received {} == welcomed + cookies_sent + Σ refused {settled}", num(h, &["received"])),
+            num(h, &["received"]) == settled,
+        ));
+    }
     if kdrop > 0 {
         return out;
     }
@@ -74,6 +83,10 @@ pub fn compare(expected: &Value, summary: &Value) -> Vec<Check> {
     exact(&["txs", "seen"]);
     exact(&["txs", "accepted"]);
     exact(&["ledger", "applied"]);
+    if expected["handshake"].is_object() {
+        exact(&["handshake", "received"]);
+        exact(&["handshake", "welcomed"]);
+    }
     for (group, reasons) in
         [("frames", get(expected, &["frames", "dropped"])), ("txs", get(expected, &["txs", "dropped"]))]
     {

@@ -12,7 +12,7 @@ use dataplane::wire::tx::Kind;
 
 use crate::dpdk::DpdkPorts;
 use crate::encap::Encap;
-use crate::traffic::Attack;
+use crate::traffic::{Attack, UNKNOWN_SESSION};
 use crate::{Lz4, Out, Plan, PoolSpec, Rate, RunConfig, TrafficConfig};
 
 /// The generator's options (`attnet-pktgen` and `attnet pktgen`).
@@ -37,6 +37,23 @@ pub struct Args {
     /// Write the sessions' keys for `attnet node --keys`.
     #[arg(long)]
     keys_out: Option<PathBuf>,
+    /// Take the sessions (ids and keys) from this keys file (the format of
+    /// --keys-out) instead of deriving them from the seed.
+    #[arg(long, conflicts_with_all = ["sessions", "handshake"])]
+    keys: Option<PathBuf>,
+    /// Open the sessions by real handshakes with the node (UDP output
+    /// only; needs --relay-key) before sending, and send on them.
+    #[arg(long, requires = "relay_key")]
+    handshake: bool,
+    /// The node's key (64 hex digits, `attnet keygen`): a WELCOME signed by
+    /// another key is refused.
+    #[arg(long, requires = "handshake")]
+    relay_key: Option<String>,
+    /// The receiver has a node key and serves handshakes: `hello` attack
+    /// datagrams are counted as handshake items, not `unsupported_channel`
+    /// (implied by --handshake).
+    #[arg(long)]
+    node_handshakes: bool,
     /// Write the genesis for `attnet node --genesis`.
     #[arg(long)]
     genesis_out: Option<PathBuf>,
@@ -191,6 +208,13 @@ fn write_secret(path: &std::path::Path, text: &str) -> Result<(), String> {
     f.write_all(text.as_bytes()).map_err(err)
 }
 
+/// `--relay-key`: 64 hex digits.
+fn relay_key(s: &str) -> Result<[u8; 32], String> {
+    let mut k = [0u8; 32];
+    hex::decode_to_slice(s.trim(), &mut k).map_err(|e| format!("--relay-key {s}: expected 64 hex digits ({e})"))?;
+    Ok(k)
+}
+
 /// The largest datagram rate accepted (`--pps`).
 const MAX_PPS: f64 = 1e9;
 /// The largest bit rate accepted (`--bps`, `--link-bps`): 1 Tbit/s.
@@ -288,6 +312,7 @@ pub fn run(a: Args) -> Result<(), String> {
         bad: a.bad,
         attack,
         attack_share: a.attack_share,
+        handshakes: a.node_handshakes || a.handshake,
     };
     let max_dg = crate::traffic::max_datagram(&traffic, 156 + memo.1);
     if max_dg > dataplane::backend::BUF_SIZE {
@@ -307,8 +332,30 @@ pub fn run(a: Args) -> Result<(), String> {
     if a.sessions > 64000 {
         return Err("--sessions: at most 64000 (64000 is the unknown session of hostile frames)".into());
     }
+    let relay_key = a.relay_key.as_deref().map(relay_key).transpose()?;
+    let relay = match (&a.out, a.handshake) {
+        (Some(Out::Udp(addr)), true) => Some(*addr),
+        (_, true) => return Err("--handshake needs a UDP output (--out udp:HOST:PORT)".into()),
+        _ => None,
+    };
     let seed = a.seed.unwrap_or_else(crate::plan::random_seed);
-    let plan = Plan::from_seed(seed, a.network_id, a.sessions, a.accounts, a.balance);
+    let mut plan = Plan::from_seed(seed, a.network_id, a.sessions, a.accounts, a.balance);
+    if let Some(p) = &a.keys {
+        let sessions = crate::plan::read_keys(p)?;
+        if sessions.is_empty() {
+            return Err(format!("keys file {}: no sessions", p.display()));
+        }
+        if let Some(k) = sessions.iter().find(|k| k.id >= UNKNOWN_SESSION) {
+            return Err(format!(
+                "keys file {}: session {}: at most {} here ({UNKNOWN_SESSION} and up are the unknown sessions of \
+                 hostile frames)",
+                p.display(),
+                k.id,
+                UNKNOWN_SESSION - 1
+            ));
+        }
+        plan = plan.with_sessions(sessions);
+    }
     if let Some(p) = &a.keys_out {
         write_secret(p, &plan.keys_json())?;
     }
@@ -369,6 +416,31 @@ pub fn run(a: Args) -> Result<(), String> {
         );
     }
     let Some(out) = a.out else { return Ok(()) };
+    // The sessions, by handshakes with the node.
+    let mut opened = None;
+    if let (Some(relay), Some(key)) = (relay, relay_key) {
+        let (sessions, report) = crate::handshake::open_sessions(&plan, plan.sessions.len(), relay, key);
+        if !a.quiet {
+            eprintln!(
+                "attnet-pktgen: {} of {} handshakes in {:.3} s ({:.1}/s), {} HELLOs, {} cookies{}",
+                report.opened,
+                report.asked,
+                report.seconds,
+                report.per_second(),
+                report.hellos,
+                report.cookies,
+                if report.failed.is_empty() { String::new() } else { format!(", failed {:?}", report.failed) }
+            );
+        }
+        if sessions.len() < threads {
+            return Err(format!(
+                "{relay}: {} of {} handshakes succeeded (failed: {:?}), fewer than --threads {threads}",
+                report.opened, report.asked, report.failed
+            ));
+        }
+        plan = plan.with_sessions(sessions);
+        opened = Some(report);
+    }
     let mut encap =
         Encap { src_ip: a.src_ip, dst_ip: a.dst_ip, dst_port: a.dst_port, vlan: a.vlan, ..Encap::default() };
     if let Some(m) = &a.dst_mac {
@@ -394,6 +466,7 @@ pub fn run(a: Args) -> Result<(), String> {
         eal_args: a.eal.as_deref().map(|e| e.split_whitespace().map(String::from).collect()).unwrap_or_default(),
         dpdk: dpdk.clone(),
         presealed: a.presealed,
+        opened,
     };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod dpdk;
 pub mod drive;
 pub mod encap;
+pub mod handshake;
 pub mod out;
 pub mod plan;
 pub mod presealed;

@@ -20,6 +20,54 @@ pub struct SessionKeys {
     pub r2c: [u8; 32],
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysFile {
+    sessions: Vec<KeysFileSession>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysFileSession {
+    id: u32,
+    c2r: String,
+    r2c: String,
+}
+
+fn key(hex_str: &str, what: &str, id: u32) -> Result<[u8; 32], String> {
+    let mut k = [0u8; 32];
+    hex::decode_to_slice(hex_str.trim(), &mut k)
+        .map_err(|e| format!("session {id}: {what} must be 64 hex digits ({e})"))?;
+    Ok(k)
+}
+
+/// Reads and checks a keys file (the format of [`Plan::keys_json`], which
+/// `attnet node --keys`, `attnet decode --keys` and `attnet-pktgen --keys`
+/// read): every id at most 64534 and listed once, every key 64 hex digits,
+/// the two keys of a session different and not all zero. Errors name the
+/// file and the entry.
+pub fn read_keys(path: &Path) -> Result<Vec<SessionKeys>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("keys file {}: {e}", path.display()))?;
+    let file: KeysFile = serde_json::from_str(&text).map_err(|e| format!("keys file {}: {e}", path.display()))?;
+    let mut out = Vec::with_capacity(file.sessions.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, s) in file.sessions.iter().enumerate() {
+        let err = |e: String| format!("keys file {}: sessions[{i}]: {e}", path.display());
+        if !seen.insert(s.id) {
+            return Err(err(format!("session {} listed twice", s.id)));
+        }
+        let c2r = key(&s.c2r, "c2r", s.id).map_err(err)?;
+        let r2c = key(&s.r2c, "r2c", s.id).map_err(err)?;
+        let id = u16::try_from(s.id)
+            .ok()
+            .filter(|id| *id <= dataplane::wire::mcs::MAX_SESSION_ID)
+            .ok_or_else(|| err(dataplane::session::BadSessionId(s.id).to_string()))?;
+        dataplane::session::check_keys(&c2r, &r2c).map_err(|e| err(format!("session {}: {e}", s.id)))?;
+        out.push(SessionKeys { id, c2r, r2c });
+    }
+    Ok(out)
+}
+
 /// Sessions, accounts and genesis of a run, all derived from one seed.
 pub struct Plan {
     pub seed: u64,
@@ -54,6 +102,13 @@ impl Plan {
             accounts: (0..accounts.max(1)).map(|i| SigningKey::from(derive(seed, "account", i))).collect(),
             balance,
         }
+    }
+
+    /// The plan with `sessions` (from a keys file or from handshakes) in
+    /// place of the seed's.
+    pub fn with_sessions(mut self, sessions: Vec<SessionKeys>) -> Plan {
+        self.sessions = sessions;
+        self
     }
 
     /// The keys file `attnet node --keys` and `attnet decode --keys` read.
@@ -351,6 +406,47 @@ pub fn hex(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A keys file written by one plan is read back whole; a broken one is
+    /// refused with the file and the entry named.
+    #[test]
+    fn keys_files_round_trip_and_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("attnet-keys-file-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plan = Plan::from_seed(9, 1, 3, 2, 10);
+        let p = dir.join("keys.json");
+        std::fs::write(&p, plan.keys_json()).unwrap();
+        let back = read_keys(&p).unwrap();
+        assert_eq!(back.len(), 3);
+        for (a, b) in back.iter().zip(&plan.sessions) {
+            assert_eq!((a.id, a.c2r, a.r2c), (b.id, b.c2r, b.r2c));
+        }
+        // Another seed's plan with these sessions seals under them.
+        let other = Plan::from_seed(10, 1, 1, 2, 10).with_sessions(back);
+        assert_eq!(other.sessions[2].c2r, plan.sessions[2].c2r);
+        let (a, b) = ("11".repeat(32), "22".repeat(32));
+        let entry = |id: u32, c2r: &str, r2c: &str| format!(r#"{{"id": {id}, "c2r": "{c2r}", "r2c": "{r2c}"}}"#);
+        for (text, why) in [
+            (
+                format!(r#"{{"sessions": [{}, {}]}}"#, entry(4, &a, &b), entry(4, &b, &a)),
+                "sessions[1]: session 4 listed twice",
+            ),
+            (
+                format!(r#"{{"sessions": [{}]}}"#, entry(5, &a[2..], &b)),
+                "sessions[0]: session 5: c2r must be 64 hex digits",
+            ),
+            (format!(r#"{{"sessions": [{}]}}"#, entry(64535, &a, &b)), "sessions[0]: session id 64535 is out of range"),
+            (format!(r#"{{"sessions": [{}]}}"#, entry(6, &a, &a)), "sessions[0]: session 6:"),
+            ("{".to_string(), "EOF"),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = read_keys(&p).unwrap_err();
+            assert!(e.starts_with(&format!("keys file {}: ", p.display())) && e.contains(why), "{e}");
+        }
+        let missing = dir.join("none.json");
+        assert!(read_keys(&missing).unwrap_err().starts_with(&format!("keys file {}: ", missing.display())));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn pool_is_deterministic_ordered_and_cached() {

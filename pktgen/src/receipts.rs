@@ -136,10 +136,13 @@ impl Tracker {
                 }
             };
             off += o.len;
-            let last = last_counter.insert(o.session, o.counter).unwrap_or(0);
-            if o.counter <= last {
-                counts.stale_counter += 1;
-                last_counter.insert(o.session, last);
+            // A session's first receipt may carry counter 0 (a negotiated
+            // session's counters start at 0).
+            if let Some(last) = last_counter.insert(o.session, o.counter) {
+                if o.counter <= last {
+                    counts.stale_counter += 1;
+                    last_counter.insert(o.session, last);
+                }
             }
             let receipt = (o.content_kind == CONTENT_RECEIPT).then(|| Receipt::new_checked(o.body).ok()).flatten();
             let Some(r) = receipt else {
@@ -287,6 +290,10 @@ mod tests {
         // Tx 0 again (duplicate), with a counter that went backwards.
         let mut d = receipt(&plan, 0, 5, 3, &[pool.id(0)]);
         t.on_datagram(&mut d);
+        // A session's first receipt under counter 0 (a negotiated
+        // session's first) is not stale.
+        let mut d = receipt(&plan, 1, 0, 3, &[pool.id(3)]);
+        t.on_datagram(&mut d);
         // Sealed with the wrong session's key: not opened.
         let mut d = receipt(&plan, 1, 1, 3, &[pool.id(3)]);
         d[9] = 0;
@@ -294,9 +301,9 @@ mod tests {
         let c = t.counts();
         assert_eq!(
             c,
-            ReceiptCounts { frames: 3, ids: 5, matched: 3, duplicate: 1, unknown: 1, bad_frames: 1, stale_counter: 1 }
+            ReceiptCounts { frames: 4, ids: 6, matched: 4, duplicate: 1, unknown: 1, bad_frames: 1, stale_counter: 1 }
         );
-        let r = t.report(4);
+        let r = t.report(5);
         assert_eq!(r["lost"], 1);
         assert_eq!(r["out_of_order"], 1);
         assert!(r["latency_us"]["p50"].as_u64().unwrap() >= 2000);

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use crate::dpdk::{DpdkOptions, DpdkPorts};
 use crate::drive::{drive, Limits, LiveCounters, PartReport, Sink};
 use crate::encap::Encap;
+use crate::handshake::HandshakeReport;
 use crate::out::{PcapSink, UdpSink};
 use crate::plan::{Plan, TxPool};
 use crate::receipts::Tracker;
@@ -92,6 +93,12 @@ pub struct RunConfig {
     /// Datagrams each thread builds before sending and then sends round
     /// and round (0: build every datagram as it goes); see [`crate::presealed`].
     pub presealed: usize,
+    /// The plan's sessions were opened by handshakes with the receiver
+    /// ([`crate::handshake`]): their frames are sealed from counter 1 (a
+    /// negotiated session's counters start at 0: spec, "Counters"), the
+    /// handshakes' datagrams are part of the expected counts and the
+    /// report is the summary's `handshake`.
+    pub opened: Option<HandshakeReport>,
 }
 
 impl Default for RunConfig {
@@ -114,6 +121,7 @@ impl Default for RunConfig {
             eal_args: Vec::new(),
             dpdk: Arc::default(),
             presealed: 0,
+            opened: None,
         }
     }
 }
@@ -159,7 +167,7 @@ pub fn run(plan: &Plan, pool: &TxPool, cfg: &RunConfig, stop: &AtomicBool) -> Re
         .then(|| Arc::new(Tracker::new(plan, pool)));
     let rx_stop = Arc::new(AtomicBool::new(false));
     let lives: Vec<LiveCounters> = (0..parts).map(|_| LiveCounters::default()).collect();
-    let counter0 = start_counter();
+    let counter0 = if cfg.opened.is_some() { 0 } else { start_counter() };
     let per_part = |i: usize| cfg.count.map(|c| c / parts as u64 + u64::from((i as u64) < c % parts as u64));
     let rate_part = |r: Rate| match r {
         Rate::Unlimited => Rate::Unlimited,
@@ -277,6 +285,9 @@ pub fn run(plan: &Plan, pool: &TxPool, cfg: &RunConfig, stop: &AtomicBool) -> Re
     for r in &reports {
         sent.add(r);
     }
+    if let Some(h) = &cfg.opened {
+        sent.expected.add(&h.expected());
+    }
     let secs = sent.elapsed.as_secs_f64().max(1e-9);
     let asked_pps = match cfg.rate {
         Rate::Pps(x) => json!(x),
@@ -305,6 +316,9 @@ pub fn run(plan: &Plan, pool: &TxPool, cfg: &RunConfig, stop: &AtomicBool) -> Re
     });
     if let Some(t) = &tracker {
         summary["receipts"] = t.report(sent.txs);
+    }
+    if let Some(h) = &cfg.opened {
+        summary["handshake"] = h.to_json();
     }
     if let Out::Dpdk(dev) = &cfg.out {
         if let Some(d) = cfg.dpdk.report(dev) {
@@ -343,7 +357,7 @@ fn attack_json(cfg: &RunConfig, r: &PartReport) -> Value {
     for (a, n) in crate::traffic::Attack::ALL.iter().zip(r.expected.attack) {
         if cfg.traffic.attack.contains(a) {
             sent.insert(a.name().into(), json!(n));
-            verdicts.insert(a.name().into(), json!(a.verdict()));
+            verdicts.insert(a.name().into(), json!(a.verdict(cfg.traffic.handshakes)));
         }
     }
     json!({"share": cfg.traffic.attack_share, "sent": sent, "counted_as": verdicts})

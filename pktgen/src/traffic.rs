@@ -46,6 +46,10 @@ pub struct TrafficConfig {
     pub attack: Vec<Attack>,
     /// Fraction of datagrams that are attack datagrams, in (0, 1).
     pub attack_share: f64,
+    /// The receiver serves channel 1003 (a node with a node key): `hello`
+    /// attack datagrams are accepted frames its handshake judges, not
+    /// `unsupported_channel`.
+    pub handshakes: bool,
 }
 
 impl Default for TrafficConfig {
@@ -57,6 +61,7 @@ impl Default for TrafficConfig {
             bad: 0.0,
             attack: Vec::new(),
             attack_share: 0.5,
+            handshakes: false,
         }
     }
 }
@@ -89,7 +94,11 @@ pub enum Attack {
     BadSig,
     /// A HELLO-shaped INFO frame on channel 1003 (initiator 0, the spec's
     /// v1.1 handshake body with random keys and signature, the current
-    /// time). The node serves no handshake: `unsupported_channel`.
+    /// time). A node without a node key serves no handshake:
+    /// `unsupported_channel`; one with a node key accepts the frame and
+    /// hands it to its handshake (`handshake.received`), which refuses it
+    /// (`bad_signature`, or a COOKIE under load, or `overload` when the
+    /// ring to the control thread is full): never a WELCOME.
     Hello,
 }
 
@@ -110,9 +119,11 @@ impl Attack {
     }
 
     /// Where a correct receiver counts the shape: a frame drop reason or a
-    /// transaction drop reason.
-    pub const fn verdict(self) -> &'static str {
+    /// transaction drop reason, or for `hello` at a receiver that serves
+    /// handshakes (`handshakes`), its handshake items.
+    pub const fn verdict(self, handshakes: bool) -> &'static str {
         match self {
+            Attack::Hello if handshakes => "handshake.received",
             Attack::Junk => "frames.dropped.bad_header",
             Attack::Unknown => "frames.dropped.unknown_session",
             Attack::Auth => "frames.dropped.auth_failed",
@@ -211,6 +222,11 @@ pub struct Expected {
     pub hostile: [u64; Hostile::ALL.len()],
     /// Attack datagrams by shape (index as [`Attack::ALL`]).
     pub attack: [u64; Attack::ALL.len()],
+    /// Handshake items the receiver's data cores hand to its handshake (a
+    /// HELLO, or a COOKIE_ECHO with its HELLO): `handshake.received`.
+    pub hellos: u64,
+    /// Of those, the ones answered with a WELCOME: `handshake.welcomed`.
+    pub welcomed: u64,
 }
 
 impl Expected {
@@ -223,6 +239,19 @@ impl Expected {
         for (a, b) in self.attack.iter_mut().zip(o.attack) {
             *a += b;
         }
+        self.hellos += o.hellos;
+        self.welcomed += o.welcomed;
+    }
+
+    /// Handshake datagrams a client sent a receiver that serves handshakes:
+    /// `hellos` HELLO datagrams (one frame each) and `echoes` COOKIE_ECHO
+    /// datagrams (the echo and the HELLO again: two frames, one item), of
+    /// which `welcomed` were answered with a WELCOME.
+    pub fn add_handshakes(&mut self, hellos: u64, echoes: u64, welcomed: u64) {
+        self.datagrams += hellos + echoes;
+        self.accept(hellos + 2 * echoes, 0);
+        self.hellos += hellos + echoes;
+        self.welcomed += welcomed;
     }
 
     fn drop_frames(&mut self, r: DropReason, n: u64) {
@@ -259,6 +288,7 @@ impl Expected {
             "frames": {"received": c.frames_received, "accepted": c.frames_accepted, "dropped": fd},
             "txs": {"seen": c.txs_seen, "accepted": c.txs_accepted, "dropped": td},
             "ledger": {"applied": c.txs_accepted},
+            "handshake": {"received": self.hellos, "welcomed": self.welcomed},
         })
     }
 }
@@ -321,7 +351,7 @@ pub struct Generator<'p> {
 }
 
 /// The initiator of `unknown_session` frames: valid, never configured.
-const UNKNOWN_SESSION: u16 = 64000;
+pub const UNKNOWN_SESSION: u16 = 64000;
 
 /// Sealing counters of configured keys start at `unix_seconds << 32` (plus
 /// the sub-second part: [`dataplane::host::configured_counter_start`]).
@@ -569,7 +599,12 @@ impl<'p> Generator<'p> {
                     ..FrameSpec::tx_batch(0)
                 };
                 let _ = dataplane::emit::emit_frame_with(&spec, &self.body, None, out, &mut self.scratch);
-                self.expected.drop_frames(DropReason::UnsupportedChannel, 1);
+                if self.cfg.handshakes {
+                    self.expected.accept(1, 0);
+                    self.expected.hellos += 1;
+                } else {
+                    self.expected.drop_frames(DropReason::UnsupportedChannel, 1);
+                }
             }
         }
         // Junk is one dropped frame too (the rest of the datagram unparsed).
@@ -734,14 +769,18 @@ pub fn max_datagram(cfg: &TrafficConfig, max_tx: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn judge(plan: &Plan, datagrams: &[Vec<u8>]) -> (dataplane::verdict::Counters, u64) {
+    /// The frame path's counts for `datagrams`, the duplicates among the
+    /// transactions it passed, and the HELLO frames it handed on (with
+    /// `handshakes`, channel 1003 served).
+    fn judge_with(plan: &Plan, datagrams: &[Vec<u8>], handshakes: bool) -> (dataplane::verdict::Counters, u64, u64) {
         let mut fp = dataplane::host::frame_path(plan.network_id);
+        fp.set_handshakes(handshakes);
         for s in &plan.sessions {
             fp.sessions.install(u32::from(s.id), &s.c2r, &s.r2c).unwrap();
         }
         let mut burst = dataplane::Burst::with_capacity(64, 64, 64);
         let mut dups = std::collections::HashSet::new();
-        let mut dup = 0;
+        let (mut dup, mut hellos) = (0, 0);
         for d in datagrams {
             let mut b = d.clone();
             let mut bufs = [&mut b[..]];
@@ -751,8 +790,14 @@ mod tests {
                     dup += 1;
                 }
             }
+            hellos += burst.control.iter().filter(|c| c.content_kind == share::kind::HELLO).count() as u64;
         }
-        (burst.counters, dup)
+        (burst.counters, dup, hellos)
+    }
+
+    fn judge(plan: &Plan, datagrams: &[Vec<u8>]) -> (dataplane::verdict::Counters, u64) {
+        let (c, dup, _) = judge_with(plan, datagrams, false);
+        (c, dup)
     }
 
     /// One key, every hostile kind: no counter is sealed twice (a replay
@@ -877,6 +922,45 @@ mod tests {
                 assert!(c.tx_drop(TxDrop::Duplicate) >= n(Attack::Dup) * 11, "{what}");
                 assert!(c.tx_drop(TxDrop::BadSignature) >= n(Attack::BadSig) * 3, "{what}");
             }
+        }
+    }
+
+    /// Forged HELLOs at a receiver that serves handshakes: accepted frames,
+    /// each one handshake item, none dropped; at one that does not, every
+    /// one `unsupported_channel`.
+    #[test]
+    fn hello_floods_are_handshake_items_where_handshakes_are_served() {
+        let plan = Plan::from_seed(6, 1, 2, 4, 1000);
+        let pool = plan.pool(30);
+        for served in [true, false] {
+            let cfg = TrafficConfig {
+                attack: vec![Attack::Hello],
+                attack_share: 0.8,
+                handshakes: served,
+                ..TrafficConfig::default()
+            };
+            let mut g = Generator::new(&plan, &pool, &cfg, 0, 1, start_counter());
+            let mut all = Vec::new();
+            let mut d = Vec::new();
+            while g.next(&mut d).is_some() {
+                all.push(d.clone());
+            }
+            let e = g.expected;
+            let (c, dup, hellos) = judge_with(&plan, &all, served);
+            assert_eq!(dup, 0);
+            assert_eq!(c, e.counts, "served {served}");
+            assert!(c.balanced());
+            let sent = e.attack[Attack::Hello as usize];
+            assert!(sent > 200, "{sent}");
+            let unsupported = c.frame_drops[DropReason::UnsupportedChannel as usize];
+            if served {
+                assert_eq!((e.hellos, hellos, unsupported), (sent, sent, 0));
+                assert_eq!(c.frames_accepted, c.frames_received);
+            } else {
+                assert_eq!((e.hellos, hellos, unsupported), (0, 0, sent));
+            }
+            assert_eq!(e.to_json()["handshake"]["received"], e.hellos);
+            assert_eq!(e.to_json()["handshake"]["welcomed"], 0);
         }
     }
 

@@ -33,12 +33,16 @@ const ACCOUNTS: usize = 1024;
 /// Share of the datagrams that are attack datagrams.
 const SHARE: f64 = 0.5;
 
-/// The cases: a row name and the shapes cycled in its capture.
-const CASES: [(&str, &[Attack]); 4] = [
+/// The cases: a row name and the shapes cycled in its capture. A case of
+/// `hello` datagrams runs the node with a node key (both of its captures),
+/// so that it serves handshakes and the forged HELLOs reach its control
+/// thread.
+const CASES: [(&str, &[Attack]); 5] = [
     ("attack junk+unknown", &[Attack::Junk, Attack::Unknown]),
     ("attack auth_failed", &[Attack::Auth]),
     ("attack duplicate copies", &[Attack::Dup]),
     ("attack bad signatures", &[Attack::BadSig]),
+    ("attack HELLO flood", &[Attack::Hello]),
 ];
 
 pub fn section(ctx: &Ctx) -> Section {
@@ -69,8 +73,13 @@ fn note(legit: usize, rounds: usize) -> String {
          counter, one tag bit flipped); duplicate copies (byte-identical copies of the last transaction sent, \
          as many as fit: 11 a datagram plain, 93 a 16384-byte body with LZ4); bad signatures (3 transactions a \
          frame with a changed amount and the original signature, every one from one authenticated session, \
-         which sends nothing valid). Every run's counts are checked against the generator's expected counts \
-         before its figure is used."
+         which sends nothing valid); HELLO flood (forged HELLOs on channel 1003: random account and ephemeral \
+         keys and signature, the current time, at a node with a node key (attnet keygen) for both captures: \
+         accepted frames handed to the control thread's handshake, which answers them with COOKIEs past 1000 a \
+         second or refuses them (bad_signature, overload when a core's ring is full); the pcap backend counts \
+         replies instead of sending them; both captures are written afresh each round, so the HELLOs' \
+         timestamps are never stale). Every run's counts are checked against the generator's expected counts \
+         (for the HELLO flood, handshake.received and the handshake identity too) before its figure is used."
     )
 }
 
@@ -94,9 +103,11 @@ fn write_captures(
     plan: &Plan,
     pool: &pktgen::TxPool,
     shapes: &[Attack],
+    handshakes: bool,
 ) -> Result<Captures, String> {
     use pktgen::drive::Sink;
-    let traffic = TrafficConfig { attack: shapes.to_vec(), attack_share: SHARE, ..TrafficConfig::default() };
+    let traffic =
+        TrafficConfig { attack: shapes.to_vec(), attack_share: SHARE, handshakes, ..TrafficConfig::default() };
     let mut g = Generator::new(plan, pool, &traffic, 0, 1, pktgen::traffic::start_counter());
     let (attack, base) = (dir.join(format!("{name}.pcap")), dir.join(format!("{name}-base.pcap")));
     let open = |p: &Path| PcapSink::create(p, Encap::default()).map_err(|e| format!("{}: {e}", p.display()));
@@ -117,13 +128,16 @@ fn write_captures(
     Ok(Captures { attack, base, expected: g.expected.to_json(), legit_txs: g.expected.counts.txs_accepted })
 }
 
-/// Replays `pcap` through the node; returns its summary.
-fn replay(ctx: &Ctx, dir: &Path, pcap: &Path) -> Result<Value, String> {
+/// Replays `pcap` through the node (with `node_key`, serving handshakes);
+/// returns its summary.
+fn replay(ctx: &Ctx, dir: &Path, pcap: &Path, node_key: Option<&Path>) -> Result<Value, String> {
     let summary = dir.join("summary.json");
     let _ = std::fs::remove_file(&summary);
+    let key: Vec<String> = node_key.map(|k| vec!["--node-key".into(), path_str(k)]).unwrap_or_default();
     let out = Command::new(&ctx.attnet)
         .args(["node", "--backend", "pcap", "--pcap", &path_str(pcap)])
         .args(["--keys", &path_str(&dir.join("keys.json")), "--genesis", &path_str(&dir.join("genesis.json"))])
+        .args(key)
         .args(["--summary-json", &path_str(&summary)])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -139,6 +153,20 @@ fn replay(ctx: &Ctx, dir: &Path, pcap: &Path) -> Result<Value, String> {
     }
     let text = std::fs::read_to_string(&summary).map_err(|e| format!("{}: {e}", summary.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", summary.display()))
+}
+
+/// A new node key at `path` (`attnet keygen`).
+fn keygen(ctx: &Ctx, path: &Path) -> Result<(), String> {
+    let _ = std::fs::remove_file(path);
+    let out = Command::new(&ctx.attnet)
+        .args(["keygen", "--out", &path_str(path)])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("attnet keygen: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("attnet keygen failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(())
 }
 
 /// Legitimate accepted tx/s of one run; the run's counts must be exact
@@ -172,25 +200,38 @@ fn rows(ctx: &Ctx, dir: &Path) -> Result<(Vec<Row>, usize, usize), String> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .map(|d| d.join("attnet-pktgen"));
     let (full, _) = plan.cached_pool(&spec, cache.as_deref()).map_err(|e| format!("transaction pool: {e}"))?;
+    let node_key = dir.join("node.key");
     let mut out = Vec::new();
     for (name, shapes) in CASES {
         let file = name.replace([' ', '+'], "-");
         // The legitimate part: exactly `legit` datagrams' worth of the pool.
         let pool = first_datagrams(&plan, &full, legit);
-        let c = write_captures(dir, &file, &plan, &pool, shapes)?;
+        let handshakes = shapes.contains(&Attack::Hello);
+        let key = if handshakes {
+            keygen(ctx, &node_key)?;
+            Some(node_key.as_path())
+        } else {
+            None
+        };
+        let mut c = write_captures(dir, &file, &plan, &pool, shapes, handshakes)?;
         // One untimed replay first: the files and the binary are warm for
         // both figures.
-        replay(ctx, dir, &c.base)?;
+        replay(ctx, dir, &c.base, key)?;
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for round in 0..rounds {
+            if handshakes && round > 0 {
+                // HELLOs of the current time (a node refuses one more than
+                // 30 s off before any other work).
+                c = write_captures(dir, &file, &plan, &pool, shapes, handshakes)?;
+            }
             // Alternating, the baseline first every other round.
             let order = if round % 2 == 0 { [true, false] } else { [false, true] };
             for attacked in order {
                 if attacked {
-                    let s = replay(ctx, dir, &c.attack)?;
+                    let s = replay(ctx, dir, &c.attack, key)?;
                     a.push(rate(&s, Some(&c.expected), c.legit_txs, name)?);
                 } else {
-                    let s = replay(ctx, dir, &c.base)?;
+                    let s = replay(ctx, dir, &c.base, key)?;
                     b.push(rate(&s, None, c.legit_txs, &format!("{name} baseline"))?);
                 }
             }

@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_attnet");
 pub const NODE_SEED: [u8; 32] = [0x4e; 32];
 
 /// A fresh directory for one test's files.
-pub fn tmpdir(name: &str) -> std::path::PathBuf {
+pub fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("attnet-sessions-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -42,9 +43,8 @@ pub fn account(i: u32) -> SigningKey {
     SigningKey::from(s)
 }
 
-/// A node key file (mode 0600) and a genesis funding accounts 0..n with
-/// 1 000 000 each.
-pub fn files(d: &std::path::Path, n: u32) -> (std::path::PathBuf, std::path::PathBuf) {
+/// The node key file (mode 0600) of [`NODE_SEED`].
+pub fn node_key_file(d: &Path) -> PathBuf {
     use std::os::unix::fs::OpenOptionsExt;
     let key = d.join("node.key");
     let _ = std::fs::remove_file(&key);
@@ -55,12 +55,40 @@ pub fn files(d: &std::path::Path, n: u32) -> (std::path::PathBuf, std::path::Pat
         format!("{{\"secret\": \"{}\", \"public\": \"{public}\"}}\n", hex::encode(NODE_SEED)).as_bytes(),
     )
     .unwrap();
+    key
+}
+
+/// A genesis (network 1) funding each account key with 1 000 000.
+pub fn genesis_file(d: &Path, keys: &[[u8; 32]]) -> PathBuf {
     let accounts: Vec<Value> =
-        (0..n).map(|i| serde_json::json!({"key": hex::encode(pk(&account(i))), "balance": 1_000_000})).collect();
+        keys.iter().map(|k| serde_json::json!({"key": hex::encode(k), "balance": 1_000_000})).collect();
     let genesis = d.join("genesis.json");
     std::fs::write(&genesis, serde_json::json!({"network_id": 1, "min_fee": 1, "accounts": accounts}).to_string())
         .unwrap();
-    (key, genesis)
+    genesis
+}
+
+/// A node key file and a genesis funding accounts 0..n with 1 000 000 each.
+pub fn files(d: &Path, n: u32) -> (PathBuf, PathBuf) {
+    let keys: Vec<[u8; 32]> = (0..n).map(|i| pk(&account(i))).collect();
+    (node_key_file(d), genesis_file(d, &keys))
+}
+
+/// `attnet node` on `backend` listening on loopback, with the node key,
+/// 50 ms blocks and RECEIPTs (unless `extra` gives `--receipts`).
+pub fn start(backend: &str, cores: &str, key: &Path, genesis: &Path, extra: &[&str]) -> Node {
+    let receipts: &[&str] = if extra.contains(&"--receipts") { &[] } else { &["--receipts", "true"] };
+    Node::spawn(
+        Command::new(BIN)
+            .args(["node", "--backend", backend, "--listen", "127.0.0.1:0", "--cores", cores])
+            .args(["--block-interval", "50"])
+            .args(receipts)
+            .arg("--node-key")
+            .arg(key)
+            .arg("--genesis")
+            .arg(genesis)
+            .args(extra),
+    )
 }
 
 /// Opens a session with the shared client (cookie round trip, late
