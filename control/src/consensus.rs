@@ -22,8 +22,9 @@ pub trait Finalizer {
 }
 
 /// The finalizer of a one-node network: a block that extends the tip is
-/// final at once. It still checks the link (height, parent, header against
-/// transactions), so a builder bug cannot fork the chain silently.
+/// final at once. It still checks the link (height, parent, transaction
+/// count; the transaction root too in debug builds), so a builder bug
+/// cannot fork the chain silently.
 #[derive(Debug, Clone)]
 pub struct SingleNode {
     height: u64,
@@ -57,7 +58,12 @@ impl SingleNode {
 impl Finalizer for SingleNode {
     fn propose(&mut self, block: Block, _now_ms: u64) -> Vec<Block> {
         let h = block.header();
-        if h.height != self.height + 1 || h.parent != self.last_hash || !block.is_consistent() {
+        // The transaction root was folded by the builder from leaf hashes
+        // taken as each transaction arrived; recomputing it from the bytes
+        // doubled the cost of a seal (milliseconds at 10 000 transactions),
+        // so release builds check the count and debug builds the root.
+        debug_assert!(block.is_consistent(), "the builder sealed a header that does not match its transactions");
+        if h.height != self.height + 1 || h.parent != self.last_hash || h.tx_count as usize != block.len() {
             self.rejected += 1;
             return Vec::new();
         }

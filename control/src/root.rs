@@ -4,18 +4,21 @@
 //! Accounts fall into 65 536 buckets by the first two bytes of their key.
 //! A bucket holds its accounts' leaf hashes in key order; its hash is
 //! SHA-256 over `0x01 || leaf || leaf || ...` (the empty bucket hashes to
-//! 32 zero bytes). The root is a binary Merkle tree over the 65 536 bucket
-//! hashes in bucket order, each inner node SHA-256 over `0x02 || left ||
-//! right`. A leaf is SHA-256 over `0x00 || key || the account's encoding`
-//! (the caller's, see [`crate::state::State::leaf`]).
+//! 32 zero bytes). Above the buckets, in bucket order, is a 16-ary Merkle
+//! tree: each inner node is SHA-256 over `0x02 || its 16 children` (levels
+//! of 4 096, 256 and 16 nodes, then the root). A leaf is SHA-256 over
+//! `0x00 || key || the account's encoding` (the caller's, see
+//! [`crate::state::leaf_hash`]).
 //!
-//! Changes are marked ([`AccountRoot::mark`]) as they happen; [`AccountRoot::root`]
-//! then rehashes the marked leaves, their buckets, and the tree paths
-//! above those buckets. With `n` accounts and `d` changed since the last
-//! root, that is `d` leaf hashes, `d` bucket hashes of `n / 65 536` leaves
-//! each, and at most `16 · min(d, 65 536)` inner nodes. A bucket that someone
-//! fills by grinding keys costs its rehash only when one of its accounts
-//! changes, and every account in it was paid for (`min_fee` at least).
+//! Changes are marked ([`AccountRoot::mark`]) as they happen;
+//! [`AccountRoot::root`] then rehashes the marked leaves, their buckets, and
+//! the tree paths above those buckets. With `n` accounts and `d` changed
+//! since the last root, that is `d` leaf hashes, at most `d` bucket hashes
+//! of `n / 65 536` leaves each, and at most 4 369 inner nodes of 513 bytes
+//! (when most buckets changed, a quarter of the bytes a binary tree over
+//! the same buckets would hash). A bucket that someone fills by grinding
+//! keys costs its rehash only when one of its accounts changes, and every
+//! account in it was paid for (`min_fee` at least).
 #![deny(clippy::indexing_slicing)]
 
 use sha2::{Digest, Sha256};
@@ -51,13 +54,16 @@ fn key_order(a: &[u8; 32], b: &[u8; 32]) -> std::cmp::Ordering {
     prefix(a).cmp(&prefix(b)).then_with(|| a.cmp(b))
 }
 
+/// Children per inner node.
+const FANOUT: usize = 16;
+
 /// Leaf hashes by bucket and the tree above the buckets.
 #[derive(Debug)]
 pub struct AccountRoot {
     buckets: Vec<Bucket>,
-    /// Heap-ordered tree: node 1 is the root, node `i` has children `2i`
-    /// and `2i + 1`, the buckets' hashes are nodes `BUCKETS..2·BUCKETS`.
-    nodes: Vec<Hash>,
+    /// `levels[0]` the bucket hashes (65 536), each next level 16 times
+    /// smaller, the last one the root alone.
+    levels: Vec<Vec<Hash>>,
     /// Keys changed since the last root (repeats allowed: a mark is a push).
     dirty: Vec<[u8; 32]>,
 }
@@ -73,17 +79,15 @@ impl AccountRoot {
     pub fn new() -> AccountRoot {
         // Every node of a level of the empty tree is the same hash: one
         // per level, not one per node.
-        let mut nodes = vec![[0u8; 32]; 2 * BUCKETS];
+        let mut levels = vec![vec![[0u8; 32]; BUCKETS]];
         let mut below: Hash = [0; 32];
         let mut width = BUCKETS;
         while width > 1 {
-            width /= 2;
-            below = Sha256::new().chain_update([2u8]).chain_update(below).chain_update(below).finalize().into();
-            if let Some(level) = nodes.get_mut(width..2 * width) {
-                level.fill(below);
-            }
+            width /= FANOUT;
+            below = inner(&[below; FANOUT]);
+            levels.push(vec![below; width]);
         }
-        AccountRoot { buckets: vec![Bucket::default(); BUCKETS], nodes, dirty: Vec::new() }
+        AccountRoot { buckets: vec![Bucket::default(); BUCKETS], levels, dirty: Vec::new() }
     }
 
     /// Notes that `key`'s account changed (or came into being).
@@ -135,20 +139,25 @@ impl AccountRoot {
         self.dirty = dirty;
         for &b in &touched {
             let h = self.bucket_hash(b);
-            if let Some(n) = self.nodes.get_mut(BUCKETS + b) {
+            if let Some(n) = self.levels.first_mut().and_then(|l| l.get_mut(b)) {
                 *n = h;
             }
         }
-        // Parents level by level; `touched` holds node indices from here.
-        let mut level: Vec<usize> = touched.into_iter().map(|b| BUCKETS + b).collect();
-        while level.first().is_some_and(|&i| i > 1) {
-            level.iter_mut().for_each(|i| *i /= 2);
-            level.dedup();
-            for &i in &level {
-                self.rehash_node(i);
+        // Parents level by level; `touched` holds each level's indices.
+        for up in 1..self.levels.len() {
+            touched.iter_mut().for_each(|i| *i /= FANOUT);
+            touched.dedup();
+            for &i in &touched {
+                let h = match self.levels.get(up - 1).and_then(|l| l.get(i * FANOUT..(i + 1) * FANOUT)) {
+                    Some(children) => inner(children),
+                    None => continue,
+                };
+                if let Some(n) = self.levels.get_mut(up).and_then(|l| l.get_mut(i)) {
+                    *n = h;
+                }
             }
         }
-        self.nodes.get(1).copied().unwrap_or_default()
+        self.levels.last().and_then(|l| l.first()).copied().unwrap_or_default()
     }
 
     fn bucket_hash(&self, b: usize) -> Hash {
@@ -162,14 +171,11 @@ impl AccountRoot {
             _ => [0; 32],
         }
     }
+}
 
-    fn rehash_node(&mut self, i: usize) {
-        let (Some(l), Some(r)) = (self.nodes.get(2 * i), self.nodes.get(2 * i + 1)) else { return };
-        let h: Hash = Sha256::new().chain_update([2u8]).chain_update(l).chain_update(r).finalize().into();
-        if let Some(n) = self.nodes.get_mut(i) {
-            *n = h;
-        }
-    }
+/// An inner node: SHA-256 over `0x02 || children`.
+fn inner(children: &[Hash]) -> Hash {
+    Sha256::new().chain_update([2u8]).chain_update(children.as_flattened()).finalize().into()
 }
 
 /// The root of `leaves` (key, leaf hash) computed from scratch, the
@@ -228,12 +234,14 @@ mod tests {
 
     #[test]
     fn the_empty_tree_is_built_level_by_level() {
-        let mut r = AccountRoot::new();
-        let fast = r.nodes.clone();
-        for i in (1..BUCKETS).rev() {
-            r.rehash_node(i);
+        let r = AccountRoot::new();
+        assert_eq!(r.levels.iter().map(Vec::len).collect::<Vec<_>>(), [65_536, 4096, 256, 16, 1]);
+        // Each level's nodes hash their 16 children.
+        for up in 1..r.levels.len() {
+            for (i, n) in r.levels[up].iter().enumerate() {
+                assert_eq!(*n, inner(&r.levels[up - 1][i * 16..(i + 1) * 16]));
+            }
         }
-        assert_eq!(fast, r.nodes);
     }
 
     #[test]

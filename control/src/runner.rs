@@ -110,6 +110,9 @@ pub struct ControlReport {
     pub inclusion_us: Histogram<u64>,
     /// Control-loop iterations that did work, microseconds each.
     pub loop_us: Histogram<u64>,
+    /// The calls that sealed blocks (their ends, state roots, transaction
+    /// roots), microseconds each.
+    pub seal_us: Histogram<u64>,
     /// RECEIPT indications (all zero without a sender).
     pub receipts: ReceiptCounters,
     /// Replies through a data core's reply ring (DPDK).
@@ -173,6 +176,9 @@ struct NegativeCache {
 
 /// Sealed transactions whose receipts one loop iteration handles.
 const RECEIPT_CHUNK: usize = 2048;
+
+/// Shard batches (of up to 256 transactions) one loop iteration takes.
+const BATCH_CHUNK: usize = 8;
 
 /// How long a refused id stays in the negative cache.
 pub const NEGATIVE_TTL_MS: u64 = 2000;
@@ -378,6 +384,8 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
     let mut sealed: VecDeque<(crate::block::Block, usize, u64)> = VecDeque::new();
     let mut inclusion_us = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds");
     let mut loop_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
+    let mut seal_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
+    let mut first_ring = 0usize;
     let mut st = Live::default();
     let mut last_publish = Instant::now();
     loop {
@@ -422,8 +430,16 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
                 }
             },
         );
-        for end in ends.iter_mut() {
-            while let Ok(mut batch) = end.from_core.pop() {
+        // At most BATCH_CHUNK batches an iteration, taken from the rings in
+        // turn starting after last iteration's: a full set of rings drained
+        // at once held the loop for tens of milliseconds.
+        let rings = ends.len();
+        let mut taken = 0;
+        for k in 0..rings {
+            let Some(end) = ends.get_mut((first_ring + k) % rings) else { continue };
+            while taken < BATCH_CHUNK {
+                let Ok(mut batch) = end.from_core.pop() else { break };
+                taken += 1;
                 moved += batch.len();
                 let now = unix_ms();
                 for t in &batch.txs {
@@ -484,8 +500,13 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
                 let _ = end.give_back.push(batch);
             }
         }
+        first_ring = (first_ring + 1) % rings.max(1);
         let now = unix_ms();
+        let seal_started = Instant::now();
         let blocks = if all_stopped && moved == 0 { chain.finish(now) } else { chain.poll(now) };
+        if !blocks.is_empty() {
+            seal_us.saturating_record(seal_started.elapsed().as_micros().max(1) as u64);
+        }
         // Transactions that waited behind a nonce gap and were dropped: no
         // longer seen anywhere, so their clients may send them again.
         chain.take_dropped(&mut dropped_ids);
@@ -580,6 +601,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         chain: chain.counters(),
         inclusion_us,
         loop_us,
+        seal_us,
         replies: receipts.as_ref().map(|r| r.reply_counters()).unwrap_or_default(),
         receipts: receipts.map(|r| r.counters()).unwrap_or_default(),
         pending_swept: pending.swept,
