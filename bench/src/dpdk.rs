@@ -377,16 +377,20 @@ fn unique_rows(
     )
     .map_err(|e| format!("{}: {e}", keys.display()))?;
     let keys = keys.to_string_lossy().into_owned();
+    let genesis = dir.join("genesis.json");
+    std::fs::write(&genesis, crate::unique_genesis()).map_err(|e| format!("{}: {e}", genesis.display()))?;
+    let genesis = genesis.to_string_lossy().into_owned();
     let vdev = format!("net_pcap0,rx_pcap={}", pcap.display());
     let run_secs = (n as u64 / 30_000).max(2) + 3;
-    let r = attnet(&cfg.attnet, &eal("bench-fp", &vdev), "net_pcap0", run_secs, &["--keys", &keys])?;
+    let node_args = ["--keys", &keys, "--genesis", &genesis];
+    let r = attnet(&cfg.attnet, &eal("bench-fp", &vdev), "net_pcap0", run_secs, &node_args)?;
     let busy = busy_seconds(r.fps);
     if r.summary["frames"]["accepted"].as_u64() != Some(n as u64) {
         return Err(format!("net_pcap: the node accepted {} of {n} frames", r.summary["frames"]["accepted"]));
     }
     let mut u = Unique { frames: n, in_memory_fps, pcap_busy_secs: busy.len(), pcap_fps: median(busy), memif: None };
     if cfg.memif {
-        u.memif = Some(memif(cfg, dir, &frames, eal, mem, run_secs + 2, &keys));
+        u.memif = Some(memif(cfg, dir, &frames, eal, mem, run_secs + 2, &node_args));
     }
     Ok(u)
 }
@@ -400,7 +404,7 @@ fn memif(
     eal: &dyn Fn(&str, &str) -> Vec<String>,
     mem: &[String],
     secs: u64,
-    keys: &str,
+    node_args: &[&str],
 ) -> Result<(usize, u64, f64, usize), String> {
     let sock = dir.join("memif.sock");
     let mut margs: Vec<String> = vec!["attnet-bench".into(), "-l".into(), "0".into()];
@@ -449,7 +453,7 @@ fn memif(
         // the server side would drop what is still in it.
         (sent, txq, pool)
     });
-    let node = attnet(&cfg.attnet, &node_eal, "net_memif0", secs, &["--keys", keys]);
+    let node = attnet(&cfg.attnet, &node_eal, "net_memif0", secs, node_args);
     let (sent, txq, pool) = sender.join().map_err(|_| "memif sender panicked".to_string())?;
     drop(txq);
     drop(port);

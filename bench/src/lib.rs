@@ -163,6 +163,17 @@ pub fn sealed_offset(f: &[u8]) -> usize {
 /// Bytes of the share-data header (for the raw LZ4 baseline's offsets).
 pub const SHARE_HEADER: usize = share::HEADER_LEN;
 
+/// The genesis of [`unique_frames`]' senders: its 250 accounts funded, so
+/// that every transaction applies (a node refusing them all would throttle
+/// the session and measure its throttle, not its frame path).
+pub fn unique_genesis() -> String {
+    let accounts = (0..250u8).map(|i| control::genesis::GenesisAccount {
+        key: ed25519_zebra::VerificationKeyBytes::from(&testkit::signer(i)).into(),
+        balance: 1_000_000_000,
+    });
+    control::genesis::Genesis::new(1, accounts).map(|g| g.to_json()).unwrap_or_default()
+}
+
 /// `n` unique single-transaction frames for session 1 (vectors' key):
 /// every frame a fresh counter, every transaction new (250 accounts,
 /// nonces in order), LZ4 on every other frame. Signed on two threads.

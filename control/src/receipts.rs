@@ -92,7 +92,9 @@ impl ReplyOut {
     fn send(&mut self, datagram: &[u8], peer: &Peer, c: &mut ReplyCounters) -> bool {
         match self {
             ReplyOut::None => false,
-            ReplyOut::Socket(sock) => peer.socket_addr().is_some_and(|a| send_datagram(sock, datagram, a).is_ok()),
+            ReplyOut::Socket(sock) => {
+                peer.socket_addr().is_some_and(|a| send_datagram(sock, datagram, a, peer.local_ip()).is_ok())
+            }
             ReplyOut::Ring(ring) => match ring.push(peer, datagram) {
                 Ok(()) => {
                     c.queued += 1;
@@ -385,12 +387,77 @@ impl ReceiptSender {
     }
 }
 
-/// `send_to`, retried briefly while the socket's send buffer is full (the
-/// socket shares the receive socket's non-blocking mode).
-fn send_datagram(sock: &UdpSocket, d: &[u8], to: std::net::SocketAddr) -> io::Result<()> {
+/// The `IP_PKTINFO` / `IPV6_PKTINFO` control message that makes a datagram
+/// leave from `local` (a socket bound to a wildcard address would
+/// otherwise leave from whatever address the route prefers), laid out as
+/// the kernel's `struct cmsghdr` (`size_t` length, `int` level, `int`
+/// type) and `struct in_pktinfo` (ifindex, spec_dst, addr) or `struct
+/// in6_pktinfo` (addr, ifindex), padded to the cmsg alignment. The kernel
+/// copies it before reading it, so the buffer needs no alignment.
+fn pktinfo_cmsg(local: std::net::IpAddr) -> ([u8; 40], usize) {
+    const W: usize = std::mem::size_of::<usize>();
+    let mut c = [0u8; 40];
+    let (level, kind, data_len) = match local {
+        std::net::IpAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_PKTINFO, 12),
+        std::net::IpAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, 20),
+    };
+    let hdr = (W + 8).next_multiple_of(W);
+    let len = hdr + data_len;
+    if let Some(d) = c.get_mut(..W) {
+        d.copy_from_slice(&len.to_ne_bytes());
+    }
+    if let Some(d) = c.get_mut(W..W + 4) {
+        d.copy_from_slice(&level.to_ne_bytes());
+    }
+    if let Some(d) = c.get_mut(W + 4..W + 8) {
+        d.copy_from_slice(&kind.to_ne_bytes());
+    }
+    match local {
+        // in_pktinfo: ifindex 0, spec_dst = the source to use, addr unused.
+        std::net::IpAddr::V4(v4) => {
+            if let Some(d) = c.get_mut(hdr + 4..hdr + 8) {
+                d.copy_from_slice(&v4.octets());
+            }
+        }
+        // in6_pktinfo: addr = the source to use, ifindex 0.
+        std::net::IpAddr::V6(v6) => {
+            if let Some(d) = c.get_mut(hdr..hdr + 16) {
+                d.copy_from_slice(&v6.octets());
+            }
+        }
+    }
+    (c, len.next_multiple_of(W))
+}
+
+/// `send_to` (or, with `local`, `sendmsg` with a pktinfo control message
+/// so that the datagram leaves from the address the client sent to),
+/// retried briefly while the socket's send buffer is full (the socket
+/// shares the receive socket's non-blocking mode).
+fn send_datagram(
+    sock: &UdpSocket,
+    d: &[u8],
+    to: std::net::SocketAddr,
+    local: Option<std::net::IpAddr>,
+) -> io::Result<()> {
+    // A local address of the other family (an IPv4-mapped peer on an IPv6
+    // socket) cannot be given: the kernel chooses.
+    let local = local.filter(|l| l.is_ipv4() == to.is_ipv4());
+    let to_addr = socket2::SockAddr::from(to);
     let mut tries = 0;
     loop {
-        match sock.send_to(d, to) {
+        let sent = match local {
+            None => sock.send_to(d, to),
+            Some(l) => {
+                let (ctrl, len) = pktinfo_cmsg(l);
+                let bufs = [io::IoSlice::new(d)];
+                let msg = socket2::MsgHdr::new()
+                    .with_addr(&to_addr)
+                    .with_buffers(&bufs)
+                    .with_control(ctrl.get(..len).unwrap_or(&ctrl));
+                socket2::SockRef::from(sock).sendmsg(&msg, 0)
+            }
+        };
+        match sent {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && tries < 20 => {

@@ -248,3 +248,32 @@ fn pktgen_refuses_a_welcome_of_another_node_key() {
     assert_eq!(n(&s["frames"]["received"]), 1, "{}", s["frames"]);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A node listening on every address answers from the address each client
+/// sent to: a client of 127.0.0.2 (its socket connected there, so it takes
+/// nothing from elsewhere) completes its handshake and queries, on both
+/// socket backends.
+#[test]
+fn replies_leave_from_the_address_the_client_sent_to() {
+    let d = tmpdir("wildcard");
+    let (key, genesis) = files(&d, 1);
+    for backend in ["io_uring", "recvmmsg"] {
+        let node = Node::spawn(
+            Command::new(BIN)
+                .args(["node", "--backend", backend, "--listen", "0.0.0.0:0", "--cores", "1"])
+                .args(["--block-interval", "50", "--node-key"])
+                .arg(&key)
+                .arg("--genesis")
+                .arg(&genesis),
+        );
+        let port = node.addr().port();
+        for local in ["127.0.0.2", "127.0.0.1"] {
+            let relay: std::net::SocketAddr = format!("{local}:{port}").parse().unwrap();
+            let (mut c, _) = connect(relay, account(0));
+            let a = query(&mut c, QueryWhat::Account(pk(&account(0))));
+            assert_eq!(a.status, 0, "{backend} via {local}");
+        }
+        let s = node.stop();
+        assert_eq!(n(&s["handshake"]["welcomed"]), 2, "{backend}: {}", s["handshake"]);
+    }
+}

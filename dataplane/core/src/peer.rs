@@ -5,9 +5,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 /// A datagram's source address as the data path carries it: IPv4 or IPv6,
-/// port and (IPv6) scope id, or no address at all. `Copy` and 24 bytes, so
-/// a burst's addresses are a plain array and nothing is allocated per
-/// datagram.
+/// port and (IPv6) scope id, or no address at all; and, when the socket
+/// listens on a wildcard address, the local address the datagram was sent
+/// to, so that a reply leaves from it. `Copy` and 40 bytes, so a burst's
+/// addresses are a plain array and nothing is allocated per datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Peer {
     /// 0: no address; 4 or 6: the IP version.
@@ -16,11 +17,15 @@ pub struct Peer {
     /// IPv4 in the first four bytes, or the IPv6 address.
     ip: [u8; 16],
     scope_id: u32,
+    /// 0: not known; 4 or 6: the family of `local`.
+    local_family: u8,
+    /// The local (destination) address the datagram was sent to.
+    local: [u8; 16],
 }
 
 impl Peer {
     /// No address (pcap replay, or an address the kernel did not give).
-    pub const NONE: Peer = Peer { family: 0, port: 0, ip: [0; 16], scope_id: 0 };
+    pub const NONE: Peer = Peer { family: 0, port: 0, ip: [0; 16], scope_id: 0, local_family: 0, local: [0; 16] };
 
     /// No address ([`Peer::NONE`]).
     pub fn is_none(&self) -> bool {
@@ -57,12 +62,50 @@ impl Peer {
     /// An IPv4 address and port.
     pub const fn v4(ip: [u8; 4], port: u16) -> Peer {
         let [a, b, c, d] = ip;
-        Peer { family: 4, port, ip: [a, b, c, d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], scope_id: 0 }
+        Peer {
+            family: 4,
+            port,
+            ip: [a, b, c, d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            scope_id: 0,
+            local_family: 0,
+            local: [0; 16],
+        }
     }
 
     /// An IPv6 address, port and scope id.
     pub const fn v6(ip: [u8; 16], port: u16, scope_id: u32) -> Peer {
-        Peer { family: 6, port, ip, scope_id }
+        Peer { family: 6, port, ip, scope_id, local_family: 0, local: [0; 16] }
+    }
+
+    /// The same peer, sent to local address `local` (what `IP_PKTINFO` or
+    /// `IPV6_PKTINFO` reported).
+    pub fn with_local(mut self, local: std::net::IpAddr) -> Peer {
+        match local {
+            std::net::IpAddr::V4(v4) => {
+                self.local_family = 4;
+                self.local = [0; 16];
+                if let Some(d) = self.local.get_mut(..4) {
+                    d.copy_from_slice(&v4.octets());
+                }
+            }
+            std::net::IpAddr::V6(v6) => {
+                self.local_family = 6;
+                self.local = v6.octets();
+            }
+        }
+        self
+    }
+
+    /// The local address the datagram was sent to, if the backend knows it.
+    pub fn local_ip(&self) -> Option<std::net::IpAddr> {
+        match self.local_family {
+            4 => {
+                let [a, b, c, d, ..] = self.local;
+                Some(Ipv4Addr::new(a, b, c, d).into())
+            }
+            6 => Some(Ipv6Addr::from(self.local).into()),
+            _ => None,
+        }
     }
 }
 
@@ -71,9 +114,9 @@ impl From<SocketAddr> for Peer {
         match a {
             SocketAddr::V4(v4) => {
                 let [a, b, c, d] = v4.ip().octets();
-                Peer { family: 4, port: v4.port(), ip: [a, b, c, d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], scope_id: 0 }
+                Peer::v4([a, b, c, d], v4.port())
             }
-            SocketAddr::V6(v6) => Peer { family: 6, port: v6.port(), ip: v6.ip().octets(), scope_id: v6.scope_id() },
+            SocketAddr::V6(v6) => Peer::v6(v6.ip().octets(), v6.port(), v6.scope_id()),
         }
     }
 }
@@ -109,7 +152,17 @@ mod tests {
         assert_eq!(Peer::NONE.socket_addr(), None);
         assert_eq!(Peer::from(None), Peer::NONE);
         assert_eq!(Peer::NONE.to_string(), "-");
-        assert_eq!(std::mem::size_of::<Peer>(), 24);
+        assert_eq!(std::mem::size_of::<Peer>(), 40);
+    }
+
+    #[test]
+    fn the_local_address_rides_along() {
+        let p = Peer::v4([127, 0, 0, 1], 9);
+        assert_eq!(p.local_ip(), None);
+        let q = p.with_local("127.0.0.2".parse().unwrap());
+        assert_eq!((q.local_ip(), q.socket_addr()), (Some("127.0.0.2".parse().unwrap()), p.socket_addr()));
+        let r = Peer::v6([0; 16], 9, 0).with_local("::1".parse().unwrap());
+        assert_eq!(r.local_ip(), Some("::1".parse().unwrap()));
     }
 
     #[test]

@@ -18,16 +18,17 @@ use socket2::Socket;
 use super::socket::{context, open_udp_group, DropCounter};
 use super::{BurstFn, Peer, QueueStats, RxQueue, UdpConfig, BUF_SIZE, MAX_BURST, NAME_LEN};
 
-/// Control-message room per datagram: one `SO_RXQ_OVFL` cmsg is
-/// `CMSG_SPACE(4)` = 24 bytes on 64-bit Linux; 32 keeps 8-byte alignment.
-pub(crate) const CONTROL_LEN: usize = 32;
+/// Control-message room per datagram: one `SO_RXQ_OVFL` cmsg
+/// (`CMSG_SPACE(4)` = 24 bytes on 64-bit Linux) and one `IP_PKTINFO` or
+/// `IPV6_PKTINFO` cmsg (`CMSG_SPACE(20)` = 40 at most).
+pub(crate) const CONTROL_LEN: usize = 64;
 
-/// The value of the first `SOL_SOCKET`/`SO_RXQ_OVFL` control message in
+/// The data of the first control message of `level` and `kind` in
 /// `control` (the bytes of `msg_control` the kernel filled), if any. The
 /// layout is the kernel's `struct cmsghdr` (`size_t` length, `int` level,
 /// `int` type, data aligned to `size_t`); every range is checked, so
 /// malformed input yields `None`, never a panic.
-pub(crate) fn parse_rxq_ovfl(control: &[u8]) -> Option<u32> {
+fn find_cmsg(control: &[u8], want_level: i32, want_kind: i32) -> Option<&[u8]> {
     const W: usize = std::mem::size_of::<usize>();
     const HDR: usize = (W + 8).next_multiple_of(W);
     let mut off = 0usize;
@@ -39,12 +40,30 @@ pub(crate) fn parse_rxq_ovfl(control: &[u8]) -> Option<u32> {
         if len < HDR {
             return None;
         }
-        if level == libc::SOL_SOCKET && kind == libc::SO_RXQ_OVFL {
-            let data = control.get(off + HDR..off.checked_add(len)?)?;
-            return Some(u32::from_ne_bytes(data.get(..4)?.try_into().ok()?));
+        if level == want_level && kind == want_kind {
+            return control.get(off + HDR..off.checked_add(len)?);
         }
         off = off.checked_add(len.checked_next_multiple_of(W)?)?;
     }
+}
+
+/// The value of the first `SOL_SOCKET`/`SO_RXQ_OVFL` control message.
+pub(crate) fn parse_rxq_ovfl(control: &[u8]) -> Option<u32> {
+    let data = find_cmsg(control, libc::SOL_SOCKET, libc::SO_RXQ_OVFL)?;
+    Some(u32::from_ne_bytes(data.get(..4)?.try_into().ok()?))
+}
+
+/// The local address a datagram was sent to, from its `IP_PKTINFO`
+/// (`struct in_pktinfo`: ifindex, spec_dst, addr: the header's destination)
+/// or `IPV6_PKTINFO` (`struct in6_pktinfo`: addr, ifindex) control message.
+pub(crate) fn parse_pktinfo(control: &[u8]) -> Option<std::net::IpAddr> {
+    if let Some(d) = find_cmsg(control, libc::IPPROTO_IP, libc::IP_PKTINFO) {
+        let a: [u8; 4] = d.get(8..12)?.try_into().ok()?;
+        return Some(std::net::Ipv4Addr::from(a).into());
+    }
+    let d = find_cmsg(control, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)?;
+    let a: [u8; 16] = d.get(..16)?.try_into().ok()?;
+    Some(std::net::Ipv6Addr::from(a).into())
 }
 
 /// Waits until `fd` is readable or `timeout` passes; EINTR counts as a
@@ -223,6 +242,9 @@ impl RxQueue for RecvmmsgQueue {
             // and nothing writes to it while this slice lives.
             let name = unsafe { std::slice::from_raw_parts(self.names.as_ptr().add(i).cast::<u8>(), nlen) };
             *peer = crate::backend::peer_from_sockaddr(name);
+            if let Some(local) = parse_pktinfo(control) {
+                *peer = peer.with_local(local);
+            }
             // The kernel shrinks msg_controllen and msg_namelen to what it wrote: give the
             // room back.
             h.msg_hdr.msg_controllen = CONTROL_LEN as _;
@@ -572,6 +594,34 @@ mod tests {
         assert_eq!(parse_rxq_ovfl(&bad), None);
         bad[..8].copy_from_slice(&usize::MAX.to_ne_bytes());
         assert_eq!(parse_rxq_ovfl(&bad), None);
+    }
+
+    #[test]
+    fn pktinfo_cmsgs_parse() {
+        // SAFETY: CMSG_SPACE/CMSG_LEN are pure arithmetic.
+        let (space4, len4, space6, len6) = unsafe {
+            (
+                libc::CMSG_SPACE(12) as usize,
+                libc::CMSG_LEN(12) as usize,
+                libc::CMSG_SPACE(20) as usize,
+                libc::CMSG_LEN(20) as usize,
+            )
+        };
+        assert!(24 + space6 <= CONTROL_LEN, "room for SO_RXQ_OVFL and the larger pktinfo");
+        let mut c = vec![0u8; space4];
+        c[..8].copy_from_slice(&len4.to_ne_bytes());
+        c[8..12].copy_from_slice(&libc::IPPROTO_IP.to_ne_bytes());
+        c[12..16].copy_from_slice(&libc::IP_PKTINFO.to_ne_bytes());
+        c[16 + 8..16 + 12].copy_from_slice(&[127, 0, 0, 2]);
+        assert_eq!(parse_pktinfo(&c), Some("127.0.0.2".parse().unwrap()));
+        assert_eq!(parse_pktinfo(&c[..len4 - 1]), None);
+        let mut c6 = vec![0u8; space6];
+        c6[..8].copy_from_slice(&len6.to_ne_bytes());
+        c6[8..12].copy_from_slice(&libc::IPPROTO_IPV6.to_ne_bytes());
+        c6[12..16].copy_from_slice(&libc::IPV6_PKTINFO.to_ne_bytes());
+        c6[16 + 15] = 1;
+        assert_eq!(parse_pktinfo(&c6), Some("::1".parse().unwrap()));
+        assert_eq!(parse_pktinfo(&[]), None);
     }
 
     #[test]

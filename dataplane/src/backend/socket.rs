@@ -23,7 +23,9 @@ pub(crate) fn context(what: &str, e: io::Error) -> io::Error {
 /// group; only sockets of the same user with `SO_REUSEPORT` can join it),
 /// `SO_RCVBUF` when `rcvbuf` is nonzero (capped by `net.core.rmem_max`),
 /// `SO_RXQ_OVFL` on so that each datagram carries the socket's drop
-/// counter, bound to `addr`. No `SO_REUSEADDR`: on UDP it would let any
+/// counter, `IP_PKTINFO` / `IPV6_RECVPKTINFO` on when `addr` is a wildcard
+/// (each datagram then says the local address it was sent to), bound to
+/// `addr`. No `SO_REUSEADDR`: on UDP it would let any
 /// other socket that sets it bind the same address and take datagrams.
 /// A port already bound fails with `ErrorKind::AddrInUse`.
 fn open_udp_socket(addr: SocketAddr, rcvbuf: usize) -> io::Result<Socket> {
@@ -47,6 +49,28 @@ fn open_udp_socket(addr: SocketAddr, rcvbuf: usize) -> io::Result<Socket> {
     };
     if r != 0 {
         return Err(context("SO_RXQ_OVFL", io::Error::last_os_error()));
+    }
+    if addr.ip().is_unspecified() {
+        // Listening on every address: each datagram says which one it was
+        // sent to, so that replies leave from it.
+        let (level, name, what) = if addr.is_ipv4() {
+            (libc::IPPROTO_IP, libc::IP_PKTINFO, "IP_PKTINFO")
+        } else {
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, "IPV6_RECVPKTINFO")
+        };
+        // SAFETY: `s` is an open socket; optval points at a live c_int and optlen is its size.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                level,
+                name,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(context(what, io::Error::last_os_error()));
+        }
     }
     s.bind(&SockAddr::from(addr)).map_err(|e| context(&format!("bind {addr}"), e))?;
     Ok(s)

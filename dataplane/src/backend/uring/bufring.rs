@@ -14,6 +14,7 @@ use io_uring::types::Fd;
 use io_uring::{opcode, squeue, IoUring};
 
 use super::RECV;
+use crate::backend::recvmmsg::CONTROL_LEN;
 use crate::backend::socket::context;
 use crate::backend::{BUF_SIZE, NAME_LEN};
 
@@ -26,9 +27,10 @@ const ENTRY_LEN: usize = BUF_SIZE;
 /// `sizeof(struct io_uring_recvmsg_out)`: namelen, controllen, payloadlen,
 /// flags (u32 each), at the start of every multishot recvmsg buffer.
 const RECVMSG_OUT_LEN: usize = 16;
-/// Where the payload starts in an address-mode buffer: the header, then the
-/// name field (always `NAME_LEN` bytes), then no control data.
-pub(super) const ADDR_PAYLOAD_AT: usize = RECVMSG_OUT_LEN + NAME_LEN;
+/// Where the payload starts in an address-mode buffer: the header, the
+/// name field (always `NAME_LEN` bytes), then the control field (always
+/// `CONTROL_LEN` bytes: the `IP_PKTINFO` of a wildcard-bound socket).
+pub(super) const ADDR_PAYLOAD_AT: usize = RECVMSG_OUT_LEN + NAME_LEN + CONTROL_LEN;
 /// Buffer length in address mode: the payload is still cut at BUF_SIZE.
 const ADDR_ENTRY_LEN: usize = ADDR_PAYLOAD_AT + BUF_SIZE;
 /// Most entries a provided-buffer ring may have.
@@ -218,10 +220,10 @@ impl MsgHdr {
         // SAFETY: msghdr is plain C data for which all-zero is valid (null pointers, zero
         // lengths).
         let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-        // Name written into each buffer after the header; no control data, no iovec (the
-        // payload goes to the provided buffer).
+        // Name and control data written into each buffer after the header; no iovec
+        // (the payload goes to the provided buffer).
         h.msg_namelen = NAME_LEN as libc::socklen_t;
-        h.msg_controllen = 0;
+        h.msg_controllen = CONTROL_LEN as _;
         MsgHdr { ptr: NonNull::from(Box::leak(Box::new(h))), leaked: false }
     }
 

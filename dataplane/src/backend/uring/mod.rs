@@ -452,6 +452,9 @@ impl RxQueue for UringQueue {
                         match RecvMsgOut::parse(raw, m.get()) {
                             Ok(out) => {
                                 peers[n] = crate::backend::peer_from_sockaddr(out.name_data());
+                                if let Some(local) = crate::backend::recvmmsg::parse_pktinfo(out.control_data()) {
+                                    peers[n] = peers[n].with_local(local);
+                                }
                                 // Cut at BUF_SIZE like the other backends (the buffer leaves
                                 // exactly BUF_SIZE bytes after the name).
                                 (ADDR_PAYLOAD_AT, out.payload_data().len().min(BUF_SIZE))
