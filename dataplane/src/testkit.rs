@@ -31,6 +31,18 @@ pub fn udp6_vlan_packet(port: u16, payload: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Every packet's bytes of a classic pcap file (a test's capture of what a
+/// port sent).
+pub fn read_pcap_frames(path: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>> {
+    let f = std::fs::File::open(path)?;
+    let mut r = pcap_file::pcap::PcapReader::new(f).map_err(std::io::Error::other)?;
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        out.push(p.map_err(std::io::Error::other)?.data.into_owned());
+    }
+    Ok(out)
+}
+
 /// Writes a pcap of `payloads` as UDP/IPv4 datagrams to port 7100.
 pub fn write_udp_pcap(path: &std::path::Path, payloads: &[Vec<u8>]) -> std::io::Result<()> {
     use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};

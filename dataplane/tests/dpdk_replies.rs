@@ -12,15 +12,6 @@ use dataplane::backend::{Peer, RxQueue, TxReplies};
 use dataplane::pipeline::reply_link;
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
-fn read_frames(path: &std::path::Path) -> Vec<Vec<u8>> {
-    let mut r = pcap_file::pcap::PcapReader::new(std::fs::File::open(path).unwrap()).unwrap();
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet() {
-        out.push(p.unwrap().data.into_owned());
-    }
-    out
-}
-
 #[test]
 fn replies_go_back_to_the_sender_and_unknown_destinations_are_counted() {
     if ffi::skip_without_dpdk("the DPDK reply test") {
@@ -89,7 +80,7 @@ fn replies_go_back_to_the_sender_and_unknown_destinations_are_counted() {
     drop(q);
     drop(queues);
     drop(shared);
-    let frames = read_frames(&tx);
+    let frames = dataplane::testkit::read_pcap_frames(&tx).unwrap();
     assert_eq!(frames.len(), 2);
     for (f, (payload, vlan)) in frames.iter().zip([(&b"welcome"[..], None), (&b"answer6"[..], Some(42))]) {
         let p = SlicedPacket::from_ethernet(f).unwrap();

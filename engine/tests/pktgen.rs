@@ -28,6 +28,25 @@ fn run(cmd: &mut Command) -> std::process::Output {
     o
 }
 
+/// `attnet node` replaying `pcap` with the keys and genesis: its summary,
+/// and the generator's expected counts.
+fn replay(pcap: &Path, keys: &Path, genesis: &Path, expect: &Path) -> (Value, Value) {
+    let node = run(Command::new(BIN).args([
+        "node",
+        "--backend",
+        "pcap",
+        "--pcap",
+        p(pcap),
+        "--keys",
+        p(keys),
+        "--genesis",
+        p(genesis),
+    ]));
+    let summary: Value = serde_json::from_slice(&node.stdout).unwrap();
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(expect).unwrap()).unwrap();
+    (summary, expected)
+}
+
 fn assert_checks(expected: &Value, summary: &Value, what: &str) {
     let checks = pktgen::check::compare(expected, summary);
     let failed: Vec<_> = checks.iter().filter(|c| !c.1).map(|c| &c.0).collect();
@@ -56,14 +75,7 @@ fn pcap_replay_counts_equal_expected_for_every_mix() {
             .args(["--count", "1500", "--pool-cache", p(&cache), "--keys-out", p(&keys), "--genesis-out", p(&genesis)])
             .args(["--out", &format!("pcap:{}", p(&pcap)), "--expect", p(&expect)])
             .args(mix));
-        let node = run(Command::new(BIN).args(["node", "--backend", "pcap", "--pcap", p(&pcap)]).args([
-            "--keys",
-            p(&keys),
-            "--genesis",
-            p(&genesis),
-        ]));
-        let summary: Value = serde_json::from_slice(&node.stdout).unwrap();
-        let expected: Value = serde_json::from_str(&std::fs::read_to_string(&expect).unwrap()).unwrap();
+        let (summary, expected) = replay(&pcap, &keys, &genesis, &expect);
         assert_eq!(expected["packets"]["received"], 1500, "{mix:?}");
         let bad = mix[1].parse::<f64>().unwrap();
         if bad > 0.0 {
@@ -172,14 +184,7 @@ fn pcap_replay_counts_attack_shapes_exactly() {
             .args(["--count", "1200", "--pool-cache", p(&cache), "--keys-out", p(&keys), "--genesis-out", p(&genesis)])
             .args(["--out", &format!("pcap:{}", p(&pcap)), "--expect", p(&expect), "--json", p(&gen)])
             .args(["--attack", attack, "--attack-share", "0.4"]));
-        let node = run(Command::new(BIN).args(["node", "--backend", "pcap", "--pcap", p(&pcap)]).args([
-            "--keys",
-            p(&keys),
-            "--genesis",
-            p(&genesis),
-        ]));
-        let summary: Value = serde_json::from_slice(&node.stdout).unwrap();
-        let expected: Value = serde_json::from_str(&std::fs::read_to_string(&expect).unwrap()).unwrap();
+        let (summary, expected) = replay(&pcap, &keys, &genesis, &expect);
         let g: Value = serde_json::from_str(&std::fs::read_to_string(&gen).unwrap()).unwrap();
         assert_checks(&expected, &summary, attack);
         // Every shape asked for was sent, and its reason is not empty.
@@ -260,14 +265,7 @@ fn keys_file_sessions_carry_another_seeds_traffic() {
         .args(["pktgen", "--quiet", "--seed", "72", "--accounts", "24", "--keys", p(&keys), "--count", "900"])
         .args(["--bad", "0.2", "--pool-cache", p(&cache), "--genesis-out", p(&genesis)])
         .args(["--out", &format!("pcap:{}", p(&pcap)), "--expect", p(&expect)]));
-    let node = run(Command::new(BIN).args(["node", "--backend", "pcap", "--pcap", p(&pcap)]).args([
-        "--keys",
-        p(&keys),
-        "--genesis",
-        p(&genesis),
-    ]));
-    let summary: Value = serde_json::from_slice(&node.stdout).unwrap();
-    let expected: Value = serde_json::from_str(&std::fs::read_to_string(&expect).unwrap()).unwrap();
+    let (summary, expected) = replay(&pcap, &keys, &genesis, &expect);
     assert_checks(&expected, &summary, "--keys");
     assert!(summary["txs"]["accepted"].as_u64().unwrap() > 600, "{summary}");
     // Seed 72's own sessions are not the file's: the frames would all be

@@ -9,7 +9,7 @@
 //! Without DPDK in the build the tests print why and pass, unless
 //! `ATTNET_REQUIRE_DPDK` is set (then they fail).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
@@ -67,15 +67,6 @@ macro_rules! dpdk {
     };
 }
 
-fn read_frames(path: &Path) -> Vec<Vec<u8>> {
-    let mut r = pcap_file::pcap::PcapReader::new(std::fs::File::open(path).unwrap()).unwrap();
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet() {
-        out.push(p.unwrap().data.into_owned());
-    }
-    out
-}
-
 /// pktgen → net_pcap0 (tx_pcap) → `attnet node --backend pcap`: the node's
 /// counters equal the expected counts reason by reason, and the port
 /// counted exactly the datagrams sent.
@@ -111,7 +102,7 @@ fn pcap_device_capture_replays_with_every_count_as_expected() {
     // Closing the port completes the capture.
     ports.close("net_pcap0").unwrap();
 
-    let frames = read_frames(&env.capture);
+    let frames = dataplane::testkit::read_pcap_frames(&env.capture).unwrap();
     assert_eq!(frames.len() as u64, count);
     let wire_bytes: usize = frames.iter().map(Vec::len).sum();
     assert_eq!(Some(wire_bytes as u64), d["obytes"].as_u64());

@@ -769,6 +769,15 @@ pub fn max_datagram(cfg: &TrafficConfig, max_tx: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// Every datagram the generator makes, in order.
+    fn drain(g: &mut Generator<'_>) -> Vec<Vec<u8>> {
+        let (mut all, mut d) = (Vec::new(), Vec::new());
+        while g.next(&mut d).is_some() {
+            all.push(d.clone());
+        }
+        all
+    }
+
     /// The frame path's counts for `datagrams`, the duplicates among the
     /// transactions it passed, and the HELLO frames it handed on (with
     /// `handshakes`, channel 1003 served).
@@ -846,11 +855,7 @@ mod tests {
             ..TrafficConfig::default()
         };
         let mut g = Generator::new(&plan, &pool, &cfg, 0, 1, start_counter());
-        let mut all = Vec::new();
-        let mut d = Vec::new();
-        while g.next(&mut d).is_some() {
-            all.push(d.clone());
-        }
+        let all = drain(&mut g);
         let e = g.expected;
         assert!(e.hostile.iter().all(|n| *n > 0), "{:?}", e.hostile);
         let (mut c, dup) = judge(&plan, &all);
@@ -940,11 +945,7 @@ mod tests {
                 ..TrafficConfig::default()
             };
             let mut g = Generator::new(&plan, &pool, &cfg, 0, 1, start_counter());
-            let mut all = Vec::new();
-            let mut d = Vec::new();
-            while g.next(&mut d).is_some() {
-                all.push(d.clone());
-            }
+            let all = drain(&mut g);
             let e = g.expected;
             let (c, dup, hellos) = judge_with(&plan, &all, served);
             assert_eq!(dup, 0);

@@ -178,7 +178,7 @@ pub fn verify_hello(network_id: u32, body: &[u8]) -> Result<Hello, HandshakeErro
     Ok(h)
 }
 
-fn x25519(secret: [u8; 32], public: [u8; 32]) -> Result<[u8; 32], HandshakeError> {
+pub(crate) fn x25519(secret: [u8; 32], public: [u8; 32]) -> Result<[u8; 32], HandshakeError> {
     let shared = StaticSecret::from(secret).diffie_hellman(&PublicKey::from(public)).to_bytes();
     if shared.iter().all(|b| *b == 0) {
         return Err(HandshakeError::ZeroSharedSecret);

@@ -105,12 +105,9 @@ fn aad(sender: &[u8; 32], recipient: &[u8; 32]) -> [u8; 65] {
     a
 }
 
+/// X25519 as the handshake does it; the all-zero result refused.
 fn exchange(secret: [u8; 32], public: [u8; 32]) -> Result<[u8; 32], OfferError> {
-    let shared = StaticSecret::from(secret).diffie_hellman(&PublicKey::from(public)).to_bytes();
-    if shared.iter().all(|b| *b == 0) {
-        return Err(OfferError::ZeroSharedSecret);
-    }
-    Ok(shared)
+    crate::handshake::x25519(secret, public).map_err(|_| OfferError::ZeroSharedSecret)
 }
 
 /// Seals `endpoint` from account `sender` to account `recipient` with the
