@@ -228,6 +228,37 @@ impl Block {
         self.data.len()
     }
 
+    /// Appends the block as the block log stores it: the header's 246
+    /// bytes, then each transaction as a `u32 LE` length and its bytes.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.reserve(HEADER_LEN + self.data.len() + 4 * self.ends.len());
+        out.extend_from_slice(&self.header.encode());
+        for t in self.txs() {
+            // A transaction is far shorter than 4 GiB (it fits a datagram).
+            out.extend_from_slice(&(t.len() as u32).to_le_bytes());
+            out.extend_from_slice(t);
+        }
+    }
+
+    /// Reads what [`encode_into`](Block::encode_into) wrote: `None` unless
+    /// the header decodes and exactly `tx_count` transactions fill the rest.
+    /// The transaction root is not recomputed ([`Block::is_consistent`]
+    /// does that).
+    pub fn decode(b: &[u8]) -> Option<Block> {
+        let header = BlockHeader::decode(b.get(..HEADER_LEN)?)?;
+        let mut rest = b.get(HEADER_LEN..)?;
+        let n = header.tx_count as usize;
+        let mut data = Vec::with_capacity(rest.len().saturating_sub(4 * n));
+        let mut ends = Vec::with_capacity(n.min(rest.len() / 4));
+        while !rest.is_empty() {
+            let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            data.extend_from_slice(rest.get(4..4 + len)?);
+            ends.push(data.len());
+            rest = rest.get(4 + len..)?;
+        }
+        (ends.len() == n).then_some(Block { header, data, ends })
+    }
+
     /// Whether `tx_count` and `merkle_root` match the transactions: what a
     /// node checks on a block it did not build.
     pub fn is_consistent(&self) -> bool {
@@ -337,6 +368,13 @@ impl BlockBuilder {
             fees: 0,
             spare: Vec::new(),
         }
+    }
+
+    /// A builder that continues a chain whose last block is `height` with
+    /// hash `parent` and timestamp `timestamp_ms` (a node restarting from
+    /// its data directory).
+    pub fn resume(cfg: BlockConfig, height: u64, parent: Hash, timestamp_ms: u64) -> BlockBuilder {
+        BlockBuilder { next_height: height + 1, last_timestamp_ms: timestamp_ms, ..BlockBuilder::new(cfg, parent) }
     }
 
     /// Takes back a sealed block's buffers (kept for the next blocks, at

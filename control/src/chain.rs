@@ -91,6 +91,38 @@ impl Chain<SingleNode> {
     }
 }
 
+impl Chain<SingleNode> {
+    /// A one-node chain continuing from a recovered `state` whose last
+    /// final block is `height` with hash `last_hash` and timestamp
+    /// `timestamp_ms` (height 0: the genesis). Counters start at 0: they
+    /// count this run.
+    pub fn resume(
+        genesis: &Genesis,
+        cfg: ChainConfig,
+        state: crate::state::State,
+        height: u64,
+        last_hash: Hash,
+        timestamp_ms: u64,
+    ) -> Self {
+        let (builder, last_hash) = if height == 0 {
+            (BlockBuilder::new(cfg.block, genesis.hash()), genesis.hash())
+        } else {
+            (BlockBuilder::resume(cfg.block, height, last_hash, timestamp_ms), last_hash)
+        };
+        Chain {
+            ledger: Ledger::from_state(genesis, cfg.ledger, state),
+            builder,
+            finalizer: SingleNode::resume(height, last_hash),
+            producer: cfg.producer,
+            sealed: Vec::new(),
+            height,
+            last_hash,
+            blocks: 0,
+            block_txs: 0,
+        }
+    }
+}
+
 impl<F: Finalizer> Chain<F> {
     /// A chain with another finalizer (multi-node consensus, later; tests).
     pub fn with_finalizer(genesis: &Genesis, cfg: ChainConfig, finalizer: F) -> Self {

@@ -39,6 +39,12 @@ impl SingleNode {
     }
 
     /// Height of the last final block (0: only genesis).
+    /// A finalizer whose tip is block `height` with hash `last_hash` (a
+    /// node restarting from its data directory).
+    pub fn resume(height: u64, last_hash: Hash) -> SingleNode {
+        SingleNode { height, last_hash, rejected: 0 }
+    }
+
     pub fn height(&self) -> u64 {
         self.height
     }

@@ -339,10 +339,16 @@ pub struct Ledger {
 impl Ledger {
     /// A ledger holding the genesis balances, every nonce 0.
     pub fn new(genesis: &Genesis, cfg: LedgerConfig) -> Ledger {
+        Ledger::from_state(genesis, cfg, State::new(genesis, cfg.inbox_capacity))
+    }
+
+    /// A ledger over `state` (recovered from a data directory; it came from
+    /// `genesis`), nothing waiting and every counter at 0.
+    pub fn from_state(genesis: &Genesis, cfg: LedgerConfig, state: State) -> Ledger {
         Ledger {
             cfg,
             min_fee: genesis.min_fee(),
-            state: State::new(genesis, cfg.inbox_capacity),
+            state,
             queues: HashMap::new(),
             timeline: VecDeque::new(),
             clock_ms: 0,

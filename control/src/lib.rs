@@ -46,6 +46,7 @@ pub mod queries;
 pub mod receipts;
 pub mod root;
 pub mod state;
+pub mod store;
 
 pub use block::{Block, BlockBuilder, BlockConfig, BlockHeader, Stamp};
 pub use chain::{Chain, ChainConfig, ChainCounters};

@@ -58,7 +58,7 @@ fn key_order(a: &[u8; 32], b: &[u8; 32]) -> std::cmp::Ordering {
 const FANOUT: usize = 16;
 
 /// Leaf hashes by bucket and the tree above the buckets.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AccountRoot {
     buckets: Vec<Bucket>,
     /// `levels[0]` the bucket hashes (65 536), each next level 16 times

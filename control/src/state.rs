@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use attnet_core::wire::tx::{Kind, Transaction};
 
 use sha2::{Digest, Sha256};
+use serde::{Deserialize, Serialize};
 
 use crate::genesis::Genesis;
 use crate::ledger::Refusal;
@@ -28,7 +29,7 @@ use crate::merkle::Hash;
 use crate::root::AccountRoot;
 
 /// An account's state. `Copy`, so reading it never borrows the ledger.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Account {
     /// Spendable balance.
     pub balance: u64,
@@ -55,7 +56,7 @@ pub struct Account {
 }
 
 /// A registered block producer, keyed by its owner account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Producer {
     /// The producer's node key (the key its node signs WELCOMEs and blocks
     /// with).
@@ -72,9 +73,10 @@ pub struct Producer {
 
 /// A record one account addressed to another (message, connect-request,
 /// connect-accept, endpoint-offer), kept in the recipient's inbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The transaction's kind.
+    #[serde(with = "kind_byte")]
     pub kind: Kind,
     /// The sender.
     pub from: [u8; 32],
@@ -87,7 +89,7 @@ pub struct Record {
 }
 
 /// The parameters of execution, from the genesis and the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateConfig {
     /// The least fee, and the least credit that creates an account.
     pub min_fee: u64,
@@ -124,8 +126,10 @@ impl Supply {
     }
 }
 
-/// Accounts, producers, connections and inboxes.
-#[derive(Debug)]
+/// Accounts, producers, connections and inboxes. It serializes (with
+/// `serde`) to what a snapshot holds: everything but the state root's
+/// tree, which [`State::with_root_rebuilt`] recomputes after loading.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
     cfg: StateConfig,
     accounts: HashMap<[u8; 32], Account>,
@@ -146,7 +150,23 @@ pub struct State {
     total: u64,
     records_evicted: u64,
     /// The state root over every account (and its producer record).
+    #[serde(skip, default = "AccountRoot::new")]
     root: AccountRoot,
+}
+
+/// A [`Kind`] as its byte, for serialization.
+mod kind_byte {
+    use attnet_core::wire::tx::Kind;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(k: &Kind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(*k as u8)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
+        let b = u8::deserialize(d)?;
+        Kind::ALL.get(usize::from(b)).copied().ok_or_else(|| D::Error::custom("unknown transaction kind"))
+    }
 }
 
 fn pair(a: [u8; 32], b: [u8; 32]) -> ([u8; 32], [u8; 32]) {
@@ -264,6 +284,26 @@ impl State {
     pub(crate) fn set_account(&mut self, key: [u8; 32], a: Account) {
         self.accounts.insert(key, a);
         self.root.mark(key);
+    }
+
+    /// A state loaded from a snapshot, its root's tree rebuilt from every
+    /// account (the first [`State::root`] hashes them all) and its inboxes
+    /// held to `inbox_capacity` (the configuration may have changed since
+    /// the snapshot; the oldest records go, counted as evicted).
+    pub fn with_root_rebuilt(mut self, inbox_capacity: usize) -> State {
+        let mut root = AccountRoot::new();
+        for k in self.accounts.keys() {
+            root.mark(*k);
+        }
+        self.root = root;
+        self.cfg.inbox_capacity = inbox_capacity;
+        for q in self.inboxes.values_mut() {
+            while q.len() > inbox_capacity {
+                q.pop_front();
+                self.records_evicted += 1;
+            }
+        }
+        self
     }
 
     /// The execution parameters.

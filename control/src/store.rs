@@ -1,0 +1,1130 @@
+//! Persistence: the data directory, the block log, state snapshots and
+//! recovery (`docs/STORAGE.md` has the layout, the choice and the figures).
+//!
+//! ```text
+//! D/lock                 held (flock) while a node runs on D
+//! D/meta.json            genesis hash, network id, node key: checked at start
+//! D/node.key             the node key generated on first start (mode 0600)
+//! D/blocks/<H>.log       block log segments, named by their first height
+//! D/snapshots/<H>.snap   the state after block H
+//! D/admin.sock           the admin socket while the node runs
+//! ```
+//!
+//! A log record is `u32 LE` payload length, `u32 LE` CRC32C of the
+//! payload, then the payload: the block as [`Block::encode_into`] writes
+//! it. Records are appended by the store thread ([`Store`]) and made
+//! durable with one `fdatasync` per write (blocks that queue up meanwhile
+//! share it); only then is a block's height published as durable, and only
+//! durable blocks are reported committed.
+//!
+//! A snapshot is written aside (temporary file, `fsync`, `rename`, `fsync`
+//! of the directory), so one is either whole or absent. Recovery
+//! ([`recover`]) loads the newest snapshot, replays the log's later
+//! blocks, executing each and checking its state root against its header,
+//! and truncates a torn last record; any other damage is an error naming
+//! the file and offset, which `attnet repair` ([`repair`]) resolves by
+//! cutting the log there.
+#![deny(clippy::indexing_slicing)]
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use attnet_core::wire::tx::{unsigned_part, Transaction};
+use hdrhistogram::Histogram;
+use sha2::{Digest, Sha256};
+
+use crate::block::Block;
+use crate::genesis::Genesis;
+use crate::merkle::Hash;
+use crate::state::State;
+
+/// The log record's prefix: length and CRC32C.
+const RECORD_PREFIX: usize = 8;
+/// A snapshot file's first bytes.
+const SNAP_MAGIC: &[u8; 8] = b"ATTSNAP1";
+/// Snapshot header: magic, height, block hash, timestamp, state root, body
+/// length, CRC32C (of the header before it and the body).
+const SNAP_HEADER: usize = 8 + 8 + 32 + 8 + 32 + 8 + 4;
+/// Snapshots kept; older ones are removed after a new one is durable.
+const SNAPSHOTS_KEPT: usize = 2;
+/// The data directory's format, in `meta.json`.
+const FORMAT: u64 = 1;
+
+/// How the store writes.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// A new log segment starts once the current one holds this many bytes.
+    pub segment_bytes: u64,
+    /// A snapshot is written once this many transactions were stored since
+    /// the last one (and at shutdown): it bounds what recovery replays.
+    pub snapshot_txs: u64,
+    /// Log bytes kept: whole segments older than this and older than the
+    /// oldest kept snapshot are removed (0: keep every segment).
+    pub retain_bytes: u64,
+    /// Write each committed transaction id here (one hex id a line) once
+    /// its block is durable.
+    pub committed_ids: Option<PathBuf>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { segment_bytes: 256 << 20, snapshot_txs: 1 << 20, retain_bytes: 64 << 30, committed_ids: None }
+    }
+}
+
+fn blocks_dir(d: &Path) -> PathBuf {
+    d.join("blocks")
+}
+
+fn snapshots_dir(d: &Path) -> PathBuf {
+    d.join("snapshots")
+}
+
+fn io(what: &Path, e: std::io::Error) -> String {
+    format!("{}: {e}", what.display())
+}
+
+fn fsync_dir(d: &Path) -> Result<(), String> {
+    File::open(d).and_then(|f| f.sync_all()).map_err(|e| io(d, e))
+}
+
+/// The lock on a data directory: one node per directory. Released when
+/// dropped (or when the process dies).
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl DirLock {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Creates `d` (mode 0700) and its subdirectories if needed and takes its
+/// lock; an error if another process holds it.
+pub fn lock(d: &Path) -> Result<DirLock, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    for sub in [d.to_path_buf(), blocks_dir(d), snapshots_dir(d)] {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&sub).map_err(|e| io(&sub, e))?;
+    }
+    let p = d.join("lock");
+    let f = OpenOptions::new().create(true).truncate(false).write(true).open(&p).map_err(|e| io(&p, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(DirLock { _file: f, path: d.to_path_buf() }),
+        Err(fs::TryLockError::WouldBlock) => {
+            Err(format!("{}: another attnet node is running on this data directory", d.display()))
+        }
+        Err(fs::TryLockError::Error(e)) => Err(io(&p, e)),
+    }
+}
+
+/// Whether a node holds `d`'s lock now.
+pub fn is_locked(d: &Path) -> bool {
+    let p = d.join("lock");
+    match File::open(&p) {
+        Ok(f) => matches!(f.try_lock_shared(), Err(fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
+
+/// What `meta.json` records.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Meta {
+    format: u64,
+    genesis_hash: String,
+    network_id: u32,
+    node_key: String,
+}
+
+/// Records the genesis and the node key in a new data directory, or checks
+/// them against an existing one: a directory serves one chain and one node
+/// key.
+pub fn check_meta(lock: &DirLock, genesis: &Genesis, node_key: &[u8; 32]) -> Result<(), String> {
+    let d = lock.path();
+    let p = d.join("meta.json");
+    let want = Meta {
+        format: FORMAT,
+        genesis_hash: hex::encode(genesis.hash()),
+        network_id: genesis.network_id(),
+        node_key: hex::encode(node_key),
+    };
+    match fs::read_to_string(&p) {
+        Ok(text) => {
+            let have: Meta =
+                serde_json::from_str(&text).map_err(|e| format!("{}: not a data directory's meta: {e}", p.display()))?;
+            if have.format != FORMAT {
+                return Err(format!("{}: format {} (this attnet reads {FORMAT})", p.display(), have.format));
+            }
+            if have.genesis_hash != want.genesis_hash || have.network_id != want.network_id {
+                return Err(format!(
+                    "{} holds the chain of genesis {} (network id {}), not this genesis {} (network id {}): \
+                     give the matching genesis or another data directory",
+                    d.display(),
+                    have.genesis_hash,
+                    have.network_id,
+                    want.genesis_hash,
+                    want.network_id
+                ));
+            }
+            if have.node_key != want.node_key {
+                return Err(format!(
+                    "{} belongs to node key {}, not {}: give that node's key (or none, to use {}) or another data directory",
+                    d.display(),
+                    have.node_key,
+                    want.node_key,
+                    d.join("node.key").display()
+                ));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = serde_json::to_string_pretty(&want).map_err(|e| e.to_string())?;
+            write_aside(d, &p, text.as_bytes())
+        }
+        Err(e) => Err(io(&p, e)),
+    }
+}
+
+/// Writes `bytes` to `path` whole or not at all: a temporary file beside
+/// it, `fsync`, `rename`, `fsync` of the directory.
+fn write_aside(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| io(path, e))?;
+    fsync_dir(dir)
+}
+
+/// The chain's tip: the last block's height, hash and timestamp (height 0:
+/// the genesis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tip {
+    pub height: u64,
+    pub hash: Hash,
+    pub timestamp_ms: u64,
+}
+
+/// What [`recover`] found.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The state after the tip.
+    pub state: State,
+    pub tip: Tip,
+    /// The snapshot loaded (0: none, replayed from the genesis).
+    pub snapshot_height: u64,
+    /// Blocks and transactions replayed from the log after the snapshot.
+    pub blocks_replayed: u64,
+    pub txs_replayed: u64,
+    /// A torn last record that was cut off: where, and how many bytes.
+    pub truncated: Option<String>,
+    pub elapsed: Duration,
+}
+
+impl Recovered {
+    /// The summary's `recovered` object.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "height": self.tip.height,
+            "snapshot_height": self.snapshot_height,
+            "blocks": self.blocks_replayed,
+            "txs": self.txs_replayed,
+            "ms": self.elapsed.as_millis() as u64,
+            "truncated": self.truncated,
+        })
+    }
+}
+
+/// A log segment: its path and first height.
+#[derive(Debug, Clone)]
+struct Segment {
+    first: u64,
+    path: PathBuf,
+}
+
+/// Files in `dir` named `<20 digits>.<ext>`, by that number.
+fn numbered(dir: &Path, ext: &str) -> Result<Vec<(u64, PathBuf)>, String> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let e = e.map_err(|e| io(dir, e))?;
+        let p = e.path();
+        if p.extension().and_then(|x| x.to_str()) != Some(ext) {
+            continue;
+        }
+        if let Some(n) = p.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok()) {
+            out.push((n, p));
+        }
+    }
+    out.sort_by_key(|(n, _)| *n);
+    Ok(out)
+}
+
+fn segments(d: &Path) -> Result<Vec<Segment>, String> {
+    Ok(numbered(&blocks_dir(d), "log")?.into_iter().map(|(first, path)| Segment { first, path }).collect())
+}
+
+fn segment_path(d: &Path, first: u64) -> PathBuf {
+    blocks_dir(d).join(format!("{first:020}.log"))
+}
+
+fn snapshot_path(d: &Path, height: u64) -> PathBuf {
+    snapshots_dir(d).join(format!("{height:020}.snap"))
+}
+
+/// One record read from the log.
+enum Next {
+    Record(Vec<u8>),
+    End,
+    /// A record that does not check out at `offset`: `torn` if it can only
+    /// be an interrupted last write (it runs to or past the end, or only
+    /// zeros follow).
+    Bad { offset: u64, torn: bool, why: String },
+}
+
+/// Reads a segment's records in order.
+struct SegmentReader {
+    data: Vec<u8>,
+    at: usize,
+}
+
+impl SegmentReader {
+    fn open(p: &Path) -> Result<SegmentReader, String> {
+        let data = fs::read(p).map_err(|e| io(p, e))?;
+        Ok(SegmentReader { data, at: 0 })
+    }
+
+    fn next(&mut self) -> Next {
+        let rest = self.data.get(self.at..).unwrap_or_default();
+        if rest.is_empty() {
+            return Next::End;
+        }
+        let offset = self.at as u64;
+        let zeros = rest.iter().all(|b| *b == 0);
+        let Some(prefix) = rest.first_chunk::<RECORD_PREFIX>() else {
+            return Next::Bad { offset, torn: true, why: format!("{} bytes, shorter than a record", rest.len()) };
+        };
+        let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        let crc = u32::from_le_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
+        let Some(payload) = rest.get(RECORD_PREFIX..RECORD_PREFIX + len) else {
+            return Next::Bad { offset, torn: true, why: format!("a record of {len} bytes runs past the end") };
+        };
+        if len == 0 || crc32c::crc32c(payload) != crc {
+            let ends_file = RECORD_PREFIX + len == rest.len();
+            return Next::Bad { offset, torn: ends_file || zeros, why: "checksum mismatch".into() };
+        }
+        self.at += RECORD_PREFIX + len;
+        Next::Record(payload.to_vec())
+    }
+}
+
+/// Loads the newest snapshot: the state, its tip. `Ok(None)` if there is
+/// none; an error if the newest one does not check out.
+fn load_snapshot(d: &Path, inbox_capacity: usize) -> Result<Option<(State, Tip, Hash)>, String> {
+    let snaps = numbered(&snapshots_dir(d), "snap")?;
+    let Some((_, p)) = snaps.last() else { return Ok(None) };
+    let bytes = fs::read(p).map_err(|e| io(p, e))?;
+    let bad = |why: &str| format!("{}: {why}: a damaged snapshot (`attnet repair` removes it)", p.display());
+    let hdr = bytes.get(..SNAP_HEADER).ok_or_else(|| bad("shorter than a snapshot header"))?;
+    if hdr.get(..8) != Some(&SNAP_MAGIC[..]) {
+        return Err(bad("not a snapshot"));
+    }
+    let u64_at = |o: usize| hdr.get(o..o + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes).unwrap_or(0);
+    let h32_at = |o: usize| -> Hash { hdr.get(o..o + 32).and_then(|b| b.try_into().ok()).unwrap_or([0; 32]) };
+    let height = u64_at(8);
+    let hash = h32_at(16);
+    let timestamp_ms = u64_at(48);
+    let root = h32_at(56);
+    let body_len = u64_at(88) as usize;
+    let crc = hdr.get(96..100).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes).unwrap_or(0);
+    let body = bytes.get(SNAP_HEADER..).ok_or_else(|| bad("no body"))?;
+    if body.len() != body_len {
+        return Err(bad("length mismatch"));
+    }
+    let want = crc32c::crc32c_append(crc32c::crc32c(hdr.get(8..96).unwrap_or_default()), body);
+    if want != crc {
+        return Err(bad("checksum mismatch"));
+    }
+    let state: State = postcard::from_bytes(body).map_err(|e| bad(&format!("undecodable ({e})")))?;
+    let mut state = state.with_root_rebuilt(inbox_capacity);
+    if state.root() != root {
+        return Err(bad("its state does not hash to the root it records"));
+    }
+    Ok(Some((state, Tip { height, hash, timestamp_ms }, root)))
+}
+
+/// Serializes a snapshot of `state` after `tip`.
+fn encode_snapshot(state: &mut State, tip: Tip) -> Result<Vec<u8>, String> {
+    let root = state.root();
+    let body = postcard::to_stdvec(&*state).map_err(|e| format!("snapshot: {e}"))?;
+    let mut out = Vec::with_capacity(SNAP_HEADER + body.len());
+    out.extend_from_slice(SNAP_MAGIC);
+    out.extend_from_slice(&tip.height.to_le_bytes());
+    out.extend_from_slice(&tip.hash);
+    out.extend_from_slice(&tip.timestamp_ms.to_le_bytes());
+    out.extend_from_slice(&root);
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(out.get(8..).unwrap_or_default()), &body);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Executes one block on `state`, which is after `tip`: checks that it
+/// extends the tip, runs its transactions (each must apply: they did when
+/// the block was built), ends the block and compares the state root with
+/// the header's. Returns the new tip.
+pub fn apply_block(state: &mut State, tip: Tip, b: &Block) -> Result<Tip, String> {
+    let h = b.header();
+    if h.height != tip.height + 1 || h.parent != tip.hash {
+        return Err(format!(
+            "block {} (parent {}) does not extend block {} ({})",
+            h.height,
+            hex::encode(h.parent),
+            tip.height,
+            hex::encode(tip.hash)
+        ));
+    }
+    let min_fee = state.config().min_fee;
+    let mut fees = 0u64;
+    for (i, tx) in b.txs().enumerate() {
+        let t = Transaction::new_checked(tx).map_err(|_| format!("block {}: transaction {i} is malformed", h.height))?;
+        let next = state.account(&t.from()).map(|a| a.nonce + 1);
+        if next != Some(t.nonce()) || t.fee() < min_fee {
+            return Err(format!("block {}: transaction {i} is out of nonce order or below the fee", h.height));
+        }
+        state.execute(&t).map_err(|r| format!("block {}: transaction {i} does not apply ({})", h.height, r.name()))?;
+        fees = fees.saturating_add(t.fee());
+    }
+    let producer = (h.producer != [0; 32]).then_some(h.producer);
+    state.end_block(h.height, producer, fees);
+    let root = state.root();
+    if root != h.state_root {
+        return Err(format!(
+            "block {}: the state after it hashes to {}, its header says {}",
+            h.height,
+            hex::encode(root),
+            hex::encode(h.state_root)
+        ));
+    }
+    Ok(Tip { height: h.height, hash: b.hash(), timestamp_ms: h.timestamp_ms })
+}
+
+/// Recovers the state of data directory `d` (locked by the caller, or
+/// read-only when no node runs): the newest snapshot, then every later
+/// block of the log executed and checked. A torn last record is cut off
+/// (unless `read_only`); any other damage is an error naming file and
+/// offset.
+pub fn recover(d: &Path, genesis: &Genesis, inbox_capacity: usize, read_only: bool) -> Result<Recovered, String> {
+    let started = Instant::now();
+    let genesis_tip = Tip { height: 0, hash: genesis.hash(), timestamp_ms: 0 };
+    let (mut state, snap_tip) = match load_snapshot(d, inbox_capacity)? {
+        Some((s, tip, _)) => (s, tip),
+        None => (State::new(genesis, inbox_capacity), genesis_tip),
+    };
+    let mut tip = snap_tip;
+    let (mut blocks, mut txs) = (0u64, 0u64);
+    let mut truncated = None;
+    let segs = segments(d)?;
+    if let Some(first) = segs.first() {
+        if first.first > snap_tip.height + 1 {
+            return Err(format!(
+                "{}: the log starts at block {} but the newest snapshot is of block {}: blocks {}..{} are missing",
+                blocks_dir(d).display(),
+                first.first,
+                snap_tip.height,
+                snap_tip.height + 1,
+                first.first - 1
+            ));
+        }
+    }
+    let last_seg = segs.len().saturating_sub(1);
+    for (si, seg) in segs.iter().enumerate() {
+        let mut r = SegmentReader::open(&seg.path)?;
+        let mut expect = seg.first;
+        loop {
+            match r.next() {
+                Next::End => break,
+                Next::Record(payload) => {
+                    let at = r.at;
+                    let b = Block::decode(&payload).ok_or_else(|| {
+                        format!("{} offset {}: a record that is not a block", seg.path.display(), at - payload.len())
+                    })?;
+                    let h = b.header().height;
+                    if h != expect {
+                        return Err(format!(
+                            "{}: block {h} where block {expect} belongs (`attnet repair` cuts the log there)",
+                            seg.path.display()
+                        ));
+                    }
+                    expect += 1;
+                    if h <= snap_tip.height {
+                        if h == snap_tip.height && b.hash() != snap_tip.hash {
+                            return Err(format!(
+                                "{}: block {h} is not the block the newest snapshot follows",
+                                seg.path.display()
+                            ));
+                        }
+                        continue;
+                    }
+                    tip = apply_block(&mut state, tip, &b)
+                        .map_err(|e| format!("{} offset {}: {e}", seg.path.display(), at - payload.len() - 8))?;
+                    blocks += 1;
+                    txs += b.len() as u64;
+                }
+                Next::Bad { offset, torn, why } => {
+                    if torn && si == last_seg {
+                        let cut = r.data.len() as u64 - offset;
+                        let what = format!("{} offset {offset}: torn last record ({why}), {cut} bytes", seg.path.display());
+                        if !read_only {
+                            let f = OpenOptions::new().write(true).open(&seg.path).map_err(|e| io(&seg.path, e))?;
+                            f.set_len(offset).and_then(|_| f.sync_all()).map_err(|e| io(&seg.path, e))?;
+                        }
+                        truncated = Some(what);
+                        break;
+                    }
+                    return Err(format!(
+                        "{} offset {offset}: {why}: the block log is damaged; `attnet repair --data-dir {}` cuts it \
+                         there (the blocks after it are lost)",
+                        seg.path.display(),
+                        d.display()
+                    ));
+                }
+            }
+        }
+    }
+    let supply = state.supply();
+    if !supply.holds() {
+        return Err(format!("{}: the recovered state does not conserve the supply: {supply:?}", d.display()));
+    }
+    Ok(Recovered {
+        state,
+        tip,
+        snapshot_height: snap_tip.height,
+        blocks_replayed: blocks,
+        txs_replayed: txs,
+        truncated,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// What [`repair`] did.
+#[derive(Debug, Default)]
+pub struct Repaired {
+    pub actions: Vec<String>,
+}
+
+/// Makes a damaged data directory recoverable, losing as little as it
+/// must: removes snapshots that do not check out; cuts the log at its
+/// first damaged record and removes the later segments. What it did is
+/// listed. The caller holds the lock.
+pub fn repair(lock: &DirLock, genesis: &Genesis) -> Result<Repaired, String> {
+    let d = lock.path();
+    let mut out = Repaired::default();
+    loop {
+        match load_snapshot(d, usize::MAX) {
+            Ok(_) => break,
+            Err(e) => {
+                let snaps = numbered(&snapshots_dir(d), "snap")?;
+                let Some((_, p)) = snaps.last() else { break };
+                fs::remove_file(p).map_err(|er| io(p, er))?;
+                out.actions.push(format!("removed {} ({e})", p.display()));
+            }
+        }
+    }
+    let mut cut_after: Option<usize> = None;
+    let segs = segments(d)?;
+    'segs: for (si, seg) in segs.iter().enumerate() {
+        let mut r = SegmentReader::open(&seg.path)?;
+        let mut expect = seg.first;
+        loop {
+            let offset = r.at as u64;
+            let bad = match r.next() {
+                Next::End => break,
+                Next::Record(p) => match Block::decode(&p) {
+                    Some(b) if b.header().height == expect => {
+                        expect += 1;
+                        continue;
+                    }
+                    _ => "a record that is not the next block".to_string(),
+                },
+                Next::Bad { why, .. } => why,
+            };
+            let f = OpenOptions::new().write(true).open(&seg.path).map_err(|e| io(&seg.path, e))?;
+            f.set_len(offset).and_then(|_| f.sync_all()).map_err(|e| io(&seg.path, e))?;
+            out.actions.push(format!(
+                "cut {} at offset {offset} ({bad}): blocks from {expect} on are gone",
+                seg.path.display()
+            ));
+            cut_after = Some(si);
+            break 'segs;
+        }
+    }
+    if let Some(si) = cut_after {
+        for seg in segs.iter().skip(si + 1) {
+            fs::remove_file(&seg.path).map_err(|e| io(&seg.path, e))?;
+            out.actions.push(format!("removed {}", seg.path.display()));
+        }
+    }
+    // A snapshot beyond the log's end would skip the cut blocks: the state
+    // it holds is still a valid one of this chain, so it stays; recovery
+    // replays nothing before it. Check the result now.
+    match recover(d, genesis, usize::MAX, false) {
+        Ok(r) => out.actions.push(format!("the directory recovers to block {}", r.tip.height)),
+        Err(e) => return Err(format!("still not recoverable: {e}")),
+    }
+    Ok(out)
+}
+
+/// Reads block `height` from the log (a scan of one segment).
+pub fn read_block(d: &Path, height: u64) -> Result<Option<Block>, String> {
+    let segs = segments(d)?;
+    let Some(seg) = segs.iter().rev().find(|s| s.first <= height) else { return Ok(None) };
+    let mut r = SegmentReader::open(&seg.path)?;
+    while let Next::Record(p) = r.next() {
+        if let Some(b) = Block::decode(&p) {
+            if b.header().height == height {
+                return Ok(Some(b));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Finds transaction `id` in the log, newest block first: its block's
+/// height and its index there.
+pub fn find_tx(d: &Path, id: &[u8; 32]) -> Result<Option<(u64, usize, Vec<u8>)>, String> {
+    for seg in segments(d)?.iter().rev() {
+        let mut r = SegmentReader::open(&seg.path)?;
+        let mut found = None;
+        while let Next::Record(p) = r.next() {
+            if let Some(b) = Block::decode(&p) {
+                for (i, t) in b.txs().enumerate() {
+                    if tx_id(t) == *id {
+                        found = Some((b.header().height, i, t.to_vec()));
+                    }
+                }
+            }
+        }
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// A transaction's id: SHA-256 of its unsigned part.
+pub fn tx_id(tx: &[u8]) -> [u8; 32] {
+    Sha256::digest(unsigned_part(tx)).into()
+}
+
+/// The store thread's figures.
+#[derive(Debug, Clone)]
+pub struct StoreReport {
+    pub blocks: u64,
+    pub txs: u64,
+    pub bytes: u64,
+    pub syncs: u64,
+    pub snapshots: u64,
+    pub segments_removed: u64,
+    /// Sealed (handed to the store) → durable, microseconds, per block.
+    pub commit_us: Histogram<u64>,
+    /// Each snapshot's writing, microseconds.
+    pub snapshot_us: Histogram<u64>,
+    /// The durable tip when the store stopped.
+    pub height: u64,
+}
+
+impl StoreReport {
+    /// The summary's `storage` object.
+    pub fn to_json(&self) -> serde_json::Value {
+        let q = |h: &Histogram<u64>, p: f64| if h.is_empty() { 0 } else { h.value_at_quantile(p) };
+        serde_json::json!({
+            "blocks": self.blocks,
+            "txs": self.txs,
+            "bytes": self.bytes,
+            "syncs": self.syncs,
+            "snapshots": self.snapshots,
+            "segments_removed": self.segments_removed,
+            "height": self.height,
+            "commit_us": {"p50": q(&self.commit_us, 0.5), "p99": q(&self.commit_us, 0.99), "max": self.commit_us.max()},
+            "snapshot_us": {"p50": q(&self.snapshot_us, 0.5), "max": self.snapshot_us.max()},
+        })
+    }
+}
+
+/// A question for the store thread, answered from the durable state.
+pub type AdminQuery = Box<dyn FnOnce(&StoreView<'_>) -> serde_json::Value + Send>;
+
+/// What an admin query sees: the state after the durable tip.
+pub struct StoreView<'a> {
+    pub dir: &'a Path,
+    pub state: &'a State,
+    pub tip: Tip,
+}
+
+enum Msg {
+    Block(Box<Block>, Instant),
+    Admin(AdminQuery, crossbeam_channel::Sender<serde_json::Value>),
+}
+
+/// The control thread's end of the store thread.
+pub struct Store {
+    tx: Option<crossbeam_channel::Sender<Msg>>,
+    durable: Arc<AtomicU64>,
+    failed: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<StoreReport, String>>>,
+}
+
+/// A handle that sends admin queries to the store thread.
+#[derive(Clone)]
+pub struct AdminHandle {
+    tx: crossbeam_channel::Sender<Msg>,
+}
+
+impl AdminHandle {
+    /// Runs `q` on the store thread and waits (at most `timeout`) for its
+    /// answer.
+    pub fn ask(&self, q: AdminQuery, timeout: Duration) -> Option<serde_json::Value> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.tx.send(Msg::Admin(q, tx)).ok()?;
+        rx.recv_timeout(timeout).ok()
+    }
+}
+
+impl Store {
+    /// Starts the store thread on data directory `lock`, whose recovered
+    /// state and tip are `state` and `tip`.
+    pub fn start(lock: &DirLock, cfg: StoreConfig, state: State, tip: Tip) -> Result<Store, String> {
+        let d = lock.path().to_path_buf();
+        let ids = match &cfg.committed_ids {
+            Some(p) => Some(std::io::BufWriter::new(File::create(p).map_err(|e| io(p, e))?)),
+            None => None,
+        };
+        let mut w = Writer::open(d, cfg, state, tip, ids)?;
+        // Deep enough that a slow disk is absorbed for a few blocks; beyond
+        // that the control thread waits (and counts it).
+        let (tx, rx) = crossbeam_channel::bounded::<Msg>(64);
+        let durable = Arc::new(AtomicU64::new(tip.height));
+        let failed = Arc::new(AtomicBool::new(false));
+        let (dur, fail) = (durable.clone(), failed.clone());
+        let thread = std::thread::Builder::new()
+            .name("attnet-store".into())
+            .spawn(move || {
+                let r = w.run(&rx, &dur);
+                if r.is_err() {
+                    fail.store(true, Ordering::Release);
+                }
+                r
+            })
+            .map_err(|e| format!("store thread: {e}"))?;
+        Ok(Store { tx: Some(tx), durable, failed, thread: Some(thread) })
+    }
+
+    /// Hands a final block to the store thread. An error if the store
+    /// thread has stopped (its error comes from [`Store::finish`]).
+    pub fn append(&self, b: Block) -> Result<(), String> {
+        let tx = self.tx.as_ref().ok_or("store closed")?;
+        tx.send(Msg::Block(Box::new(b), Instant::now())).map_err(|_| "the store thread stopped".to_string())
+    }
+
+    /// The height of the last durable block.
+    pub fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Whether the store thread stopped on an error.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// A handle for admin queries.
+    pub fn admin(&self) -> Option<AdminHandle> {
+        self.tx.as_ref().map(|tx| AdminHandle { tx: tx.clone() })
+    }
+
+    /// Stops the store thread once every block handed over is durable (and
+    /// a last snapshot written); its figures.
+    pub fn finish(mut self) -> Result<StoreReport, String> {
+        self.tx = None;
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err("the store thread panicked".into()),
+            None => Err("store already finished".into()),
+        }
+    }
+}
+
+/// The store thread's state.
+struct Writer {
+    d: PathBuf,
+    cfg: StoreConfig,
+    state: State,
+    tip: Tip,
+    seg: File,
+    seg_path: PathBuf,
+    seg_len: u64,
+    ids: Option<std::io::BufWriter<File>>,
+    txs_since_snapshot: u64,
+    snapshot_height: u64,
+    record: Vec<u8>,
+    report: StoreReport,
+}
+
+impl Writer {
+    fn open(
+        d: PathBuf,
+        cfg: StoreConfig,
+        state: State,
+        tip: Tip,
+        ids: Option<std::io::BufWriter<File>>,
+    ) -> Result<Writer, String> {
+        let (seg_path, seg_len) = match segments(&d)?.last() {
+            Some(s) => {
+                let len = fs::metadata(&s.path).map_err(|e| io(&s.path, e))?.len();
+                (s.path.clone(), len)
+            }
+            None => (segment_path(&d, tip.height + 1), 0),
+        };
+        let seg = OpenOptions::new().create(true).append(true).open(&seg_path).map_err(|e| io(&seg_path, e))?;
+        if seg_len == 0 {
+            fsync_dir(&blocks_dir(&d))?;
+        }
+        let snapshot_height = numbered(&snapshots_dir(&d), "snap")?.last().map_or(0, |(h, _)| *h);
+        let hist = || Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds");
+        Ok(Writer {
+            d,
+            cfg,
+            state,
+            tip,
+            seg,
+            seg_path,
+            seg_len,
+            ids,
+            txs_since_snapshot: 0,
+            snapshot_height,
+            record: Vec::new(),
+            report: StoreReport {
+                blocks: 0,
+                txs: 0,
+                bytes: 0,
+                syncs: 0,
+                snapshots: 0,
+                segments_removed: 0,
+                commit_us: hist(),
+                snapshot_us: hist(),
+                height: tip.height,
+            },
+        })
+    }
+
+    fn run(&mut self, rx: &crossbeam_channel::Receiver<Msg>, durable: &AtomicU64) -> Result<StoreReport, String> {
+        let mut batch: Vec<(Block, Instant)> = Vec::new();
+        loop {
+            let first = match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            };
+            let mut admin = Vec::new();
+            let mut next = Some(first);
+            // Group commit: whatever queued meanwhile shares one fdatasync.
+            while let Some(m) = next.take() {
+                match m {
+                    Msg::Block(b, t) => batch.push((*b, t)),
+                    Msg::Admin(q, reply) => admin.push((q, reply)),
+                }
+                if batch.len() < 64 {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.commit(&mut batch, durable)?;
+            }
+            for (q, reply) in admin {
+                let v = q(&StoreView { dir: &self.d, state: &self.state, tip: self.tip });
+                let _ = reply.send(v);
+            }
+        }
+        if self.txs_since_snapshot > 0 {
+            self.snapshot()?;
+        }
+        if let Some(w) = self.ids.as_mut() {
+            w.flush().map_err(|e| format!("committed ids: {e}"))?;
+        }
+        self.report.height = self.tip.height;
+        Ok(self.report.clone())
+    }
+
+    /// Appends, syncs, publishes, then executes the blocks on the replica.
+    fn commit(&mut self, batch: &mut Vec<(Block, Instant)>, durable: &AtomicU64) -> Result<(), String> {
+        for (b, _) in batch.iter() {
+            if self.seg_len >= self.cfg.segment_bytes {
+                self.roll(b.header().height)?;
+            }
+            self.record.clear();
+            self.record.extend_from_slice(&[0; RECORD_PREFIX]);
+            b.encode_into(&mut self.record);
+            let len = (self.record.len() - RECORD_PREFIX) as u32;
+            let crc = crc32c::crc32c(self.record.get(RECORD_PREFIX..).unwrap_or_default());
+            if let Some(p) = self.record.first_chunk_mut::<RECORD_PREFIX>() {
+                let mut prefix = [0u8; RECORD_PREFIX];
+                prefix[..4].copy_from_slice(&len.to_le_bytes());
+                prefix[4..].copy_from_slice(&crc.to_le_bytes());
+                *p = prefix;
+            }
+            self.seg.write_all(&self.record).map_err(|e| io(&self.seg_path, e))?;
+            self.seg_len += self.record.len() as u64;
+            self.report.bytes += self.record.len() as u64;
+        }
+        self.seg.sync_data().map_err(|e| io(&self.seg_path, e))?;
+        self.report.syncs += 1;
+        let Some(last) = batch.last() else { return Ok(()) };
+        durable.store(last.0.header().height, Ordering::Release);
+        for (b, queued) in batch.drain(..) {
+            self.report.commit_us.saturating_record(queued.elapsed().as_micros().max(1) as u64);
+            if let Some(w) = self.ids.as_mut() {
+                for t in b.txs() {
+                    writeln!(w, "{}", hex::encode(tx_id(t))).map_err(|e| format!("committed ids: {e}"))?;
+                }
+            }
+            self.tip = apply_block(&mut self.state, self.tip, &b)
+                .map_err(|e| format!("the store's replica diverged from the chain: {e}"))?;
+            self.report.blocks += 1;
+            self.report.txs += b.len() as u64;
+            self.txs_since_snapshot += b.len() as u64;
+        }
+        if let Some(w) = self.ids.as_mut() {
+            w.flush().map_err(|e| format!("committed ids: {e}"))?;
+        }
+        if self.txs_since_snapshot >= self.cfg.snapshot_txs {
+            self.snapshot()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new segment whose first block is `height`.
+    fn roll(&mut self, height: u64) -> Result<(), String> {
+        self.seg_path = segment_path(&self.d, height);
+        self.seg = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.seg_path)
+            .map_err(|e| io(&self.seg_path, e))?;
+        self.seg_len = 0;
+        fsync_dir(&blocks_dir(&self.d))
+    }
+
+    /// Writes a snapshot of the replica, keeps the newest two, and removes
+    /// log segments beyond retention.
+    fn snapshot(&mut self) -> Result<(), String> {
+        let started = Instant::now();
+        let bytes = encode_snapshot(&mut self.state, self.tip)?;
+        let p = snapshot_path(&self.d, self.tip.height);
+        write_aside(&snapshots_dir(&self.d), &p, &bytes)?;
+        self.snapshot_height = self.tip.height;
+        self.txs_since_snapshot = 0;
+        self.report.snapshots += 1;
+        let snaps = numbered(&snapshots_dir(&self.d), "snap")?;
+        let keep_from = snaps.len().saturating_sub(SNAPSHOTS_KEPT);
+        for (_, old) in snaps.iter().take(keep_from) {
+            fs::remove_file(old).map_err(|e| io(old, e))?;
+        }
+        let oldest_kept = snaps.get(keep_from).map_or(self.tip.height, |(h, _)| *h);
+        if self.cfg.retain_bytes > 0 {
+            self.prune(oldest_kept)?;
+        }
+        self.report.snapshot_us.saturating_record(started.elapsed().as_micros().max(1) as u64);
+        Ok(())
+    }
+
+    /// Removes the oldest segments while the log holds more than
+    /// `retain_bytes` and the segment after it starts at or below
+    /// `oldest_snapshot + 1` (recovery from that snapshot never needs it).
+    fn prune(&mut self, oldest_snapshot: u64) -> Result<(), String> {
+        let segs = segments(&self.d)?;
+        let mut sizes = Vec::with_capacity(segs.len());
+        for s in &segs {
+            sizes.push(fs::metadata(&s.path).map_err(|e| io(&s.path, e))?.len());
+        }
+        let mut total: u64 = sizes.iter().sum();
+        for (i, s) in segs.iter().enumerate() {
+            let Some(next) = segs.get(i + 1) else { break };
+            if total <= self.cfg.retain_bytes || next.first > oldest_snapshot + 1 {
+                break;
+            }
+            fs::remove_file(&s.path).map_err(|e| io(&s.path, e))?;
+            total -= sizes.get(i).copied().unwrap_or(0);
+            self.report.segments_removed += 1;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::block::BlockConfig;
+    use crate::chain::{Chain, ChainConfig};
+    use crate::genesis::GenesisAccount;
+    use crate::ledger::LedgerConfig;
+    use attnet_core::wire::tx::{Kind, Repr};
+
+    const A: [u8; 32] = [0xA; 32];
+    const B: [u8; 32] = [0xB; 32];
+    const P: [u8; 32] = [0x7; 32];
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("attnet-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn genesis() -> Genesis {
+        Genesis::new(9, [GenesisAccount { key: A, balance: 1_000_000 }]).unwrap()
+    }
+
+    fn tx(kind: Kind, from: [u8; 32], to: [u8; 32], nonce: u64, amount: u64, memo: &[u8]) -> Vec<u8> {
+        let r = Repr { kind, from, to, nonce, amount, fee: 2, memo, signature: [0; 64] };
+        let mut b = vec![0u8; r.buffer_len()];
+        r.emit(&mut b).unwrap();
+        b
+    }
+
+    /// Builds `blocks` blocks of a few transactions each (transfers,
+    /// messages, a stake), hands them to a store on `d`, and returns the
+    /// chain's final state root and tip height.
+    fn write_chain(d: &Path, blocks: u64, cfg: StoreConfig) -> (Hash, u64) {
+        let g = genesis();
+        let lock = lock(d).unwrap();
+        check_meta(&lock, &g, &P).unwrap();
+        let r = recover(d, &g, 16, false).unwrap();
+        let tip = r.tip;
+        let mut c = Chain::resume(
+            &g,
+            ChainConfig { ledger: LedgerConfig::default(), block: BlockConfig::default(), producer: Some(P) },
+            r.state.clone(),
+            tip.height,
+            tip.hash,
+            tip.timestamp_ms,
+        );
+        let store = Store::start(&lock, cfg, r.state, tip).unwrap();
+        let mut now = 1_000 + tip.timestamp_ms;
+        for _ in 0..blocks {
+            let n = c.ledger().account(&A).unwrap().nonce;
+            c.submit(&tx(Kind::Transfer, A, B, n + 1, 100, b""), now).unwrap();
+            c.submit(&tx(Kind::Message, A, B, n + 2, 0, b"hello"), now).unwrap();
+            c.submit(&tx(Kind::Stake, A, A, n + 3, 5, b""), now).unwrap();
+            now += 1_000;
+            for b in c.poll(now) {
+                store.append(b).unwrap();
+            }
+        }
+        for b in c.finish(now) {
+            store.append(b).unwrap();
+        }
+        let rep = store.finish().unwrap();
+        assert_eq!(rep.height, c.height());
+        (c.state_root(), c.height())
+    }
+
+    #[test]
+    fn a_chain_recovers_to_the_same_state_root_and_continues() {
+        let d = tmp("recover");
+        let cfg = StoreConfig { snapshot_txs: 10, segment_bytes: 2_000, ..StoreConfig::default() };
+        let (root, height) = write_chain(&d, 12, cfg.clone());
+        assert_eq!(height, 12);
+        assert!(segments(&d).unwrap().len() > 1, "small segments roll");
+        let mut r = recover(&d, &genesis(), 16, true).unwrap();
+        assert_eq!((r.tip.height, r.state.root()), (12, root));
+        assert_eq!(r.snapshot_height, 12, "a snapshot at shutdown");
+        // Without snapshots the log alone replays to the same root.
+        for (_, p) in numbered(&snapshots_dir(&d), "snap").unwrap() {
+            fs::remove_file(p).unwrap();
+        }
+        let mut r = recover(&d, &genesis(), 16, true).unwrap();
+        assert_eq!((r.tip.height, r.blocks_replayed, r.state.root()), (12, 12, root));
+        assert!(r.state.supply().holds());
+        // A second run continues the chain.
+        let (_, height) = write_chain(&d, 3, cfg);
+        assert_eq!(height, 15);
+        assert_eq!(recover(&d, &genesis(), 16, true).unwrap().tip.height, 15);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_record_is_cut_and_other_damage_is_named_and_repaired() {
+        let d = tmp("torn");
+        let cfg = StoreConfig { snapshot_txs: u64::MAX, ..StoreConfig::default() };
+        write_chain(&d, 5, cfg);
+        for (_, p) in numbered(&snapshots_dir(&d), "snap").unwrap() {
+            fs::remove_file(p).unwrap();
+        }
+        let seg = segments(&d).unwrap()[0].path.clone();
+        let whole = fs::read(&seg).unwrap();
+        // Torn: half of a sixth record appended.
+        let mut torn = whole.clone();
+        torn.extend_from_slice(&whole[..whole.len() / 10]);
+        fs::write(&seg, &torn).unwrap();
+        let r = recover(&d, &genesis(), 16, false).unwrap();
+        assert_eq!(r.tip.height, 5);
+        assert!(r.truncated.as_deref().unwrap().contains("torn"), "{:?}", r.truncated);
+        assert_eq!(fs::read(&seg).unwrap(), whole, "cut back to the whole records");
+        // Zeros after the last record (a size change whose data never came).
+        let mut zeros = whole.clone();
+        zeros.extend_from_slice(&[0; 300]);
+        fs::write(&seg, &zeros).unwrap();
+        assert_eq!(recover(&d, &genesis(), 16, false).unwrap().tip.height, 5);
+        // A flipped byte in the middle: an error naming file and offset.
+        let mut flipped = whole.clone();
+        flipped[whole.len() / 2] ^= 0x40;
+        fs::write(&seg, &flipped).unwrap();
+        let e = recover(&d, &genesis(), 16, false).unwrap_err();
+        assert!(e.contains(&seg.display().to_string()) && e.contains("offset") && e.contains("attnet repair"), "{e}");
+        let lock = lock(&d).unwrap();
+        let fixed = repair(&lock, &genesis()).unwrap();
+        assert!(fixed.actions.iter().any(|a| a.starts_with("cut")), "{:?}", fixed.actions);
+        let r = recover(&d, &genesis(), 16, false).unwrap();
+        assert!(r.tip.height < 5 && r.tip.height >= 1, "{}", r.tip.height);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_an_error_until_repaired() {
+        let d = tmp("snap");
+        write_chain(&d, 4, StoreConfig { snapshot_txs: 3, ..StoreConfig::default() });
+        let snaps = numbered(&snapshots_dir(&d), "snap").unwrap();
+        let newest = &snaps.last().unwrap().1;
+        let mut b = fs::read(newest).unwrap();
+        let n = b.len();
+        b[n - 3] ^= 1;
+        fs::write(newest, &b).unwrap();
+        let e = recover(&d, &genesis(), 16, true).unwrap_err();
+        assert!(e.contains("damaged snapshot"), "{e}");
+        let lock = lock(&d).unwrap();
+        repair(&lock, &genesis()).unwrap();
+        assert_eq!(recover(&d, &genesis(), 16, true).unwrap().tip.height, 4);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_directory_serves_one_chain_one_key_and_one_node() {
+        let d = tmp("meta");
+        let l = lock(&d).unwrap();
+        check_meta(&l, &genesis(), &P).unwrap();
+        check_meta(&l, &genesis(), &P).unwrap();
+        assert!(check_meta(&l, &genesis(), &B).unwrap_err().contains("belongs to node key"));
+        let other = Genesis::new(10, [GenesisAccount { key: A, balance: 1 }]).unwrap();
+        assert!(check_meta(&l, &other, &P).unwrap_err().contains("holds the chain of genesis"));
+        assert!(is_locked(&d));
+        assert!(lock(&d).unwrap_err().contains("another attnet node"));
+        drop(l);
+        assert!(!is_locked(&d));
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
