@@ -35,6 +35,7 @@
 //! replacing the single-node finalizer.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod block;
 pub mod chain;
 pub mod consensus;

@@ -28,6 +28,7 @@ use crate::handshake::{HandshakeCounters, HandshakeServer};
 use crate::ledger::Refusal;
 use crate::queries::{answer, CommittedIds, QueryCounters, TxState, QUERY_CHUNK};
 use crate::receipts::{Pending, ReceiptCounters, ReceiptSender, ReplyCounters, RouteTable};
+use crate::store::{Store, StoreReport};
 use attnet_core::exception::ExceptionEnd;
 use attnet_core::wire::query::Query;
 use attnet_core::wire::share;
@@ -122,6 +123,8 @@ pub struct ControlReport {
     /// Handshakes (all zero without a node key).
     pub handshake: HandshakeCounters,
     pub queries: QueryCounters,
+    /// The store thread's figures (a node with a data directory).
+    pub storage: Option<StoreReport>,
 }
 
 /// Ids of transactions the ledger took (applied or waiting), in two
@@ -336,6 +339,10 @@ pub struct ControlSetup {
     pub exceptions: Vec<ExceptionEnd>,
     /// The relay's handshake (a node with a node key).
     pub handshake: Option<HandshakeServer>,
+    /// The store thread of the data directory (`None`: nothing persists).
+    /// Final blocks go to it; a block counts as committed (receipts, the
+    /// live height, transaction-state answers) only once it is durable.
+    pub store: Option<Store>,
 }
 
 /// Runs until every data core has stopped (`cores_running` reaches 0) and
@@ -365,6 +372,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         mut commands,
         mut exceptions,
         mut handshake,
+        store,
     } = setup;
     if let Some(cpu) = cfg.cpu {
         core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
@@ -386,7 +394,8 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
     let mut loop_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
     let mut seal_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
     let mut first_ring = 0usize;
-    let mut st = Live::default();
+    // The height resumes where the data directory left it.
+    let mut st = Live { height: chain.height(), ..Live::default() };
     let mut last_publish = Instant::now();
     loop {
         let started = Instant::now();
@@ -518,10 +527,19 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         forgets.flush(&mut commands);
         if !blocks.is_empty() {
             let sealed_ns = epoch.elapsed().as_nanos() as u64;
-            st.blocks += blocks.len() as u64;
-            st.height = chain.height();
+            if let Some(s) = store.as_ref() {
+                for b in &blocks {
+                    s.append(b.clone())?;
+                }
+            }
             sealed.extend(blocks.into_iter().map(|b| (b, 0usize, sealed_ns)));
         }
+        if store.as_ref().is_some_and(Store::failed) {
+            break;
+        }
+        // Only durable blocks are committed: without a store, every final
+        // block is.
+        let durable = store.as_ref().map_or(u64::MAX, Store::durable);
         // Sealed blocks' receipts and inclusion times, at most
         // RECEIPT_CHUNK transactions an iteration (a block of ten thousand
         // at once held the loop for milliseconds); a block's RECEIPTs leave
@@ -531,6 +549,9 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
             let Some((b, next, sealed_ns)) = sealed.front_mut() else { break };
             let start = *next;
             let height = b.header().height;
+            if height > durable {
+                break;
+            }
             for (at, tx) in b.txs().enumerate().skip(start).take(budget) {
                 let id = tx_id(tx);
                 committed.insert(id, height);
@@ -553,6 +574,8 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
             if let Some(r) = receipts.as_mut() {
                 r.flush(b.header().height);
             }
+            st.blocks += 1;
+            st.height = height;
             if let Some((b, _, _)) = sealed.pop_front() {
                 chain.recycle(b);
             }
@@ -584,8 +607,15 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         }
         if moved == 0 && sealed.is_empty() {
             std::thread::sleep(cfg.idle_sleep);
+        } else if moved == 0 && sealed.front().is_some_and(|(b, _, _)| b.header().height > durable) {
+            // Waiting for the disk: a short sleep, not a spin.
+            std::thread::sleep(Duration::from_micros(200));
         }
     }
+    let storage = match store {
+        Some(s) => Some(s.finish()?),
+        None => None,
+    };
     if let Some(mut w) = ids_out {
         w.flush().map_err(|e| format!("accepted ids: {e}"))?;
     }
@@ -607,6 +637,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         pending_swept: pending.swept,
         handshake: handshake.map(|h| h.counters()).unwrap_or_default(),
         queries,
+        storage,
     })
 }
 
@@ -724,6 +755,7 @@ mod tests {
             commands,
             exceptions: Vec::new(),
             handshake: None,
+            store: None,
         };
         let h = std::thread::spawn(move || run(setup));
         for (session, txs, sleep_ms) in steps {

@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use attnet_core::wire::tx::{Kind, Transaction};
 
-use sha2::{Digest, Sha256};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::genesis::Genesis;
 use crate::ledger::Refusal;

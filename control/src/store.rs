@@ -157,8 +157,8 @@ pub fn check_meta(lock: &DirLock, genesis: &Genesis, node_key: &[u8; 32]) -> Res
     };
     match fs::read_to_string(&p) {
         Ok(text) => {
-            let have: Meta =
-                serde_json::from_str(&text).map_err(|e| format!("{}: not a data directory's meta: {e}", p.display()))?;
+            let have: Meta = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not a data directory's meta: {e}", p.display()))?;
             if have.format != FORMAT {
                 return Err(format!("{}: format {} (this attnet reads {FORMAT})", p.display(), have.format));
             }
@@ -185,6 +185,9 @@ pub fn check_meta(lock: &DirLock, genesis: &Genesis, node_key: &[u8; 32]) -> Res
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // The genesis beside it, so that a stopped node's directory can
+            // be read and repaired with nothing else.
+            write_aside(d, &d.join("genesis.json"), genesis.to_json().as_bytes())?;
             let text = serde_json::to_string_pretty(&want).map_err(|e| e.to_string())?;
             write_aside(d, &p, text.as_bytes())
         }
@@ -200,6 +203,19 @@ fn write_aside(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| io(path, e))?;
     fsync_dir(dir)
+}
+
+/// The genesis a data directory was started with (`D/genesis.json`,
+/// checked against the hash in `D/meta.json`).
+pub fn dir_genesis(d: &Path) -> Result<Genesis, String> {
+    let p = d.join("meta.json");
+    let text = fs::read_to_string(&p).map_err(|e| format!("{}: {e} (not a data directory?)", p.display()))?;
+    let meta: Meta = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+    let g = Genesis::load(d.join("genesis.json"))?;
+    if hex::encode(g.hash()) != meta.genesis_hash {
+        return Err(format!("{}: its hash is not the one {} records", d.join("genesis.json").display(), p.display()));
+    }
+    Ok(g)
 }
 
 /// The chain's tip: the last block's height, hash and timestamp (height 0:
@@ -284,7 +300,11 @@ enum Next {
     /// A record that does not check out at `offset`: `torn` if it can only
     /// be an interrupted last write (it runs to or past the end, or only
     /// zeros follow).
-    Bad { offset: u64, torn: bool, why: String },
+    Bad {
+        offset: u64,
+        torn: bool,
+        why: String,
+    },
 }
 
 /// Reads a segment's records in order.
@@ -393,7 +413,8 @@ pub fn apply_block(state: &mut State, tip: Tip, b: &Block) -> Result<Tip, String
     let min_fee = state.config().min_fee;
     let mut fees = 0u64;
     for (i, tx) in b.txs().enumerate() {
-        let t = Transaction::new_checked(tx).map_err(|_| format!("block {}: transaction {i} is malformed", h.height))?;
+        let t =
+            Transaction::new_checked(tx).map_err(|_| format!("block {}: transaction {i} is malformed", h.height))?;
         let next = state.account(&t.from()).map(|a| a.nonce + 1);
         if next != Some(t.nonce()) || t.fee() < min_fee {
             return Err(format!("block {}: transaction {i} is out of nonce order or below the fee", h.height));
@@ -480,7 +501,8 @@ pub fn recover(d: &Path, genesis: &Genesis, inbox_capacity: usize, read_only: bo
                 Next::Bad { offset, torn, why } => {
                     if torn && si == last_seg {
                         let cut = r.data.len() as u64 - offset;
-                        let what = format!("{} offset {offset}: torn last record ({why}), {cut} bytes", seg.path.display());
+                        let what =
+                            format!("{} offset {offset}: torn last record ({why}), {cut} bytes", seg.path.display());
                         if !read_only {
                             let f = OpenOptions::new().write(true).open(&seg.path).map_err(|e| io(&seg.path, e))?;
                             f.set_len(offset).and_then(|_| f.sync_all()).map_err(|e| io(&seg.path, e))?;
@@ -596,6 +618,22 @@ pub fn read_block(d: &Path, height: u64) -> Result<Option<Block>, String> {
     Ok(None)
 }
 
+/// Every block of the log, in order, up to its end or its first record
+/// that does not check out (audits and tests; holds them all in memory).
+pub fn read_blocks(d: &Path) -> Result<Vec<Block>, String> {
+    let mut out = Vec::new();
+    for seg in segments(d)? {
+        let mut r = SegmentReader::open(&seg.path)?;
+        while let Next::Record(p) = r.next() {
+            match Block::decode(&p) {
+                Some(b) => out.push(b),
+                None => return Ok(out),
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Finds transaction `id` in the log, newest block first: its block's
 /// height and its index there.
 pub fn find_tx(d: &Path, id: &[u8; 32]) -> Result<Option<(u64, usize, Vec<u8>)>, String> {
@@ -671,6 +709,8 @@ pub struct StoreView<'a> {
 enum Msg {
     Block(Box<Block>, Instant),
     Admin(AdminQuery, crossbeam_channel::Sender<serde_json::Value>),
+    /// Every block was handed over: finish (admin handles may outlive it).
+    Stop,
 }
 
 /// The control thread's end of the store thread.
@@ -751,7 +791,9 @@ impl Store {
     /// Stops the store thread once every block handed over is durable (and
     /// a last snapshot written); its figures.
     pub fn finish(mut self) -> Result<StoreReport, String> {
-        self.tx = None;
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Msg::Stop);
+        }
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(r)) => r,
             Some(Err(_)) => Err("the store thread panicked".into()),
@@ -825,7 +867,8 @@ impl Writer {
 
     fn run(&mut self, rx: &crossbeam_channel::Receiver<Msg>, durable: &AtomicU64) -> Result<StoreReport, String> {
         let mut batch: Vec<(Block, Instant)> = Vec::new();
-        loop {
+        let mut stopping = false;
+        while !stopping {
             let first = match rx.recv() {
                 Ok(m) => m,
                 Err(_) => break,
@@ -837,8 +880,9 @@ impl Writer {
                 match m {
                     Msg::Block(b, t) => batch.push((*b, t)),
                     Msg::Admin(q, reply) => admin.push((q, reply)),
+                    Msg::Stop => stopping = true,
                 }
-                if batch.len() < 64 {
+                if batch.len() < 64 && !stopping {
                     next = rx.try_recv().ok();
                 }
             }
@@ -910,11 +954,8 @@ impl Writer {
     /// Starts a new segment whose first block is `height`.
     fn roll(&mut self, height: u64) -> Result<(), String> {
         self.seg_path = segment_path(&self.d, height);
-        self.seg = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.seg_path)
-            .map_err(|e| io(&self.seg_path, e))?;
+        self.seg =
+            OpenOptions::new().create(true).append(true).open(&self.seg_path).map_err(|e| io(&self.seg_path, e))?;
         self.seg_len = 0;
         fsync_dir(&blocks_dir(&self.d))
     }

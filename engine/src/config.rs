@@ -72,6 +72,10 @@ pub struct FileConfig {
     pub stop_after: Option<StopAfterChoice>,
     pub receipts: Option<bool>,
     pub node_key: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub committed_ids: Option<PathBuf>,
+    pub snapshot_txs: Option<u64>,
+    pub retain_mb: Option<u64>,
     pub hello_cookie_threshold: Option<u32>,
     pub hello_source_rate: Option<u32>,
     pub sessions_per_source: Option<u32>,
@@ -204,10 +208,26 @@ pub struct Overrides {
     #[arg(long)]
     pub receipts: Option<bool>,
     /// Node key file (`attnet keygen --out FILE`): the relay's identity,
-    /// which signs its WELCOMEs. Without one the node serves only the
-    /// sessions of the keys file.
+    /// which signs its WELCOMEs and produces its blocks. Without one the
+    /// node uses the data directory's `node.key` (generated on first
+    /// start); with neither, it negotiates no sessions.
     #[arg(long, value_name = "FILE")]
     pub node_key: Option<PathBuf>,
+    /// The data directory: final blocks, state snapshots, the node key,
+    /// the admin socket (`docs/STORAGE.md`). Without one nothing persists.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Write the ids of committed transactions (their block durable), one
+    /// hex id a line; needs `--data-dir`.
+    #[arg(long, value_name = "FILE")]
+    pub committed_ids: Option<PathBuf>,
+    /// A state snapshot after this many stored transactions (default
+    /// 1048576): bounds what a restart replays.
+    #[arg(long)]
+    pub snapshot_txs: Option<u64>,
+    /// Block log kept, in MiB (default 65536; 0 keeps every block).
+    #[arg(long)]
+    pub retain_mb: Option<u64>,
     /// HELLOs a second above which a HELLO without a valid cookie is
     /// answered with a COOKIE (default 1000; 0 always demands cookies).
     #[arg(long)]
@@ -266,9 +286,14 @@ pub struct NodeConfig {
     /// `receipts = true` was asked for on the pcap backend, which sends
     /// none (the node says so once at start).
     pub receipts_ignored: bool,
-    /// The node key file (read with `keys::read_node_key`); `None`: the node
-    /// negotiates no sessions and serves only the keys file's.
+    /// The node key file (read with `keys::read_node_key`); `None`: the
+    /// data directory's, or a fresh one.
     pub node_key: Option<PathBuf>,
+    /// Where blocks persist (`None`: in memory only).
+    pub data_dir: Option<PathBuf>,
+    pub committed_ids: Option<PathBuf>,
+    pub snapshot_txs: u64,
+    pub retain_mb: u64,
     /// HELLOs a second above which HELLOs without a valid cookie get a
     /// COOKIE (0: always).
     pub hello_cookie_threshold: u32,
@@ -474,6 +499,10 @@ impl NodeConfig {
             rcvbuf,
             stop_after,
             node_key: o.node_key.or(file.node_key),
+            data_dir: o.data_dir.or(file.data_dir),
+            committed_ids: o.committed_ids.or(file.committed_ids),
+            snapshot_txs: o.snapshot_txs.or(file.snapshot_txs).unwrap_or(1 << 20).max(1),
+            retain_mb: o.retain_mb.or(file.retain_mb).unwrap_or(64 << 10),
             hello_cookie_threshold,
             hello_source_rate,
             sessions_per_source,

@@ -34,7 +34,7 @@ pub fn run(a: KeygenArgs) -> Result<(), String> {
 
 /// A node key from 32 bytes of the operating system's randomness
 /// (`getrandom`), with no generator in between.
-fn generate() -> Result<NodeKey, String> {
+pub(crate) fn generate() -> Result<NodeKey, String> {
     let mut seed = [0u8; 32];
     rand::rngs::SysRng.try_fill_bytes(&mut seed).map_err(|e| format!("no randomness from the OS: {e}"))?;
     Ok(NodeKey::from_secret(seed))
@@ -42,7 +42,7 @@ fn generate() -> Result<NodeKey, String> {
 
 /// Creates `path` (mode 0600 from the start; refused if it exists) and
 /// writes the key into it. A file left half written is removed.
-fn write_new(path: &Path, key: &NodeKey) -> Result<(), String> {
+pub(crate) fn write_new(path: &Path, key: &NodeKey) -> Result<(), String> {
     if path.as_os_str() == "-" {
         return Err("keygen: --out must name a file; the secret key is never written to stdout".into());
     }

@@ -15,6 +15,7 @@ mod keys;
 mod node;
 mod output;
 mod pcap;
+mod query;
 mod topology;
 
 #[global_allocator]
@@ -72,6 +73,15 @@ enum Cmd {
     /// offer) waited for until its RECEIPT, or the state of an account or
     /// a transaction. Exit 0 committed, 1 refused, 2 usage, 3 timeout.
     Client(Box<client::ClientArgs>),
+    /// A data directory's chain, JSON out: status, account PK, inbox PK,
+    /// producers, block N, tx ID. Asks the running node through
+    /// DIR/admin.sock, or reads the files when no node runs on DIR.
+    Query(query::QueryArgs),
+    /// Make a damaged data directory (`attnet node` names the file and
+    /// offset) start again: cut the block log at its first bad record,
+    /// remove damaged snapshots; prints what it did. The node must be
+    /// stopped.
+    Repair(query::RepairArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +102,8 @@ fn main() -> ExitCode {
         Cmd::Demo(a) => demo::run(a),
         Cmd::Pktgen(a) => pktgen::cli::run(*a),
         Cmd::Keygen(a) => keygen::run(a),
+        Cmd::Query(a) => query::run(a),
+        Cmd::Repair(a) => query::repair(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

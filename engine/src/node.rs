@@ -385,6 +385,7 @@ fn dead_control_report(live: &Mutex<Live>) -> runner::ControlReport {
         pending_swept: 0,
         handshake: Default::default(),
         queries: Default::default(),
+        storage: None,
     }
 }
 
@@ -416,6 +417,63 @@ impl Started {
     }
 }
 
+/// The node key, where it came from, and the data directory (locked,
+/// recovered) if there is one.
+struct Persistence {
+    /// The key and where it came from; `None` without a data directory or
+    /// `--node-key`: no handshakes, blocks without a producer.
+    node_key: Option<(keys::NodeKey, String)>,
+    data_lock: Option<control::store::DirLock>,
+    recovered: Option<control::store::Recovered>,
+}
+
+/// Takes the data directory's lock, finds the node key (given, the data
+/// directory's, generated there on first start, or fresh for this run),
+/// checks the directory's genesis and key, and recovers its chain.
+fn persistence(cfg: &NodeConfig, genesis: &control::genesis::Genesis) -> Result<Persistence, String> {
+    let Some(d) = &cfg.data_dir else {
+        if cfg.committed_ids.is_some() {
+            return Err("--committed-ids needs --data-dir: without one nothing is ever durable".into());
+        }
+        eprintln!("attnet: no data directory: blocks are kept in memory only and lost at exit (persistent: false)");
+        let node_key = match &cfg.node_key {
+            Some(p) => Some((keys::read_node_key(p)?, p.display().to_string())),
+            None => None,
+        };
+        return Ok(Persistence { node_key, data_lock: None, recovered: None });
+    };
+    let lock = control::store::lock(d)?;
+    let (node_key, key_origin) = match &cfg.node_key {
+        Some(p) => (keys::read_node_key(p)?, p.display().to_string()),
+        None => {
+            let p = d.join("node.key");
+            if p.exists() {
+                (keys::read_node_key(&p)?, p.display().to_string())
+            } else {
+                let k = crate::keygen::generate()?;
+                crate::keygen::write_new(&p, &k)?;
+                (k, format!("{}, generated", p.display()))
+            }
+        }
+    };
+    control::store::check_meta(&lock, genesis, &node_key.public)?;
+    let inbox = control::ledger::LedgerConfig::default().inbox_capacity;
+    let r = control::store::recover(d, genesis, inbox, false)?;
+    if let Some(t) = &r.truncated {
+        eprintln!("attnet: recovery cut a torn write: {t}");
+    }
+    eprintln!(
+        "attnet: data directory {} (persistent): recovered block {} in {} ms (snapshot of block {}, then {} blocks, {} transactions replayed)",
+        d.display(),
+        r.tip.height,
+        r.elapsed.as_millis(),
+        r.snapshot_height,
+        r.blocks_replayed,
+        r.txs_replayed
+    );
+    Ok(Persistence { node_key: Some((node_key, key_origin)), data_lock: Some(lock), recovered: Some(r) })
+}
+
 /// Starts the node's threads; `Started::wait` runs the main loop (live
 /// line, duration, signals) and returns the summary.
 pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<Started, String> {
@@ -434,6 +492,9 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             cfg.genesis.as_ref().map_or_else(String::new, |p| p.display().to_string())
         ));
     }
+    // The node key and the data directory, recovered, before any queue
+    // opens: a restart replays its blocks before it receives.
+    let Persistence { node_key, data_lock, recovered } = persistence(&cfg, &genesis)?;
     // Every output file exists before the first packet.
     let json = cfg.summary_json.as_deref().map(SummaryFile::create).transpose()?;
     if let Some(p) = &cfg.accepted_ids {
@@ -471,21 +532,19 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         None => control::receipts::ReplyOut::None,
     };
     let replies = control::receipts::ReceiptSender::new(out, std::mem::take(&mut sealers)).with_receipts(cfg.receipts);
-    let handshake = match &cfg.node_key {
-        Some(p) => {
-            let key = keys::read_node_key(p)?;
-            let mut h = control::handshake::HandshakeConfig::new(network_id, key.secret);
-            h.cookie_threshold = cfg.hello_cookie_threshold;
-            h.source_rate = cfg.hello_source_rate;
-            h.sessions_per_source = cfg.sessions_per_source;
-            h.idle_ms = u64::from(cfg.session_idle_s) * 1000;
-            h.validator_slots = u16::try_from(cfg.validator_slots).unwrap_or(u16::MAX);
-            let configured: Vec<u16> = rx_halves.iter().map(|r| r.id).collect();
-            let server = control::handshake::HandshakeServer::new(h, &configured, rand::make_rng());
-            eprintln!("attnet: node key {} answers HELLOs on channel 1003", hex::encode(server.node_key()));
-            Some(server)
-        }
-        None => None,
+    let handshake = if let Some((node_key, key_origin)) = &node_key {
+        let mut h = control::handshake::HandshakeConfig::new(network_id, node_key.secret);
+        h.cookie_threshold = cfg.hello_cookie_threshold;
+        h.source_rate = cfg.hello_source_rate;
+        h.sessions_per_source = cfg.sessions_per_source;
+        h.idle_ms = u64::from(cfg.session_idle_s) * 1000;
+        h.validator_slots = u16::try_from(cfg.validator_slots).unwrap_or(u16::MAX);
+        let configured: Vec<u16> = rx_halves.iter().map(|r| r.id).collect();
+        let server = control::handshake::HandshakeServer::new(h, &configured, rand::make_rng());
+        eprintln!("attnet: node key {} ({key_origin}) answers HELLOs on channel 1003", hex::encode(server.node_key()));
+        Some(server)
+    } else {
+        None
     };
     let kernel_before = backend::kstats::KernelStats::read();
     // The stage modes were refused with the configuration; `rx` stops
@@ -584,19 +643,41 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             .map_err(|e| format!("spawn data core: {e}"))?;
         core_threads.push(h);
     }
-    let chain = control::chain::Chain::new(
-        &genesis,
-        control::chain::ChainConfig {
-            ledger: control::ledger::LedgerConfig::default(),
-            block: control::block::BlockConfig {
-                interval_ms: cfg.block_interval_ms,
-                max_txs: cfg.block_max_txs,
-                empty_blocks: cfg.empty_blocks,
-            },
-            // The relay's own key is its blocks' producer: their fees go to it.
-            producer: handshake.as_ref().map(|h| h.node_key()),
+    let chain_cfg = control::chain::ChainConfig {
+        ledger: control::ledger::LedgerConfig::default(),
+        block: control::block::BlockConfig {
+            interval_ms: cfg.block_interval_ms,
+            max_txs: cfg.block_max_txs,
+            empty_blocks: cfg.empty_blocks,
         },
-    );
+        // The relay's own key is its blocks' producer: their fees go to it.
+        producer: node_key.as_ref().map(|(k, _)| k.public),
+    };
+    let (chain, store, recovered_json) = match (&data_lock, recovered) {
+        (Some(lock), Some(r)) => {
+            let t = r.tip;
+            let chain =
+                control::chain::Chain::resume(&genesis, chain_cfg, r.state.clone(), t.height, t.hash, t.timestamp_ms);
+            let scfg = control::store::StoreConfig {
+                committed_ids: cfg.committed_ids.clone(),
+                snapshot_txs: cfg.snapshot_txs,
+                retain_bytes: cfg.retain_mb.saturating_mul(1 << 20),
+                ..control::store::StoreConfig::default()
+            };
+            let json = r.to_json();
+            (chain, Some(control::store::Store::start(lock, scfg, r.state, t)?), json)
+        }
+        _ => (control::chain::Chain::new(&genesis, chain_cfg), None, Value::Null),
+    };
+    let admin = match (&data_lock, &store) {
+        (Some(lock), Some(s)) => {
+            let h = s.admin().ok_or("store closed")?;
+            let a = control::admin::AdminServer::start(lock.path(), h)?;
+            eprintln!("attnet: admin socket {}", lock.path().join("admin.sock").display());
+            Some(a)
+        }
+        _ => None,
+    };
     let live = Arc::new(Mutex::new(Live::default()));
     // Live on every running core before the node reports that it listens.
     wait_applied(&commands, installed, &running)?;
@@ -612,6 +693,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         commands,
         exceptions: exception_ends,
         handshake,
+        store,
     };
     let handshakes = setup.handshake.is_some();
     let control_thread = std::thread::Builder::new()
@@ -627,6 +709,8 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     let join = move || -> Result<Outcome, String> {
         // Dropped when the node ends.
         let _lock = lock;
+        let _data_lock = data_lock;
+        let _admin = admin;
         let show_live = cfg.live || std::io::stderr().is_terminal();
         let mut last_line = Instant::now();
         let mut prev = vec![CoreCounters::default(); published.len()];
@@ -703,6 +787,9 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         }
         let mut summary = summary(backend, cores, &total, &ctl, &ingest, duration);
         summary["topology"] = topo.to_json();
+        summary["persistent"] = json!(cfg.data_dir.is_some());
+        summary["recovered"] = recovered_json;
+        summary["storage"] = ctl.storage.as_ref().map_or(Value::Null, |s| s.to_json());
         if backend == Backend::Dpdk {
             summary["packets"]["arp_replies"] = json!(total.arp_replies);
             summary["replies"] = replies_json(&ctl.replies, &total.tx_replies);
