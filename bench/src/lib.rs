@@ -214,3 +214,4 @@ pub mod raw;
 pub mod receive;
 pub mod report;
 pub mod sections;
+pub mod storage;

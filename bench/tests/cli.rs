@@ -53,3 +53,51 @@ fn unknown_section_is_an_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown section"));
 }
+
+/// `storage_writer` commits a few blocks into every candidate and writes
+/// a results file with one section per scenario, every candidate's rows
+/// in it, the other stores' latencies against the log's.
+#[test]
+fn storage_writer_writes_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_storage_writer"))
+        .args(["--secs", "0.2", "--reps", "2", "--scenarios", "20k-200ms,100k-50ms", "--out"])
+        .arg(dir.path())
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("| 2 | fjall |") && stdout.contains("### 100 k tx/s, a block every 50 ms"), "{stdout}");
+    let json: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with("-storage.json"))
+        .collect();
+    assert_eq!(json.len(), 1, "{json:?}");
+    let rep = Report::read(&json[0]).unwrap();
+    let names: Vec<&str> = rep.sections.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["storage 20k-200ms", "storage 100k-50ms"]);
+    for s in &rep.sections {
+        for c in ["log", "redb", "fjall"] {
+            for rep in [1, 2] {
+                let blocks = s.rows.iter().find(|r| r.name == format!("rep {rep}: {c} blocks")).unwrap();
+                assert!(blocks.value >= 1.0, "{blocks:?}");
+            }
+        }
+        let p99 = s.rows.iter().find(|r| r.name == "rep 2: redb commit p99").unwrap();
+        assert_eq!(p99.baseline_name.as_deref(), Some("rep 2: log commit p99"));
+        assert!(p99.ratio.is_some_and(|x| x > 0.0), "{p99:?}");
+    }
+    // The stores' directories are gone; only the results file is left.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn storage_writer_rejects_unknown_candidates() {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_storage_writer")).args(["--only", "lmdb", "--no-json"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown candidate"));
+}
