@@ -511,7 +511,7 @@ impl HandshakeServer {
                 return Err(HsRefusal::Overload);
             }
         };
-        tx.install(generation, sealer);
+        tx.install(generation, sealer, self.params.negotiate(&hello.params).max_pdu_size);
         if let Some(s) = self.slots.get_mut(usize::from(id)) {
             *s = Slot::Live(Live { generation, source, since_ms: now_ms, active_ms: now_ms, window, reserved });
         }

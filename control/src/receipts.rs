@@ -22,7 +22,7 @@ use std::io;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use attnet_core::emit::{emit_receipt_body, FrameSpec, RECEIPT_MAX_IDS};
+use attnet_core::emit::{emit_receipt_body, reply_body_limit, FrameSpec, RECEIPT_MAX_IDS};
 use attnet_core::reply::{ReplyProducer, ReplyRefused};
 use attnet_core::session::Sealer;
 use attnet_core::shard::Route;
@@ -212,6 +212,9 @@ pub struct ReceiptSender {
     /// session's generation: a route of another generation is not this
     /// session's.
     sessions: HashMap<u16, (u32, Sealer)>,
+    /// The `max_pdu_size` negotiated in each handshake session's WELCOME
+    /// (configured sessions negotiated none: the spec's default, 65535).
+    max_pdu: HashMap<u16, u16>,
     /// Reused per block: (route, position in the block, id).
     scratch: Vec<(Route, u32, [u8; 32])>,
     ids: Vec<[u8; 32]>,
@@ -238,6 +241,7 @@ impl ReceiptSender {
             out: out.into(),
             replies: ReplyCounters::default(),
             sessions,
+            max_pdu: HashMap::new(),
             scratch: Vec::new(),
             ids: Vec::with_capacity(RECEIPT_MAX_IDS),
             body: Vec::with_capacity(16 + 32 * RECEIPT_MAX_IDS),
@@ -277,14 +281,23 @@ impl ReceiptSender {
         ReplyCounters { left, ..self.replies }
     }
 
-    /// Takes over a negotiated session's sealer (its counters start at 0).
-    pub fn install(&mut self, generation: u32, sealer: Sealer) {
+    /// Takes over a negotiated session's sealer (its counters start at 0)
+    /// and the `max_pdu_size` its WELCOME gave: no reply to it is longer.
+    pub fn install(&mut self, generation: u32, sealer: Sealer, max_pdu: u16) {
+        self.max_pdu.insert(sealer.id(), max_pdu);
         self.sessions.insert(sealer.id(), (generation, sealer));
     }
 
     /// Forgets a session: nothing more is sealed for it.
     pub fn remove(&mut self, id: u16) {
         self.sessions.remove(&id);
+        self.max_pdu.remove(&id);
+    }
+
+    /// The largest reply body session `id` takes in one frame and one
+    /// datagram ([`reply_body_limit`] of its negotiated `max_pdu_size`).
+    pub fn reply_body_limit(&self, id: u16) -> usize {
+        reply_body_limit(self.max_pdu.get(&id).copied().unwrap_or(u16::MAX))
     }
 
     /// Frames sealed for session `id` so far.

@@ -16,7 +16,7 @@
 //! transaction ([`State::end_block`]).
 #![deny(clippy::indexing_slicing)]
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use attnet_core::wire::tx::{Kind, Transaction};
 
@@ -86,6 +86,37 @@ pub struct Record {
     pub memo: Vec<u8>,
 }
 
+/// One account's inbox: the newest records addressed to it, and how many
+/// it ever received (so a reader numbers records from the first ever and
+/// sees how many were evicted).
+#[derive(Debug, Default)]
+struct Inbox {
+    received: u64,
+    records: VecDeque<Record>,
+}
+
+/// One account's connections and open requests, each set sorted by key
+/// (queries list them in a deterministic order).
+#[derive(Debug, Default)]
+struct Links {
+    connected: BTreeSet<[u8; 32]>,
+    /// Accounts that asked this one to connect.
+    incoming: BTreeSet<[u8; 32]>,
+    /// Accounts this one asked to connect.
+    outgoing: BTreeSet<[u8; 32]>,
+}
+
+/// How an account relates to another in [`State::links`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Link {
+    /// Connected (a request accepted, either way).
+    Connected,
+    /// The other asked this account to connect; not accepted yet.
+    RequestIn,
+    /// This account asked the other to connect; not accepted yet.
+    RequestOut,
+}
+
 /// The parameters of execution, from the genesis and the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateConfig {
@@ -132,11 +163,10 @@ pub struct State {
     producers: HashMap<[u8; 32], Producer>,
     /// Producer node key → owner account.
     node_keys: HashMap<[u8; 32], [u8; 32]>,
-    /// Open connection requests, (from, to).
-    requests: HashSet<([u8; 32], [u8; 32])>,
-    /// Connected pairs, the smaller key first.
-    connected: HashSet<([u8; 32], [u8; 32])>,
-    inboxes: HashMap<[u8; 32], VecDeque<Record>>,
+    /// Per account: connected peers, open requests in and out (each
+    /// relation is held at both ends).
+    links: HashMap<[u8; 32], Links>,
+    inboxes: HashMap<[u8; 32], Inbox>,
     /// Release height → accounts whose unbonding may end then.
     releases: BTreeMap<u64, Vec<[u8; 32]>>,
     /// Height of the last final block.
@@ -147,14 +177,6 @@ pub struct State {
     records_evicted: u64,
     /// The state root over every account (and its producer record).
     root: AccountRoot,
-}
-
-fn pair(a: [u8; 32], b: [u8; 32]) -> ([u8; 32], [u8; 32]) {
-    if a <= b {
-        (a, b)
-    } else {
-        (b, a)
-    }
 }
 
 /// A producer's network address: `HOST:PORT`, UTF-8, at most 255 bytes, a
@@ -246,8 +268,7 @@ impl State {
             accounts,
             producers: HashMap::new(),
             node_keys: HashMap::new(),
-            requests: HashSet::new(),
-            connected: HashSet::new(),
+            links: HashMap::new(),
             inboxes: HashMap::new(),
             releases: BTreeMap::new(),
             height: 0,
@@ -296,19 +317,46 @@ impl State {
         self.producers.iter()
     }
 
-    /// The records addressed to `key`, oldest first.
+    /// The records addressed to `key` still held, oldest first.
     pub fn inbox(&self, key: &[u8; 32]) -> impl Iterator<Item = &Record> {
-        self.inboxes.get(key).into_iter().flatten()
+        self.inboxes.get(key).into_iter().flat_map(|i| i.records.iter())
+    }
+
+    /// Records `key` ever received, evicted ones included: the index the
+    /// next one gets. The oldest record held has index `inbox_received -
+    /// inbox(key).count()`.
+    pub fn inbox_received(&self, key: &[u8; 32]) -> u64 {
+        self.inboxes.get(key).map_or(0, |i| i.received)
+    }
+
+    /// Records held in `key`'s inbox.
+    pub fn inbox_len(&self, key: &[u8; 32]) -> usize {
+        self.inboxes.get(key).map_or(0, |i| i.records.len())
     }
 
     /// Whether `a` and `b` are connected (a request accepted).
     pub fn connected(&self, a: &[u8; 32], b: &[u8; 32]) -> bool {
-        self.connected.contains(&pair(*a, *b))
+        self.links.get(a).is_some_and(|l| l.connected.contains(b))
     }
 
     /// Whether `from` has asked `to` to connect and `to` has not accepted.
     pub fn requested(&self, from: &[u8; 32], to: &[u8; 32]) -> bool {
-        self.requests.contains(&(*from, *to))
+        self.links.get(from).is_some_and(|l| l.outgoing.contains(to))
+    }
+
+    /// `key`'s connected peers, then the accounts that asked it to connect,
+    /// then those it asked, each sorted by key.
+    pub fn links(&self, key: &[u8; 32]) -> impl Iterator<Item = (Link, &[u8; 32])> {
+        self.links.get(key).into_iter().flat_map(|l| {
+            let connected = l.connected.iter().map(|k| (Link::Connected, k));
+            let incoming = l.incoming.iter().map(|k| (Link::RequestIn, k));
+            connected.chain(incoming).chain(l.outgoing.iter().map(|k| (Link::RequestOut, k)))
+        })
+    }
+
+    /// How many entries [`State::links`] yields for `key`.
+    pub fn link_count(&self, key: &[u8; 32]) -> usize {
+        self.links.get(key).map_or(0, |l| l.connected.len() + l.incoming.len() + l.outgoing.len())
     }
 
     /// Records dropped from full inboxes.
@@ -389,13 +437,19 @@ impl State {
             Kind::Transfer => {}
             Kind::Message | Kind::EndpointOffer => self.record(kind, from, to, nonce, memo),
             Kind::ConnectRequest => {
-                self.requests.insert((from, to));
+                self.links.entry(from).or_default().outgoing.insert(to);
+                self.links.entry(to).or_default().incoming.insert(from);
                 self.record(kind, from, to, nonce, memo);
             }
             Kind::ConnectAccept => {
-                self.requests.remove(&(to, from));
-                self.requests.remove(&(from, to));
-                self.connected.insert(pair(from, to));
+                // The request either way is closed; the pair is connected
+                // at both ends.
+                for (a, b) in [(from, to), (to, from)] {
+                    let l = self.links.entry(a).or_default();
+                    l.outgoing.remove(&b);
+                    l.incoming.remove(&b);
+                    l.connected.insert(b);
+                }
                 self.record(kind, from, to, nonce, memo);
             }
             Kind::Stake => self.move_votes(None, src.vote, amount),
@@ -539,16 +593,17 @@ impl State {
     }
 
     fn record(&mut self, kind: Kind, from: [u8; 32], to: [u8; 32], nonce: u64, memo: &[u8]) {
+        let inbox = self.inboxes.entry(to).or_default();
+        inbox.received += 1;
         if self.cfg.inbox_capacity == 0 {
             self.records_evicted += 1;
             return;
         }
-        let inbox = self.inboxes.entry(to).or_default();
-        if inbox.len() >= self.cfg.inbox_capacity {
-            inbox.pop_front();
+        if inbox.records.len() >= self.cfg.inbox_capacity {
+            inbox.records.pop_front();
             self.records_evicted += 1;
         }
-        inbox.push_back(Record { kind, from, nonce, height: self.height + 1, memo: memo.to_vec() });
+        inbox.records.push_back(Record { kind, from, nonce, height: self.height + 1, memo: memo.to_vec() });
     }
 
     /// Ends block `height` (the next one): pays `fees` (the fees of its
