@@ -189,7 +189,8 @@ fn connections_page(st: &State, request_id: u32, key: &[u8; 32], start: u64, lim
     let total = st.link_count(key) as u64;
     let at = start.min(total);
     let mut w = PageWriter::connections(out, request_id, total, at, limit);
-    for (link, peer) in st.links(key).skip(at as usize) {
+    // `at` is at most `total`, a usize.
+    for (link, peer) in st.links_from(key, at as usize) {
         let rel = match link {
             Link::Connected => query::relation::CONNECTED,
             Link::RequestIn => query::relation::REQUEST_IN,
@@ -305,6 +306,11 @@ mod tests {
         apply(&mut l, Kind::ConnectAccept, B, A, b"");
         apply(&mut l, Kind::ConnectRequest, C, B, b"hi");
         apply(&mut l, Kind::ConnectRequest, B, D, b"hey");
+        // Every start, across the three lists' boundaries, found directly.
+        let all: Vec<_> = l.state().links(&B).collect();
+        for n in 0..=4 {
+            assert_eq!(l.state().links_from(&B, n).collect::<Vec<_>>(), all.get(n..).unwrap_or(&[]), "from {n}");
+        }
         let b = ask(&l, QueryWhat::Connections { account: B, start: 0 }, 1411);
         assert_eq!(Answer::parse(&b).map(|a| a.body), Ok(AnswerBody::Connections { total: 3, at: 0, count: 3 }));
         let got: Vec<_> = connection_entries(&b).collect();

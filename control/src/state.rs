@@ -16,7 +16,7 @@
 //! transaction ([`State::end_block`]).
 #![deny(clippy::indexing_slicing)]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use attnet_core::wire::tx::{Kind, Transaction};
 
@@ -95,15 +95,34 @@ struct Inbox {
     records: VecDeque<Record>,
 }
 
-/// One account's connections and open requests, each set sorted by key
-/// (queries list them in a deterministic order).
+/// One account's connections and open requests, each a sorted list of
+/// keys without repeats: membership by binary search, and a query's page
+/// starts at its index in O(1) (a set would walk every entry before it, a
+/// cost the asker, not the account, would choose). Adding or removing
+/// moves the list's tail: bounded by the paid transactions that built it.
 #[derive(Debug, Default)]
 struct Links {
-    connected: BTreeSet<[u8; 32]>,
+    connected: Vec<[u8; 32]>,
     /// Accounts that asked this one to connect.
-    incoming: BTreeSet<[u8; 32]>,
+    incoming: Vec<[u8; 32]>,
     /// Accounts this one asked to connect.
-    outgoing: BTreeSet<[u8; 32]>,
+    outgoing: Vec<[u8; 32]>,
+}
+
+fn has(list: &[[u8; 32]], k: &[u8; 32]) -> bool {
+    list.binary_search(k).is_ok()
+}
+
+fn add(list: &mut Vec<[u8; 32]>, k: [u8; 32]) {
+    if let Err(at) = list.binary_search(&k) {
+        list.insert(at, k);
+    }
+}
+
+fn drop_key(list: &mut Vec<[u8; 32]>, k: &[u8; 32]) {
+    if let Ok(at) = list.binary_search(k) {
+        list.remove(at);
+    }
 }
 
 /// How an account relates to another in [`State::links`].
@@ -336,21 +355,32 @@ impl State {
 
     /// Whether `a` and `b` are connected (a request accepted).
     pub fn connected(&self, a: &[u8; 32], b: &[u8; 32]) -> bool {
-        self.links.get(a).is_some_and(|l| l.connected.contains(b))
+        self.links.get(a).is_some_and(|l| has(&l.connected, b))
     }
 
     /// Whether `from` has asked `to` to connect and `to` has not accepted.
     pub fn requested(&self, from: &[u8; 32], to: &[u8; 32]) -> bool {
-        self.links.get(from).is_some_and(|l| l.outgoing.contains(to))
+        self.links.get(from).is_some_and(|l| has(&l.outgoing, to))
     }
 
     /// `key`'s connected peers, then the accounts that asked it to connect,
     /// then those it asked, each sorted by key.
     pub fn links(&self, key: &[u8; 32]) -> impl Iterator<Item = (Link, &[u8; 32])> {
-        self.links.get(key).into_iter().flat_map(|l| {
-            let connected = l.connected.iter().map(|k| (Link::Connected, k));
-            let incoming = l.incoming.iter().map(|k| (Link::RequestIn, k));
-            connected.chain(incoming).chain(l.outgoing.iter().map(|k| (Link::RequestOut, k)))
+        self.links_from(key, 0)
+    }
+
+    /// [`State::links`] from entry `start` on, found without walking the
+    /// entries before it.
+    pub fn links_from(&self, key: &[u8; 32], start: usize) -> impl Iterator<Item = (Link, &[u8; 32])> {
+        self.links.get(key).into_iter().flat_map(move |l| {
+            let mut skip = start;
+            [(Link::Connected, &l.connected), (Link::RequestIn, &l.incoming), (Link::RequestOut, &l.outgoing)]
+                .into_iter()
+                .flat_map(move |(link, list)| {
+                    let from = skip.min(list.len());
+                    skip -= from;
+                    list.get(from..).unwrap_or(&[]).iter().map(move |k| (link, k))
+                })
         })
     }
 
@@ -437,8 +467,8 @@ impl State {
             Kind::Transfer => {}
             Kind::Message | Kind::EndpointOffer => self.record(kind, from, to, nonce, memo),
             Kind::ConnectRequest => {
-                self.links.entry(from).or_default().outgoing.insert(to);
-                self.links.entry(to).or_default().incoming.insert(from);
+                add(&mut self.links.entry(from).or_default().outgoing, to);
+                add(&mut self.links.entry(to).or_default().incoming, from);
                 self.record(kind, from, to, nonce, memo);
             }
             Kind::ConnectAccept => {
@@ -446,9 +476,9 @@ impl State {
                 // at both ends.
                 for (a, b) in [(from, to), (to, from)] {
                     let l = self.links.entry(a).or_default();
-                    l.outgoing.remove(&b);
-                    l.incoming.remove(&b);
-                    l.connected.insert(b);
+                    drop_key(&mut l.outgoing, &b);
+                    drop_key(&mut l.incoming, &b);
+                    add(&mut l.connected, b);
                 }
                 self.record(kind, from, to, nonce, memo);
             }
