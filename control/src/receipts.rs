@@ -597,6 +597,35 @@ mod tests {
         assert_eq!(recv(&b, 2, 8).0, start + 1);
     }
 
+    /// A reply to a session is limited by the max_pdu_size its WELCOME
+    /// negotiated (and always by one datagram): a body of the limit seals
+    /// into a frame within both.
+    #[test]
+    fn reply_limits_follow_the_negotiated_pdu_size() {
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let to = Peer::from(client.local_addr().unwrap());
+        let mut tx = ReceiptSender::new(
+            Some(UdpSocket::bind("127.0.0.1:0").unwrap()),
+            vec![Sealer::new(1, &testkit::r2c(1), 0)],
+        );
+        // A configured session negotiated nothing: one datagram.
+        assert_eq!(tx.reply_body_limit(1), 1411);
+        tx.install(4, Sealer::new(2, &testkit::r2c(2), 0), 1024);
+        tx.install(5, Sealer::new(3, &testkit::r2c(3), 0), 1300);
+        assert_eq!((tx.reply_body_limit(2), tx.reply_body_limit(3)), (963, 1239));
+        for (id, generation, pdu) in [(1u16, 0u32, 1472usize), (2, 4, 1024), (3, 5, 1300)] {
+            let body = vec![7u8; tx.reply_body_limit(id)];
+            assert_eq!(tx.send_sealed(id, generation, 1005, 0x49, &body, &to), Some(true));
+            let mut buf = [0u8; 2048];
+            let n = client.recv(&mut buf).unwrap();
+            assert!(n <= pdu && n + 1 >= pdu, "session {id}: a {n}-byte frame for {pdu}");
+            assert_eq!(testkit::open_frame(&buf[..n], &testkit::r2c(id)).map(|o| o.body.len()), Some(body.len()));
+        }
+        tx.remove(2);
+        assert_eq!(tx.reply_body_limit(2), 1411, "forgotten with its session");
+    }
+
     /// Through a reply ring every reply is queued with its destination; a
     /// full ring refuses and counts it; what the core has not taken is
     /// `left`.
