@@ -1,7 +1,8 @@
 //! `attnet client` against a live relay on loopback, through the built
 //! binary: keys from `attnet keygen`, a transfer and a message with their
 //! RECEIPTs, account and transaction queries, a refusal named, the relay
-//! key pinned, a lost WELCOME and lost RECEIPTs recovered, the exit codes.
+//! key pinned, a lost WELCOME and lost RECEIPTs recovered, the exit codes,
+//! inboxes and connections read page by page.
 //! Every node is killed after a bounded time.
 
 use std::net::{SocketAddr, UdpSocket};
@@ -311,13 +312,23 @@ fn inboxes_and_connections_are_read_through_the_relay_page_by_page() {
     let v = json(&net.client(r, &key, "bob", &["inbox", "--from", "3"]));
     let idx: Vec<u64> = v["records"].as_array().unwrap().iter().map(|x| n(&x["index"])).collect();
     assert_eq!(idx, [3, 4]);
-    // Alice holds bob's acceptance; both are connected, nothing open.
+    // Alice holds bob's acceptance and his endpoint offer, which her key
+    // opens; read by bob, the offer stays sealed. Both are connected,
+    // nothing open.
+    committed(&net.client(r, &key, "bob", &["offer", "--to", alice, "udp://192.0.2.7:7100"]));
     let v = json(&net.client(r, &key, "alice", &["inbox"]));
     let recs = v["records"].as_array().unwrap();
     assert_eq!(
         (recs.len(), recs[0]["kind"].as_str(), recs[0]["from"].as_str()),
-        (1, Some("connect-accept"), Some(bob))
+        (2, Some("connect-accept"), Some(bob))
     );
+    assert_eq!(
+        (recs[1]["kind"].as_str(), recs[1]["endpoint"].as_str()),
+        (Some("endpoint-offer"), Some("udp://192.0.2.7:7100"))
+    );
+    assert!(recs[1]["memo"].is_null() && recs[1]["memo_hex"].as_str().is_some_and(|h| h.len() > 40), "{}", recs[1]);
+    let v = json(&net.client(r, &key, "bob", &["inbox", alice]));
+    assert!(v["records"][1].get("endpoint").is_none(), "{v}");
     for (who, peer) in [("alice", bob), ("bob", alice)] {
         let v = json(&net.client(r, &key, who, &["connections"]));
         assert_eq!(strs(&v["connected"]), [peer], "{who}: {v}");
