@@ -1,9 +1,11 @@
 //! QUERY and ANSWER bodies (v1.1; `att-wire.md`, "Share-data header and
 //! body"): a client asks its relay, sealed in its session on channel 1005,
-//! about an account or a transaction; the relay answers. Little-endian.
+//! about an account, a transaction, an inbox or connections; the relay
+//! answers. Little-endian.
 //!
 //! The project serves `what` 1 (account) and 2 (transaction) of the spec and
-//! two of its own (docs/PROTOCOL.md, "Queries"): 16, an account's inbox, and
+//! two of its own (docs/PROTOCOL.md, "Handshake, cookies and queries:
+//! choices", items 4 and 13): 16, an account's inbox, and
 //! 17, its connections, both paged: the QUERY names a start index, the
 //! ANSWER carries as many whole entries from there as fit one datagram
 //! ([`PageWriter`]) and the client asks again from the next index. A query
