@@ -511,7 +511,7 @@ impl HandshakeServer {
                 return Err(HsRefusal::Overload);
             }
         };
-        tx.install(generation, sealer);
+        tx.install(generation, sealer, self.params.negotiate(&hello.params).max_pdu_size);
         if let Some(s) = self.slots.get_mut(usize::from(id)) {
             *s = Slot::Live(Live { generation, source, since_ms: now_ms, active_ms: now_ms, window, reserved });
         }
@@ -731,6 +731,8 @@ mod tests {
         let est = c.finish(&body, &r.hs.node_key()).unwrap();
         assert_eq!(est.session_id, id);
         assert!(id >= 2, "configured ids 0 and 1 are never negotiated");
+        // Replies to it are bounded by the parameters its WELCOME gave.
+        assert_eq!(r.tx.reply_body_limit(id), attnet_core::emit::reply_body_limit(est.params.max_pdu_size));
         // Both cores hold the session under the client's c2r key.
         for (_, t, _) in &r.cores {
             let s = t.get(id).unwrap();

@@ -652,6 +652,7 @@ fn recycle<T>(spares: &mut Vec<Vec<T>>, mut v: Vec<T>) {
 mod tests {
     use super::*;
     use crate::genesis::GenesisAccount;
+    use crate::state::Link;
     use attnet_core::wire::tx::{Kind, Repr};
     use proptest::prelude::*;
 
@@ -763,18 +764,27 @@ mod tests {
         assert_eq!(next(&mut l, Kind::ConnectRequest, A, A, 0, b"me"), Err(Refusal::SelfAddressed));
         assert_eq!(next(&mut l, Kind::ConnectRequest, A, B, 0, b"work"), Ok(()));
         assert!(l.state().requested(&A, &B));
+        assert_eq!(l.state().links(&A).collect::<Vec<_>>(), [(Link::RequestOut, &B)]);
+        assert_eq!(l.state().links(&B).collect::<Vec<_>>(), [(Link::RequestIn, &A)]);
+        // C asks B too: B lists both requests, sorted by key.
+        assert_eq!(next(&mut l, Kind::ConnectRequest, C, B, 0, b"c"), Ok(()));
+        assert_eq!(l.state().links(&B).collect::<Vec<_>>(), [(Link::RequestIn, &A), (Link::RequestIn, &C)]);
         // The requester cannot accept its own request.
         assert_eq!(next(&mut l, Kind::ConnectAccept, A, B, 0, b""), Err(Refusal::NoRequest));
         assert_eq!(next(&mut l, Kind::ConnectAccept, B, A, 0, b""), Ok(()));
         assert!(l.state().connected(&A, &B) && l.state().connected(&B, &A));
         assert!(!l.state().requested(&A, &B), "the request is used up");
+        assert_eq!(l.state().links(&A).collect::<Vec<_>>(), [(Link::Connected, &B)]);
+        assert_eq!(l.state().links(&B).collect::<Vec<_>>(), [(Link::Connected, &A), (Link::RequestIn, &C)]);
+        assert_eq!((l.state().link_count(&B), l.state().link_count(&C)), (2, 1));
         assert_eq!(next(&mut l, Kind::ConnectRequest, B, A, 0, b"again"), Err(Refusal::AlreadyConnected));
         // Offers both ways once connected, not to a third account.
         assert_eq!(next(&mut l, Kind::EndpointOffer, A, B, 0, b"sealed-a"), Ok(()));
         assert_eq!(next(&mut l, Kind::EndpointOffer, B, A, 0, b"sealed-b"), Ok(()));
         assert_eq!(next(&mut l, Kind::EndpointOffer, A, C, 0, b"x"), Err(Refusal::NotConnected));
         let kinds: Vec<Kind> = l.state().inbox(&B).map(|r| r.kind).collect();
-        assert_eq!(kinds, [Kind::Message, Kind::ConnectRequest, Kind::EndpointOffer]);
+        assert_eq!(kinds, [Kind::Message, Kind::ConnectRequest, Kind::ConnectRequest, Kind::EndpointOffer]);
+        assert_eq!(l.state().inbox_received(&B), 4);
         let kinds: Vec<Kind> = l.state().inbox(&A).map(|r| r.kind).collect();
         assert_eq!(kinds, [Kind::ConnectAccept, Kind::EndpointOffer]);
         // Refusals changed nothing: A paid 4 fees (message, request, two offers... one is B's).
@@ -812,6 +822,9 @@ mod tests {
         let memos: Vec<&[u8]> = l.state().inbox(&B).map(|r| &r.memo[..]).collect();
         assert_eq!(memos, [&b"2"[..], b"3"]);
         assert_eq!(l.state().records_evicted(), 1);
+        // Numbered from the first ever: 3 received, 2 held (indexes 1 and 2).
+        assert_eq!((l.state().inbox_received(&B), l.state().inbox_len(&B)), (3, 2));
+        assert_eq!((l.state().inbox_received(&A), l.state().inbox_len(&A)), (0, 0));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::io;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use attnet_core::emit::{emit_receipt_body, FrameSpec, RECEIPT_MAX_IDS};
+use attnet_core::emit::{emit_receipt_body, reply_body_limit, FrameSpec, RECEIPT_MAX_IDS};
 use attnet_core::reply::{ReplyProducer, ReplyRefused};
 use attnet_core::session::Sealer;
 use attnet_core::shard::Route;
@@ -212,6 +212,9 @@ pub struct ReceiptSender {
     /// session's generation: a route of another generation is not this
     /// session's.
     sessions: HashMap<u16, (u32, Sealer)>,
+    /// The `max_pdu_size` negotiated in each handshake session's WELCOME
+    /// (configured sessions negotiated none: the spec's default, 65535).
+    max_pdu: HashMap<u16, u16>,
     /// Reused per block: (route, position in the block, id).
     scratch: Vec<(Route, u32, [u8; 32])>,
     ids: Vec<[u8; 32]>,
@@ -238,6 +241,7 @@ impl ReceiptSender {
             out: out.into(),
             replies: ReplyCounters::default(),
             sessions,
+            max_pdu: HashMap::new(),
             scratch: Vec::new(),
             ids: Vec::with_capacity(RECEIPT_MAX_IDS),
             body: Vec::with_capacity(16 + 32 * RECEIPT_MAX_IDS),
@@ -277,14 +281,23 @@ impl ReceiptSender {
         ReplyCounters { left, ..self.replies }
     }
 
-    /// Takes over a negotiated session's sealer (its counters start at 0).
-    pub fn install(&mut self, generation: u32, sealer: Sealer) {
+    /// Takes over a negotiated session's sealer (its counters start at 0)
+    /// and the `max_pdu_size` its WELCOME gave: no reply to it is longer.
+    pub fn install(&mut self, generation: u32, sealer: Sealer, max_pdu: u16) {
+        self.max_pdu.insert(sealer.id(), max_pdu);
         self.sessions.insert(sealer.id(), (generation, sealer));
     }
 
     /// Forgets a session: nothing more is sealed for it.
     pub fn remove(&mut self, id: u16) {
         self.sessions.remove(&id);
+        self.max_pdu.remove(&id);
+    }
+
+    /// The largest reply body session `id` takes in one frame and one
+    /// datagram ([`reply_body_limit`] of its negotiated `max_pdu_size`).
+    pub fn reply_body_limit(&self, id: u16) -> usize {
+        reply_body_limit(self.max_pdu.get(&id).copied().unwrap_or(u16::MAX))
     }
 
     /// Frames sealed for session `id` so far.
@@ -582,6 +595,35 @@ mod tests {
         tx.add(Some(rb), 0, [200; 32]);
         tx.flush(8);
         assert_eq!(recv(&b, 2, 8).0, start + 1);
+    }
+
+    /// A reply to a session is limited by the max_pdu_size its WELCOME
+    /// negotiated (and always by one datagram): a body of the limit seals
+    /// into a frame within both.
+    #[test]
+    fn reply_limits_follow_the_negotiated_pdu_size() {
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let to = Peer::from(client.local_addr().unwrap());
+        let mut tx = ReceiptSender::new(
+            Some(UdpSocket::bind("127.0.0.1:0").unwrap()),
+            vec![Sealer::new(1, &testkit::r2c(1), 0)],
+        );
+        // A configured session negotiated nothing: one datagram.
+        assert_eq!(tx.reply_body_limit(1), 1411);
+        tx.install(4, Sealer::new(2, &testkit::r2c(2), 0), 1024);
+        tx.install(5, Sealer::new(3, &testkit::r2c(3), 0), 1300);
+        assert_eq!((tx.reply_body_limit(2), tx.reply_body_limit(3)), (963, 1239));
+        for (id, generation, pdu) in [(1u16, 0u32, 1472usize), (2, 4, 1024), (3, 5, 1300)] {
+            let body = vec![7u8; tx.reply_body_limit(id)];
+            assert_eq!(tx.send_sealed(id, generation, 1005, 0x49, &body, &to), Some(true));
+            let mut buf = [0u8; 2048];
+            let n = client.recv(&mut buf).unwrap();
+            assert!(n <= pdu && n + 1 >= pdu, "session {id}: a {n}-byte frame for {pdu}");
+            assert_eq!(testkit::open_frame(&buf[..n], &testkit::r2c(id)).map(|o| o.body.len()), Some(body.len()));
+        }
+        tx.remove(2);
+        assert_eq!(tx.reply_body_limit(2), 1411, "forgotten with its session");
     }
 
     /// Through a reply ring every reply is queued with its destination; a

@@ -662,7 +662,7 @@ fn answer_queries(
         return 0;
     };
     let mut n = 0;
-    let mut body = Vec::with_capacity(64);
+    let mut body = Vec::with_capacity(1500);
     for ex in exceptions.iter_mut() {
         while n < QUERY_CHUNK {
             let Ok(e) = ex.queries.pop() else { break };
@@ -672,9 +672,9 @@ fn answer_queries(
                 c.malformed += 1;
                 continue;
             };
-            let a = answer(&q, chain.ledger(), chain.height(), tx_state);
             body.clear();
-            a.emit(&mut body);
+            let limit = tx.reply_body_limit(e.session);
+            answer(&q, chain.ledger(), chain.height(), tx_state, limit, &mut body);
             match tx.send_sealed(e.session, e.generation, e.channel, share::kind::ANSWER, &body, &e.peer) {
                 Some(sent) => {
                     c.answered += 1;

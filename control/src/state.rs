@@ -16,7 +16,7 @@
 //! transaction ([`State::end_block`]).
 #![deny(clippy::indexing_slicing)]
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use attnet_core::wire::tx::{Kind, Transaction};
 
@@ -88,6 +88,56 @@ pub struct Record {
     pub memo: Vec<u8>,
 }
 
+/// One account's inbox: the newest records addressed to it, and how many
+/// it ever received (so a reader numbers records from the first ever and
+/// sees how many were evicted).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Inbox {
+    received: u64,
+    records: VecDeque<Record>,
+}
+
+/// One account's connections and open requests, each a sorted list of
+/// keys without repeats: membership by binary search, and a query's page
+/// starts at its index in O(1) (a set would walk every entry before it, a
+/// cost the asker, not the account, would choose). Adding or removing
+/// moves the list's tail: bounded by the paid transactions that built it.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Links {
+    connected: Vec<[u8; 32]>,
+    /// Accounts that asked this one to connect.
+    incoming: Vec<[u8; 32]>,
+    /// Accounts this one asked to connect.
+    outgoing: Vec<[u8; 32]>,
+}
+
+fn has(list: &[[u8; 32]], k: &[u8; 32]) -> bool {
+    list.binary_search(k).is_ok()
+}
+
+fn add(list: &mut Vec<[u8; 32]>, k: [u8; 32]) {
+    if let Err(at) = list.binary_search(&k) {
+        list.insert(at, k);
+    }
+}
+
+fn drop_key(list: &mut Vec<[u8; 32]>, k: &[u8; 32]) {
+    if let Ok(at) = list.binary_search(k) {
+        list.remove(at);
+    }
+}
+
+/// How an account relates to another in [`State::links`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Link {
+    /// Connected (a request accepted, either way).
+    Connected,
+    /// The other asked this account to connect; not accepted yet.
+    RequestIn,
+    /// This account asked the other to connect; not accepted yet.
+    RequestOut,
+}
+
 /// The parameters of execution, from the genesis and the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateConfig {
@@ -136,11 +186,10 @@ pub struct State {
     producers: HashMap<[u8; 32], Producer>,
     /// Producer node key → owner account.
     node_keys: HashMap<[u8; 32], [u8; 32]>,
-    /// Open connection requests, (from, to).
-    requests: HashSet<([u8; 32], [u8; 32])>,
-    /// Connected pairs, the smaller key first.
-    connected: HashSet<([u8; 32], [u8; 32])>,
-    inboxes: HashMap<[u8; 32], VecDeque<Record>>,
+    /// Per account: connected peers, open requests in and out (each
+    /// relation is held at both ends).
+    links: HashMap<[u8; 32], Links>,
+    inboxes: HashMap<[u8; 32], Inbox>,
     /// Release height → accounts whose unbonding may end then.
     releases: BTreeMap<u64, Vec<[u8; 32]>>,
     /// Height of the last final block.
@@ -166,14 +215,6 @@ mod kind_byte {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
         let b = u8::deserialize(d)?;
         Kind::ALL.get(usize::from(b)).copied().ok_or_else(|| D::Error::custom("unknown transaction kind"))
-    }
-}
-
-fn pair(a: [u8; 32], b: [u8; 32]) -> ([u8; 32], [u8; 32]) {
-    if a <= b {
-        (a, b)
-    } else {
-        (b, a)
     }
 }
 
@@ -266,8 +307,7 @@ impl State {
             accounts,
             producers: HashMap::new(),
             node_keys: HashMap::new(),
-            requests: HashSet::new(),
-            connected: HashSet::new(),
+            links: HashMap::new(),
             inboxes: HashMap::new(),
             releases: BTreeMap::new(),
             height: 0,
@@ -298,8 +338,8 @@ impl State {
         self.root = root;
         self.cfg.inbox_capacity = inbox_capacity;
         for q in self.inboxes.values_mut() {
-            while q.len() > inbox_capacity {
-                q.pop_front();
+            while q.records.len() > inbox_capacity {
+                q.records.pop_front();
                 self.records_evicted += 1;
             }
         }
@@ -336,19 +376,57 @@ impl State {
         self.producers.iter()
     }
 
-    /// The records addressed to `key`, oldest first.
+    /// The records addressed to `key` still held, oldest first.
     pub fn inbox(&self, key: &[u8; 32]) -> impl Iterator<Item = &Record> {
-        self.inboxes.get(key).into_iter().flatten()
+        self.inboxes.get(key).into_iter().flat_map(|i| i.records.iter())
+    }
+
+    /// Records `key` ever received, evicted ones included: the index the
+    /// next one gets. The oldest record held has index `inbox_received -
+    /// inbox(key).count()`.
+    pub fn inbox_received(&self, key: &[u8; 32]) -> u64 {
+        self.inboxes.get(key).map_or(0, |i| i.received)
+    }
+
+    /// Records held in `key`'s inbox.
+    pub fn inbox_len(&self, key: &[u8; 32]) -> usize {
+        self.inboxes.get(key).map_or(0, |i| i.records.len())
     }
 
     /// Whether `a` and `b` are connected (a request accepted).
     pub fn connected(&self, a: &[u8; 32], b: &[u8; 32]) -> bool {
-        self.connected.contains(&pair(*a, *b))
+        self.links.get(a).is_some_and(|l| has(&l.connected, b))
     }
 
     /// Whether `from` has asked `to` to connect and `to` has not accepted.
     pub fn requested(&self, from: &[u8; 32], to: &[u8; 32]) -> bool {
-        self.requests.contains(&(*from, *to))
+        self.links.get(from).is_some_and(|l| has(&l.outgoing, to))
+    }
+
+    /// `key`'s connected peers, then the accounts that asked it to connect,
+    /// then those it asked, each sorted by key.
+    pub fn links(&self, key: &[u8; 32]) -> impl Iterator<Item = (Link, &[u8; 32])> {
+        self.links_from(key, 0)
+    }
+
+    /// [`State::links`] from entry `start` on, found without walking the
+    /// entries before it.
+    pub fn links_from(&self, key: &[u8; 32], start: usize) -> impl Iterator<Item = (Link, &[u8; 32])> {
+        self.links.get(key).into_iter().flat_map(move |l| {
+            let mut skip = start;
+            [(Link::Connected, &l.connected), (Link::RequestIn, &l.incoming), (Link::RequestOut, &l.outgoing)]
+                .into_iter()
+                .flat_map(move |(link, list)| {
+                    let from = skip.min(list.len());
+                    skip -= from;
+                    list.get(from..).unwrap_or(&[]).iter().map(move |k| (link, k))
+                })
+        })
+    }
+
+    /// How many entries [`State::links`] yields for `key`.
+    pub fn link_count(&self, key: &[u8; 32]) -> usize {
+        self.links.get(key).map_or(0, |l| l.connected.len() + l.incoming.len() + l.outgoing.len())
     }
 
     /// Records dropped from full inboxes.
@@ -429,13 +507,19 @@ impl State {
             Kind::Transfer => {}
             Kind::Message | Kind::EndpointOffer => self.record(kind, from, to, nonce, memo),
             Kind::ConnectRequest => {
-                self.requests.insert((from, to));
+                add(&mut self.links.entry(from).or_default().outgoing, to);
+                add(&mut self.links.entry(to).or_default().incoming, from);
                 self.record(kind, from, to, nonce, memo);
             }
             Kind::ConnectAccept => {
-                self.requests.remove(&(to, from));
-                self.requests.remove(&(from, to));
-                self.connected.insert(pair(from, to));
+                // The request either way is closed; the pair is connected
+                // at both ends.
+                for (a, b) in [(from, to), (to, from)] {
+                    let l = self.links.entry(a).or_default();
+                    drop_key(&mut l.outgoing, &b);
+                    drop_key(&mut l.incoming, &b);
+                    add(&mut l.connected, b);
+                }
                 self.record(kind, from, to, nonce, memo);
             }
             Kind::Stake => self.move_votes(None, src.vote, amount),
@@ -579,16 +663,17 @@ impl State {
     }
 
     fn record(&mut self, kind: Kind, from: [u8; 32], to: [u8; 32], nonce: u64, memo: &[u8]) {
+        let inbox = self.inboxes.entry(to).or_default();
+        inbox.received += 1;
         if self.cfg.inbox_capacity == 0 {
             self.records_evicted += 1;
             return;
         }
-        let inbox = self.inboxes.entry(to).or_default();
-        if inbox.len() >= self.cfg.inbox_capacity {
-            inbox.pop_front();
+        if inbox.records.len() >= self.cfg.inbox_capacity {
+            inbox.records.pop_front();
             self.records_evicted += 1;
         }
-        inbox.push_back(Record { kind, from, nonce, height: self.height + 1, memo: memo.to_vec() });
+        inbox.records.push_back(Record { kind, from, nonce, height: self.height + 1, memo: memo.to_vec() });
     }
 
     /// Ends block `height` (the next one): pays `fees` (the fees of its

@@ -84,5 +84,33 @@ fn main() {
             put(&root, "parse_handshake", key, body);
         }
     }
+    // QUERY bodies of every served `what`, and ANSWER pages.
+    use dataplane::wire::query::{self, InboxRecord, PageWriter, Query, QueryWhat};
+    for (name, what) in [
+        ("query-account", QueryWhat::Account([1; 32])),
+        ("query-tx", QueryWhat::Transaction([2; 32])),
+        ("query-inbox", QueryWhat::Inbox { account: [3; 32], start: 5 }),
+        ("query-connections", QueryWhat::Connections { account: [4; 32], start: 0 }),
+    ] {
+        let mut b = Vec::new();
+        Query { request_id: 7, what }.emit(&mut b);
+        put(&root, "parse_query", name, &b);
+    }
+    let mut page = Vec::new();
+    let mut w = PageWriter::inbox(&mut page, 7, 9, 2, 3, 1411);
+    for (kind, memo) in [(1u8, &b"hi bob"[..]), (2, b"lunch?"), (4, &[0xAB; 300][..])] {
+        w.push_record(&InboxRecord { kind, flags: 0, from: [kind; 32], nonce: 1, height: 4, memo });
+    }
+    put(&root, "parse_query", "answer-inbox", &page);
+    let mut page = Vec::new();
+    let mut w = PageWriter::inbox(&mut page, 7, 1, 0, 0, 963);
+    w.push_record(&InboxRecord { kind: 1, flags: 0, from: [5; 32], nonce: 1, height: 1, memo: &[b'x'; 1024] });
+    put(&root, "parse_query", "answer-inbox-cut", &page);
+    let mut page = Vec::new();
+    let mut w = PageWriter::connections(&mut page, 7, 3, 0, 1411);
+    for rel in [query::relation::CONNECTED, query::relation::REQUEST_IN, query::relation::REQUEST_OUT] {
+        w.push_entry(rel, &[rel + 8; 32]);
+    }
+    put(&root, "parse_query", "answer-connections", &page);
     println!("seeds written under {}", root.display());
 }

@@ -304,9 +304,17 @@ impl Connection {
     /// again (the same request id) with a doubling wait, `tries` times in
     /// all.
     pub fn query(&mut self, what: QueryWhat, tries: u32) -> Result<Answer, ClientError> {
+        self.query_body(what, tries).map(|(a, _)| a)
+    }
+
+    /// [`Self::query`], with the ANSWER's whole body: an inbox or
+    /// connections page's entries follow its head there
+    /// ([`attnet_core::wire::query::inbox_records`],
+    /// [`attnet_core::wire::query::connection_entries`]).
+    pub fn query_body(&mut self, what: QueryWhat, tries: u32) -> Result<(Answer, Vec<u8>), ClientError> {
         self.request_id = self.request_id.wrapping_add(1);
         let id = self.request_id;
-        let mut body = Vec::with_capacity(40);
+        let mut body = Vec::with_capacity(48);
         Query { request_id: id, what }.emit(&mut body);
         for attempt in 0..tries.max(1) {
             self.send_frame(channel::MESSAGES, kind::QUERY, &body)?;
@@ -316,7 +324,7 @@ impl Connection {
                     continue;
                 }
                 match Answer::parse(&ind.body) {
-                    Ok(a) if a.request_id == id => return Ok(a),
+                    Ok(a) if a.request_id == id => return Ok((a, ind.body)),
                     _ => continue,
                 }
             }

@@ -1,7 +1,8 @@
 //! `attnet client`: an account's end of ATT. Opens a session with a relay
 //! by a live handshake (the relay's key pinned), asks the account's next
 //! nonce, sends one transaction and waits for its RECEIPT; or asks the
-//! state of an account or a transaction.
+//! state of an account or a transaction, or reads an account's inbox or
+//! connections page by page.
 //!
 //! Exit codes: 0 committed (or answered), 1 refused (the reason named),
 //! 2 usage (bad arguments, unreadable key file, unresolvable relay),
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use control::ledger::Refusal;
 use dataplane::client::{ClientConfig, ClientError, Connection};
 use dataplane::emit::TxFields;
-use dataplane::wire::query::{self, Answer, AnswerBody, QueryWhat};
+use dataplane::wire::query::{self, connection_entries, inbox_records, Answer, AnswerBody, InboxRecord, QueryWhat};
 use dataplane::wire::tx::Kind;
 use serde_json::{json, Value};
 
@@ -125,6 +126,19 @@ pub enum ClientCmd {
     Account { pk: Option<String> },
     /// A transaction's state by id (64 hex).
     Tx { id: String },
+    /// The records addressed to an account (default: this client's):
+    /// messages, connection requests and acceptances, endpoint offers,
+    /// oldest first, read page by page.
+    Inbox {
+        pk: Option<String>,
+        /// The first record index to read (records are numbered from the
+        /// account's first ever; default: the oldest still held).
+        #[arg(long, default_value_t = 0, value_name = "INDEX")]
+        from: u64,
+    },
+    /// An account's connections and open requests (default: this
+    /// client's).
+    Connections { pk: Option<String> },
 }
 
 /// How a run ended, and its exit code.
@@ -176,6 +190,31 @@ fn tx_state(id: &[u8; 32], a: &Answer) -> (Value, u8) {
 fn print(json_out: bool, v: &Value) {
     if json_out {
         println!("{v}");
+        return;
+    }
+    if let Some(records) = v.get("records").and_then(Value::as_array) {
+        println!("inbox {}: {} received, from index {}", v["account"].as_str().unwrap_or(""), v["total"], v["first"]);
+        for r in records {
+            let memo = r["endpoint"].as_str().or(r["memo"].as_str()).unwrap_or("");
+            let memo = if memo.is_empty() { r["memo_hex"].as_str().unwrap_or("") } else { memo };
+            println!(
+                "#{} {} from {} at height {}: {memo}",
+                r["index"],
+                r["kind"].as_str().unwrap_or(""),
+                r["from"].as_str().unwrap_or(""),
+                r["height"]
+            );
+        }
+        return;
+    }
+    if v.get("connected").is_some() {
+        for (field, label) in
+            [("connected", "connected"), ("requests_in", "request-in"), ("requests_out", "request-out")]
+        {
+            for k in v[field].as_array().into_iter().flatten() {
+                println!("{label} {}", k.as_str().unwrap_or(""));
+            }
+        }
         return;
     }
     if let Some(id) = v.get("tx_id").and_then(Value::as_str) {
@@ -253,7 +292,10 @@ fn try_run(a: ClientArgs) -> Result<End, End> {
         ClientCmd::Vote { producer, .. } => hex32("PRODUCER", producer)?,
         ClientCmd::RegisterProducer { node_key_pub, .. } => hex32("--node-key-pub", node_key_pub)?,
         ClientCmd::Account { pk: Some(pk) } => hex32("PK", pk)?,
-        ClientCmd::Account { pk: None } => account.public,
+        ClientCmd::Account { pk: None } | ClientCmd::Inbox { pk: None, .. } | ClientCmd::Connections { pk: None } => {
+            account.public
+        }
+        ClientCmd::Inbox { pk: Some(pk), .. } | ClientCmd::Connections { pk: Some(pk) } => hex32("PK", pk)?,
         ClientCmd::Tx { id } => hex32("ID", id)?,
     };
     let memo: Vec<u8> = match &a.cmd {
@@ -304,6 +346,8 @@ fn try_run(a: ClientArgs) -> Result<End, End> {
             let (v, code) = tx_state(&to, &ans);
             return Ok(End::Done(v, code));
         }
+        ClientCmd::Inbox { from, .. } => return read_inbox(&mut c, to, from, &account.secret, deadline),
+        ClientCmd::Connections { .. } => return read_connections(&mut c, to, deadline),
         ClientCmd::Send { amount, fee, .. } => (Kind::Transfer, amount, fee),
         ClientCmd::Message { fee, .. } => (Kind::Message, 0, fee),
         ClientCmd::Connect { fee, .. } => (Kind::ConnectRequest, 0, fee),
@@ -364,4 +408,95 @@ fn settle(c: &mut Connection, id: &[u8; 32], t: &TxFields<'_>, body: &[u8], dead
         }
     }
     Ok(End::Done(tx_outcome(id, "timeout", None, None), 3))
+}
+
+/// The name of an inbox record's kind (`docs/LEDGER.md`).
+fn record_kind(kind: u8) -> &'static str {
+    match Kind::from_u8(kind) {
+        Some(Kind::Message) => "message",
+        Some(Kind::ConnectRequest) => "connect-request",
+        Some(Kind::ConnectAccept) => "connect-accept",
+        Some(Kind::EndpointOffer) => "endpoint-offer",
+        _ => "unknown",
+    }
+}
+
+/// One inbox record as JSON: the memo as text when it is UTF-8, else in
+/// hex; an endpoint offer sealed to `me` (this client's seed) opened.
+fn record_json(index: u64, r: &InboxRecord<'_>, reader: &[u8; 32], me: &[u8; 32], me_seed: &[u8; 32]) -> Value {
+    let text = std::str::from_utf8(r.memo).ok();
+    let mut v = json!({"index": index, "kind": record_kind(r.kind), "from": hex::encode(r.from), "nonce": r.nonce,
+                       "height": r.height, "memo": text, "cut": r.flags & query::record_flag::CUT != 0});
+    if text.is_none() {
+        v["memo_hex"] = json!(hex::encode(r.memo));
+    }
+    if Kind::from_u8(r.kind) == Some(Kind::EndpointOffer) && reader == me {
+        let opened = dataplane::offer::open(me_seed, &r.from, r.memo).ok();
+        v["endpoint"] = json!(opened.map(|e| String::from_utf8_lossy(&e).into_owned()));
+    }
+    v
+}
+
+/// Pages that make no progress (the relay's pages always hold a record
+/// until the end): the reading stops.
+fn stuck(what: &str) -> End {
+    End::Refused(format!("the relay's {what} page holds nothing before the end"))
+}
+
+/// Reads `key`'s inbox from record `from` to the newest, one QUERY per
+/// page (each asked up to 4 times), within `deadline`.
+fn read_inbox(c: &mut Connection, key: [u8; 32], from: u64, seed: &[u8; 32], deadline: Instant) -> Result<End, End> {
+    let me = c.account();
+    let (mut start, mut records, mut first_held) = (from, Vec::new(), None);
+    loop {
+        if Instant::now() >= deadline {
+            return Err(End::Timeout("timed out reading the inbox".into()));
+        }
+        let (a, body) = c.query_body(QueryWhat::Inbox { account: key, start }, 4).map_err(from_client)?;
+        let AnswerBody::Inbox { total, first, at, count } = a.body else {
+            return Ok(End::Done(json!({"account": hex::encode(key), "status": "unknown"}), 1));
+        };
+        first_held.get_or_insert(first);
+        for (i, r) in (at..).zip(inbox_records(&body)) {
+            records.push(record_json(i, &r, &key, &me, seed));
+        }
+        start = at + u64::from(count);
+        if start >= total {
+            let v = json!({"account": hex::encode(key), "total": total, "first": first_held.unwrap_or(first),
+                           "records": records});
+            return Ok(End::Done(v, 0));
+        }
+        if count == 0 {
+            return Err(stuck("inbox"));
+        }
+    }
+}
+
+/// Reads `key`'s connections and open requests, one QUERY per page.
+fn read_connections(c: &mut Connection, key: [u8; 32], deadline: Instant) -> Result<End, End> {
+    let (mut start, mut lists) = (0, [Vec::new(), Vec::new(), Vec::new()]);
+    loop {
+        if Instant::now() >= deadline {
+            return Err(End::Timeout("timed out reading the connections".into()));
+        }
+        let (a, body) = c.query_body(QueryWhat::Connections { account: key, start }, 4).map_err(from_client)?;
+        let AnswerBody::Connections { total, at, count } = a.body else {
+            return Ok(End::Done(json!({"account": hex::encode(key), "status": "unknown"}), 1));
+        };
+        for (rel, peer) in connection_entries(&body) {
+            if let Some(l) = lists.get_mut(usize::from(rel)) {
+                l.push(hex::encode(peer));
+            }
+        }
+        start = at + u64::from(count);
+        if start >= total {
+            let [connected, requests_in, requests_out] = lists;
+            let v = json!({"account": hex::encode(key), "connected": connected, "requests_in": requests_in,
+                           "requests_out": requests_out});
+            return Ok(End::Done(v, 0));
+        }
+        if count == 0 {
+            return Err(stuck("connections"));
+        }
+    }
 }

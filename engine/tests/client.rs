@@ -1,7 +1,8 @@
 //! `attnet client` against a live relay on loopback, through the built
 //! binary: keys from `attnet keygen`, a transfer and a message with their
 //! RECEIPTs, account and transaction queries, a refusal named, the relay
-//! key pinned, a lost WELCOME and lost RECEIPTs recovered, the exit codes.
+//! key pinned, a lost WELCOME and lost RECEIPTs recovered, the exit codes,
+//! inboxes and connections read page by page.
 //! Every node is killed after a bounded time.
 
 use std::net::{SocketAddr, UdpSocket};
@@ -9,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use dataplane::client::{ClientConfig, Connection};
+use dataplane::wire::query::{inbox_records, AnswerBody, Query, QueryWhat};
+use dataplane::wire::share::kind;
 use serde_json::Value;
 
 mod session_common;
@@ -249,4 +253,111 @@ fn stake_votes_and_a_producer_through_the_relay() {
     let s = node.stop();
     assert_eq!(n(&s["ledger"]["dropped"]["not_a_producer"]), 1, "{}", s["ledger"]);
     assert_eq!(n(&s["ledger"]["dropped"]["insufficient_stake"]), 1);
+}
+
+fn strs(v: &Value) -> Vec<&str> {
+    v.as_array().unwrap_or_else(|| panic!("not a list: {v}")).iter().map(|x| x.as_str().unwrap()).collect()
+}
+
+#[test]
+fn inboxes_and_connections_are_read_through_the_relay_page_by_page() {
+    let net = net("inbox");
+    let node = net.node("recvmmsg", &[]);
+    let (r, key) = (node.addr(), net.relay_key.clone());
+    let (alice, bob) = (net.alice.as_str(), net.bob.as_str());
+    committed(&net.client(r, &key, "alice", &["message", "--to", bob, "hi bob, from alice"]));
+    committed(&net.client(r, &key, "alice", &["connect", "--to", bob, "--reason", "lunch?"]));
+    // Open: bob sees the request in, alice the request out.
+    let v = json(&net.client(r, &key, "bob", &["connections"]));
+    assert_eq!(
+        (strs(&v["connected"]), strs(&v["requests_in"]), strs(&v["requests_out"])),
+        (vec![], vec![alice], vec![])
+    );
+    let v = json(&net.client(r, &key, "alice", &["connections"]));
+    assert_eq!((strs(&v["connected"]), strs(&v["requests_out"])), (vec![], vec![bob]), "{v}");
+    committed(&net.client(r, &key, "bob", &["accept", "--to", alice]));
+    // Three long messages: with a 1000-byte memo a page holds one record.
+    let long: Vec<String> = (0..3).map(|i| format!("{i}").repeat(1000)).collect();
+    for m in &long {
+        committed(&net.client(r, &key, "alice", &["message", "--to", bob, m]));
+    }
+    let o = net.client(r, &key, "bob", &["inbox"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json(&o);
+    assert_eq!((v["account"].as_str(), n(&v["total"]), n(&v["first"])), (Some(bob), 5, 0), "{v}");
+    let recs = v["records"].as_array().unwrap();
+    let got: Vec<(u64, &str, &str, &str, u64)> = recs
+        .iter()
+        .map(|x| {
+            (
+                n(&x["index"]),
+                x["kind"].as_str().unwrap(),
+                x["from"].as_str().unwrap(),
+                x["memo"].as_str().unwrap(),
+                n(&x["nonce"]),
+            )
+        })
+        .collect();
+    let want: Vec<(u64, &str, &str, &str, u64)> = vec![
+        (0, "message", alice, "hi bob, from alice", 1),
+        (1, "connect-request", alice, "lunch?", 2),
+        (2, "message", alice, &long[0], 3),
+        (3, "message", alice, &long[1], 4),
+        (4, "message", alice, &long[2], 5),
+    ];
+    assert_eq!(got, want);
+    assert!(recs.windows(2).all(|w| n(&w[0]["height"]) < n(&w[1]["height"])), "one block each");
+    assert!(recs.iter().all(|x| x["cut"] == false));
+    // From index 3: the last two records only.
+    let v = json(&net.client(r, &key, "bob", &["inbox", "--from", "3"]));
+    let idx: Vec<u64> = v["records"].as_array().unwrap().iter().map(|x| n(&x["index"])).collect();
+    assert_eq!(idx, [3, 4]);
+    // Alice holds bob's acceptance and his endpoint offer, which her key
+    // opens; read by bob, the offer stays sealed. Both are connected,
+    // nothing open.
+    committed(&net.client(r, &key, "bob", &["offer", "--to", alice, "udp://192.0.2.7:7100"]));
+    let v = json(&net.client(r, &key, "alice", &["inbox"]));
+    let recs = v["records"].as_array().unwrap();
+    assert_eq!(
+        (recs.len(), recs[0]["kind"].as_str(), recs[0]["from"].as_str()),
+        (2, Some("connect-accept"), Some(bob))
+    );
+    assert_eq!(
+        (recs[1]["kind"].as_str(), recs[1]["endpoint"].as_str()),
+        (Some("endpoint-offer"), Some("udp://192.0.2.7:7100"))
+    );
+    assert!(recs[1]["memo"].is_null() && recs[1]["memo_hex"].as_str().is_some_and(|h| h.len() > 40), "{}", recs[1]);
+    let v = json(&net.client(r, &key, "bob", &["inbox", alice]));
+    assert!(v["records"][1].get("endpoint").is_none(), "{v}");
+    for (who, peer) in [("alice", bob), ("bob", alice)] {
+        let v = json(&net.client(r, &key, who, &["connections"]));
+        assert_eq!(strs(&v["connected"]), [peer], "{who}: {v}");
+        assert!(strs(&v["requests_in"]).is_empty() && strs(&v["requests_out"]).is_empty(), "{who}: {v}");
+    }
+    // Another account's inbox by key; an account the relay does not know.
+    let v = json(&net.client(r, &key, "alice", &["inbox", bob]));
+    assert_eq!(n(&v["total"]), 5);
+    let o = net.client(r, &key, "alice", &["connections", &"ab".repeat(32)]);
+    assert_eq!((o.status.code(), json(&o)["status"].as_str()), (Some(1), Some("unknown")));
+    // A paged QUERY one byte short is bad_tx on the data core; the same
+    // QUERY whole is answered.
+    let mut relay_key = [0u8; 32];
+    hex::decode_to_slice(&key, &mut relay_key).unwrap();
+    let cfg = ClientConfig::new(r, relay_key, 1);
+    let mut c = Connection::connect(&cfg, ed25519_zebra::SigningKey::from([7u8; 32])).unwrap();
+    let mut bob_key = [0u8; 32];
+    hex::decode_to_slice(bob, &mut bob_key).unwrap();
+    let mut q = Vec::new();
+    let what = QueryWhat::Inbox { account: bob_key, start: 4 };
+    Query { request_id: 99, what }.emit(&mut q);
+    c.send_frame(1005, kind::QUERY, &q[..45]).unwrap();
+    let (a, body) = c.query_body(what, 3).unwrap();
+    assert_eq!(a.body, AnswerBody::Inbox { total: 5, first: 0, at: 4, count: 1 }, "{a:?}");
+    let rec = inbox_records(&body).next().unwrap();
+    assert_eq!((rec.from, rec.memo), (hex::decode(alice).unwrap()[..].try_into().unwrap(), long[2].as_bytes()));
+    let s = node.stop();
+    assert_eq!(n(&s["frames"]["dropped"]["bad_tx"]), 1, "{}", s["frames"]);
+    let q = &s["queries"];
+    assert_eq!(n(&q["received"]), n(&q["answered"]), "{q}");
+    assert_eq!((n(&q["malformed"]), n(&q["overload"]), n(&q["stale_session"])), (0, 0, 0), "{q}");
 }

@@ -68,6 +68,24 @@ impl FrameSpec {
 /// UDP headers).
 pub const RECEIPT_MAX_IDS: usize = 40;
 
+/// The most a sealed frame adds to its body: TPKT 4, X.224 3, MCS 6 with
+/// a two-byte PER length, the security header 4, the counter 8, the GCM
+/// tag 16 and the share-data header 18 (a body under about 80 bytes gets a
+/// one-byte PER length: one less).
+pub const SEALED_OVERHEAD: usize = 61;
+
+/// The largest datagram a relay's reply fills: a 1500-byte MTU less the
+/// IPv4 and UDP headers.
+pub const REPLY_DATAGRAM_MAX: usize = 1472;
+
+/// The largest body of a sealed reply (an ANSWER) to a session whose
+/// negotiated `max_pdu_size` is `max_pdu`: the whole frame stays within
+/// both that and [`REPLY_DATAGRAM_MAX`] (1411 bytes with the default
+/// parameters, 963 with the least a relay accepts, 1024).
+pub fn reply_body_limit(max_pdu: u16) -> usize {
+    REPLY_DATAGRAM_MAX.min(usize::from(max_pdu)).saturating_sub(SEALED_OVERHEAD)
+}
+
 /// Appends a RECEIPT body (`u64 LE` height, `u16 LE` count, the ids) for
 /// `ids` included in block `height`; returns its length.
 pub fn emit_receipt_body(height: u64, ids: &[[u8; 32]], out: &mut Vec<u8>) -> Result<usize, EmitError> {
@@ -227,6 +245,27 @@ mod tests {
     use super::*;
     use crate::testkit;
     use crate::wire::receipt::Receipt;
+
+    /// A sealed frame is its body plus at most [`SEALED_OVERHEAD`] bytes,
+    /// so a body of [`reply_body_limit`] fills the limit and no more.
+    #[test]
+    fn sealed_overhead_bounds_every_reply() {
+        let key = AeadKey::new(&testkit::r2c(7));
+        for len in [0usize, 10, 79, 80, 81, 200, 963, 1411] {
+            let mut frame = Vec::new();
+            let spec = FrameSpec { content_kind: share::kind::ANSWER, ..FrameSpec::receipt(7, 1005) };
+            let n = emit_frame(&spec, &vec![0; len], Some((&key, 1)), &mut frame).unwrap();
+            assert!(n <= len + SEALED_OVERHEAD, "{len}: {n}");
+            assert!(n >= len + SEALED_OVERHEAD - 1, "{len}: {n}");
+        }
+        assert_eq!(reply_body_limit(u16::MAX), 1411);
+        assert_eq!(reply_body_limit(1024), 963);
+        assert_eq!(reply_body_limit(0), 0);
+        let mut frame = Vec::new();
+        let spec = FrameSpec { content_kind: share::kind::ANSWER, ..FrameSpec::receipt(7, 1005) };
+        emit_frame(&spec, &[0; 963], Some((&key, 1)), &mut frame).unwrap();
+        assert!(frame.len() <= 1024);
+    }
 
     /// A receipt sealed for a session opens with its relay-to-client key
     /// (and only with it), is a 0x68 indication with content kind 0x43 on

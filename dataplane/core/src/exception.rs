@@ -9,7 +9,8 @@
 use crate::peer::Peer;
 
 /// Bytes of a frame's body an [`Exception`] carries: a HELLO body (153
-/// bytes) and any QUERY body of the spec (38 bytes) fit.
+/// bytes) and any QUERY body served (38 bytes; the project's paged
+/// inbox and connections queries, 46) fit.
 pub const EXCEPTION_BODY: usize = 160;
 
 /// What an [`Exception`] holds.

@@ -19,6 +19,7 @@ use crate::session::{Role, RxSession, SessionTable};
 use crate::verdict::{Counters, DropReason, TxDrop, Verdict};
 use crate::verify::BatchVerifier;
 use crate::wire::mcs::{self, channel};
+use crate::wire::query;
 use crate::wire::security::{self, ENCRYPTED_HEADER_LEN, TAG_LEN};
 use crate::wire::share::{self, Compression, MAX_BODY};
 use crate::wire::tx::Batch;
@@ -406,14 +407,14 @@ fn info_frame(frame: &[u8], h: &Header, base: usize, di: u32, out: &mut Burst) -
 }
 
 /// Step 10 for a QUERY body (`att-wire.md`, v1.1): version 1, a request id
-/// and a `what`; an account or transaction query is exactly 38 bytes. A
-/// `what` of the project's own (16 and up) or unknown is answered as not
-/// served, so only its header is checked.
+/// and a `what`; a `what` the project serves has its exact length
+/// ([`query::Query::body_len`]: 38 bytes for an account or a transaction,
+/// 46 for an inbox or connections page). Any other `what` is answered as
+/// not served, so only its header is checked.
 fn query_body_ok(b: &[u8]) -> bool {
     const HEAD: usize = 1 + 4 + 1;
     match (b.first(), b.get(HEAD - 1)) {
-        (Some(1), Some(1 | 2)) => b.len() == HEAD + 32,
-        (Some(1), Some(_)) => true,
+        (Some(&query::VERSION), Some(&w)) => !matches!(query::Query::body_len(w), Some(n) if n != b.len()),
         _ => false,
     }
 }

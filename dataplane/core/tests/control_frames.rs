@@ -129,7 +129,24 @@ fn queries_are_accepted_on_1005_and_checked_at_step_10() {
     let mut v2 = account.clone();
     v2[0] = 2;
     assert_eq!(verdicts(&send(1005, &v2)), [Verdict::Dropped(DropReason::BadTx)]);
-    // A `what` of the project's own range: listed (answered as not served).
-    let b = send(1005, &[1, 1, 0, 0, 0, 16]);
+    // The project's inbox and connections queries (16, 17): exactly 46
+    // bytes (key and a u64 start index), listed; any other length `bad_tx`.
+    for what in [16u8, 17] {
+        let mut paged = vec![1, 2, 0, 0, 0, what];
+        paged.extend_from_slice(&[5; 32]);
+        paged.extend_from_slice(&3u64.to_le_bytes());
+        let b = send(1005, &paged);
+        assert_eq!((verdicts(&b), b.control.len()), (vec![Verdict::Ok], 1), "what {what}");
+        for n in [6, 38, 45, 47] {
+            let mut body = paged.clone();
+            body.resize(n, 0);
+            let b = send(1005, &body);
+            assert_eq!(verdicts(&b), [Verdict::Dropped(DropReason::BadTx)], "what {what}, {n} bytes");
+            assert!(b.control.is_empty());
+        }
+    }
+    // Another `what` of the project's own range: listed whatever its length
+    // (answered as not served).
+    let b = send(1005, &[1, 1, 0, 0, 0, 18]);
     assert_eq!((verdicts(&b), b.control.len()), (vec![Verdict::Ok], 1));
 }

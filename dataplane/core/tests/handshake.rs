@@ -374,8 +374,8 @@ fn query_and_answer_vectors() {
     v2[0] = 2;
     assert_eq!(Query::parse(&v2), Err(DropReason::BadTx));
     // Round trips: each answer kind, and a refusal for an unserved what.
-    let other = Query::parse(&[1, 9, 0, 0, 0, 16, 0xaa]).unwrap();
-    assert_eq!(other.what, QueryWhat::Other(16));
+    let other = Query::parse(&[1, 9, 0, 0, 0, 18, 0xaa]).unwrap();
+    assert_eq!(other.what, QueryWhat::Other(18));
     for a in [
         Answer::parse(&hx(&frames[1]["body"])).unwrap(),
         Answer::parse(&hx(&frames[3]["body"])).unwrap(),

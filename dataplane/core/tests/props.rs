@@ -204,6 +204,87 @@ proptest! {
     }
 }
 
+// Inbox and connections pages: whatever the records and the budget, the
+// page parses, holds a prefix of what was pushed (whole, or the first cut
+// to fit), stays within the budget, and any cut of it is refused.
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn inbox_pages_round_trip(recs in prop::collection::vec((1u8..=4, any::<[u8; 32]>(), any::<u64>(), any::<u64>(),
+                                                             prop::collection::vec(any::<u8>(), 0..=1024)), 0..8),
+                              limit in 33usize..=1411, total_extra in 0u64..1000, first in 0u64..1000) {
+        use attnet_core::wire::query::*;
+        let at = first;
+        let total = at + recs.len() as u64 + total_extra;
+        let mut out = Vec::new();
+        let mut w = PageWriter::inbox(&mut out, 3, total, first, at, limit);
+        let mut pushed = 0usize;
+        for (kind, from, nonce, height, memo) in &recs {
+            if !w.push_record(&InboxRecord { kind: *kind, flags: 0, from: *from, nonce: *nonce, height: *height, memo }) {
+                break;
+            }
+            pushed += 1;
+        }
+        prop_assert_eq!(usize::from(w.count()), pushed);
+        prop_assert!(out.len() <= limit.max(INBOX_HEAD_LEN));
+        let a = Answer::parse(&out);
+        prop_assert_eq!(a.map(|a| a.body), Ok(AnswerBody::Inbox { total, first, at, count: pushed as u16 }));
+        let got: Vec<InboxRecord<'_>> = inbox_records(&out).collect();
+        prop_assert_eq!(got.len(), pushed);
+        for (g, (kind, from, nonce, height, memo)) in got.iter().zip(&recs) {
+            prop_assert_eq!((g.kind, g.from, g.nonce, g.height), (*kind, *from, *nonce, *height));
+            if g.flags & record_flag::CUT == 0 {
+                prop_assert_eq!(g.memo, &memo[..]);
+            } else {
+                prop_assert!(pushed == 1 && g.memo.len() < memo.len() && memo.starts_with(g.memo));
+            }
+        }
+        // A page stops only when the next whole record would not fit.
+        if let Some((_, _, _, _, memo)) = recs.get(pushed) {
+            prop_assert!(out.len() + RECORD_HEAD_LEN + memo.len() > limit);
+        }
+        for n in 0..out.len() {
+            prop_assert!(Answer::parse(&out[..n]).is_err());
+        }
+    }
+
+    #[test]
+    fn connections_pages_round_trip(entries in prop::collection::vec((0u8..=2, any::<[u8; 32]>()), 0..60),
+                                    limit in 25usize..=1411, at in 0u64..1000) {
+        use attnet_core::wire::query::*;
+        let total = at + entries.len() as u64;
+        let mut out = Vec::new();
+        let mut w = PageWriter::connections(&mut out, 4, total, at, limit);
+        let pushed = entries.iter().take_while(|(r, k)| w.push_entry(*r, k)).count();
+        prop_assert_eq!(pushed, ((limit - CONNECTIONS_HEAD_LEN) / ENTRY_LEN).min(entries.len()));
+        prop_assert_eq!(Answer::parse(&out).map(|a| a.body), Ok(AnswerBody::Connections { total, at, count: pushed as u16 }));
+        prop_assert_eq!(connection_entries(&out).collect::<Vec<_>>(), entries[..pushed].to_vec());
+    }
+
+    #[test]
+    fn query_and_answer_parsers_never_panic(b in prop::collection::vec(any::<u8>(), 0..1600), what in 15u8..=18) {
+        use attnet_core::wire::query::*;
+        let mut b = b;
+        if b.len() >= 7 {
+            b[0] = 1;
+            b[5] = what;
+            b[6] = 0;
+        }
+        let _ = Query::parse(&b);
+        if let Ok(a) = Answer::parse(&b) {
+            // Accepted: the readers yield exactly `count` entries.
+            match a.body {
+                AnswerBody::Inbox { count, .. } => prop_assert_eq!(inbox_records(&b).count(), usize::from(count)),
+                AnswerBody::Connections { count, .. } => prop_assert_eq!(connection_entries(&b).count(), usize::from(count)),
+                _ => {}
+            }
+        }
+        let _ = inbox_records(&b).count();
+        let _ = connection_entries(&b).count();
+    }
+}
+
 #[test]
 fn replayed_frame_and_forged_frame_do_not_move_the_window() {
     let mut fp = common::relay(1);
