@@ -21,7 +21,6 @@ use attnet_core::budget::{Budget, BudgetConfig};
 use attnet_core::command::{Command, CommandBus, FORGET_MAX};
 use attnet_core::shard::ShardEnd;
 use hdrhistogram::Histogram;
-use sha2::{Digest, Sha256};
 
 use crate::chain::Chain;
 use crate::handshake::{HandshakeCounters, HandshakeServer};
@@ -222,9 +221,7 @@ fn now_ms(epoch: Instant) -> u64 {
 }
 
 /// A transaction's id: SHA-256 of its bytes before the signature.
-fn tx_id(tx: &[u8]) -> [u8; 32] {
-    Sha256::digest(attnet_core::wire::tx::unsigned_part(tx)).into()
-}
+use crate::store::tx_id;
 
 /// Id prefixes waiting to go to the cores in one [`Command::Forget`].
 #[derive(Default)]
@@ -761,7 +758,7 @@ mod tests {
         for (session, txs, sleep_ms) in steps {
             let mut b: Box<ShardBatch> = pool.pop().or_else(|| link.returned.pop().ok()).expect("a free batch");
             for t in &txs {
-                let id = Sha256::digest(attnet_core::wire::tx::unsigned_part(t)).into();
+                let id = tx_id(t);
                 b.push_routed(t, id, 0, Route { session, ..Route::default() });
             }
             link.to_shard.push(b).unwrap();
@@ -780,7 +777,7 @@ mod tests {
     #[test]
     fn a_resent_transaction_applies_after_its_first_copy_expired() {
         let (n1, n2) = (tx(A, 1, 5), tx(A, 2, 5));
-        let id2: [u8; 32] = Sha256::digest(attnet_core::wire::tx::unsigned_part(&n2)).into();
+        let id2: [u8; 32] = tx_id(&n2);
         let cfg = RunnerConfig { recent_ids: 1024, ..RunnerConfig::default() };
         let (r, mut rx) = run_with(cfg, 50, vec![(1, vec![n2.clone()], 200), (1, vec![n1], 50), (1, vec![n2], 50)]);
         assert_eq!(r.chain.ledger.applied, 2, "{:?}", r.chain.ledger);
