@@ -149,6 +149,7 @@ impl<F: Finalizer> Chain<F> {
     /// returns it.
     pub fn submit(&mut self, tx: &[u8], now_ms: u64) -> Result<(), Refusal> {
         self.builder.start(now_ms);
+        self.ledger.open_block();
         let builder = &mut self.builder;
         let r = self.ledger.submit(tx, now_ms, &mut |t| builder.push(t));
         if self.builder.is_full() {
@@ -165,8 +166,12 @@ impl<F: Finalizer> Chain<F> {
     fn seal(&mut self, now_ms: u64, now: bool) -> Option<Block> {
         let (ledger, producer) = (&mut self.ledger, self.producer);
         let mut stamp = |height: u64, fees: u64| {
+            // An empty block opens its journal here.
+            ledger.open_block();
             ledger.end_block(height, producer, fees);
-            Stamp { producer: producer.unwrap_or_default(), state_root: ledger.state_root() }
+            let state_root = ledger.state_root();
+            ledger.seal_block();
+            Stamp { producer: producer.unwrap_or_default(), state_root }
         };
         if now {
             self.builder.seal_now(now_ms, &mut stamp)
@@ -201,6 +206,9 @@ impl<F: Finalizer> Chain<F> {
         let mut out = Vec::new();
         for b in sealed {
             let f = self.finalizer.propose(b, now_ms);
+            for _ in &f {
+                self.ledger.final_block();
+            }
             self.record(&f);
             out.extend(f);
         }
@@ -447,6 +455,8 @@ mod tests {
             prop_assert_eq!(k.block_txs, k.ledger.applied);
             prop_assert_eq!(k.blocks, blocks.len() as u64);
             prop_assert_eq!(c.finalizer().rejected(), 0);
+            // Final blocks leave no journal behind.
+            prop_assert_eq!(c.ledger().open_blocks(), 0);
             let mut parent = g.hash();
             let mut replay = Ledger::new(&g, LedgerConfig::default());
             for (i, b) in blocks.iter().enumerate() {

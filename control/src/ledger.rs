@@ -334,6 +334,8 @@ pub struct Ledger {
     dropped_ids: Vec<[u8; 32]>,
     /// Ids not kept because `dropped_ids` was full.
     dropped_ids_lost: u64,
+    /// A block's journal is open in `state` ([`Ledger::open_block`]).
+    block_open: bool,
 }
 
 impl Ledger {
@@ -358,6 +360,7 @@ impl Ledger {
             spare_queues: Vec::new(),
             dropped_ids: Vec::new(),
             dropped_ids_lost: 0,
+            block_open: false,
         }
     }
 
@@ -518,6 +521,32 @@ impl Ledger {
     /// and releases unbonding stake due ([`State::end_block`]).
     pub fn end_block(&mut self, height: u64, producer: Option<[u8; 32]>, fees: u64) -> Option<[u8; 32]> {
         self.state.end_block(height, producer, fees)
+    }
+
+    /// Opens the next block's journal if it is not open yet: what applies
+    /// from here on is the next block's, undoable until it is final.
+    pub fn open_block(&mut self) {
+        if !self.block_open {
+            self.state.begin();
+            self.block_open = true;
+        }
+    }
+
+    /// Closes the open block (sealed: its root is taken); it stays
+    /// undoable until [`final_block`](Ledger::final_block).
+    pub fn seal_block(&mut self) {
+        self.block_open = false;
+    }
+
+    /// The oldest sealed block became final: its journal goes.
+    pub fn final_block(&mut self) {
+        self.state.commit_oldest();
+    }
+
+    /// Blocks whose changes are still journaled (sealed but not final,
+    /// and the open one).
+    pub fn open_blocks(&self) -> usize {
+        self.state.open_blocks()
     }
 
     /// The state root over every account and its producer record

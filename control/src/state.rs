@@ -115,15 +115,25 @@ fn has(list: &[[u8; 32]], k: &[u8; 32]) -> bool {
     list.binary_search(k).is_ok()
 }
 
-fn add(list: &mut Vec<[u8; 32]>, k: [u8; 32]) {
-    if let Err(at) = list.binary_search(&k) {
-        list.insert(at, k);
+/// Adds `k`; whether it was missing.
+fn add(list: &mut Vec<[u8; 32]>, k: [u8; 32]) -> bool {
+    match list.binary_search(&k) {
+        Err(at) => {
+            list.insert(at, k);
+            true
+        }
+        Ok(_) => false,
     }
 }
 
-fn drop_key(list: &mut Vec<[u8; 32]>, k: &[u8; 32]) {
-    if let Ok(at) = list.binary_search(k) {
-        list.remove(at);
+/// Removes `k`; whether it was there.
+fn drop_key(list: &mut Vec<[u8; 32]>, k: &[u8; 32]) -> bool {
+    match list.binary_search(k) {
+        Ok(at) => {
+            list.remove(at);
+            true
+        }
+        Err(_) => false,
     }
 }
 
@@ -201,6 +211,94 @@ pub struct State {
     /// The state root over every account (and its producer record).
     #[serde(skip, default = "AccountRoot::new")]
     root: AccountRoot,
+    /// The changes of the blocks not yet final, to undo them (empty when
+    /// no block is open: replay and the store's replica keep none).
+    #[serde(skip)]
+    journal: Journal,
+}
+
+/// Which of an account's link lists a [`Undo::Link`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkList {
+    Connected,
+    Incoming,
+    Outgoing,
+}
+
+impl Links {
+    fn list(&mut self, which: LinkList) -> &mut Vec<[u8; 32]> {
+        match which {
+            LinkList::Connected => &mut self.connected,
+            LinkList::Incoming => &mut self.incoming,
+            LinkList::Outgoing => &mut self.outgoing,
+        }
+    }
+}
+
+/// One change a block made, with what it replaced; undone newest first.
+#[derive(Debug, Clone)]
+enum Undo {
+    /// An account was written; it held this before (`None`: it did not
+    /// exist).
+    Account([u8; 32], Option<Account>),
+    /// A producer's votes changed from this.
+    Votes([u8; 32], u64),
+    /// A producer was registered: owner, node key.
+    ProducerAdded([u8; 32], [u8; 32]),
+    /// `other` was added to (or removed from) one of `key`'s link lists.
+    Link { key: [u8; 32], list: LinkList, other: [u8; 32], added: bool },
+    /// `key`'s link lists came into being.
+    LinksCreated([u8; 32]),
+    /// A record was addressed to `to`: whether it was kept (capacity above
+    /// 0), the record it evicted, and whether the inbox came into being.
+    Record { to: [u8; 32], kept: bool, evicted: Option<Record>, created: bool },
+    /// An account was added to the releases of this height.
+    ReleaseAdded(u64),
+    /// The releases of this height were taken by [`State::end_block`].
+    Released(u64, Vec<[u8; 32]>),
+}
+
+/// Where an open block's changes start in the journal, and the counters
+/// as they were then.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    at: usize,
+    height: u64,
+    fees_collected: u64,
+    fees_paid: u64,
+    records_evicted: u64,
+}
+
+/// The undo log of the blocks not yet final, oldest first.
+#[derive(Debug, Clone, Default)]
+struct Journal {
+    undo: Vec<Undo>,
+    marks: Vec<Mark>,
+}
+
+/// Why [`State::apply_block`] refused a block; the state is as before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockRefusal {
+    /// The block's height is not the state's next.
+    Height { expected: u64, got: u64 },
+    /// Transaction `index` is malformed, out of nonce order, below the
+    /// fee, or refused by its kind's rule.
+    Transaction { index: usize, reason: Refusal },
+    /// Every transaction ran but the state after them is not the one the
+    /// header commits to.
+    StateRoot { computed: Hash },
+}
+
+impl std::fmt::Display for BlockRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlockRefusal::Height { expected, got } => write!(f, "block {got} where block {expected} was due"),
+            BlockRefusal::Transaction { index, reason } => write!(f, "transaction {index} does not apply ({reason})"),
+            BlockRefusal::StateRoot { computed } => {
+                write!(f, "the state after it hashes to {}, not to its header's state root", hex::encode(computed))
+            }
+        }
+    }
 }
 
 /// A [`Kind`] as its byte, for serialization.
@@ -315,6 +413,7 @@ impl State {
             fees_paid: 0,
             total: genesis.total_supply(),
             records_evicted: 0,
+            journal: Journal::default(),
         }
     }
 
@@ -495,11 +594,9 @@ impl State {
         let Some(src) = self.accounts.get(&from).copied() else { return Err(Refusal::NoAccount) };
         let c = self.plan(kind, t, from, to, src)?;
         // Nothing below fails.
-        self.accounts.insert(from, c.from);
-        self.root.mark(from);
+        self.put(from, c.from);
         if let Some((k, a)) = c.to {
-            self.accounts.insert(k, a);
-            self.root.mark(k);
+            self.put(k, a);
         }
         self.fees_collected = c.fees;
         let (amount, memo, nonce) = (t.amount(), t.memo(), t.nonce());
@@ -507,18 +604,17 @@ impl State {
             Kind::Transfer => {}
             Kind::Message | Kind::EndpointOffer => self.record(kind, from, to, nonce, memo),
             Kind::ConnectRequest => {
-                add(&mut self.links.entry(from).or_default().outgoing, to);
-                add(&mut self.links.entry(to).or_default().incoming, from);
+                self.link(from, LinkList::Outgoing, to, true);
+                self.link(to, LinkList::Incoming, from, true);
                 self.record(kind, from, to, nonce, memo);
             }
             Kind::ConnectAccept => {
                 // The request either way is closed; the pair is connected
                 // at both ends.
                 for (a, b) in [(from, to), (to, from)] {
-                    let l = self.links.entry(a).or_default();
-                    drop_key(&mut l.outgoing, &b);
-                    drop_key(&mut l.incoming, &b);
-                    add(&mut l.connected, b);
+                    self.link(a, LinkList::Outgoing, b, false);
+                    self.link(a, LinkList::Incoming, b, false);
+                    self.link(a, LinkList::Connected, b, true);
                 }
                 self.record(kind, from, to, nonce, memo);
             }
@@ -526,6 +622,7 @@ impl State {
             Kind::Unstake => {
                 self.move_votes(src.vote, None, amount);
                 self.releases.entry(c.from.release_height).or_default().push(from);
+                self.log(Undo::ReleaseAdded(c.from.release_height));
             }
             Kind::Vote => self.move_votes(src.vote, Some(to), src.staked),
             Kind::RegisterProducer => {
@@ -535,6 +632,7 @@ impl State {
                     Producer { node_key: to, address, bond: self.cfg.producer_bond, votes: 0, since: self.height + 1 };
                 self.producers.insert(from, p);
                 self.node_keys.insert(to, from);
+                self.log(Undo::ProducerAdded(from, to));
             }
         }
         Ok(())
@@ -650,30 +748,67 @@ impl State {
     fn move_votes(&mut self, off: Option<[u8; 32]>, on: Option<[u8; 32]>, amount: u64) {
         if let Some(k) = off {
             if let Some(p) = self.producers.get_mut(&k) {
-                p.votes = p.votes.saturating_sub(amount);
+                let was = p.votes;
+                p.votes = was.saturating_sub(amount);
                 self.root.mark(k);
+                self.log(Undo::Votes(k, was));
             }
         }
         if let Some(k) = on {
             if let Some(p) = self.producers.get_mut(&k) {
-                p.votes = p.votes.saturating_add(amount);
+                let was = p.votes;
+                p.votes = was.saturating_add(amount);
                 self.root.mark(k);
+                self.log(Undo::Votes(k, was));
             }
         }
     }
 
     fn record(&mut self, kind: Kind, from: [u8; 32], to: [u8; 32], nonce: u64, memo: &[u8]) {
+        let created = !self.inboxes.contains_key(&to);
         let inbox = self.inboxes.entry(to).or_default();
         inbox.received += 1;
-        if self.cfg.inbox_capacity == 0 {
+        let mut evicted = None;
+        let kept = self.cfg.inbox_capacity > 0;
+        if !kept {
             self.records_evicted += 1;
-            return;
+        } else {
+            if inbox.records.len() >= self.cfg.inbox_capacity {
+                evicted = inbox.records.pop_front();
+                self.records_evicted += 1;
+            }
+            inbox.records.push_back(Record { kind, from, nonce, height: self.height + 1, memo: memo.to_vec() });
         }
-        if inbox.records.len() >= self.cfg.inbox_capacity {
-            inbox.records.pop_front();
-            self.records_evicted += 1;
+        self.log(Undo::Record { to, kept, evicted, created });
+    }
+
+    /// Adds `other` to (or removes it from) `key`'s list `which`,
+    /// journaled.
+    fn link(&mut self, key: [u8; 32], which: LinkList, other: [u8; 32], added: bool) {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.links.entry(key) {
+            e.insert(Links::default());
+            self.log(Undo::LinksCreated(key));
         }
-        inbox.records.push_back(Record { kind, from, nonce, height: self.height + 1, memo: memo.to_vec() });
+        let Some(l) = self.links.get_mut(&key) else { return };
+        let list = l.list(which);
+        let changed = if added { add(list, other) } else { drop_key(list, &other) };
+        if changed {
+            self.log(Undo::Link { key, list: which, other, added });
+        }
+    }
+
+    /// Writes an account, journaled, and marks it for the root.
+    fn put(&mut self, key: [u8; 32], a: Account) {
+        let old = self.accounts.insert(key, a);
+        self.root.mark(key);
+        self.log(Undo::Account(key, old));
+    }
+
+    /// Journals `u` if a block is open.
+    fn log(&mut self, u: Undo) {
+        if !self.journal.marks.is_empty() {
+            self.journal.undo.push(u);
+        }
     }
 
     /// Ends block `height` (the next one): pays `fees` (the fees of its
@@ -687,28 +822,377 @@ impl State {
         let fees = fees.min(self.fees_collected - self.fees_paid);
         let paid = producer.map(|nk| self.node_keys.get(&nk).copied().unwrap_or(nk));
         if let Some(k) = paid {
-            self.root.mark(k);
-            let a = self.accounts.entry(k).or_default();
+            let mut a = self.accounts.get(&k).copied().unwrap_or_default();
             // Cannot overflow: every balance is part of the genesis total.
             a.balance = a.balance.saturating_add(fees);
             a.blocks_proposed += 1;
+            self.put(k, a);
             self.fees_paid += fees;
         }
         while let Some(entry) = self.releases.first_entry() {
             if *entry.key() > height {
                 break;
             }
-            for k in entry.remove() {
-                if let Some(a) = self.accounts.get_mut(&k) {
+            let (at, keys) = entry.remove_entry();
+            for k in &keys {
+                if let Some(mut a) = self.accounts.get(k).copied() {
                     if a.release_height != 0 && a.release_height <= height {
-                        self.root.mark(k);
                         a.balance = a.balance.saturating_add(a.unbonding);
                         a.unbonding = 0;
                         a.release_height = 0;
+                        self.put(*k, a);
                     }
                 }
             }
+            self.log(Undo::Released(at, keys));
         }
         paid
+    }
+
+    /// Opens a block: every change from here on is journaled until
+    /// [`commit_oldest`](State::commit_oldest) makes the oldest open block
+    /// final or [`rollback`](State::rollback) undoes the newest. Blocks
+    /// nest in height order: a proposal can be opened on top of blocks
+    /// not yet final.
+    pub fn begin(&mut self) {
+        self.journal.marks.push(Mark {
+            at: self.journal.undo.len(),
+            height: self.height,
+            fees_collected: self.fees_collected,
+            fees_paid: self.fees_paid,
+            records_evicted: self.records_evicted,
+        });
+    }
+
+    /// Makes room for `entries` journal entries (about two per transfer),
+    /// so that a block's first burst does not grow the journal.
+    pub fn reserve_journal(&mut self, entries: usize) {
+        self.journal.undo.reserve(entries);
+    }
+
+    /// Blocks opened and neither committed nor rolled back.
+    pub fn open_blocks(&self) -> usize {
+        self.journal.marks.len()
+    }
+
+    /// Makes the oldest open block final: its undo entries go. Returns
+    /// whether a block was open.
+    pub fn commit_oldest(&mut self) -> bool {
+        if self.journal.marks.is_empty() {
+            return false;
+        }
+        self.journal.marks.remove(0);
+        match self.journal.marks.first().map(|m| m.at) {
+            None => self.journal.undo.clear(),
+            Some(upto) => {
+                self.journal.undo.drain(..upto);
+                self.journal.marks.iter_mut().for_each(|m| m.at -= upto);
+            }
+        }
+        true
+    }
+
+    /// Undoes the newest open block: the state (accounts, producers,
+    /// links, inboxes, releases, counters, and the root once recomputed)
+    /// is exactly what it was at its [`begin`](State::begin). Returns
+    /// whether a block was open.
+    pub fn rollback(&mut self) -> bool {
+        let Some(m) = self.journal.marks.pop() else { return false };
+        while self.journal.undo.len() > m.at {
+            if let Some(u) = self.journal.undo.pop() {
+                self.undo(u);
+            }
+        }
+        self.height = m.height;
+        self.fees_collected = m.fees_collected;
+        self.fees_paid = m.fees_paid;
+        self.records_evicted = m.records_evicted;
+        true
+    }
+
+    fn undo(&mut self, u: Undo) {
+        match u {
+            Undo::Account(k, old) => {
+                match old {
+                    Some(a) => self.accounts.insert(k, a),
+                    None => self.accounts.remove(&k),
+                };
+                self.root.mark(k);
+            }
+            Undo::Votes(k, votes) => {
+                if let Some(p) = self.producers.get_mut(&k) {
+                    p.votes = votes;
+                    self.root.mark(k);
+                }
+            }
+            Undo::ProducerAdded(owner, node_key) => {
+                self.producers.remove(&owner);
+                self.node_keys.remove(&node_key);
+                self.root.mark(owner);
+            }
+            Undo::Link { key, list, other, added } => {
+                if let Some(l) = self.links.get_mut(&key) {
+                    let v = l.list(list);
+                    if added {
+                        drop_key(v, &other);
+                    } else {
+                        add(v, other);
+                    }
+                }
+            }
+            Undo::LinksCreated(k) => {
+                self.links.remove(&k);
+            }
+            Undo::Record { to, kept, evicted, created } => {
+                if let Some(i) = self.inboxes.get_mut(&to) {
+                    i.received = i.received.saturating_sub(1);
+                    if kept {
+                        i.records.pop_back();
+                    }
+                    if let Some(r) = evicted {
+                        i.records.push_front(r);
+                    }
+                }
+                if created {
+                    self.inboxes.remove(&to);
+                }
+            }
+            Undo::ReleaseAdded(h) => {
+                if let Some(v) = self.releases.get_mut(&h) {
+                    v.pop();
+                    if v.is_empty() {
+                        self.releases.remove(&h);
+                    }
+                }
+            }
+            Undo::Released(h, keys) => {
+                self.releases.insert(h, keys);
+            }
+        }
+    }
+
+    /// Executes a whole block against this state, as a node does with a
+    /// block it did not build (a proposal, or the log at recovery): opens
+    /// it ([`begin`](State::begin)), runs each transaction under the
+    /// ledger's admission checks (well-formed, fee at least `min_fee`,
+    /// the sender's next nonce) and its kind's rule, ends it (fees to the
+    /// header's producer, releases), and compares the root with the
+    /// header's. On any refusal the block is rolled back and the state is
+    /// as before; on success the block stays open for the caller to
+    /// [`commit_oldest`](State::commit_oldest) once it is final (or to
+    /// [`rollback`](State::rollback) if it never is). Returns the fees the
+    /// block paid.
+    pub fn apply_block(&mut self, b: &crate::block::Block) -> Result<u64, BlockRefusal> {
+        let h = b.header();
+        if h.height != self.height + 1 {
+            return Err(BlockRefusal::Height { expected: self.height + 1, got: h.height });
+        }
+        self.begin();
+        let r = self.run_block(b);
+        if r.is_err() {
+            self.rollback();
+        }
+        r
+    }
+
+    fn run_block(&mut self, b: &crate::block::Block) -> Result<u64, BlockRefusal> {
+        let h = b.header();
+        let min_fee = self.cfg.min_fee;
+        let mut fees = 0u64;
+        for (index, tx) in b.txs().enumerate() {
+            let refuse = |reason| BlockRefusal::Transaction { index, reason };
+            let t = Transaction::new_checked(tx).map_err(|_| refuse(Refusal::Malformed))?;
+            if t.fee() < min_fee {
+                return Err(refuse(Refusal::FeeTooLow));
+            }
+            match self.account(&t.from()) {
+                None => return Err(refuse(Refusal::NoAccount)),
+                Some(a) if a.nonce.checked_add(1) != Some(t.nonce()) => return Err(refuse(Refusal::BadNonce)),
+                Some(_) => {}
+            }
+            self.execute(&t).map_err(refuse)?;
+            fees = fees.saturating_add(t.fee());
+        }
+        let producer = (h.producer != [0; 32]).then_some(h.producer);
+        self.end_block(h.height, producer, fees);
+        let computed = self.root();
+        if computed != h.state_root {
+            return Err(BlockRefusal::StateRoot { computed });
+        }
+        Ok(fees)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::block::{Block, Stamp};
+    use crate::genesis::GenesisAccount;
+    use attnet_core::wire::tx::Repr;
+    use proptest::prelude::*;
+
+    const N: usize = 5;
+
+    fn key(i: usize) -> [u8; 32] {
+        [i as u8 + 1; 32]
+    }
+
+    /// Everything a state holds, in a fixed order (maps sorted by key).
+    fn digest(s: &State) -> String {
+        fn sorted<K: Ord + std::fmt::Debug, V: std::fmt::Debug>(m: &HashMap<K, V>) -> String {
+            let mut v: Vec<_> = m.iter().collect();
+            v.sort_by(|a, b| a.0.cmp(b.0));
+            format!("{v:?}")
+        }
+        format!(
+            "{} {} {} {} {} {:?} {} {} {} {} {}",
+            sorted(&s.accounts),
+            sorted(&s.producers),
+            sorted(&s.node_keys),
+            sorted(&s.links),
+            sorted(&s.inboxes),
+            s.releases,
+            s.height,
+            s.fees_collected,
+            s.fees_paid,
+            s.total,
+            s.records_evicted
+        )
+    }
+
+    fn genesis() -> Genesis {
+        let accounts = (0..N - 1).map(|i| GenesisAccount { key: key(i), balance: 5_000 });
+        Genesis::new(1, accounts).unwrap().with_staking(2, 300).unwrap()
+    }
+
+    /// A transaction of `kind` from account `from` with its next nonce
+    /// (so that most of them apply), `to` one of the keys (the last one
+    /// has no account until a transfer creates it).
+    fn tx(s: &State, kind: u8, from: usize, to: usize, amount: u64) -> Vec<u8> {
+        let kind = Kind::from_u8(kind % 9).unwrap();
+        let nonce = s.account(&key(from)).map_or(1, |a| a.nonce + 1);
+        let to = if kind == Kind::RegisterProducer { [to as u8 + 0x80; 32] } else { key(to) };
+        let memo: &[u8] = if kind == Kind::RegisterProducer { b"10.0.0.1:7100" } else { b"hi" };
+        let r = Repr { kind, from: key(from), to, nonce, amount, fee: 1, memo, signature: [0; 64] };
+        let mut b = vec![0u8; r.buffer_len()];
+        r.emit(&mut b).unwrap();
+        b
+    }
+
+    /// Runs `steps` as one block at `height` on `s` (already begun):
+    /// what applies goes into the returned block, sealed with the root.
+    fn build(s: &mut State, height: u64, parent: [u8; 32], steps: &[(u8, usize, usize, u64)]) -> Block {
+        let mut txs = Vec::new();
+        let mut fees = 0;
+        for &(kind, from, to, amount) in steps {
+            let t = tx(s, kind, from, to, amount);
+            let parsed = Transaction::new_checked(&t[..]).unwrap();
+            if s.account(&key(from)).is_some() && s.execute(&parsed).is_ok() {
+                fees += 1;
+                txs.push(t);
+            }
+        }
+        s.end_block(height, Some(key(0)), fees);
+        let stamp = Stamp { producer: key(0), state_root: s.root() };
+        Block::new(height, parent, height * 100, stamp, txs.iter().map(|t| &t[..])).unwrap()
+    }
+
+    fn step() -> impl Strategy<Value = (u8, usize, usize, u64)> {
+        (0u8..9, 0..N, 0..N, prop_oneof![0u64..=4, 1u64..=800])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A block rolled back leaves the state exactly as before it (every
+        /// map, counter and the root); committed blocks are kept; nested
+        /// open blocks undo newest first; and the blocks kept, executed by
+        /// `apply_block` on a fresh state, give the same state.
+        #[test]
+        fn rollback_restores_and_apply_block_agrees(
+            blocks in prop::collection::vec((prop::collection::vec(step(), 0..12), 0u8..3), 1..10),
+        ) {
+            let g = genesis();
+            let mut s = State::new(&g, 3);
+            let mut kept: Vec<Block> = Vec::new();
+            let mut parent = g.hash();
+            for (steps, fate) in &blocks {
+                let before = digest(&s);
+                let root_before = s.root();
+                let height = s.height + 1;
+                s.begin();
+                let b = build(&mut s, height, parent, steps);
+                match fate {
+                    // Never final: undone.
+                    0 => {
+                        prop_assert!(s.rollback());
+                        prop_assert_eq!(s.open_blocks(), 0);
+                        prop_assert_eq!(digest(&s), before);
+                        prop_assert_eq!(s.root(), root_before);
+                    }
+                    // A second block opened on top, undone, then this one
+                    // made final.
+                    1 => {
+                        let mid = digest(&s);
+                        let mid_root = s.root();
+                        s.begin();
+                        let _ = build(&mut s, height + 1, b.hash(), steps);
+                        prop_assert_eq!(s.open_blocks(), 2);
+                        prop_assert!(s.rollback());
+                        prop_assert_eq!(digest(&s), mid);
+                        prop_assert_eq!(s.root(), mid_root);
+                        prop_assert!(s.commit_oldest());
+                        parent = b.hash();
+                        kept.push(b);
+                    }
+                    _ => {
+                        prop_assert!(s.commit_oldest());
+                        parent = b.hash();
+                        kept.push(b);
+                    }
+                }
+                prop_assert_eq!(s.open_blocks(), 0);
+                prop_assert!(s.supply().holds());
+            }
+            let mut replay = State::new(&g, 3);
+            for b in &kept {
+                prop_assert_eq!(replay.apply_block(b).map(|_| ()), Ok(()));
+                prop_assert!(replay.commit_oldest());
+            }
+            prop_assert_eq!(digest(&replay), digest(&s));
+            prop_assert_eq!(replay.root(), s.root());
+        }
+    }
+
+    #[test]
+    fn a_block_that_does_not_apply_leaves_nothing() {
+        let g = genesis();
+        let mut s = State::new(&g, 3);
+        s.begin();
+        let b = build(&mut s, 1, g.hash(), &[(0, 0, 4, 700), (1, 4, 1, 0), (6, 1, 0, 0), (5, 2, 0, 50)]);
+        assert!(s.commit_oldest());
+        let good = digest(&s);
+        // Block 2 with the right transactions but a wrong root, and with a
+        // transaction replayed (its nonce is used).
+        s.begin();
+        let two = build(&mut s, 2, b.hash(), &[(0, 1, 2, 9), (1, 2, 4, 0)]);
+        s.rollback();
+        let mut fresh = State::new(&g, 3);
+        fresh.apply_block(&b).unwrap();
+        fresh.commit_oldest();
+        let wrong_root =
+            Block::new(2, b.hash(), 200, Stamp { producer: key(0), state_root: [7; 32] }, two.txs()).unwrap();
+        assert!(matches!(fresh.apply_block(&wrong_root), Err(BlockRefusal::StateRoot { .. })));
+        assert_eq!(digest(&fresh), good);
+        let stamp = Stamp { producer: key(0), state_root: two.header().state_root };
+        let replayed = Block::new(2, b.hash(), 200, stamp, b.txs()).unwrap();
+        assert_eq!(
+            fresh.apply_block(&replayed),
+            Err(BlockRefusal::Transaction { index: 0, reason: Refusal::BadNonce })
+        );
+        assert_eq!(digest(&fresh), good);
+        assert_eq!(fresh.apply_block(&b), Err(BlockRefusal::Height { expected: 2, got: 1 }));
+        assert_eq!((fresh.apply_block(&two), fresh.open_blocks()), (Ok(2), 1));
     }
 }

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use attnet_core::wire::tx::{unsigned_part, Transaction};
+use attnet_core::wire::tx::unsigned_part;
 use hdrhistogram::Histogram;
 use sha2::{Digest, Sha256};
 
@@ -410,29 +410,9 @@ pub fn apply_block(state: &mut State, tip: Tip, b: &Block) -> Result<Tip, String
             hex::encode(tip.hash)
         ));
     }
-    let min_fee = state.config().min_fee;
-    let mut fees = 0u64;
-    for (i, tx) in b.txs().enumerate() {
-        let t =
-            Transaction::new_checked(tx).map_err(|_| format!("block {}: transaction {i} is malformed", h.height))?;
-        let next = state.account(&t.from()).map(|a| a.nonce + 1);
-        if next != Some(t.nonce()) || t.fee() < min_fee {
-            return Err(format!("block {}: transaction {i} is out of nonce order or below the fee", h.height));
-        }
-        state.execute(&t).map_err(|r| format!("block {}: transaction {i} does not apply ({})", h.height, r.name()))?;
-        fees = fees.saturating_add(t.fee());
-    }
-    let producer = (h.producer != [0; 32]).then_some(h.producer);
-    state.end_block(h.height, producer, fees);
-    let root = state.root();
-    if root != h.state_root {
-        return Err(format!(
-            "block {}: the state after it hashes to {}, its header says {}",
-            h.height,
-            hex::encode(root),
-            hex::encode(h.state_root)
-        ));
-    }
+    state.apply_block(b).map_err(|e| format!("block {}: {e}", h.height))?;
+    // Replayed blocks are final: nothing to keep for a rollback.
+    state.commit_oldest();
     Ok(Tip { height: h.height, hash: b.hash(), timestamp_ms: h.timestamp_ms })
 }
 
