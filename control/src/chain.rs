@@ -40,6 +40,10 @@ pub struct ChainCounters {
     /// Transactions in final blocks; equals `ledger.applied` after
     /// [`Chain::finish`].
     pub block_txs: u64,
+    /// Records (messages, connection requests and acceptances, offers)
+    /// dropped from full inboxes, oldest first, since the genesis (the
+    /// ledger's `inbox_capacity` bounds each inbox).
+    pub records_evicted: u64,
 }
 
 impl ChainCounters {
@@ -56,6 +60,7 @@ impl ChainCounters {
             "dropped": l.refused_json(),
             "blocks": self.blocks,
             "block_txs": self.block_txs,
+            "records_evicted": self.records_evicted,
         })
     }
 }
@@ -65,6 +70,7 @@ impl AddAssign for ChainCounters {
         self.ledger += o.ledger;
         self.blocks += o.blocks;
         self.block_txs += o.block_txs;
+        self.records_evicted += o.records_evicted;
     }
 }
 
@@ -243,7 +249,12 @@ impl<F: Finalizer> Chain<F> {
 
     /// The summary counters.
     pub fn counters(&self) -> ChainCounters {
-        ChainCounters { ledger: self.ledger.counters(), blocks: self.blocks, block_txs: self.block_txs }
+        ChainCounters {
+            ledger: self.ledger.counters(),
+            blocks: self.blocks,
+            block_txs: self.block_txs,
+            records_evicted: self.ledger.state().records_evicted(),
+        }
     }
 
     /// The ledger, for balance and nonce queries.
@@ -313,6 +324,25 @@ mod tests {
         let j = c.counters().to_json();
         assert_eq!((j["dropped"]["fee_too_low"].as_u64(), j["dropped"]["no_account"].as_u64()), (Some(1), Some(1)));
         assert_eq!(j["submitted"], 2);
+    }
+
+    #[test]
+    fn evicted_records_in_the_summary() {
+        let g = Genesis::new(1, [GenesisAccount { key: A, balance: 1000 }, GenesisAccount { key: B, balance: 10 }])
+            .unwrap();
+        let ledger = LedgerConfig { inbox_capacity: 2, ..LedgerConfig::default() };
+        let mut c = Chain::new(&g, ChainConfig { ledger, block: BlockConfig::default(), producer: None });
+        for nonce in 1..=3 {
+            let r =
+                Repr { kind: Kind::Message, from: A, to: B, nonce, amount: 0, fee: 1, memo: b"hi", signature: [0; 64] };
+            let mut b = vec![0u8; r.buffer_len()];
+            r.emit(&mut b).unwrap();
+            c.submit(&b, 0).unwrap();
+        }
+        assert_eq!(c.finish(10).len(), 1);
+        assert_eq!(c.counters().records_evicted, 1);
+        assert_eq!(c.counters().to_json()["records_evicted"], 1);
+        assert_eq!(c.ledger().state().inbox_len(&B), 2);
     }
 
     fn chain(block: BlockConfig) -> (Genesis, Chain) {

@@ -222,7 +222,12 @@ pub fn summary(
         "packets": {"received": c.packets.max(c.rx_packets), "kernel_dropped": c.kernel_dropped, "not_att": not_att},
         "frames": {"received": c.frames.frames_received, "accepted": c.frames.frames_accepted, "dropped": fd},
         "txs": {"seen": c.frames.txs_seen, "accepted": c.frames.txs_accepted.saturating_sub(late), "dropped": td},
-        "ledger": {"submitted": l.submitted, "applied": l.applied, "dropped": l.refused_json()},
+        "ledger": {
+            "submitted": l.submitted,
+            "applied": l.applied,
+            "dropped": l.refused_json(),
+            "records_evicted": ctl.chain.records_evicted,
+        },
         "control": {
             "recently_refused": ctl.live.recently_refused,
             "throttles": ctl.live.throttles,
