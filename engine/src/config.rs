@@ -39,6 +39,9 @@ pub struct DpdkFile {
     pub ipv4: Option<std::net::Ipv4Addr>,
 }
 
+/// The socket receive buffer asked for when `rcvbuf` is not set.
+pub const DEFAULT_RCVBUF: usize = 4 << 20;
+
 /// The file format: every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -411,7 +414,7 @@ impl NodeConfig {
         };
         let loops = in_range("loop", o.loops.or(file.loops).unwrap_or(1), LOOPS)?;
         let port = in_range("port", o.port.or(file.port).unwrap_or(7100), PORT)?;
-        let rcvbuf = in_range("rcvbuf", o.rcvbuf.or(file.rcvbuf).unwrap_or(4 << 20), RCVBUF)?;
+        let rcvbuf = in_range("rcvbuf", o.rcvbuf.or(file.rcvbuf).unwrap_or(DEFAULT_RCVBUF), RCVBUF)?;
         let mut dpdk = file.dpdk.clone().unwrap_or_default();
         if let Some(a) = o.dpdk_eal {
             dpdk.eal_args = Some(a.split_whitespace().map(String::from).collect());

@@ -10,6 +10,7 @@ mod client;
 mod config;
 mod decode;
 mod demo;
+mod doctor;
 mod keygen;
 mod keys;
 mod node;
@@ -82,12 +83,18 @@ enum Cmd {
     /// remove damaged snapshots; prints what it did. The node must be
     /// stopped.
     Repair(query::RepairArgs),
+    /// Check the host for the node: CPU features, io_uring, limits, socket
+    /// buffers, hugepages, DPDK, NICs and IOMMU, clock, CPU isolation,
+    /// governor, the data directory. Each finding says what it means and
+    /// how to fix it; exit 0 (ok), 1 (warnings), 2 (errors).
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Client(a) => return client::main(*a),
+        Cmd::Doctor(a) => return doctor::run(a),
         Cmd::Decode { keys, network_id, pcap: None, .. } => keys::load(&keys, network_id).and_then(decode::run_stdin),
         Cmd::Decode { keys, network_id, pcap: Some(file), port } => {
             keys::load(&keys, network_id).and_then(|fp| pcap::run(fp, &file, port))

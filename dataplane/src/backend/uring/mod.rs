@@ -237,6 +237,14 @@ fn probe_ring(ring: &mut IoUring, mem: &mut RecvMem, fd: RawFd) -> io::Result<()
     }
 }
 
+/// Runs the probe [`UringQueue::open`] runs, on a scratch ring and an
+/// unbound socket, without opening a queue: `Ok` with the ring setup flags
+/// this kernel accepts, or an `Unsupported` error naming what is missing
+/// (`attnet doctor`).
+pub fn supported() -> io::Result<&'static str> {
+    probe(SocketAddr::from(([127, 0, 0, 1], 0)), RecvMode::Plain).map(Setup::as_str)
+}
+
 /// One io_uring receive queue.
 pub struct UringQueue {
     // Field order is drop order: the ring closes before `mem` is unmapped.
