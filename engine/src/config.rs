@@ -345,12 +345,53 @@ const QUERY_QUEUE: RangeInclusive<u32> = 1..=1_048_576;
 /// Longest `duration_s`: 10^9 s (about 31 years).
 pub const MAX_DURATION_S: f64 = 1e9;
 
-/// `v` when it lies in `r`, else an error naming the key and the range.
-fn in_range<T: PartialOrd + std::fmt::Display>(key: &str, v: T, r: RangeInclusive<T>) -> Result<T, String> {
-    if r.contains(&v) {
-        Ok(v)
+/// The problems found so far.
+#[derive(Default)]
+struct Checker {
+    problems: Vec<String>,
+}
+
+impl Checker {
+    /// `v`, and a problem naming the key, the value and the range when it
+    /// lies outside `r`.
+    fn range<T: PartialOrd + std::fmt::Display>(&mut self, key: &str, v: T, r: RangeInclusive<T>) -> T {
+        if let Err(e) = in_range(key, &v, &r) {
+            self.fail(e);
+        }
+        v
+    }
+
+    fn fail(&mut self, problem: String) {
+        self.problems.push(problem);
+    }
+}
+
+/// `Ok` when `v` lies in `r`, else an error naming the key, the value, the
+/// range and the fix.
+fn in_range<T: PartialOrd + std::fmt::Display>(key: &str, v: &T, r: &RangeInclusive<T>) -> Result<(), String> {
+    if r.contains(v) {
+        Ok(())
     } else {
-        Err(bad(key, format!("{v} is not in {}..={}", r.start(), r.end())))
+        let (a, b) = (r.start(), r.end());
+        Err(bad(key, format!("{v} is not in {a}..={b}; set a value in {a}..={b}, or remove the key for the default")))
+    }
+}
+
+/// `attnet check-config FILE`: every problem on stderr and exit 2, or the
+/// file's name and `ok` on stdout and exit 0.
+pub fn check_file(file: &std::path::Path) -> std::process::ExitCode {
+    match NodeConfig::check(Overrides { config: Some(file.to_path_buf()), ..Overrides::default() }) {
+        Ok(_) => {
+            println!("{}: ok", file.display());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{}: {p}", file.display());
+            }
+            eprintln!("{}: {} problem(s)", file.display(), problems.len());
+            std::process::ExitCode::from(2)
+        }
     }
 }
 
@@ -364,57 +405,71 @@ pub fn duration(d: f64) -> Result<Duration, String> {
 }
 
 impl NodeConfig {
+    /// The configuration from the flags over the file over the defaults,
+    /// or the first problem found (every problem, one per line).
     pub fn resolve(o: Overrides) -> Result<NodeConfig, String> {
+        NodeConfig::check(o).map_err(|e| e.join("\n"))
+    }
+
+    /// The configuration, or every problem found: each names the key, the
+    /// value, what is allowed and how to fix it. A file that does not
+    /// parse (bad TOML, a wrong type, an unknown key) is one problem.
+    pub fn check(o: Overrides) -> Result<NodeConfig, Vec<String>> {
         let file = match &o.config {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| format!("config {}: {e}", p.display()))?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| format!("config {}: {e}", p.display()))?
+                let text = std::fs::read_to_string(p).map_err(|e| vec![format!("config {}: {e}", p.display())])?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| vec![format!("config {}: {e}", p.display())])?
             }
             None => FileConfig::default(),
         };
+        let mut ck = Checker::default();
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let backend = o.backend.or(file.backend).unwrap_or(BackendChoice::IoUring);
         let pcap = o.pcap.or(file.pcap);
         if backend == BackendChoice::Pcap && pcap.is_none() {
-            return Err(bad("pcap", "the pcap backend needs a capture file (--pcap FILE)"));
+            ck.fail(bad("pcap", "the pcap backend needs a capture file (--pcap FILE, or `pcap` in the file)"));
         }
         let listen_s = o.listen.or(file.listen).unwrap_or_else(|| "0.0.0.0:7100".into());
-        let listen: SocketAddr =
-            listen_s.parse().map_err(|e| bad("listen", format!("`{listen_s}` is not IP:PORT ({e})")))?;
-        let cores = in_range("cores", o.cores.or(file.cores).unwrap_or(cpus.saturating_sub(1).max(1)), CORES)?;
+        let listen: SocketAddr = listen_s.parse().unwrap_or_else(|e| {
+            ck.fail(bad("listen", format!("`{listen_s}` is not IP:PORT ({e}); e.g. 0.0.0.0:7100")));
+            SocketAddr::from(([0, 0, 0, 0], 7100))
+        });
+        let cores = ck.range("cores", o.cores.or(file.cores).unwrap_or(cpus.saturating_sub(1).max(1)), CORES);
         let cores = if backend == BackendChoice::Pcap { 1 } else { cores };
-        let shards = in_range("shards", o.shards.or(file.shards).unwrap_or(4), SHARDS)?;
-        let block_interval_ms = in_range(
+        let shards = ck.range("shards", o.shards.or(file.shards).unwrap_or(4), SHARDS);
+        let block_interval_ms = ck.range(
             "block_interval_ms",
             o.block_interval_ms.or(file.block_interval_ms).unwrap_or(200),
             BLOCK_INTERVAL_MS,
-        )?;
+        );
         let block_max_txs =
-            in_range("block_max_txs", o.block_max_txs.or(file.block_max_txs).unwrap_or(10_000), BLOCK_MAX_TXS)?;
+            ck.range("block_max_txs", o.block_max_txs.or(file.block_max_txs).unwrap_or(10_000), BLOCK_MAX_TXS);
         let duration_s = o.duration_s.or(file.duration_s);
         if let Some(d) = duration_s {
-            duration(d)?;
+            if let Err(e) = duration(d) {
+                ck.fail(e);
+            }
         }
-        let ring_depth = in_range("ring_depth", o.ring_depth.or(file.ring_depth).unwrap_or(64), RING_DEPTH)?;
+        let ring_depth = ck.range("ring_depth", o.ring_depth.or(file.ring_depth).unwrap_or(64), RING_DEPTH);
         let dflt = dataplane::budget::BudgetConfig::default();
         let throttle_per_s =
-            in_range("throttle_per_s", o.throttle_per_s.or(file.throttle_per_s).unwrap_or(dflt.per_s), THROTTLE_PER_S)?;
+            ck.range("throttle_per_s", o.throttle_per_s.or(file.throttle_per_s).unwrap_or(dflt.per_s), THROTTLE_PER_S);
         let budget = dataplane::budget::BudgetConfig {
             per_s: throttle_per_s,
-            burst: in_range(
+            burst: ck.range(
                 "throttle_burst",
                 o.throttle_burst.or(file.throttle_burst).unwrap_or(dflt.burst),
                 THROTTLE_BURST,
-            )?,
-            cooldown_ms: in_range(
+            ),
+            cooldown_ms: ck.range(
                 "throttle_cooldown_ms",
                 o.throttle_cooldown_ms.or(file.throttle_cooldown_ms).unwrap_or(dflt.cooldown_ms),
                 THROTTLE_COOLDOWN_MS,
-            )?,
+            ),
         };
-        let loops = in_range("loop", o.loops.or(file.loops).unwrap_or(1), LOOPS)?;
-        let port = in_range("port", o.port.or(file.port).unwrap_or(7100), PORT)?;
-        let rcvbuf = in_range("rcvbuf", o.rcvbuf.or(file.rcvbuf).unwrap_or(DEFAULT_RCVBUF), RCVBUF)?;
+        let loops = ck.range("loop", o.loops.or(file.loops).unwrap_or(1), LOOPS);
+        let port = ck.range("port", o.port.or(file.port).unwrap_or(7100), PORT);
+        let rcvbuf = ck.range("rcvbuf", o.rcvbuf.or(file.rcvbuf).unwrap_or(DEFAULT_RCVBUF), RCVBUF);
         let mut dpdk = file.dpdk.clone().unwrap_or_default();
         if let Some(a) = o.dpdk_eal {
             dpdk.eal_args = Some(a.split_whitespace().map(String::from).collect());
@@ -426,22 +481,25 @@ impl NodeConfig {
             dpdk.ipv4 = Some(a);
         }
         if backend == BackendChoice::Dpdk && dpdk.eal_args.as_ref().is_none_or(|a| a.is_empty()) {
-            return Err(bad("dpdk.eal_args", "the dpdk backend needs EAL arguments (--dpdk-eal \"...\")"));
+            ck.fail(bad(
+                "dpdk.eal_args",
+                "the dpdk backend needs EAL arguments (--dpdk-eal \"...\", or `eal_args` in [dpdk])",
+            ));
         }
         let uring_buffers =
-            in_range("uring_buffers", o.uring_buffers.or(file.uring_buffers).unwrap_or(4096), URING_BUFFERS)?;
+            ck.range("uring_buffers", o.uring_buffers.or(file.uring_buffers).unwrap_or(4096), URING_BUFFERS);
         if !uring_buffers.is_power_of_two() {
-            return Err(bad("uring_buffers", format!("{uring_buffers} is not a power of two in 1..=32768")));
+            ck.fail(bad("uring_buffers", format!("{uring_buffers} is not a power of two in 1..=32768 (e.g. 4096)")));
         }
         if let Some(n) = dpdk.rx_desc {
-            in_range("dpdk.rx_desc", n, DPDK_RX_DESC)?;
+            ck.range("dpdk.rx_desc", n, DPDK_RX_DESC);
         }
         if let Some(n) = dpdk.mbufs {
-            in_range("dpdk.mbufs", n, DPDK_MBUFS)?;
+            ck.range("dpdk.mbufs", n, DPDK_MBUFS);
         }
         let stop_after = o.stop_after.or(file.stop_after).unwrap_or(StopAfterChoice::Full);
         if let StopAfterChoice::Decode | StopAfterChoice::Decrypt | StopAfterChoice::Decompress = stop_after {
-            return Err(bad(
+            ck.fail(bad(
                 "stop_after",
                 format!(
                     "`{}` is a measurement mode that skips signature checks; attnet node runs `full` (or `rx`), stage measurements live in attnet-bench",
@@ -449,29 +507,32 @@ impl NodeConfig {
                 ),
             ));
         }
-        let hello_cookie_threshold = in_range(
+        let hello_cookie_threshold = ck.range(
             "hello_cookie_threshold",
             o.hello_cookie_threshold.or(file.hello_cookie_threshold).unwrap_or(1000),
             HELLO_COOKIE_THRESHOLD,
-        )?;
-        let hello_source_rate = in_range(
+        );
+        let hello_source_rate = ck.range(
             "hello_source_rate",
             o.hello_source_rate.or(file.hello_source_rate).unwrap_or(20),
             HELLO_SOURCE_RATE,
-        )?;
-        let sessions_per_source = in_range(
+        );
+        let sessions_per_source = ck.range(
             "sessions_per_source",
             o.sessions_per_source.or(file.sessions_per_source).unwrap_or(64),
             SESSIONS_PER_SOURCE,
-        )?;
+        );
         let session_idle_s =
-            in_range("session_idle_s", o.session_idle_s.or(file.session_idle_s).unwrap_or(300), SESSION_IDLE_S)?;
+            ck.range("session_idle_s", o.session_idle_s.or(file.session_idle_s).unwrap_or(300), SESSION_IDLE_S);
         let validator_slots =
-            in_range("validator_slots", o.validator_slots.or(file.validator_slots).unwrap_or(64), VALIDATOR_SLOTS)?;
-        let query_queue = in_range("query_queue", o.query_queue.or(file.query_queue).unwrap_or(4096), QUERY_QUEUE)?;
+            ck.range("validator_slots", o.validator_slots.or(file.validator_slots).unwrap_or(64), VALIDATOR_SLOTS);
+        let query_queue = ck.range("query_queue", o.query_queue.or(file.query_queue).unwrap_or(4096), QUERY_QUEUE);
         // Every backend but a capture replay has a transmit path.
         let transmits = backend != BackendChoice::Pcap;
         let receipts_asked = o.receipts.or(file.receipts);
+        if !ck.problems.is_empty() {
+            return Err(ck.problems);
+        }
         Ok(NodeConfig {
             receipts: receipts_asked.unwrap_or(true) && transmits,
             receipts_ignored: receipts_asked == Some(true) && !transmits,
@@ -520,6 +581,56 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The keys `FileConfig` accepts, from serde's own list (the error of
+    /// an unknown key names every expected one).
+    fn accepted_keys() -> Vec<String> {
+        let e = toml::from_str::<FileConfig>("no_such_key = 1").unwrap_err().to_string();
+        let list = e.split("expected one of ").nth(1).unwrap_or_else(|| panic!("{e}"));
+        let list = list.lines().next().unwrap();
+        list.split(", ").map(|k| k.trim().trim_matches('`').to_string()).collect()
+    }
+
+    #[test]
+    fn the_example_documents_every_key_and_passes_the_check() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../attnet.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        // Keys set, or shown commented out (`# key = value`).
+        let documented: Vec<&str> = text
+            .lines()
+            .map(|l| l.trim_start_matches('#').trim_start())
+            .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.trim()))
+            .filter(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .collect();
+        let keys = accepted_keys();
+        assert!(keys.len() > 30, "{keys:?}");
+        let missing: Vec<&String> = keys.iter().filter(|k| *k != "dpdk" && !documented.contains(&k.as_str())).collect();
+        assert!(missing.is_empty(), "attnet.example.toml does not document {missing:?}");
+        assert!(text.contains("[dpdk]"));
+        let c = NodeConfig::check(Overrides { config: Some(path.into()), ..Overrides::default() });
+        assert!(c.is_ok(), "{:?}", c.err());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let d = std::env::temp_dir().join(format!("attnet-config-{}-problems", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("bad.toml");
+        std::fs::write(&p, "cores = 0\nshards = 1000\nlisten = \"nowhere\"\nuring_buffers = 100\nbackend = \"pcap\"\n")
+            .unwrap();
+        let e = NodeConfig::check(Overrides { config: Some(p.clone()), ..Overrides::default() }).unwrap_err();
+        assert_eq!(e.len(), 5, "{e:#?}");
+        assert!(e[0].starts_with("config key `pcap`"), "{e:#?}");
+        assert!(e.iter().any(|m| m.contains("`cores`: 0 is not in 1..=64; set a value in 1..=64")), "{e:#?}");
+        assert!(e.iter().any(|m| m.contains("`shards`: 1000 is not in 1..=256")), "{e:#?}");
+        assert!(e.iter().any(|m| m.contains("`listen`: `nowhere` is not IP:PORT")), "{e:#?}");
+        assert!(e.iter().any(|m| m.contains("`uring_buffers`: 100 is not a power of two")), "{e:#?}");
+        // An unknown key is an error naming it.
+        std::fs::write(&p, "corez = 2\n").unwrap();
+        let e = NodeConfig::check(Overrides { config: Some(p), ..Overrides::default() }).unwrap_err();
+        assert!(e.len() == 1 && e[0].contains("unknown field `corez`"), "{e:#?}");
+        std::fs::remove_dir_all(d).unwrap();
+    }
 
     #[test]
     fn handshake_settings_default_and_follow_file_and_flags() {
@@ -590,7 +701,7 @@ mod tests {
             (Overrides { query_queue: Some(1_048_577), ..o() }, "`query_queue`: 1048577 is not in 1..=1048576"),
         ] {
             let e = NodeConfig::resolve(over).unwrap_err();
-            assert_eq!(e, format!("config key {want}"));
+            assert!(e.starts_with(&format!("config key {want}; set a value in")), "{e}");
         }
     }
 }

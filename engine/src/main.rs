@@ -88,6 +88,13 @@ enum Cmd {
     /// governor, the data directory. Each finding says what it means and
     /// how to fix it; exit 0 (ok), 1 (warnings), 2 (errors).
     Doctor(doctor::DoctorArgs),
+    /// Check a configuration file as `attnet node` does at start, and print
+    /// every problem (key, value, what is allowed, the fix), not only the
+    /// first: exit 0 when it is good, 2 when not.
+    CheckConfig {
+        /// The file (`attnet.example.toml` documents every key).
+        file: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -95,6 +102,7 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Client(a) => return client::main(*a),
         Cmd::Doctor(a) => return doctor::run(a),
+        Cmd::CheckConfig { file } => return config::check_file(&file),
         Cmd::Decode { keys, network_id, pcap: None, .. } => keys::load(&keys, network_id).and_then(decode::run_stdin),
         Cmd::Decode { keys, network_id, pcap: Some(file), port } => {
             keys::load(&keys, network_id).and_then(|fp| pcap::run(fp, &file, port))

@@ -348,3 +348,35 @@ fn decode_refuses_an_over_long_line_by_number() {
     assert!(err.contains("stdin line 2: longer than"), "{err}");
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1, "line 1 was judged");
 }
+
+/// `attnet check-config`: the example passes; a file with several
+/// problems gets every one (key, value, range, fix) and exit 2; a node
+/// started on it refuses with the same lines.
+#[test]
+fn check_config_reports_every_problem() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../attnet.example.toml");
+    let o = Command::new(BIN).args(["check-config", example]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stdout).ends_with(": ok\n"));
+    let d = tmpdir("check-config");
+    let bad = d.join("bad.toml");
+    std::fs::write(&bad, "cores = 99\nring_depth = 0\nthrottle_burst = 0\nrcvbuf = 4294967296\n").unwrap();
+    let o = Command::new(BIN).arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    for want in [
+        "config key `cores`: 99 is not in 1..=64; set a value in 1..=64",
+        "config key `ring_depth`: 0 is not in 1..=4096",
+        "config key `throttle_burst`: 0 is not in 1..=10000000",
+        "config key `rcvbuf`: 4294967296 is not in 0..=1073741824",
+        "4 problem(s)",
+    ] {
+        assert!(err.contains(want), "{want} missing from:\n{err}");
+    }
+    let n = Command::new(BIN).args(["node", "--backend", "pcap", "--pcap", "/dev/null", "--config"]).arg(&bad).output();
+    let n = n.unwrap();
+    assert_ne!(n.status.code(), Some(0));
+    let nerr = String::from_utf8_lossy(&n.stderr);
+    assert!(nerr.contains("`cores`: 99") && nerr.contains("`rcvbuf`: 4294967296"), "{nerr}");
+    std::fs::remove_dir_all(d).unwrap();
+}
