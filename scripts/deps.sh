@@ -3,11 +3,12 @@
 # and mimalloc, pkg-config, Python 3 for the shared vector checker,
 # iproute2 and util-linux for the tests' network namespaces, DPDK 22.11
 # with libclang for the ffi crate's bindgen, dpdk-dev for dpdk-testpmd,
-# tshark for scripts/tshark-check.sh), as
+# tshark for scripts/tshark-check.sh, systemd for systemd-analyze, which
+# verifies deploy/attnet.service), as
 # root with apt-get, only if something is missing. Rust stable (cargo,
 # clippy, rustfmt) must already be installed.
 set -euo pipefail
-pkgs=(build-essential pkg-config python3 ca-certificates iproute2 util-linux libdpdk-dev libclang-dev dpdk-dev tshark)
+pkgs=(build-essential pkg-config python3 ca-certificates iproute2 util-linux libdpdk-dev libclang-dev dpdk-dev tshark systemd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

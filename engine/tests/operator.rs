@@ -380,3 +380,32 @@ fn check_config_reports_every_problem() {
     assert!(nerr.contains("`cores`: 99") && nerr.contains("`rcvbuf`: 4294967296"), "{nerr}");
     std::fs::remove_dir_all(d).unwrap();
 }
+
+/// `deploy/attnet.service` passes `systemd-analyze verify` without a
+/// warning (with the binary path pointed at the built one), and a unit
+/// with a bad value does not: the check can fail. `systemd` is one of
+/// `scripts/deps.sh`'s packages.
+#[test]
+fn the_service_unit_verifies() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/attnet.service")).unwrap();
+    assert!(unit.contains("ExecStartPre=/usr/local/bin/attnet check-config"));
+    for key in ["CapabilityBoundingSet=", "LimitMEMLOCK=", "ProtectSystem=strict", "Restart=on-failure"] {
+        assert!(unit.contains(key), "{key}");
+    }
+    let d = tmpdir("unit");
+    let verify = |text: &str| {
+        let p = d.join("attnet.service");
+        std::fs::write(&p, text.replace("/usr/local/bin/attnet", BIN)).unwrap();
+        let o = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&p)
+            .output()
+            .expect("systemd-analyze (Debian package systemd, installed by scripts/deps.sh)");
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (ok, err) = verify(&unit);
+    assert!(ok && err.trim().is_empty(), "{err}");
+    let (_, err) = verify(&unit.replace("Restart=on-failure", "Restart=sometimes"));
+    assert!(err.contains("restart specifier"), "a bad value went unnoticed: {err}");
+    std::fs::remove_dir_all(d).unwrap();
+}
