@@ -513,6 +513,11 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     let tx_start = control::receipts::ReceiptSender::counter_start_now();
     for s in &sessions {
         let (rx, tx) = Session::new(Role::Relay, s.id, &s.c2r, &s.r2c, tx_start).map_err(|e| e.to_string())?.split();
+        // Only counters above the persisted top are new (spec v1.1,
+        // "Counters"): a capture replayed after a restart is `replay`.
+        if let Some(top) = recovered.as_ref().and_then(|r| r.counters.get(&rx.id)) {
+            rx.window.seed(*top);
+        }
         rx_halves.push(rx);
         sealers.push(tx);
     }
@@ -665,7 +670,11 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
                 ..control::store::StoreConfig::default()
             };
             let json = r.to_json();
-            (chain, Some(control::store::Store::start(lock, scfg, r.state, t)?), json)
+            let rx = control::store::ReceiveWindows {
+                recovered: r.counters,
+                windows: rx_halves.iter().map(|h| (h.id, h.window.clone())).collect(),
+            };
+            (chain, Some(control::store::Store::start(lock, scfg, r.state, t, rx)?), json)
         }
         _ => (control::chain::Chain::new(&genesis, chain_cfg), None, Value::Null),
     };
