@@ -45,6 +45,7 @@ pub mod ledger;
 pub mod merkle;
 pub mod queries;
 pub mod receipts;
+pub mod reserve;
 pub mod root;
 pub mod state;
 pub mod store;

@@ -249,7 +249,7 @@ pub fn check_meta(lock: &DirLock, genesis: &Genesis, node_key: &[u8; 32]) -> Res
 
 /// Writes `bytes` to `path` whole or not at all: a temporary file beside
 /// it, `fsync`, `rename`, `fsync` of the directory.
-fn write_aside(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write_aside(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| io(&tmp, e))?;
