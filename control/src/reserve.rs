@@ -11,6 +11,7 @@
 //! session's counters of this run stay. A new block is reserved when a
 //! session reaches the end (every 2^20 frames of the busiest session): a
 //! synchronous write and fsync on the sending thread, never one per frame.
+#![deny(clippy::indexing_slicing)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
