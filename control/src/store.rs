@@ -189,6 +189,19 @@ struct Meta {
     node_key: String,
 }
 
+/// Refuses a data directory of another format than this attnet's.
+fn check_format(meta: &Path, format: u64) -> Result<(), String> {
+    if format == FORMAT {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: data directory format {format}, this attnet reads format {FORMAT} only (format 2: the block log and \
+         snapshots also hold the receive counters of configured sessions); use the attnet that wrote it, or start \
+         on a new data directory",
+        meta.display()
+    ))
+}
+
 /// Records the genesis and the node key in a new data directory, or checks
 /// them against an existing one: a directory serves one chain and one node
 /// key.
@@ -205,15 +218,7 @@ pub fn check_meta(lock: &DirLock, genesis: &Genesis, node_key: &[u8; 32]) -> Res
         Ok(text) => {
             let have: Meta = serde_json::from_str(&text)
                 .map_err(|e| format!("{}: not a data directory's meta: {e}", p.display()))?;
-            if have.format != FORMAT {
-                return Err(format!(
-                    "{}: data directory format {}, this attnet reads format {FORMAT} only (format 2: the block log \
-                     and snapshots also hold the receive counters of configured sessions); use the attnet that \
-                     wrote it, or start on a new data directory",
-                    p.display(),
-                    have.format
-                ));
-            }
+            check_format(&p, have.format)?;
             if have.genesis_hash != want.genesis_hash || have.network_id != want.network_id {
                 return Err(format!(
                     "{} holds the chain of genesis {} (network id {}), not this genesis {} (network id {}): \
@@ -263,6 +268,7 @@ pub fn dir_genesis(d: &Path) -> Result<Genesis, String> {
     let p = d.join("meta.json");
     let text = fs::read_to_string(&p).map_err(|e| format!("{}: {e} (not a data directory?)", p.display()))?;
     let meta: Meta = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+    check_format(&p, meta.format)?;
     let g = Genesis::load(d.join("genesis.json"))?;
     if hex::encode(g.hash()) != meta.genesis_hash {
         return Err(format!("{}: its hash is not the one {} records", d.join("genesis.json").display(), p.display()));
@@ -1429,6 +1435,8 @@ mod tests {
         fs::write(&p, text).unwrap();
         let e = check_meta(&l, &genesis(), &P).unwrap_err();
         assert!(e.contains("format 1") && e.contains("reads format 2 only"), "{e}");
+        // Read-only tools (attnet query, repair) say the same.
+        assert_eq!(dir_genesis(&d).unwrap_err(), e);
         fs::remove_dir_all(&d).unwrap();
     }
 
