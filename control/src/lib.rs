@@ -23,9 +23,13 @@
 //!   half for every other reply;
 //! - [`handshake`]: the relay's side of HELLO/WELCOME and cookies, session
 //!   ids, and the sessions' lifecycle;
-//! - [`queries`]: QUERY/ANSWER about accounts and transactions.
+//! - [`queries`]: QUERY/ANSWER about accounts and transactions;
+//! - [`store`]: the data directory (block log, snapshots, recovery, the
+//!   configured sessions' receive counters);
+//! - [`reserve`]: the configured sessions' sending counters, reserved
+//!   ahead on disk.
 //!
-//! Everything but `runner`, `receipts` and `handshake` is pure: no I/O except reading the genesis file,
+//! Everything but `runner`, `receipts`, `handshake`, `admin`, `store` and `reserve` is pure: no I/O except reading the genesis file,
 //! no clocks (every call that needs the time takes `now_ms`), no threads;
 //! those modules also deny `clippy::indexing_slicing`, so they cannot panic
 //! on an index.
@@ -45,6 +49,7 @@ pub mod ledger;
 pub mod merkle;
 pub mod queries;
 pub mod receipts;
+pub mod reserve;
 pub mod root;
 pub mod state;
 pub mod store;

@@ -15,7 +15,10 @@
 //!   node's listening socket, or the reply ring of a data core that owns a
 //!   transmit queue (DPDK).
 //!   Counters per session start at `unix_seconds << 32` (configured keys,
-//!   `att-wire.md` "Counters") and grow by one per frame, sent or not.
+//!   `att-wire.md` "Counters") and grow by one per frame, sent or not; with
+//!   a data directory the configured sessions' counters are also reserved
+//!   ahead on disk ([`crate::reserve`]) and a run starts above the last
+//!   reservation.
 
 use std::collections::HashMap;
 use std::io;
@@ -27,6 +30,8 @@ use attnet_core::reply::{ReplyProducer, ReplyRefused};
 use attnet_core::session::Sealer;
 use attnet_core::shard::Route;
 use attnet_core::Peer;
+
+use crate::reserve::CounterReservation;
 
 /// What receipts did, for the summary. With receipts on, after a clean stop
 /// `ids + no_address` equals the transactions in sealed blocks, and
@@ -42,8 +47,9 @@ pub struct ReceiptCounters {
     /// Datagrams the kernel took (or the reply ring).
     pub datagrams: u64,
     /// Ids of sealed transactions that could not be routed: no source
-    /// address (pcap), no key for the session, or no route remembered
-    /// (the table was full or had swept it).
+    /// address (pcap), no key for the session, no route remembered (the
+    /// table was full or had swept it), or no counter could be reserved
+    /// (the reservation's write failed: nothing is sealed unreserved).
     pub no_address: u64,
     /// Datagrams `send_to` (or the reply ring) refused.
     pub send_errors: u64,
@@ -226,6 +232,10 @@ pub struct ReceiptSender {
     /// RECEIPTs are sent (the node's `receipts` setting); the other replies
     /// are sent regardless.
     receipts: bool,
+    /// The configured sessions' reserved counters (with a data directory).
+    reservation: Option<CounterReservation>,
+    /// The reservation's first failure, reported once.
+    reserve_failed: bool,
 }
 
 impl ReceiptSender {
@@ -249,7 +259,21 @@ impl ReceiptSender {
             scratch_lz4: Vec::new(),
             counters: ReceiptCounters::default(),
             receipts: true,
+            reservation: None,
+            reserve_failed: false,
         }
+    }
+
+    /// Seals the configured sessions' frames only under counters that
+    /// `r` reserved (their sealers start at the counter `r` returned).
+    pub fn with_reservation(mut self, r: CounterReservation) -> Self {
+        self.reservation = Some(r);
+        self
+    }
+
+    /// The reservation, if there is one.
+    pub fn reservation(&self) -> Option<&CounterReservation> {
+        self.reservation.as_ref()
     }
 
     /// Sends RECEIPTs (`true`, the default) or only the other replies.
@@ -329,6 +353,9 @@ impl ReceiptSender {
         if *g != generation {
             return None;
         }
+        if !reserved(&mut self.reservation, &mut self.reserve_failed, *g, s) {
+            return None;
+        }
         self.frame.clear();
         let spec = FrameSpec { stream_seq: s.sealed() as u16, content_kind, ..FrameSpec::receipt(id, channel) };
         s.seal_frame(&spec, body, &mut self.frame, &mut self.scratch_lz4).ok()?;
@@ -374,10 +401,14 @@ impl ReceiptSender {
     }
 
     fn send_one(&mut self, height: u64, route: Route) {
-        let (Some((_, s)), false) = (self.sessions.get_mut(&route.session), route.peer.is_none()) else {
+        let (Some((g, s)), false) = (self.sessions.get_mut(&route.session), route.peer.is_none()) else {
             self.counters.no_address += self.ids.len() as u64;
             return;
         };
+        if !reserved(&mut self.reservation, &mut self.reserve_failed, *g, s) {
+            self.counters.no_address += self.ids.len() as u64;
+            return;
+        }
         self.body.clear();
         self.frame.clear();
         // At most RECEIPT_MAX_IDS ids: the body and the frame always fit.
@@ -396,6 +427,25 @@ impl ReceiptSender {
             self.counters.datagrams += 1;
         } else {
             self.counters.send_errors += 1;
+        }
+    }
+}
+
+/// Whether `s`'s next counter may be used: always for a negotiated session
+/// (generation above 0, counters from 0 under fresh keys) or without a
+/// reservation; for a configured one once it is reserved on disk. The
+/// first failure is reported on stderr.
+fn reserved(r: &mut Option<CounterReservation>, failed: &mut bool, generation: u32, s: &Sealer) -> bool {
+    let Some(r) = r.as_mut().filter(|_| generation == 0) else { return true };
+    match r.ensure(s.next_counter()) {
+        Ok(()) => true,
+        Err(e) => {
+            if !std::mem::replace(failed, true) {
+                eprintln!(
+                    "attnet: reserving RECEIPT counters failed, configured sessions' replies are not sealed: {e}"
+                );
+            }
+            false
         }
     }
 }
@@ -595,6 +645,55 @@ mod tests {
         tx.add(Some(rb), 0, [200; 32]);
         tx.flush(8);
         assert_eq!(recv(&b, 2, 8).0, start + 1);
+    }
+
+    /// With a reservation, no configured session's frame is sealed under a
+    /// counter that is not reserved on disk first; negotiated sessions
+    /// need none; a restart with the clock an hour back starts above
+    /// every counter the last run sealed.
+    #[test]
+    fn configured_sessions_seal_only_reserved_counters() {
+        let d = std::env::temp_dir().join(format!("attnet-receipts-reserve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let to = Peer::from(client.local_addr().unwrap());
+        let on_disk = || -> u64 {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(d.join(crate::reserve::RESERVE_FILE)).unwrap()).unwrap();
+            v["below"].as_u64().unwrap()
+        };
+        let t1 = 1_790_000_000u64 << 32;
+        let run = |now: u64, frames: u64| -> (u64, u64) {
+            let (r, start) = CounterReservation::open(&d, now, 8).unwrap();
+            let sealers = [1, 2].map(|id| Sealer::new(id, &testkit::r2c(id), start)).into();
+            let mut tx = ReceiptSender::new(Some(UdpSocket::bind("127.0.0.1:0").unwrap()), sealers).with_reservation(r);
+            tx.install(3, Sealer::new(9, &testkit::r2c(9), 0), 1400);
+            let mut last = 0;
+            for i in 0..frames {
+                let id = 1 + (i % 3 == 2) as u16;
+                tx.add(Some(Route { session: id, channel: 1004, peer: to, generation: 0 }), 0, [i as u8; 32]);
+                tx.flush(i);
+                let mut buf = [0u8; 2048];
+                let n = client.recv(&mut buf).unwrap();
+                let o = testkit::open_frame(&buf[..n], &testkit::r2c(id)).unwrap();
+                assert!(o.counter < on_disk(), "counter {} sealed before it was reserved", o.counter);
+                last = last.max(o.counter);
+                // A negotiated session's counters (from 0) need no reservation.
+                assert_eq!(tx.send_sealed(9, 3, 1005, 0x49, b"x", &to), Some(true));
+                let n = client.recv(&mut buf).unwrap();
+                assert_eq!(testkit::open_frame(&buf[..n], &testkit::r2c(9)).unwrap().counter, i);
+            }
+            assert_eq!(tx.counters().no_address, 0);
+            (start, last)
+        };
+        let (start, last) = run(t1, 30);
+        assert_eq!((start, last), (t1, t1 + 19), "session 1 sealed 20 frames");
+        assert_eq!(on_disk(), t1 + 24, "blocks of 8: reserved from t1, t1 + 8, t1 + 16");
+        let (start, _) = run(t1 - (3600 << 32), 3);
+        assert!(start > last, "{start} > {last}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     /// A reply to a session is limited by the max_pdu_size its WELCOME

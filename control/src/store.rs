@@ -17,6 +17,14 @@
 //! share it); only then is a block's height published as durable, and only
 //! durable blocks are reported committed.
 //!
+//! The length word's top bit marks the second kind of record, the receive
+//! counters ([`ReceiveCounters`]): the highest counter accepted on each
+//! configured session whose top moved since the last such record, read
+//! from the shared replay windows when a write starts and written ahead of
+//! that write's blocks, in the same `fdatasync`. Every block in the log is
+//! therefore preceded by counters at least as high as when it was sealed;
+//! snapshots carry the whole map, so removing old segments loses none.
+//!
 //! A snapshot is written aside (temporary file, `fsync`, `rename`, `fsync`
 //! of the directory), so one is either whole or absent. Recovery
 //! ([`recover`]) loads the newest snapshot, replays the log's later
@@ -26,6 +34,7 @@
 //! cutting the log there.
 #![deny(clippy::indexing_slicing)]
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,6 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use attnet_core::replay::ReplayWindow;
 use attnet_core::wire::tx::unsigned_part;
 use hdrhistogram::Histogram;
 use sha2::{Digest, Sha256};
@@ -44,15 +54,51 @@ use crate::state::State;
 
 /// The log record's prefix: length and CRC32C.
 const RECORD_PREFIX: usize = 8;
+/// The length word's flag of a receive-counters record.
+const COUNTERS_RECORD: u32 = 1 << 31;
 /// A snapshot file's first bytes.
-const SNAP_MAGIC: &[u8; 8] = b"ATTSNAP1";
+const SNAP_MAGIC: &[u8; 8] = b"ATTSNAP2";
 /// Snapshot header: magic, height, block hash, timestamp, state root, body
-/// length, CRC32C (of the header before it and the body).
-const SNAP_HEADER: usize = 8 + 8 + 32 + 8 + 32 + 8 + 4;
+/// length, counters length, CRC32C (of the header before it, the body and
+/// the counters).
+const SNAP_HEADER: usize = 8 + 8 + 32 + 8 + 32 + 8 + 8 + 4;
 /// Snapshots kept; older ones are removed after a new one is durable.
 const SNAPSHOTS_KEPT: usize = 2;
-/// The data directory's format, in `meta.json`.
-const FORMAT: u64 = 1;
+/// The data directory's format, in `meta.json`: 2 since the block log and
+/// the snapshots also hold receive counters.
+const FORMAT: u64 = 2;
+
+/// The highest counter accepted on each configured session (by session id,
+/// receive direction), as persisted.
+pub type ReceiveCounters = BTreeMap<u16, u64>;
+
+/// A counters record's (or a snapshot's counters') payload: `u32 LE`
+/// entries, then each one's `u16 LE` session id and `u64 LE` top.
+fn encode_counters<'a>(entries: impl ExactSizeIterator<Item = (&'a u16, &'a u64)>, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (id, top) in entries {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&top.to_le_bytes());
+    }
+}
+
+/// Merges an encoded counters payload into `into` (each session keeps the
+/// highest top); `None` if it does not decode exactly.
+fn merge_counters(payload: &[u8], into: &mut ReceiveCounters) -> Option<()> {
+    let (n, mut rest) = payload.split_first_chunk::<4>()?;
+    let n = u32::from_le_bytes(*n) as usize;
+    if rest.len() != n.checked_mul(10)? {
+        return None;
+    }
+    while let Some((id, r)) = rest.split_first_chunk::<2>() {
+        let (top, r) = r.split_first_chunk::<8>()?;
+        let top = u64::from_le_bytes(*top);
+        let e = into.entry(u16::from_le_bytes(*id)).or_insert(top);
+        *e = (*e).max(top);
+        rest = r;
+    }
+    Some(())
+}
 
 /// How the store writes.
 #[derive(Debug, Clone)]
@@ -143,6 +189,19 @@ struct Meta {
     node_key: String,
 }
 
+/// Refuses a data directory of another format than this attnet's.
+fn check_format(meta: &Path, format: u64) -> Result<(), String> {
+    if format == FORMAT {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: data directory format {format}, this attnet reads format {FORMAT} only (format 2: the block log and \
+         snapshots also hold the receive counters of configured sessions); use the attnet that wrote it, or start \
+         on a new data directory",
+        meta.display()
+    ))
+}
+
 /// Records the genesis and the node key in a new data directory, or checks
 /// them against an existing one: a directory serves one chain and one node
 /// key.
@@ -159,9 +218,7 @@ pub fn check_meta(lock: &DirLock, genesis: &Genesis, node_key: &[u8; 32]) -> Res
         Ok(text) => {
             let have: Meta = serde_json::from_str(&text)
                 .map_err(|e| format!("{}: not a data directory's meta: {e}", p.display()))?;
-            if have.format != FORMAT {
-                return Err(format!("{}: format {} (this attnet reads {FORMAT})", p.display(), have.format));
-            }
+            check_format(&p, have.format)?;
             if have.genesis_hash != want.genesis_hash || have.network_id != want.network_id {
                 return Err(format!(
                     "{} holds the chain of genesis {} (network id {}), not this genesis {} (network id {}): \
@@ -197,7 +254,7 @@ pub fn check_meta(lock: &DirLock, genesis: &Genesis, node_key: &[u8; 32]) -> Res
 
 /// Writes `bytes` to `path` whole or not at all: a temporary file beside
 /// it, `fsync`, `rename`, `fsync` of the directory.
-fn write_aside(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write_aside(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| io(&tmp, e))?;
@@ -211,6 +268,7 @@ pub fn dir_genesis(d: &Path) -> Result<Genesis, String> {
     let p = d.join("meta.json");
     let text = fs::read_to_string(&p).map_err(|e| format!("{}: {e} (not a data directory?)", p.display()))?;
     let meta: Meta = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+    check_format(&p, meta.format)?;
     let g = Genesis::load(d.join("genesis.json"))?;
     if hex::encode(g.hash()) != meta.genesis_hash {
         return Err(format!("{}: its hash is not the one {} records", d.join("genesis.json").display(), p.display()));
@@ -240,6 +298,9 @@ pub struct Recovered {
     pub txs_replayed: u64,
     /// A torn last record that was cut off: where, and how many bytes.
     pub truncated: Option<String>,
+    /// The highest counter accepted on each configured session, as of the
+    /// newest counters the snapshot and the log hold.
+    pub counters: ReceiveCounters,
     pub elapsed: Duration,
 }
 
@@ -253,6 +314,7 @@ impl Recovered {
             "txs": self.txs_replayed,
             "ms": self.elapsed.as_millis() as u64,
             "truncated": self.truncated,
+            "counters": self.counters.len(),
         })
     }
 }
@@ -295,7 +357,9 @@ fn snapshot_path(d: &Path, height: u64) -> PathBuf {
 
 /// One record read from the log.
 enum Next {
-    Record(Vec<u8>),
+    Block(Vec<u8>),
+    /// A receive-counters record's payload.
+    Counters(Vec<u8>),
     End,
     /// A record that does not check out at `offset`: `torn` if it can only
     /// be an interrupted last write (it runs to or past the end, or only
@@ -329,7 +393,8 @@ impl SegmentReader {
         let Some(prefix) = rest.first_chunk::<RECORD_PREFIX>() else {
             return Next::Bad { offset, torn: true, why: format!("{} bytes, shorter than a record", rest.len()) };
         };
-        let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        let word = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+        let len = (word & !COUNTERS_RECORD) as usize;
         let crc = u32::from_le_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
         let Some(payload) = rest.get(RECORD_PREFIX..RECORD_PREFIX + len) else {
             return Next::Bad { offset, torn: true, why: format!("a record of {len} bytes runs past the end") };
@@ -339,13 +404,29 @@ impl SegmentReader {
             return Next::Bad { offset, torn: ends_file || zeros, why: "checksum mismatch".into() };
         }
         self.at += RECORD_PREFIX + len;
-        Next::Record(payload.to_vec())
+        if word & COUNTERS_RECORD != 0 {
+            Next::Counters(payload.to_vec())
+        } else {
+            Next::Block(payload.to_vec())
+        }
+    }
+
+    /// The next block record's payload, past counters records; `None` at
+    /// the end or at the first record that does not check out.
+    fn next_block(&mut self) -> Option<Vec<u8>> {
+        loop {
+            match self.next() {
+                Next::Block(p) => return Some(p),
+                Next::Counters(_) => continue,
+                Next::End | Next::Bad { .. } => return None,
+            }
+        }
     }
 }
 
 /// Loads the newest snapshot: the state, its tip. `Ok(None)` if there is
 /// none; an error if the newest one does not check out.
-fn load_snapshot(d: &Path, inbox_capacity: usize) -> Result<Option<(State, Tip, Hash)>, String> {
+fn load_snapshot(d: &Path, inbox_capacity: usize) -> Result<Option<(State, Tip, ReceiveCounters)>, String> {
     let snaps = numbered(&snapshots_dir(d), "snap")?;
     let Some((_, p)) = snaps.last() else { return Ok(None) };
     let bytes = fs::read(p).map_err(|e| io(p, e))?;
@@ -361,34 +442,41 @@ fn load_snapshot(d: &Path, inbox_capacity: usize) -> Result<Option<(State, Tip, 
     let timestamp_ms = u64_at(48);
     let root = h32_at(56);
     let body_len = u64_at(88) as usize;
-    let crc = hdr.get(96..100).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes).unwrap_or(0);
-    let body = bytes.get(SNAP_HEADER..).ok_or_else(|| bad("no body"))?;
-    if body.len() != body_len {
+    let counters_len = u64_at(96) as usize;
+    let crc = hdr.get(104..108).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes).unwrap_or(0);
+    let rest = bytes.get(SNAP_HEADER..).ok_or_else(|| bad("no body"))?;
+    if Some(rest.len()) != body_len.checked_add(counters_len) {
         return Err(bad("length mismatch"));
     }
-    let want = crc32c::crc32c_append(crc32c::crc32c(hdr.get(8..96).unwrap_or_default()), body);
+    let (body, counters) = rest.split_at(body_len);
+    let want = crc32c::crc32c_append(crc32c::crc32c(hdr.get(8..104).unwrap_or_default()), rest);
     if want != crc {
         return Err(bad("checksum mismatch"));
     }
+    let mut tops = ReceiveCounters::new();
+    merge_counters(counters, &mut tops).ok_or_else(|| bad("undecodable receive counters"))?;
     let state: State = postcard::from_bytes(body).map_err(|e| bad(&format!("undecodable ({e})")))?;
     let mut state = state.with_root_rebuilt(inbox_capacity);
     if state.root() != root {
         return Err(bad("its state does not hash to the root it records"));
     }
-    Ok(Some((state, Tip { height, hash, timestamp_ms }, root)))
+    Ok(Some((state, Tip { height, hash, timestamp_ms }, tops)))
 }
 
-/// Serializes a snapshot of `state` after `tip`.
-fn encode_snapshot(state: &mut State, tip: Tip) -> Result<Vec<u8>, String> {
+/// Serializes a snapshot of `state` after `tip`, with the receive counters.
+fn encode_snapshot(state: &mut State, tip: Tip, tops: &ReceiveCounters) -> Result<Vec<u8>, String> {
     let root = state.root();
-    let body = postcard::to_stdvec(&*state).map_err(|e| format!("snapshot: {e}"))?;
+    let mut body = postcard::to_stdvec(&*state).map_err(|e| format!("snapshot: {e}"))?;
+    let state_len = body.len();
+    encode_counters(tops.iter(), &mut body);
     let mut out = Vec::with_capacity(SNAP_HEADER + body.len());
     out.extend_from_slice(SNAP_MAGIC);
     out.extend_from_slice(&tip.height.to_le_bytes());
     out.extend_from_slice(&tip.hash);
     out.extend_from_slice(&tip.timestamp_ms.to_le_bytes());
     out.extend_from_slice(&root);
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(state_len as u64).to_le_bytes());
+    out.extend_from_slice(&((body.len() - state_len) as u64).to_le_bytes());
     let crc = crc32c::crc32c_append(crc32c::crc32c(out.get(8..).unwrap_or_default()), &body);
     out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&body);
@@ -424,9 +512,9 @@ pub fn apply_block(state: &mut State, tip: Tip, b: &Block) -> Result<Tip, String
 pub fn recover(d: &Path, genesis: &Genesis, inbox_capacity: usize, read_only: bool) -> Result<Recovered, String> {
     let started = Instant::now();
     let genesis_tip = Tip { height: 0, hash: genesis.hash(), timestamp_ms: 0 };
-    let (mut state, snap_tip) = match load_snapshot(d, inbox_capacity)? {
-        Some((s, tip, _)) => (s, tip),
-        None => (State::new(genesis, inbox_capacity), genesis_tip),
+    let (mut state, snap_tip, mut counters) = match load_snapshot(d, inbox_capacity)? {
+        Some((s, tip, c)) => (s, tip, c),
+        None => (State::new(genesis, inbox_capacity), genesis_tip, ReceiveCounters::new()),
     };
     let mut tip = snap_tip;
     let (mut blocks, mut txs) = (0u64, 0u64);
@@ -451,7 +539,18 @@ pub fn recover(d: &Path, genesis: &Genesis, inbox_capacity: usize, read_only: bo
         loop {
             match r.next() {
                 Next::End => break,
-                Next::Record(payload) => {
+                Next::Counters(payload) => {
+                    // Any counters record is history of the same sessions:
+                    // each keeps its highest top.
+                    merge_counters(&payload, &mut counters).ok_or_else(|| {
+                        format!(
+                            "{} offset {}: a counters record that does not decode (`attnet repair` cuts the log there)",
+                            seg.path.display(),
+                            r.at - payload.len() - RECORD_PREFIX
+                        )
+                    })?;
+                }
+                Next::Block(payload) => {
                     let at = r.at;
                     let b = Block::decode(&payload).ok_or_else(|| {
                         format!("{} offset {}: a record that is not a block", seg.path.display(), at - payload.len())
@@ -511,6 +610,7 @@ pub fn recover(d: &Path, genesis: &Genesis, inbox_capacity: usize, read_only: bo
         blocks_replayed: blocks,
         txs_replayed: txs,
         truncated,
+        counters,
         elapsed: started.elapsed(),
     })
 }
@@ -548,7 +648,13 @@ pub fn repair(lock: &DirLock, genesis: &Genesis) -> Result<Repaired, String> {
             let offset = r.at as u64;
             let bad = match r.next() {
                 Next::End => break,
-                Next::Record(p) => match Block::decode(&p) {
+                Next::Counters(p) => {
+                    if merge_counters(&p, &mut ReceiveCounters::new()).is_some() {
+                        continue;
+                    }
+                    "a counters record that does not decode".to_string()
+                }
+                Next::Block(p) => match Block::decode(&p) {
                     Some(b) if b.header().height == expect => {
                         expect += 1;
                         continue;
@@ -588,7 +694,7 @@ pub fn read_block(d: &Path, height: u64) -> Result<Option<Block>, String> {
     let segs = segments(d)?;
     let Some(seg) = segs.iter().rev().find(|s| s.first <= height) else { return Ok(None) };
     let mut r = SegmentReader::open(&seg.path)?;
-    while let Next::Record(p) = r.next() {
+    while let Some(p) = r.next_block() {
         if let Some(b) = Block::decode(&p) {
             if b.header().height == height {
                 return Ok(Some(b));
@@ -604,7 +710,7 @@ pub fn read_blocks(d: &Path) -> Result<Vec<Block>, String> {
     let mut out = Vec::new();
     for seg in segments(d)? {
         let mut r = SegmentReader::open(&seg.path)?;
-        while let Next::Record(p) = r.next() {
+        while let Some(p) = r.next_block() {
             match Block::decode(&p) {
                 Some(b) => out.push(b),
                 None => return Ok(out),
@@ -620,7 +726,7 @@ pub fn find_tx(d: &Path, id: &[u8; 32]) -> Result<Option<(u64, usize, Vec<u8>)>,
     for seg in segments(d)?.iter().rev() {
         let mut r = SegmentReader::open(&seg.path)?;
         let mut found = None;
-        while let Next::Record(p) = r.next() {
+        while let Some(p) = r.next_block() {
             if let Some(b) = Block::decode(&p) {
                 for (i, t) in b.txs().enumerate() {
                     if tx_id(t) == *id {
@@ -650,6 +756,8 @@ pub struct StoreReport {
     pub syncs: u64,
     pub snapshots: u64,
     pub segments_removed: u64,
+    /// Receive-counters records written.
+    pub counter_records: u64,
     /// Sealed (handed to the store) → durable, microseconds, per block.
     pub commit_us: Histogram<u64>,
     /// Each snapshot's writing, microseconds.
@@ -669,6 +777,7 @@ impl StoreReport {
             "syncs": self.syncs,
             "snapshots": self.snapshots,
             "segments_removed": self.segments_removed,
+            "counter_records": self.counter_records,
             "height": self.height,
             "commit_us": {"p50": q(&self.commit_us, 0.5), "p99": q(&self.commit_us, 0.99), "max": self.commit_us.max()},
             "snapshot_us": {"p50": q(&self.snapshot_us, 0.5), "max": self.snapshot_us.max()},
@@ -717,16 +826,32 @@ impl AdminHandle {
     }
 }
 
+/// The receive side the store persists: the configured sessions' shared
+/// replay windows, and the counters recovered (kept for sessions that are
+/// not configured in this run).
+#[derive(Debug, Clone, Default)]
+pub struct ReceiveWindows {
+    pub recovered: ReceiveCounters,
+    pub windows: Vec<(u16, Arc<ReplayWindow>)>,
+}
+
 impl Store {
     /// Starts the store thread on data directory `lock`, whose recovered
-    /// state and tip are `state` and `tip`.
-    pub fn start(lock: &DirLock, cfg: StoreConfig, state: State, tip: Tip) -> Result<Store, String> {
+    /// state and tip are `state` and `tip`; each write also persists the
+    /// tops of `rx`'s windows.
+    pub fn start(
+        lock: &DirLock,
+        cfg: StoreConfig,
+        state: State,
+        tip: Tip,
+        rx: ReceiveWindows,
+    ) -> Result<Store, String> {
         let d = lock.path().to_path_buf();
         let ids = match &cfg.committed_ids {
             Some(p) => Some(std::io::BufWriter::new(File::create(p).map_err(|e| io(p, e))?)),
             None => None,
         };
-        let mut w = Writer::open(d, cfg, state, tip, ids)?;
+        let mut w = Writer::open(d, cfg, state, tip, ids, rx)?;
         // Deep enough that a slow disk is absorbed for a few blocks; beyond
         // that the control thread waits (and counts it).
         let (tx, rx) = crossbeam_channel::bounded::<Msg>(64);
@@ -795,6 +920,11 @@ struct Writer {
     txs_since_snapshot: u64,
     snapshot_height: u64,
     record: Vec<u8>,
+    /// The configured sessions' windows, and every top persisted so far.
+    windows: Vec<(u16, Arc<ReplayWindow>)>,
+    counters: ReceiveCounters,
+    /// Scratch: the tops that moved since the last counters record.
+    moved: ReceiveCounters,
     report: StoreReport,
 }
 
@@ -805,6 +935,7 @@ impl Writer {
         state: State,
         tip: Tip,
         ids: Option<std::io::BufWriter<File>>,
+        rx: ReceiveWindows,
     ) -> Result<Writer, String> {
         let (seg_path, seg_len) = match segments(&d)?.last() {
             Some(s) => {
@@ -831,6 +962,9 @@ impl Writer {
             txs_since_snapshot: 0,
             snapshot_height,
             record: Vec::new(),
+            windows: rx.windows,
+            counters: rx.recovered,
+            moved: ReceiveCounters::new(),
             report: StoreReport {
                 blocks: 0,
                 txs: 0,
@@ -838,6 +972,7 @@ impl Writer {
                 syncs: 0,
                 snapshots: 0,
                 segments_removed: 0,
+                counter_records: 0,
                 commit_us: hist(),
                 snapshot_us: hist(),
                 height: tip.height,
@@ -874,6 +1009,12 @@ impl Writer {
                 let _ = reply.send(v);
             }
         }
+        // Frames accepted since the last write (with no block to carry
+        // them) are persisted too at a clean stop.
+        if self.append_counters()? {
+            self.seg.sync_data().map_err(|e| io(&self.seg_path, e))?;
+            self.report.syncs += 1;
+        }
         if self.txs_since_snapshot > 0 {
             self.snapshot()?;
         }
@@ -884,8 +1025,54 @@ impl Writer {
         Ok(self.report.clone())
     }
 
+    /// Writes `self.record` (a prefix's room, then the payload) to the
+    /// segment, its prefix filled in (`flag` marks the record's kind).
+    fn write_record(&mut self, flag: u32) -> Result<(), String> {
+        let len = (self.record.len() - RECORD_PREFIX) as u32 | flag;
+        let crc = crc32c::crc32c(self.record.get(RECORD_PREFIX..).unwrap_or_default());
+        if let Some(p) = self.record.first_chunk_mut::<RECORD_PREFIX>() {
+            let mut prefix = [0u8; RECORD_PREFIX];
+            prefix[..4].copy_from_slice(&len.to_le_bytes());
+            prefix[4..].copy_from_slice(&crc.to_le_bytes());
+            *p = prefix;
+        }
+        self.seg.write_all(&self.record).map_err(|e| io(&self.seg_path, e))?;
+        self.seg_len += self.record.len() as u64;
+        self.report.bytes += self.record.len() as u64;
+        Ok(())
+    }
+
+    /// Appends a counters record of the configured sessions whose top moved
+    /// since the last one (none if none moved); true if it wrote one. The
+    /// caller syncs.
+    fn append_counters(&mut self) -> Result<bool, String> {
+        self.moved.clear();
+        for (id, w) in &self.windows {
+            if let Some(top) = w.top() {
+                if self.counters.get(id).is_none_or(|t| *t < top) {
+                    self.moved.insert(*id, top);
+                }
+            }
+        }
+        if self.moved.is_empty() {
+            return Ok(false);
+        }
+        self.record.clear();
+        self.record.extend_from_slice(&[0; RECORD_PREFIX]);
+        encode_counters(self.moved.iter(), &mut self.record);
+        self.write_record(COUNTERS_RECORD)?;
+        self.counters.extend(self.moved.iter().map(|(k, v)| (*k, *v)));
+        self.report.counter_records += 1;
+        Ok(true)
+    }
+
     /// Appends, syncs, publishes, then executes the blocks on the replica.
+    /// The receive counters, read now (after every block of the batch was
+    /// sealed), go ahead of the blocks in the same sync: a block that is in
+    /// the log after a crash has counters at least as of its sealing before
+    /// it.
     fn commit(&mut self, batch: &mut Vec<(Block, Instant)>, durable: &AtomicU64) -> Result<(), String> {
+        self.append_counters()?;
         for (b, _) in batch.iter() {
             if self.seg_len >= self.cfg.segment_bytes {
                 self.roll(b.header().height)?;
@@ -893,17 +1080,7 @@ impl Writer {
             self.record.clear();
             self.record.extend_from_slice(&[0; RECORD_PREFIX]);
             b.encode_into(&mut self.record);
-            let len = (self.record.len() - RECORD_PREFIX) as u32;
-            let crc = crc32c::crc32c(self.record.get(RECORD_PREFIX..).unwrap_or_default());
-            if let Some(p) = self.record.first_chunk_mut::<RECORD_PREFIX>() {
-                let mut prefix = [0u8; RECORD_PREFIX];
-                prefix[..4].copy_from_slice(&len.to_le_bytes());
-                prefix[4..].copy_from_slice(&crc.to_le_bytes());
-                *p = prefix;
-            }
-            self.seg.write_all(&self.record).map_err(|e| io(&self.seg_path, e))?;
-            self.seg_len += self.record.len() as u64;
-            self.report.bytes += self.record.len() as u64;
+            self.write_record(0)?;
         }
         self.seg.sync_data().map_err(|e| io(&self.seg_path, e))?;
         self.report.syncs += 1;
@@ -944,7 +1121,7 @@ impl Writer {
     /// log segments beyond retention.
     fn snapshot(&mut self) -> Result<(), String> {
         let started = Instant::now();
-        let bytes = encode_snapshot(&mut self.state, self.tip)?;
+        let bytes = encode_snapshot(&mut self.state, self.tip, &self.counters)?;
         let p = snapshot_path(&self.d, self.tip.height);
         write_aside(&snapshots_dir(&self.d), &p, &bytes)?;
         self.snapshot_height = self.tip.height;
@@ -1021,6 +1198,12 @@ mod tests {
     /// messages, a stake), hands them to a store on `d`, and returns the
     /// chain's final state root and tip height.
     fn write_chain(d: &Path, blocks: u64, cfg: StoreConfig) -> (Hash, u64) {
+        write_chain_rx(d, blocks, cfg, &[])
+    }
+
+    /// [`write_chain`] with configured sessions' windows: before block `i`
+    /// of this run each window `(id, w)` accepts counter `1000 * id + i`.
+    fn write_chain_rx(d: &Path, blocks: u64, cfg: StoreConfig, windows: &[(u16, Arc<ReplayWindow>)]) -> (Hash, u64) {
         let g = genesis();
         let lock = lock(d).unwrap();
         check_meta(&lock, &g, &P).unwrap();
@@ -1034,9 +1217,13 @@ mod tests {
             tip.hash,
             tip.timestamp_ms,
         );
-        let store = Store::start(&lock, cfg, r.state, tip).unwrap();
+        let rx = ReceiveWindows { recovered: r.counters, windows: windows.to_vec() };
+        let store = Store::start(&lock, cfg, r.state, tip, rx).unwrap();
         let mut now = 1_000 + tip.timestamp_ms;
-        for _ in 0..blocks {
+        for i in 0..blocks {
+            for (id, w) in windows {
+                w.update(1000 * u64::from(*id) + i).unwrap();
+            }
             let n = c.ledger().account(&A).unwrap().nonce;
             c.submit(&tx(Kind::Transfer, A, B, n + 1, 100, b""), now).unwrap();
             c.submit(&tx(Kind::Message, A, B, n + 2, 0, b"hello"), now).unwrap();
@@ -1130,6 +1317,106 @@ mod tests {
         let lock = lock(&d).unwrap();
         repair(&lock, &genesis()).unwrap();
         assert_eq!(recover(&d, &genesis(), 16, true).unwrap().tip.height, 4);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    fn windows(ids: &[u16]) -> Vec<(u16, Arc<ReplayWindow>)> {
+        ids.iter().map(|id| (*id, Arc::new(ReplayWindow::new()))).collect()
+    }
+
+    /// The receive counters come back from recovery: from the log alone,
+    /// from a snapshot whose older segments were removed, merged across
+    /// runs (a session not configured in a later run keeps its top).
+    #[test]
+    fn receive_counters_round_trip_through_recovery() {
+        let d = tmp("counters");
+        let cfg = StoreConfig { snapshot_txs: u64::MAX, segment_bytes: 1_500, retain_bytes: 0, ..Default::default() };
+        write_chain_rx(&d, 6, cfg.clone(), &windows(&[1, 2]));
+        let want = ReceiveCounters::from([(1, 1005), (2, 2005)]);
+        let r = recover(&d, &genesis(), 16, true).unwrap();
+        assert_eq!(r.counters, want);
+        assert_eq!(r.to_json()["counters"], 2);
+        // The log alone (no snapshot) holds them too.
+        for (_, p) in numbered(&snapshots_dir(&d), "snap").unwrap() {
+            fs::remove_file(p).unwrap();
+        }
+        assert_eq!(recover(&d, &genesis(), 16, true).unwrap().counters, want);
+        // A second run without session 1 and with session 2's counters below
+        // its top (its window not seeded here): session 1 keeps its top,
+        // session 2 its higher one.
+        let (_, h) = write_chain_rx(&d, 2, cfg, &windows(&[2, 3]));
+        assert_eq!(h, 8);
+        let want = ReceiveCounters::from([(1, 1005), (2, 2005), (3, 3001)]);
+        assert_eq!(recover(&d, &genesis(), 16, true).unwrap().counters, want);
+        // Snapshots carry them: with every segment the snapshot covers
+        // removed, recovery still returns them.
+        let cfg = StoreConfig { snapshot_txs: 3, segment_bytes: 1_500, retain_bytes: 1, ..Default::default() };
+        write_chain_rx(&d, 4, cfg, &windows(&[4]));
+        let r = recover(&d, &genesis(), 16, true).unwrap();
+        assert!(segments(&d).unwrap()[0].first > 1, "old segments were removed");
+        assert_eq!(r.snapshot_height, 12);
+        let want = ReceiveCounters::from([(1, 1005), (2, 2005), (3, 3001), (4, 4003)]);
+        assert_eq!(r.counters, want);
+        // The block readers skip counters records.
+        assert_eq!(read_block(&d, 12).unwrap().unwrap().header().height, 12);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A torn counters record at the end of the log is cut like a torn
+    /// block record (the counters before it stand); one in the middle that
+    /// does not check out is damage, named, and repaired by a cut.
+    #[test]
+    fn a_torn_counters_record_is_cut_like_a_torn_block() {
+        let d = tmp("torn-counters");
+        let cfg = StoreConfig { snapshot_txs: u64::MAX, ..StoreConfig::default() };
+        write_chain_rx(&d, 3, cfg, &windows(&[7]));
+        for (_, p) in numbered(&snapshots_dir(&d), "snap").unwrap() {
+            fs::remove_file(p).unwrap();
+        }
+        let seg = segments(&d).unwrap()[0].path.clone();
+        let whole = fs::read(&seg).unwrap();
+        // A counters record of session 7, top 9999, whole and then torn.
+        let mut payload = Vec::new();
+        encode_counters([(&7u16, &9999u64)].into_iter(), &mut payload);
+        let mut rec = ((payload.len() as u32) | COUNTERS_RECORD).to_le_bytes().to_vec();
+        rec.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        rec.extend_from_slice(&payload);
+        let mut with = whole.clone();
+        with.extend_from_slice(&rec);
+        fs::write(&seg, &with).unwrap();
+        assert_eq!(recover(&d, &genesis(), 16, true).unwrap().counters, ReceiveCounters::from([(7, 9999)]));
+        let mut torn = whole.clone();
+        torn.extend_from_slice(&rec[..rec.len() - 3]);
+        fs::write(&seg, &torn).unwrap();
+        let r = recover(&d, &genesis(), 16, false).unwrap();
+        assert!(r.truncated.as_deref().unwrap().contains("torn"), "{:?}", r.truncated);
+        assert_eq!((r.tip.height, r.counters), (3, ReceiveCounters::from([(7, 7002)])));
+        assert_eq!(fs::read(&seg).unwrap(), whole, "cut back to the whole records");
+        // A damaged counters record followed by more: an error, then a cut.
+        let mut flipped = whole.clone();
+        flipped[RECORD_PREFIX + 1] ^= 0x10; // inside the first record: counters (written ahead of block 1)
+        assert_ne!(u32::from_le_bytes(whole[..4].try_into().unwrap()) & COUNTERS_RECORD, 0);
+        fs::write(&seg, &flipped).unwrap();
+        let e = recover(&d, &genesis(), 16, false).unwrap_err();
+        assert!(e.contains("offset 0") && e.contains("attnet repair"), "{e}");
+        let lock = lock(&d).unwrap();
+        repair(&lock, &genesis()).unwrap();
+        assert_eq!(recover(&d, &genesis(), 16, false).unwrap().tip.height, 0);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_older_directory_format_is_refused_by_name() {
+        let d = tmp("format");
+        let l = lock(&d).unwrap();
+        check_meta(&l, &genesis(), &P).unwrap();
+        let p = d.join("meta.json");
+        let text = fs::read_to_string(&p).unwrap().replace("\"format\": 2", "\"format\": 1");
+        fs::write(&p, text).unwrap();
+        let e = check_meta(&l, &genesis(), &P).unwrap_err();
+        assert!(e.contains("format 1") && e.contains("reads format 2 only"), "{e}");
+        // Read-only tools (attnet query, repair) say the same.
+        assert_eq!(dir_genesis(&d).unwrap_err(), e);
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -515,9 +515,28 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     // sealer of its relay-to-client key) to the RECEIPT sender.
     let mut rx_halves = Vec::with_capacity(sessions.len());
     let mut sealers = Vec::with_capacity(sessions.len());
-    let tx_start = control::receipts::ReceiptSender::counter_start_now();
+    let now_start = control::receipts::ReceiptSender::counter_start_now();
+    // With a data directory the configured sessions' sending counters are
+    // reserved ahead on disk, and the run starts above the last
+    // reservation even if the clock stepped back.
+    let (reservation, tx_start) = match &data_lock {
+        Some(l) if !sessions.is_empty() => {
+            let (r, start) =
+                control::reserve::CounterReservation::open(l.path(), now_start, control::reserve::RESERVE_BLOCK)?;
+            if start > now_start {
+                eprintln!("attnet: the clock is behind the last counter reservation: RECEIPT counters start above it");
+            }
+            (Some(r), start)
+        }
+        _ => (None, now_start),
+    };
     for s in &sessions {
         let (rx, tx) = Session::new(Role::Relay, s.id, &s.c2r, &s.r2c, tx_start).map_err(|e| e.to_string())?.split();
+        // Only counters above the persisted top are new (spec v1.1,
+        // "Counters"): a capture replayed after a restart is `replay`.
+        if let Some(top) = recovered.as_ref().and_then(|r| r.counters.get(&rx.id)) {
+            rx.window.seed(*top);
+        }
         rx_halves.push(rx);
         sealers.push(tx);
     }
@@ -536,7 +555,11 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         Some(q) => q.send_socket().map_err(|e| format!("replies: {e}"))?.into(),
         None => control::receipts::ReplyOut::None,
     };
-    let replies = control::receipts::ReceiptSender::new(out, std::mem::take(&mut sealers)).with_receipts(cfg.receipts);
+    let mut replies =
+        control::receipts::ReceiptSender::new(out, std::mem::take(&mut sealers)).with_receipts(cfg.receipts);
+    if let Some(r) = reservation {
+        replies = replies.with_reservation(r);
+    }
     let handshake = if let Some((node_key, key_origin)) = &node_key {
         let mut h = control::handshake::HandshakeConfig::new(network_id, node_key.secret);
         h.cookie_threshold = cfg.hello_cookie_threshold;
@@ -670,7 +693,11 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
                 ..control::store::StoreConfig::default()
             };
             let json = r.to_json();
-            (chain, Some(control::store::Store::start(lock, scfg, r.state, t)?), json)
+            let rx = control::store::ReceiveWindows {
+                recovered: r.counters,
+                windows: rx_halves.iter().map(|h| (h.id, h.window.clone())).collect(),
+            };
+            (chain, Some(control::store::Store::start(lock, scfg, r.state, t, rx)?), json)
         }
         _ => (control::chain::Chain::new(&genesis, chain_cfg), None, Value::Null),
     };

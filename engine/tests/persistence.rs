@@ -5,9 +5,13 @@
 //! is in the block log; the directory recovers, and a replay of the whole
 //! log from the genesis (snapshots removed) reaches the same tip; no
 //! transaction is in the chain twice. Each restart replays the whole
-//! capture again, so the transactions already committed are sent again
-//! and must be refused. A last run to the end leaves every transaction of
-//! the capture in the chain exactly once.
+//! capture again: frames up to the receive counters persisted with the
+//! blocks are `replay` (spec v1.1, "Counters"), the transactions of later
+//! frames that were committed already are refused by their nonces. A last
+//! run replays the capture to the end; transactions whose frames were
+//! accepted but never committed before a kill are then `replay` too, so a
+//! capture of the same transactions under fresh counters (a client sending
+//! them again) completes the chain: every transaction once.
 //!
 //! `ATTNET_KILLS` sets the number of kills (default 5); `ATTNET_KILL_SEED`
 //! the moments' seed (printed).
@@ -32,24 +36,34 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-/// A capture of `TXS` single-transaction datagrams from 512 accounts, its
-/// keys and genesis.
-fn capture(d: &Path) {
+/// A capture `pcap` of `txs` single-transaction datagrams from 512
+/// accounts, its keys and genesis. The transactions, keys and genesis
+/// follow from the seed; the frames' counters from the clock, so a second
+/// capture carries the same transactions under fresh counters.
+fn capture(d: &Path, txs: u64, pcap: &str) {
+    let keys = std::fs::read(d.join("keys.json")).ok();
     let out = Command::new(BIN)
         .current_dir(d)
-        .args(["pktgen", "--quiet", "--seed", "77", "--accounts", "512", "--count", &TXS.to_string()])
+        .args(["pktgen", "--quiet", "--seed", "77", "--accounts", "512", "--count", &txs.to_string()])
         .args(["--txs-per-frame", "1", "--frames-per-datagram", "1", "--bad", "0", "--lz4", "off"])
         .args(["--pool-cache", "off", "--keys-out", "keys.json", "--genesis-out", "genesis.json"])
-        .args(["--out", "pcap:t.pcap"])
+        .args(["--out", &format!("pcap:{pcap}")])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    if let Some(k) = keys {
+        assert_eq!(std::fs::read(d.join("keys.json")).unwrap(), k, "the same seed, the same session keys");
+    }
 }
 
 fn node(d: &Path, run: usize) -> Command {
+    node_on(d, run, "t.pcap")
+}
+
+fn node_on(d: &Path, run: usize, pcap: &str) -> Command {
     let mut c = Command::new(BIN);
     c.current_dir(d)
-        .args(["node", "--backend", "pcap", "--pcap", "t.pcap", "--cores", "1"])
+        .args(["node", "--backend", "pcap", "--pcap", pcap, "--cores", "1"])
         .args(["--keys", "keys.json", "--genesis", "genesis.json", "--data-dir", "data"])
         .args(["--committed-ids", &format!("committed-{run}.txt")])
         .args(["--snapshot-txs", "15000", "--block-interval", "20", "--throttle-per-s", "0", "--live", "true"])
@@ -129,7 +143,7 @@ fn kill_9_under_load_never_loses_a_committed_block_nor_applies_a_transaction_twi
     eprintln!("kills {kills}, seed {seed}");
     let mut rng = Rng(seed);
     let d = tmpdir("kill");
-    capture(&d);
+    capture(&d, TXS, "t.pcap");
     let g = Genesis::load(d.join("genesis.json")).unwrap();
     let mut committed_total: HashSet<[u8; 32]> = HashSet::new();
     let mut height = 0u64;
@@ -182,23 +196,143 @@ fn kill_9_under_load_never_loses_a_committed_block_nor_applies_a_transaction_twi
             committed.len()
         );
     }
-    // The last run to the end: every transaction of the capture, once.
+    // The last run of the capture to the end.
     let out = node(&d, kills).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let s: Value =
         serde_json::from_str(&std::fs::read_to_string(d.join(format!("summary-{kills}.json"))).unwrap()).unwrap();
     let (chain, tip) = chain_ids(&d.join("data"));
-    assert_eq!(chain.len() as u64, TXS, "every transaction of the capture is in the chain exactly once");
     assert!(committed_total.is_subset(&chain));
     assert_eq!(s["height"].as_u64(), Some(tip));
     assert!(s["persistent"].as_bool().unwrap());
-    // What the killed runs committed came again and was refused.
+    assert_balanced(&s);
+    assert_eq!(s["frames"]["received"].as_u64(), Some(TXS));
+    // What the killed runs received came again: frames up to the persisted
+    // counters are `replay` (there are some as soon as a block was
+    // durable: counters go ahead of the blocks), the committed
+    // transactions of later frames are refused by their nonces.
+    let replay = s["frames"]["dropped"]["replay"].as_u64().unwrap();
+    let bad_nonce = s["ledger"]["dropped"]["bad_nonce"].as_u64().unwrap();
+    let applied = s["ledger"]["applied"].as_u64().unwrap();
+    assert_eq!(applied + bad_nonce + replay, TXS, "{}", s);
+    assert_eq!(s["recovered"]["height"].as_u64(), Some(height));
+    if height > 0 {
+        assert!(replay > 0, "blocks were durable, so were counters: {}", s["frames"]);
+        assert!(s["recovered"]["counters"].as_u64().unwrap() > 0, "{}", s["recovered"]);
+    }
+    assert!(chain.len() as u64 + replay >= TXS, "only transactions of replayed frames are missing");
+    assert_eq!(recovers_the_same(&d, &g), tip);
+    // The same transactions under fresh counters (a client sending what
+    // had no receipt again): every transaction of the capture, once.
+    capture(&d, TXS, "t2.pcap");
+    let out = node_on(&d, kills + 1, "t2.pcap").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join(format!("summary-{}.json", kills + 1))).unwrap()).unwrap();
+    let (chain, tip) = chain_ids(&d.join("data"));
+    assert_eq!(chain.len() as u64, TXS, "every transaction of the capture is in the chain exactly once");
+    assert_eq!(s["frames"]["accepted"].as_u64(), Some(TXS), "fresh counters are new traffic: {}", s["frames"]);
     let bad_nonce = s["ledger"]["dropped"]["bad_nonce"].as_u64().unwrap();
     let applied = s["ledger"]["applied"].as_u64().unwrap();
     assert_eq!(applied + bad_nonce, TXS, "{}", s["ledger"]);
-    assert_eq!(s["recovered"]["height"].as_u64(), Some(height));
     assert_eq!(recovers_the_same(&d, &g), tip);
     eprintln!("{kills} kills ({mid_run} mid-run), chain of {tip} blocks, {TXS} transactions once each");
     assert!(mid_run * 2 >= kills, "most kills land while the node works ({mid_run} of {kills})");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+fn sum(v: &Value) -> u64 {
+    v.as_object().unwrap().values().map(|x| x.as_u64().unwrap()).sum()
+}
+
+/// Every frame and every transaction is accepted or dropped for a reason.
+fn assert_balanced(s: &Value) {
+    let f = &s["frames"];
+    assert_eq!(f["received"].as_u64().unwrap(), f["accepted"].as_u64().unwrap() + sum(&f["dropped"]), "{s}");
+    let t = &s["txs"];
+    assert_eq!(t["seen"].as_u64().unwrap(), t["accepted"].as_u64().unwrap() + sum(&t["dropped"]), "{s}");
+}
+
+fn summary(d: &Path, run: usize) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(d.join(format!("summary-{run}.json"))).unwrap()).unwrap()
+}
+
+/// Spec v1.1, "Counters": a node with a data directory persists its
+/// configured sessions' highest accepted counters with its blocks, so the
+/// same capture replayed after a restart, whether the node was killed or
+/// stopped, is `replay`, not new traffic; the same transactions under
+/// fresh counters are new frames (refused by their nonces); without the
+/// data directory nothing refuses the capture. Each run also reserves its
+/// RECEIPT counters in `D/counters.reserve`, above the last run's.
+#[test]
+fn a_capture_replayed_after_a_restart_is_replay() {
+    const N: u64 = 3_000;
+    let d = tmpdir("replay");
+    capture(&d, N, "t.pcap");
+    let sessions = serde_json::from_str::<Value>(&std::fs::read_to_string(d.join("keys.json")).unwrap()).unwrap()
+        ["sessions"]
+        .as_array()
+        .unwrap()
+        .len() as u64;
+    let reserved = || -> u64 {
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("data/counters.reserve")).unwrap()).unwrap();
+        v["below"].as_u64().unwrap()
+    };
+    let run = |run: usize, pcap: &str| -> Value {
+        let out = node_on(&d, run, pcap).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let s = summary(&d, run);
+        assert_balanced(&s);
+        assert_eq!(s["frames"]["received"].as_u64(), Some(N));
+        s
+    };
+    // First run, killed: the capture over and over (every pass after the
+    // first is replay within the run), SIGKILL once every transaction is
+    // reported committed (after its block's fsync).
+    let mut child = node_on(&d, 0, "t.pcap")
+        .args(["--loop", "1000000", "--duration", "20"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(15);
+    while (ids(&d.join("committed-0.txt")).len() as u64) < N && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    assert_eq!(ids(&d.join("committed-0.txt")).len() as u64, N, "every transaction committed before the kill");
+    let first_reservation = reserved();
+    // Restarted on the same directory: the same capture is all `replay`.
+    let s = run(1, "t.pcap");
+    assert_eq!(s["recovered"]["counters"].as_u64(), Some(sessions), "{}", s["recovered"]);
+    assert_eq!(s["frames"]["dropped"]["replay"].as_u64(), Some(N), "{}", s["frames"]);
+    assert_eq!(s["frames"]["accepted"], 0);
+    assert_eq!((s["txs"]["seen"].as_u64(), s["ledger"]["submitted"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(s["storage"]["counter_records"], 0, "no counter moved");
+    assert!(reserved() > first_reservation, "the restart reserved above the last run");
+    // The same transactions under fresh counters: new frames, old
+    // transactions (refused by their nonces), so no block: the counters
+    // are persisted at the clean stop.
+    capture(&d, N, "t2.pcap");
+    let s = run(2, "t2.pcap");
+    assert_eq!(s["frames"]["accepted"].as_u64(), Some(N), "{}", s["frames"]);
+    assert_eq!((s["ledger"]["applied"].as_u64(), s["ledger"]["dropped"]["bad_nonce"].as_u64()), (Some(0), Some(N)));
+    assert_eq!(s["storage"]["counter_records"], 1, "{}", s["storage"]);
+    for (i, pcap) in [(3, "t2.pcap"), (4, "t.pcap")] {
+        let s = run(i, pcap);
+        assert_eq!(s["frames"]["dropped"]["replay"].as_u64(), Some(N), "{pcap}: {}", s["frames"]);
+    }
+    // Without the data directory nothing remembers: the capture is new.
+    let out = Command::new(BIN)
+        .current_dir(&d)
+        .args(["node", "--backend", "pcap", "--pcap", "t.pcap", "--cores", "1"])
+        .args(["--keys", "keys.json", "--genesis", "genesis.json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["frames"]["accepted"].as_u64(), Some(N), "{}", s["frames"]);
     std::fs::remove_dir_all(&d).unwrap();
 }

@@ -147,6 +147,53 @@ impl ReplayWindow {
         Ok(())
     }
 
+    /// Sets the window as if every counter up to `top` had been accepted:
+    /// afterwards a counter `<= top` is refused (too old, or seen within
+    /// the window), one above it is accepted. A receiver that keeps state
+    /// on disk seeds a configured session's window with the top it
+    /// persisted (`att-wire.md`, "Counters"), so a capture replayed after a
+    /// restart is `replay`. Call before the window receives; a window whose
+    /// top is already higher keeps it.
+    pub fn seed(&self, top: u64) {
+        let lowest = top.saturating_sub(WINDOW - 1);
+        let mut b = top / BLOCK_BITS;
+        loop {
+            // The block of `top` up to its bit; every lower block whole.
+            let bits = if b == top / BLOCK_BITS {
+                let n = top % BLOCK_BITS + 1;
+                if n == BLOCK_BITS {
+                    u64::MAX
+                } else {
+                    (1u64 << n) - 1
+                }
+            } else {
+                u64::MAX
+            };
+            let want = (((b as u128) + 1) << 64) | u128::from(bits);
+            let slot = &self.slots[(b % SLOTS) as usize];
+            let mut w = slot.load(Ordering::Acquire);
+            loop {
+                let held = w >> 64;
+                let new = if held > b as u128 + 1 {
+                    break;
+                } else if held == b as u128 + 1 {
+                    w | u128::from(bits)
+                } else {
+                    want
+                };
+                match slot.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => break,
+                    Err(now) => w = now,
+                }
+            }
+            if b == 0 || b * BLOCK_BITS <= lowest {
+                break;
+            }
+            b -= 1;
+        }
+        self.top1.fetch_max(top.saturating_add(1), Ordering::AcqRel);
+    }
+
     /// Highest counter accepted, if any.
     pub fn top(&self) -> Option<u64> {
         match self.top1.load(Ordering::Acquire) {
@@ -179,6 +226,40 @@ mod tests {
         assert_eq!(w.check(u64::MAX - 2048), Ok(()));
         assert_eq!(w.check(u64::MAX - 2049), Err(Refused::TooOld));
         assert_eq!(w.top(), Some(u64::MAX - 1));
+    }
+
+    /// A seeded window refuses every counter up to the seed (in the window:
+    /// seen; below it: too old) and accepts the ones above, once.
+    #[test]
+    fn a_seeded_window_refuses_every_counter_up_to_its_top() {
+        for top in [0u64, 5, 63, 64, 2047, 2048, 100_000, 1_790_000_000u64 << 32, u64::MAX - 1] {
+            let w = ReplayWindow::new();
+            w.seed(top);
+            assert_eq!(w.top(), Some(top));
+            for c in [top, top.saturating_sub(1), top.saturating_sub(63), top.saturating_sub(64)] {
+                assert_eq!(w.check(c), Err(Refused::Seen), "top {top}, counter {c}");
+                assert_eq!(w.update(c), Err(Refused::Seen), "top {top}, counter {c}");
+            }
+            for c in top.saturating_sub(WINDOW - 1)..=top {
+                assert!(w.check(c).is_err(), "top {top}, counter {c}");
+            }
+            if top >= WINDOW {
+                assert_eq!(w.check(top - WINDOW), Err(Refused::TooOld));
+                assert_eq!(w.check(0), Err(Refused::TooOld));
+            }
+            if top < u64::MAX - 1 {
+                assert_eq!(w.update(top + 1), Ok(()));
+                assert_eq!(w.update(top + 1), Err(Refused::Seen));
+                assert_eq!(w.top(), Some(top + 1));
+            }
+        }
+        // A window whose top is higher keeps it.
+        let w = ReplayWindow::new();
+        w.update(500).unwrap();
+        w.seed(100);
+        assert_eq!(w.top(), Some(500));
+        assert_eq!(w.check(499), Ok(()));
+        assert_eq!(w.check(100), Err(Refused::Seen));
     }
 
     #[test]
