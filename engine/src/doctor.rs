@@ -31,6 +31,12 @@ pub struct DoctorArgs {
     /// One JSON document on stdout instead of the text report.
     #[arg(long)]
     pub json: bool,
+    /// An installed service unit (e.g. /etc/systemd/system/attnet.service):
+    /// its binary and configuration paths exist, the configuration passes
+    /// `check-config`, and its data directory is the unit's state
+    /// directory.
+    #[arg(long)]
+    pub unit: Option<PathBuf>,
     /// Read `proc/` and `sys/` under DIR instead of `/` (fixtures); the
     /// live probes are skipped.
     #[arg(long, hide = true)]
@@ -598,6 +604,103 @@ fn data_dir(h: &Host, w: &Wanted, out: &mut Vec<Finding>) {
     });
 }
 
+/// `--unit FILE`: the paths the unit names and what the configuration
+/// it starts says.
+pub fn unit_checks(unit: &std::path::Path, out: &mut Vec<Finding>) {
+    let text = match std::fs::read_to_string(unit) {
+        Ok(t) => t,
+        Err(e) => {
+            out.push(
+                finding("unit", Level::Error, format!("{}: {e}", unit.display()), "the unit cannot be read")
+                    .fix("install deploy/attnet.service there, or give its path"),
+            );
+            return;
+        }
+    };
+    let value = |key: &str| text.lines().find_map(|l| l.trim().strip_prefix(key).map(str::trim).map(String::from));
+    let Some(exec) = value("ExecStart=") else {
+        out.push(
+            finding("unit", Level::Error, "no ExecStart=", "systemd has nothing to start")
+                .fix("see deploy/attnet.service"),
+        );
+        return;
+    };
+    let words: Vec<&str> = exec.split_whitespace().collect();
+    let bin = words.first().map(|b| b.trim_start_matches(['-', '@', '+', '!'])).unwrap_or_default();
+    let runs = std::fs::metadata(bin).is_ok_and(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.is_file() && m.permissions().mode() & 0o111 != 0
+    });
+    if !runs {
+        out.push(
+            finding("unit.exec", Level::Error, format!("{bin} is not an executable file"), "the service cannot start")
+                .fix(format!("install the attnet binary as {bin}")),
+        );
+    } else if words.get(1) != Some(&"node") {
+        out.push(
+            finding("unit.exec", Level::Error, exec.clone(), "ExecStart does not run `attnet node`")
+                .fix("ExecStart=BIN node --config FILE"),
+        );
+    } else {
+        out.push(finding("unit.exec", Level::Ok, exec.clone(), "the binary is there"));
+    }
+    let config = words.windows(2).find(|w| w[0] == "--config").map(|w| PathBuf::from(w[1]));
+    let Some(config) = config else {
+        out.push(
+            finding("unit.config", Level::Warn, "no --config", "the node runs on defaults and flags only")
+                .fix("ExecStart=BIN node --config /etc/attnet/attnet.toml"),
+        );
+        return;
+    };
+    match crate::config::NodeConfig::check(crate::config::Overrides {
+        config: Some(config.clone()),
+        ..Default::default()
+    }) {
+        Err(problems) => out.push(
+            finding(
+                "unit.config",
+                Level::Error,
+                problems.join("; "),
+                "the node refuses to start on this configuration",
+            )
+            .fix(format!("attnet check-config {} lists every problem", config.display())),
+        ),
+        Ok(c) => {
+            out.push(finding(
+                "unit.config",
+                Level::Ok,
+                config.display().to_string(),
+                "the configuration passes the node's check",
+            ));
+            let state = value("StateDirectory=")
+                .map(|s| PathBuf::from("/var/lib").join(s.split_whitespace().next().unwrap_or("")));
+            match (&c.data_dir, state) {
+                (None, _) => out.push(
+                    finding(
+                        "unit.data_dir",
+                        Level::Warn,
+                        "no data_dir",
+                        "blocks are kept in memory only and lost at every restart",
+                    )
+                    .fix("data_dir = \"/var/lib/attnet\" in the configuration"),
+                ),
+                (Some(d), Some(s)) if !d.starts_with(&s) => out.push(
+                    finding(
+                        "unit.data_dir",
+                        Level::Warn,
+                        format!("data_dir {} is not the unit's state directory {}", d.display(), s.display()),
+                        "with ProtectSystem=strict the node can write only its state directory and ReadWritePaths",
+                    )
+                    .fix(format!("data_dir = \"{}\", or add the directory to ReadWritePaths=", s.display())),
+                ),
+                (Some(d), _) => {
+                    out.push(finding("unit.data_dir", Level::Ok, d.display().to_string(), "blocks persist there"))
+                }
+            }
+        }
+    }
+}
+
 /// The text report.
 pub fn render(findings: &[Finding]) -> String {
     let mut s = String::new();
@@ -654,7 +757,10 @@ pub fn run(a: DoctorArgs) -> ExitCode {
         }
     };
     let h = Host::new(a.root.clone());
-    let findings = run_checks(&h, &w);
+    let mut findings = run_checks(&h, &w);
+    if let Some(u) = &a.unit {
+        unit_checks(u, &mut findings);
+    }
     let code = exit_code(&findings);
     if a.json {
         let errors = findings.iter().filter(|f| f.level == Level::Error).count();
@@ -779,6 +885,38 @@ mod tests {
         assert!(get(&f, "hugepages").found.contains("node0: 1024"));
         assert_eq!(get(&f, "data_dir.filesystem").found, "xfs");
         assert_eq!(exit_code(&f), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_unit_is_checked_against_its_paths_and_configuration() {
+        let (dir, _) = fixture(&[("attnet.toml", "data_dir = \"/var/lib/attnet\"\ncores = 1\n")], &[]);
+        let unit = dir.join("attnet.service");
+        let bin = std::env::current_exe().unwrap();
+        let write = |exec: String| {
+            std::fs::write(&unit, format!("[Service]\nExecStart={exec}\nStateDirectory=attnet\n")).unwrap();
+            let mut f = Vec::new();
+            unit_checks(&unit, &mut f);
+            f
+        };
+        let conf = dir.join("attnet.toml");
+        let f = write(format!("{} node --config {}", bin.display(), conf.display()));
+        assert!(f.iter().all(|x| x.level == Level::Ok), "{}", render(&f));
+        let f = write(format!("/nonexistent/attnet node --config {}", conf.display()));
+        assert_eq!(get(&f, "unit.exec").level, Level::Error);
+        std::fs::write(&conf, "cores = 0\n").unwrap();
+        let f = write(format!("{} node --config {}", bin.display(), conf.display()));
+        let c = get(&f, "unit.config");
+        assert_eq!(c.level, Level::Error);
+        assert!(c.found.contains("`cores`: 0"), "{}", c.found);
+        std::fs::write(&conf, "cores = 1\n").unwrap();
+        assert_eq!(
+            get(&write(format!("{} node --config {}", bin.display(), conf.display())), "unit.data_dir").level,
+            Level::Warn
+        );
+        let mut f = Vec::new();
+        unit_checks(&dir.join("missing.service"), &mut f);
+        assert_eq!(get(&f, "unit").level, Level::Error);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
