@@ -102,6 +102,49 @@ pub struct Live {
     pub hs_live: u64,
 }
 
+/// Where the slowest control-loop iteration spent its time, microseconds
+/// per phase (the summary's `control.slowest`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Slowest {
+    pub total_us: u64,
+    /// HELLOs and the handshake's timers.
+    pub handshakes_us: u64,
+    /// QUERY answers.
+    pub queries_us: u64,
+    /// Draining the shard rings: dedup, the ledger's admission and
+    /// execution of each transaction.
+    pub ingest_us: u64,
+    /// Sealing: the block's end, its state root and transaction root.
+    pub seal_us: u64,
+    /// Forgets, dropped waiting ids, handing final blocks to the store.
+    pub commit_us: u64,
+    /// RECEIPTs of durable blocks.
+    pub receipts_us: u64,
+    /// Transactions taken from the rings in that iteration.
+    pub txs: u64,
+    /// Blocks sealed in that iteration.
+    pub blocks: u64,
+}
+
+impl Slowest {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "total_us": self.total_us,
+            "handshakes_us": self.handshakes_us,
+            "queries_us": self.queries_us,
+            "ingest_us": self.ingest_us,
+            "seal_us": self.seal_us,
+            "commit_us": self.commit_us,
+            "receipts_us": self.receipts_us,
+            "other_us": self.total_us.saturating_sub(
+                self.handshakes_us + self.queries_us + self.ingest_us + self.seal_us + self.commit_us + self.receipts_us
+            ),
+            "txs": self.txs,
+            "blocks": self.blocks,
+        })
+    }
+}
+
 /// What the control thread hands back when it ends.
 pub struct ControlReport {
     pub live: Live,
@@ -110,6 +153,8 @@ pub struct ControlReport {
     pub inclusion_us: Histogram<u64>,
     /// Control-loop iterations that did work, microseconds each.
     pub loop_us: Histogram<u64>,
+    /// The slowest of those iterations, phase by phase.
+    pub slowest: Slowest,
     /// The calls that sealed blocks (their ends, state roots, transaction
     /// roots), microseconds each.
     pub seal_us: Histogram<u64>,
@@ -390,6 +435,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
     let mut inclusion_us = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds");
     let mut loop_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
     let mut seal_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
+    let mut slowest = Slowest::default();
     let mut first_ring = 0usize;
     // The height resumes where the data directory left it.
     let mut st = Live { height: chain.height(), ..Live::default() };
@@ -401,6 +447,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         let all_stopped = cores_running.load(Ordering::Acquire) == 0;
         let mut moved = 0usize;
         let clock = now_ms(epoch);
+        let txs_before = st.txs_in;
         // Handshakes first: WELCOMEs whose sessions are installed leave,
         // then new HELLOs (a bounded number: each costs a signature check
         // and an X25519 exchange).
@@ -417,6 +464,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
             }
             moved += n;
         }
+        let t_handshakes = Instant::now();
         moved += answer_queries(
             &mut exceptions,
             &chain,
@@ -436,6 +484,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
                 }
             },
         );
+        let t_queries = Instant::now();
         // At most BATCH_CHUNK batches an iteration, taken from the rings in
         // turn starting after last iteration's: a full set of rings drained
         // at once held the loop for tens of milliseconds.
@@ -510,8 +559,10 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         let now = unix_ms();
         let seal_started = Instant::now();
         let blocks = if all_stopped && moved == 0 { chain.finish(now) } else { chain.poll(now) };
+        let t_seal = Instant::now();
+        let sealed_now = blocks.len() as u64;
         if !blocks.is_empty() {
-            seal_us.saturating_record(seal_started.elapsed().as_micros().max(1) as u64);
+            seal_us.saturating_record(t_seal.duration_since(seal_started).as_micros().max(1) as u64);
         }
         // Transactions that waited behind a nonce gap and were dropped: no
         // longer seen anywhere, so their clients may send them again.
@@ -537,6 +588,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         // Only durable blocks are committed: without a store, every final
         // block is.
         let durable = store.as_ref().map_or(u64::MAX, Store::durable);
+        let t_commit = Instant::now();
         // Sealed blocks' receipts and inclusion times, at most
         // RECEIPT_CHUNK transactions an iteration (a block of ten thousand
         // at once held the loop for milliseconds); a block's RECEIPTs leave
@@ -577,6 +629,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
                 chain.recycle(b);
             }
         }
+        let t_receipts = Instant::now();
         if last_publish.elapsed() >= Duration::from_millis(100) {
             last_publish = Instant::now();
             st.inclusion_p99_us = inclusion_us.value_at_quantile(0.99);
@@ -597,7 +650,22 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         }
         // Only iterations that did work: an idle one is a sleep.
         if moved > 0 {
-            loop_us.saturating_record(started.elapsed().as_micros().max(1) as u64);
+            let total = started.elapsed().as_micros().max(1) as u64;
+            loop_us.saturating_record(total);
+            if total > slowest.total_us {
+                let us = |a: Instant, b: Instant| b.duration_since(a).as_micros() as u64;
+                slowest = Slowest {
+                    total_us: total,
+                    handshakes_us: us(started, t_handshakes),
+                    queries_us: us(t_handshakes, t_queries),
+                    ingest_us: us(t_queries, seal_started),
+                    seal_us: us(seal_started, t_seal),
+                    commit_us: us(t_seal, t_commit),
+                    receipts_us: us(t_commit, t_receipts),
+                    txs: st.txs_in - txs_before,
+                    blocks: sealed_now,
+                };
+            }
         }
         if all_stopped && moved == 0 && sealed.is_empty() {
             break;
@@ -628,6 +696,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         chain: chain.counters(),
         inclusion_us,
         loop_us,
+        slowest,
         seal_us,
         replies: receipts.as_ref().map(|r| r.reply_counters()).unwrap_or_default(),
         receipts: receipts.map(|r| r.counters()).unwrap_or_default(),
@@ -784,6 +853,14 @@ mod tests {
         assert_eq!(r.chain.ledger.get(Refusal::NonceGap), 1);
         assert_eq!(r.live.late_duplicates, 0);
         assert!(r.live.forgets_sent >= 1 && r.live.forgets_lost == 0, "{:?}", r.live);
+        // The slowest iteration is the histogram's maximum (to its 3
+        // significant digits), its phases within it, and it took work.
+        let w = r.slowest;
+        let phases = w.handshakes_us + w.queries_us + w.ingest_us + w.seal_us + w.commit_us + w.receipts_us;
+        assert!(w.total_us > 0 && phases <= w.total_us, "{w:?}");
+        assert!(r.loop_us.equivalent(w.total_us, r.loop_us.max()), "{w:?} {}", r.loop_us.max());
+        assert!(w.txs > 0, "only transactions move here: {w:?}");
+        assert_eq!(w.to_json()["other_us"], w.total_us - phases);
         // A core that had accepted id2 forgets it when it applies the ring.
         let mut filter = IdFilter::new(10);
         assert!(filter.insert(&id2));
