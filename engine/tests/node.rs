@@ -367,12 +367,17 @@ fn shipped_example_config_is_valid() {
         .args(["node", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/../attnet.example.toml"), "--backend", "pcap"])
         .arg("--pcap")
         .arg(&empty)
+        // The example persists to /var/lib/attnet; the test, to its own
+        // directory.
+        .arg("--data-dir")
+        .arg(d.join("data"))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let s: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(s["packets"]["received"], 0);
     assert_eq!(s["blocks"], 0, "no empty blocks by default");
+    assert_eq!(s["persistent"], true, "the example sets data_dir");
 }
 
 #[test]
