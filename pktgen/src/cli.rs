@@ -404,7 +404,19 @@ pub fn run(a: Args) -> Result<(), String> {
             .map(|d| d.join("attnet-pktgen")),
     };
     let t = std::time::Instant::now();
-    let (pool, fresh) = plan.cached_pool(&spec, cache.as_deref()).map_err(|e| format!("transaction pool: {e}"))?;
+    let mut bar =
+        (!a.quiet).then(|| crate::progress::Progress::new("attnet-pktgen: signing", total as u64, "transactions"));
+    let mut report = |done: u64, _total: u64| {
+        if let Some(b) = bar.as_mut() {
+            b.set(done);
+        }
+    };
+    let (pool, fresh) = plan
+        .cached_pool_progress(&spec, cache.as_deref(), &mut report)
+        .map_err(|e| format!("transaction pool: {e}"))?;
+    if let Some(b) = bar {
+        b.finish();
+    }
     if !a.quiet {
         eprintln!(
             "attnet-pktgen: seed {seed}, {} sessions, {} accounts, {} transactions {} in {:.1} s",

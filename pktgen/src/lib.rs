@@ -17,6 +17,7 @@ pub mod handshake;
 pub mod out;
 pub mod plan;
 pub mod presealed;
+pub mod progress;
 pub mod receipts;
 pub mod run;
 pub mod sched;

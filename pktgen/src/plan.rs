@@ -142,13 +142,21 @@ impl Plan {
     /// `j % accounts`'s, with nonce `j / accounts + 1`, so every account's
     /// nonces come in order whatever prefix of the pool is sent.
     pub fn pool_with(&self, spec: &PoolSpec) -> TxPool {
+        self.pool_with_progress(spec, &mut |_, _| {})
+    }
+
+    /// [`Plan::pool_with`], calling `progress(signed, total)` about every
+    /// 100 ms while the signing threads run.
+    pub fn pool_with_progress(&self, spec: &PoolSpec, progress: &mut dyn FnMut(u64, u64)) -> TxPool {
         let n = self.accounts.len();
         let total = spec.per_account * n;
         let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(total.max(1));
         let chunk = total.div_ceil(threads.max(1)).max(1);
         let pubkeys: Vec<[u8; 32]> =
             self.accounts.iter().map(|sk| ed25519_zebra::VerificationKeyBytes::from(sk).into()).collect();
+        let signed = std::sync::atomic::AtomicU64::new(0);
         let parts: Vec<(Vec<u8>, Vec<u64>)> = std::thread::scope(|s| {
+            let signed = &signed;
             let handles: Vec<_> = (0..total)
                 .step_by(chunk)
                 .map(|from| {
@@ -176,11 +184,18 @@ impl Plan {
                             };
                             emit_signed_tx(&self.accounts[a], self.network_id, &t, &mut bytes);
                             ends.push(bytes.len() as u64);
+                            if ends.len() % 1024 == 0 {
+                                signed.fetch_add(1024, std::sync::atomic::Ordering::Relaxed);
+                            }
                         }
                         (bytes, ends)
                     })
                 })
                 .collect();
+            while !handles.iter().all(|h| h.is_finished()) {
+                progress(signed.load(std::sync::atomic::Ordering::Relaxed), total as u64);
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
             handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
         });
         let mut pool = TxPool::default();
@@ -196,7 +211,18 @@ impl Plan {
     /// [`Plan::pool_with`], cached in `dir` (a file named by everything
     /// the pool depends on). Returns the pool and whether it was signed now.
     pub fn cached_pool(&self, spec: &PoolSpec, dir: Option<&Path>) -> io::Result<(TxPool, bool)> {
-        let Some(dir) = dir else { return Ok((self.pool_with(spec), true)) };
+        self.cached_pool_progress(spec, dir, &mut |_, _| {})
+    }
+
+    /// [`Plan::cached_pool`] with the signing's progress
+    /// ([`Plan::pool_with_progress`]).
+    pub fn cached_pool_progress(
+        &self,
+        spec: &PoolSpec,
+        dir: Option<&Path>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> io::Result<(TxPool, bool)> {
+        let Some(dir) = dir else { return Ok((self.pool_with_progress(spec, progress), true)) };
         let path = self.pool_path(spec, dir);
         if let Ok(pool) = TxPool::load(&path) {
             if pool.len() == spec.per_account * self.accounts.len() {
@@ -207,7 +233,7 @@ impl Plan {
                 return Ok((pool, false));
             }
         }
-        let pool = self.pool_with(spec);
+        let pool = self.pool_with_progress(spec, progress);
         std::fs::create_dir_all(dir)?;
         // Written aside and renamed, so a concurrent run never reads half.
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
