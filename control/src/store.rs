@@ -1215,7 +1215,8 @@ mod tests {
 
         // Retention removed the first segments; then every snapshot goes.
         let d = tmp("pruned");
-        let cfg = StoreConfig { snapshot_txs: u64::MAX, segment_bytes: 1_500, retain_bytes: 3_000, ..StoreConfig::default() };
+        let cfg =
+            StoreConfig { snapshot_txs: u64::MAX, segment_bytes: 1_500, retain_bytes: 3_000, ..StoreConfig::default() };
         write_chain(&d, 10, cfg.clone());
         let (root, height) = write_chain(&d, 10, cfg);
         let first = segments(&d).unwrap()[0].first;
