@@ -66,6 +66,5 @@ printf '%s\n' "${rows[@]}" | jq -s --arg cpu "$cpu" --arg date "$(date -u +%F)" 
 echo "| rep | without: tx/s | with: tx/s | with / without | commit p50 ms | commit p99 ms | commit max ms | fsyncs |"
 echo "|---|---|---|---|---|---|---|---|"
 jq -r '.runs | group_by(.rep)[] | (map(select(.mode=="without"))[0]) as $a | (map(select(.mode=="with"))[0]) as $b |
-  "| \($a.rep) | \($a.tx_per_s|round) | \($b.tx_per_s|round) | \(($b.tx_per_s/$a.tx_per_s*100|round)/100) | \
-\($b.commit_us.p50/1000) | \($b.commit_us.p99/1000) | \($b.commit_us.max/1000) | \($b.syncs) |"' "$out"
+  "| \($a.rep) | \($a.tx_per_s|round) | \($b.tx_per_s|round) | \(($b.tx_per_s/$a.tx_per_s*100|round)/100) | \($b.commit_us.p50/1000) | \($b.commit_us.p99/1000) | \($b.commit_us.max/1000) | \($b.syncs) |"' "$out"
 echo "persist-bench: $cpu, $(nproc) cores; wrote $out" >&2
