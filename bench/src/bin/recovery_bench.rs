@@ -51,6 +51,13 @@ struct Args {
     /// Write the results (JSON) here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write nothing: time recoveries of this existing data directory
+    /// (kept by --keep), warm, `--reps` times.
+    #[arg(long)]
+    recover: Option<PathBuf>,
+    /// Recoveries with --recover.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
 }
 
 /// Account `i`'s key: distinct, spread over the key space.
@@ -174,7 +181,11 @@ fn timed(
         drop_caches()?;
     }
     let lock = store::lock(data)?;
+    let cpu0 = bench::storage::thread_cpu();
     let r = store::recover(lock.path(), g, inbox, false)?;
+    // Recovery runs on this thread: its CPU time, beside the wall time
+    // other processes on a shared machine stretch.
+    let cpu = (bench::storage::thread_cpu() - cpu0).as_secs_f64() * 1e3;
     if r.tip != want {
         return Err(format!("{what}: recovered to {:?}, the chain's tip is {want:?}", r.tip));
     }
@@ -182,7 +193,7 @@ fn timed(
     let snap = r.snapshot_load.as_secs_f64() * 1e3;
     eprintln!(
         "recovery_bench: {what}, {} cache: snapshot {} loaded in {snap:.0} ms, {} blocks / {} txs replayed in \
-         {:.0} ms, {total:.0} ms in all",
+         {:.0} ms, {total:.0} ms in all ({cpu:.0} ms of CPU)",
         if cold { "cold" } else { "warm" },
         r.snapshot_height,
         r.blocks_replayed,
@@ -192,13 +203,29 @@ fn timed(
     let v = serde_json::json!({
         "case": what, "cache": if cold { "cold" } else { "warm" }, "height": r.tip.height,
         "snapshot_height": r.snapshot_height, "blocks_replayed": r.blocks_replayed, "txs_replayed": r.txs_replayed,
-        "snapshot_ms": snap, "replay_ms": total - snap, "total_ms": total,
+        "snapshot_ms": snap, "replay_ms": total - snap, "total_ms": total, "cpu_ms": cpu,
     });
     drop(r);
     Ok(v)
 }
 
+/// `--recover D`: warm recoveries of an existing directory.
+fn recover_only(a: &Args, d: &Path) -> Result<(), String> {
+    let g = store::dir_genesis(d)?;
+    let tip = {
+        let lock = store::lock(d)?;
+        store::recover(lock.path(), &g, a.inbox, false)?.tip
+    };
+    for _ in 0..a.reps.max(1) {
+        timed("existing directory", false, d, &g, a.inbox, tip)?;
+    }
+    Ok(())
+}
+
 fn run(a: Args) -> Result<(), String> {
+    if let Some(d) = &a.recover {
+        return recover_only(&a, d);
+    }
     if a.accounts < 2 || a.block_txs == 0 || a.txs == 0 {
         return Err("--accounts must be at least 2, --block-txs and --txs at least 1".into());
     }
