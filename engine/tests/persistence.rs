@@ -202,3 +202,76 @@ fn kill_9_under_load_never_loses_a_committed_block_nor_applies_a_transaction_twi
     assert!(mid_run * 2 >= kills, "most kills land while the node works ({mid_run} of {kills})");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// A tmpfs of `mb` MiB mounted on `at`, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, mb: u32) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m,mode=0700"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap_or_else(|e| panic!("running mount: {e}"));
+        assert!(
+            out.status.success(),
+            "this test mounts a {mb} MiB tmpfs on {} (it needs root): mount failed: {}",
+            at.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_the_node_naming_the_file_and_a_restart_keeps_every_committed_block() {
+    let d = tmpdir("full");
+    capture(&d);
+    let g = Genesis::load(d.join("genesis.json")).unwrap();
+    let data = d.join("data");
+    let fs = Tmpfs::mount(&data, 2);
+    // Space that is freed afterwards.
+    let filler = data.join("filler");
+    std::fs::write(&filler, vec![7u8; 512 << 10]).unwrap();
+    let out = node(&d, 0).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the node ran {TXS} transactions on 2 MiB: {stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(stderr.contains(&data.display().to_string()), "the error names the file: {stderr}");
+    let committed = ids(&d.join("committed-0.txt"));
+    assert!(!committed.is_empty(), "some blocks were committed before the disk filled: {stderr}");
+    if let Some(h) = live_height(&stderr) {
+        let (_, tip) = chain_ids(&data);
+        assert!(h <= tip, "the live line reported height {h}, the log ends at {tip}");
+    }
+    // Space freed: the directory recovers every committed block.
+    std::fs::remove_file(&filler).unwrap();
+    let r = store::recover(&data, &g, 256, true).unwrap_or_else(|e| panic!("recovery after freeing space: {e}"));
+    let (chain, _) = chain_ids(&data);
+    assert!(committed.iter().all(|id| chain.contains(id)), "a transaction reported committed is not in the log");
+    eprintln!(
+        "{} transactions committed before the disk filled; recovers to block {} ({:?})",
+        committed.len(),
+        r.tip.height,
+        r.truncated
+    );
+    // With room for the whole capture, a restart goes on to its end: every
+    // transaction in the chain once.
+    let grown = Command::new("mount").args(["-o", "remount,size=64m"]).arg(&data).status().unwrap();
+    assert!(grown.success(), "remounting the tmpfs larger failed");
+    let out = node(&d, 1).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (chain, tip) = chain_ids(&data);
+    assert_eq!(chain.len() as u64, TXS, "every transaction of the capture is in the chain exactly once");
+    assert!(committed.iter().all(|id| chain.contains(id)));
+    assert_eq!(recovers_the_same(&d, &g), tip);
+    drop(fs);
+    std::fs::remove_dir_all(&d).unwrap();
+}
