@@ -333,15 +333,19 @@ impl State {
     }
 
     /// A state loaded from a snapshot, its root's tree rebuilt from every
-    /// account (the first [`State::root`] hashes them all) and its inboxes
+    /// account (each account's leaf hashed here) and its inboxes
     /// held to `inbox_capacity` (the configuration may have changed since
     /// the snapshot; the oldest records go, counted as evicted).
     pub fn with_root_rebuilt(mut self, inbox_capacity: usize) -> State {
-        let mut root = AccountRoot::new();
-        for k in self.accounts.keys() {
-            root.mark(*k);
-        }
-        self.root = root;
+        // Leaves in the map's order: each lookup is of the entry the
+        // iteration is at, where key order would miss the cache on nearly
+        // every account of a large map.
+        let leaves = self
+            .accounts
+            .keys()
+            .filter_map(|k| leaf_hash(k, &self.accounts, &self.producers).map(|h| (*k, h)))
+            .collect();
+        self.root = AccountRoot::from_leaves(leaves);
         self.cfg.inbox_capacity = inbox_capacity;
         for q in self.inboxes.values_mut() {
             while q.records.len() > inbox_capacity {
