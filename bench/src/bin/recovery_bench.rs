@@ -48,6 +48,9 @@ struct Args {
     /// Keep the data directory.
     #[arg(long)]
     keep: bool,
+    /// Warm recoveries only (no page-cache drop, which needs root).
+    #[arg(long)]
+    warm_only: bool,
     /// Write the results (JSON) here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -254,8 +257,9 @@ fn run(a: Args) -> Result<(), String> {
             }
         }
         let tip = gen.tip;
+        let caches: &[bool] = if a.warm_only { &[false] } else { &[true, false] };
         let mut runs = Vec::new();
-        for cold in [true, false] {
+        for &cold in caches {
             runs.push(timed("newest snapshot", cold, &data, &g, a.inbox, tip)?);
         }
         // The newest snapshot removed: the one before it and a longer replay.
@@ -270,7 +274,7 @@ fn run(a: Args) -> Result<(), String> {
         };
         if let Some(newest) = snaps.last() {
             std::fs::remove_file(newest).map_err(|e| format!("{}: {e}", newest.display()))?;
-            for cold in [true, false] {
+            for &cold in caches {
                 runs.push(timed("newest snapshot removed", cold, &data, &g, a.inbox, tip)?);
             }
         }
