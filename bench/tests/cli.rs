@@ -101,3 +101,32 @@ fn storage_writer_rejects_unknown_candidates() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown candidate"));
 }
+
+#[test]
+fn recovery_bench_recovers_its_chain_with_and_without_the_newest_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("recovery.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_recovery_bench"))
+        .args(["--txs", "30000", "--accounts", "2000", "--block-txs", "1000", "--warm-only"])
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let runs = v["recoveries"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{v}");
+    // The chain fits in one snapshot interval: one session, its shutdown
+    // snapshot at the tip; without it, the whole chain from the genesis.
+    for r in runs {
+        assert_eq!(r["height"], 30, "{r}");
+        assert_eq!(r["cache"], "warm");
+    }
+    assert_eq!((runs[0]["snapshot_height"].as_u64(), runs[0]["txs_replayed"].as_u64()), (Some(30), Some(0)));
+    assert_eq!((runs[1]["snapshot_height"].as_u64(), runs[1]["txs_replayed"].as_u64()), (Some(0), Some(30_000)));
+    assert_eq!(v["sessions"][0]["store"]["txs"], 30_000);
+    // The data directory is removed.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "only the results file is left");
+}

@@ -577,7 +577,12 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
             let sealed_ns = epoch.elapsed().as_nanos() as u64;
             if let Some(s) = store.as_ref() {
                 for b in &blocks {
-                    s.append(b.clone())?;
+                    // A refused block means the store thread stopped on an
+                    // error (a full disk, a failed fsync): the loop ends
+                    // below and `finish` returns that error, naming the file.
+                    if s.append(b.clone()).is_err() {
+                        break;
+                    }
                 }
             }
             sealed.extend(blocks.into_iter().map(|b| (b, 0usize, sealed_ns)));

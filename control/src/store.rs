@@ -257,7 +257,11 @@ pub fn check_meta(lock: &DirLock, genesis: &Genesis, node_key: &[u8; 32]) -> Res
 pub(crate) fn write_aside(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| io(&tmp, e))?;
+    if let Err(e) = f.write_all(bytes).and_then(|_| f.sync_all()) {
+        // A full disk: the partial file would only hold on to the space.
+        let _ = fs::remove_file(&tmp);
+        return Err(io(&tmp, e));
+    }
     fs::rename(&tmp, path).map_err(|e| io(path, e))?;
     fsync_dir(dir)
 }
@@ -293,6 +297,8 @@ pub struct Recovered {
     pub tip: Tip,
     /// The snapshot loaded (0: none, replayed from the genesis).
     pub snapshot_height: u64,
+    /// Reading, decoding and checking it (its root rebuilt).
+    pub snapshot_load: Duration,
     /// Blocks and transactions replayed from the log after the snapshot.
     pub blocks_replayed: u64,
     pub txs_replayed: u64,
@@ -310,6 +316,7 @@ impl Recovered {
         serde_json::json!({
             "height": self.tip.height,
             "snapshot_height": self.snapshot_height,
+            "snapshot_ms": self.snapshot_load.as_millis() as u64,
             "blocks": self.blocks_replayed,
             "txs": self.txs_replayed,
             "ms": self.elapsed.as_millis() as u64,
@@ -516,6 +523,7 @@ pub fn recover(d: &Path, genesis: &Genesis, inbox_capacity: usize, read_only: bo
         Some((s, tip, c)) => (s, tip, c),
         None => (State::new(genesis, inbox_capacity), genesis_tip, ReceiveCounters::new()),
     };
+    let snapshot_load = started.elapsed();
     let mut tip = snap_tip;
     let (mut blocks, mut txs) = (0u64, 0u64);
     let mut truncated = None;
@@ -523,17 +531,30 @@ pub fn recover(d: &Path, genesis: &Genesis, inbox_capacity: usize, read_only: bo
     if let Some(first) = segs.first() {
         if first.first > snap_tip.height + 1 {
             return Err(format!(
-                "{}: the log starts at block {} but the newest snapshot is of block {}: blocks {}..{} are missing",
+                "{}: the log starts at block {} but the newest snapshot is of block {}: blocks {}..{} are missing \
+                 (retention removed them) and no snapshot in {} covers them; put back a snapshot of block {} or \
+                 later, or start from a copy of a whole data directory: `attnet repair --data-dir {}` cannot \
+                 rebuild removed blocks",
                 blocks_dir(d).display(),
                 first.first,
                 snap_tip.height,
                 snap_tip.height + 1,
-                first.first - 1
+                first.first - 1,
+                snapshots_dir(d).display(),
+                first.first - 1,
+                d.display()
             ));
         }
     }
     let last_seg = segs.len().saturating_sub(1);
     for (si, seg) in segs.iter().enumerate() {
+        // Recovery needs the blocks after the snapshot and the snapshot's
+        // own (checked against it): a segment whose successor starts at or
+        // before the snapshot's block holds none of them and is not read
+        // (`attnet repair` and the queries still read every segment).
+        if segs.get(si + 1).is_some_and(|next| next.first <= snap_tip.height) {
+            continue;
+        }
         let mut r = SegmentReader::open(&seg.path)?;
         let mut expect = seg.first;
         loop {
@@ -607,6 +628,7 @@ pub fn recover(d: &Path, genesis: &Genesis, inbox_capacity: usize, read_only: bo
         state,
         tip,
         snapshot_height: snap_tip.height,
+        snapshot_load,
         blocks_replayed: blocks,
         txs_replayed: txs,
         truncated,
@@ -1434,5 +1456,178 @@ mod tests {
         drop(l);
         assert!(!is_locked(&d));
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_missing_snapshot_falls_back_to_an_older_one_or_the_genesis_else_names_what_is_missing() {
+        let d = tmp("nosnap");
+        // Two runs, each ending with a snapshot (at 6, then at 10).
+        let cfg = StoreConfig { snapshot_txs: u64::MAX, ..StoreConfig::default() };
+        write_chain(&d, 6, cfg.clone());
+        let (root, height) = write_chain(&d, 4, cfg);
+        let snaps = numbered(&snapshots_dir(&d), "snap").unwrap();
+        assert_eq!(snaps.len(), SNAPSHOTS_KEPT, "{snaps:?}");
+        let (older, newest) = (snaps[0].0, snaps[1].0);
+        assert_eq!((older, newest, height), (6, 10, 10));
+        // The newest deleted: the older one, and the blocks after it.
+        fs::remove_file(&snaps[1].1).unwrap();
+        let mut r = recover(&d, &genesis(), 16, false).unwrap();
+        assert_eq!((r.snapshot_height, r.blocks_replayed), (older, height - older));
+        assert_eq!((r.tip.height, r.state.root()), (height, root));
+        // Every snapshot deleted: the log from the genesis.
+        fs::remove_file(&snaps[0].1).unwrap();
+        let mut r = recover(&d, &genesis(), 16, false).unwrap();
+        assert_eq!((r.snapshot_height, r.blocks_replayed, r.state.root()), (0, height, root));
+        fs::remove_dir_all(&d).unwrap();
+
+        // Retention removed the first segments; then every snapshot goes.
+        let d = tmp("pruned");
+        let cfg =
+            StoreConfig { snapshot_txs: u64::MAX, segment_bytes: 1_500, retain_bytes: 3_000, ..StoreConfig::default() };
+        write_chain(&d, 10, cfg.clone());
+        let (root, height) = write_chain(&d, 10, cfg);
+        let first = segments(&d).unwrap()[0].first;
+        assert!(first > 1, "retention removed the oldest segments");
+        assert_eq!(recover(&d, &genesis(), 16, false).unwrap().tip.height, height);
+        let snaps = numbered(&snapshots_dir(&d), "snap").unwrap();
+        let (newest_h, newest) = snaps.last().unwrap().clone();
+        let kept = fs::read(&newest).unwrap();
+        for (_, p) in &snaps {
+            fs::remove_file(p).unwrap();
+        }
+        let e = recover(&d, &genesis(), 16, false).unwrap_err();
+        let missing = format!("blocks 1..{} are missing", first - 1);
+        for want in [missing.as_str(), "no snapshot in", "attnet repair --data-dir", "cannot rebuild"] {
+            assert!(e.contains(want), "{want:?} not in: {e}");
+        }
+        // `repair` changes nothing there and says the directory stays
+        // unrecoverable.
+        let before: Vec<_> = segments(&d).unwrap().iter().map(|s| fs::read(&s.path).unwrap()).collect();
+        let l = lock(&d).unwrap();
+        let e = repair(&l, &genesis()).unwrap_err();
+        assert!(e.starts_with("still not recoverable") && e.contains(&missing), "{e}");
+        let after: Vec<_> = segments(&d).unwrap().iter().map(|s| fs::read(&s.path).unwrap()).collect();
+        assert_eq!(before, after, "repair leaves the log as it was");
+        drop(l);
+        // A snapshot put back makes it whole again.
+        fs::write(&newest, kept).unwrap();
+        let mut r = recover(&d, &genesis(), 16, false).unwrap();
+        assert_eq!((r.snapshot_height, r.tip.height, r.state.root()), (newest_h, height, root));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A tmpfs of `mb` MiB mounted on a new directory, unmounted (and the
+    /// directory removed) when dropped.
+    struct Tmpfs(PathBuf);
+
+    impl Tmpfs {
+        fn mount(name: &str, mb: u32) -> Tmpfs {
+            let d = tmp(name);
+            fs::create_dir_all(&d).unwrap();
+            let out = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={mb}m,mode=0700"), "tmpfs"])
+                .arg(&d)
+                .output()
+                .unwrap_or_else(|e| panic!("running mount: {e}"));
+            assert!(
+                out.status.success(),
+                "this test mounts a {mb} MiB tmpfs on {} (it needs root): mount failed: {}",
+                d.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Tmpfs(d)
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+            let _ = fs::remove_dir(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_full_disk_stops_the_store_naming_the_file_and_every_committed_block_recovers() {
+        let m = Tmpfs::mount("full", 2);
+        let d = m.0.join("data");
+        let ids_path = tmp("full-ids");
+        let g = genesis();
+        let l = lock(&d).unwrap();
+        check_meta(&l, &g, &P).unwrap();
+        // Space that is freed afterwards.
+        let filler = m.0.join("filler");
+        fs::write(&filler, vec![7u8; 512 << 10]).unwrap();
+        let r = recover(&d, &g, 16, false).unwrap();
+        let mut c = Chain::resume(
+            &g,
+            ChainConfig { ledger: LedgerConfig::default(), block: BlockConfig::default(), producer: Some(P) },
+            r.state.clone(),
+            0,
+            r.tip.hash,
+            0,
+        );
+        let cfg = StoreConfig {
+            snapshot_txs: 40,
+            segment_bytes: 200 << 10,
+            committed_ids: Some(ids_path.clone()),
+            ..StoreConfig::default()
+        };
+        let store = Store::start(&l, cfg, r.state, r.tip).unwrap();
+        let memo = [b'm'; 1000];
+        let mut now = 1_000;
+        // B's account, so that messages reach it.
+        c.submit(&tx(Kind::Transfer, A, B, 1, 100, b""), now).unwrap();
+        let mut reported = 0;
+        let mut refused = false;
+        // 2 MiB holds about 1 900 such transactions: the bound is far off.
+        'fill: for _ in 0..2_000 {
+            let n = c.ledger().account(&A).unwrap().nonce;
+            for i in 1..=8 {
+                c.submit(&tx(Kind::Message, A, B, n + i, 0, &memo), now).unwrap();
+            }
+            now += 1_000;
+            for b in c.poll(now) {
+                if store.append(b).is_err() {
+                    refused = true;
+                    break 'fill;
+                }
+            }
+            // What the node reports committed: the durable height.
+            reported = reported.max(store.durable());
+            if store.failed() {
+                break;
+            }
+        }
+        reported = reported.max(store.durable());
+        assert!(refused || store.failed(), "the store never ran out of space");
+        let e = store.finish().unwrap_err();
+        eprintln!("the store stopped at block {reported} of {}: {e}", c.height());
+        assert!(e.contains("No space left on device"), "{e}");
+        assert!(e.contains(&d.display().to_string()), "the error names the file: {e}");
+        assert!(reported >= 1 && reported < c.height(), "reported {reported} of {}", c.height());
+        let committed: Vec<[u8; 32]> = fs::read_to_string(&ids_path)
+            .unwrap()
+            .lines()
+            .map(|l| hex::decode(l).unwrap().try_into().unwrap())
+            .collect();
+        assert!(!committed.is_empty());
+        assert!(
+            fs::read_dir(snapshots_dir(&d)).unwrap().all(|e| e.unwrap().path().extension().unwrap() == "snap"),
+            "no partial snapshot left behind"
+        );
+        // Space freed: the directory recovers every block reported
+        // committed (a torn last record cut), and takes new blocks.
+        fs::remove_file(&filler).unwrap();
+        let r = recover(&d, &g, 16, false).unwrap_or_else(|e| panic!("recovery after the space was freed: {e}"));
+        assert!(r.tip.height >= reported, "recovered {} < reported {reported}", r.tip.height);
+        eprintln!("recovered to block {} ({:?})", r.tip.height, r.truncated);
+        let chain: std::collections::HashSet<[u8; 32]> =
+            read_blocks(&d).unwrap().iter().flat_map(|b| b.txs().map(tx_id).collect::<Vec<_>>()).collect();
+        assert!(committed.iter().all(|id| chain.contains(id)), "a transaction reported committed was lost");
+        drop(l);
+        let (_, height) = write_chain(&d, 2, StoreConfig { snapshot_txs: 40, ..StoreConfig::default() });
+        assert!(height > r.tip.height);
+        let _ = fs::remove_file(&ids_path);
+        drop(m);
     }
 }

@@ -365,3 +365,84 @@ fn a_capture_replayed_after_a_restart_is_replay() {
     assert_eq!(s["frames"]["accepted"].as_u64(), Some(N), "{}", s["frames"]);
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// A tmpfs of `mb` MiB mounted on `at`, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, mb: u32) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m,mode=0700"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap_or_else(|e| panic!("running mount: {e}"));
+        assert!(
+            out.status.success(),
+            "this test mounts a {mb} MiB tmpfs on {} (it needs root): mount failed: {}",
+            at.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_the_node_naming_the_file_and_a_restart_keeps_every_committed_block() {
+    let d = tmpdir("full");
+    capture(&d, TXS, "t.pcap");
+    let g = Genesis::load(d.join("genesis.json")).unwrap();
+    let data = d.join("data");
+    let fs = Tmpfs::mount(&data, 2);
+    // Space that is freed afterwards.
+    let filler = data.join("filler");
+    std::fs::write(&filler, vec![7u8; 512 << 10]).unwrap();
+    let out = node_on(&d, 0, "t.pcap").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the node ran {TXS} transactions on 2 MiB: {stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    // The node runs in `d` with `--data-dir data`: the path as given.
+    assert!(
+        stderr.contains("data/blocks/") || stderr.contains("data/snapshots/"),
+        "the error names the file: {stderr}"
+    );
+    assert!(stderr.contains("the node stopped"), "{stderr}");
+    let committed = ids(&d.join("committed-0.txt"));
+    assert!(!committed.is_empty(), "some blocks were committed before the disk filled: {stderr}");
+    if let Some(h) = live_height(&stderr) {
+        let (_, tip) = chain_ids(&data);
+        assert!(h <= tip, "the live line reported height {h}, the log ends at {tip}");
+    }
+    // Space freed: the directory recovers every committed block.
+    std::fs::remove_file(&filler).unwrap();
+    let r = store::recover(&data, &g, 256, true).unwrap_or_else(|e| panic!("recovery after freeing space: {e}"));
+    let (chain, _) = chain_ids(&data);
+    assert!(committed.iter().all(|id| chain.contains(id)), "a transaction reported committed is not in the log");
+    eprintln!(
+        "{} transactions committed before the disk filled; recovers to block {} ({:?})",
+        committed.len(),
+        r.tip.height,
+        r.truncated
+    );
+    // With room for the whole capture, a restart goes on to its end: every
+    // transaction in the chain once. The transactions come again under
+    // fresh counters (the same frames would be `replay` up to the
+    // persisted counters), as a client resends what had no receipt.
+    let grown = Command::new("mount").args(["-o", "remount,size=64m"]).arg(&data).status().unwrap();
+    assert!(grown.success(), "remounting the tmpfs larger failed");
+    capture(&d, TXS, "t2.pcap");
+    let out = node_on(&d, 1, "t2.pcap").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (chain, tip) = chain_ids(&data);
+    assert_eq!(chain.len() as u64, TXS, "every transaction of the capture is in the chain exactly once");
+    assert!(committed.iter().all(|id| chain.contains(id)));
+    assert_eq!(recovers_the_same(&d, &g), tip);
+    drop(fs);
+    std::fs::remove_dir_all(&d).unwrap();
+}
