@@ -1208,7 +1208,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod tests {
+mod leaf_tests {
     use super::*;
 
     /// The leaf is SHA-256 over exactly the bytes the documentation lists,

@@ -1572,7 +1572,8 @@ mod tests {
             committed_ids: Some(ids_path.clone()),
             ..StoreConfig::default()
         };
-        let store = Store::start(&l, cfg, r.state, r.tip).unwrap();
+        let rx = ReceiveWindows { recovered: r.counters.clone(), windows: Vec::new() };
+        let store = Store::start(&l, cfg, r.state, r.tip, rx).unwrap();
         let memo = [b'm'; 1000];
         let mut now = 1_000;
         // B's account, so that messages reach it.

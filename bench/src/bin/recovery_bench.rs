@@ -98,7 +98,9 @@ fn session(a: &Args, g: &Genesis, data: &Path, gen: &mut Gen, txs: u64) -> Resul
     if r.tip != gen.tip {
         return Err(format!("the directory recovered to {:?}, the generator is at {:?}", r.tip, gen.tip));
     }
-    let s = store::Store::start(&lock, StoreConfig::default(), r.state, r.tip)?;
+    // No configured sessions: the counters recovered are kept as they are.
+    let rx = store::ReceiveWindows { recovered: r.counters, windows: Vec::new() };
+    let s = store::Store::start(&lock, StoreConfig::default(), r.state, r.tip, rx)?;
     let n = a.accounts;
     let min_fee = g.min_fee();
     let mut block: Vec<Vec<u8>> = Vec::with_capacity(a.block_txs as usize);
