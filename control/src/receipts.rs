@@ -142,11 +142,13 @@ pub struct Pending {
 
 /// Pending transactions by transaction id, in two generations of fixed
 /// capacity (`cap / 2` each, sized at start): inserts go to the young one;
-/// when it holds `cap / 2` entries the old one is emptied (its unclaimed
-/// entries are counted in `swept`) and the two swap. A table that only
-/// inserted and removed would fill with tombstones and rehash in place
-/// every hundred thousand transactions or so (milliseconds at a time);
-/// a generation is emptied before that can happen. An entry lives for
+/// when `cap / 2` entries were inserted into it the old one is emptied
+/// (its unclaimed entries are counted in `swept`) and the two swap. A
+/// table that only inserted and removed would fill with tombstones and
+/// rehash in place every couple of hundred thousand transactions
+/// (milliseconds at a time, the control loop's longest iterations): the
+/// swap counts inserts, not entries held (which takes keep low), so a
+/// generation is emptied before its free slots run out. An entry lives for
 /// between `cap / 2` and `cap` later transactions: at 40 000 a second and
 /// the default 2^18, 3 to 6 s, more than a block interval plus the
 /// ledger's nonce-gap wait.
@@ -155,6 +157,8 @@ pub struct RouteTable {
     young: HashMap<[u8; 32], Pending>,
     old: HashMap<[u8; 32], Pending>,
     half: usize,
+    /// Inserts into `young` since it was last emptied.
+    inserted: usize,
     /// Entries evicted unclaimed (their transactions were dropped by the
     /// ledger later, or waited longer than the table remembers).
     pub swept: u64,
@@ -164,7 +168,13 @@ impl RouteTable {
     /// Remembers at most the last `cap` entries (at least `cap / 2`).
     pub fn new(cap: usize) -> Self {
         let half = (cap / 2).max(1);
-        RouteTable { young: HashMap::with_capacity(half), old: HashMap::with_capacity(half), half, swept: 0 }
+        RouteTable {
+            young: HashMap::with_capacity(half),
+            old: HashMap::with_capacity(half),
+            half,
+            inserted: 0,
+            swept: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -177,11 +187,13 @@ impl RouteTable {
 
     /// Remembers a transaction the ledger took (applied or waiting).
     pub fn insert(&mut self, key: [u8; 32], p: Pending) {
-        if self.young.len() >= self.half && !self.young.contains_key(&key) {
+        if self.inserted >= self.half && !self.young.contains_key(&key) {
             self.swept += self.old.len() as u64;
             self.old.clear();
             std::mem::swap(&mut self.young, &mut self.old);
+            self.inserted = 0;
         }
+        self.inserted += 1;
         self.young.insert(key, p);
     }
 
@@ -189,6 +201,7 @@ impl RouteTable {
     pub fn clear(&mut self) {
         self.young.clear();
         self.old.clear();
+        self.inserted = 0;
     }
 
     /// Takes a sealed transaction's entry.
@@ -569,6 +582,39 @@ mod tests {
         assert!(t.swept >= 1, "{}", t.swept);
         assert!(t.take(&[8; 32]).is_some());
         assert!(t.len() <= 6);
+    }
+
+    /// Generations turn over by inserts, not by entries held: with every
+    /// entry taken soon after its insert (what sealing does), a generation
+    /// is still emptied after `cap / 2` inserts, so its tombstones never
+    /// exhaust the table's free slots (which would rehash it in place).
+    #[test]
+    fn route_table_turns_over_by_inserts_when_entries_are_taken() {
+        let mut t = RouteTable::new(8);
+        for i in 0..3u8 {
+            t.insert([i; 32], pending(i, 0));
+            assert!(t.take(&[i; 32]).is_some());
+        }
+        t.insert([3; 32], pending(3, 0));
+        // The fifth insert starts a new generation; 3 is in the old one.
+        t.insert([4; 32], pending(4, 0));
+        assert_eq!(t.len(), 2);
+        for i in 5..9u8 {
+            t.insert([i; 32], pending(i, 0));
+        }
+        // Four more inserts: the generation holding 3 is gone, unclaimed.
+        assert!(t.take(&[3; 32]).is_none());
+        assert_eq!(t.swept, 1);
+        // Many turns over: the table keeps the capacity it was given.
+        let cap = t.young.capacity().max(t.old.capacity());
+        for i in 0..100_000u32 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            t.insert(k, pending(0, 0));
+            t.take(&k);
+        }
+        assert_eq!(t.young.capacity().max(t.old.capacity()), cap);
+        assert!(t.inserted <= t.half);
     }
 
     /// Ids are grouped by route, in block order, 40 per frame; counters per

@@ -172,8 +172,10 @@ pub struct ControlReport {
 }
 
 /// Ids of transactions the ledger took (applied or waiting), in two
-/// generations of fixed capacity: inserts go to the young one; when it
-/// holds `cap / 2` ids the old one is emptied and the two swap. Both are
+/// generations of fixed capacity: inserts go to the young one; when
+/// `cap / 2` ids were inserted into it the old one is emptied and the two
+/// swap (counting inserts, not ids held: removals leave tombstones, and a
+/// table whose free slots run out rehashes in place, milliseconds). Both are
 /// sized at start, so no insert ever rehashes a whole table (a rehash of a
 /// million ids stalled the loop for most of a second); clearing a
 /// generation touches only its control bytes. Between `cap / 2` and `cap`
@@ -182,12 +184,14 @@ struct RecentIds {
     young: HashSet<[u8; 32]>,
     old: HashSet<[u8; 32]>,
     half: usize,
+    /// Inserts into `young` since it was last emptied.
+    inserted: usize,
 }
 
 impl RecentIds {
     fn new(cap: usize) -> Self {
         let half = (cap / 2).max(1);
-        RecentIds { young: HashSet::with_capacity(half), old: HashSet::with_capacity(half), half }
+        RecentIds { young: HashSet::with_capacity(half), old: HashSet::with_capacity(half), half, inserted: 0 }
     }
 
     fn contains(&self, id: &[u8; 32]) -> bool {
@@ -196,10 +200,12 @@ impl RecentIds {
 
     /// Records `id` (the caller checked it is not known).
     fn insert(&mut self, id: [u8; 32]) {
-        if self.young.len() >= self.half {
+        if self.inserted >= self.half {
             self.old.clear();
             std::mem::swap(&mut self.young, &mut self.old);
+            self.inserted = 0;
         }
+        self.inserted += 1;
         self.young.insert(id);
     }
 
