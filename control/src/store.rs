@@ -517,6 +517,18 @@ pub fn apply_block(state: &mut State, tip: Tip, b: &Block) -> Result<Tip, String
 /// (unless `read_only`); any other damage is an error naming file and
 /// offset.
 pub fn recover(d: &Path, genesis: &Genesis, inbox_capacity: usize, read_only: bool) -> Result<Recovered, String> {
+    recover_with_progress(d, genesis, inbox_capacity, read_only, &mut |_, _| {})
+}
+
+/// [`recover`], calling `progress(read, total)` with the bytes of log it
+/// has read of those it will read, after every block.
+pub fn recover_with_progress(
+    d: &Path,
+    genesis: &Genesis,
+    inbox_capacity: usize,
+    read_only: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Recovered, String> {
     let started = Instant::now();
     let genesis_tip = Tip { height: 0, hash: genesis.hash(), timestamp_ms: 0 };
     let (mut state, snap_tip, mut counters) = match load_snapshot(d, inbox_capacity)? {
@@ -547,12 +559,18 @@ pub fn recover(d: &Path, genesis: &Genesis, inbox_capacity: usize, read_only: bo
         }
     }
     let last_seg = segs.len().saturating_sub(1);
+    // Recovery needs the blocks after the snapshot and the snapshot's own
+    // (checked against it): a segment whose successor starts at or before
+    // the snapshot's block holds none of them and is not read (`attnet
+    // repair` and the queries still read every segment).
+    let skipped = |si: usize| segs.get(si + 1).is_some_and(|next| next.first <= snap_tip.height);
+    let total: u64 = (0..segs.len())
+        .filter(|&si| !skipped(si))
+        .filter_map(|si| segs.get(si).and_then(|s| fs::metadata(&s.path).ok()).map(|m| m.len()))
+        .sum();
+    let mut read_before = 0u64;
     for (si, seg) in segs.iter().enumerate() {
-        // Recovery needs the blocks after the snapshot and the snapshot's
-        // own (checked against it): a segment whose successor starts at or
-        // before the snapshot's block holds none of them and is not read
-        // (`attnet repair` and the queries still read every segment).
-        if segs.get(si + 1).is_some_and(|next| next.first <= snap_tip.height) {
+        if skipped(si) {
             continue;
         }
         let mut r = SegmentReader::open(&seg.path)?;
@@ -597,6 +615,7 @@ pub fn recover(d: &Path, genesis: &Genesis, inbox_capacity: usize, read_only: bo
                         .map_err(|e| format!("{} offset {}: {e}", seg.path.display(), at - payload.len() - 8))?;
                     blocks += 1;
                     txs += b.len() as u64;
+                    progress(read_before + r.at as u64, total);
                 }
                 Next::Bad { offset, torn, why } => {
                     if torn && si == last_seg {
@@ -619,7 +638,9 @@ pub fn recover(d: &Path, genesis: &Genesis, inbox_capacity: usize, read_only: bo
                 }
             }
         }
+        read_before += r.data.len() as u64;
     }
+    progress(total, total);
     let supply = state.supply();
     if !supply.holds() {
         return Err(format!("{}: the recovered state does not conserve the supply: {supply:?}", d.display()));
@@ -1277,9 +1298,15 @@ mod tests {
         for (_, p) in numbered(&snapshots_dir(&d), "snap").unwrap() {
             fs::remove_file(p).unwrap();
         }
-        let mut r = recover(&d, &genesis(), 16, true).unwrap();
+        // The replay reports its progress: bytes read of the whole log,
+        // rising, to the end.
+        let mut seen: Vec<(u64, u64)> = Vec::new();
+        let mut r = recover_with_progress(&d, &genesis(), 16, true, &mut |a, b| seen.push((a, b))).unwrap();
         assert_eq!((r.tip.height, r.blocks_replayed, r.state.root()), (12, 12, root));
         assert!(r.state.supply().holds());
+        let log: u64 = segments(&d).unwrap().iter().map(|s| fs::metadata(&s.path).unwrap().len()).sum();
+        assert_eq!(seen.last(), Some(&(log, log)), "{seen:?}");
+        assert!(seen.len() > 12 && seen.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 == log), "{seen:?}");
         // A second run continues the chain.
         let (_, height) = write_chain(&d, 3, cfg);
         assert_eq!(height, 15);

@@ -465,7 +465,21 @@ fn persistence(cfg: &NodeConfig, genesis: &control::genesis::Genesis) -> Result<
     };
     control::store::check_meta(&lock, genesis, &node_key.public)?;
     let inbox = control::ledger::LedgerConfig::default().inbox_capacity;
-    let r = control::store::recover(d, genesis, inbox, false)?;
+    // A long replay shows its progress (a bar on a terminal, a line every
+    // few seconds otherwise).
+    let mut bar: Option<pktgen::progress::Progress> = None;
+    let started = std::time::Instant::now();
+    let r = control::store::recover_with_progress(d, genesis, inbox, false, &mut |read, total| {
+        if bar.is_none() && started.elapsed() >= std::time::Duration::from_secs(1) && read < total {
+            bar = Some(pktgen::progress::Progress::new("attnet: replaying the block log", total, "bytes"));
+        }
+        if let Some(b) = bar.as_mut() {
+            b.set(read);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish();
+    }
     if let Some(t) = &r.truncated {
         eprintln!("attnet: recovery cut a torn write: {t}");
     }
