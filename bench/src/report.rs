@@ -172,12 +172,7 @@ pub mod machine {
 
     pub fn cpu_flags() -> CpuFlags {
         let info = cpuinfo();
-        let flags: Vec<&str> = info
-            .lines()
-            .find(|l| l.starts_with("flags"))
-            .and_then(|l| l.split(':').nth(1))
-            .map(|f| f.split_whitespace().collect())
-            .unwrap_or_default();
+        let flags = dataplane::host::cpuinfo_flags(&info);
         let has = |f: &str| flags.contains(&f);
         CpuFlags {
             aes: has("aes"),

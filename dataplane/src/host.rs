@@ -26,8 +26,27 @@ pub fn frame_path(network_id: u32) -> FramePath {
     FramePath::new(network_id, os_seed())
 }
 
+/// The CPU feature flags of the first processor in `/proc/cpuinfo`'s
+/// text (`aes`, `avx2`, `sha_ni`, ...); empty when there is no `flags`
+/// line.
+pub fn cpuinfo_flags(cpuinfo: &str) -> Vec<&str> {
+    cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|f| f.split_whitespace().collect())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cpuinfo_flags_of_the_first_processor() {
+        let info = "processor\t: 0\nflags\t\t: fpu aes avx2\nprocessor\t: 1\nflags\t: fpu\n";
+        assert_eq!(super::cpuinfo_flags(info), ["fpu", "aes", "avx2"]);
+        assert!(super::cpuinfo_flags("model name: x\n").is_empty());
+    }
+
     #[test]
     fn counter_starts_follow_the_clock_and_seeds_differ() {
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();

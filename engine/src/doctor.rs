@@ -179,12 +179,7 @@ pub fn run_checks(h: &Host, w: &Wanted) -> Vec<Finding> {
 
 fn cpu_features(h: &Host, out: &mut Vec<Finding>) {
     let info = h.read("proc/cpuinfo").unwrap_or_default();
-    let flags: Vec<&str> = info
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .and_then(|l| l.split(':').nth(1))
-        .map(|f| f.split_whitespace().collect())
-        .unwrap_or_default();
+    let flags = dataplane::host::cpuinfo_flags(&info);
     if flags.is_empty() {
         out.push(finding(
             "cpu.features",

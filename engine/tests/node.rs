@@ -9,23 +9,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+mod summary_common;
+use summary_common::{assert_balanced, sum};
+
 const BIN: &str = env!("CARGO_BIN_EXE_attnet");
 
 fn tmpdir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("attnet-node-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn sum(v: &Value) -> u64 {
-    v.as_object().unwrap().values().map(|x| x.as_u64().unwrap()).sum()
-}
-
-fn assert_balanced(s: &Value) {
-    let f = &s["frames"];
-    assert_eq!(f["received"].as_u64().unwrap(), f["accepted"].as_u64().unwrap() + sum(&f["dropped"]), "{s}");
-    let t = &s["txs"];
-    assert_eq!(t["seen"].as_u64().unwrap(), t["accepted"].as_u64().unwrap() + sum(&t["dropped"]), "{s}");
 }
 
 /// `attnet demo` inside a fresh network namespace (no other traffic

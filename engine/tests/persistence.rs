@@ -26,6 +26,9 @@ use control::genesis::Genesis;
 use control::store;
 use serde_json::Value;
 
+mod summary_common;
+use summary_common::{assert_balanced, sum};
+
 const BIN: &str = env!("CARGO_BIN_EXE_attnet");
 const TXS: u64 = 60_000;
 
@@ -268,18 +271,6 @@ fn kill_9_under_load_never_loses_a_committed_block_nor_applies_a_transaction_twi
     eprintln!("{kills} kills ({mid_run} mid-run), chain of {tip} blocks, {TXS} transactions once each");
     assert!(mid_run * 2 >= kills, "most kills land while the node works ({mid_run} of {kills})");
     std::fs::remove_dir_all(&d).unwrap();
-}
-
-fn sum(v: &Value) -> u64 {
-    v.as_object().unwrap().values().map(|x| x.as_u64().unwrap()).sum()
-}
-
-/// Every frame and every transaction is accepted or dropped for a reason.
-fn assert_balanced(s: &Value) {
-    let f = &s["frames"];
-    assert_eq!(f["received"].as_u64().unwrap(), f["accepted"].as_u64().unwrap() + sum(&f["dropped"]), "{s}");
-    let t = &s["txs"];
-    assert_eq!(t["seen"].as_u64().unwrap(), t["accepted"].as_u64().unwrap() + sum(&t["dropped"]), "{s}");
 }
 
 fn summary(d: &Path, run: usize) -> Value {
