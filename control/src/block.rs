@@ -343,9 +343,9 @@ pub struct BlockBuilder {
     last_timestamp_ms: u64,
     data: Vec<u8>,
     ends: Vec<usize>,
-    /// The leaf hash of each waiting transaction, computed as it arrives so
-    /// that a seal only folds the tree.
-    leaves: Vec<Hash>,
+    /// The transaction tree of the waiting transactions, folded as they
+    /// arrive so that a seal costs a few node hashes, not thousands.
+    tree: merkle::Streaming,
     /// Fees of the waiting transactions.
     fees: u64,
     /// Buffers of blocks the caller is done with, for the next blocks.
@@ -364,7 +364,7 @@ impl BlockBuilder {
             last_timestamp_ms: 0,
             data: Vec::new(),
             ends: Vec::new(),
-            leaves: Vec::new(),
+            tree: merkle::Streaming::default(),
             fees: 0,
             spare: Vec::new(),
         }
@@ -394,7 +394,7 @@ impl BlockBuilder {
         self.fees = self.fees.saturating_add(fee);
         self.data.extend_from_slice(tx);
         self.ends.push(self.data.len());
-        self.leaves.push(merkle::leaf_hash(tx));
+        self.tree.push(merkle::leaf_hash(tx));
     }
 
     /// Transactions waiting for the next seal.
@@ -415,22 +415,75 @@ impl BlockBuilder {
     /// every waiting transaction; `stamp` gives its producer and state
     /// root.
     pub fn poll(&mut self, now_ms: u64, stamp: &mut StampFn<'_>) -> Option<Block> {
-        let since = *self.last_seal_ms.get_or_insert(now_ms);
-        let due = now_ms.saturating_sub(since) >= self.cfg.interval_ms;
-        if self.is_full() || (due && (!self.ends.is_empty() || self.cfg.empty_blocks)) {
-            return self.seal(now_ms, stamp);
-        }
-        None
+        let cut = self.cut(now_ms, false)?;
+        let st = stamp(cut.height, cut.fees);
+        self.finish(cut, st)
     }
 
     /// Seals whatever waits, regardless of the interval: for shutdown, so
     /// that no applied transaction is left out of a block. Never seals an
     /// empty block.
     pub fn seal_now(&mut self, now_ms: u64, stamp: &mut StampFn<'_>) -> Option<Block> {
-        if self.ends.is_empty() {
+        let cut = self.cut(now_ms, true)?;
+        let st = stamp(cut.height, cut.fees);
+        self.finish(cut, st)
+    }
+
+    /// The first half of a seal: if a block is due (as [`poll`] decides,
+    /// or with `now` whenever a transaction waits, as [`seal_now`]), takes
+    /// every waiting transaction and gives them a height and a timestamp.
+    /// The caller ends the block in its ledger and, whenever it suits it,
+    /// passes the cut and the block's [`Stamp`] to [`finish`]. Cuts are
+    /// finished in the order they were made; the next block's parent is
+    /// known once the previous cut is finished.
+    ///
+    /// [`poll`]: BlockBuilder::poll
+    /// [`seal_now`]: BlockBuilder::seal_now
+    /// [`finish`]: BlockBuilder::finish
+    pub fn cut(&mut self, now_ms: u64, now: bool) -> Option<Cut> {
+        let since = *self.last_seal_ms.get_or_insert(now_ms);
+        let due = now_ms.saturating_sub(since) >= self.cfg.interval_ms;
+        let seal = if now {
+            !self.ends.is_empty()
+        } else {
+            self.is_full() || (due && (!self.ends.is_empty() || self.cfg.empty_blocks))
+        };
+        if !seal {
             return None;
         }
-        self.seal(now_ms, stamp)
+        // The next block starts with room for as much as this one: a buffer
+        // that grew by doubling copied a megabyte into fresh, unfaulted
+        // memory in the middle of a burst.
+        let (dc, ec) = (self.data.len(), self.ends.len());
+        let (mut data, mut ends) = self.spare.pop().unwrap_or_default();
+        data.reserve(dc);
+        ends.reserve(ec);
+        let (data, ends) = (std::mem::replace(&mut self.data, data), std::mem::replace(&mut self.ends, ends));
+        let merkle_root = self.tree.root();
+        self.tree.clear();
+        let timestamp_ms = now_ms.max(self.last_timestamp_ms);
+        let cut = Cut {
+            height: self.next_height,
+            timestamp_ms,
+            fees: std::mem::take(&mut self.fees),
+            data,
+            ends,
+            merkle_root,
+        };
+        self.last_seal_ms = Some(now_ms);
+        self.last_timestamp_ms = timestamp_ms;
+        self.next_height += 1;
+        Some(cut)
+    }
+
+    /// The second half of a seal: the block of `cut` under `stamp`, its
+    /// parent the block finished before it. `None` only for a block of
+    /// more than `u32::MAX` transactions.
+    pub fn finish(&mut self, cut: Cut, stamp: Stamp) -> Option<Block> {
+        let Cut { height, timestamp_ms, data, ends, merkle_root, .. } = cut;
+        let block = Block::seal(height, self.parent, timestamp_ms, stamp, data, ends, Some(merkle_root))?;
+        self.parent = block.hash();
+        Some(block)
     }
 
     /// Whether `max_txs` transactions wait, so that [`poll`] would seal at
@@ -455,28 +508,29 @@ impl BlockBuilder {
     fn cap(&self) -> usize {
         self.cfg.max_txs.max(1) as usize
     }
+}
 
-    /// Seals every waiting transaction.
-    fn seal(&mut self, now_ms: u64, stamp: &mut StampFn<'_>) -> Option<Block> {
-        // The next block starts with room for as much as this one: a buffer
-        // that grew by doubling copied a megabyte into fresh, unfaulted
-        // memory in the middle of a burst.
-        let (dc, ec) = (self.data.len(), self.ends.len());
-        let (mut data, mut ends) = self.spare.pop().unwrap_or_default();
-        data.reserve(dc);
-        ends.reserve(ec);
-        let (data, ends) = (std::mem::replace(&mut self.data, data), std::mem::replace(&mut self.ends, ends));
-        let mut leaves = std::mem::replace(&mut self.leaves, Vec::with_capacity(ec));
-        let root = merkle::root_of_leaves(&mut leaves);
-        let timestamp = now_ms.max(self.last_timestamp_ms);
-        let fees = std::mem::take(&mut self.fees);
-        let st = stamp(self.next_height, fees);
-        let block = Block::seal(self.next_height, self.parent, timestamp, st, data, ends, Some(root))?;
-        self.last_seal_ms = Some(now_ms);
-        self.last_timestamp_ms = timestamp;
-        self.next_height += 1;
-        self.parent = block.hash();
-        Some(block)
+/// A block cut by [`BlockBuilder::cut`]: its transactions, height,
+/// timestamp and transaction root, waiting for its [`Stamp`].
+#[derive(Debug)]
+pub struct Cut {
+    height: u64,
+    timestamp_ms: u64,
+    fees: u64,
+    data: Vec<u8>,
+    ends: Vec<usize>,
+    merkle_root: Hash,
+}
+
+impl Cut {
+    /// The block's height.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// The fees its transactions paid, in all.
+    pub fn fees(&self) -> u64 {
+        self.fees
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::ops::AddAssign;
 
-use crate::block::{Block, BlockBuilder, BlockConfig, Stamp};
+use crate::block::{Block, BlockBuilder, BlockConfig, Cut, Stamp};
 use crate::consensus::{Finalizer, SingleNode};
 use crate::genesis::Genesis;
 use crate::ledger::{Ledger, LedgerConfig, LedgerCounters, Refusal};
@@ -81,9 +81,13 @@ pub struct Chain<F: Finalizer = SingleNode> {
     builder: BlockBuilder,
     finalizer: F,
     producer: Option<[u8; 32]>,
-    /// Blocks sealed by [`submit`](Chain::submit) at the cap, for the next
-    /// [`poll`](Chain::poll).
+    /// Blocks sealed and not yet handed to the finalizer.
     sealed: Vec<Block>,
+    /// A block cut whose state root is not finished yet, and the number of
+    /// polls done when it was cut (see [`Chain::poll`]).
+    cut: Option<(Cut, u64)>,
+    /// Polls done.
+    polls: u64,
     height: u64,
     last_hash: Hash,
     blocks: u64,
@@ -121,6 +125,8 @@ impl Chain<SingleNode> {
             finalizer: SingleNode::resume(height, last_hash),
             producer: cfg.producer,
             sealed: Vec::new(),
+            cut: None,
+            polls: 0,
             height,
             last_hash,
             blocks: 0,
@@ -139,6 +145,8 @@ impl<F: Finalizer> Chain<F> {
             finalizer,
             producer: cfg.producer,
             sealed: Vec::new(),
+            cut: None,
+            polls: 0,
             height: 0,
             last_hash: hash,
             blocks: 0,
@@ -159,39 +167,53 @@ impl<F: Finalizer> Chain<F> {
         let builder = &mut self.builder;
         let r = self.ledger.submit(tx, now_ms, &mut |t| builder.push(t));
         if self.builder.is_full() {
-            if let Some(b) = self.seal(now_ms, false) {
-                self.sealed.push(b);
-            }
+            self.cut(now_ms, false);
         }
         r
     }
 
-    /// Seals the waiting transactions (all of them) into the next block
-    /// if one is due (or at once with `now`): the block's end in the
-    /// ledger (fees, unbonding), then its state root.
-    fn seal(&mut self, now_ms: u64, now: bool) -> Option<Block> {
-        let (ledger, producer) = (&mut self.ledger, self.producer);
-        let mut stamp = |height: u64, fees: u64| {
-            // An empty block opens its journal here.
-            ledger.open_block();
-            ledger.end_block(height, producer, fees);
-            let state_root = ledger.state_root();
-            ledger.seal_block();
-            Stamp { producer: producer.unwrap_or_default(), state_root }
-        };
-        if now {
-            self.builder.seal_now(now_ms, &mut stamp)
-        } else {
-            self.builder.poll(now_ms, &mut stamp)
-        }
+    /// Cuts the waiting transactions (all of them) into the next block if
+    /// one is due (or at once with `now`) and ends it in the ledger (fees,
+    /// unbonding), then takes the first half of its state root: the
+    /// changed accounts' leaves. A cut still pending is finished first.
+    fn cut(&mut self, now_ms: u64, now: bool) {
+        let Some(cut) = self.builder.cut(now_ms, now) else { return };
+        self.finish_cut();
+        // An empty block opens its journal here.
+        self.ledger.open_block();
+        self.ledger.end_block(cut.height(), self.producer, cut.fees());
+        self.ledger.capture_root();
+        self.ledger.seal_block();
+        self.cut = Some((cut, self.polls));
     }
 
-    /// The tick: drops stale waiting transactions, seals the block that is
-    /// due, and returns the blocks that became final, in height order.
+    /// The second half of a seal: the buckets and tree above the captured
+    /// leaves give the state root, and the block is made.
+    fn finish_cut(&mut self) {
+        let Some((cut, _)) = self.cut.take() else { return };
+        let state_root = self.ledger.captured_root();
+        let stamp = Stamp { producer: self.producer.unwrap_or_default(), state_root };
+        self.sealed.extend(self.builder.finish(cut, stamp));
+    }
+
+    /// The tick: drops stale waiting transactions, finishes the block cut
+    /// before the previous poll, cuts the block that is due, and returns
+    /// the blocks that became final, in height order.
+    ///
+    /// A seal is split across two polls so that no one call does all of
+    /// it: the cut (the ledger's end of the block and the changed
+    /// accounts' leaves, which must see the block's final state) and, at
+    /// the next poll, the state root's buckets and tree and the block
+    /// itself. A block is therefore returned one poll after it is cut; a
+    /// cut is finished at once when the next one is due first.
     pub fn poll(&mut self, now_ms: u64) -> Vec<Block> {
         self.ledger.expire(now_ms);
-        let mut sealed = std::mem::take(&mut self.sealed);
-        sealed.extend(self.seal(now_ms, false));
+        if self.cut.as_ref().is_some_and(|(_, at)| *at < self.polls) {
+            self.finish_cut();
+        }
+        self.cut(now_ms, false);
+        self.polls += 1;
+        let sealed = std::mem::take(&mut self.sealed);
         self.finalize(sealed, now_ms)
     }
 
@@ -203,8 +225,9 @@ impl<F: Finalizer> Chain<F> {
     pub fn finish(&mut self, now_ms: u64) -> Vec<Block> {
         self.ledger.expire(now_ms);
         self.ledger.drop_all_queued();
-        let mut sealed = std::mem::take(&mut self.sealed);
-        sealed.extend(self.seal(now_ms, true));
+        self.cut(now_ms, true);
+        self.finish_cut();
+        let sealed = std::mem::take(&mut self.sealed);
         self.finalize(sealed, now_ms)
     }
 
@@ -263,7 +286,10 @@ impl<F: Finalizer> Chain<F> {
     }
 
     /// The state root of the ledger as it is now (`Ledger::state_root`).
+    /// A block cut and not finished is finished first (it is returned by
+    /// the next poll).
     pub fn state_root(&mut self) -> Hash {
+        self.finish_cut();
         self.ledger.state_root()
     }
 
@@ -358,7 +384,9 @@ mod tests {
         c.submit(&tx(1, 10), 1000).unwrap();
         c.submit(&tx(3, 10), 1010).unwrap(); // waits for 2
         assert!(c.poll(1100).is_empty());
-        let blocks = c.poll(1200);
+        // Cut at the interval, made at the next poll.
+        assert!(c.poll(1200).is_empty());
+        let blocks = c.poll(1201);
         assert_eq!(blocks.len(), 1);
         assert_eq!(blocks[0].header().parent, g.hash());
         assert_eq!(blocks[0].len(), 1);
@@ -367,7 +395,11 @@ mod tests {
         c.submit(&tx(4, 10), 1260).unwrap();
         c.submit(&tx(5, 10), 1270).unwrap();
         assert_eq!(c.submit(&tx(5, 10), 1270), Err(Refusal::BadNonce));
-        let blocks = c.poll(1280); // cap reached: sealed before the interval
+        // The cap reached: cut before the interval, by `submit`; made at
+        // the poll after the next one (that next poll follows the same
+        // burst), so that no iteration of the caller does both halves.
+        assert!(c.poll(1280).is_empty());
+        let blocks = c.poll(1281);
         assert_eq!(blocks.len(), 1);
         assert_eq!(blocks[0].len(), 3);
         assert_eq!(c.height(), 2);
@@ -422,24 +454,31 @@ mod tests {
     #[test]
     fn zero_interval_poll_ends() {
         let (_, mut c) = chain(BlockConfig { interval_ms: 0, max_txs: 2, empty_blocks: true });
-        assert_eq!(c.poll(0).len(), 1);
+        // An empty block cut, made at the next poll or when the next block
+        // is cut, whichever comes first.
+        assert!(c.poll(0).is_empty());
         for n in 1..=5 {
             c.submit(&tx(n, 1), 1).unwrap();
         }
-        // 5 over a cap of 2: a block sealed each time 2 wait, then the rest
-        // at the poll (the interval is 0).
+        // 5 over a cap of 2: a block cut each time 2 wait (each cut makes
+        // the one before it), then the rest cut at the poll (the interval
+        // is 0), which makes the last block of 2.
         let b = c.poll(1);
-        assert_eq!(b.iter().map(Block::len).collect::<Vec<_>>(), vec![2, 2, 1]);
+        assert_eq!(b.iter().map(Block::len).collect::<Vec<_>>(), vec![0, 2, 2]);
+        assert_eq!(c.poll(1).iter().map(Block::len).collect::<Vec<_>>(), vec![1]);
         assert_eq!(c.poll(1).iter().map(Block::len).collect::<Vec<_>>(), vec![0]);
-        assert_eq!(c.poll(1).iter().map(Block::len).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(c.height(), 5);
     }
 
     #[test]
     fn empty_blocks_when_asked() {
         let (_, mut c) = chain(BlockConfig { empty_blocks: true, ..BlockConfig::default() });
         assert!(c.poll(0).is_empty());
-        assert_eq!(c.poll(200).len(), 1);
-        assert_eq!(c.poll(400).len(), 1);
+        assert!(c.poll(200).is_empty());
+        assert_eq!(c.poll(201).len(), 1);
+        assert!(c.poll(400).is_empty());
+        // Shutdown makes the block cut and not yet made.
+        assert_eq!(c.finish(450).len(), 1);
         assert_eq!(c.height(), 2);
         assert!(c.finish(450).is_empty());
     }

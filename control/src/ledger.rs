@@ -557,6 +557,18 @@ impl Ledger {
         self.state.root()
     }
 
+    /// The first half of [`state_root`](Ledger::state_root)
+    /// ([`State::capture_root`]): what must see the block's end.
+    pub fn capture_root(&mut self) {
+        self.state.capture_root()
+    }
+
+    /// The second half: the state root as of the last
+    /// [`capture_root`](Ledger::capture_root).
+    pub fn captured_root(&mut self) -> [u8; 32] {
+        self.state.captured_root()
+    }
+
     /// Runs `t` (its fee, sender and nonce already checked) and counts
     /// the outcome.
     fn apply(&mut self, t: &Transaction<&[u8]>) -> Result<(), Refusal> {

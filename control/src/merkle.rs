@@ -99,6 +99,51 @@ fn reduce(level: &mut Vec<Hash>) -> Hash {
     level.first().copied().unwrap_or_else(empty_root)
 }
 
+/// The same root built as leaves arrive, for a block builder: each
+/// [`push`](Streaming::push) folds every complete subtree it finishes (one
+/// node hash per leaf, amortised), so that the root at a seal costs at most
+/// one node hash per level, not a block's worth of hashing at once. Keeps
+/// the roots of the complete subtrees, largest first (at most one per bit
+/// of the leaf count); folded right to left they give RFC 6962's `MTH`,
+/// whose split at the largest power of two below n is exactly where these
+/// subtrees meet.
+#[derive(Debug, Clone, Default)]
+pub struct Streaming {
+    /// (subtree root, log2 of its leaves), heights strictly decreasing.
+    stack: Vec<(Hash, u32)>,
+}
+
+impl Streaming {
+    /// Appends the next leaf hash ([`leaf_hash`] of the transaction).
+    pub fn push(&mut self, leaf: Hash) {
+        let (mut node, mut height) = (leaf, 0u32);
+        while let Some(&(left, h)) = self.stack.last() {
+            if h != height {
+                break;
+            }
+            self.stack.pop();
+            node = node_hash(&left, &node);
+            height += 1;
+        }
+        self.stack.push((node, height));
+    }
+
+    /// The root of the leaves pushed so far.
+    pub fn root(&self) -> Hash {
+        let mut subtrees = self.stack.iter().rev();
+        let Some(&(mut acc, _)) = subtrees.next() else { return empty_root() };
+        for (left, _) in subtrees {
+            acc = node_hash(left, &acc);
+        }
+        acc
+    }
+
+    /// Starts over with no leaves (keeps the memory).
+    pub fn clear(&mut self) {
+        self.stack.clear();
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
 mod tests {
@@ -139,7 +184,25 @@ mod tests {
             let want = mth(&d);
             assert_eq!(root(d.iter().map(|v| &v[..])), want, "n = {n}");
             assert_eq!(root_with(&mut scratch, d.iter().map(|v| &v[..])), want, "n = {n} (reused scratch)");
+            let mut s = Streaming::default();
+            for v in &d {
+                s.push(leaf_hash(v));
+            }
+            assert_eq!(s.root(), want, "n = {n} (streamed)");
         }
+        // Larger counts, streamed against the level-by-level fold.
+        let mut s = Streaming::default();
+        let mut level = Vec::new();
+        for i in 0..5_000u32 {
+            let l = leaf_hash(&i.to_le_bytes());
+            s.push(l);
+            level.push(l);
+            if i % 997 == 0 || i == 4_095 || i == 4_096 {
+                assert_eq!(s.root(), root_of_leaves(&mut level.clone()), "{} leaves", i + 1);
+            }
+        }
+        s.clear();
+        assert_eq!(s.root(), empty_root());
     }
 
     #[test]

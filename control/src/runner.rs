@@ -102,11 +102,22 @@ pub struct Live {
     pub hs_live: u64,
 }
 
+/// The calling thread's CPU time, microseconds (a clock read per control
+/// loop iteration, not per transaction).
+fn thread_cpu_us() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    (t.tv_sec.max(0) as u64) * 1_000_000 + (t.tv_nsec.max(0) as u64) / 1_000
+}
+
 /// Where the slowest control-loop iteration spent its time, microseconds
 /// per phase (the summary's `control.slowest`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Slowest {
     pub total_us: u64,
+    /// The control thread's CPU time in it (`CLOCK_THREAD_CPUTIME_ID`):
+    /// the rest of `total_us` it was off the CPU (preempted or waiting for
+    /// one).
+    pub cpu_us: u64,
     /// HELLOs and the handshake's timers.
     pub handshakes_us: u64,
     /// QUERY answers.
@@ -130,6 +141,7 @@ impl Slowest {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "total_us": self.total_us,
+            "cpu_us": self.cpu_us,
             "handshakes_us": self.handshakes_us,
             "queries_us": self.queries_us,
             "ingest_us": self.ingest_us,
@@ -153,6 +165,10 @@ pub struct ControlReport {
     pub inclusion_us: Histogram<u64>,
     /// Control-loop iterations that did work, microseconds each.
     pub loop_us: Histogram<u64>,
+    /// The same iterations' CPU time (the thread's own clock), so that an
+    /// iteration made long by the thread waiting for a CPU tells apart
+    /// from one made long by its work.
+    pub loop_cpu_us: Histogram<u64>,
     /// The slowest of those iterations, phase by phase.
     pub slowest: Slowest,
     /// The calls that sealed blocks (their ends, state roots, transaction
@@ -440,6 +456,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
     let mut sealed: VecDeque<(crate::block::Block, usize, u64)> = VecDeque::new();
     let mut inclusion_us = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds");
     let mut loop_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
+    let mut loop_cpu_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
     let mut seal_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
     let mut slowest = Slowest::default();
     let mut first_ring = 0usize;
@@ -448,6 +465,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
     let mut last_publish = Instant::now();
     loop {
         let started = Instant::now();
+        let cpu_started = thread_cpu_us();
         // Read the flag before draining: if it is 0 here, every core has
         // pushed its last batch, so one more empty sweep means done.
         let all_stopped = cores_running.load(Ordering::Acquire) == 0;
@@ -662,11 +680,14 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         // Only iterations that did work: an idle one is a sleep.
         if moved > 0 {
             let total = started.elapsed().as_micros().max(1) as u64;
+            let cpu = thread_cpu_us().saturating_sub(cpu_started).max(1);
             loop_us.saturating_record(total);
+            loop_cpu_us.saturating_record(cpu);
             if total > slowest.total_us {
                 let us = |a: Instant, b: Instant| b.duration_since(a).as_micros() as u64;
                 slowest = Slowest {
                     total_us: total,
+                    cpu_us: cpu,
                     handshakes_us: us(started, t_handshakes),
                     queries_us: us(t_handshakes, t_queries),
                     ingest_us: us(t_queries, seal_started),
@@ -707,6 +728,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         chain: chain.counters(),
         inclusion_us,
         loop_us,
+        loop_cpu_us,
         slowest,
         seal_us,
         replies: receipts.as_ref().map(|r| r.reply_counters()).unwrap_or_default(),
@@ -872,6 +894,10 @@ mod tests {
         assert!(r.loop_us.equivalent(w.total_us, r.loop_us.max()), "{w:?} {}", r.loop_us.max());
         assert!(w.txs > 0, "only transactions move here: {w:?}");
         assert_eq!(w.to_json()["other_us"], w.total_us - phases);
+        // Its CPU time is the thread's own clock: within its wall time (a
+        // microsecond of rounding each way), and counted per iteration.
+        assert!(w.cpu_us >= 1 && w.cpu_us <= w.total_us + 2, "{w:?}");
+        assert_eq!(r.loop_cpu_us.len(), r.loop_us.len());
         // A core that had accepted id2 forgets it when it applies the ring.
         let mut filter = IdFilter::new(10);
         assert!(filter.insert(&id2));

@@ -192,6 +192,7 @@ impl Supply {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
     cfg: StateConfig,
+    #[serde(deserialize_with = "accounts_presized")]
     accounts: HashMap<[u8; 32], Account>,
     producers: HashMap<[u8; 32], Producer>,
     /// Producer node key → owner account.
@@ -215,6 +216,30 @@ pub struct State {
     /// no block is open: replay and the store's replica keep none).
     #[serde(skip)]
     journal: Journal,
+}
+
+/// Decodes the account map into a map sized for it at once: serde's own
+/// reserves at most a megabyte's worth and then grows by doubling, which
+/// for a snapshot of a million accounts rehashed the map several times
+/// (a fifth of loading it). The size the encoding announces is trusted up
+/// to 4 M accounts (a snapshot is checksummed and local); a larger map
+/// grows from there.
+fn accounts_presized<'de, D: serde::Deserializer<'de>>(d: D) -> Result<HashMap<[u8; 32], Account>, D::Error> {
+    struct Sized;
+    impl<'de> serde::de::Visitor<'de> for Sized {
+        type Value = HashMap<[u8; 32], Account>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of accounts")
+        }
+        fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> Result<Self::Value, M::Error> {
+            let mut out = HashMap::with_capacity(m.size_hint().unwrap_or(0).min(1 << 22));
+            while let Some((k, v)) = m.next_entry()? {
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Sized)
 }
 
 /// Which of an account's link lists a [`Undo::Link`] changed.
@@ -438,12 +463,29 @@ impl State {
     pub fn with_root_rebuilt(mut self, inbox_capacity: usize) -> State {
         // Leaves in the map's order: each lookup is of the entry the
         // iteration is at, where key order would miss the cache on nearly
-        // every account of a large map.
-        let leaves = self
-            .accounts
-            .keys()
-            .filter_map(|k| leaf_hash(k, &self.accounts, &self.producers).map(|h| (*k, h)))
-            .collect();
+        // every account of a large map. A large map's leaves are hashed
+        // on every CPU (a snapshot loads before anything else runs).
+        let keys: Vec<[u8; 32]> = self.accounts.keys().copied().collect();
+        let (accounts, producers) = (&self.accounts, &self.producers);
+        let hash = |keys: &[[u8; 32]]| -> Vec<([u8; 32], Hash)> {
+            keys.iter().filter_map(|k| leaf_hash(k, accounts, producers).map(|h| (*k, h))).collect()
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let leaves = if threads > 1 && keys.len() >= 65_536 {
+            let per = keys.len().div_ceil(threads);
+            std::thread::scope(|s| {
+                let parts: Vec<_> = keys.chunks(per).skip(1).map(|c| s.spawn(move || hash(c))).collect();
+                let mut all = hash(keys.get(..per.min(keys.len())).unwrap_or_default());
+                for p in parts {
+                    // A leaf hash does not panic; were a part lost, the
+                    // root would not match and recovery would say so.
+                    all.extend(p.join().unwrap_or_default());
+                }
+                all
+            })
+        } else {
+            hash(&keys)
+        };
         self.root = AccountRoot::from_leaves(leaves);
         self.cfg.inbox_capacity = inbox_capacity;
         for q in self.inboxes.values_mut() {
@@ -591,6 +633,28 @@ impl State {
     pub fn root(&mut self) -> Hash {
         let (accounts, producers) = (&self.accounts, &self.producers);
         self.root.root(|k| leaf_hash(k, accounts, producers))
+    }
+
+    /// [`root`](State::root) in two halves ([`AccountRoot::capture`]):
+    /// takes the changed accounts' leaves now; [`captured_root`] gives the
+    /// root as of now later, after more changes if need be.
+    ///
+    /// [`captured_root`]: State::captured_root
+    pub fn capture_root(&mut self) {
+        let (accounts, producers) = (&self.accounts, &self.producers);
+        self.root.capture(|k| leaf_hash(k, accounts, producers));
+    }
+
+    /// Spreads large state roots over `n` threads
+    /// ([`AccountRoot::set_threads`]); 1 (the default) keeps them on the
+    /// caller's.
+    pub fn set_root_threads(&mut self, n: usize) {
+        self.root.set_threads(n);
+    }
+
+    /// The state root as of the last [`capture_root`](State::capture_root).
+    pub fn captured_root(&mut self) -> Hash {
+        self.root.captured_root()
     }
 
     /// Runs `t`, whose sender exists, whose nonce is the sender's next and

@@ -536,6 +536,9 @@ pub fn recover_with_progress(
         None => (State::new(genesis, inbox_capacity), genesis_tip, ReceiveCounters::new()),
     };
     let snapshot_load = started.elapsed();
+    // Nothing else runs yet: each replayed block's state root may use
+    // every CPU (the same root; the state goes back to one thread below).
+    state.set_root_threads(std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut tip = snap_tip;
     let (mut blocks, mut txs) = (0u64, 0u64);
     let mut truncated = None;
@@ -641,6 +644,7 @@ pub fn recover_with_progress(
         read_before += r.data.len() as u64;
     }
     progress(total, total);
+    state.set_root_threads(1);
     let supply = state.supply();
     if !supply.holds() {
         return Err(format!("{}: the recovered state does not conserve the supply: {supply:?}", d.display()));
