@@ -212,6 +212,9 @@ pub fn markdown(rep: &Report, json: &str, svg: &str) -> String {
         yes(f.avx512f),
         yes(f.sha_ni)
     );
+    if !rep.ed25519_backend.is_empty() {
+        let _ = writeln!(o, "| Ed25519 backend | {} |", rep.ed25519_backend);
+    }
     let _ = writeln!(o, "| cores | {} |", rep.cores);
     let _ = writeln!(o, "| kernel | {} |", rep.kernel);
     let _ = writeln!(o, "| host | {} |", rep.host);

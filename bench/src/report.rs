@@ -16,6 +16,10 @@ pub struct Report {
     /// `model name` from /proc/cpuinfo.
     pub cpu: String,
     pub cpu_flags: CpuFlags,
+    /// The Ed25519 field arithmetic in use (`dataplane::host::ed25519_backend`);
+    /// empty in reports written before it was recorded.
+    #[serde(default)]
+    pub ed25519_backend: String,
     /// Logical CPUs.
     pub cores: usize,
     /// Kernel release.

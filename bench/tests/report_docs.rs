@@ -97,6 +97,7 @@ fn json_round_trips() {
         host: "h".into(),
         cpu: "c".into(),
         cpu_flags: CpuFlags { aes: true, ..CpuFlags::default() },
+        ed25519_backend: String::new(),
         cores: 2,
         kernel: "k".into(),
         quick: false,

@@ -26,6 +26,28 @@ pub fn frame_path(network_id: u32) -> FramePath {
     FramePath::new(network_id, os_seed())
 }
 
+/// The field arithmetic curve25519-dalek (under ed25519-zebra's signature
+/// checks) runs on this CPU: `avx512ifma` when the build compiled that
+/// backend in (`--cfg curve25519_dalek_backend="avx512"`,
+/// `.cargo/config.toml`) and the CPU has AVX-512 IFMA and VL, else `avx2`
+/// when it has AVX2, else `serial`. The crate picks by CPUID at run time
+/// and says nothing; this applies its rule (the same two feature tests).
+pub fn ed25519_backend() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cfg!(curve25519_dalek_backend = "avx512")
+            && std::arch::is_x86_feature_detected!("avx512ifma")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            return "avx512ifma";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "avx2";
+        }
+    }
+    "serial"
+}
+
 /// The CPU feature flags of the first processor in `/proc/cpuinfo`'s
 /// text (`aes`, `avx2`, `sha_ni`, ...); empty when there is no `flags`
 /// line.
@@ -45,6 +67,28 @@ mod tests {
         let info = "processor\t: 0\nflags\t\t: fpu aes avx2\nprocessor\t: 1\nflags\t: fpu\n";
         assert_eq!(super::cpuinfo_flags(info), ["fpu", "aes", "avx2"]);
         assert!(super::cpuinfo_flags("model name: x\n").is_empty());
+    }
+
+    /// The backend named agrees with the kernel's view of the CPU and
+    /// with how this tree builds (the IFMA backend compiled in).
+    #[test]
+    fn the_ed25519_backend_follows_the_cpu_and_the_build() {
+        const {
+            assert!(
+                cfg!(curve25519_dalek_backend = "avx512"),
+                "the build compiles the IFMA backend in (.cargo/config.toml)"
+            )
+        };
+        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+        let flags = super::cpuinfo_flags(&info);
+        let want = if flags.contains(&"avx512ifma") && flags.contains(&"avx512vl") {
+            "avx512ifma"
+        } else if flags.contains(&"avx2") {
+            "avx2"
+        } else {
+            "serial"
+        };
+        assert_eq!(super::ed25519_backend(), want, "{flags:?}");
     }
 
     #[test]

@@ -610,7 +610,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         pin: cfg.pin,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
     });
-    eprintln!("attnet: {}", topo.describe());
+    eprintln!("attnet: {}; ed25519 on {}", topo.describe(), dataplane::host::ed25519_backend());
     let epoch = Instant::now();
     let deadline = match deadline_after {
         Some(d) => {

@@ -117,6 +117,7 @@ fn run(args: Args) -> Result<(), String> {
         host: machine::hostname(),
         cpu: machine::cpu(),
         cpu_flags: machine::cpu_flags(),
+        ed25519_backend: dataplane::host::ed25519_backend().into(),
         cores: machine::cores(),
         kernel: machine::kernel(),
         quick: args.quick,
