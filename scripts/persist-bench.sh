@@ -46,7 +46,8 @@ run() { # run N with|without
   [ "$applied" = "$txs" ] || { echo "persist-bench: run $n $mode applied $applied of $txs" >&2; exit 1; }
   jq -c --arg mode "$mode" --argjson rep "$n" '{rep: $rep, mode: $mode, applied: .ledger.applied,
       duration_s: .duration_s, tx_per_s: (.ledger.applied / .duration_s), height: .height,
-      commit_us: (.storage.commit_us // null), snapshot_us: (.storage.snapshot_us // null),
+      commit_us: (.storage.commit_us // null), sync_us: (.storage.sync_us // null),
+      snapshot_us: (.storage.snapshot_us // null),
       syncs: (.storage.syncs // null), bytes: (.storage.bytes // null)}' "$s"
 }
 
@@ -63,8 +64,8 @@ printf '%s\n' "${rows[@]}" | jq -s --arg cpu "$cpu" --arg date "$(date -u +%F)" 
   --arg git "$(git rev-parse --short HEAD)" --argjson cores "$(nproc)" \
   '{date: $date, cpu: $cpu, cores: $cores, git: $git, txs: $txs, runs: .}' >"$out"
 
-echo "| rep | without: tx/s | with: tx/s | with / without | commit p50 ms | commit p99 ms | commit max ms | fsyncs |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| rep | without: tx/s | with: tx/s | with / without | commit p50 ms | commit p99 ms | commit max ms | fdatasync p50 / max ms | fsyncs |"
+echo "|---|---|---|---|---|---|---|---|---|"
 jq -r '.runs | group_by(.rep)[] | (map(select(.mode=="without"))[0]) as $a | (map(select(.mode=="with"))[0]) as $b |
-  "| \($a.rep) | \($a.tx_per_s|round) | \($b.tx_per_s|round) | \(($b.tx_per_s/$a.tx_per_s*100|round)/100) | \($b.commit_us.p50/1000) | \($b.commit_us.p99/1000) | \($b.commit_us.max/1000) | \($b.syncs) |"' "$out"
+  "| \($a.rep) | \($a.tx_per_s|round) | \($b.tx_per_s|round) | \(($b.tx_per_s/$a.tx_per_s*100|round)/100) | \($b.commit_us.p50/1000) | \($b.commit_us.p99/1000) | \($b.commit_us.max/1000) | \($b.sync_us.p50/1000) / \($b.sync_us.max/1000) | \($b.syncs) |"' "$out"
 echo "persist-bench: $cpu, $(nproc) cores; wrote $out" >&2

@@ -807,6 +807,9 @@ pub struct StoreReport {
     pub counter_records: u64,
     /// Sealed (handed to the store) → durable, microseconds, per block.
     pub commit_us: Histogram<u64>,
+    /// Each `fdatasync` of the log, microseconds: the disk's part of
+    /// `commit_us`.
+    pub sync_us: Histogram<u64>,
     /// Each snapshot's writing, microseconds.
     pub snapshot_us: Histogram<u64>,
     /// The durable tip when the store stopped.
@@ -827,6 +830,7 @@ impl StoreReport {
             "counter_records": self.counter_records,
             "height": self.height,
             "commit_us": {"p50": q(&self.commit_us, 0.5), "p99": q(&self.commit_us, 0.99), "max": self.commit_us.max()},
+            "sync_us": {"p50": q(&self.sync_us, 0.5), "p99": q(&self.sync_us, 0.99), "max": self.sync_us.max()},
             "snapshot_us": {"p50": q(&self.snapshot_us, 0.5), "max": self.snapshot_us.max()},
         })
     }
@@ -954,18 +958,19 @@ impl Store {
     }
 }
 
-/// The store thread's state.
+/// The store thread's state: the log. What follows a durable write (the
+/// replica's execution, snapshots, retention, admin queries) is the
+/// replica thread's, so that a snapshot of a large state (most of a
+/// second at a million accounts) never holds up the next block's write.
 struct Writer {
     d: PathBuf,
     cfg: StoreConfig,
-    state: State,
-    tip: Tip,
+    /// The durable tip's height.
+    height: u64,
     seg: File,
     seg_path: PathBuf,
     seg_len: u64,
     ids: Option<std::io::BufWriter<File>>,
-    txs_since_snapshot: u64,
-    snapshot_height: u64,
     record: Vec<u8>,
     /// The configured sessions' windows, and every top persisted so far.
     windows: Vec<(u16, Arc<ReplayWindow>)>,
@@ -973,6 +978,65 @@ struct Writer {
     /// Scratch: the tops that moved since the last counters record.
     moved: ReceiveCounters,
     report: StoreReport,
+    replica: ReplicaLink,
+}
+
+/// What the store thread hands the replica thread, in log order.
+enum ReplicaMsg {
+    /// Durable blocks, and every receive counter persisted with them.
+    Blocks(Vec<Block>, ReceiveCounters),
+    Admin(AdminQuery, crossbeam_channel::Sender<serde_json::Value>),
+    /// The last blocks were handed over: a last snapshot, then stop.
+    Stop(ReceiveCounters),
+}
+
+/// The store thread's end of the replica thread.
+struct ReplicaLink {
+    tx: Option<crossbeam_channel::Sender<ReplicaMsg>>,
+    failed: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<ReplicaReport, String>>>,
+}
+
+impl ReplicaLink {
+    fn send(&mut self, m: ReplicaMsg) -> Result<(), String> {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(m).is_ok());
+        if sent && !self.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // It stopped on an error: that error is the store's.
+        self.join().and_then(|_| Err("the store's replica thread stopped".into()))
+    }
+
+    fn join(&mut self) -> Result<ReplicaReport, String> {
+        self.tx = None;
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err("the store's replica thread panicked".into()),
+            None => Err("the store's replica thread already stopped".into()),
+        }
+    }
+}
+
+/// The replica thread's figures, merged into the store's report.
+struct ReplicaReport {
+    snapshots: u64,
+    segments_removed: u64,
+    snapshot_us: Histogram<u64>,
+}
+
+/// The replica thread's state: the chain's state after the durable tip.
+struct Replica {
+    d: PathBuf,
+    cfg: StoreConfig,
+    state: State,
+    tip: Tip,
+    txs_since_snapshot: u64,
+    counters: ReceiveCounters,
+    report: ReplicaReport,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds")
 }
 
 impl Writer {
@@ -995,19 +1059,38 @@ impl Writer {
         if seg_len == 0 {
             fsync_dir(&blocks_dir(&d))?;
         }
-        let snapshot_height = numbered(&snapshots_dir(&d), "snap")?.last().map_or(0, |(h, _)| *h);
-        let hist = || Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds");
+        let replica = Replica {
+            d: d.clone(),
+            cfg: cfg.clone(),
+            state,
+            tip,
+            txs_since_snapshot: 0,
+            counters: rx.recovered.clone(),
+            report: ReplicaReport { snapshots: 0, segments_removed: 0, snapshot_us: histogram() },
+        };
+        // As deep as the store's own queue: a snapshot's worth of blocks
+        // waits here, not in front of the log.
+        let (to_replica, from_writer) = crossbeam_channel::bounded::<ReplicaMsg>(64);
+        let failed = Arc::new(AtomicBool::new(false));
+        let fail = failed.clone();
+        let thread = std::thread::Builder::new()
+            .name("attnet-replica".into())
+            .spawn(move || {
+                let r = replica.run(&from_writer);
+                if r.is_err() {
+                    fail.store(true, Ordering::Release);
+                }
+                r
+            })
+            .map_err(|e| format!("replica thread: {e}"))?;
         Ok(Writer {
             d,
             cfg,
-            state,
-            tip,
+            height: tip.height,
             seg,
             seg_path,
             seg_len,
             ids,
-            txs_since_snapshot: 0,
-            snapshot_height,
             record: Vec::new(),
             windows: rx.windows,
             counters: rx.recovered,
@@ -1020,14 +1103,26 @@ impl Writer {
                 snapshots: 0,
                 segments_removed: 0,
                 counter_records: 0,
-                commit_us: hist(),
-                snapshot_us: hist(),
+                commit_us: histogram(),
+                sync_us: histogram(),
+                snapshot_us: histogram(),
                 height: tip.height,
             },
+            replica: ReplicaLink { tx: Some(to_replica), failed, thread: Some(thread) },
         })
     }
 
     fn run(&mut self, rx: &crossbeam_channel::Receiver<Msg>, durable: &AtomicU64) -> Result<StoreReport, String> {
+        let r = self.serve(rx, durable);
+        if r.is_err() {
+            // Stop the replica (its error, if it has one, is not the first).
+            self.replica.tx = None;
+            let _ = self.replica.join();
+        }
+        r
+    }
+
+    fn serve(&mut self, rx: &crossbeam_channel::Receiver<Msg>, durable: &AtomicU64) -> Result<StoreReport, String> {
         let mut batch: Vec<(Block, Instant)> = Vec::new();
         let mut stopping = false;
         while !stopping {
@@ -1051,9 +1146,12 @@ impl Writer {
             if !batch.is_empty() {
                 self.commit(&mut batch, durable)?;
             }
+            // Answered by the replica after the blocks committed before.
             for (q, reply) in admin {
-                let v = q(&StoreView { dir: &self.d, state: &self.state, tip: self.tip });
-                let _ = reply.send(v);
+                self.replica.send(ReplicaMsg::Admin(q, reply))?;
+            }
+            if self.replica.failed.load(Ordering::Acquire) {
+                return self.replica.join().and_then(|_| Err("the store's replica thread stopped".into()));
             }
         }
         // Frames accepted since the last write (with no block to carry
@@ -1062,13 +1160,15 @@ impl Writer {
             self.seg.sync_data().map_err(|e| io(&self.seg_path, e))?;
             self.report.syncs += 1;
         }
-        if self.txs_since_snapshot > 0 {
-            self.snapshot()?;
-        }
         if let Some(w) = self.ids.as_mut() {
             w.flush().map_err(|e| format!("committed ids: {e}"))?;
         }
-        self.report.height = self.tip.height;
+        self.replica.send(ReplicaMsg::Stop(self.counters.clone()))?;
+        let r = self.replica.join()?;
+        self.report.snapshots = r.snapshots;
+        self.report.segments_removed = r.segments_removed;
+        self.report.snapshot_us = r.snapshot_us;
+        self.report.height = self.height;
         Ok(self.report.clone())
     }
 
@@ -1113,7 +1213,7 @@ impl Writer {
         Ok(true)
     }
 
-    /// Appends, syncs, publishes, then executes the blocks on the replica.
+    /// Appends, syncs, publishes, then hands the blocks to the replica.
     /// The receive counters, read now (after every block of the batch was
     /// sealed), go ahead of the blocks in the same sync: a block that is in
     /// the log after a crash has counters at least as of its sealing before
@@ -1129,10 +1229,14 @@ impl Writer {
             b.encode_into(&mut self.record);
             self.write_record(0)?;
         }
+        let synced = Instant::now();
         self.seg.sync_data().map_err(|e| io(&self.seg_path, e))?;
+        self.report.sync_us.saturating_record(synced.elapsed().as_micros().max(1) as u64);
         self.report.syncs += 1;
         let Some(last) = batch.last() else { return Ok(()) };
-        durable.store(last.0.header().height, Ordering::Release);
+        self.height = last.0.header().height;
+        durable.store(self.height, Ordering::Release);
+        let mut blocks = Vec::with_capacity(batch.len());
         for (b, queued) in batch.drain(..) {
             self.report.commit_us.saturating_record(queued.elapsed().as_micros().max(1) as u64);
             if let Some(w) = self.ids.as_mut() {
@@ -1140,19 +1244,14 @@ impl Writer {
                     writeln!(w, "{}", hex::encode(tx_id(t))).map_err(|e| format!("committed ids: {e}"))?;
                 }
             }
-            self.tip = apply_block(&mut self.state, self.tip, &b)
-                .map_err(|e| format!("the store's replica diverged from the chain: {e}"))?;
             self.report.blocks += 1;
             self.report.txs += b.len() as u64;
-            self.txs_since_snapshot += b.len() as u64;
+            blocks.push(b);
         }
         if let Some(w) = self.ids.as_mut() {
             w.flush().map_err(|e| format!("committed ids: {e}"))?;
         }
-        if self.txs_since_snapshot >= self.cfg.snapshot_txs {
-            self.snapshot()?;
-        }
-        Ok(())
+        self.replica.send(ReplicaMsg::Blocks(blocks, self.counters.clone()))
     }
 
     /// Starts a new segment whose first block is `height`.
@@ -1163,6 +1262,38 @@ impl Writer {
         self.seg_len = 0;
         fsync_dir(&blocks_dir(&self.d))
     }
+}
+
+impl Replica {
+    fn run(mut self, rx: &crossbeam_channel::Receiver<ReplicaMsg>) -> Result<ReplicaReport, String> {
+        while let Ok(m) = rx.recv() {
+            match m {
+                ReplicaMsg::Blocks(blocks, counters) => {
+                    self.counters = counters;
+                    for b in &blocks {
+                        self.tip = apply_block(&mut self.state, self.tip, b)
+                            .map_err(|e| format!("the store's replica diverged from the chain: {e}"))?;
+                        self.txs_since_snapshot += b.len() as u64;
+                    }
+                    if self.txs_since_snapshot >= self.cfg.snapshot_txs {
+                        self.snapshot()?;
+                    }
+                }
+                ReplicaMsg::Admin(q, reply) => {
+                    let v = q(&StoreView { dir: &self.d, state: &self.state, tip: self.tip });
+                    let _ = reply.send(v);
+                }
+                ReplicaMsg::Stop(counters) => {
+                    self.counters = counters;
+                    if self.txs_since_snapshot > 0 {
+                        self.snapshot()?;
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(self.report)
+    }
 
     /// Writes a snapshot of the replica, keeps the newest two, and removes
     /// log segments beyond retention.
@@ -1171,7 +1302,6 @@ impl Writer {
         let bytes = encode_snapshot(&mut self.state, self.tip, &self.counters)?;
         let p = snapshot_path(&self.d, self.tip.height);
         write_aside(&snapshots_dir(&self.d), &p, &bytes)?;
-        self.snapshot_height = self.tip.height;
         self.txs_since_snapshot = 0;
         self.report.snapshots += 1;
         let snaps = numbered(&snapshots_dir(&self.d), "snap")?;
@@ -1190,6 +1320,7 @@ impl Writer {
     /// Removes the oldest segments while the log holds more than
     /// `retain_bytes` and the segment after it starts at or below
     /// `oldest_snapshot + 1` (recovery from that snapshot never needs it).
+    /// Never the newest segment, the one the store thread appends to.
     fn prune(&mut self, oldest_snapshot: u64) -> Result<(), String> {
         let segs = segments(&self.d)?;
         let mut sizes = Vec::with_capacity(segs.len());
