@@ -435,7 +435,9 @@ impl NodeConfig {
             SocketAddr::from(([0, 0, 0, 0], 7100))
         });
         let cores = ck.range("cores", o.cores.or(file.cores).unwrap_or(cpus.saturating_sub(1).max(1)), CORES);
-        let cores = if backend == BackendChoice::Pcap { 1 } else { cores };
+        // A replay defaults to one data core (every flow in capture order);
+        // asked for more, the capture's flows are spread over them.
+        let cores = if backend == BackendChoice::Pcap && o.cores.or(file.cores).is_none() { 1 } else { cores };
         let shards = ck.range("shards", o.shards.or(file.shards).unwrap_or(4), SHARDS);
         let block_interval_ms = ck.range(
             "block_interval_ms",

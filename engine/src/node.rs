@@ -87,9 +87,17 @@ fn open_backend(cfg: &NodeConfig) -> Result<Opened, String> {
     match cfg.backend {
         BackendChoice::Pcap => {
             let path = cfg.pcap.as_ref().ok_or("config key `pcap`: missing")?;
-            let q = backend::pcap::PcapReplay::open(path, cfg.port, cfg.loops)
-                .map_err(|e| format!("pcap {}: {e}", path.display()))?;
-            Ok(Opened { queues: vec![Queue::Pcap(q)], backend: Backend::Pcap, addr: None, dpdk: None, lock: None })
+            // One queue per data core, each taking its share of the flows
+            // (as a NIC's RSS would spread them).
+            let of = cfg.cores.max(1) as u32;
+            let queues = (0..of)
+                .map(|i| {
+                    backend::pcap::PcapReplay::open_shard(path, cfg.port, cfg.loops, i, of)
+                        .map(Queue::Pcap)
+                        .map_err(|e| format!("pcap {}: {e}", path.display()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Opened { queues, backend: Backend::Pcap, addr: None, dpdk: None, lock: None })
         }
         BackendChoice::IoUring => match uring_allowed().and_then(|()| {
             // Receipts need each datagram's source address: a multishot

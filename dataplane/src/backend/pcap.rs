@@ -177,12 +177,36 @@ struct Slots {
     n: usize,
 }
 
-/// Counts one captured packet and, if it is an ATT datagram, copies its
-/// payload (cut at BUF_SIZE) into the next slot.
-fn take(slots: &mut Slots, tally: &mut Tally, port: u16, ethernet: bool, data: &[u8]) {
+/// Which of `of` queues a datagram belongs to, as a NIC's RSS would spread
+/// them: a hash (FNV-1a) of both ends' addresses and ports, so that one
+/// flow (one client socket) always lands on the same queue.
+pub fn flow_queue(d: &Datagram<'_>, of: u32) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let peer_port = d.peer.port().to_be_bytes();
+    let local_port = d.link.local_port.to_be_bytes();
+    for part in [d.peer.ip_bytes(), &peer_port[..], &d.link.local_ip[..], &local_port[..]] {
+        for b in part {
+            h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
+        }
+    }
+    h % of.max(1)
+}
+
+/// Counts one captured packet that belongs to queue `shard.0` of
+/// `shard.1` and, if it is an ATT datagram, copies its payload (cut at
+/// BUF_SIZE) into the next slot. Packets that are not ATT datagrams belong
+/// to queue 0, so that every packet is counted by exactly one queue.
+fn take(slots: &mut Slots, tally: &mut Tally, port: u16, shard: (u32, u32), ethernet: bool, data: &[u8]) {
+    let r = if ethernet { udp_datagram(data, port) } else { Err(NotAtt::LinkType) };
+    let mine = match &r {
+        Ok(d) => flow_queue(d, shard.1) == shard.0,
+        Err(_) => shard.0 == 0,
+    };
+    if !mine {
+        return;
+    }
     tally.packets += 1;
-    let r = if ethernet { udp_payload(data, port) } else { Err(NotAtt::LinkType) };
-    match r {
+    match r.map(|d| d.payload) {
         Ok(payload) => {
             let len = payload.len().min(BUF_SIZE);
             let start = slots.n * BUF_SIZE;
@@ -202,10 +226,13 @@ struct Tally {
     not_att: [u64; NotAtt::COUNT],
 }
 
-/// Replays a capture `loops` times as one receive queue.
+/// Replays a capture `loops` times as one receive queue (or as one of
+/// several, each taking its share of the flows: [`PcapReplay::open_shard`]).
 pub struct PcapReplay {
     path: PathBuf,
     port: u16,
+    /// This queue's number and the number of queues sharing the capture.
+    shard: (u32, u32),
     loops: u32,
     /// Passes completed.
     done: u32,
@@ -224,10 +251,19 @@ impl PcapReplay {
     /// replay its UDP datagrams to `port` `loops` times. A capture that
     /// cannot be opened or is neither format is an error naming the file.
     pub fn open(path: &Path, port: u16, loops: u32) -> io::Result<PcapReplay> {
+        PcapReplay::open_shard(path, port, loops, 0, 1)
+    }
+
+    /// Queue `index` of `of` over the same capture: each reads the whole
+    /// file and keeps the datagrams [`flow_queue`] gives it (queue 0 also
+    /// counts the packets that are not ATT datagrams), so `of` queues
+    /// together deliver every datagram once, each flow in its order.
+    pub fn open_shard(path: &Path, port: u16, loops: u32, index: u32, of: u32) -> io::Result<PcapReplay> {
         let src = Source::open(path)?;
         Ok(PcapReplay {
             path: path.to_path_buf(),
             port,
+            shard: (index, of.max(1)),
             loops,
             done: 0,
             src: (loops > 0).then_some(src),
@@ -242,14 +278,14 @@ impl PcapReplay {
     /// end of the file.
     fn step(&mut self) -> io::Result<bool> {
         let Some(src) = self.src.as_mut() else { return Ok(false) };
-        let (slots, tally, port) = (&mut self.slots, &mut self.tally, self.port);
+        let (slots, tally, port, shard) = (&mut self.slots, &mut self.tally, self.port, self.shard);
         let packet_no = self.in_pass + 1;
         match src {
             Source::Pcap { r, ethernet } => match r.next_packet() {
                 None => return Ok(false),
                 Some(Err(e)) => return Err(pcap_error(&self.path, Some(packet_no), e)),
                 Some(Ok(p)) => {
-                    take(slots, tally, port, *ethernet, &p.data);
+                    take(slots, tally, port, shard, *ethernet, &p.data);
                     self.in_pass += 1;
                 }
             },
@@ -275,7 +311,7 @@ impl PcapReplay {
                     _ => None,
                 };
                 if let Some((ethernet, data)) = packet {
-                    take(slots, tally, port, ethernet, data);
+                    take(slots, tally, port, shard, ethernet, data);
                     self.in_pass += 1;
                 }
             }
@@ -478,6 +514,64 @@ mod tests {
         let mut q = PcapReplay::open(path, PORT, 0).unwrap();
         assert!(q.finished());
         assert!(replay(&mut q).is_empty());
+    }
+
+    /// Queues over one capture deliver every datagram exactly once, each
+    /// flow whole and in order on one queue, and count every packet once.
+    #[test]
+    fn shards_split_the_flows_and_count_every_packet_once() {
+        let (mut pkts, att, not_att) = traffic();
+        // 64 flows (client ports), 5 datagrams each, interleaved.
+        let mut flows: Vec<Vec<Vec<u8>>> = vec![Vec::new(); 64];
+        for i in 0..5u8 {
+            for (f, flow) in flows.iter_mut().enumerate() {
+                let payload = vec![f as u8, i];
+                let mut v = Vec::new();
+                let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                    .ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)
+                    .udp(30_000 + f as u16, PORT);
+                b.write(&mut v, &payload).unwrap();
+                pkts.push(v);
+                flow.push(payload);
+            }
+        }
+        let path = tmp("shards.pcap");
+        write_pcap(&path, &pkts, Endianness::Little, TsResolution::MicroSecond);
+        let mut one = PcapReplay::open(&path, PORT, 1).unwrap();
+        let all = replay(&mut one);
+        assert_eq!(all.len(), att.len() + 64 * 5);
+        for of in [1u32, 2, 3] {
+            let mut got: Vec<Vec<Vec<u8>>> = Vec::new();
+            let (mut packets, mut reasons) = (0, [0u64; NotAtt::COUNT]);
+            for index in 0..of {
+                let mut q = PcapReplay::open_shard(&path, PORT, 1, index, of).unwrap();
+                got.push(replay(&mut q));
+                packets += q.packets();
+                for (r, n) in reasons.iter_mut().zip(q.not_att()) {
+                    *r += n;
+                }
+            }
+            assert_eq!(packets, pkts.len() as u64, "{of} queues");
+            assert_eq!(reasons, not_att, "{of} queues");
+            let mut merged: Vec<Vec<u8>> = got.iter().flatten().cloned().collect();
+            let mut want = all.clone();
+            merged.sort();
+            want.sort();
+            assert_eq!(merged, want, "every datagram once over {of} queues");
+            for flow in &flows {
+                let holders: Vec<&Vec<Vec<u8>>> = got.iter().filter(|q| q.contains(&flow[0])).collect();
+                assert_eq!(holders.len(), 1, "one flow, one queue");
+                let order: Vec<&Vec<u8>> = holders[0].iter().filter(|d| d.len() == 2 && d[0] == flow[0][0]).collect();
+                assert_eq!(order, flow.iter().collect::<Vec<_>>(), "a flow keeps its order");
+            }
+            if of > 1 {
+                assert!(
+                    got.iter().all(|q| q.len() > 64),
+                    "flows spread: {:?}",
+                    got.iter().map(Vec::len).collect::<Vec<_>>()
+                );
+            }
+        }
     }
 
     #[test]
