@@ -98,8 +98,9 @@ struct SortScratch {
 /// Sorts `keys` into key order and drops repeats. Marks come in the order
 /// accounts changed, a few times each: a counting sort by bucket (the
 /// first two bytes; one pass to count, one to place) and then a sort of
-/// each bucket's few keys cost about a fifth of one comparison sort of
-/// them all.
+/// each bucket's few keys take 0.36-0.44 of the time of one comparison
+/// sort of them all (18 432 marks of 4 096 keys: 0.32 against 0.73-0.91
+/// ms, one run).
 fn sort_dedup(keys: &mut Vec<[u8; 32]>, scratch: &mut SortScratch) {
     if keys.len() < 256 {
         keys.sort_unstable_by(key_order);
