@@ -1,7 +1,8 @@
 //! The admin socket (`D/admin.sock`, mode 0600) and the answers of
 //! `attnet query`: one JSON request a line in, one JSON answer a line out.
 //!
-//! Requests: `{"q": "status"}`, `{"q": "account", "key": HEX}`,
+//! Requests: `{"q": "stats"}` (the node's live counters, `attnet top`'s
+//! view; answered with or without a data directory), `{"q": "status"}`, `{"q": "account", "key": HEX}`,
 //! `{"q": "inbox", "key": HEX}`, `{"q": "producers"}`,
 //! `{"q": "block", "height": N}`, `{"q": "tx", "id": HEX}`. State answers
 //! come from the store thread's replica: the state after the last durable
@@ -195,6 +196,17 @@ pub fn answer_log(d: &Path, req: &Value) -> Value {
     r.unwrap_or_else(|e| json!({"error": e}))
 }
 
+/// The live figures' answer (`{"q": "stats"}`), given by the node.
+pub type StatsFn = Box<dyn Fn() -> Value + Send>;
+
+/// What the admin socket answers from: the data directory and its store
+/// (state and log questions) and the node's live figures (`stats`). A node
+/// without a data directory answers `stats` only.
+pub struct AdminSources {
+    pub dir: Option<(PathBuf, AdminHandle)>,
+    pub stats: Option<StatsFn>,
+}
+
 /// The admin socket's thread: serves until `stop` is set.
 pub struct AdminServer {
     path: PathBuf,
@@ -203,31 +215,39 @@ pub struct AdminServer {
 }
 
 impl AdminServer {
-    /// Binds `D/admin.sock` (a stale one from a node that died is
-    /// replaced: the caller holds the directory's lock) with mode 0600 and
-    /// serves requests on a thread of its own.
-    pub fn start(d: &Path, handle: AdminHandle) -> Result<AdminServer, String> {
+    /// Binds the socket at `path` (a stale one from a node that died is
+    /// replaced: the caller holds the data directory's or the port's lock)
+    /// with mode 0600, its directory created if missing, and serves
+    /// requests on a thread of its own.
+    pub fn start(path: &Path, src: AdminSources) -> Result<AdminServer, String> {
         use std::os::unix::fs::PermissionsExt;
-        let path = d.join("admin.sock");
-        let _ = std::fs::remove_file(&path);
-        let l = UnixListener::bind(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        let _ = std::fs::remove_file(path);
+        let l = UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| format!("{}: {e}", path.display()))?;
         l.set_nonblocking(true).map_err(|e| format!("{}: {e}", path.display()))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (stop2, dir) = (stop.clone(), d.to_path_buf());
+        let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("attnet-admin".into())
             .spawn(move || {
                 while !stop2.load(Ordering::Relaxed) {
                     match l.accept() {
-                        Ok((s, _)) => serve(s, &dir, &handle),
+                        Ok((s, _)) => serve(s, &src, &stop2),
                         Err(_) => std::thread::sleep(Duration::from_millis(20)),
                     }
                 }
             })
             .map_err(|e| format!("admin thread: {e}"))?;
-        Ok(AdminServer { path, stop, thread: Some(thread) })
+        Ok(AdminServer { path: path.to_path_buf(), stop, thread: Some(thread) })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -241,18 +261,20 @@ impl Drop for AdminServer {
     }
 }
 
-/// Answers every request line of one connection (at most 2 s idle).
-fn serve(s: UnixStream, d: &Path, handle: &AdminHandle) {
+/// Answers every request line of one connection, until it closes, stays
+/// idle for 2 s between requests (`attnet top` asks once a second), or
+/// the node stops.
+fn serve(s: UnixStream, src: &AdminSources, stop: &AtomicBool) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
     let Ok(w) = s.try_clone() else { return };
     let mut w = std::io::BufWriter::new(w);
-    let mut r = BufReader::new(s).take(64 * REQUEST_MAX as u64);
+    let mut r = BufReader::new(s);
     let mut line = String::new();
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         line.clear();
-        match r.read_line(&mut line) {
+        match (&mut r).take(REQUEST_MAX as u64 + 1).read_line(&mut line) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
@@ -261,29 +283,47 @@ fn serve(s: UnixStream, d: &Path, handle: &AdminHandle) {
         } else {
             match serde_json::from_str::<Value>(&line) {
                 Err(e) => json!({"error": format!("not JSON: {e}")}),
-                Ok(req) if is_state_query(&req) => {
-                    let q = req.clone();
-                    handle
-                        .ask(Box::new(move |v| answer_state(v, &q)), Duration::from_secs(5))
-                        .unwrap_or_else(|| json!({"error": "the store thread did not answer"}))
-                }
-                Ok(req) => answer_log(d, &req),
+                Ok(req) => answer(src, &req),
             }
         };
-        if writeln!(w, "{answer}").and_then(|_| w.flush()).is_err() {
+        if line.len() > REQUEST_MAX || writeln!(w, "{answer}").and_then(|_| w.flush()).is_err() {
             return;
         }
     }
 }
 
-/// Asks a running node through its admin socket.
-pub fn ask_socket(d: &Path, req: &Value) -> Result<Value, String> {
-    let path = d.join("admin.sock");
-    let s = UnixStream::connect(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn answer(src: &AdminSources, req: &Value) -> Value {
+    if req.get("q").and_then(Value::as_str) == Some("stats") {
+        return match &src.stats {
+            Some(f) => f(),
+            None => json!({"error": "no live figures here"}),
+        };
+    }
+    let Some((d, handle)) = &src.dir else {
+        return json!({"error": "this node has no data directory: only `stats` is answered"});
+    };
+    if is_state_query(req) {
+        let q = req.clone();
+        handle
+            .ask(Box::new(move |v| answer_state(v, &q)), Duration::from_secs(5))
+            .unwrap_or_else(|| json!({"error": "the store thread did not answer"}))
+    } else {
+        answer_log(d, req)
+    }
+}
+
+/// Asks a running node through the admin socket at `path`.
+pub fn ask_path(path: &Path, req: &Value) -> Result<Value, String> {
+    let s = UnixStream::connect(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let mut w = s.try_clone().map_err(|e| e.to_string())?;
     writeln!(w, "{req}").map_err(|e| format!("{}: {e}", path.display()))?;
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&line).map_err(|e| format!("{}: bad answer: {e}", path.display()))
+}
+
+/// Asks a running node through its admin socket (`D/admin.sock`).
+pub fn ask_socket(d: &Path, req: &Value) -> Result<Value, String> {
+    ask_path(&d.join("admin.sock"), req)
 }

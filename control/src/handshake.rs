@@ -361,6 +361,40 @@ impl HandshakeServer {
         }
     }
 
+    /// Takes `id` for a configured session a reload added; false when a
+    /// negotiated session holds it (live, or its removal still under way).
+    pub fn claim_configured(&mut self, id: u16) -> bool {
+        match self.slots.get_mut(usize::from(id)) {
+            Some(Slot::Configured) => true,
+            Some(s @ Slot::Free) => {
+                *s = Slot::Configured;
+                self.free.retain(|x| *x != id);
+                self.reserve.retain(|x| *x != id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Gives a configured session's id (a reload removed it) back to
+    /// negotiation; the cores' removal was queued first, so a session
+    /// negotiated on it later is installed after it on every core.
+    pub fn release_configured(&mut self, id: u16) {
+        if let Some(s @ Slot::Configured) = self.slots.get_mut(usize::from(id)) {
+            *s = Slot::Free;
+            self.free.push_back(id);
+        }
+    }
+
+    /// New HELLO limits from a reload: the cookie threshold, HELLOs a
+    /// second per source, sessions per source, idle timeout (ms).
+    pub fn set_limits(&mut self, cookie_threshold: u32, source_rate: u32, sessions_per_source: u32, idle_ms: u64) {
+        self.cfg.cookie_threshold = cookie_threshold;
+        self.cfg.source_rate = source_rate;
+        self.cfg.sessions_per_source = sessions_per_source;
+        self.cfg.idle_ms = idle_ms;
+    }
+
     /// The relay's node key (Ed25519 public).
     pub fn node_key(&self) -> [u8; 32] {
         self.node_public
@@ -688,7 +722,7 @@ mod tests {
         }
         fn apply(&mut self) {
             for (rx, t, f) in &mut self.cores {
-                rx.apply(t, f);
+                rx.apply(t, f, &mut None);
             }
         }
         /// The next datagram the client receives: its one info frame.
@@ -720,7 +754,7 @@ mod tests {
         assert!(r.client.recv(&mut [0u8; 64]).is_err(), "no WELCOME before the cores installed the session");
         r.client.set_nonblocking(false).unwrap();
         let (rx, t, f) = &mut r.cores[0];
-        rx.apply(t, f);
+        rx.apply(t, f, &mut None);
         r.hs.poll(0, &mut r.bus, &mut r.tx);
         assert_eq!(r.hs.waiting(), 1, "one core is not enough");
         r.apply();

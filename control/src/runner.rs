@@ -102,6 +102,35 @@ pub struct Live {
     pub hs_live: u64,
 }
 
+/// What the control thread publishes every 100 ms (and at its end) for
+/// the live line, the metrics endpoint and the admin socket's `stats`:
+/// its counters as they stand, copied under the mutex in one go.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    pub live: Live,
+    /// The chain's tip (sealed, possibly not yet durable); `live.height`
+    /// is the committed (final and durable) height.
+    pub sealed_height: u64,
+    pub chain: crate::chain::ChainCounters,
+    pub receipts: ReceiptCounters,
+    pub replies: ReplyCounters,
+    pub handshake: HandshakeCounters,
+    pub queries: QueryCounters,
+    /// Receive → sealed in a block, in the metrics' buckets.
+    pub inclusion: attnet_core::latency::LatencyBuckets,
+    /// Sealed → committed (final, and durable with a data directory), per
+    /// block; one validator makes a block final when it seals it, so this
+    /// is the wait for the disk.
+    pub finality: attnet_core::latency::LatencyBuckets,
+    /// Inclusion p50, p90, p99, p999 and max from the full histogram,
+    /// microseconds.
+    pub inclusion_pct: [u64; 5],
+    /// Each shard ring's fill (batches waiting over its capacity), in the
+    /// order of the setup's `ends`: data core `i`'s rings are
+    /// `i * shards .. (i + 1) * shards`.
+    pub ring_fill: Vec<f32>,
+}
+
 /// The calling thread's CPU time, microseconds (a clock read per control
 /// loop iteration, not per transaction).
 fn thread_cpu_us() -> u64 {
@@ -393,7 +422,7 @@ pub struct ControlSetup {
     pub epoch: Instant,
     /// Data cores still running; the thread ends after it reaches 0.
     pub cores_running: Arc<AtomicUsize>,
-    pub live: Arc<Mutex<Live>>,
+    pub live: Arc<Mutex<Published>>,
     /// The RECEIPT sender, owner of the relay's sealers.
     pub receipts: Option<ReceiptSender>,
     /// The one producer of every data core's command ring: sessions are
@@ -407,6 +436,119 @@ pub struct ControlSetup {
     /// Final blocks go to it; a block counts as committed (receipts, the
     /// live height, transaction-state answers) only once it is durable.
     pub store: Option<Store>,
+    /// Configuration reloads (SIGHUP), applied between iterations.
+    pub reloads: Option<crossbeam_channel::Receiver<Reload>>,
+}
+
+/// What a configuration reload changes in the control thread and, through
+/// the command rings, in the data cores; nothing stops receiving.
+pub struct Reload {
+    /// Configured sessions to install (added, or with new keys): id,
+    /// client-to-relay and relay-to-client keys. Their sealers start above
+    /// every counter this node may have used (the reservation's end with a
+    /// data directory, else the clock's counter start, which is above any
+    /// earlier sealer's of this run).
+    pub install: Vec<(u16, [u8; 32], [u8; 32])>,
+    /// Configured sessions to remove.
+    pub remove: Vec<u16>,
+    /// Failure budgets, for the cores and for ledger refusals (`Some(None)`:
+    /// off).
+    pub budget: Option<Option<BudgetConfig>>,
+    /// HELLO limits: cookie threshold, per-source rate, sessions per
+    /// source, idle timeout (ms).
+    pub hello: Option<(u32, u32, u32, u64)>,
+    /// One line per change applied or refused.
+    pub done: crossbeam_channel::Sender<Vec<String>>,
+}
+
+/// Applies `r` and answers with what happened, one line per change.
+fn apply_reload(
+    r: Reload,
+    cfg: &mut RunnerConfig,
+    bus: &mut CommandBus,
+    mut receipts: Option<&mut ReceiptSender>,
+    mut handshake: Option<&mut HandshakeServer>,
+    store: Option<&Store>,
+) {
+    let Reload { install, remove, budget, hello, done } = r;
+    let mut out = Vec::new();
+    for id in &remove {
+        match bus.remove(*id) {
+            Ok(_) => {
+                if let Some(t) = receipts.as_deref_mut() {
+                    t.remove(*id);
+                }
+                if let Some(h) = handshake.as_deref_mut() {
+                    h.release_configured(*id);
+                }
+                out.push(format!("session {id} removed"));
+            }
+            Err(e) => out.push(format!("session {id} not removed: {e}")),
+        }
+    }
+    for (id, c2r, r2c) in install {
+        let start = ReceiptSender::counter_start_now()
+            .max(receipts.as_deref().and_then(|t| t.reservation()).map_or(0, |r| r.below()));
+        let (rx, sealer) = match attnet_core::session::Session::new(
+            attnet_core::session::Role::Relay,
+            u32::from(id),
+            &c2r,
+            &r2c,
+            start,
+        ) {
+            Ok(s) => s.split(),
+            Err(e) => {
+                out.push(format!("session {id} not installed: {e}"));
+                continue;
+            }
+        };
+        if !handshake.as_deref_mut().is_none_or(|h| h.claim_configured(id)) {
+            out.push(format!("session {id} not installed: a negotiated session holds the id"));
+            continue;
+        }
+        if let Some(s) = store {
+            if let Err(e) = s.add_window(id, rx.window.clone()) {
+                out.push(format!("session {id} not installed: {e}"));
+                continue;
+            }
+        }
+        match bus.install(&rx) {
+            Ok(_) => {
+                if let Some(t) = receipts.as_deref_mut() {
+                    t.install(0, sealer, u16::MAX);
+                }
+                out.push(format!("session {id} installed"));
+            }
+            Err(e) => out.push(format!("session {id} not installed: {e}")),
+        }
+    }
+    if let Some(b) = budget {
+        match bus.send(Command::Budget(b)) {
+            Ok(_) => {
+                cfg.budget = b;
+                out.push(match b {
+                    Some(b) => {
+                        format!("budgets {} a second, burst {}, cool-down {} ms", b.per_s, b.burst, b.cooldown_ms)
+                    }
+                    None => "budgets off".into(),
+                });
+            }
+            Err(e) => out.push(format!("budgets not changed: {e}")),
+        }
+    }
+    match (hello, handshake) {
+        (Some((threshold, rate, per_source, idle_ms)), Some(h)) => {
+            h.set_limits(threshold, rate, per_source, idle_ms);
+            out.push(format!(
+                "HELLO limits: cookies above {threshold}/s, {rate}/s per source, {per_source} sessions per source, \
+                 idle {} s",
+                idle_ms / 1000
+            ));
+        }
+        (Some(_), None) => out.push("HELLO limits kept: this node negotiates no sessions (no node key)".into()),
+        (None, _) => {}
+    }
+    let _ = done.send(out);
 }
 
 /// Runs until every data core has stopped (`cores_running` reaches 0) and
@@ -437,7 +579,9 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         mut exceptions,
         mut handshake,
         store,
+        reloads,
     } = setup;
+    let mut cfg = cfg;
     if let Some(cpu) = cfg.cpu {
         core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
     }
@@ -458,12 +602,18 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
     let mut loop_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
     let mut loop_cpu_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
     let mut seal_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds");
+    let mut inclusion = attnet_core::latency::LatencyBuckets::default();
+    // Sealed → committed (final and durable), per block.
+    let mut finality = attnet_core::latency::LatencyBuckets::default();
     let mut slowest = Slowest::default();
     let mut first_ring = 0usize;
     // The height resumes where the data directory left it.
     let mut st = Live { height: chain.height(), ..Live::default() };
     let mut last_publish = Instant::now();
     loop {
+        if let Some(r) = reloads.as_ref().and_then(|r| r.try_recv().ok()) {
+            apply_reload(r, &mut cfg, &mut commands, receipts.as_mut(), handshake.as_mut(), store.as_ref());
+        }
         let started = Instant::now();
         let cpu_started = thread_cpu_us();
         // Read the flag before draining: if it is 0 here, every core has
@@ -630,12 +780,18 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
             if height > durable {
                 break;
             }
+            if start == 0 {
+                let now_ns = epoch.elapsed().as_nanos() as u64;
+                finality.record_n((now_ns.saturating_sub(*sealed_ns) / 1000).max(1), 1);
+            }
             for (at, tx) in b.txs().enumerate().skip(start).take(budget) {
                 let id = tx_id(tx);
                 committed.insert(id, height);
                 let p = pending.take(&id);
                 if let Some(p) = &p {
-                    inclusion_us.saturating_record((sealed_ns.saturating_sub(p.rx_ns) / 1000).max(1));
+                    let us = (sealed_ns.saturating_sub(p.rx_ns) / 1000).max(1);
+                    inclusion_us.saturating_record(us);
+                    inclusion.record_n(us, 1);
                 }
                 if let Some(r) = receipts.as_mut() {
                     match p {
@@ -673,8 +829,17 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
                 st.hs_refused = c.refusals.iter().sum();
                 st.hs_live = c.live;
             }
+            let p = published(
+                st,
+                &chain,
+                receipts.as_ref(),
+                handshake.as_ref(),
+                queries,
+                (&inclusion, &inclusion_us, &finality),
+                &ends,
+            );
             if let Ok(mut l) = live.lock() {
-                *l = st;
+                *l = p;
             }
         }
         // Only iterations that did work: an idle one is a sleep.
@@ -720,8 +885,17 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
     st.loop_max_us = loop_us.max();
     st.forgets_sent = forgets.sent;
     st.forgets_lost = forgets.lost;
+    let p = published(
+        st,
+        &chain,
+        receipts.as_ref(),
+        handshake.as_ref(),
+        queries,
+        (&inclusion, &inclusion_us, &finality),
+        &ends,
+    );
     if let Ok(mut l) = live.lock() {
-        *l = st;
+        *l = p;
     }
     Ok(ControlReport {
         live: st,
@@ -738,6 +912,48 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         queries,
         storage,
     })
+}
+
+/// The control thread's counters as [`Published`].
+fn published(
+    live: Live,
+    chain: &Chain,
+    receipts: Option<&ReceiptSender>,
+    handshake: Option<&HandshakeServer>,
+    queries: QueryCounters,
+    (inclusion, inclusion_us, finality): (
+        &attnet_core::latency::LatencyBuckets,
+        &Histogram<u64>,
+        &attnet_core::latency::LatencyBuckets,
+    ),
+    ends: &[ShardEnd],
+) -> Published {
+    Published {
+        live,
+        sealed_height: chain.height(),
+        chain: chain.counters(),
+        receipts: receipts.map(|r| r.counters()).unwrap_or_default(),
+        replies: receipts.map(|r| r.reply_counters()).unwrap_or_default(),
+        handshake: handshake.map(|h| h.counters()).unwrap_or_default(),
+        queries,
+        inclusion: *inclusion,
+        finality: *finality,
+        inclusion_pct: quantiles(inclusion_us),
+        ring_fill: ends.iter().map(ring_fill).collect(),
+    }
+}
+
+/// p50, p90, p99, p999 and max of `h` (zeros when empty).
+fn quantiles(h: &Histogram<u64>) -> [u64; 5] {
+    if h.is_empty() {
+        return [0; 5];
+    }
+    [h.value_at_quantile(0.5), h.value_at_quantile(0.9), h.value_at_quantile(0.99), h.value_at_quantile(0.999), h.max()]
+}
+
+/// Batches waiting on a shard ring over what it holds.
+fn ring_fill(e: &ShardEnd) -> f32 {
+    e.from_core.slots() as f32 / e.from_core.buffer().capacity().max(1) as f32
 }
 
 /// HELLOs one loop iteration judges at most (each about 0.24 ms of
@@ -849,12 +1065,13 @@ mod tests {
             cfg,
             epoch: Instant::now(),
             cores_running: running.clone(),
-            live: Arc::new(Mutex::new(Live::default())),
+            live: Arc::new(Mutex::new(Published::default())),
             receipts: None,
             commands,
             exceptions: Vec::new(),
             handshake: None,
             store: None,
+            reloads: None,
         };
         let h = std::thread::spawn(move || run(setup));
         for (session, txs, sleep_ms) in steps {
@@ -901,7 +1118,7 @@ mod tests {
         // A core that had accepted id2 forgets it when it applies the ring.
         let mut filter = IdFilter::new(10);
         assert!(filter.insert(&id2));
-        rx[0].apply(&mut SessionTable::new(Role::Relay), &mut filter);
+        rx[0].apply(&mut SessionTable::new(Role::Relay), &mut filter, &mut None);
         assert!(filter.insert(&id2), "the core forgot the expired id");
     }
 
@@ -924,7 +1141,7 @@ mod tests {
         let s = Session::new(Role::Relay, 9, &[1; 32], &[2; 32], 0).unwrap();
         let mut table = SessionTable::new(Role::Relay);
         table.install_rx(&s.rx);
-        rx[0].apply(&mut table, &mut IdFilter::new(4));
+        rx[0].apply(&mut table, &mut IdFilter::new(4), &mut None);
         let until = table.get(9).unwrap().budget.until_ms();
         assert!(until > 50_000, "throttled for the cool-down: {until}");
     }

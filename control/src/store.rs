@@ -851,6 +851,10 @@ enum Msg {
     Admin(AdminQuery, crossbeam_channel::Sender<serde_json::Value>),
     /// Every block was handed over: finish (admin handles may outlive it).
     Stop,
+    /// A configured session a reload added (or gave new keys): its window
+    /// is seeded with the top persisted for its id, then persisted with
+    /// every write; the reply says it is done.
+    Window(u16, Arc<ReplayWindow>, crossbeam_channel::Sender<()>),
 }
 
 /// The control thread's end of the store thread.
@@ -937,6 +941,17 @@ impl Store {
     /// Whether the store thread stopped on an error.
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
+    }
+
+    /// Persists configured session `id`'s window from now on, first
+    /// seeded with the top persisted for `id` (a capture of its frames
+    /// from an earlier run stays `replay`). Waits for the store thread:
+    /// the session must not be installed before its window is seeded.
+    pub fn add_window(&self, id: u16, w: Arc<ReplayWindow>) -> Result<(), String> {
+        let tx = self.tx.as_ref().ok_or("store closed")?;
+        let (done, wait) = crossbeam_channel::bounded(1);
+        tx.send(Msg::Window(id, w, done)).map_err(|_| "the store thread stopped".to_string())?;
+        wait.recv_timeout(Duration::from_secs(10)).map_err(|_| "the store thread did not answer".to_string())
     }
 
     /// A handle for admin queries.
@@ -1138,6 +1153,14 @@ impl Writer {
                     Msg::Block(b, t) => batch.push((*b, t)),
                     Msg::Admin(q, reply) => admin.push((q, reply)),
                     Msg::Stop => stopping = true,
+                    Msg::Window(id, w, done) => {
+                        if let Some(top) = self.counters.get(&id) {
+                            w.seed(*top);
+                        }
+                        self.windows.retain(|(i, _)| *i != id);
+                        self.windows.push((id, w));
+                        let _ = done.send(());
+                    }
                 }
                 if batch.len() < 64 && !stopping {
                     next = rx.try_recv().ok();

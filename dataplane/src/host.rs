@@ -48,6 +48,28 @@ pub fn ed25519_backend() -> &'static str {
     "serial"
 }
 
+/// The CPU features the fast paths use, each with whether this CPU has
+/// it (CPUID, as the crates test them at run time): AES-NI and CLMUL
+/// (AES-GCM), VAES and VPCLMULQDQ (wider AES-GCM), SHA-NI (hashes), AVX2
+/// and AVX-512 IFMA (Ed25519).
+pub fn cpu_features() -> Vec<(&'static str, bool)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        vec![
+            ("aes", has!("aes") && has!("pclmulqdq")),
+            ("vaes", has!("vaes") && has!("vpclmulqdq")),
+            ("sha_ni", has!("sha")),
+            ("avx2", has!("avx2")),
+            ("avx512ifma", has!("avx512ifma") && has!("avx512vl")),
+        ]
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Vec::new()
+    }
+}
+
 /// The CPU feature flags of the first processor in `/proc/cpuinfo`'s
 /// text (`aes`, `avx2`, `sha_ni`, ...); empty when there is no `flags`
 /// line.

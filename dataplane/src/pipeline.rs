@@ -88,6 +88,9 @@ pub struct CoreCounters {
     /// full ring (`queries.overload`).
     pub queries: u64,
     pub query_overload: u64,
+    /// Receive → pushed to a shard ring, per transaction, in the metrics'
+    /// buckets (the summary's percentiles come from the core's histogram).
+    pub ingest: attnet_core::latency::LatencyBuckets,
 }
 
 impl CoreCounters {
@@ -109,6 +112,7 @@ impl CoreCounters {
         self.hello_overload += o.hello_overload;
         self.queries += o.queries;
         self.query_overload += o.query_overload;
+        self.ingest.add(&o.ingest);
         if let Some(n) = &o.nic {
             self.nic.get_or_insert_with(Default::default).add(n);
         }
@@ -233,7 +237,11 @@ impl<Q: RxQueue> DataCore<Q> {
         let mut last_publish = Instant::now();
         loop {
             // Commands wait at most one burst (or one idle wait).
-            self.commands.apply(&mut self.fp.sessions, &mut filter);
+            let mut budget = None;
+            self.commands.apply(&mut self.fp.sessions, &mut filter, &mut budget);
+            if let Some(b) = budget {
+                self.fp.set_budget(b);
+            }
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -325,7 +333,10 @@ impl<Q: RxQueue> DataCore<Q> {
                     let len = b.len() as u64;
                     let Some(link) = self.links.get_mut(s) else { continue };
                     match link.to_shard.push(b) {
-                        Ok(()) => ingest_us.saturating_record_n(lat_us, len),
+                        Ok(()) => {
+                            ingest_us.saturating_record_n(lat_us, len);
+                            counters.ingest.record_n(lat_us, len);
+                        }
                         // A full ring holds the batch back: the next bursts'
                         // transactions for this shard join it and the push is
                         // retried after every burst (and when idle), so a

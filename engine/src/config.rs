@@ -24,6 +24,17 @@ pub enum BackendChoice {
     Dpdk,
 }
 
+/// `log_format`: how log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// `attnet: message` lines (warnings and errors say so), for terminals.
+    #[default]
+    Text,
+    /// One JSON object a line: time, level, target, message and fields.
+    Json,
+}
+
 /// The `[dpdk]` table.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +87,10 @@ pub struct FileConfig {
     pub receipts: Option<bool>,
     pub node_key: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
+    pub metrics: Option<String>,
+    pub admin: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
     pub committed_ids: Option<PathBuf>,
     pub snapshot_txs: Option<u64>,
     pub retain_mb: Option<u64>,
@@ -107,7 +122,7 @@ pub enum StopAfterChoice {
 }
 
 /// Command-line overrides (same names as the file's keys).
-#[derive(Debug, Default, clap::Args)]
+#[derive(Debug, Default, Clone, clap::Args)]
 pub struct Overrides {
     /// TOML configuration file.
     #[arg(long)]
@@ -220,6 +235,21 @@ pub struct Overrides {
     /// the admin socket (`docs/STORAGE.md`). Without one nothing persists.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics (`/metrics`) and a JSON `/status` on this
+    /// address, e.g. 127.0.0.1:7190 (off by default; `docs/OPERATIONS.md`).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// The admin socket (`attnet top`, `attnet query`); default
+    /// DIR/admin.sock with a data directory, else /run/attnet/PORT.sock.
+    #[arg(long, value_name = "PATH")]
+    pub admin: Option<PathBuf>,
+    /// Log lines as text (default) or JSON objects (journald, ELK).
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log level or filter: error, warn, info (default), debug, trace, or
+    /// per target, e.g. `info,control=debug`. SIGHUP re-reads it from the file.
+    #[arg(long)]
+    pub log_level: Option<String>,
     /// Write the ids of committed transactions (their block durable), one
     /// hex id a line; needs `--data-dir`.
     #[arg(long, value_name = "FILE")]
@@ -294,6 +324,14 @@ pub struct NodeConfig {
     pub node_key: Option<PathBuf>,
     /// Where blocks persist (`None`: in memory only).
     pub data_dir: Option<PathBuf>,
+    /// The Prometheus listener (`None`: off).
+    pub metrics: Option<SocketAddr>,
+    /// The admin socket's path (`None`: the default for the data directory
+    /// or the port).
+    pub admin: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// A `tracing` filter (`info`, `warn,control=debug`).
+    pub log_level: String,
     pub committed_ids: Option<PathBuf>,
     pub snapshot_txs: u64,
     pub retain_mb: u64,
@@ -312,6 +350,9 @@ pub struct NodeConfig {
     /// Queries waiting for an answer before more are dropped as overload.
     pub query_queue: u32,
     pub dpdk: DpdkFile,
+    /// The flags and file this came from, when there is a file: SIGHUP
+    /// resolves them again (`crate::reload`).
+    pub reload_from: Option<Box<Overrides>>,
 }
 
 fn bad(key: &str, why: impl std::fmt::Display) -> String {
@@ -415,6 +456,7 @@ impl NodeConfig {
     /// value, what is allowed and how to fix it. A file that does not
     /// parse (bad TOML, a wrong type, an unknown key) is one problem.
     pub fn check(o: Overrides) -> Result<NodeConfig, Vec<String>> {
+        let reload_from = o.config.is_some().then(|| Box::new(o.clone()));
         let file = match &o.config {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| vec![format!("config {}: {e}", p.display())])?;
@@ -434,6 +476,17 @@ impl NodeConfig {
             ck.fail(bad("listen", format!("`{listen_s}` is not IP:PORT ({e}); e.g. 0.0.0.0:7100")));
             SocketAddr::from(([0, 0, 0, 0], 7100))
         });
+        let metrics = o.metrics.or(file.metrics).and_then(|m| match m.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                ck.fail(bad("metrics", format!("`{m}` is not IP:PORT ({e}); e.g. 127.0.0.1:7190")));
+                None
+            }
+        });
+        let log_level = o.log_level.or(file.log_level).unwrap_or_else(|| "info".into());
+        if let Err(e) = crate::logs::filter(&log_level) {
+            ck.fail(bad("log_level", format!("`{log_level}` {e}; e.g. info, warn, or info,control=debug")));
+        }
         let cores = ck.range("cores", o.cores.or(file.cores).unwrap_or(cpus.saturating_sub(1).max(1)), CORES);
         // A replay defaults to one data core (every flow in capture order);
         // asked for more, the capture's flows are spread over them.
@@ -566,6 +619,10 @@ impl NodeConfig {
             stop_after,
             node_key: o.node_key.or(file.node_key),
             data_dir: o.data_dir.or(file.data_dir),
+            metrics,
+            admin: o.admin.or(file.admin),
+            log_format: o.log_format.or(file.log_format).unwrap_or_default(),
+            log_level,
             committed_ids: o.committed_ids.or(file.committed_ids),
             snapshot_txs: o.snapshot_txs.or(file.snapshot_txs).unwrap_or(1 << 20).max(1),
             retain_mb: o.retain_mb.or(file.retain_mb).unwrap_or(64 << 10),
@@ -576,6 +633,7 @@ impl NodeConfig {
             validator_slots,
             query_queue,
             dpdk,
+            reload_from,
         })
     }
 }

@@ -13,10 +13,14 @@ mod demo;
 mod doctor;
 mod keygen;
 mod keys;
+mod logs;
+mod metrics;
 mod node;
 mod output;
 mod pcap;
 mod query;
+mod reload;
+mod top;
 mod topology;
 
 #[global_allocator]
@@ -95,6 +99,11 @@ enum Cmd {
         /// The file (`attnet.example.toml` documents every key).
         file: std::path::PathBuf,
     },
+    /// A running node's live view: per-core rates, drop reasons, latency
+    /// percentiles and the last minute's traffic, refreshed once a second
+    /// from its admin socket. --once prints one snapshot (--json: one JSON
+    /// line) instead.
+    Top(top::TopArgs),
 }
 
 fn main() -> ExitCode {
@@ -119,6 +128,7 @@ fn main() -> ExitCode {
         Cmd::Keygen(a) => keygen::run(a),
         Cmd::Query(a) => query::run(a),
         Cmd::Repair(a) => query::repair(a),
+        Cmd::Top(a) => top::run(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use control::runner::{self, Live, RunnerConfig};
+use control::runner::{self, Live, Published, RunnerConfig};
 use dataplane::backend::uring::RecvMode;
 use dataplane::backend::{self, Backend, NotAtt, Queue, UdpConfig};
 use dataplane::pipeline::{self, CommandBus, CoreConfig, CoreCounters, CoreSetup, DataCore, Sharder};
@@ -114,8 +114,8 @@ fn open_backend(cfg: &NodeConfig) -> Result<Opened, String> {
             Ok(Err(e)) => Err(e),
             Ok(Ok(qs)) => {
                 let addr = qs.first().map(|q| q.local_addr());
-                eprintln!(
-                    "attnet: backend io_uring ({} queue(s), {}, {}), listening on {}",
+                tracing::info!(
+                    "backend io_uring ({} queue(s), {}, {}), listening on {}",
                     qs.len(),
                     qs.first().map_or("", |q| q.setup_flags()),
                     if cfg.receipts { "recvmsg with source addresses" } else { "plain recv" },
@@ -130,7 +130,7 @@ fn open_backend(cfg: &NodeConfig) -> Result<Opened, String> {
                 })
             }
             Err(e) => {
-                eprintln!("attnet: io_uring unavailable ({e}); falling back to recvmmsg");
+                tracing::warn!("io_uring unavailable ({e}); falling back to recvmmsg");
                 open_recvmmsg(&udp)
             }
         },
@@ -147,7 +147,7 @@ fn open_backend(cfg: &NodeConfig) -> Result<Opened, String> {
                 ipv4: d.ipv4,
             };
             let (qs, shared) = backend::dpdk::open(&dcfg)?;
-            eprintln!("attnet: backend dpdk ({} queue(s)) on port {}", qs.len(), dcfg.port);
+            tracing::info!("backend dpdk ({} queue(s)) on port {}", qs.len(), dcfg.port);
             Ok(Opened {
                 queues: qs.into_iter().map(Queue::Dpdk).collect(),
                 backend: Backend::Dpdk,
@@ -172,8 +172,8 @@ fn uring_allowed() -> Result<(), String> {
 fn open_recvmmsg(udp: &UdpConfig) -> Result<Opened, String> {
     let qs = backend::recvmmsg::RecvmmsgQueue::open(udp).map_err(|e| listen_error(udp.listen, &e))?;
     let addr = qs.first().map(|q| q.local_addr());
-    eprintln!(
-        "attnet: backend recvmmsg ({} queue(s)), listening on {}",
+    tracing::info!(
+        "backend recvmmsg ({} queue(s)), listening on {}",
         qs.len(),
         addr.map_or_else(|| udp.listen.to_string(), |a| a.to_string())
     );
@@ -186,7 +186,7 @@ fn open_recvmmsg(udp: &UdpConfig) -> Result<Opened, String> {
     })
 }
 
-fn percentiles(h: &Histogram<u64>) -> Value {
+pub fn percentiles(h: &Histogram<u64>) -> Value {
     if h.is_empty() {
         return json!({"p50": 0, "p90": 0, "p99": 0, "p999": 0, "max": 0});
     }
@@ -208,6 +208,30 @@ pub fn summary(
     ingest: &Histogram<u64>,
     duration_s: f64,
 ) -> Value {
+    let p = runner::Published {
+        live: ctl.live,
+        chain: ctl.chain,
+        receipts: ctl.receipts,
+        replies: ctl.replies,
+        handshake: ctl.handshake,
+        queries: ctl.queries,
+        ..runner::Published::default()
+    };
+    let mut v = counters_json(backend, cores, c, &p);
+    v["control"]["loop_us"] = percentiles(&ctl.loop_us);
+    v["control"]["loop_cpu_us"] = percentiles(&ctl.loop_cpu_us);
+    v["control"]["slowest"] = ctl.slowest.to_json();
+    v["control"]["seal_us"] = percentiles(&ctl.seal_us);
+    v["latency_us"] = json!({"ingest": percentiles(ingest), "inclusion": percentiles(&ctl.inclusion_us)});
+    v["duration_s"] = json!((duration_s * 1000.0).round() / 1000.0);
+    v
+}
+
+/// The summary's counters from the cores' counters (summed) and the
+/// control thread's (`p`): the summary at the end, `attnet top`'s and the
+/// metrics' view while the node runs. Histograms are left to the caller
+/// (`latency_us` null, `control` without its percentiles).
+pub fn counters_json(backend: Backend, cores: usize, c: &CoreCounters, p: &runner::Published) -> Value {
     let mut not_att = Map::new();
     for r in NotAtt::ALL {
         not_att.insert(r.as_str().into(), json!(c.not_att[r as usize]));
@@ -217,13 +241,13 @@ pub fn summary(
         fd.insert(r.as_str().into(), json!(c.frames.frame_drop(r)));
     }
     // Duplicates the control thread caught move from accepted to duplicate.
-    let late = ctl.live.late_duplicates;
+    let late = p.live.late_duplicates;
     let mut td = Map::new();
     for r in TxDrop::ALL {
         let n = c.frames.tx_drop(r) + if r == TxDrop::Duplicate { late } else { 0 };
         td.insert(r.as_str().into(), json!(n));
     }
-    let l = &ctl.chain.ledger;
+    let l = &p.chain.ledger;
     json!({
         "backend": backend.as_str(),
         "cores": cores,
@@ -234,26 +258,22 @@ pub fn summary(
             "submitted": l.submitted,
             "applied": l.applied,
             "dropped": l.refused_json(),
-            "records_evicted": ctl.chain.records_evicted,
+            "records_evicted": p.chain.records_evicted,
         },
         "control": {
-            "recently_refused": ctl.live.recently_refused,
-            "throttles": ctl.live.throttles,
-            "throttles_lost": ctl.live.throttles_lost,
-            "forgets_sent": ctl.live.forgets_sent,
-            "forgets_lost": ctl.live.forgets_lost,
-            "loop_us": percentiles(&ctl.loop_us),
-            "loop_cpu_us": percentiles(&ctl.loop_cpu_us),
-            "slowest": ctl.slowest.to_json(),
-            "seal_us": percentiles(&ctl.seal_us),
+            "recently_refused": p.live.recently_refused,
+            "throttles": p.live.throttles,
+            "throttles_lost": p.live.throttles_lost,
+            "forgets_sent": p.live.forgets_sent,
+            "forgets_lost": p.live.forgets_lost,
         },
-        "blocks": ctl.live.blocks,
-        "height": ctl.live.height,
-        "latency_us": {"ingest": percentiles(ingest), "inclusion": percentiles(&ctl.inclusion_us)},
-        "receipts": ctl.receipts.to_json(),
-        "handshake": ctl.handshake.to_json(c.hellos, c.hello_overload),
-        "queries": ctl.queries.to_json(c.queries, c.query_overload),
-        "duration_s": (duration_s * 1000.0).round() / 1000.0,
+        "blocks": p.live.blocks,
+        "height": p.live.height,
+        "latency_us": null,
+        "receipts": p.receipts.to_json(),
+        "handshake": p.handshake.to_json(c.hellos, c.hello_overload),
+        "queries": p.queries.to_json(c.queries, c.query_overload),
+        "duration_s": null,
     })
 }
 
@@ -388,9 +408,9 @@ fn live_line(topo: &Topology, now: &[CoreCounters], prev: &[CoreCounters], l: &L
 
 /// What a control thread that failed leaves for the summary: its last
 /// published figures, and no ledger counters (its report is lost).
-fn dead_control_report(live: &Mutex<Live>) -> runner::ControlReport {
+fn dead_control_report(live: &Mutex<Published>) -> runner::ControlReport {
     runner::ControlReport {
-        live: live.lock().map(|l| *l).unwrap_or_default(),
+        live: live.lock().map(|l| l.live).unwrap_or_default(),
         chain: Default::default(),
         inclusion_us: Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("static histogram bounds"),
         loop_us: Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds"),
@@ -413,7 +433,7 @@ fn install_panic_hook(stop: Arc<AtomicBool>) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let t = std::thread::current();
-        eprintln!("attnet: thread {} panicked: {info}", t.name().unwrap_or("<unnamed>"));
+        tracing::error!("thread {} panicked: {info}", t.name().unwrap_or("<unnamed>"));
         stop.store(true, Ordering::Relaxed);
         if std::env::var_os("RUST_BACKTRACE").is_some() {
             previous(info);
@@ -452,7 +472,7 @@ fn persistence(cfg: &NodeConfig, genesis: &control::genesis::Genesis) -> Result<
         if cfg.committed_ids.is_some() {
             return Err("--committed-ids needs --data-dir: without one nothing is ever durable".into());
         }
-        eprintln!("attnet: no data directory: blocks are kept in memory only and lost at exit (persistent: false)");
+        tracing::warn!("no data directory: blocks are kept in memory only and lost at exit (persistent: false)");
         let node_key = match &cfg.node_key {
             Some(p) => Some((keys::read_node_key(p)?, p.display().to_string())),
             None => None,
@@ -491,10 +511,10 @@ fn persistence(cfg: &NodeConfig, genesis: &control::genesis::Genesis) -> Result<
         b.finish();
     }
     if let Some(t) = &r.truncated {
-        eprintln!("attnet: recovery cut a torn write: {t}");
+        tracing::warn!("recovery cut a torn write: {t}");
     }
-    eprintln!(
-        "attnet: data directory {} (persistent): recovered block {} in {} ms (snapshot of block {}, then {} blocks, {} transactions replayed)",
+    tracing::info!(
+        "data directory {} (persistent): recovered block {} in {} ms (snapshot of block {}, then {} blocks, {} transactions replayed)",
         d.display(),
         r.tip.height,
         r.elapsed.as_millis(),
@@ -505,9 +525,69 @@ fn persistence(cfg: &NodeConfig, genesis: &control::genesis::Genesis) -> Result<
     Ok(Persistence { node_key: Some((node_key, key_origin)), data_lock: Some(lock), recovered: Some(r) })
 }
 
+/// Where the admin socket goes when `admin` is not configured: the data
+/// directory's `admin.sock`, else `/run/attnet/PORT.sock` for a socket
+/// backend (the port's lock makes it this node's), else one named after
+/// the process.
+fn admin_path(cfg: &NodeConfig, backend: Backend, addr: Option<std::net::SocketAddr>) -> std::path::PathBuf {
+    static NTH: AtomicUsize = AtomicUsize::new(0);
+    if let Some(p) = &cfg.admin {
+        return p.clone();
+    }
+    if let Some(d) = &cfg.data_dir {
+        return d.join("admin.sock");
+    }
+    let run = std::path::Path::new(RUNTIME_DIR);
+    match addr {
+        Some(a) if a.port() != 0 => run.join(format!("{}.sock", a.port())),
+        _ => run.join(format!(
+            "{}-{}-{}.sock",
+            backend.as_str(),
+            std::process::id(),
+            NTH.fetch_add(1, Ordering::Relaxed)
+        )),
+    }
+}
+
+/// Where admin sockets of nodes without a data directory go.
+pub const RUNTIME_DIR: &str = "/run/attnet";
+
+/// Starts the admin socket. One the operator asked for (`admin`, or the
+/// data directory's) must start; the runtime default may fail (a user
+/// without write access to /run): the node then runs without one and says
+/// so.
+fn start_admin(
+    cfg: &NodeConfig,
+    addr: Option<std::net::SocketAddr>,
+    dir: Option<(&control::store::DirLock, &control::store::Store)>,
+    view: &Arc<crate::metrics::NodeView>,
+) -> Result<Option<control::admin::AdminServer>, String> {
+    let path = admin_path(cfg, view.backend, addr);
+    let v = view.clone();
+    let src = control::admin::AdminSources {
+        dir: match dir {
+            Some((lock, s)) => Some((lock.path().to_path_buf(), s.admin().ok_or("store closed")?)),
+            None => None,
+        },
+        stats: Some(Box::new(move || v.stats())),
+    };
+    match control::admin::AdminServer::start(&path, src) {
+        Ok(a) => {
+            tracing::info!("admin socket {}", path.display());
+            Ok(Some(a))
+        }
+        Err(e) if cfg.admin.is_none() && cfg.data_dir.is_none() => {
+            tracing::warn!("no admin socket ({e}): attnet top cannot attach; set --admin PATH");
+            Ok(None)
+        }
+        Err(e) => Err(format!("admin socket: {e}")),
+    }
+}
+
 /// Starts the node's threads; `Started::wait` runs the main loop (live
 /// line, duration, signals) and returns the summary.
 pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<Started, String> {
+    crate::logs::init(cfg.log_format, &cfg.log_level)?;
     let sessions = match &cfg.keys {
         Some(p) => keys::read(p)?,
         None => Vec::new(),
@@ -533,7 +613,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     }
     let deadline_after = cfg.duration_s.map(crate::config::duration).transpose()?;
     if cfg.receipts_ignored {
-        eprintln!("attnet: receipts = true ignored: the pcap backend reads no source addresses, no RECEIPTs are sent");
+        tracing::warn!("receipts = true ignored: the pcap backend reads no source addresses, no RECEIPTs are sent");
     }
     let Opened { mut queues, backend, addr, dpdk, lock } = open_queues(&cfg)?;
     // Every configured session splits once: the receive half goes to the
@@ -550,7 +630,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             let (r, start) =
                 control::reserve::CounterReservation::open(l.path(), now_start, control::reserve::RESERVE_BLOCK)?;
             if start > now_start {
-                eprintln!("attnet: the clock is behind the last counter reservation: RECEIPT counters start above it");
+                tracing::warn!("the clock is behind the last counter reservation: RECEIPT counters start above it");
             }
             (Some(r), start)
         }
@@ -595,7 +675,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         h.validator_slots = u16::try_from(cfg.validator_slots).unwrap_or(u16::MAX);
         let configured: Vec<u16> = rx_halves.iter().map(|r| r.id).collect();
         let server = control::handshake::HandshakeServer::new(h, &configured, rand::make_rng());
-        eprintln!("attnet: node key {} ({key_origin}) answers HELLOs on channel 1003", hex::encode(server.node_key()));
+        tracing::info!("node key {} ({key_origin}) answers HELLOs on channel 1003", hex::encode(server.node_key()));
         Some(server)
     } else {
         None
@@ -605,7 +685,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     // every burst before the frame path, so nothing reaches the ledger.
     let rx_only = cfg.stop_after == crate::config::StopAfterChoice::Rx;
     if rx_only {
-        eprintln!("attnet: measurement mode --stop-after rx: datagrams are received and counted, never judged");
+        tracing::warn!("measurement mode --stop-after rx: datagrams are received and counted, never judged");
     }
     let cores = queues.len();
     let topo = Topology::build(&Shape {
@@ -618,7 +698,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         pin: cfg.pin,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
     });
-    eprintln!("attnet: {}; ed25519 on {}", topo.describe(), dataplane::host::ed25519_backend());
+    tracing::info!("{}; ed25519 on {}", topo.describe(), dataplane::host::ed25519_backend());
     let epoch = Instant::now();
     let deadline = match deadline_after {
         Some(d) => {
@@ -727,16 +807,37 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         }
         _ => (control::chain::Chain::new(&genesis, chain_cfg), None, Value::Null),
     };
-    let admin = match (&data_lock, &store) {
-        (Some(lock), Some(s)) => {
-            let h = s.admin().ok_or("store closed")?;
-            let a = control::admin::AdminServer::start(lock.path(), h)?;
-            eprintln!("attnet: admin socket {}", lock.path().join("admin.sock").display());
-            Some(a)
+    let live = Arc::new(Mutex::new(Published::default()));
+    let (reload_tx, reload_rx) = crossbeam_channel::bounded(1);
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(|e| format!("signal handler: {e}"))?;
+    let mut reloader = crate::reload::Reloader { cfg: cfg.clone(), sessions: sessions.clone(), to_control: reload_tx };
+    let view = Arc::new(crate::metrics::NodeView {
+        backend,
+        cores: topo
+            .data_cores()
+            .zip(&published)
+            .map(|(t, c)| crate::metrics::CoreView { name: t.name.clone(), counters: c.clone() })
+            .collect(),
+        control: live.clone(),
+        shards: cfg.shards,
+        sessions_configured: rx_halves.len(),
+        started: epoch,
+        kernel_before,
+        network_id,
+        node_key: node_key.as_ref().map(|(k, _)| k.public),
+        data_dir: cfg.data_dir.clone(),
+    });
+    let admin = start_admin(&cfg, addr, data_lock.as_ref().zip(store.as_ref()), &view)?;
+    let metrics = match cfg.metrics {
+        Some(a) => {
+            let m = crate::metrics::MetricsServer::start(a, view.clone())?;
+            tracing::info!("metrics on http://{}/metrics and /status", m.addr);
+            Some(m)
         }
-        _ => None,
+        None => None,
     };
-    let live = Arc::new(Mutex::new(Live::default()));
     // Live on every running core before the node reports that it listens.
     wait_applied(&commands, installed, &running)?;
     let setup = runner::ControlSetup {
@@ -752,14 +853,15 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         exceptions: exception_ends,
         handshake,
         store,
+        reloads: Some(reload_rx),
     };
     let handshakes = setup.handshake.is_some();
     let control_thread = std::thread::Builder::new()
         .name(topo.control().map_or_else(|| "attnet-control".into(), |t| t.name.clone()))
         .spawn(move || runner::run(setup))
         .map_err(|e| format!("spawn control thread: {e}"))?;
-    eprintln!(
-        "attnet: ready: {} configured session(s) on every data core, handshakes {}",
+    tracing::info!(
+        "ready: {} configured session(s) on every data core, handshakes {}",
         rx_halves.len(),
         if handshakes { "on" } else { "off (no node key)" }
     );
@@ -769,6 +871,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         let _lock = lock;
         let _data_lock = data_lock;
         let _admin = admin;
+        let _metrics = metrics;
         let show_live = cfg.live || std::io::stderr().is_terminal();
         let mut last_line = Instant::now();
         let mut prev = vec![CoreCounters::default(); published.len()];
@@ -778,6 +881,9 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             std::thread::sleep(Duration::from_millis(50));
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 stop2.store(true, Ordering::Relaxed);
+            }
+            if hup.swap(false, Ordering::Relaxed) {
+                reloader.reload();
             }
             // Every core has stopped (or died: the panic hook set the stop
             // flag, so the others follow).
@@ -794,8 +900,12 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
                 last_line = Instant::now();
                 let now: Vec<CoreCounters> =
                     published.iter().map(|p| p.lock().map(|c| *c).unwrap_or_default()).collect();
-                let l = live.lock().map(|l| *l).unwrap_or_default();
-                eprintln!("attnet: {}", live_line(&topo, &now, &prev, &l, &prev_live, dt));
+                let l = live.lock().map(|l| l.live).unwrap_or_default();
+                let line = live_line(&topo, &now, &prev, &l, &prev_live, dt);
+                match cfg.log_format {
+                    crate::config::LogFormat::Text => eprintln!("attnet: {line}"),
+                    crate::config::LogFormat::Json => tracing::info!(target: "attnet::live", "{line}"),
+                }
                 prev = now;
                 prev_live = l;
             }

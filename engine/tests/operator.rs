@@ -360,7 +360,12 @@ fn check_config_reports_every_problem() {
     assert!(String::from_utf8_lossy(&o.stdout).ends_with(": ok\n"));
     let d = tmpdir("check-config");
     let bad = d.join("bad.toml");
-    std::fs::write(&bad, "cores = 99\nring_depth = 0\nthrottle_burst = 0\nrcvbuf = 4294967296\n").unwrap();
+    std::fs::write(
+        &bad,
+        "cores = 99\nring_depth = 0\nthrottle_burst = 0\nrcvbuf = 4294967296\nmetrics = \"localhost\"\n\
+         log_level = \"loud\"\n",
+    )
+    .unwrap();
     let o = Command::new(BIN).arg("check-config").arg(&bad).output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -369,7 +374,9 @@ fn check_config_reports_every_problem() {
         "config key `ring_depth`: 0 is not in 1..=4096",
         "config key `throttle_burst`: 0 is not in 1..=10000000",
         "config key `rcvbuf`: 4294967296 is not in 0..=1073741824",
-        "4 problem(s)",
+        "config key `metrics`: `localhost` is not IP:PORT",
+        "config key `log_level`: `loud` is not a log filter",
+        "6 problem(s)",
     ] {
         assert!(err.contains(want), "{want} missing from:\n{err}");
     }

@@ -51,6 +51,9 @@ pub enum Command {
         /// The id prefixes.
         ids: [u64; FORGET_MAX],
     },
+    /// New failure budgets for every session (`None`: off), from a
+    /// configuration reload.
+    Budget(Option<crate::budget::BudgetConfig>),
 }
 
 /// A command could not be queued: some core's ring is full (that core is
@@ -159,7 +162,14 @@ impl CommandRx {
     /// Applies every command waiting to `table` and `filter`, then
     /// publishes the last sequence number applied; returns how many were
     /// applied.
-    pub fn apply(&mut self, table: &mut SessionTable, filter: &mut IdFilter) -> usize {
+    /// A [`Command::Budget`] is left in `budget` for the caller, whose
+    /// frame path holds the limits.
+    pub fn apply(
+        &mut self,
+        table: &mut SessionTable,
+        filter: &mut IdFilter,
+        budget: &mut Option<Option<crate::budget::BudgetConfig>>,
+    ) -> usize {
         let mut n = 0;
         let mut last = None;
         while let Ok((seq, cmd)) = self.ring.pop() {
@@ -178,6 +188,7 @@ impl CommandRx {
                         filter.forget_prefix(*p);
                     }
                 }
+                Command::Budget(b) => *budget = Some(b),
             }
             last = Some(seq);
             n += 1;
@@ -212,17 +223,17 @@ mod tests {
         assert_eq!(bus.install(&s.rx), Err(RingFull { core: 0 }));
         assert_eq!(bus.seq(), 2);
         assert!(!bus.applied_by_all(1));
-        assert_eq!(ends[0].apply(&mut tables[0], &mut filters[0]), 2);
+        assert_eq!(ends[0].apply(&mut tables[0], &mut filters[0], &mut None), 2);
         assert!(tables[0].get(4).is_none());
         assert_eq!(bus.applied(0), 2);
         assert!(!bus.applied_by_all(1), "core 1 has applied nothing");
         // Core 0 has room again but core 1 has not: still refused.
         assert_eq!(bus.install(&s.rx), Err(RingFull { core: 1 }));
-        assert_eq!(ends[1].apply(&mut tables[1], &mut filters[1]), 2);
+        assert_eq!(ends[1].apply(&mut tables[1], &mut filters[1], &mut None), 2);
         assert!(bus.applied_by_all(2));
         let c = bus.install(&s.rx).unwrap();
         for ((e, t), f) in ends.iter_mut().zip(&mut tables).zip(&mut filters) {
-            assert_eq!(e.apply(t, f), 1);
+            assert_eq!(e.apply(t, f, &mut None), 1);
             assert_eq!(e.applied(), c);
             assert!(t.get(4).is_some());
         }
@@ -247,7 +258,13 @@ mod tests {
         ids[0] = IdFilter::prefix(&a);
         ids[1] = IdFilter::prefix(&b);
         bus.send(Command::Forget { n: 1, ids }).unwrap();
-        assert_eq!(ends[0].apply(&mut table, &mut filter), 4);
+        let mut budget = None;
+        assert_eq!(ends[0].apply(&mut table, &mut filter, &mut budget), 4);
+        assert_eq!(budget, None, "no budget command");
+        let limits = crate::budget::BudgetConfig { per_s: 5, burst: 6, cooldown_ms: 7 };
+        bus.send(Command::Budget(Some(limits))).unwrap();
+        assert_eq!(ends[0].apply(&mut table, &mut filter, &mut budget), 1);
+        assert_eq!(budget, Some(Some(limits)), "the budget is left for the frame path");
         let e = table.get(4).unwrap();
         assert!(e.budget.throttled(1499) && !e.budget.throttled(1500));
         // Only the first `n` ids are forgotten.

@@ -21,6 +21,7 @@ pub mod dedup;
 pub mod emit;
 pub mod exception;
 pub mod handshake;
+pub mod latency;
 pub mod lz4;
 pub mod offer;
 pub mod path;
