@@ -431,11 +431,22 @@ impl SegmentReader {
     }
 }
 
+/// Snapshots from this size on are said in the log as they load.
+const SNAPSHOT_SAID: u64 = 16 << 20;
+
 /// Loads the newest snapshot: the state, its tip. `Ok(None)` if there is
 /// none; an error if the newest one does not check out.
 fn load_snapshot(d: &Path, inbox_capacity: usize) -> Result<Option<(State, Tip, ReceiveCounters)>, String> {
     let snaps = numbered(&snapshots_dir(d), "snap")?;
     let Some((_, p)) = snaps.last() else { return Ok(None) };
+    let started = Instant::now();
+    let size = fs::metadata(p).map_or(0, |m| m.len());
+    // A large state takes a second or more to read, decode and hash: said
+    // before and after, with the time it took.
+    let say = size >= SNAPSHOT_SAID;
+    if say {
+        tracing::info!("loading snapshot {} ({} MiB)", p.display(), size >> 20);
+    }
     let bytes = fs::read(p).map_err(|e| io(p, e))?;
     let bad = |why: &str| format!("{}: {why}: a damaged snapshot (`attnet repair` removes it)", p.display());
     let hdr = bytes.get(..SNAP_HEADER).ok_or_else(|| bad("shorter than a snapshot header"))?;
@@ -466,6 +477,14 @@ fn load_snapshot(d: &Path, inbox_capacity: usize) -> Result<Option<(State, Tip, 
     let mut state = state.with_root_rebuilt(inbox_capacity);
     if state.root() != root {
         return Err(bad("its state does not hash to the root it records"));
+    }
+    if say {
+        tracing::info!(
+            "snapshot of block {height} loaded: {} accounts in {} ms ({:.0} MiB/s)",
+            state.account_count(),
+            started.elapsed().as_millis(),
+            size as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64().max(1e-3)
+        );
     }
     Ok(Some((state, Tip { height, hash, timestamp_ms }, tops)))
 }

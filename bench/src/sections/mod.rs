@@ -37,12 +37,25 @@ type SectionFn = fn(&Ctx) -> Section;
 pub fn run(ctx: &Ctx, only: &[String]) -> Vec<Section> {
     let want = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
     let mut out = Vec::new();
-    let progress = |s: &Section, t: Instant| {
+    let names = ["crypto", "frame_path", "receive", "dpdk", "loopback", "pktgen", "attack"];
+    let total = names.iter().filter(|n| want(n)).count() as u64;
+    // Each section's line says how far the run is: sections done of those
+    // asked for, the time so far, and the time left at the mean so far.
+    let started = Instant::now();
+    let mut done = 0u64;
+    let mut progress = |s: &Section, t: Instant| {
         let what = match &s.skipped {
             Some(r) => format!("skipped: {r}"),
             None => format!("{} rows", s.rows.len()),
         };
-        eprintln!("attnet-bench: {} done in {:.1} s ({what})", s.name, t.elapsed().as_secs_f64());
+        done += 1;
+        let so_far = started.elapsed().as_secs_f64();
+        let left = so_far / done as f64 * total.saturating_sub(done) as f64;
+        eprintln!(
+            "attnet-bench: {} done in {:.1} s ({what}); {done}/{total} sections, {so_far:.0} s so far, about {left:.0} s left",
+            s.name,
+            t.elapsed().as_secs_f64()
+        );
     };
     if want("crypto") || want("frame_path") {
         let t = Instant::now();
