@@ -129,7 +129,7 @@ fn rings(c: &mut Criterion) {
 }
 
 fn receive(c: &mut Criterion) {
-    use bench::receive::{targets, Sender, PREFILL};
+    use dataplane::backend::probe::{targets, Sender, PREFILL};
     let mut g = c.benchmark_group("receive");
     g.throughput(Throughput::Elements(PREFILL as u64));
     g.sample_size(30);

@@ -211,7 +211,6 @@ pub mod dpdk;
 pub mod measure;
 pub mod plot;
 pub mod raw;
-pub mod receive;
 pub mod report;
 pub mod sections;
 pub mod storage;

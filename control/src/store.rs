@@ -1588,6 +1588,50 @@ mod tests {
         fs::remove_dir_all(&d).unwrap();
     }
 
+    /// A session a reload adds while the store runs: its window is seeded
+    /// with the top persisted for its id (an old frame stays a replay),
+    /// and its new top is persisted with the next write.
+    #[test]
+    fn a_window_added_while_running_is_seeded_and_persisted() {
+        let d = tmp("add-window");
+        let cfg = StoreConfig { snapshot_txs: u64::MAX, ..StoreConfig::default() };
+        write_chain_rx(&d, 3, cfg.clone(), &windows(&[5]));
+        let g = genesis();
+        let lock = lock(&d).unwrap();
+        let r = recover(&d, &g, 16, false).unwrap();
+        assert_eq!(r.counters.get(&5), Some(&5002));
+        let tip = r.tip;
+        let rx = ReceiveWindows { recovered: r.counters, windows: Vec::new() };
+        let mut c = Chain::resume(
+            &g,
+            ChainConfig { ledger: LedgerConfig::default(), block: BlockConfig::default(), producer: Some(P) },
+            r.state.clone(),
+            tip.height,
+            tip.hash,
+            tip.timestamp_ms,
+        );
+        let store = Store::start(&lock, cfg, r.state, tip, rx).unwrap();
+        let (w5, w6) = (Arc::new(ReplayWindow::new()), Arc::new(ReplayWindow::new()));
+        store.add_window(5, w5.clone()).unwrap();
+        store.add_window(6, w6.clone()).unwrap();
+        assert!(w5.check(5002).is_err() && w5.check(4990).is_err(), "seeded: old counters are replays");
+        assert!(w5.check(5003).is_ok());
+        assert!(w6.check(1).is_ok(), "nothing persisted for 6: nothing seeded");
+        w5.update(5010).unwrap();
+        w6.update(6001).unwrap();
+        let now = tip.timestamp_ms + 1_000;
+        let n = c.ledger().account(&A).unwrap().nonce;
+        c.submit(&tx(Kind::Transfer, A, B, n + 1, 100, b""), now).unwrap();
+        for b in c.finish(now + 1_000) {
+            store.append(b).unwrap();
+        }
+        store.finish().unwrap();
+        drop(lock);
+        let r = recover(&d, &g, 16, true).unwrap();
+        assert_eq!(r.counters, ReceiveCounters::from([(5, 5010), (6, 6001)]));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
     /// A torn counters record at the end of the log is cut like a torn
     /// block record (the counters before it stand); one in the middle that
     /// does not check out is damage, named, and repaired by a cut.

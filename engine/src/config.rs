@@ -13,8 +13,12 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendChoice {
-    /// io_uring multishot receive (default on Linux; falls back to recvmmsg
-    /// if the kernel refuses it).
+    /// The faster of io_uring and recvmmsg on this machine, by a probe of
+    /// a few tens of milliseconds at start (the default; the log says which
+    /// and why).
+    Auto,
+    /// io_uring multishot receive (falls back to recvmmsg if the kernel
+    /// refuses it).
     #[value(name = "io_uring")]
     IoUring,
     Recvmmsg,
@@ -466,7 +470,7 @@ impl NodeConfig {
         };
         let mut ck = Checker::default();
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let backend = o.backend.or(file.backend).unwrap_or(BackendChoice::IoUring);
+        let backend = o.backend.or(file.backend).unwrap_or(BackendChoice::Auto);
         let pcap = o.pcap.or(file.pcap);
         if backend == BackendChoice::Pcap && pcap.is_none() {
             ck.fail(bad("pcap", "the pcap backend needs a capture file (--pcap FILE, or `pcap` in the file)"));

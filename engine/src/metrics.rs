@@ -41,7 +41,8 @@ pub struct NodeView {
     /// Shard rings per data core (the control thread's `ring_fill` holds
     /// `cores × shards` entries, core by core).
     pub shards: usize,
-    pub sessions_configured: usize,
+    /// Configured sessions in force (a reload changes them).
+    pub sessions_configured: Arc<std::sync::atomic::AtomicUsize>,
     pub started: Instant,
     /// The kernel's counters at start: socket backends add the backlog
     /// drops since (machine-wide) to the cores' own, as the summary does.
@@ -79,6 +80,11 @@ impl Snapshot {
 }
 
 impl NodeView {
+    /// Configured sessions in force.
+    pub fn configured(&self) -> usize {
+        self.sessions_configured.load(Ordering::Relaxed)
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let cores = self.cores.iter().map(|c| c.counters.lock().map(|c| *c).unwrap_or_default()).collect();
         let ctl = self.control.lock().map(|p| p.clone()).unwrap_or_default();
@@ -130,7 +136,7 @@ impl NodeView {
             "uptime_s": (s.uptime_s * 1000.0).round() / 1000.0,
             "height": s.ctl.sealed_height,
             "finalized_height": s.ctl.live.height,
-            "sessions": {"configured": self.sessions_configured, "live": s.ctl.handshake.live},
+            "sessions": {"configured": self.configured(), "live": s.ctl.handshake.live},
             "cores": cores,
             "summary": summary,
         })
@@ -149,7 +155,7 @@ impl NodeView {
             "finalized_height": p.live.height,
             // One validator (the node itself) until validators peer.
             "peers": 0,
-            "sessions": {"configured": self.sessions_configured, "live": p.handshake.live},
+            "sessions": {"configured": self.configured(), "live": p.handshake.live},
             "cores": self.cores.len(),
             "persistent": self.data_dir.is_some(),
         })
@@ -275,13 +281,7 @@ impl Collector for NodeCollector {
         )?;
         m.encode_info(&info)?;
         family(e, "attnet_uptime_seconds", "Seconds since the node started.", Gauge, &[(Vec::new(), s.uptime_s)])?;
-        family(
-            e,
-            "attnet_sessions_configured",
-            "Sessions from the keys file.",
-            Gauge,
-            &one(view.sessions_configured as u64),
-        )?;
+        family(e, "attnet_sessions_configured", "Sessions from the keys file.", Gauge, &one(view.configured() as u64))?;
         family(
             e,
             "attnet_sessions_live",

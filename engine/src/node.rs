@@ -71,7 +71,7 @@ fn listen_error(listen: std::net::SocketAddr, e: &std::io::Error) -> String {
 /// error). Socket backends take the port's lock first (with port 0, once
 /// the kernel picked the port).
 fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
-    let socket = matches!(cfg.backend, BackendChoice::IoUring | BackendChoice::Recvmmsg);
+    let socket = matches!(cfg.backend, BackendChoice::Auto | BackendChoice::IoUring | BackendChoice::Recvmmsg);
     let early = if socket && cfg.listen.port() != 0 { Some(PortLock::take(cfg.listen)?) } else { None };
     let mut opened = open_backend(cfg)?;
     opened.lock = match (early, opened.addr) {
@@ -82,9 +82,47 @@ fn open_queues(cfg: &NodeConfig) -> Result<Opened, String> {
     Ok(opened)
 }
 
+/// Rounds of the start-up probe of `backend = "auto"`: each drains 128
+/// loopback datagrams with each backend (tens of microseconds), so the
+/// probe takes a few tens of milliseconds.
+const PROBE_ROUNDS: usize = 41;
+
+/// The socket backend `auto` runs here: io_uring when it drains loopback
+/// datagrams at least as fast as recvmmsg in a short probe (in the mode
+/// the node will use), else recvmmsg; the log line says which and why.
+fn auto_backend(cfg: &NodeConfig) -> BackendChoice {
+    if let Err(e) = uring_allowed() {
+        tracing::info!("backend auto: recvmmsg (io_uring {e})");
+        return BackendChoice::Recvmmsg;
+    }
+    match backend::probe::compare(cfg.receipts, PROBE_ROUNDS) {
+        Ok(p) => {
+            let r = p.uring_ratio();
+            let pick = if r >= 1.0 { BackendChoice::IoUring } else { BackendChoice::Recvmmsg };
+            tracing::info!(
+                "backend auto: {} (io_uring{} drained loopback datagrams at {r:.2} of recvmmsg's rate, median of {} \
+                 rounds: {} vs {} µs per {} datagrams)",
+                if pick == BackendChoice::IoUring { "io_uring" } else { "recvmmsg" },
+                if cfg.receipts { " with source addresses" } else { "" },
+                p.rounds,
+                p.uring.as_micros(),
+                p.recvmmsg.as_micros(),
+                backend::probe::PREFILL
+            );
+            pick
+        }
+        Err(e) => {
+            tracing::info!("backend auto: recvmmsg (the io_uring probe failed: {e})");
+            BackendChoice::Recvmmsg
+        }
+    }
+}
+
 fn open_backend(cfg: &NodeConfig) -> Result<Opened, String> {
     let udp = UdpConfig { listen: cfg.listen, queues: cfg.cores, rcvbuf: cfg.rcvbuf };
-    match cfg.backend {
+    let choice = if cfg.backend == BackendChoice::Auto { auto_backend(cfg) } else { cfg.backend };
+    match choice {
+        BackendChoice::Auto => Err("backend auto: no backend chosen".into()),
         BackendChoice::Pcap => {
             let path = cfg.pcap.as_ref().ok_or("config key `pcap`: missing")?;
             // One queue per data core, each taking its share of the flows
@@ -812,7 +850,13 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .map_err(|e| format!("signal handler: {e}"))?;
-    let mut reloader = crate::reload::Reloader { cfg: cfg.clone(), sessions: sessions.clone(), to_control: reload_tx };
+    let configured = Arc::new(AtomicUsize::new(rx_halves.len()));
+    let mut reloader = crate::reload::Reloader {
+        cfg: cfg.clone(),
+        sessions: sessions.clone(),
+        to_control: reload_tx,
+        configured: configured.clone(),
+    };
     let view = Arc::new(crate::metrics::NodeView {
         backend,
         cores: topo
@@ -822,7 +866,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             .collect(),
         control: live.clone(),
         shards: cfg.shards,
-        sessions_configured: rx_halves.len(),
+        sessions_configured: configured.clone(),
         started: epoch,
         kernel_before,
         network_id,

@@ -118,6 +118,8 @@ pub struct Reloader {
     pub cfg: NodeConfig,
     pub sessions: Vec<Configured>,
     pub to_control: crossbeam_channel::Sender<Reload>,
+    /// The views' count of configured sessions.
+    pub configured: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Reloader {
@@ -173,9 +175,18 @@ impl Reloader {
         }
         match answer.recv_timeout(std::time::Duration::from_secs(10)) {
             Ok(lines) => {
+                // Sessions the control thread could not install or remove
+                // are in `lines`; the count follows what it did.
+                let mut n = self.sessions.len();
                 for l in lines {
+                    if l.ends_with(" installed") && !sessions_had(&self.sessions, &l) {
+                        n += 1;
+                    } else if l.ends_with(" removed") {
+                        n = n.saturating_sub(1);
+                    }
                     tracing::info!("SIGHUP: {l}");
                 }
+                self.configured.store(n, std::sync::atomic::Ordering::Relaxed);
             }
             Err(_) => tracing::error!("SIGHUP: the control thread did not answer within 10 s"),
         }
@@ -183,6 +194,13 @@ impl Reloader {
         self.cfg = merged(self.cfg.clone(), &new);
         self.sessions = sessions;
     }
+}
+
+/// Whether `line` (`session N installed`) names a session already in
+/// `sessions` (its keys were replaced).
+fn sessions_had(sessions: &[Configured], line: &str) -> bool {
+    let id = line.split_whitespace().nth(1).and_then(|n| n.parse::<u32>().ok());
+    id.is_some_and(|id| sessions.iter().any(|s| s.id == id))
 }
 
 /// `old` with the reloadable keys of `new`: what is in force after a

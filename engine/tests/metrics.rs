@@ -315,20 +315,19 @@ fn sighup_reloads_sessions_budgets_and_the_log_level_while_traffic_flows() {
     let two = serde_json::json!({"sessions": all["sessions"].as_array().unwrap()[..2]});
     let node_keys = d.join("node-keys.json");
     std::fs::write(&node_keys, two.to_string()).unwrap();
-    let node_key = d.join("node.key");
-    let o = Command::new(BIN).args(["keygen", "--out"]).arg(&node_key).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // With a data directory: a node key of its own (handshakes on), the
+    // admin socket at data/admin.sock, and the added sessions' windows
+    // persisted by the store.
+    let data = d.join("data");
     let port = free_port();
     let conf = d.join("node.toml");
     let write_conf = |extra: &str| {
         let text = format!(
             "backend = \"recvmmsg\"\nlisten = \"127.0.0.1:{port}\"\ncores = 1\nkeys = \"{}\"\ngenesis = \"{}\"\n\
-             metrics = \"127.0.0.1:0\"\nadmin = \"{}\"\nduration_s = 60\nlog_format = \"json\"\n\
-             node_key = \"{}\"\n{extra}",
+             metrics = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nduration_s = 60\nlog_format = \"json\"\n{extra}",
             node_keys.display(),
             g.display(),
-            d.join("admin.sock").display(),
-            node_key.display()
+            data.display()
         );
         std::fs::write(&conf, text).unwrap();
     };
@@ -376,6 +375,12 @@ fn sighup_reloads_sessions_budgets_and_the_log_level_while_traffic_flows() {
         "no frame of the added sessions is unknown after the reload"
     );
     assert_eq!(after.sum("attnet_frames_accepted_total", None), 800 - unknown);
+    assert_eq!(after.sum("attnet_sessions_configured", None), 4);
+    let o = Command::new(BIN).args(["top", "--once", "--json", "--data-dir"]).arg(&data).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let top: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(top["sessions"]["configured"], 4, "{top}");
+    assert_eq!(top["summary"]["frames"]["received"], 800, "{top}");
     // A file with a problem is refused whole; the node keeps running.
     write_conf("shards = 0\n");
     node.signal("-HUP");

@@ -147,6 +147,30 @@ fn second_node_on_the_same_port_is_refused() {
     assert!(stderr(&o).contains("in use by another attnet process"), "{}", stderr(&o));
 }
 
+/// Without `--backend` the node probes io_uring against recvmmsg, runs
+/// the one it names in its log line, and the summary agrees; with
+/// io_uring disabled it runs recvmmsg and says why.
+#[test]
+fn the_auto_backend_says_which_and_why() {
+    let o = attnet(&["node", "--listen", "127.0.0.1:0", "--pin", "false", "--duration", "1"], secs(20));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let line = err.lines().find(|l| l.contains("backend auto: ")).unwrap_or_else(|| panic!("{err}"));
+    let pick = line.split("backend auto: ").nth(1).unwrap().split(' ').next().unwrap();
+    assert!(line.contains("of recvmmsg's rate, median of 41 rounds"), "{line}");
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["backend"].as_str(), Some(pick), "{line}");
+    let o = Command::new(BIN)
+        .args(["node", "--listen", "127.0.0.1:0", "--pin", "false", "--duration", "1"])
+        .env("ATTNET_DISABLE_IO_URING", "1")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(err.contains("backend auto: recvmmsg (io_uring disabled by ATTNET_DISABLE_IO_URING)"), "{err}");
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["backend"], "recvmmsg");
+}
+
 #[test]
 fn port_held_by_another_program_is_a_bind_error() {
     let holder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

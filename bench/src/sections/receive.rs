@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::Ctx;
 use crate::measure::{interleave, Figure};
-use crate::receive::{targets, Sender, PAYLOAD, PREFILL};
 use crate::report::{Row, Section};
+use dataplane::backend::probe::{targets, Sender, PAYLOAD, PREFILL};
 
 /// io_uring should drain at least as fast as recvmmsg.
 pub const GOAL: f64 = 1.0;

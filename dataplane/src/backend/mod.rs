@@ -16,6 +16,7 @@ pub mod dpdk;
 pub mod kstats;
 pub mod neighbours;
 pub mod pcap;
+pub mod probe;
 pub mod recvmmsg;
 pub(crate) mod socket;
 pub mod uring;

@@ -1,11 +1,13 @@
 //! Receive from a loopback socket: the io_uring backend against recvmmsg
 //! on the same prefilled datagrams. A measurement sends [`PREFILL`]
 //! datagrams to a queue's socket (untimed), then times draining them.
+//! `attnet-bench`'s `receive` section reports it; `backend = "auto"`
+//! runs a short one at start ([`compare`]) and keeps the faster backend.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use dataplane::backend::{RxQueue, UdpConfig};
+use crate::backend::{RxQueue, UdpConfig};
 
 /// Datagrams prefilled per measurement: what the default socket buffer
 /// (net.core.rmem_max, 208 KiB) holds without kernel drops.
@@ -21,7 +23,7 @@ pub fn drain(q: &mut dyn RxQueue, want: usize) -> usize {
     while got < want && Instant::now() < deadline {
         // As the data core reads them: with the source addresses where the
         // queue reports them (the node's receipts need them).
-        let _ = q.rx_burst_peers(&mut |bufs: &mut [&mut [u8]], _peers: &[dataplane::backend::Peer]| got += bufs.len());
+        let _ = q.rx_burst_peers(&mut |bufs: &mut [&mut [u8]], _peers: &[crate::backend::Peer]| got += bufs.len());
     }
     got
 }
@@ -38,12 +40,12 @@ pub struct Target {
 /// uses when it sends receipts), in that order, each on its own loopback
 /// socket.
 pub fn targets() -> Result<Vec<Target>, String> {
-    use dataplane::backend::uring::{RecvMode, UringQueue};
+    use crate::backend::uring::{RecvMode, UringQueue};
     let cfg = UdpConfig { listen: "127.0.0.1:0".parse().expect("address"), queues: 1, rcvbuf: 4 << 20 };
     let mut u = UringQueue::open(&cfg, 4096).map_err(|e| format!("io_uring: {e}"))?;
     let u = u.remove(0);
     let ua = u.local_addr();
-    let mut r = dataplane::backend::recvmmsg::RecvmmsgQueue::open(&cfg).map_err(|e| format!("recvmmsg: {e}"))?;
+    let mut r = crate::backend::recvmmsg::RecvmmsgQueue::open(&cfg).map_err(|e| format!("recvmmsg: {e}"))?;
     let r = r.remove(0);
     let ra = r.local_addr();
     let mut a = UringQueue::open_mode(&cfg, 4096, RecvMode::Addresses).map_err(|e| format!("io_uring: {e}"))?;
@@ -85,5 +87,58 @@ impl Sender {
             ));
         }
         Ok(dt)
+    }
+}
+
+/// What a start-up probe measured: the median time to drain [`PREFILL`]
+/// datagrams with io_uring (in the mode the node will use) and with
+/// recvmmsg, rounds alternating.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe {
+    pub uring: Duration,
+    pub recvmmsg: Duration,
+    pub rounds: usize,
+}
+
+impl Probe {
+    /// io_uring's drain rate over recvmmsg's (above 1: io_uring is faster).
+    pub fn uring_ratio(&self) -> f64 {
+        self.recvmmsg.as_secs_f64() / self.uring.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Drains [`PREFILL`] loopback datagrams `rounds` times with each backend,
+/// alternating (io_uring in its address mode when `addresses`, as the
+/// node runs it with receipts on); the medians. An error if either
+/// backend cannot open or loses datagrams.
+pub fn compare(addresses: bool, rounds: usize) -> Result<Probe, String> {
+    let mut ts = targets()?;
+    let uring_at = if addresses { 2 } else { 0 };
+    let sender = Sender::new()?;
+    let (mut u, mut r) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for _ in 0..rounds.max(1) {
+        let t = ts.get_mut(uring_at).ok_or("io_uring target missing")?;
+        u.push(sender.prefill_and_drain(t)?);
+        let t = ts.get_mut(1).ok_or("recvmmsg target missing")?;
+        r.push(sender.prefill_and_drain(t)?);
+    }
+    u.sort_unstable();
+    r.sort_unstable();
+    let median = |v: &[Duration]| v.get(v.len() / 2).copied().unwrap_or_default();
+    Ok(Probe { uring: median(&u), recvmmsg: median(&r), rounds: rounds.max(1) })
+}
+
+#[cfg(test)]
+mod tests {
+    /// The probe drains real loopback datagrams with both backends and
+    /// reports positive times (which one wins depends on the machine).
+    #[test]
+    fn the_probe_times_both_backends() {
+        let p = super::compare(false, 5).unwrap();
+        assert_eq!(p.rounds, 5);
+        assert!(p.uring > std::time::Duration::ZERO && p.recvmmsg > std::time::Duration::ZERO, "{p:?}");
+        assert!(p.uring_ratio().is_finite() && p.uring_ratio() > 0.0, "{p:?}");
+        let a = super::compare(true, 3).unwrap();
+        assert!(a.uring > std::time::Duration::ZERO, "{a:?}");
     }
 }
