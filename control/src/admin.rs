@@ -16,7 +16,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +24,9 @@ use serde_json::{json, Value};
 
 use crate::block::Block;
 use crate::store::{self, AdminHandle, StoreView};
+
+/// Admin connections served at once; more are answered with an error.
+const ADMIN_CONNECTIONS: usize = 8;
 
 /// A request line longer than this is refused.
 const REQUEST_MAX: usize = 4096;
@@ -197,7 +200,7 @@ pub fn answer_log(d: &Path, req: &Value) -> Value {
 }
 
 /// The live figures' answer (`{"q": "stats"}`), given by the node.
-pub type StatsFn = Box<dyn Fn() -> Value + Send>;
+pub type StatsFn = Box<dyn Fn() -> Value + Send + Sync>;
 
 /// What the admin socket answers from: the data directory and its store
 /// (state and log questions) and the node's live figures (`stats`). A node
@@ -231,13 +234,31 @@ impl AdminServer {
         l.set_nonblocking(true).map_err(|e| format!("{}: {e}", path.display()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let src = Arc::new(src);
+        // Each connection on a thread of its own (`attnet top` keeps one
+        // open), at most ADMIN_CONNECTIONS at once.
+        let open = Arc::new(AtomicUsize::new(0));
         let thread = std::thread::Builder::new()
             .name("attnet-admin".into())
             .spawn(move || {
                 while !stop2.load(Ordering::Relaxed) {
-                    match l.accept() {
-                        Ok((s, _)) => serve(s, &src, &stop2),
-                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                    let Ok((s, _)) = l.accept() else {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    };
+                    if open.fetch_add(1, Ordering::AcqRel) >= ADMIN_CONNECTIONS {
+                        open.fetch_sub(1, Ordering::AcqRel);
+                        let _ = s.set_nonblocking(false);
+                        let _ = writeln!(&s, "{}", json!({"error": "too many admin connections"}));
+                        continue;
+                    }
+                    let (src, stop, open2) = (src.clone(), stop2.clone(), open.clone());
+                    let spawned = std::thread::Builder::new().name("attnet-admin-conn".into()).spawn(move || {
+                        serve(s, &src, &stop);
+                        open2.fetch_sub(1, Ordering::AcqRel);
+                    });
+                    if spawned.is_err() {
+                        open.fetch_sub(1, Ordering::AcqRel);
                     }
                 }
             })
@@ -326,4 +347,49 @@ pub fn ask_path(path: &Path, req: &Value) -> Result<Value, String> {
 /// Asks a running node through its admin socket (`D/admin.sock`).
 pub fn ask_socket(d: &Path, req: &Value) -> Result<Value, String> {
     ask_path(&d.join("admin.sock"), req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection held open (as `attnet top` holds one) does not keep
+    /// another client waiting; connections beyond the limit are told so.
+    #[test]
+    fn a_held_connection_does_not_block_others() {
+        let d = std::env::temp_dir().join(format!("attnet-admin-{}", std::process::id()));
+        let path = d.join("admin.sock");
+        let src = AdminSources { dir: None, stats: Some(Box::new(|| json!({"height": 7}))) };
+        let server = AdminServer::start(&path, src).unwrap();
+        let held = UnixStream::connect(&path).unwrap();
+        writeln!(&held, "{}", json!({"q": "stats"})).unwrap();
+        let mut line = String::new();
+        BufReader::new(&held).read_line(&mut line).unwrap();
+        assert!(line.contains("\"height\":7"), "{line}");
+        let t = std::time::Instant::now();
+        assert_eq!(ask_path(&path, &json!({"q": "stats"})).unwrap()["height"], 7);
+        assert!(t.elapsed() < Duration::from_secs(1), "answered while another connection is open");
+        let no_dir = ask_path(&path, &json!({"q": "account", "key": "00"})).unwrap();
+        assert!(no_dir["error"].as_str().unwrap().contains("no data directory"), "{no_dir}");
+        let mut more: Vec<UnixStream> = Vec::new();
+        for _ in 0..ADMIN_CONNECTIONS + 2 {
+            let s = UnixStream::connect(&path).unwrap();
+            writeln!(&s, "{}", json!({"q": "stats"})).unwrap();
+            more.push(s);
+        }
+        let answers: Vec<String> = more
+            .iter()
+            .map(|s| {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut l = String::new();
+                let _ = BufReader::new(s).read_line(&mut l);
+                l
+            })
+            .collect();
+        assert!(answers.iter().any(|a| a.contains("too many admin connections")), "{answers:?}");
+        assert!(answers.iter().filter(|a| a.contains("\"height\":7")).count() >= ADMIN_CONNECTIONS - 1, "{answers:?}");
+        drop(server);
+        assert!(!path.exists(), "the socket is removed");
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }
