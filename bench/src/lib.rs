@@ -72,14 +72,21 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// One burst of the row.
     pub fn new(row: Row) -> Self {
+        Self::with_frames(row, BURST)
+    }
+
+    /// `frames` frames of the row (at most 256, each from its own account:
+    /// a batch of distinct keys, as clients send them).
+    pub fn with_frames(row: Row, frames: usize) -> Self {
         let session = 1;
         let key = testkit::c2r(session);
         let mut txs = Vec::new();
         let mut bodies = Vec::new();
         let mut wire_bodies = Vec::new();
         let mut messages = Vec::new();
-        for f in 0..BURST {
+        for f in 0..frames.min(256) {
             let sk = testkit::signer(f as u8);
             let mut ts = Vec::new();
             for i in 0..row.txs_per_frame {
@@ -123,7 +130,12 @@ impl Workload {
         w
     }
 
-    /// A fresh burst sealed with counters `base..base + BURST`.
+    /// Frames of the workload.
+    pub fn frames(&self) -> usize {
+        self.bodies.len()
+    }
+
+    /// Fresh frames sealed with counters `base..base + frames()`.
     pub fn burst(&self, base: u64) -> Vec<Vec<u8>> {
         let spec = FrameSpec { compress: self.row.lz4, ..FrameSpec::tx_batch(self.session) };
         self.bodies
@@ -139,11 +151,11 @@ impl Workload {
 
     /// Mean wire size of the row's frames.
     pub fn frame_len(&self) -> usize {
-        self.burst(0).iter().map(|f| f.len()).sum::<usize>() / BURST
+        self.burst(0).iter().map(|f| f.len()).sum::<usize>() / self.frames()
     }
 
     pub fn tx_count(&self) -> usize {
-        BURST * self.row.txs_per_frame
+        self.frames() * self.row.txs_per_frame
     }
 
     /// A relay path that knows the workload's session.

@@ -5,6 +5,7 @@
 //! (`ed25519-zebra`). Shared by the criterion benchmarks and `attnet-bench`.
 
 use crate::Workload;
+use ed25519_zebra::{Signature, VerificationKeyBytes};
 
 /// An AES-256-GCM library.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +117,7 @@ pub fn sha_ids(w: &Workload) -> u8 {
 
 /// Every transaction's public key and signature, in workload order (the
 /// signing messages are `Workload::messages`).
-pub type Sigs = Vec<(ed25519_zebra::VerificationKeyBytes, ed25519_zebra::Signature)>;
+pub type Sigs = Vec<(VerificationKeyBytes, Signature)>;
 
 pub fn sigs(w: &Workload) -> Sigs {
     w.txs
@@ -143,10 +144,17 @@ pub fn batch_rng() -> rand::rngs::StdRng {
 }
 
 /// Verifies every signature in one `ed25519-zebra` batch.
-pub fn verify_batch(sigs: &Sigs, messages: &[Vec<u8>], rng: &mut rand::rngs::StdRng) {
+pub fn verify_batch(sigs: &[(VerificationKeyBytes, Signature)], messages: &[Vec<u8>], rng: &mut rand::rngs::StdRng) {
     let mut v = ed25519_zebra::batch::Verifier::new();
     for ((a, s), m) in sigs.iter().zip(messages) {
         v.queue((*a, *s, m));
     }
     v.verify(rng).expect("valid batch");
+}
+
+/// Verifies the signatures in `ed25519-zebra` batches of `n`.
+pub fn verify_batches(sigs: &Sigs, messages: &[Vec<u8>], n: usize, rng: &mut rand::rngs::StdRng) {
+    for (s, m) in sigs.chunks(n).zip(messages.chunks(n)) {
+        verify_batch(s, m, rng);
+    }
 }

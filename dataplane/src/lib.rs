@@ -17,8 +17,8 @@ pub mod pipeline;
 pub mod testkit;
 
 pub use attnet_core::{
-    budget, crypto, dedup, emit, exception, handshake, lz4, offer, path, peer, replay, reply, session, shard, verdict,
-    verify, wire,
+    batch, budget, crypto, dedup, emit, exception, handshake, lz4, offer, path, peer, replay, reply, session, shard,
+    verdict, verify, wire,
 };
 pub use attnet_core::{
     AcceptedTx, Burst, Counters, Depth, DropReason, FramePath, FrameRecord, Peer, TxDrop, TxLoc, Verdict,

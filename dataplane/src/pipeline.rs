@@ -26,6 +26,7 @@ use crate::backend::{NotAtt, Peer, RxQueue};
 use crate::dedup::IdFilter;
 use crate::path::{Burst, FramePath};
 use crate::verdict::{Counters, TxDrop};
+pub use attnet_core::batch::{BatchPolicy, Pending};
 pub use attnet_core::command::{command_bus, Command, CommandBus, CommandRx};
 pub use attnet_core::exception::{exception_link, Exception, ExceptionEnd, ExceptionKind, ExceptionLink};
 pub use attnet_core::reply::{reply_link, Reply, ReplyConsumer, ReplyProducer};
@@ -91,6 +92,13 @@ pub struct CoreCounters {
     /// Receive → pushed to a shard ring, per transaction, in the metrics'
     /// buckets (the summary's percentiles come from the core's histogram).
     pub ingest: attnet_core::latency::LatencyBuckets,
+    /// Signature batches verified, and the transactions they held
+    /// (their ratio is the average batch).
+    pub verify_batches: u64,
+    pub verify_batch_txs: u64,
+    /// Transactions waiting for their batch when the counters were
+    /// published: counted in `txs_seen`, not yet accepted or dropped.
+    pub pending_txs: u64,
 }
 
 impl CoreCounters {
@@ -113,6 +121,9 @@ impl CoreCounters {
         self.queries += o.queries;
         self.query_overload += o.query_overload;
         self.ingest.add(&o.ingest);
+        self.verify_batches += o.verify_batches;
+        self.verify_batch_txs += o.verify_batch_txs;
+        self.pending_txs += o.pending_txs;
         if let Some(n) = &o.nic {
             self.nic.get_or_insert_with(Default::default).add(n);
         }
@@ -142,6 +153,8 @@ pub struct CoreConfig {
     pub filter_log2: u32,
     /// How often the published counters are refreshed.
     pub publish_every: Duration,
+    /// Signature batches across bursts ([`BatchPolicy`]).
+    pub batch: BatchPolicy,
     /// An offline source (pcap replay): a full shard ring makes the core
     /// wait for the control thread (it receives nothing while a batch is
     /// held back) instead of dropping as `ring_full`; only a stop request
@@ -159,6 +172,7 @@ impl Default for CoreConfig {
             filter_log2: 16,
             publish_every: Duration::from_millis(100),
             lossless: false,
+            batch: BatchPolicy::default(),
         }
     }
 }
@@ -198,6 +212,8 @@ pub struct DataCore<Q: RxQueue> {
     // a pointer, not a 48-byte struct with two vectors.
     #[allow(clippy::vec_box)]
     pools: Vec<Vec<Box<ShardBatch>>>,
+    /// Per shard, the batch being filled (or held back by a full ring).
+    held: Vec<Option<Box<ShardBatch>>>,
     commands: CommandRx,
     sharder: Sharder,
     cfg: CoreConfig,
@@ -217,8 +233,9 @@ pub struct CoreReport {
 impl<Q: RxQueue> DataCore<Q> {
     pub fn new(setup: CoreSetup<Q>) -> Self {
         let CoreSetup { fp, queue, links, commands, sharder, cfg, epoch, stop, published, exceptions } = setup;
-        let (links, pools) = links.into_iter().unzip();
-        DataCore { fp, queue, links, pools, commands, sharder, cfg, epoch, stop, published, exceptions }
+        let (links, pools): (Vec<_>, Vec<_>) = links.into_iter().unzip();
+        let held = (0..links.len()).map(|_| None).collect();
+        DataCore { fp, queue, links, pools, held, commands, sharder, cfg, epoch, stop, published, exceptions }
     }
 
     /// Runs until the stop flag is set or a finite source is exhausted,
@@ -231,8 +248,7 @@ impl<Q: RxQueue> DataCore<Q> {
         let mut counters = CoreCounters::default();
         let mut burst = Burst::with_capacity(crate::backend::MAX_BURST * 4, 1024, crate::backend::MAX_BURST);
         let mut filter = IdFilter::new(self.cfg.filter_log2);
-        let shards = self.links.len();
-        let mut current: Vec<Option<Box<ShardBatch>>> = (0..shards).map(|_| None).collect();
+        let mut pending = Pending::with_capacity(self.cfg.batch.max_sigs + crate::backend::MAX_BURST);
         let mut idle = 0u32;
         let mut last_publish = Instant::now();
         loop {
@@ -249,13 +265,10 @@ impl<Q: RxQueue> DataCore<Q> {
             let rx_ns = rx_at.duration_since(self.epoch).as_nanos() as u64;
             self.fp.set_now_ms(rx_ns / 1_000_000);
             let fp = &mut self.fp;
-            let sharder = &self.sharder;
-            let pools = &mut self.pools;
-            let links = &mut self.links;
             let exceptions = &mut self.exceptions;
             let rx_only = self.cfg.stop_after == StopAfter::Rx;
             // Lossless: nothing more is received while a batch waits for room.
-            let waiting = self.cfg.lossless && current.iter().any(Option::is_some);
+            let waiting = self.cfg.lossless && self.held.iter().any(Option::is_some);
             let got = if waiting {
                 Ok(0)
             } else {
@@ -266,54 +279,18 @@ impl<Q: RxQueue> DataCore<Q> {
                     if rx_only {
                         return;
                     }
-                    fp.process_filtered(bufs, &mut burst, &filter);
+                    fp.judge_burst(bufs, &mut burst, &filter);
                     if !burst.control.is_empty() {
                         hand_over(&burst, bufs, peers, rx_ns, exceptions.as_mut(), &mut counters);
                     }
-                    let mut dup = 0u64;
-                    let mut full = 0u64;
-                    for t in &burst.txs {
-                        if !filter.insert(&t.id) {
-                            dup += 1;
-                            continue;
-                        }
-                        let bytes = burst.tx_bytes(bufs, t);
-                        let s = sharder.shard(crate::wire::tx::from_part(bytes));
-                        // An accepted transaction's frame record is always there; the
-                        // fallbacks only keep a broken invariant from panicking.
-                        let route = match burst.frames.get(t.frame as usize) {
-                            Some(f) => Route {
-                                session: f.session,
-                                channel: f.channel,
-                                peer: peers.get(f.datagram as usize).copied().unwrap_or(Peer::NONE),
-                                generation: f.generation,
-                            },
-                            None => Route::default(),
-                        };
-                        let (Some(slot), Some(pool), Some(link)) =
-                            (current.get_mut(s), pools.get_mut(s), links.get_mut(s))
-                        else {
-                            full += 1;
-                            continue;
-                        };
-                        if slot.is_none() {
-                            while let Ok(b) = link.returned.pop() {
-                                pool.push(b);
-                            }
-                            *slot = pool.pop();
-                        }
-                        match slot {
-                            Some(b) => b.push_routed(bytes, t.id, rx_ns, route),
-                            // Never reached the ledger: a resend is not a
-                            // duplicate.
-                            None => {
-                                full += 1;
-                                filter.forget_prefix(IdFilter::prefix(&t.id));
-                            }
-                        }
-                    }
-                    burst.counters.reclassify(TxDrop::Duplicate, dup);
-                    burst.counters.reclassify(TxDrop::RingFull, full);
+                    // An accepted transaction's frame record is always there
+                    // (a broken invariant gets the default route, no panic).
+                    pending.take_burst(&burst, bufs, rx_ns, |f| Route {
+                        session: f.session,
+                        channel: f.channel,
+                        peer: peers.get(f.datagram as usize).copied().unwrap_or(Peer::NONE),
+                        generation: f.generation,
+                    });
                 })
             };
             let n = match got {
@@ -325,18 +302,18 @@ impl<Q: RxQueue> DataCore<Q> {
                     0
                 }
             };
-            // Hand this burst's batches to the shards.
-            let pushed_at = Instant::now();
-            let lat_us = pushed_at.duration_since(rx_at).as_micros().max(1) as u64;
-            for (s, slot) in current.iter_mut().enumerate() {
+            // Verify what waits when the batch is full or its budget is
+            // spent, then hand the shards' batches over.
+            let now_ns = self.epoch.elapsed().as_nanos() as u64;
+            if self.cfg.batch.due(pending.len(), pending.oldest_ns(), now_ns) {
+                self.settle(&mut pending, &mut filter, &mut burst, &mut counters, &mut ingest_us, now_ns);
+            }
+            for (s, slot) in self.held.iter_mut().enumerate() {
                 if let Some(mut b) = slot.take() {
                     let len = b.len() as u64;
                     let Some(link) = self.links.get_mut(s) else { continue };
                     match link.to_shard.push(b) {
-                        Ok(()) => {
-                            ingest_us.saturating_record_n(lat_us, len);
-                            counters.ingest.record_n(lat_us, len);
-                        }
+                        Ok(()) => {}
                         // A full ring holds the batch back: the next bursts'
                         // transactions for this shard join it and the push is
                         // retried after every burst (and when idle), so a
@@ -376,25 +353,32 @@ impl<Q: RxQueue> DataCore<Q> {
                 } else if idle < 32 {
                     std::thread::yield_now();
                 } else {
-                    counters.idle_waits += 1;
-                    let _ = self.queue.wait(self.cfg.idle_wait);
+                    // A waiting transaction bounds the wait by its budget.
+                    let idle_ns = self.cfg.idle_wait.as_nanos() as u64;
+                    let wait = self.cfg.batch.idle_wait_ns(pending.oldest_ns(), now_ns, idle_ns);
+                    if wait > 0 {
+                        counters.idle_waits += 1;
+                        let _ = self.queue.wait(Duration::from_nanos(wait));
+                    }
                 }
             } else {
                 idle = 0;
             }
             if last_publish.elapsed() >= self.cfg.publish_every {
                 last_publish = Instant::now();
-                self.fill(&mut counters, &burst);
+                self.fill(&mut counters, &burst, &pending);
                 if let Ok(mut p) = self.published.lock() {
                     *p = counters;
                 }
             }
         }
-        // Batches still held back get a last chance while the control
-        // thread drains (it runs until every core has stopped), then count
-        // as ring_full.
+        // The last batch is verified; batches still held back get a last
+        // chance while the control thread drains (it runs until every core
+        // has stopped), then count as ring_full.
+        let now_ns = self.epoch.elapsed().as_nanos() as u64;
+        self.settle(&mut pending, &mut filter, &mut burst, &mut counters, &mut ingest_us, now_ns);
         let until = Instant::now() + HOLD_AT_EXIT;
-        for (s, slot) in current.iter_mut().enumerate() {
+        for (s, slot) in self.held.iter_mut().enumerate() {
             while let Some(b) = slot.take() {
                 let Some(link) = self.links.get_mut(s) else { break };
                 match link.to_shard.push(b) {
@@ -409,16 +393,78 @@ impl<Q: RxQueue> DataCore<Q> {
                 }
             }
         }
-        self.fill(&mut counters, &burst);
+        self.fill(&mut counters, &burst, &pending);
         if let Ok(mut p) = self.published.lock() {
             *p = counters;
         }
         CoreReport { counters, ingest_us }
     }
 
-    fn fill(&self, c: &mut CoreCounters, burst: &Burst) {
+    /// Verifies the batch waiting in `pending` and puts its accepted
+    /// transactions in their shards' batches (pushed by the caller): each
+    /// id is recorded in `filter` now, after verification (a copy another
+    /// bursts' batch already recorded is a `duplicate`); a shard without a
+    /// free batch drops it as `ring_full` and forgets the id, so a resend
+    /// is not a duplicate. Ingest latency (receive → in its shard's batch)
+    /// is recorded per transaction.
+    fn settle(
+        &mut self,
+        pending: &mut Pending,
+        filter: &mut IdFilter,
+        burst: &mut Burst,
+        counters: &mut CoreCounters,
+        ingest_us: &mut Histogram<u64>,
+        now_ns: u64,
+    ) {
+        if pending.is_empty() {
+            return;
+        }
+        counters.verify_batches += 1;
+        counters.verify_batch_txs += pending.len() as u64;
+        self.fp.settle(pending, &mut burst.counters);
+        let (mut dup, mut full) = (0u64, 0u64);
+        for t in pending.txs() {
+            if !filter.insert(&t.id) {
+                dup += 1;
+                continue;
+            }
+            let bytes = pending.tx_bytes(t);
+            let s = self.sharder.shard(crate::wire::tx::from_part(bytes));
+            let (Some(slot), Some(pool), Some(link)) =
+                (self.held.get_mut(s), self.pools.get_mut(s), self.links.get_mut(s))
+            else {
+                full += 1;
+                continue;
+            };
+            if slot.is_none() {
+                while let Ok(b) = link.returned.pop() {
+                    pool.push(b);
+                }
+                *slot = pool.pop();
+            }
+            match slot {
+                Some(b) => {
+                    b.push_routed(bytes, t.id, t.rx_ns, t.route);
+                    let lat_us = (now_ns.saturating_sub(t.rx_ns) / 1_000).max(1);
+                    ingest_us.saturating_record(lat_us);
+                    counters.ingest.record_n(lat_us, 1);
+                }
+                // Never reached the ledger: a resend is not a duplicate.
+                None => {
+                    full += 1;
+                    filter.forget_prefix(IdFilter::prefix(&t.id));
+                }
+            }
+        }
+        burst.counters.reclassify(TxDrop::Duplicate, dup);
+        burst.counters.reclassify(TxDrop::RingFull, full);
+        pending.clear();
+    }
+
+    fn fill(&self, c: &mut CoreCounters, burst: &Burst, pending: &Pending) {
         let q = self.queue.stats();
         c.frames = burst.counters;
+        c.pending_txs = pending.len() as u64;
         c.kernel_dropped = q.kernel_dropped;
         c.not_att = q.not_att;
         c.packets = q.packets;

@@ -104,6 +104,8 @@ pub struct FileConfig {
     pub session_idle_s: Option<u32>,
     pub validator_slots: Option<u32>,
     pub query_queue: Option<u32>,
+    pub verify_batch: Option<usize>,
+    pub verify_budget_us: Option<u64>,
     pub dpdk: Option<DpdkFile>,
 }
 
@@ -286,6 +288,14 @@ pub struct Overrides {
     /// (default 4096).
     #[arg(long)]
     pub query_queue: Option<u32>,
+    /// Signatures a data core verifies together, gathered across bursts
+    /// (default 256).
+    #[arg(long)]
+    pub verify_batch: Option<usize>,
+    /// Longest a transaction waits for its signature batch, microseconds
+    /// (default 500; 0 verifies every burst as it comes).
+    #[arg(long)]
+    pub verify_budget_us: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -353,6 +363,8 @@ pub struct NodeConfig {
     pub validator_slots: u32,
     /// Queries waiting for an answer before more are dropped as overload.
     pub query_queue: u32,
+    /// Signature batches across bursts.
+    pub batch: dataplane::pipeline::BatchPolicy,
     pub dpdk: DpdkFile,
     /// The flags and file this came from, when there is a file: SIGHUP
     /// resolves them again (`crate::reload`).
@@ -387,6 +399,8 @@ const SESSIONS_PER_SOURCE: RangeInclusive<u32> = 1..=64_535;
 const SESSION_IDLE_S: RangeInclusive<u32> = 1..=86_400;
 const VALIDATOR_SLOTS: RangeInclusive<u32> = 0..=4096;
 const QUERY_QUEUE: RangeInclusive<u32> = 1..=1_048_576;
+const VERIFY_BATCH: RangeInclusive<usize> = 1..=dataplane::pipeline::BatchPolicy::MAX_SIGS;
+const VERIFY_BUDGET_US: RangeInclusive<u64> = 0..=dataplane::pipeline::BatchPolicy::MAX_BUDGET_NS / 1_000;
 /// Longest `duration_s`: 10^9 s (about 31 years).
 pub const MAX_DURATION_S: f64 = 1e9;
 
@@ -586,6 +600,19 @@ impl NodeConfig {
         let validator_slots =
             ck.range("validator_slots", o.validator_slots.or(file.validator_slots).unwrap_or(64), VALIDATOR_SLOTS);
         let query_queue = ck.range("query_queue", o.query_queue.or(file.query_queue).unwrap_or(4096), QUERY_QUEUE);
+        let dflt = dataplane::pipeline::BatchPolicy::default();
+        let batch = dataplane::pipeline::BatchPolicy {
+            max_sigs: ck.range(
+                "verify_batch",
+                o.verify_batch.or(file.verify_batch).unwrap_or(dflt.max_sigs),
+                VERIFY_BATCH,
+            ),
+            budget_ns: ck.range(
+                "verify_budget_us",
+                o.verify_budget_us.or(file.verify_budget_us).unwrap_or(dflt.budget_ns / 1_000),
+                VERIFY_BUDGET_US,
+            ) * 1_000,
+        };
         // Every backend but a capture replay has a transmit path.
         let transmits = backend != BackendChoice::Pcap;
         let receipts_asked = o.receipts.or(file.receipts);
@@ -636,6 +663,7 @@ impl NodeConfig {
             session_idle_s,
             validator_slots,
             query_queue,
+            batch,
             dpdk,
             reload_from,
         })

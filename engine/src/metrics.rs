@@ -125,6 +125,9 @@ impl NodeView {
                     "frames_accepted": c.frames.frames_accepted,
                     "txs_seen": c.frames.txs_seen,
                     "txs_accepted": c.frames.txs_accepted,
+                    "txs_pending": c.pending_txs,
+                    "verify_batches": c.verify_batches,
+                    "verify_batch_txs": c.verify_batch_txs,
                     "kernel_dropped": c.kernel_dropped,
                     "ring_fill": s.ring_fill(i, self.shards),
                 })
@@ -338,6 +341,27 @@ impl Collector for NodeCollector {
         }
         family(e, "attnet_txs_dropped", "Transactions a data core dropped, by reason.", Counter, &td)?;
         family(e, "attnet_txs_late_duplicates", "Transactions accepted by a data core that the control thread found to be duplicates of one another core accepted (the summary counts them as txs.dropped.duplicate).", Counter, &one(s.ctl.live.late_duplicates))?;
+        family(
+            e,
+            "attnet_txs_pending",
+            "Transactions waiting for their signature batch (counted in attnet_txs_seen, not yet accepted or dropped).",
+            Gauge,
+            &per_core(&|c| c.pending_txs),
+        )?;
+        family(
+            e,
+            "attnet_verify_batches",
+            "Signature batches a data core verified.",
+            Counter,
+            &per_core(&|c| c.verify_batches),
+        )?;
+        family(
+            e,
+            "attnet_verify_batch_txs",
+            "Transactions in those batches (divided by attnet_verify_batches_total: the average batch).",
+            Counter,
+            &per_core(&|c| c.verify_batch_txs),
+        )?;
         family(e, "attnet_core_bursts", "Receive calls that returned datagrams.", Counter, &per_core(&|c| c.bursts))?;
         family(
             e,

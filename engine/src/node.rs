@@ -291,7 +291,8 @@ pub fn counters_json(backend: Backend, cores: usize, c: &CoreCounters, p: &runne
         "cores": cores,
         "packets": {"received": c.packets.max(c.rx_packets), "kernel_dropped": c.kernel_dropped, "not_att": not_att},
         "frames": {"received": c.frames.frames_received, "accepted": c.frames.frames_accepted, "dropped": fd},
-        "txs": {"seen": c.frames.txs_seen, "accepted": c.frames.txs_accepted.saturating_sub(late), "dropped": td},
+        "txs": {"seen": c.frames.txs_seen, "accepted": c.frames.txs_accepted.saturating_sub(late), "dropped": td, "pending": c.pending_txs},
+        "verify": {"batches": c.verify_batches, "batch_txs": c.verify_batch_txs},
         "ledger": {
             "submitted": l.submitted,
             "applied": l.applied,
@@ -790,6 +791,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
             // A capture is offline: wait for the control thread, lose nothing.
             lossless: backend == Backend::Pcap,
             stop_after: if rx_only { pipeline::StopAfter::Rx } else { pipeline::StopAfter::Full },
+            batch: cfg.batch,
             ..CoreConfig::default()
         };
         let core = DataCore::new(CoreSetup {

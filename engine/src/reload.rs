@@ -107,6 +107,12 @@ pub fn plan(old: &NodeConfig, new: &NodeConfig, old_s: &[Configured], new_s: &[C
         validator_slots,
         query_queue
     );
+    if old.batch.max_sigs != new.batch.max_sigs {
+        p.restart.push("verify_batch");
+    }
+    if old.batch.budget_ns != new.batch.budget_ns {
+        p.restart.push("verify_budget_us");
+    }
     if format!("{:?}", old.dpdk) != format!("{:?}", new.dpdk) {
         p.restart.push("dpdk");
     }

@@ -1,4 +1,6 @@
-//! Copies of one transaction inside one burst. The id (SHA-256 of the
+//! Copies of one transaction inside one signature batch (one burst, or
+//! the bursts of a batch across bursts, [`crate::batch`]; "burst" below
+//! means either). The id (SHA-256 of the
 //! unsigned bytes) does not cover the signature, so copies of an id come in
 //! two kinds:
 //!
@@ -24,9 +26,11 @@
 /// Copies of one id a burst verifies at most.
 pub const MAX_QUEUED: u8 = 2;
 
-/// Distinct ids a burst tracks (above the most a burst of 64 datagrams of
-/// 2048 bytes can carry: 13 transactions a datagram, 832 a burst).
-pub const MAX_IDS: usize = 1024;
+/// Distinct ids a batch tracks: above the most a batch can carry, the
+/// largest configurable batch ([`crate::batch::BatchPolicy::MAX_SIGS`])
+/// plus one burst of 64 datagrams of 2048 bytes (13 transactions a
+/// datagram, 832 a burst).
+pub const MAX_IDS: usize = 2048;
 
 /// Index slots (a power of two, at most half full).
 const SLOTS: usize = MAX_IDS * 2;
@@ -53,7 +57,7 @@ pub enum Copy {
     Duplicate,
 }
 
-/// The table (see the module docs): an index of 2-byte slots (4 KiB,
+/// The table (see the module docs): an index of 2-byte slots (8 KiB,
 /// cleared per burst, so it stays in L1) into the burst's entries, which
 /// are appended in arrival order.
 pub struct BurstCopies {
@@ -161,6 +165,16 @@ impl BurstCopies {
     /// each count as new).
     pub fn distinct(&self) -> usize {
         self.distinct
+    }
+
+    /// Whether a copy of `id` verified in this burst and stands.
+    #[inline]
+    pub fn accepted(&self, id: &[u8; 32]) -> bool {
+        let i = self.slot(id_key(id));
+        match self.index.get(i).copied() {
+            Some(e) if e != 0 => self.entries.get(usize::from(e) - 1).is_some_and(|x| x.accepted),
+            _ => false,
+        }
     }
 
     /// A verified transaction of this burst with `id`: true if it stands,

@@ -12,6 +12,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::batch::Pending;
 use crate::budget::BudgetConfig;
 use crate::copies::{BurstCopies, Copy as CopyVerdict};
 use crate::lz4;
@@ -614,16 +615,51 @@ impl FramePath {
     }
 
     /// As [`process`](Self::process), dropping transactions whose id
-    /// `filter` has seen as `duplicate` without verifying them.
+    /// `filter` has seen as `duplicate` without verifying them. The burst
+    /// is one signature batch: whatever an earlier
+    /// [`judge_burst`](Self::judge_burst) left queued is forgotten.
     pub fn process_filtered<D: AsRef<[u8]> + AsMut<[u8]>, F: TxFilter>(
         &mut self,
         datagrams: &mut [D],
         out: &mut Burst,
         filter: &F,
     ) {
-        out.clear();
+        self.start_batch();
+        self.judge_burst(datagrams, out, filter);
+        self.count_batch();
+        self.finish_signatures(out);
+    }
+
+    /// Signatures queued since the last batch was verified.
+    pub fn queued(&self) -> usize {
+        self.verifier.len()
+    }
+
+    /// Counts the batch's distinct ids towards the cost bound.
+    fn count_batch(&mut self) {
+        self.distinct_ids += self.copies.distinct() as u64;
+    }
+
+    /// Forgets the queued signatures and the batch's copies.
+    fn start_batch(&mut self) {
         self.verifier.clear();
         self.copies.start_burst();
+    }
+
+    /// Judges every frame of every datagram as [`process_filtered`](Self::process_filtered)
+    /// does, but leaves the signatures of `out.txs` queued: the batch goes
+    /// on across bursts ([`crate::batch`]). The caller copies `out.txs`
+    /// into its [`Pending`] before the next burst and calls
+    /// [`settle`](Self::settle) when its [`BatchPolicy`](crate::batch::BatchPolicy)
+    /// says so. Copies of a transaction already waiting are `duplicate` as
+    /// within one burst.
+    pub fn judge_burst<D: AsRef<[u8]> + AsMut<[u8]>, F: TxFilter>(
+        &mut self,
+        datagrams: &mut [D],
+        out: &mut Burst,
+        filter: &F,
+    ) {
+        out.clear();
         for (di, d) in datagrams.iter_mut().enumerate() {
             let buf = d.as_mut();
             let di = di as u32;
@@ -668,7 +704,33 @@ impl FramePath {
                 }
             }
         }
-        self.finish_signatures(out);
+    }
+
+    /// Verifies the batch that waits in `pending` (queued by
+    /// [`judge_burst`](Self::judge_burst), in that order), counts each
+    /// transaction in `counters` as accepted, `bad_signature` or
+    /// `duplicate` exactly as [`process`](Self::process) would, keeps the
+    /// accepted ones in `pending` in order and starts the next batch.
+    pub fn settle(&mut self, pending: &mut Pending, counters: &mut Counters) {
+        #[cfg(feature = "bench-stages")]
+        if self.depth != Depth::Full {
+            counters.txs_accepted += pending.len() as u64;
+            self.start_batch();
+            return;
+        }
+        self.count_batch();
+        if !self.verifier.is_empty() {
+            let ok = self.verifier.verify();
+            let mut i = 0usize;
+            let mut s =
+                Settler::of(&mut self.copies, &mut self.sessions, &self.budget, self.now_ms, &mut self.throttles);
+            pending.retain(|t| {
+                let good = ok.get(i).copied().unwrap_or(false);
+                i += 1;
+                s.settle(good, &t.id, t.route.session, t.route.generation, counters) == Settled::Accepted
+            });
+        }
+        self.start_batch();
     }
 
     /// Steps 1-10 (structure) for the frame at the start of `f`, which
@@ -800,7 +862,6 @@ impl FramePath {
     /// Step 10 per transaction: verify the burst's signatures together,
     /// drop the failures alone, keep the rest in order.
     fn finish_signatures(&mut self, out: &mut Burst) {
-        self.distinct_ids += self.copies.distinct() as u64;
         #[cfg(feature = "bench-stages")]
         if self.depth != Depth::Full {
             out.counters.txs_accepted += out.txs.len() as u64;
@@ -810,44 +871,81 @@ impl FramePath {
             return;
         }
         let ok = self.verifier.verify();
-        let copies = &mut self.copies;
-        let (sessions, budget, now_ms, throttles) =
-            (&mut self.sessions, &self.budget, self.now_ms, &mut self.throttles);
+        let mut s = Settler::of(&mut self.copies, &mut self.sessions, &self.budget, self.now_ms, &mut self.throttles);
         let mut i = 0usize;
         let Burst { txs, frames, counters, .. } = out;
         txs.retain(|t| {
             let good = ok.get(i).copied().unwrap_or(false);
             i += 1;
-            if good && !copies.accept(&t.id) {
-                // Another copy of this id (another signature) verified first.
-                counters.drop_tx(TxDrop::Duplicate);
-                if let Some(f) = frames.get_mut(t.frame as usize) {
-                    f.verdict = match f.verdict {
-                        Verdict::Ok => Verdict::Duplicate(1),
-                        Verdict::Duplicate(n) => Verdict::Duplicate(n.saturating_add(1)),
-                        v => v,
-                    };
-                }
-                return false;
-            }
-            if good {
-                counters.txs_accepted += 1;
-            } else {
-                counters.drop_tx(TxDrop::BadSignature);
-                if let Some(f) = frames.get_mut(t.frame as usize) {
-                    f.verdict = match f.verdict {
-                        Verdict::BadSignature(n) => Verdict::BadSignature(n + 1),
-                        _ => Verdict::BadSignature(1),
-                    };
-                    if let (Some(cfg), Some(s)) = (budget, sessions.get_mut(f.session)) {
-                        if s.budget.charge(1, now_ms, cfg) {
-                            *throttles += 1;
-                        }
-                    }
-                }
-            }
-            good
+            let Some(f) = frames.get_mut(t.frame as usize) else {
+                return s.settle(good, &t.id, 0, 0, counters) == Settled::Accepted;
+            };
+            let settled = s.settle(good, &t.id, f.session, f.generation, counters);
+            f.verdict = match (settled, f.verdict) {
+                (Settled::Accepted, v) => v,
+                (Settled::Duplicate, Verdict::Ok) => Verdict::Duplicate(1),
+                (Settled::Duplicate, Verdict::Duplicate(n)) => Verdict::Duplicate(n.saturating_add(1)),
+                (Settled::Duplicate, v) => v,
+                (Settled::BadSignature, Verdict::BadSignature(n)) => Verdict::BadSignature(n + 1),
+                (Settled::BadSignature, _) => Verdict::BadSignature(1),
+            };
+            settled == Settled::Accepted
         });
+    }
+}
+
+/// What a queued transaction became once its batch was verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    Accepted,
+    /// Another copy of its id stands (verified earlier in the batch).
+    Duplicate,
+    BadSignature,
+}
+
+/// The per-transaction rule after a batch is verified, shared by the
+/// one-burst and the across-bursts paths.
+struct Settler<'a> {
+    copies: &'a mut BurstCopies,
+    sessions: &'a mut SessionTable,
+    budget: &'a Option<BudgetConfig>,
+    now_ms: u64,
+    throttles: &'a mut u64,
+}
+
+impl<'a> Settler<'a> {
+    fn of(
+        copies: &'a mut BurstCopies,
+        sessions: &'a mut SessionTable,
+        budget: &'a Option<BudgetConfig>,
+        now_ms: u64,
+        throttles: &'a mut u64,
+    ) -> Self {
+        Settler { copies, sessions, budget, now_ms, throttles }
+    }
+
+    /// The verdict of a transaction with `id` from `session` (of that
+    /// generation) whose signature verified (`good`) or not, counted in
+    /// `counters`: the first verified copy of an id stands; any later
+    /// copy, verified or not, is a `duplicate` (as if it had come after
+    /// the id was recorded); a failure before that is `bad_signature`,
+    /// charged to its session's budget.
+    fn settle(&mut self, good: bool, id: &[u8; 32], session: u16, generation: u32, counters: &mut Counters) -> Settled {
+        if good && self.copies.accept(id) {
+            counters.txs_accepted += 1;
+            return Settled::Accepted;
+        }
+        if good || self.copies.accepted(id) {
+            counters.drop_tx(TxDrop::Duplicate);
+            return Settled::Duplicate;
+        }
+        counters.drop_tx(TxDrop::BadSignature);
+        if let (Some(cfg), Some(s)) = (self.budget, self.sessions.get_mut(session)) {
+            if s.generation == generation && s.budget.charge(1, self.now_ms, cfg) {
+                *self.throttles += 1;
+            }
+        }
+        Settled::BadSignature
     }
 }
 

@@ -495,3 +495,142 @@ fn a_session_over_its_signature_budget_is_throttled_for_the_cooldown() {
         assert_eq!((b.counters.txs_accepted, b.counters.frame_drop(DropReason::Throttled)), (1, 0));
     }
 }
+
+/// One signature batch as the copies rule and single verification judge
+/// it, transaction by transaction in arrival order: a byte-identical copy
+/// of an id's first copy, or a copy past [`attnet_core::copies::MAX_QUEUED`]
+/// signatures, is `duplicate`; the first copy that verifies stands, any
+/// copy after it is `duplicate`, a failure before it is `bad_signature`.
+/// Returns the accepted ids in order, duplicates and bad signatures.
+fn model_batch(txs: &[Vec<u8>]) -> (Vec<[u8; 32]>, u64, u64) {
+    use sha2::{Digest, Sha256};
+    use std::collections::HashMap;
+    struct Id {
+        first_sig: Vec<u8>,
+        queued: u8,
+    }
+    let mut ids: HashMap<[u8; 32], Id> = HashMap::new();
+    let mut queue: Vec<(&Vec<u8>, [u8; 32])> = Vec::new();
+    let mut dup = 0u64;
+    for t in txs {
+        let s = tx::signature_range(t.len());
+        let id: [u8; 32] = Sha256::digest(&t[..s.start]).into();
+        match ids.get_mut(&id) {
+            None => {
+                ids.insert(id, Id { first_sig: t[s].to_vec(), queued: 1 });
+                queue.push((t, id));
+            }
+            Some(e) if e.first_sig == t[s.clone()] || e.queued >= attnet_core::copies::MAX_QUEUED => dup += 1,
+            Some(e) => {
+                e.queued += 1;
+                queue.push((t, id));
+            }
+        }
+    }
+    let mut accepted: Vec<[u8; 32]> = Vec::new();
+    let mut bad = 0u64;
+    for (t, id) in queue {
+        let stands = accepted.contains(&id);
+        match (verify_single(1, t), stands) {
+            (true, false) => accepted.push(id),
+            (_, true) => dup += 1,
+            (false, false) => bad += 1,
+        }
+    }
+    (accepted, dup, bad)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Signature batches that span bursts (`judge_burst` burst after burst,
+    /// `settle` at random points) give each transaction the verdict the
+    /// model gives the batch's transactions in arrival order: forged
+    /// copies, byte-identical copies within and across the batch's bursts,
+    /// second signatures and small-order keys and nonces mixed in. The
+    /// counters of the bursts and the settlements add up, and nothing is
+    /// left waiting.
+    #[test]
+    fn batches_across_bursts_agree_with_the_model(
+        picks in prop::collection::vec((0usize..8, 0u8..6), 1..160),
+        per_frame in 1usize..4,
+        per_burst in 1usize..9,
+        settle_after in prop::collection::vec(any::<bool>(), 64),
+    ) {
+        let (good, _) = common::txs(11, 8, 3, 1);
+        let txs: Vec<Vec<u8>> = picks
+            .iter()
+            .map(|&(i, how)| {
+                let mut t = good[i].clone();
+                let s = tx::signature_range(t.len());
+                let from = tx::field::FROM;
+                match how {
+                    0 | 1 => {}
+                    2 => t[s.start + 32..s.end].fill(0),
+                    3 => t[s.start] ^= 1,
+                    4 => t[s.start..s.start + 32].copy_from_slice(&attnet_core::verify::SMALL_ORDER_ENCODINGS[0]),
+                    _ => t[from].copy_from_slice(&attnet_core::verify::SMALL_ORDER_ENCODINGS[6]),
+                }
+                t
+            })
+            .collect();
+        let frames: Vec<Vec<Vec<u8>>> = txs.chunks(per_frame).map(|c| c.to_vec()).collect();
+        let mut fp = common::relay(1);
+        let mut pending = attnet_core::batch::Pending::with_capacity(64);
+        let mut total = attnet_core::Counters::default();
+        let mut accepted: Vec<[u8; 32]> = Vec::new();
+        let mut model: (Vec<[u8; 32]>, u64, u64) = (Vec::new(), 0, 0);
+        let mut group: Vec<Vec<u8>> = Vec::new();
+        let settle = |fp: &mut attnet_core::FramePath,
+                          pending: &mut attnet_core::batch::Pending,
+                          total: &mut attnet_core::Counters,
+                          group: &mut Vec<Vec<u8>>,
+                          accepted: &mut Vec<[u8; 32]>,
+                          model: &mut (Vec<[u8; 32]>, u64, u64)| {
+            fp.settle(pending, total);
+            accepted.extend(pending.txs().iter().map(|t| t.id));
+            for t in pending.txs() {
+                // The arena holds the transaction's bytes.
+                assert_eq!(tx::signature_range(pending.tx_bytes(t).len()).end, pending.tx_bytes(t).len());
+            }
+            pending.clear();
+            let m = model_batch(group);
+            model.0.extend(m.0);
+            model.1 += m.1;
+            model.2 += m.2;
+            group.clear();
+        };
+        let mut counter = 0u64;
+        for (bi, burst) in frames.chunks(per_burst).enumerate() {
+            let mut ds: Vec<Vec<u8>> = burst
+                .iter()
+                .map(|f| {
+                    counter += 1;
+                    common::frame(3, counter, f, counter.is_multiple_of(3))
+                })
+                .collect();
+            let mut b = Burst::default();
+            fp.judge_burst(&mut ds, &mut b, &attnet_core::path::NoFilter);
+            prop_assert_eq!(b.frames.len(), ds.len());
+            prop_assert!(b.frames.iter().all(|f| f.verdict.is_ok() || matches!(f.verdict, Verdict::Duplicate(_))));
+            pending.take_burst(&b, &ds, bi as u64, |f| attnet_core::shard::Route {
+                session: f.session,
+                generation: f.generation,
+                ..Default::default()
+            });
+            prop_assert_eq!(pending.len(), fp.queued());
+            total.add(&b.counters);
+            group.extend(burst.iter().flatten().cloned());
+            if settle_after[bi % settle_after.len()] {
+                settle(&mut fp, &mut pending, &mut total, &mut group, &mut accepted, &mut model);
+            }
+        }
+        settle(&mut fp, &mut pending, &mut total, &mut group, &mut accepted, &mut model);
+        prop_assert!(total.balanced(), "{:?}", total);
+        prop_assert_eq!(total.txs_seen, txs.len() as u64);
+        prop_assert_eq!(&accepted, &model.0);
+        prop_assert_eq!(total.txs_accepted, model.0.len() as u64);
+        prop_assert_eq!((total.tx_drop(TxDrop::Duplicate), total.tx_drop(TxDrop::BadSignature)), (model.1, model.2));
+        prop_assert_eq!(fp.queued(), 0);
+    }
+}
