@@ -21,6 +21,14 @@ use crate::report::{Row, Section};
 /// Loads, in percent of the capacity C.
 pub const LOADS: [u32; 4] = [25, 50, 75, 100];
 
+/// Loads at which inclusion latency is also measured with every burst
+/// verified as it comes (`--verify-batch 1`), against the default batches.
+pub const LATENCY_LOADS: [u32; 2] = [25, 75];
+
+/// Goal: committed transactions per second against vCPUs × the batch
+/// ceiling (the control thread, the ledger and Merkle roots share them).
+pub const GOAL_COMMITTED: f64 = 0.75;
+
 const SEED: &str = "7";
 const SESSIONS: &str = "4";
 const ACCOUNTS: &str = "1024";
@@ -46,12 +54,17 @@ pub fn section(ctx: &Ctx) -> Section {
             "loopback",
             format!(
                 "attnet-pktgen (seed {SEED}, {SESSIONS} sessions, {ACCOUNTS} accounts, one transaction per frame, one \
-                 frame per datagram, no malformed traffic) into attnet node. C is the capacity on the pcap backend \
-                 (the generator's capture replayed: accepted transactions / node duration). Then the node on \
+                 frame per datagram, no malformed traffic, every transaction new) into attnet node. C is the capacity \
+                 on the pcap backend with one data core (the generator's capture replayed: accepted transactions / \
+                 node duration). Committed: the same capture replayed with one data core per vCPU (the control \
+                 thread sharing a CPU), transactions applied by the ledger per second of the node's run, against \
+                 vCPUs × one ed25519-zebra batch of 256 signatures (measured just before). Then the node on \
                  io_uring on 127.0.0.1 and the generator over UDP at 25-100 % of C for {secs} s each: accepted \
-                 against offered transactions/s, and submit→inclusion latency from the generator's receipts. On \
-                 {} CPUs the generator, the data core, the control thread and the kernel share the machine: these \
-                 rows are what this machine gives, not the engine's limit.",
+                 against offered transactions/s, and submit→inclusion latency from the generator's receipts; at 25 \
+                 and 75 % also with every burst verified as it comes (--verify-batch 1): the batch budget \
+                 (verify_budget_us, 0.5 ms) is to move inclusion p99 by no more than itself. On {} CPUs the \
+                 generator, the data core, the control thread and the kernel share the machine: these rows are what \
+                 this machine gives, not the engine's limit.",
                 crate::report::machine::cores()
             ),
             rows,
@@ -98,7 +111,7 @@ fn rows(ctx: &Ctx, dir: &Path) -> Result<(Vec<Row>, f64), String> {
     )?;
 
     // Capacity on the pcap backend.
-    let count = if ctx.quick { 40_000 } else { 150_000 };
+    let count = if ctx.quick { 40_000 } else { 600_000 };
     let pcap = dir.join("capacity.pcap");
     run_ok(
         pktgen(ctx).args(["--out", &format!("pcap:{}", path_str(&pcap)), "--count", &count.to_string()]).args([
@@ -112,33 +125,70 @@ fn rows(ctx: &Ctx, dir: &Path) -> Result<(Vec<Row>, f64), String> {
         ]),
         "attnet-pktgen --out pcap",
     )?;
-    let summary = dir.join("capacity-summary.json");
-    run_ok(
-        Command::new(&ctx.attnet)
-            .args(["node", "--backend", "pcap", "--pcap", &path_str(&pcap)])
-            .args(["--keys", &path_str(&keys), "--genesis", &path_str(&genesis)])
-            .args(["--summary-json", &path_str(&summary)])
-            .stdout(Stdio::null()),
-        "attnet node --backend pcap",
-    )?;
-    let s = read_json(&summary)?;
-    let accepted = num(&s["txs"]["accepted"], "pcap summary txs.accepted")?;
-    let duration = num(&s["duration_s"], "pcap summary duration_s")?;
-    if accepted <= 0.0 || duration <= 0.0 {
-        return Err(format!("the pcap replay accepted {accepted} transactions in {duration} s: {s}"));
-    }
-    let c = accepted / duration;
+    let replay = |cores: usize| -> Result<Value, String> {
+        let summary = dir.join(format!("replay-{cores}-summary.json"));
+        run_ok(
+            Command::new(&ctx.attnet)
+                .args(["node", "--backend", "pcap", "--pcap", &path_str(&pcap), "--cores", &cores.to_string()])
+                .args(["--keys", &path_str(&keys), "--genesis", &path_str(&genesis)])
+                .args(["--summary-json", &path_str(&summary)])
+                .stdout(Stdio::null()),
+            "attnet node --backend pcap",
+        )?;
+        let s = read_json(&summary)?;
+        let accepted = num(&s["txs"]["accepted"], "pcap summary txs.accepted")?;
+        let duration = num(&s["duration_s"], "pcap summary duration_s")?;
+        if accepted < count as f64 || duration <= 0.0 {
+            return Err(format!("the pcap replay accepted {accepted} of {count} transactions in {duration} s: {s}"));
+        }
+        Ok(s)
+    };
+    let s = replay(1)?;
+    let c = num(&s["txs"]["accepted"], "txs.accepted")? / num(&s["duration_s"], "duration_s")?;
     let mut rows = vec![Row::plain("capacity C (pcap backend, 1 data core)", c / 1e3, "k tx/s", true)];
+
+    // Committed transactions per second, every vCPU verifying.
+    let vcpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ceiling = batch_ceiling();
+    let s = replay(vcpus)?;
+    let applied = num(&s["ledger"]["applied"], "ledger.applied")? / num(&s["duration_s"], "duration_s")?;
+    rows.push(
+        Row::vs(
+            format!("committed (pcap backend, {vcpus} data cores): ledger applied"),
+            applied / 1e3,
+            "k tx/s",
+            format!("{vcpus} vCPUs × zebra batch of 256"),
+            vcpus as f64 * ceiling / 1e3,
+        )
+        .goal(GOAL_COMMITTED),
+    );
     let _ = std::fs::remove_file(&pcap);
 
     let secs = if ctx.quick { 3.0 } else { 10.0 };
     for pct in LOADS {
         let rate = (c * f64::from(pct) / 100.0).round().max(1.0);
-        let p = udp_point(ctx, dir, &keys, &genesis, rate, secs).map_err(|e| format!("{pct} % of C: {e}"))?;
+        let p = udp_point(ctx, dir, &keys, &genesis, rate, secs, &[]).map_err(|e| format!("{pct} % of C: {e}"))?;
         let label = format!("{pct} % of C");
         rows.push(Row::vs(format!("{label}: accepted"), p.accepted / 1e3, "k tx/s", "offered", p.offered / 1e3));
         rows.push(Row::plain(format!("{label}: inclusion p50"), p.p50_us / 1e3, "ms", false));
         rows.push(Row::plain(format!("{label}: inclusion p99"), p.p99_us / 1e3, "ms", false));
+        if LATENCY_LOADS.contains(&pct) {
+            let per_burst = ["--verify-batch", "1"];
+            let q = udp_point(ctx, dir, &keys, &genesis, rate, secs, &per_burst)
+                .map_err(|e| format!("{pct} % of C, per-burst verification: {e}"))?;
+            rows.push(Row::plain(
+                format!("{label}: inclusion p99, every burst verified as it comes"),
+                q.p99_us / 1e3,
+                "ms",
+                false,
+            ));
+            rows.push(Row::plain(
+                format!("{label}: inclusion p99 moved by the batches"),
+                (p.p99_us - q.p99_us) / 1e3,
+                "ms",
+                false,
+            ));
+        }
     }
     Ok((rows, secs))
 }
@@ -168,7 +218,34 @@ fn free_port() -> Result<u16, String> {
     Ok(s.local_addr().map_err(|e| format!("free port: {e}"))?.port())
 }
 
-fn udp_point(ctx: &Ctx, dir: &Path, keys: &Path, genesis: &Path, rate: f64, secs: f64) -> Result<Point, String> {
+/// One ed25519-zebra batch of 256 distinct signatures, in signatures per
+/// second: the median of 15 batches after 3 to warm up.
+fn batch_ceiling() -> f64 {
+    let w = crate::Workload::with_frames(crate::ROWS[0], 256);
+    let sigs = crate::raw::sigs(&w);
+    let mut rng = crate::raw::batch_rng();
+    let mut t: Vec<f64> = (0..18)
+        .map(|_| {
+            let start = Instant::now();
+            crate::raw::verify_batches(&sigs, &w.messages, 256, &mut rng);
+            start.elapsed().as_secs_f64()
+        })
+        .skip(3)
+        .collect();
+    t.sort_by(f64::total_cmp);
+    sigs.len() as f64 / t[t.len() / 2]
+}
+
+#[allow(clippy::too_many_arguments)]
+fn udp_point(
+    ctx: &Ctx,
+    dir: &Path,
+    keys: &Path,
+    genesis: &Path,
+    rate: f64,
+    secs: f64,
+    extra: &[&str],
+) -> Result<Point, String> {
     let port = free_port()?;
     let summary: PathBuf = dir.join(format!("udp-{port}-summary.json"));
     let gen_json: PathBuf = dir.join(format!("udp-{port}-pktgen.json"));
@@ -176,6 +253,7 @@ fn udp_point(ctx: &Ctx, dir: &Path, keys: &Path, genesis: &Path, rate: f64, secs
         .args(["node", "--backend", "io_uring", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--keys", &path_str(keys), "--genesis", &path_str(genesis)])
         .args(["--summary-json", &path_str(&summary)])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
