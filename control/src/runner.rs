@@ -714,7 +714,14 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
                             forgets.push(&t.id, &mut commands);
                         }
                     }
-                    if let (Some(bc), Some(b)) = (&cfg.budget, budgets.get_mut(usize::from(route.session))) {
+                    // A nonce gap is not charged: it follows from a
+                    // transaction lost before the node (network, kernel,
+                    // a full ring), which the session cannot prevent, and
+                    // each one cost its sender a real signature.
+                    let charged = refusal != Some(Refusal::NonceGap);
+                    if let (true, Some(bc), Some(b)) =
+                        (charged, &cfg.budget, budgets.get_mut(usize::from(route.session)))
+                    {
                         if b.charge(1, clock, bc) {
                             let until_ms = b.until_ms();
                             match commands.send(Command::Throttle { id: route.session, until_ms }) {
@@ -1120,6 +1127,21 @@ mod tests {
         assert!(filter.insert(&id2));
         rx[0].apply(&mut SessionTable::new(Role::Relay), &mut filter, &mut None);
         assert!(filter.insert(&id2), "the core forgot the expired id");
+    }
+
+    /// Nonce gaps are not charged: an account stranded by one lost
+    /// transaction (its later nonces all gapped, most refused at once as
+    /// its queue is full) does not throttle the session that carries it.
+    #[test]
+    fn nonce_gaps_do_not_throttle_the_session() {
+        let cfg = RunnerConfig {
+            budget: Some(BudgetConfig { per_s: 1, burst: 5, cooldown_ms: 60_000 }),
+            ..RunnerConfig::default()
+        };
+        let txs: Vec<Vec<u8>> = (100..140).map(|n| tx(A, n, 1)).collect();
+        let (r, _rx) = run_with(cfg, 2000, vec![(9, txs, 20)]);
+        assert!(r.chain.ledger.get(Refusal::NonceGap) >= 20, "{:?}", r.chain.ledger);
+        assert_eq!((r.live.throttles, r.live.throttles_lost), (0, 0));
     }
 
     /// A session whose transactions the ledger keeps refusing goes over its
