@@ -54,6 +54,15 @@ pub struct DpdkFile {
     pub ipv4: Option<std::net::Ipv4Addr>,
 }
 
+/// Whether threads are pinned when `pin` is not set: only when every data
+/// core has a CPU of its own beside the control thread's (cores < CPUs).
+/// With as many data cores as CPUs one of them would share CPU 0 with the
+/// control thread, and pinned the other cores wait for it; unpinned, the
+/// scheduler keeps both CPUs busy (measured: docs/NODE.md, "Data cores").
+pub fn default_pin(cores: usize, cpus: usize) -> bool {
+    cores < cpus
+}
+
 /// The socket receive buffer asked for when `rcvbuf` is not set.
 pub const DEFAULT_RCVBUF: usize = 4 << 20;
 
@@ -642,7 +651,7 @@ impl NodeConfig {
             // DPDK applications busy-poll by default; the adaptive idle
             // policy stays one setting away for shared machines and tests.
             busy_poll: o.busy_poll.or(file.busy_poll).unwrap_or(backend == BackendChoice::Dpdk),
-            pin: o.pin.or(file.pin).unwrap_or(true),
+            pin: o.pin.or(file.pin).unwrap_or(default_pin(cores, cpus)),
             live: o.live.or(file.live).unwrap_or(false),
             ring_depth,
             uring_buffers,

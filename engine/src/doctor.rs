@@ -736,7 +736,10 @@ fn wanted(a: &DoctorArgs) -> Result<Wanted, String> {
     };
     Ok(Wanted {
         cores: file.cores,
-        pin: file.pin.unwrap_or(true),
+        pin: file.pin.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            crate::config::default_pin(file.cores.unwrap_or(cpus.saturating_sub(1).max(1)), cpus)
+        }),
         rcvbuf: file.rcvbuf.unwrap_or(crate::config::DEFAULT_RCVBUF),
         dpdk: matches!(file.backend, Some(crate::config::BackendChoice::Dpdk)),
         data_dir: a.data_dir.clone().or(file.data_dir),
