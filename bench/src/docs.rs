@@ -91,9 +91,19 @@ fn goal_text(r: &Row) -> String {
 fn ratio_cell(r: &Row) -> String {
     match (r.ratio, r.meets_goal()) {
         (Some(x), Some(true)) => format!("**{x:.2}**"),
-        (Some(x), Some(false)) => format!("**{x:.2}** (missed)"),
+        (Some(x), Some(false)) => format!("**{}** (missed)", missed_ratio(x, r.goal)),
         (Some(x), None) => format!("{x:.2}"),
         (None, _) => String::new(),
+    }
+}
+
+/// A missed ratio with two decimals, or three when two would round it up
+/// to its goal (0.746 against 0.75 is not "0.75 (missed)").
+fn missed_ratio(x: f64, goal: Option<f64>) -> String {
+    let two = format!("{x:.2}");
+    match goal {
+        Some(g) if two.parse::<f64>().is_ok_and(|t| t >= g) => format!("{x:.3}"),
+        _ => two,
     }
 }
 
@@ -170,7 +180,8 @@ pub fn goals_table(rep: &Report) -> String {
                 let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 match rows.len() {
                     0 => "no row".to_string(),
-                    1 => format!("{} ({lo:.2})", if met == 1 { "**met**" } else { "**missed**" }),
+                    1 if met == 1 => format!("**met** ({lo:.2})"),
+                    1 => format!("**missed** ({})", missed_ratio(lo, rows.first().and_then(|r| r.goal))),
                     n => format!("met on {met} of {n} rows (ratios {lo:.2}-{hi:.2})"),
                 }
             }
