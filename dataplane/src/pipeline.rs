@@ -89,8 +89,8 @@ pub struct CoreCounters {
     /// full ring (`queries.overload`).
     pub queries: u64,
     pub query_overload: u64,
-    /// Receive → pushed to a shard ring, per transaction, in the metrics'
-    /// buckets (the summary's percentiles come from the core's histogram).
+    /// Receive → verified and in its shard's batch, per transaction, in
+    /// the metrics' buckets (the summary's percentiles come from the core's histogram).
     pub ingest: attnet_core::latency::LatencyBuckets,
     /// Signature batches verified, and the transactions they held
     /// (their ratio is the average batch).

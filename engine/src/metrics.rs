@@ -380,7 +380,12 @@ impl Collector for NodeCollector {
             &fill,
         )?;
         let ingest: Vec<_> = cs.iter().enumerate().map(|(i, c)| (core(i), c.ingest)).collect();
-        histogram(e, "attnet_ingest_latency_seconds", "Receive to pushed on a shard ring, per transaction.", &ingest)?;
+        histogram(
+            e,
+            "attnet_ingest_latency_seconds",
+            "Receive to verified and in its shard's batch, per transaction.",
+            &ingest,
+        )?;
         // Control thread: ledger, blocks, handshakes, queries, receipts.
         let total = s.total();
         let sum = crate::node::counters_json(view.backend, cs.len(), &total, &s.ctl);

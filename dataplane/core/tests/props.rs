@@ -411,6 +411,28 @@ fn copies_in_a_burst_are_duplicates_before_signature_work() {
     assert_eq!(items, 3 + 1 + 2, "a batch of three, then the bad one found by bisection");
 }
 
+/// Copies of `good[i]` for each pick `(i, how)`, damaged by `how`: 0 as
+/// is, 1 S = 0, 2 R changed (another signature), 3 S's top bit flipped, 4
+/// small-order R, 5 small-order key (another id); anything else as is.
+fn damaged(good: &[Vec<u8>], picks: &[(usize, u8)]) -> Vec<Vec<u8>> {
+    picks
+        .iter()
+        .map(|&(i, how)| {
+            let mut t = good[i].clone();
+            let s = tx::signature_range(t.len());
+            match how {
+                1 => t[s.start + 32..s.end].fill(0),
+                2 => t[s.start] ^= 1,
+                3 => t[s.end - 1] ^= 0x80,
+                4 => t[s.start..s.start + 32].copy_from_slice(&attnet_core::verify::SMALL_ORDER_ENCODINGS[0]),
+                5 => t[tx::field::FROM].copy_from_slice(&attnet_core::verify::SMALL_ORDER_ENCODINGS[6]),
+                _ => {}
+            }
+            t
+        })
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
@@ -425,20 +447,7 @@ proptest! {
         per_frame in 1usize..12,
     ) {
         let (good, _) = common::txs(6, 6, 0, 1);
-        let txs: Vec<Vec<u8>> = picks
-            .iter()
-            .map(|&(i, how)| {
-                let mut t = good[i].clone();
-                let s = tx::signature_range(t.len());
-                match how {
-                    0 => {}
-                    1 => t[s.start + 32..s.end].fill(0),
-                    2 => t[s.start] ^= 1,
-                    _ => t[s.end - 1] ^= 0x80,
-                }
-                t
-            })
-            .collect();
+        let txs = damaged(&good, &picks);
         let mut fp = common::relay(1);
         let mut ds: Vec<Vec<u8>> =
             txs.chunks(per_frame).enumerate().map(|(i, c)| common::frame(3, i as u64, c, false)).collect();
@@ -552,28 +561,13 @@ proptest! {
     /// left waiting.
     #[test]
     fn batches_across_bursts_agree_with_the_model(
-        picks in prop::collection::vec((0usize..8, 0u8..6), 1..160),
+        picks in prop::collection::vec((0usize..8, 0u8..8), 1..160),
         per_frame in 1usize..4,
         per_burst in 1usize..9,
         settle_after in prop::collection::vec(any::<bool>(), 64),
     ) {
         let (good, _) = common::txs(11, 8, 3, 1);
-        let txs: Vec<Vec<u8>> = picks
-            .iter()
-            .map(|&(i, how)| {
-                let mut t = good[i].clone();
-                let s = tx::signature_range(t.len());
-                let from = tx::field::FROM;
-                match how {
-                    0 | 1 => {}
-                    2 => t[s.start + 32..s.end].fill(0),
-                    3 => t[s.start] ^= 1,
-                    4 => t[s.start..s.start + 32].copy_from_slice(&attnet_core::verify::SMALL_ORDER_ENCODINGS[0]),
-                    _ => t[from].copy_from_slice(&attnet_core::verify::SMALL_ORDER_ENCODINGS[6]),
-                }
-                t
-            })
-            .collect();
+        let txs = damaged(&good, &picks);
         let frames: Vec<Vec<Vec<u8>>> = txs.chunks(per_frame).map(|c| c.to_vec()).collect();
         let mut fp = common::relay(1);
         let mut pending = attnet_core::batch::Pending::with_capacity(64);
