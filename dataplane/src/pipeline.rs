@@ -96,6 +96,10 @@ pub struct CoreCounters {
     /// (their ratio is the average batch).
     pub verify_batches: u64,
     pub verify_batch_txs: u64,
+    /// Public keys of queued signatures found decompressed in the core's
+    /// key cache, and keys decompressed (cache misses).
+    pub verify_key_hits: u64,
+    pub verify_key_misses: u64,
     /// Transactions waiting for their batch when the counters were
     /// published: counted in `txs_seen`, not yet accepted or dropped.
     pub pending_txs: u64,
@@ -123,6 +127,8 @@ impl CoreCounters {
         self.ingest.add(&o.ingest);
         self.verify_batches += o.verify_batches;
         self.verify_batch_txs += o.verify_batch_txs;
+        self.verify_key_hits += o.verify_key_hits;
+        self.verify_key_misses += o.verify_key_misses;
         self.pending_txs += o.pending_txs;
         if let Some(n) = &o.nic {
             self.nic.get_or_insert_with(Default::default).add(n);
@@ -465,6 +471,7 @@ impl<Q: RxQueue> DataCore<Q> {
         let q = self.queue.stats();
         c.frames = burst.counters;
         c.pending_txs = pending.len() as u64;
+        (c.verify_key_hits, c.verify_key_misses) = self.fp.key_cache();
         c.kernel_dropped = q.kernel_dropped;
         c.not_att = q.not_att;
         c.packets = q.packets;

@@ -128,6 +128,8 @@ impl NodeView {
                     "txs_pending": c.pending_txs,
                     "verify_batches": c.verify_batches,
                     "verify_batch_txs": c.verify_batch_txs,
+                    "verify_key_hits": c.verify_key_hits,
+                    "verify_key_misses": c.verify_key_misses,
                     "kernel_dropped": c.kernel_dropped,
                     "ring_fill": s.ring_fill(i, self.shards),
                 })
@@ -361,6 +363,20 @@ impl Collector for NodeCollector {
             "Transactions in those batches (divided by attnet_verify_batches_total: the average batch).",
             Counter,
             &per_core(&|c| c.verify_batch_txs),
+        )?;
+        family(
+            e,
+            "attnet_verify_key_hits",
+            "Public keys of queued signatures found in the data core's cache of decompressed keys.",
+            Counter,
+            &per_core(&|c| c.verify_key_hits),
+        )?;
+        family(
+            e,
+            "attnet_verify_key_misses",
+            "Public keys decompressed because they were not cached (hits / (hits + misses): the cache's hit rate).",
+            Counter,
+            &per_core(&|c| c.verify_key_misses),
         )?;
         family(e, "attnet_core_bursts", "Receive calls that returned datagrams.", Counter, &per_core(&|c| c.bursts))?;
         family(

@@ -292,7 +292,7 @@ pub fn counters_json(backend: Backend, cores: usize, c: &CoreCounters, p: &runne
         "packets": {"received": c.packets.max(c.rx_packets), "kernel_dropped": c.kernel_dropped, "not_att": not_att},
         "frames": {"received": c.frames.frames_received, "accepted": c.frames.frames_accepted, "dropped": fd},
         "txs": {"seen": c.frames.txs_seen, "accepted": c.frames.txs_accepted.saturating_sub(late), "dropped": td, "pending": c.pending_txs},
-        "verify": {"batches": c.verify_batches, "batch_txs": c.verify_batch_txs},
+        "verify": {"batches": c.verify_batches, "batch_txs": c.verify_batch_txs, "key_hits": c.verify_key_hits, "key_misses": c.verify_key_misses},
         "ledger": {
             "submitted": l.submitted,
             "applied": l.applied,

@@ -30,7 +30,10 @@ of 8 transactions, every frame from its own account): AES-256-GCM open in place 
 frame bytes; ring and aes-gcm as ratios to aws-lc-rs, the frame path's default), LZ4 block decompression (GB/s of \
 decompressed bytes), Ed25519 verification one by one, in ed25519-zebra batches of 32 (one burst of \
 single-transaction frames; ratio to single verification) and in one batch of 256 (the node's default batch, \
-across bursts; ratio to batches of 32) (tx/s).";
+across bursts; ratio to batches of 32) (tx/s), and the frame path's own verifier (attnet-core: zebra's \
+cofactored batch equation over keys from a per-core cache of decompressed keys) on the same batch of 256, with a \
+cache of one set (every key decompressed, as zebra does) and with the default cache (the keys stay cached between \
+rounds, as a client's key does on its core), each as a ratio to the zebra batch of 256.";
 
 const PATH_NOTE: &str = "The frame path (production code built with the bench-stages feature) stopped after each \
 stage, on bursts of 32 freshly sealed frames, against the raw parts doing the same work on the same bytes: \
@@ -47,6 +50,9 @@ struct Ix {
     single: Option<usize>,
     batch32: Option<usize>,
     batch: Option<usize>,
+    /// attnet-core's verifier, a batch of 256: every key decompressed (a
+    /// key cache of one set), and keys cached.
+    own: [Option<usize>; 2],
     stages: [Option<usize>; 4],
 }
 
@@ -115,6 +121,33 @@ pub fn measure(ctx: &Ctx, crypto: bool, path: bool) -> (Option<Section>, Option<
             let (s, m) = (&sigs, &w.messages);
             let mut rng = raw::batch_rng();
             ix.batch = add(Box::new(move || timed(|| raw::verify_batches(s, m, BATCH, &mut rng))), &mut figs);
+        }
+        if crypto {
+            for (i, sets) in [1, dataplane::verify::KEY_CACHE_SETS].into_iter().enumerate() {
+                let w = &w;
+                let failure = &failure;
+                let mut bv = dataplane::verify::BatchVerifier::with_key_cache(
+                    1,
+                    rand::RngExt::random(&mut raw::batch_rng()),
+                    sets,
+                );
+                ix.own[i] = add(
+                    Box::new(move || {
+                        bv.clear();
+                        let d = timed(|| {
+                            for tx in w.txs.iter().flatten() {
+                                bv.queue(tx);
+                            }
+                            bv.verify();
+                        });
+                        if bv.verify().iter().any(|ok| !ok) && failure.borrow().is_none() {
+                            *failure.borrow_mut() = Some(format!("{}: a good signature failed", w.row.name));
+                        }
+                        d
+                    }),
+                    &mut figs,
+                );
+            }
         }
         if path {
             for (i, depth) in [Depth::Decode, Depth::Decrypt, Depth::Decompress, Depth::Full].into_iter().enumerate() {
@@ -215,6 +248,18 @@ pub fn measure(ctx: &Ctx, crypto: bool, path: bool) -> (Option<Section>, Option<
                     "batches of 32",
                     txs / b32 / 1e3,
                 ));
+                let labels = ["every key decompressed", "keys cached"];
+                for (i, label) in labels.into_iter().enumerate() {
+                    if let Some(own) = get(ix.own[i]) {
+                        crow.push(Row::vs(
+                            format!("{name}: attnet-core batch of {BATCH}, {label}"),
+                            txs / own / 1e3,
+                            "k tx/s",
+                            format!("zebra batch of {BATCH}"),
+                            txs / batch / 1e3,
+                        ));
+                    }
+                }
             }
         }
         if path {

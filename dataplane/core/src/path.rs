@@ -607,6 +607,12 @@ impl FramePath {
         self.verifier.batch_items
     }
 
+    /// Public keys found in the verifier's cache of decompressed keys, and
+    /// keys decompressed (misses), so far.
+    pub fn key_cache(&self) -> (u64, u64) {
+        self.verifier.key_cache()
+    }
+
     /// Judges every frame of every datagram, decrypting in place, and
     /// fills `out` (cleared first). Accepted transactions are listed in
     /// datagram and frame order.
