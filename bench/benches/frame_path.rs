@@ -66,7 +66,8 @@ fn rows(c: &mut Criterion) {
                 )
             });
             assert!(out.counters.balanced());
-            if depth >= Depth::Decompress {
+            // A filter that skips this function leaves `out` untouched.
+            if depth >= Depth::Decompress && out.counters.frames_received > 0 {
                 assert_eq!(out.txs.len(), w.tx_count());
             }
         }

@@ -188,7 +188,7 @@ fn rate(s: &Value, expected: Option<&Value>, legit: u64, what: &str) -> Result<f
 
 /// The rows, the legitimate datagrams per capture and the rounds.
 fn rows(ctx: &Ctx, dir: &Path) -> Result<(Vec<Row>, usize, usize), String> {
-    let (legit, rounds): (usize, usize) = if ctx.quick { (8000, 5) } else { (20000, 7) };
+    let (legit, rounds): (usize, usize) = if ctx.quick { (8000, 5) } else { (50000, 7) };
     let plan = Plan::from_seed(SEED, 1, SESSIONS, ACCOUNTS, 1_000_000_000_000);
     std::fs::write(dir.join("keys.json"), plan.keys_json()).map_err(|e| format!("keys: {e}"))?;
     std::fs::write(dir.join("genesis.json"), plan.genesis()?.to_json()).map_err(|e| format!("genesis: {e}"))?;

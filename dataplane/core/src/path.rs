@@ -834,7 +834,18 @@ impl FramePath {
         };
         let frame_idx = out.frames.len() as u32;
         let mut copies = 0u16;
+        let mut prev: &[u8] = &[];
         for (o, tx) in batch.iter() {
+            // A byte-identical copy of the frame's previous transaction has
+            // that one's verdict or is its copy: `duplicate`, without even
+            // hashing it (a frame full of copies of one transaction is the
+            // cheapest flood an authenticated sender has).
+            if tx == prev {
+                out.counters.drop_tx(TxDrop::Duplicate);
+                copies = copies.saturating_add(1);
+                continue;
+            }
+            prev = tx;
             let unsigned = crate::wire::tx::unsigned_part(tx);
             let id: [u8; 32] = Sha256::digest(unsigned).into();
             // Already accepted on this core, or a copy inside this burst:
