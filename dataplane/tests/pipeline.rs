@@ -236,6 +236,47 @@ fn one_frame_on_two_cores_is_accepted_once() {
     assert_eq!(ca.frame_drop(DropReason::Replay) + cb.frame_drop(DropReason::Replay), 400);
 }
 
+/// As above with bursts of 32: two cores judging the same frames in
+/// bursts at once accept every counter exactly once in total.
+#[test]
+fn one_frame_on_two_cores_in_bursts_is_accepted_once() {
+    let window = Arc::new(ReplayWindow::new());
+    let (t, _) = testkit::txs(3, 1, 0, 1);
+    // Fewer counters than the window: none can fall out of it, so each
+    // is accepted on exactly one core.
+    let frames: Vec<Vec<u8>> = (0..2000u64).map(|c| testkit::frame(2, c, &t, c % 3 == 0)).collect();
+    // Both cores start together, so their bursts overlap.
+    let start = Arc::new(std::sync::Barrier::new(2));
+    let run = |frames: Vec<Vec<u8>>, window: Arc<ReplayWindow>, start: Arc<std::sync::Barrier>| {
+        std::thread::spawn(move || {
+            let mut fp = FramePath::new(1, dataplane::testkit::TEST_SEED);
+            fp.sessions.install_rx(&RxKey { id: 2, key: testkit::c2r(2), window, generation: 0 });
+            let mut burst = dataplane::Burst::default();
+            let mut accepted = Vec::new();
+            start.wait();
+            for chunk in frames.chunks(32) {
+                let mut chunk = chunk.to_vec();
+                fp.process(&mut chunk, &mut burst);
+                assert!(burst.counters.balanced());
+                // Accepted as a frame (its transaction may be a copy of
+                // the one an earlier frame of the burst carried).
+                accepted.extend(burst.frames.iter().map(|f| !matches!(f.verdict, dataplane::Verdict::Dropped(_))));
+            }
+            (accepted, burst.counters)
+        })
+    };
+    let a = run(frames.clone(), window.clone(), start.clone());
+    let b = run(frames, window, start);
+    let (ra, ca) = a.join().unwrap();
+    let (rb, cb) = b.join().unwrap();
+    assert_eq!(ra.len(), 2000);
+    for (i, (x, y)) in ra.iter().zip(&rb).enumerate() {
+        assert!(x ^ y, "frame {i}: accepted on {} cores", *x as u8 + *y as u8);
+    }
+    assert_eq!(ca.frames_accepted + cb.frames_accepted, 2000);
+    assert_eq!(ca.frame_drop(DropReason::Replay) + cb.frame_drop(DropReason::Replay), 2000);
+}
+
 /// A queue that hands over one burst of datagrams with the given source
 /// addresses, then is finished.
 struct Scripted {

@@ -20,6 +20,13 @@
 //! while one of its counters is inside the window. Block numbers are kept
 //! whole, so no jump of the counter (a restarted sender moves to
 //! `unix_seconds << 32`) can alias an old slot.
+//!
+//! The window's top is kept as the highest block that holds an accepted
+//! counter, which moves once per 64 counters of in-order traffic: marking
+//! a counter is then one atomic read-modify-write, not two. The exact top
+//! (its highest bit in that block's slot) is read only when a counter's
+//! block is exactly 32 blocks below it, the one distance at which block
+//! granularity cannot tell `top - c >= WINDOW`.
 
 use portable_atomic::AtomicU128;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,14 +48,15 @@ pub enum Refused {
 /// One session's window for one direction, shared by every core that
 /// receives the session's frames (layout in the module docs).
 pub struct ReplayWindow {
-    /// Highest counter accepted plus one (saturating); 0 = none yet.
-    top1: AtomicU64,
+    /// Block number of the highest counter accepted, plus one; 0 = none
+    /// yet. Published after the slot that holds the counter.
+    top_block1: AtomicU64,
     slots: [AtomicU128; SLOTS as usize],
 }
 
 impl Default for ReplayWindow {
     fn default() -> Self {
-        ReplayWindow { top1: AtomicU64::new(0), slots: std::array::from_fn(|_| AtomicU128::new(0)) }
+        ReplayWindow { top_block1: AtomicU64::new(0), slots: std::array::from_fn(|_| AtomicU128::new(0)) }
     }
 }
 
@@ -63,6 +71,12 @@ impl core::fmt::Debug for ReplayWindow {
 fn block1(c: u64) -> u128 {
     (c / BLOCK_BITS) as u128 + 1
 }
+
+/// Blocks between a counter's block and the top block below which the
+/// counter is inside the window whatever the two offsets in their blocks
+/// (`64 * 31 + 63 < WINDOW`); above it, it is outside (`64 * 33 - 63 >=
+/// WINDOW`). At exactly this distance the exact top decides.
+const EDGE_BLOCKS: u64 = WINDOW / BLOCK_BITS;
 
 enum Slot {
     /// The counter's block is in the slot with this bit clear.
@@ -85,8 +99,30 @@ impl ReplayWindow {
 
     #[inline(always)]
     fn too_old(&self, c: u64) -> bool {
-        let t1 = self.top1.load(Ordering::Acquire);
-        t1 != 0 && c < t1 - 1 && (t1 - 1) - c >= WINDOW
+        let tb1 = self.top_block1.load(Ordering::Acquire);
+        let cb = c / BLOCK_BITS;
+        if tb1 == 0 || cb + 1 >= tb1 {
+            return false;
+        }
+        match (tb1 - 1) - cb {
+            d if d < EDGE_BLOCKS => false,
+            d if d > EDGE_BLOCKS => true,
+            _ => self.top_in(tb1 - 1).is_some_and(|t| t - c >= WINDOW),
+        }
+    }
+
+    /// The highest counter marked in block `b`'s slot, or in the newer
+    /// block a racing core put there; `None` if the slot holds an older
+    /// block (only while a core that moved the top races with this read).
+    #[inline]
+    fn top_in(&self, b: u64) -> Option<u64> {
+        let w = self.slots[(b % SLOTS) as usize].load(Ordering::Acquire);
+        let held = (w >> 64) as u64;
+        let bits = w as u64;
+        if held <= b || bits == 0 {
+            return None;
+        }
+        Some((held - 1) * BLOCK_BITS + (BLOCK_BITS - 1 - u64::from(bits.leading_zeros())))
     }
 
     #[inline(always)]
@@ -140,9 +176,10 @@ impl ReplayWindow {
                 Err(now) => w = now,
             }
         }
-        let t1 = c.saturating_add(1);
-        if self.top1.load(Ordering::Relaxed) < t1 {
-            self.top1.fetch_max(t1, Ordering::AcqRel);
+        // The top block moves once per 64 counters of in-order traffic.
+        let b1 = c / BLOCK_BITS + 1;
+        if self.top_block1.load(Ordering::Relaxed) < b1 {
+            self.top_block1.fetch_max(b1, Ordering::AcqRel);
         }
         Ok(())
     }
@@ -191,14 +228,14 @@ impl ReplayWindow {
             }
             b -= 1;
         }
-        self.top1.fetch_max(top.saturating_add(1), Ordering::AcqRel);
+        self.top_block1.fetch_max(top / BLOCK_BITS + 1, Ordering::AcqRel);
     }
 
     /// Highest counter accepted, if any.
     pub fn top(&self) -> Option<u64> {
-        match self.top1.load(Ordering::Acquire) {
+        match self.top_block1.load(Ordering::Acquire) {
             0 => None,
-            t1 => Some(t1 - 1),
+            tb1 => self.top_in(tb1 - 1),
         }
     }
 }
@@ -260,6 +297,25 @@ mod tests {
         assert_eq!(w.top(), Some(500));
         assert_eq!(w.check(499), Ok(()));
         assert_eq!(w.check(100), Err(Refused::Seen));
+    }
+
+    /// The window's edge is exact at every offset of the top in its block
+    /// and of the counter in its: `top - c >= WINDOW` is too old, one less
+    /// is accepted (the block distances 31, 32 and 33 on either side).
+    #[test]
+    fn the_edge_is_exact_at_every_offset_in_a_block() {
+        for top in [10_000u64, 10_001, 10_047, 10_048, 10_049, 10_111, 1_790_000_000u64 << 32] {
+            let w = ReplayWindow::new();
+            w.update(top).unwrap();
+            assert_eq!(w.top(), Some(top));
+            for c in top - WINDOW - 2 * BLOCK_BITS..top {
+                let want = top - c < WINDOW;
+                assert_eq!(w.check(c).is_ok(), want, "top {top}, counter {c}");
+            }
+            // Marking a lower counter in the top block keeps the top.
+            w.update(top - 1).unwrap();
+            assert_eq!(w.top(), Some(top));
+        }
     }
 
     #[test]

@@ -308,6 +308,43 @@ fn replayed_frame_and_forged_frame_do_not_move_the_window() {
     assert!(b.counters.balanced());
 }
 
+/// A burst's later frames see the counters its earlier frames moved the
+/// window to: a copy of an accepted frame in the same burst is `replay` at
+/// step 7 even with a forged tag (before step 8 could call it
+/// `auth_failed`), so is a counter 2048 or more below one the burst
+/// accepted (2047 below is accepted), and so are they all in the next burst.
+#[test]
+fn a_burst_sees_the_counters_its_earlier_frames_accepted() {
+    let mut fp = common::relay(1);
+    let (t, _) = common::txs(3, 3, 0, 1);
+    let first = common::frame(1, 5000, &t[..1], false);
+    let mut forged_copy = first.clone();
+    let l = forged_copy.len();
+    forged_copy[l - 1] ^= 1;
+    let b = judge(
+        &mut fp,
+        &mut [
+            first.clone(),
+            forged_copy,
+            common::frame(1, 5000 - 2048, &t[1..2], false),
+            common::frame(1, 5000 - 2047, &t[1..2], false),
+        ],
+    );
+    assert_eq!(
+        b.frames.iter().map(|f| f.verdict).collect::<Vec<_>>(),
+        vec![Verdict::Ok, Verdict::Dropped(DropReason::Replay), Verdict::Dropped(DropReason::Replay), Verdict::Ok]
+    );
+    assert!(b.counters.balanced());
+    let b = judge(
+        &mut fp,
+        &mut [first, common::frame(1, 5000 - 2047, &t[2..3], false), common::frame(1, 5001, &t[2..3], false)],
+    );
+    assert_eq!(
+        b.frames.iter().map(|f| f.verdict).collect::<Vec<_>>(),
+        vec![Verdict::Dropped(DropReason::Replay), Verdict::Dropped(DropReason::Replay), Verdict::Ok]
+    );
+}
+
 #[test]
 fn one_bad_signature_keeps_the_others_and_costs_few_batch_checks() {
     let mut fp = common::relay(1);
