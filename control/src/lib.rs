@@ -40,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod bft;
 pub mod block;
 pub mod chain;
 pub mod consensus;

@@ -1,0 +1,647 @@
+//! One validator's consensus: malachite's Tendermint core driven by events
+//! (a message in, a block judged, time passing) and answering with
+//! [`Output`]s for the host (the control thread, or the simulation).
+//!
+//! The core is synchronous: each event runs `process!` to completion, and
+//! the effects it yields are answered here at once: signing and verifying
+//! with the node key, timers on the host's clock (`now_ms` comes with every
+//! event; nothing here reads a clock), the write-ahead log, and messages to
+//! send, which are queued and handed out only after the event is done, so
+//! every log entry an event wrote is durable before anything it implies
+//! leaves the node. A log append that fails halts the engine: it never
+//! sends a message its log does not hold.
+//!
+//! Blocks travel beside the proposal: the host sends a proposed block's
+//! bytes as [`Message::Block`], judges the blocks it receives (executing
+//! them on a throw-away copy of its state) and reports the verdict with
+//! [`Engine::block_judged`]; the engine pairs verdicts with signed proposals
+//! and feeds them to the core.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arc_malachitebft_core_consensus::{self as mc, process, Effect, Input, Params, ProposedValue, Resumable, Resume};
+use arc_malachitebft_core_types as mt;
+use ed25519_zebra::{SigningKey, VerificationKey};
+use mt::{
+    CertificateError, CommitCertificate, LinearTimeouts, NilOrVal, Round, SignedMessage, ThresholdParams, Timeout,
+    Validity, ValueOrigin, VoteExtensionPolicy, VoteType,
+};
+
+use super::codec::{signing_bytes, Message, RoundVote, SignedPart};
+use super::context::{Address, BlockId, Ctx, Height, Proposal, Sig, ValidatorSet, Vote};
+use crate::merkle::Hash;
+
+/// A write-ahead log of the engine's inputs for the current height.
+///
+/// Appends may be buffered; [`Wal::sync`] makes everything appended so far
+/// durable. The engine syncs once per event, before it hands out any
+/// message the event produced (group commit): what this node signed is on
+/// disk before it leaves, and an entry lost in a crash was one that nothing
+/// had been sent for. An error from either halts the engine.
+pub trait Wal {
+    /// Appends `entry` for `height`; entries of lower heights may be dropped.
+    fn append(&mut self, height: Height, entry: &Input<Ctx>) -> std::io::Result<()>;
+    /// Makes every appended entry durable.
+    fn sync(&mut self) -> std::io::Result<()>;
+}
+
+/// What the engine asks of its host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send to every other validator.
+    Broadcast(Message),
+    /// This node proposes at (height, round): build a block, send its bytes,
+    /// and call [`Engine::propose`] with its hash.
+    GetValue { height: Height, round: Round },
+    /// Send the bytes of block `value` again (a proposal re-made at `round`).
+    Restream { height: Height, round: Round, value: BlockId },
+    /// Block `value` is final at `height`: persist it with its certificate,
+    /// then call [`Engine::start_height`] for the next height.
+    Decided {
+        height: Height,
+        round: Round,
+        value: BlockId,
+        signatures: Vec<(Address, Sig)>,
+        equivocators: Vec<Address>,
+    },
+}
+
+/// Counters an operator reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages whose signature failed or whose signer holds no seat.
+    pub bad_signatures: u64,
+    /// Signed proposals remembered for pairing with blocks.
+    pub proposals: u64,
+    /// Heights decided.
+    pub decided: u64,
+    /// Events the core refused with an error (logged; the event is dropped).
+    pub core_errors: u64,
+}
+
+/// How the engine is set up.
+#[derive(Clone)]
+pub struct Config {
+    /// The network: the genesis hash, bound into every signature.
+    pub chain: Hash,
+    /// The node key's 32-byte seed.
+    pub key: [u8; 32],
+    /// The seats (the same at every height until elections change them).
+    pub validators: ValidatorSet,
+    pub timeouts: LinearTimeouts,
+}
+
+/// Signed proposals kept per height for pairing with judged blocks.
+const PROPOSALS_PER_HEIGHT: usize = 64;
+/// How many heights ahead of the current one proposals and verdicts are kept.
+const HEIGHTS_AHEAD: u64 = 2;
+
+struct Io<W> {
+    chain: Hash,
+    key: SigningKey,
+    validators: ValidatorSet,
+    timeouts: LinearTimeouts,
+    now_ms: u64,
+    timers: Vec<(Timeout, u64)>,
+    out: Vec<Output>,
+    wal: W,
+    replaying: bool,
+    /// Entries appended since the last sync.
+    dirty: bool,
+    halted: Option<String>,
+    stats: Stats,
+    /// The last signature checked before the core asked for it again.
+    checked: Option<Sig>,
+}
+
+/// One validator's consensus engine.
+pub struct Engine<W: Wal> {
+    state: mc::State<Ctx>,
+    io: Io<W>,
+    /// Signed proposals by height (verified on arrival), for pairing.
+    proposals: BTreeMap<Height, Vec<Proposal>>,
+    /// Judged blocks by height: hash → valid.
+    verdicts: BTreeMap<Height, BTreeMap<BlockId, bool>>,
+    /// (round, block) pairs already fed to the core, per height.
+    fed: BTreeMap<Height, BTreeSet<(Round, BlockId)>>,
+}
+
+impl<W: Wal> Engine<W> {
+    /// An engine for the node `cfg.key`, before any height; call
+    /// [`Engine::start_height`] (a fresh node) or [`Engine::recover`] (a
+    /// restart) next.
+    pub fn new(cfg: Config, wal: W) -> Engine<W> {
+        let key = SigningKey::from(cfg.key);
+        let me = Address(VerificationKey::from(&key).into());
+        let params = Params {
+            address: me,
+            threshold_params: ThresholdParams::default(),
+            value_payload: mt::ValuePayload::ProposalAndParts,
+            enabled: true,
+        };
+        let state = mc::State::new(Ctx, Height(1), cfg.validators.clone(), params, 64, 512);
+        Engine {
+            state,
+            io: Io {
+                chain: cfg.chain,
+                key,
+                validators: cfg.validators,
+                timeouts: cfg.timeouts,
+                now_ms: 0,
+                timers: Vec::new(),
+                out: Vec::new(),
+                wal,
+                replaying: false,
+                dirty: false,
+                halted: None,
+                stats: Stats::default(),
+                checked: None,
+            },
+            proposals: BTreeMap::new(),
+            verdicts: BTreeMap::new(),
+            fed: BTreeMap::new(),
+        }
+    }
+
+    /// This node's address (its node key).
+    pub fn address(&self) -> Address {
+        self.state.params.address
+    }
+
+    /// The height being voted on.
+    pub fn height(&self) -> Height {
+        self.state.height()
+    }
+
+    pub fn round(&self) -> Round {
+        self.state.round()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.io.stats
+    }
+
+    /// Why the engine stopped (a log append failed), if it did.
+    pub fn halted(&self) -> Option<&str> {
+        self.io.halted.as_deref()
+    }
+
+    /// The outputs of the events so far, in order.
+    pub fn drain(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.io.out)
+    }
+
+    /// The earliest timer's deadline (host clock, ms).
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.io.timers.iter().map(|t| t.1).min()
+    }
+
+    /// Starts voting on `height` (the previous height is final and durable).
+    pub fn start_height(&mut self, height: Height, now_ms: u64) {
+        self.io.now_ms = now_ms;
+        self.forget_below(height);
+        let input = Input::StartHeight(height, self.io.validators.clone(), false, None, VoteExtensionPolicy::Disabled);
+        self.run(input);
+        self.feed_matches(height);
+    }
+
+    /// Restarts at `height` from the log entries a previous run made
+    /// durable for it: the core replays them (re-signing only what it
+    /// signed before, so it cannot equivocate) before it takes new input.
+    pub fn recover(&mut self, height: Height, entries: &[Input<Ctx>], now_ms: u64) {
+        self.io.now_ms = now_ms;
+        self.forget_below(height);
+        self.state.index_wal_entries(entries.iter());
+        self.io.replaying = true;
+        let start = Input::StartHeight(height, self.io.validators.clone(), true, None, VoteExtensionPolicy::Disabled);
+        self.run(start);
+        for e in entries {
+            if let Input::Proposal(p) = e {
+                self.remember(p.message.clone());
+            }
+            if let Input::ProposedValue(v, _) = e {
+                self.fed.entry(v.height).or_default().insert((v.round, v.value));
+                self.verdicts.entry(v.height).or_default().insert(v.value, v.validity.is_valid());
+            }
+            self.run(e.clone());
+        }
+        self.state.reset_entries_index();
+        self.io.replaying = false;
+        self.feed_matches(height);
+    }
+
+    /// A consensus message from a peer (already decoded).
+    pub fn receive(&mut self, msg: Message, now_ms: u64) {
+        self.io.now_ms = now_ms;
+        match msg {
+            Message::Proposal(p, sig) => {
+                if !self.io.check(SignedPart::Proposal(&p), &p.proposer, &sig) {
+                    self.io.stats.bad_signatures += 1;
+                    return;
+                }
+                self.io.checked = Some(sig);
+                let h = p.height;
+                self.remember(p.clone());
+                self.run(Input::Proposal(SignedMessage::new(p, sig)));
+                self.feed_matches(h);
+            }
+            Message::Vote(v, sig) => self.run(Input::Vote(SignedMessage::new(v, sig))),
+            Message::Polka { height, round, value, signatures } => {
+                let polka_signatures = signatures.into_iter().map(|(a, s)| mt::PolkaSignature::new(a, s)).collect();
+                self.run(Input::PolkaCertificate(mt::PolkaCertificate {
+                    height,
+                    round,
+                    value_id: value,
+                    polka_signatures,
+                }));
+            }
+            Message::RoundCert { height, round, precommit, votes } => {
+                let cert_type =
+                    if precommit { mt::RoundCertificateType::Precommit } else { mt::RoundCertificateType::Skip };
+                let round_signatures =
+                    votes.into_iter().map(|v| mt::RoundSignature::new(v.kind, v.value, v.voter, v.sig)).collect();
+                self.run(Input::RoundCertificate(mt::RoundCertificate { height, round, cert_type, round_signatures }));
+            }
+            // Blocks, status and catch-up are the host's.
+            Message::Block { .. } | Message::Status { .. } | Message::Decided { .. } => {}
+        }
+    }
+
+    /// The host judged block `value` for `height` (its bytes arrived and were
+    /// executed on a copy of the state, or failed to). The bytes must be
+    /// durable first: the log records the verdict, and a restarted node may
+    /// decide on it.
+    pub fn block_judged(&mut self, height: Height, value: BlockId, valid: bool, now_ms: u64) {
+        self.io.now_ms = now_ms;
+        if height < self.height() || height.0 > self.height().0 + HEIGHTS_AHEAD {
+            return;
+        }
+        self.verdicts.entry(height).or_default().insert(value, valid);
+        self.feed_matches(height);
+    }
+
+    /// This node's block for (height, round), asked for by
+    /// [`Output::GetValue`]; its bytes go out as [`Message::Block`].
+    pub fn propose(&mut self, height: Height, round: Round, value: BlockId, now_ms: u64) {
+        self.io.now_ms = now_ms;
+        self.verdicts.entry(height).or_default().insert(value, true);
+        self.fed.entry(height).or_default().insert((round, value));
+        self.run(Input::Propose(mc::LocallyProposedValue::new(height, round, value)));
+    }
+
+    /// Fires the timers due at `now_ms`.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.io.now_ms = now_ms;
+        loop {
+            let due = self.io.timers.iter().position(|t| t.1 <= now_ms);
+            let Some(i) = due else { break };
+            let (timeout, _) = self.io.timers.swap_remove(i);
+            self.run(Input::TimeoutElapsed(timeout));
+        }
+    }
+
+    /// Checks a commit certificate (a catch-up block's) against the seats:
+    /// distinct seats, valid precommit signatures for (height, round,
+    /// value), more than 2/3 of the power.
+    pub fn verify_commit(&self, height: Height, round: Round, value: BlockId, signatures: &[(Address, Sig)]) -> bool {
+        let cert = CommitCertificate {
+            height,
+            round,
+            value_id: value,
+            commit_signatures: signatures.iter().map(|(a, s)| mt::CommitSignature::new(*a, *s)).collect(),
+        };
+        self.io.verify_certificate(&cert, &self.io.validators, ThresholdParams::default()).is_ok()
+    }
+
+    fn forget_below(&mut self, height: Height) {
+        self.proposals = self.proposals.split_off(&height);
+        self.verdicts = self.verdicts.split_off(&height);
+        self.fed = self.fed.split_off(&height);
+        self.io.timers.clear();
+    }
+
+    fn remember(&mut self, p: Proposal) {
+        let cur = self.height();
+        if p.height < cur || p.height.0 > cur.0 + HEIGHTS_AHEAD {
+            return;
+        }
+        let list = self.proposals.entry(p.height).or_default();
+        if list.len() < PROPOSALS_PER_HEIGHT && !list.contains(&p) {
+            list.push(p);
+            self.io.stats.proposals += 1;
+        }
+    }
+
+    /// Feeds the core every (signed proposal, judged block) pair of the
+    /// current height not fed yet.
+    fn feed_matches(&mut self, height: Height) {
+        if height != self.height() {
+            return;
+        }
+        let (Some(props), Some(verdicts)) = (self.proposals.get(&height), self.verdicts.get(&height)) else { return };
+        let fed = self.fed.entry(height).or_default();
+        let mut todo = Vec::new();
+        for p in props {
+            if let Some(&valid) = verdicts.get(&p.value) {
+                if fed.insert((p.round, p.value)) {
+                    todo.push(ProposedValue {
+                        height,
+                        round: p.round,
+                        valid_round: p.pol_round,
+                        proposer: p.proposer,
+                        value: p.value,
+                        validity: Validity::from_bool(valid),
+                    });
+                }
+            }
+        }
+        for v in todo {
+            self.run(Input::ProposedValue(v, ValueOrigin::Consensus));
+        }
+    }
+
+    fn run(&mut self, input: Input<Ctx>) {
+        if self.io.halted.is_some() {
+            return;
+        }
+        let io = &mut self.io;
+        let result: Result<(), mc::Error<Ctx>> = process!(
+            input: input,
+            state: &mut self.state,
+            metrics: &(),
+            with: effect => io.handle(effect)
+        );
+        if result.is_err() {
+            self.io.stats.core_errors += 1;
+        }
+        self.io.checked = None;
+        if self.io.dirty {
+            self.io.dirty = false;
+            if let Err(e) = self.io.wal.sync() {
+                self.io.halt(format!("consensus log sync failed at height {}: {e}", self.state.height()));
+            }
+        }
+    }
+}
+
+/// Effects the core yields; answered at once. The certificate checks
+/// return the engine's own error type, which is what the core takes back.
+#[allow(clippy::result_large_err)]
+impl<W: Wal> Io<W> {
+    fn sign(&self, part: SignedPart<'_>) -> Sig {
+        Sig(self.key.sign(&signing_bytes(&self.chain, part)).into())
+    }
+
+    /// A signature by a seat holder over `part`.
+    fn check(&self, part: SignedPart<'_>, signer: &Address, sig: &Sig) -> bool {
+        if self.validators.get(signer).is_none() {
+            return false;
+        }
+        let Ok(vk) = VerificationKey::try_from(signer.0) else { return false };
+        vk.verify(&ed25519_zebra::Signature::from(sig.0), &signing_bytes(&self.chain, part)).is_ok()
+    }
+
+    fn verify_certificate(
+        &self,
+        cert: &CommitCertificate<Ctx>,
+        set: &ValidatorSet,
+        th: ThresholdParams,
+    ) -> Result<(), CertificateError<Ctx>> {
+        let mut seen = BTreeSet::new();
+        let mut signed = 0u64;
+        for cs in &cert.commit_signatures {
+            let Some(seat) = set.get(&cs.address) else { return Err(CertificateError::UnknownValidator(cs.address)) };
+            if !seen.insert(cs.address) {
+                return Err(CertificateError::DuplicateVote(cs.address));
+            }
+            let vote = Vote {
+                kind: VoteType::Precommit,
+                height: cert.height,
+                round: cert.round,
+                value: NilOrVal::Val(cert.value_id),
+                voter: cs.address,
+            };
+            if !self.check(SignedPart::Vote(&vote), &cs.address, &cs.signature) {
+                return Err(CertificateError::InvalidCommitSignature(cs.clone()));
+            }
+            signed = signed.saturating_add(seat.power);
+        }
+        let total = set.total_power();
+        if th.quorum.is_met(signed, total) {
+            Ok(())
+        } else {
+            Err(CertificateError::NotEnoughVotingPower { signed, total, expected: th.quorum.min_expected(total) })
+        }
+    }
+
+    /// Stops the engine: nothing not yet handed out leaves the node, and
+    /// nothing more is signed (every later event is ignored).
+    fn halt(&mut self, why: String) {
+        self.halted = Some(why);
+        self.out.retain(|o| !matches!(o, Output::Broadcast(_)));
+    }
+
+    fn send(&mut self, m: Message) {
+        if self.halted.is_some() {
+            return;
+        }
+        self.out.push(Output::Broadcast(m));
+    }
+
+    fn handle(&mut self, effect: Effect<Ctx>) -> Result<Resume<Ctx>, std::convert::Infallible> {
+        Ok(match effect {
+            Effect::CancelAllTimeouts(r) => {
+                self.timers.clear();
+                r.resume_with(())
+            }
+            Effect::CancelTimeout(t, r) => {
+                self.timers.retain(|x| x.0 != t);
+                r.resume_with(())
+            }
+            Effect::ScheduleTimeout(t, r) => {
+                let ms = u64::try_from(self.timeouts.duration_for(t).as_millis()).unwrap_or(u64::MAX);
+                self.timers.retain(|x| x.0 != t);
+                self.timers.push((t, self.now_ms.saturating_add(ms)));
+                r.resume_with(())
+            }
+            Effect::StartRound(_, _, _, _, r) => r.resume_with(()),
+            Effect::PublishConsensusMsg(m, r) => {
+                match m {
+                    mc::SignedConsensusMsg::Vote(v) => self.send(Message::Vote(v.message, v.signature)),
+                    mc::SignedConsensusMsg::Proposal(p) => self.send(Message::Proposal(p.message, p.signature)),
+                }
+                r.resume_with(())
+            }
+            Effect::PublishLivenessMsg(m, r) => {
+                match m {
+                    mc::LivenessMsg::Vote(v) => self.send(Message::Vote(v.message, v.signature)),
+                    mc::LivenessMsg::PolkaCertificate(c) => self.send(Message::Polka {
+                        height: c.height,
+                        round: c.round,
+                        value: c.value_id,
+                        signatures: c.polka_signatures.into_iter().map(|s| (s.address, s.signature)).collect(),
+                    }),
+                    mc::LivenessMsg::SkipRoundCertificate(c) => self.send(round_cert(c)),
+                }
+                r.resume_with(())
+            }
+            Effect::RepublishVote(v, r) => {
+                self.send(Message::Vote(v.message, v.signature));
+                r.resume_with(())
+            }
+            Effect::RepublishRoundCertificate(c, r) => {
+                self.send(round_cert(c));
+                r.resume_with(())
+            }
+            Effect::GetValue(height, round, _, r) => {
+                self.out.push(Output::GetValue { height, round });
+                r.resume_with(())
+            }
+            Effect::RestreamProposal(height, round, _pol, _addr, value, r) => {
+                self.out.push(Output::Restream { height, round, value });
+                r.resume_with(())
+            }
+            Effect::CertVerifiedSyncValue(_, _, r) | Effect::CertRejectedSyncValue(_, _, _, r) => r.resume_with(()),
+            Effect::Decide(_, _, r) => r.resume_with(()),
+            // A halted engine still answers (the core needs a signed value
+            // to go on), but `send` drops what it would publish.
+            Effect::SignVote(v, r) => {
+                let s = self.sign(SignedPart::Vote(&v));
+                r.resume_with(SignedMessage::new(v, s))
+            }
+            Effect::SignProposal(p, r) => {
+                let s = self.sign(SignedPart::Proposal(&p));
+                r.resume_with(SignedMessage::new(p, s))
+            }
+            Effect::VerifySignature(m, _pk, r) => {
+                let ok = match &m.message {
+                    mc::ConsensusMsg::Vote(v) => self.check(SignedPart::Vote(v), &v.voter, &m.signature),
+                    mc::ConsensusMsg::Proposal(p) => {
+                        self.checked == Some(m.signature)
+                            || self.check(SignedPart::Proposal(p), &p.proposer, &m.signature)
+                    }
+                };
+                if !ok {
+                    self.stats.bad_signatures += 1;
+                }
+                r.resume_with(ok)
+            }
+            Effect::VerifyCommitCertificate(c, set, th, r) => r.resume_with(self.verify_certificate(&c, &set, th)),
+            Effect::VerifyExtendedCommitCertificate(c, set, th, _, r) => {
+                let plain = CommitCertificate {
+                    height: c.height,
+                    round: c.round,
+                    value_id: c.value_id,
+                    commit_signatures: c
+                        .commit_signatures
+                        .iter()
+                        .map(|s| mt::CommitSignature::new(s.address, s.signature))
+                        .collect(),
+                };
+                r.resume_with(self.verify_certificate(&plain, &set, th))
+            }
+            Effect::VerifyPolkaCertificate(c, set, th, r) => {
+                let votes = c.polka_signatures.iter().map(|s| {
+                    (
+                        Vote {
+                            kind: VoteType::Prevote,
+                            height: c.height,
+                            round: c.round,
+                            value: NilOrVal::Val(c.value_id),
+                            voter: s.address,
+                        },
+                        s.signature,
+                    )
+                });
+                r.resume_with(self.verify_votes(votes, &set, th.quorum))
+            }
+            Effect::VerifyRoundCertificate(c, set, th, r) => {
+                let precommit = c.cert_type == mt::RoundCertificateType::Precommit;
+                if let Some(s) = c.round_signatures.iter().find(|s| precommit && s.vote_type == VoteType::Prevote) {
+                    r.resume_with(Err(CertificateError::InvalidVoteType(s.address)))
+                } else {
+                    let votes = c.round_signatures.iter().map(|s| {
+                        (
+                            Vote {
+                                kind: s.vote_type,
+                                height: c.height,
+                                round: c.round,
+                                value: s.value_id,
+                                voter: s.address,
+                            },
+                            s.signature,
+                        )
+                    });
+                    // Skipping a round takes f+1 seats (one honest); leaving
+                    // it on precommits takes a quorum.
+                    r.resume_with(self.verify_votes(votes, &set, if precommit { th.quorum } else { th.honest }))
+                }
+            }
+            Effect::WalAppend(height, entry, r) => {
+                if !self.replaying && self.halted.is_none() {
+                    match self.wal.append(height, &entry) {
+                        Ok(()) => self.dirty = true,
+                        Err(e) => self.halt(format!("consensus log append failed at height {height}: {e}")),
+                    }
+                }
+                r.resume_with(())
+            }
+            Effect::ExtendVote(_, _, _, _, r) => r.resume_with(None),
+            Effect::VerifyVoteExtension(_, _, _, _, _, _, r) => r.resume_with(Ok(())),
+            Effect::Finalize(cert, _, evidence, r) => {
+                let mut equivocators: Vec<Address> =
+                    evidence.proposals.iter().map(|e| *e.0).chain(evidence.votes.iter().map(|e| *e.0)).collect();
+                equivocators.sort();
+                equivocators.dedup();
+                self.stats.decided += 1;
+                self.out.push(Output::Decided {
+                    height: cert.height,
+                    round: cert.round,
+                    value: cert.value_id,
+                    signatures: cert.commit_signatures.iter().map(|s| (s.address, s.signature)).collect(),
+                    equivocators,
+                });
+                r.resume_with(())
+            }
+        })
+    }
+
+    fn verify_votes(
+        &self,
+        votes: impl Iterator<Item = (Vote, Sig)>,
+        set: &ValidatorSet,
+        threshold: mt::ThresholdParam,
+    ) -> Result<(), CertificateError<Ctx>> {
+        let mut seen = BTreeSet::new();
+        let mut signed = 0u64;
+        for (v, s) in votes {
+            let Some(seat) = set.get(&v.voter) else { return Err(CertificateError::UnknownValidator(v.voter)) };
+            if !seen.insert(v.voter) {
+                return Err(CertificateError::DuplicateVote(v.voter));
+            }
+            if !self.check(SignedPart::Vote(&v), &v.voter, &s) {
+                return Err(CertificateError::VerificationError(None));
+            }
+            signed = signed.saturating_add(seat.power);
+        }
+        let total = set.total_power();
+        if threshold.is_met(signed, total) {
+            Ok(())
+        } else {
+            Err(CertificateError::NotEnoughVotingPower { signed, total, expected: threshold.min_expected(total) })
+        }
+    }
+}
+
+fn round_cert(c: mt::RoundCertificate<Ctx>) -> Message {
+    Message::RoundCert {
+        height: c.height,
+        round: c.round,
+        precommit: c.cert_type == mt::RoundCertificateType::Precommit,
+        votes: c
+            .round_signatures
+            .into_iter()
+            .map(|s| RoundVote { kind: s.vote_type, value: s.value_id, voter: s.address, sig: s.signature })
+            .collect(),
+    }
+}

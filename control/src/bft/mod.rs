@@ -1,0 +1,12 @@
+//! Byzantine fault-tolerant finality between validators: malachite's
+//! Tendermint core ([`engine`]), instantiated with the node's types
+//! ([`context`]), speaking the channel-1006 messages of [`codec`].
+//! `docs/CONSENSUS.md` gives the evaluation, the choice and the design.
+
+pub mod codec;
+pub mod context;
+pub mod engine;
+
+pub use codec::{Message, RoundVote};
+pub use context::{Address, BlockId, Ctx, Height, Sig, Validator, ValidatorSet};
+pub use engine::{Config, Engine, Output, Stats, Wal};
