@@ -74,7 +74,7 @@ pub enum DecodeError {
     TrailingBytes,
 }
 
-fn put_round(out: &mut Vec<u8>, r: Round) {
+pub(crate) fn put_round(out: &mut Vec<u8>, r: Round) {
     out.extend_from_slice(&r.as_u32().unwrap_or(NIL_ROUND).to_le_bytes());
 }
 
@@ -277,10 +277,10 @@ impl Message {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
         if self.0.len() < n {
             return Err(DecodeError::Truncated);
         }
@@ -289,19 +289,19 @@ impl Reader<'_> {
         Ok(a)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         self.take(N)?.try_into().map_err(|_| DecodeError::Truncated)
     }
 
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.array::<1>()?[0])
     }
 
-    fn u64(&mut self) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
-    fn round(&mut self) -> Result<Round, DecodeError> {
+    pub(crate) fn round(&mut self) -> Result<Round, DecodeError> {
         match u32::from_le_bytes(self.array()?) {
             NIL_ROUND => Ok(Round::Nil),
             r if r <= i32::MAX as u32 => Ok(Round::new(r)),
@@ -309,7 +309,7 @@ impl Reader<'_> {
         }
     }
 
-    fn defined_round(&mut self) -> Result<Round, DecodeError> {
+    pub(crate) fn defined_round(&mut self) -> Result<Round, DecodeError> {
         let r = self.round()?;
         if r.is_defined() {
             Ok(r)
@@ -318,7 +318,7 @@ impl Reader<'_> {
         }
     }
 
-    fn vote_kind(&mut self) -> Result<VoteType, DecodeError> {
+    pub(crate) fn vote_kind(&mut self) -> Result<VoteType, DecodeError> {
         match self.u8()? {
             1 => Ok(VoteType::Prevote),
             2 => Ok(VoteType::Precommit),
@@ -326,7 +326,7 @@ impl Reader<'_> {
         }
     }
 
-    fn value(&mut self) -> Result<NilOrVal<BlockId>, DecodeError> {
+    pub(crate) fn value(&mut self) -> Result<NilOrVal<BlockId>, DecodeError> {
         match (self.u8()?, self.array::<32>()?) {
             (0, id) if id == [0; 32] => Ok(NilOrVal::Nil),
             (1, id) => Ok(NilOrVal::Val(BlockId(id))),
@@ -336,7 +336,7 @@ impl Reader<'_> {
 
     /// A u16 count of items of `size` bytes, checked against the bound and
     /// the bytes left before anything is allocated.
-    fn count(&mut self, size: usize) -> Result<usize, DecodeError> {
+    pub(crate) fn count(&mut self, size: usize) -> Result<usize, DecodeError> {
         let n = usize::from(u16::from_le_bytes(self.array()?));
         if n > MAX_SIGNATURES {
             return Err(DecodeError::TooLarge);
@@ -347,7 +347,7 @@ impl Reader<'_> {
         Ok(n)
     }
 
-    fn signatures(&mut self) -> Result<Vec<(Address, Sig)>, DecodeError> {
+    pub(crate) fn signatures(&mut self) -> Result<Vec<(Address, Sig)>, DecodeError> {
         let n = self.count(96)?;
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
@@ -356,7 +356,7 @@ impl Reader<'_> {
         Ok(v)
     }
 
-    fn body(&mut self) -> Result<Vec<u8>, DecodeError> {
+    pub(crate) fn body(&mut self) -> Result<Vec<u8>, DecodeError> {
         let len = u32::from_le_bytes(self.array()?) as usize;
         if len > MAX_BODY {
             return Err(DecodeError::TooLarge);

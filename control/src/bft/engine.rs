@@ -375,6 +375,10 @@ impl<W: Wal> Engine<W> {
             self.io.stats.core_errors += 1;
         }
         self.io.checked = None;
+        if self.io.halted.is_some() {
+            self.io.out.clear();
+            return;
+        }
         if self.io.dirty {
             self.io.dirty = false;
             if let Err(e) = self.io.wal.sync() {
@@ -434,11 +438,12 @@ impl<W: Wal> Io<W> {
         }
     }
 
-    /// Stops the engine: nothing not yet handed out leaves the node, and
-    /// nothing more is signed (every later event is ignored).
+    /// Stops the engine: nothing not yet handed out leaves it (the event
+    /// under way ends with its outputs dropped) and every later event is
+    /// ignored.
     fn halt(&mut self, why: String) {
         self.halted = Some(why);
-        self.out.retain(|o| !matches!(o, Output::Broadcast(_)));
+        self.out.clear();
     }
 
     fn send(&mut self, m: Message) {
@@ -633,7 +638,8 @@ impl<W: Wal> Io<W> {
     }
 }
 
-fn round_cert(c: mt::RoundCertificate<Ctx>) -> Message {
+/// A round certificate as a message.
+pub(crate) fn round_cert(c: mt::RoundCertificate<Ctx>) -> Message {
     Message::RoundCert {
         height: c.height,
         round: c.round,
@@ -643,5 +649,143 @@ fn round_cert(c: mt::RoundCertificate<Ctx>) -> Message {
             .into_iter()
             .map(|s| RoundVote { kind: s.vote_type, value: s.value_id, voter: s.address, sig: s.signature })
             .collect(),
+    }
+}
+
+/// A round-certificate message as the core's type.
+pub(crate) fn round_cert_back(m: Message) -> Option<mt::RoundCertificate<Ctx>> {
+    let Message::RoundCert { height, round, precommit, votes } = m else { return None };
+    let cert_type = if precommit { mt::RoundCertificateType::Precommit } else { mt::RoundCertificateType::Skip };
+    let round_signatures =
+        votes.into_iter().map(|v| mt::RoundSignature::new(v.kind, v.value, v.voter, v.sig)).collect();
+    Some(mt::RoundCertificate { height, round, cert_type, round_signatures })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bft::context::{proposer, Validator};
+    use crate::bft::wal::FileWal;
+
+    struct NoWal;
+    impl Wal for NoWal {
+        fn append(&mut self, _: Height, _: &Input<Ctx>) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn sync(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A log whose disk is gone.
+    struct BrokenWal;
+    impl Wal for BrokenWal {
+        fn append(&mut self, _: Height, _: &Input<Ctx>) -> std::io::Result<()> {
+            Err(std::io::Error::other("no space left on device"))
+        }
+        fn sync(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn addr(seed: [u8; 32]) -> Address {
+        Address(VerificationKey::from(&SigningKey::from(seed)).into())
+    }
+
+    fn config(seeds: &[[u8; 32]], me: usize) -> Config {
+        let set = ValidatorSet::new(seeds.iter().map(|s| Validator::seat(addr(*s).0)).collect()).unwrap();
+        Config { chain: [7; 32], key: seeds[me], validators: set, timeouts: LinearTimeouts::default() }
+    }
+
+    #[test]
+    fn a_lone_validator_decides_its_own_block_with_a_certificate() {
+        let mut e = Engine::new(config(&[[1; 32]], 0), NoWal);
+        e.start_height(Height(1), 0);
+        assert_eq!(e.drain(), vec![Output::GetValue { height: Height(1), round: Round::new(0) }]);
+        let id = BlockId([9; 32]);
+        e.propose(Height(1), Round::new(0), id, 1);
+        let out = e.drain();
+        let sent = out.iter().filter(|o| matches!(o, Output::Broadcast(_))).count();
+        assert_eq!(sent, 3, "a proposal, a prevote and a precommit: {out:?}");
+        // The core publishes its own messages after it has fed them back
+        // to itself, so the decision comes first.
+        let decided = out.iter().find(|o| matches!(o, Output::Decided { .. }));
+        let Some(Output::Decided { height, round, value, signatures, equivocators }) = decided else {
+            panic!("{out:?}")
+        };
+        assert_eq!((*height, *round, *value), (Height(1), Round::new(0), id));
+        assert!(equivocators.is_empty());
+        assert!(e.verify_commit(Height(1), Round::new(0), id, signatures));
+        assert!(!e.verify_commit(Height(1), Round::new(0), BlockId([8; 32]), signatures));
+        assert!(!e.verify_commit(Height(1), Round::new(0), id, &[]));
+        assert_eq!(e.stats().decided, 1);
+    }
+
+    #[test]
+    fn a_failing_log_halts_the_engine_before_anything_is_sent() {
+        let mut e = Engine::new(config(&[[1; 32]], 0), BrokenWal);
+        e.start_height(Height(1), 0);
+        e.drain();
+        e.propose(Height(1), Round::new(0), BlockId([9; 32]), 1);
+        let out = e.drain();
+        assert!(out.is_empty(), "{out:?}");
+        assert!(e.halted().is_some_and(|w| w.contains("no space left")));
+        e.tick(1_000_000);
+        assert!(e.drain().iter().all(|o| !matches!(o, Output::Broadcast(_))));
+    }
+
+    /// A node prevotes a block, stops, and restarts from its log file: it
+    /// votes the same again and nothing else, even when the proposer
+    /// offers another block in the same round.
+    #[test]
+    fn a_node_restarted_from_its_log_file_does_not_vote_twice() {
+        let seeds: Vec<[u8; 32]> = (1..=4).map(|i| [i; 32]).collect();
+        let prop_addr = proposer(&config(&seeds, 0).validators, Height(1), Round::new(0)).address;
+        let prop_seed = *seeds.iter().find(|s| addr(**s) == prop_addr).unwrap();
+        let mine = seeds.iter().position(|s| addr(*s) != prop_addr).unwrap();
+        let cfg = config(&seeds, mine);
+        let me = addr(seeds[mine]);
+        assert_ne!(me, prop_addr, "the node under test must not be the proposer");
+        let signed = |value: BlockId| {
+            let p =
+                Proposal { height: Height(1), round: Round::new(0), value, pol_round: Round::Nil, proposer: prop_addr };
+            let s = Sig(SigningKey::from(prop_seed).sign(&signing_bytes(&cfg.chain, SignedPart::Proposal(&p))).into());
+            Message::Proposal(p, s)
+        };
+        let my_votes = |out: &[Output]| -> Vec<Vote> {
+            out.iter()
+                .filter_map(|o| match o {
+                    Output::Broadcast(Message::Vote(v, _)) if v.voter == me => Some(v.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let dir = std::env::temp_dir().join(format!("attnet-engine-restart-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("consensus.wal");
+
+        let (wal, _) = FileWal::open(&path).unwrap();
+        let mut e = Engine::new(cfg.clone(), wal);
+        e.start_height(Height(1), 0);
+        e.receive(signed(BlockId([1; 32])), 5);
+        e.block_judged(Height(1), BlockId([1; 32]), true, 6);
+        let before = my_votes(&e.drain());
+        assert_eq!(before.len(), 1);
+        assert_eq!(before[0].value, NilOrVal::Val(BlockId([1; 32])));
+        drop(e);
+
+        let (wal, rec) = FileWal::open(&path).unwrap();
+        assert_eq!(rec.height, Height(1));
+        let mut e = Engine::new(cfg.clone(), wal);
+        e.recover(Height(1), &rec.entries, 10);
+        e.receive(signed(BlockId([2; 32])), 11);
+        e.block_judged(Height(1), BlockId([2; 32]), true, 12);
+        e.tick(60_000);
+        let after = my_votes(&e.drain());
+        for v in after.iter().filter(|v| v.kind == VoteType::Prevote && v.round == Round::new(0)) {
+            assert_eq!(v.value, before[0].value, "the restarted node changed its prevote: {after:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

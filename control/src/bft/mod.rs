@@ -6,7 +6,9 @@
 pub mod codec;
 pub mod context;
 pub mod engine;
+pub mod wal;
 
 pub use codec::{Message, RoundVote};
 pub use context::{Address, BlockId, Ctx, Height, Sig, Validator, ValidatorSet};
 pub use engine::{Config, Engine, Output, Stats, Wal};
+pub use wal::FileWal;
