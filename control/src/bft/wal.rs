@@ -177,7 +177,7 @@ fn record_at(bytes: &[u8], at: usize) -> Option<(Height, Input<Ctx>, usize)> {
     let hdr = bytes.get(at..at.checked_add(8)?)?;
     let len = u32::from_le_bytes(hdr.get(..4)?.try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(hdr.get(4..8)?.try_into().ok()?);
-    if len > MAX_RECORD || len < 9 {
+    if !(9..=MAX_RECORD).contains(&len) {
         return None;
     }
     let body = bytes.get(at + 8..at + 8 + len)?;
