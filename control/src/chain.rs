@@ -44,6 +44,9 @@ pub struct ChainCounters {
     /// dropped from full inboxes, oldest first, since the genesis (the
     /// ledger's `inbox_capacity` bounds each inbox).
     pub records_evicted: u64,
+    /// Final blocks certified by the BFT engine (a listed validator; 0
+    /// when blocks are final at once).
+    pub certified: u64,
 }
 
 impl ChainCounters {
@@ -61,6 +64,7 @@ impl ChainCounters {
             "blocks": self.blocks,
             "block_txs": self.block_txs,
             "records_evicted": self.records_evicted,
+            "certified": self.certified,
         })
     }
 }
@@ -71,6 +75,7 @@ impl AddAssign for ChainCounters {
         self.blocks += o.blocks;
         self.block_txs += o.block_txs;
         self.records_evicted += o.records_evicted;
+        self.certified += o.certified;
     }
 }
 
@@ -277,6 +282,7 @@ impl<F: Finalizer> Chain<F> {
             blocks: self.blocks,
             block_txs: self.block_txs,
             records_evicted: self.ledger.state().records_evicted(),
+            certified: self.finalizer.certified(),
         }
     }
 
@@ -296,6 +302,11 @@ impl<F: Finalizer> Chain<F> {
     /// The finalizer, for its own state (e.g. [`SingleNode::rejected`]).
     pub fn finalizer(&self) -> &F {
         &self.finalizer
+    }
+
+    /// The finalizer, to set it up (e.g. [`SingleNode::certify_with`]).
+    pub fn finalizer_mut(&mut self) -> &mut F {
+        &mut self.finalizer
     }
 
     /// Gives a final block's buffers back to the block builder once the

@@ -20,8 +20,16 @@
 //! are errors that name the problem and, for an account, its index
 //! (`accounts[3]: ...`).
 //! The sum bound is what lets the ledger promise that no balance and no fee
-//! total can ever overflow. The format is described for operators in
-//! `docs/GENESIS.md`.
+//! total can ever overflow.
+//!
+//! Version 2 adds `validators`, the seats of the consensus:
+//! `[{"owner": "<64 hex account>", "node_key": "<64 hex>", "bond": 1000,
+//! "address": "host:port"}]`: the owner account (a genesis account whose
+//! balance covers the bond), the validator's node key (distinct across
+//! seats), the bond (at least `producer_bond`) and the address its
+//! validator links listen on. A genesis without validators (any version)
+//! makes a node the only validator under its own node key, final at once.
+//! The format is described for operators in `docs/GENESIS.md`.
 #![deny(clippy::indexing_slicing)]
 
 use std::fmt;
@@ -31,9 +39,11 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-/// The genesis file format this build reads and writes. A file without a
-/// `version` field is version 1.
-pub const VERSION: u64 = 1;
+/// The newest genesis file format this build reads and writes (version 2:
+/// validators). A file without a `version` field is version 1; a genesis
+/// without validators is written as version 1, so that its file and hash
+/// are what earlier builds made.
+pub const VERSION: u64 = 2;
 
 /// `min_fee` of a genesis file that does not give one.
 pub const DEFAULT_MIN_FEE: u64 = 1;
@@ -54,6 +64,19 @@ pub struct GenesisAccount {
     pub balance: u64,
 }
 
+/// A seat of the consensus listed in the genesis (version 2).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GenesisValidator {
+    /// The node key the validator signs votes and opens links with.
+    pub node_key: [u8; 32],
+    /// The account that bonds for the seat (and is voted for).
+    pub owner: [u8; 32],
+    /// The bond, at least the genesis' `producer_bond`.
+    pub bond: u64,
+    /// Where its validator links listen (`host:port`).
+    pub address: std::net::SocketAddr,
+}
+
 /// A validated genesis: no duplicate keys, a balance sum that fits `u64`,
 /// accounts sorted by key. Fields are private so that no unvalidated
 /// genesis can reach the ledger; build one with [`Genesis::new`],
@@ -66,6 +89,8 @@ pub struct Genesis {
     producer_bond: u64,
     accounts: Vec<GenesisAccount>,
     total: u64,
+    /// Sorted by node key; empty: no validator list.
+    validators: Vec<GenesisValidator>,
 }
 
 impl Genesis {
@@ -96,7 +121,43 @@ impl Genesis {
             producer_bond: DEFAULT_PRODUCER_BOND,
             accounts: indexed.into_iter().map(|(_, a)| a).collect(),
             total,
+            validators: Vec::new(),
         })
+    }
+
+    /// The same genesis with a validator list (version 2). Errors name the
+    /// entry: `validators[2]: ...` for a node key given twice, an owner that
+    /// is not a genesis account or whose balance does not cover the bond,
+    /// or a bond below `producer_bond` (so set the staking parameters
+    /// first).
+    pub fn with_validators(mut self, validators: Vec<GenesisValidator>) -> Result<Genesis, String> {
+        for (i, v) in validators.iter().enumerate() {
+            if validators.iter().take(i).any(|w| w.node_key == v.node_key) {
+                return Err(format!("validators[{i}]: node key {} is listed twice", hex::encode(v.node_key)));
+            }
+            let Some(owner) = self.accounts.iter().find(|a| a.key == v.owner) else {
+                return Err(format!("validators[{i}]: owner {} is not a genesis account", hex::encode(v.owner)));
+            };
+            if v.bond < self.producer_bond {
+                return Err(format!("validators[{i}]: bond {} is below producer_bond {}", v.bond, self.producer_bond));
+            }
+            if owner.balance < v.bond {
+                return Err(format!(
+                    "validators[{i}]: the owner's balance {} does not cover the bond {}",
+                    owner.balance, v.bond
+                ));
+            }
+        }
+        let mut validators = validators;
+        validators.sort();
+        self.validators = validators;
+        Ok(self)
+    }
+
+    /// The validator list, sorted by node key; empty when the genesis has
+    /// none (then a node is the only validator, under its own node key).
+    pub fn validators(&self) -> &[GenesisValidator] {
+        &self.validators
     }
 
     /// The same genesis with another minimum fee. 0 is an error: with it a
@@ -128,8 +189,10 @@ impl Genesis {
         // for its version rather than for a field this build does not know.
         let probe: VersionProbe = serde_json::from_str(json).map_err(|e| e.to_string())?;
         match probe.version {
-            None | Some(VERSION) => {}
-            Some(v) => return Err(format!("version {v} is not known to this build (it reads version {VERSION})")),
+            None | Some(1) | Some(VERSION) => {}
+            Some(v) => {
+                return Err(format!("version {v} is not known to this build (it reads versions 1 to {VERSION})"))
+            }
         }
         let raw: RawGenesis = serde_json::from_str(json).map_err(|e| e.to_string())?;
         let mut accounts = Vec::with_capacity(raw.accounts.0.len());
@@ -139,10 +202,30 @@ impl Genesis {
                 .map_err(|e| format!("accounts[{i}]: key must be 64 hex digits ({e}): {:?}", a.key))?;
             accounts.push(GenesisAccount { key, balance: a.balance });
         }
-        Genesis::new(raw.network_id, accounts)?.with_min_fee(raw.min_fee.unwrap_or(DEFAULT_MIN_FEE))?.with_staking(
-            raw.unbonding_blocks.unwrap_or(DEFAULT_UNBONDING_BLOCKS),
-            raw.producer_bond.unwrap_or(DEFAULT_PRODUCER_BOND),
-        )
+        let g = Genesis::new(raw.network_id, accounts)?
+            .with_min_fee(raw.min_fee.unwrap_or(DEFAULT_MIN_FEE))?
+            .with_staking(
+                raw.unbonding_blocks.unwrap_or(DEFAULT_UNBONDING_BLOCKS),
+                raw.producer_bond.unwrap_or(DEFAULT_PRODUCER_BOND),
+            )?;
+        let Some(list) = raw.validators else { return Ok(g) };
+        if probe.version != Some(VERSION) {
+            return Err(format!("validators need version {VERSION}"));
+        }
+        let mut validators = Vec::with_capacity(list.len());
+        for (i, v) in list.iter().enumerate() {
+            let mut node_key = [0u8; 32];
+            hex::decode_to_slice(&v.node_key, &mut node_key)
+                .map_err(|e| format!("validators[{i}]: node_key must be 64 hex digits ({e}): {:?}", v.node_key))?;
+            let mut owner = [0u8; 32];
+            hex::decode_to_slice(&v.owner, &mut owner)
+                .map_err(|e| format!("validators[{i}]: owner must be 64 hex digits ({e}): {:?}", v.owner))?;
+            let address = v.address.parse().map_err(|e| {
+                format!("validators[{i}]: address must be host:port with a numeric host ({e}): {:?}", v.address)
+            })?;
+            validators.push(GenesisValidator { node_key, owner, bond: v.bond, address });
+        }
+        g.with_validators(validators)
     }
 
     /// Reads and parses a genesis file; every error starts with the path,
@@ -189,7 +272,10 @@ impl Genesis {
     /// SHA-256 of the canonical encoding: `network_id` as `u32 LE`,
     /// `min_fee`, `unbonding_blocks` and `producer_bond` as `u64 LE`, then
     /// for each account in ascending key order `key (32) || balance (u64
-    /// LE)`. The three parameters are rules of the ledger, so two files
+    /// LE)`; with validators, then `"validators"` and for each in ascending
+    /// node-key order `node_key || owner || bond (u64 LE) || address length
+    /// (u32 LE) || address` (a genesis without validators hashes as version
+    /// 1 did). The three parameters are rules of the ledger, so two files
     /// that differ only in one describe different chains.
     /// It is the parent of block 1, so nodes with different genesis files
     /// build chains that cannot be mistaken for one another. The encoding
@@ -204,6 +290,18 @@ impl Genesis {
             h.update(a.key);
             h.update(a.balance.to_le_bytes());
         }
+        // A genesis without validators hashes as version 1 did.
+        if !self.validators.is_empty() {
+            h.update(b"validators");
+            for v in &self.validators {
+                h.update(v.node_key);
+                h.update(v.owner);
+                h.update(v.bond.to_le_bytes());
+                let addr = v.address.to_string();
+                h.update((addr.len() as u32).to_le_bytes());
+                h.update(addr.as_bytes());
+            }
+        }
         h.finalize().into()
     }
 
@@ -215,14 +313,26 @@ impl Genesis {
             .iter()
             .map(|a| serde_json::json!({"key": hex::encode(a.key), "balance": a.balance}))
             .collect();
-        let v = serde_json::json!({
-            "version": VERSION,
+        let mut v = serde_json::json!({
+            "version": if self.validators.is_empty() { 1 } else { VERSION },
             "network_id": self.network_id,
             "min_fee": self.min_fee,
             "unbonding_blocks": self.unbonding_blocks,
             "producer_bond": self.producer_bond,
             "accounts": accounts,
         });
+        if !self.validators.is_empty() {
+            let list: Vec<serde_json::Value> = self
+                .validators
+                .iter()
+                .map(|x| {
+                    serde_json::json!({"owner": hex::encode(x.owner), "node_key": hex::encode(x.node_key), "bond": x.bond, "address": x.address.to_string()})
+                })
+                .collect();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("validators".into(), serde_json::Value::Array(list));
+            }
+        }
         // Serializing a `Value` cannot fail.
         serde_json::to_string_pretty(&v).unwrap_or_default()
     }
@@ -249,6 +359,17 @@ struct RawGenesis {
     #[serde(default)]
     producer_bond: Option<u64>,
     accounts: RawAccounts,
+    #[serde(default)]
+    validators: Option<Vec<RawValidator>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawValidator {
+    owner: String,
+    node_key: String,
+    bond: u64,
+    address: String,
 }
 
 #[derive(Deserialize)]
@@ -362,8 +483,8 @@ mod tests {
         assert!(g.to_json().contains(r#""version": 1"#), "{}", g.to_json());
         // A newer format is refused for its version, even with fields this
         // build does not know.
-        let e = err(&format!(r#"{{"version": 2, "network_id": 1, "validators": [], "accounts": {acc}}}"#));
-        assert_eq!(e, "version 2 is not known to this build (it reads version 1)");
+        let e = err(&format!(r#"{{"version": 3, "network_id": 1, "seats": [], "accounts": {acc}}}"#));
+        assert_eq!(e, "version 3 is not known to this build (it reads versions 1 to 2)");
         let e = err(&format!(r#"{{"version": 0, "network_id": 1, "accounts": {acc}}}"#));
         assert!(e.starts_with("version 0 is not known"), "{e}");
         let e = err(&format!(r#"{{"version": "1", "network_id": 1, "accounts": {acc}}}"#));
@@ -419,5 +540,49 @@ mod tests {
         let e = Genesis::load(dir.join("missing.json")).unwrap_err();
         assert!(e.contains("missing.json"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn validators_need_version_2_and_are_checked_against_the_accounts() {
+        let acc = format!(r#"[{{"key": "{K1}", "balance": 5000}}, {{"key": "{K2}", "balance": 10}}]"#);
+        let seat = |owner: &str, node: &str, bond: u64| {
+            format!(r#"{{"owner": "{owner}", "node_key": "{node}", "bond": {bond}, "address": "127.0.0.1:7001"}}"#)
+        };
+        let doc = |v: u64, seats: &str| {
+            format!(r#"{{"version": {v}, "network_id": 1, "accounts": {acc}, "validators": [{seats}]}}"#)
+        };
+        let k3 = "03".repeat(32);
+        let k4 = "04".repeat(32);
+        let g = Genesis::parse(&doc(2, &format!("{},{}", seat(K1, &k4, 1000), seat(K1, &k3, 2000)))).unwrap();
+        assert_eq!(g.validators().len(), 2);
+        assert_eq!(g.validators()[0].node_key, [3; 32], "sorted by node key");
+        assert_eq!(g.validators()[1].address, "127.0.0.1:7001".parse().unwrap());
+        assert_eq!(Genesis::parse(&g.to_json()).unwrap(), g);
+        assert!(g.to_json().contains(r#""version": 2"#));
+        // The list is part of the chain's identity; without one, the hash
+        // is what version 1 gave.
+        let plain = Genesis::parse(&format!(r#"{{"network_id": 1, "accounts": {acc}}}"#)).unwrap();
+        assert_ne!(g.hash(), plain.hash());
+        assert_eq!(Genesis::parse(&doc(2, "")).unwrap().hash(), plain.hash());
+        let moved = Genesis::parse(&doc(2, &seat(K1, &k3, 1000).replace("7001", "7002"))).unwrap();
+        assert_ne!(moved.hash(), Genesis::parse(&doc(2, &seat(K1, &k3, 1000))).unwrap().hash());
+
+        assert_eq!(err(&doc(1, &seat(K1, &k3, 1000))), "validators need version 2");
+        assert_eq!(
+            err(&format!(r#"{{"network_id": 1, "accounts": {acc}, "validators": []}}"#)),
+            "validators need version 2"
+        );
+        let twice = err(&doc(2, &format!("{},{}", seat(K1, &k3, 1000), seat(K2, &k3, 1000))));
+        assert!(twice.starts_with("validators[1]: node key 0303"), "{twice}");
+        assert!(err(&doc(2, &seat(&k4, &k3, 1000))).starts_with("validators[0]: owner 0404"));
+        assert_eq!(err(&doc(2, &seat(K1, &k3, 999))), "validators[0]: bond 999 is below producer_bond 1000");
+        assert_eq!(
+            err(&doc(2, &seat(K2, &k3, 1000))),
+            "validators[0]: the owner's balance 10 does not cover the bond 1000"
+        );
+        let e = err(&doc(2, &seat(K1, &k3, 1000).replace("127.0.0.1:7001", "localhost")));
+        assert!(e.starts_with("validators[0]: address must be host:port"), "{e}");
+        let e = err(&doc(2, &seat(K1, "zz", 1000)));
+        assert!(e.starts_with("validators[0]: node_key must be 64 hex digits"), "{e}");
     }
 }

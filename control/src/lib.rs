@@ -58,7 +58,7 @@ pub mod store;
 pub use block::{Block, BlockBuilder, BlockConfig, BlockHeader, Stamp};
 pub use chain::{Chain, ChainConfig, ChainCounters};
 pub use consensus::{Finalizer, SingleNode};
-pub use genesis::{Genesis, GenesisAccount};
+pub use genesis::{Genesis, GenesisAccount, GenesisValidator};
 pub use ledger::{Ledger, LedgerConfig, LedgerCounters, Refusal};
 pub use state::{Account, Producer, Record, State, Supply};
 pub mod runner;

@@ -28,8 +28,26 @@ pub fn filter(s: &str) -> Result<EnvFilter, String> {
             return Err(format!("is not a log filter (`{d}`: a level {LEVELS:?} or target=level)"));
         }
     }
-    EnvFilter::builder().parse(s).map_err(|e| format!("is not a log filter ({e})"))
+    let mut f = EnvFilter::builder().parse(s).map_err(|e| format!("is not a log filter ({e})"))?;
+    // The consensus engine logs every round step at info: its warnings
+    // only, unless the filter names it (`arc_malachitebft_core_consensus=debug`).
+    if !s.contains("malachitebft") {
+        for target in MALACHITE {
+            if let Ok(d) = format!("{target}=warn").parse() {
+                f = f.add_directive(d);
+            }
+        }
+    }
+    Ok(f)
 }
+
+/// The consensus engine's crates (log targets).
+const MALACHITE: [&str; 4] = [
+    "arc_malachitebft_core_consensus",
+    "arc_malachitebft_core_driver",
+    "arc_malachitebft_core_votekeeper",
+    "arc_malachitebft_core_state_machine",
+];
 
 static RELOAD: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 

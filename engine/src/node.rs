@@ -307,6 +307,7 @@ pub fn counters_json(backend: Backend, cores: usize, c: &CoreCounters, p: &runne
             "forgets_lost": p.live.forgets_lost,
         },
         "blocks": p.live.blocks,
+        "certified": p.chain.certified,
         "height": p.live.height,
         "latency_us": null,
         "receipts": p.receipts.to_json(),
@@ -847,6 +848,19 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         }
         _ => (control::chain::Chain::new(&genesis, chain_cfg), None, Value::Null),
     };
+    let mut chain = chain;
+    let consensus = consensus_json(&genesis);
+    if !genesis.validators().is_empty() {
+        let Some((key, _)) = &node_key else {
+            return Err(
+                "the genesis lists validators: give the node its key (--node-key, or --data-dir to keep one)".into()
+            );
+        };
+        let set = control::bft::ValidatorSet::from_genesis(genesis.validators())
+            .ok_or("the genesis validator list is empty or its power overflows")?;
+        chain.finalizer_mut().certify_with(genesis.hash(), key.secret, set).map_err(|e| format!("genesis: {e}"))?;
+        tracing::info!("consensus: the only genesis validator; every block is certified by the BFT engine");
+    }
     let live = Arc::new(Mutex::new(Published::default()));
     let (reload_tx, reload_rx) = crossbeam_channel::bounded(1);
     let hup = Arc::new(AtomicBool::new(false));
@@ -1002,6 +1016,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         let mut summary = summary(backend, cores, &total, &ctl, &ingest, duration);
         summary["topology"] = topo.to_json();
         summary["persistent"] = json!(cfg.data_dir.is_some());
+        summary["consensus"] = consensus.clone();
         summary["recovered"] = recovered_json;
         summary["storage"] = ctl.storage.as_ref().map_or(Value::Null, |s| s.to_json());
         if backend == Backend::Dpdk {
@@ -1028,6 +1043,14 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         Ok(Outcome { summary, error: failed, json })
     };
     Ok(Started { addr, join: Box::new(join) })
+}
+
+/// The summary's `consensus`: how blocks become final.
+fn consensus_json(genesis: &control::Genesis) -> Value {
+    match genesis.validators().len() {
+        0 => json!({"mode": "final-at-once", "validators": 1}),
+        n => json!({"mode": "bft", "engine": "arc-malachitebft-core-consensus 0.8.2", "validators": n}),
+    }
 }
 
 #[cfg(test)]

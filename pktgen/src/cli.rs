@@ -57,6 +57,12 @@ pub struct Args {
     /// Write the genesis for `attnet node --genesis`.
     #[arg(long)]
     genesis_out: Option<PathBuf>,
+    /// A validator for the genesis (version 2), NODE_KEY@IP:PORT: the node
+    /// key in hex (as `attnet keygen` prints it) and its link address;
+    /// owned by the first account, bonding the genesis' producer_bond.
+    /// Repeat for several. Without it the genesis lists no validators.
+    #[arg(long, value_name = "NODE_KEY@IP:PORT", requires = "genesis_out")]
+    validator: Vec<String>,
     /// Transactions to pre-sign (default: what the rate and duration or
     /// count need, else 100000).
     #[arg(long)]
@@ -360,7 +366,16 @@ pub fn run(a: Args) -> Result<(), String> {
         write_secret(p, &plan.keys_json())?;
     }
     if let Some(p) = &a.genesis_out {
-        write(p, &plan.genesis()?.to_json())?;
+        let mut validators = Vec::with_capacity(a.validator.len());
+        for v in &a.validator {
+            let (key, addr) = v.split_once('@').ok_or_else(|| format!("--validator {v}: expected NODE_KEY@IP:PORT"))?;
+            let mut node_key = [0u8; 32];
+            hex::decode_to_slice(key, &mut node_key)
+                .map_err(|e| format!("--validator {v}: node key must be 64 hex digits ({e})"))?;
+            let address = addr.parse().map_err(|e| format!("--validator {v}: {e}"))?;
+            validators.push((node_key, address));
+        }
+        write(p, &plan.genesis_with_validators(&validators)?.to_json())?;
     }
     // Enough transactions for what is asked: datagrams × frames × the
     // transactions a frame carries on average (the sizes cycle), for the

@@ -132,6 +132,28 @@ impl Plan {
         )
     }
 
+    /// [`Plan::genesis`] listing `validators` (node key, link address),
+    /// each owned by the first account and bonding the genesis'
+    /// `producer_bond`; none: the plain genesis.
+    pub fn genesis_with_validators(&self, validators: &[([u8; 32], std::net::SocketAddr)]) -> Result<Genesis, String> {
+        let g = self.genesis()?;
+        if validators.is_empty() {
+            return Ok(g);
+        }
+        let first = self.accounts.first().ok_or("a genesis with validators needs an account to own them")?;
+        let owner: [u8; 32] = ed25519_zebra::VerificationKeyBytes::from(first).into();
+        let list = validators
+            .iter()
+            .map(|(node_key, address)| control::GenesisValidator {
+                node_key: *node_key,
+                owner,
+                bond: g.producer_bond(),
+                address: *address,
+            })
+            .collect();
+        g.with_validators(list)
+    }
+
     /// `per_account` transfers of 1 (fee 1) from every account, signed on
     /// every CPU: see [`PoolSpec`].
     pub fn pool(&self, per_account: usize) -> TxPool {

@@ -195,6 +195,11 @@ impl ValidatorSet {
         Some(ValidatorSet { seats, total })
     }
 
+    /// The seats a genesis lists, one vote each; `None` for an empty list.
+    pub fn from_genesis(list: &[crate::genesis::GenesisValidator]) -> Option<ValidatorSet> {
+        ValidatorSet::new(list.iter().map(|v| Validator::seat(v.node_key)).collect())
+    }
+
     pub fn seats(&self) -> &[Validator] {
         &self.seats
     }
