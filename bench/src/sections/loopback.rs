@@ -29,6 +29,11 @@ pub const LATENCY_LOADS: [u32; 2] = [25, 75];
 /// ceiling (the control thread, the ledger and Merkle roots share them).
 pub const GOAL_COMMITTED: f64 = 0.75;
 
+/// Goal: finalized transactions per second with the node as the only
+/// validator (every block through the BFT engine) against the same capture
+/// final at once.
+pub const GOAL_ONE_VALIDATOR: f64 = 0.90;
+
 const SEED: &str = "7";
 const SESSIONS: &str = "4";
 const ACCOUNTS: &str = "1024";
@@ -58,7 +63,9 @@ pub fn section(ctx: &Ctx) -> Section {
                  on the pcap backend with one data core (the generator's capture replayed: accepted transactions / \
                  node duration). Committed: the same capture replayed with one data core per vCPU (the control \
                  thread sharing a CPU), transactions applied by the ledger per second of the node's run, against \
-                 vCPUs × one ed25519-zebra batch of 256 signatures (measured just before). Then the node on \
+                 vCPUs × one ed25519-zebra batch of 256 signatures (measured just before). One validator: the same \
+                 replay under a genesis that lists the node as its only validator, so that every block is signed, \
+                 voted and certified by the BFT engine, against the committed row. Then the node on \
                  io_uring on 127.0.0.1 and the generator over UDP at 25-100 % of C for {secs} s each: accepted \
                  against offered transactions/s, and submit→inclusion latency from the generator's receipts; at 25 \
                  and 75 % also with every burst verified as it comes (--verify-batch 1): the batch budget \
@@ -125,12 +132,34 @@ fn rows(ctx: &Ctx, dir: &Path) -> Result<(Vec<Row>, f64), String> {
         ]),
         "attnet-pktgen --out pcap",
     )?;
-    let replay = |cores: usize| -> Result<Value, String> {
+    // The node's key, and a genesis listing it as the only validator.
+    let node_key = dir.join("node.json");
+    let validator_genesis = dir.join("genesis-validator.json");
+    let out = Command::new(&ctx.attnet)
+        .args(["keygen", "--out", &path_str(&node_key)])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("attnet keygen: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("attnet keygen failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    let public = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    run_ok(
+        pktgen(ctx).args([
+            "--genesis-out",
+            &path_str(&validator_genesis),
+            "--validator",
+            &format!("{public}@127.0.0.1:7100"),
+        ]),
+        "attnet-pktgen --validator",
+    )?;
+    let replay_with = |cores: usize, genesis: &Path| -> Result<Value, String> {
         let summary = dir.join(format!("replay-{cores}-summary.json"));
         run_ok(
             Command::new(&ctx.attnet)
                 .args(["node", "--backend", "pcap", "--pcap", &path_str(&pcap), "--cores", &cores.to_string()])
-                .args(["--keys", &path_str(&keys), "--genesis", &path_str(&genesis)])
+                .args(["--keys", &path_str(&keys), "--genesis", &path_str(genesis)])
+                .args(["--node-key", &path_str(&node_key)])
                 .args(["--summary-json", &path_str(&summary)])
                 .stdout(Stdio::null()),
             "attnet node --backend pcap",
@@ -143,6 +172,7 @@ fn rows(ctx: &Ctx, dir: &Path) -> Result<(Vec<Row>, f64), String> {
         }
         Ok(s)
     };
+    let replay = |cores: usize| replay_with(cores, &genesis);
     let s = replay(1)?;
     let c = num(&s["txs"]["accepted"], "txs.accepted")? / num(&s["duration_s"], "duration_s")?;
     let mut rows = vec![Row::plain("capacity C (pcap backend, 1 data core)", c / 1e3, "k tx/s", true)];
@@ -161,6 +191,24 @@ fn rows(ctx: &Ctx, dir: &Path) -> Result<(Vec<Row>, f64), String> {
             vcpus as f64 * ceiling / 1e3,
         )
         .goal(GOAL_COMMITTED),
+    );
+
+    // The same with the node as the genesis' only validator: every block
+    // signed, voted and certified by the BFT engine.
+    let v = replay_with(vcpus, &validator_genesis)?;
+    if v["consensus"]["mode"] != "bft" || v["certified"] != v["blocks"] {
+        return Err(format!("the validator replay did not certify every block: {} {}", v["consensus"], v["certified"]));
+    }
+    let finalized = num(&v["ledger"]["applied"], "ledger.applied")? / num(&v["duration_s"], "duration_s")?;
+    rows.push(
+        Row::vs(
+            format!("one validator (pcap backend, {vcpus} data cores): finalized"),
+            finalized / 1e3,
+            "k tx/s",
+            "final at once (committed above)",
+            applied / 1e3,
+        )
+        .goal(GOAL_ONE_VALIDATOR),
     );
     let _ = std::fs::remove_file(&pcap);
 
