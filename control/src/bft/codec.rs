@@ -459,4 +459,34 @@ mod tests {
         assert_eq!(Message::decode(&b), Err(DecodeError::TooLarge));
         assert_eq!(Message::decode(&[0xee]), Err(DecodeError::UnknownKind(0xee)));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// Any bytes: a message or a refusal, never a panic; what decodes
+        /// encodes back to the same bytes (one encoding per message).
+        #[test]
+        fn any_bytes_decode_or_are_refused_and_decoding_is_canonical(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400), kind in 1u8..=7) {
+            let mut bytes = b;
+            if let Some(first) = bytes.first_mut() {
+                *first = kind;
+            }
+            if let Ok(m) = Message::decode(&bytes) {
+                proptest::prop_assert_eq!(m.encode(), bytes);
+            }
+        }
+
+        /// A valid message with one byte changed: refused, or another
+        /// message whose encoding is exactly the changed bytes.
+        #[test]
+        fn a_changed_byte_is_refused_or_read_canonically(which in 0usize..8, at in 0usize..400, x in 1u8..=255) {
+            let all = samples();
+            let mut bytes = all[which % all.len()].encode();
+            let i = at % bytes.len();
+            bytes[i] ^= x;
+            if let Ok(m) = Message::decode(&bytes) {
+                proptest::prop_assert_eq!(m.encode(), bytes);
+            }
+        }
+    }
 }
