@@ -44,6 +44,7 @@ pub mod bft;
 pub mod block;
 pub mod chain;
 pub mod consensus;
+pub mod election;
 pub mod genesis;
 pub mod handshake;
 pub mod ledger;
