@@ -77,6 +77,9 @@ pub struct Stats {
     pub decided: u64,
     /// Events the core refused with an error (logged; the event is dropped).
     pub core_errors: u64,
+    /// Verdicts not kept: a height already held [`PROPOSALS_PER_HEIGHT`]
+    /// verdicts and no remembered proposal named the block.
+    pub verdicts_dropped: u64,
 }
 
 /// How the engine is set up.
@@ -91,8 +94,9 @@ pub struct Config {
     pub timeouts: LinearTimeouts,
 }
 
-/// Signed proposals kept per height for pairing with judged blocks.
-const PROPOSALS_PER_HEIGHT: usize = 64;
+/// Signed proposals kept per height for pairing with judged blocks, and
+/// verdicts kept per height for blocks no remembered proposal names.
+pub const PROPOSALS_PER_HEIGHT: usize = 64;
 /// How many heights ahead of the current one proposals and verdicts are kept.
 const HEIGHTS_AHEAD: u64 = 2;
 
@@ -276,8 +280,24 @@ impl<W: Wal> Engine<W> {
         if height < self.height() || height.0 > self.height().0 + HEIGHTS_AHEAD {
             return;
         }
-        self.verdicts.entry(height).or_default().insert(value, valid);
+        // Blocks cost a peer nothing to make: verdicts on blocks that no
+        // signed proposal names are bounded per height, and a block that a
+        // remembered proposal names is always kept, so a flood of unproposed
+        // blocks never crowds out the one being voted on.
+        let proposed = self.proposals.get(&height).is_some_and(|ps| ps.iter().any(|p| p.value == value));
+        let verdicts = self.verdicts.entry(height).or_default();
+        if !proposed && !verdicts.contains_key(&value) && verdicts.len() >= PROPOSALS_PER_HEIGHT {
+            self.io.stats.verdicts_dropped += 1;
+            return;
+        }
+        verdicts.insert(value, valid);
         self.feed_matches(height);
+    }
+
+    /// Whether a verdict on block `value` at `height` is kept (a host
+    /// judges a block once).
+    pub fn has_verdict(&self, height: Height, value: BlockId) -> bool {
+        self.verdicts.get(&height).is_some_and(|v| v.contains_key(&value))
     }
 
     /// This node's block for (height, round), asked for by
@@ -787,5 +807,59 @@ mod tests {
             assert_eq!(v.value, before[0].value, "the restarted node changed its prevote: {after:?}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Block bytes cost a peer nothing: a flood of blocks that no proposal
+    /// names keeps a bounded number of verdicts, and the proposed block's
+    /// verdict is still taken afterwards and voted for.
+    #[test]
+    fn unproposed_blocks_are_bounded_and_never_crowd_out_the_proposed_one() {
+        let seeds: Vec<[u8; 32]> = (1..=4).map(|i| [i; 32]).collect();
+        let prop_addr = proposer(&config(&seeds, 0).validators, Height(1), Round::new(0)).address;
+        let prop_seed = *seeds.iter().find(|s| addr(**s) == prop_addr).unwrap();
+        let mine = seeds.iter().position(|s| addr(*s) != prop_addr).unwrap();
+        let cfg = config(&seeds, mine);
+        let me = addr(seeds[mine]);
+        let mut e = Engine::new(cfg.clone(), NoWal);
+        e.start_height(Height(1), 0);
+        e.drain();
+        let flood = 10_000u32;
+        for i in 0..flood {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            id[31] = 0xee;
+            e.block_judged(Height(1), BlockId(id), true, 1);
+        }
+        assert_eq!(e.stats().verdicts_dropped, u64::from(flood) - PROPOSALS_PER_HEIGHT as u64);
+        assert_eq!(e.verdicts.get(&Height(1)).map_or(0, |v| v.len()), PROPOSALS_PER_HEIGHT);
+        // A kept verdict is judged once: asking again changes nothing.
+        let mut first = [0u8; 32];
+        first[31] = 0xee;
+        assert!(e.has_verdict(Height(1), BlockId(first)));
+        e.block_judged(Height(1), BlockId(first), true, 1);
+        assert_eq!(e.stats().verdicts_dropped, u64::from(flood) - PROPOSALS_PER_HEIGHT as u64);
+
+        let real = BlockId([0x42; 32]);
+        let p = Proposal {
+            height: Height(1),
+            round: Round::new(0),
+            value: real,
+            pol_round: Round::Nil,
+            proposer: prop_addr,
+        };
+        let s = Sig(SigningKey::from(prop_seed).sign(&signing_bytes(&cfg.chain, SignedPart::Proposal(&p))).into());
+        e.receive(Message::Proposal(p, s), 2);
+        assert!(
+            e.drain().iter().all(|o| !matches!(o, Output::Broadcast(Message::Vote(..)))),
+            "no vote before the verdict"
+        );
+        e.block_judged(Height(1), real, true, 3);
+        assert!(e.has_verdict(Height(1), real));
+        let out = e.drain();
+        let prevoted = out.iter().any(|o| {
+            matches!(o, Output::Broadcast(Message::Vote(v, _))
+                if v.voter == me && v.kind == VoteType::Prevote && v.value == NilOrVal::Val(real))
+        });
+        assert!(prevoted, "the proposed block lost its vote to the flood: {out:?}");
     }
 }
