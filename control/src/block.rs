@@ -494,7 +494,12 @@ impl BlockBuilder {
         self.ends.len() >= self.cap()
     }
 
-    /// Height of the next block to be sealed.
+    /// The timestamp of the last block sealed (or resumed from).
+    pub fn last_timestamp_ms(&self) -> u64 {
+        self.last_timestamp_ms
+    }
+
+    /// The height of the next block sealed.
     pub fn next_height(&self) -> u64 {
         self.next_height
     }

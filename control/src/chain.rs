@@ -16,6 +16,7 @@ use crate::consensus::{Finalizer, SingleNode};
 use crate::genesis::Genesis;
 use crate::ledger::{Ledger, LedgerConfig, LedgerCounters, Refusal};
 use crate::merkle::Hash;
+use crate::replica::{Replica, ReplicaConfig};
 
 /// Configuration of the ledger and the block builder together.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -97,6 +98,9 @@ pub struct Chain<F: Finalizer = SingleNode> {
     last_hash: Hash,
     blocks: u64,
     block_txs: u64,
+    /// A validator of a network of several: blocks come from the BFT
+    /// engine and its peers, not from the builder.
+    replica: Option<Box<Replica>>,
 }
 
 impl Chain<SingleNode> {
@@ -136,6 +140,7 @@ impl Chain<SingleNode> {
             last_hash,
             blocks: 0,
             block_txs: 0,
+            replica: None,
         }
     }
 }
@@ -156,6 +161,7 @@ impl<F: Finalizer> Chain<F> {
             last_hash: hash,
             blocks: 0,
             block_txs: 0,
+            replica: None,
         }
     }
 
@@ -167,6 +173,10 @@ impl<F: Finalizer> Chain<F> {
     /// is the state after exactly its transactions; [`poll`](Chain::poll)
     /// returns it.
     pub fn submit(&mut self, tx: &[u8], now_ms: u64) -> Result<(), Refusal> {
+        if let Some(r) = self.replica.as_mut() {
+            let min_fee = self.ledger.min_fee_of();
+            return r.submit(self.ledger.state(), min_fee, tx, now_ms);
+        }
         self.builder.start(now_ms);
         self.ledger.open_block();
         let builder = &mut self.builder;
@@ -212,6 +222,12 @@ impl<F: Finalizer> Chain<F> {
     /// itself. A block is therefore returned one poll after it is cut; a
     /// cut is finished at once when the next one is due first.
     pub fn poll(&mut self, now_ms: u64) -> Vec<Block> {
+        if let Some(r) = self.replica.as_mut() {
+            r.tick(self.ledger.state_mut(), now_ms);
+            let finals = r.take_finals();
+            self.record(&finals);
+            return finals;
+        }
         self.ledger.expire(now_ms);
         if self.cut.as_ref().is_some_and(|(_, at)| *at < self.polls) {
             self.finish_cut();
@@ -228,6 +244,13 @@ impl<F: Finalizer> Chain<F> {
     /// became final. Afterwards `counters()` has `queued == 0`, so
     /// `submitted == applied + Σ dropped`.
     pub fn finish(&mut self, now_ms: u64) -> Vec<Block> {
+        if let Some(r) = self.replica.as_mut() {
+            r.tick(self.ledger.state_mut(), now_ms);
+            r.drop_all();
+            let finals = r.take_finals();
+            self.record(&finals);
+            return finals;
+        }
         self.ledger.expire(now_ms);
         self.ledger.drop_all_queued();
         self.cut(now_ms, true);
@@ -257,7 +280,45 @@ impl<F: Finalizer> Chain<F> {
     /// after every [`poll`](Chain::poll) and after `finish`: at most
     /// `max_queued_total` ids are kept in between.
     pub fn take_dropped(&mut self, out: &mut Vec<[u8; 32]>) {
+        if let Some(r) = self.replica.as_mut() {
+            r.take_dropped(out);
+        }
         self.ledger.take_dropped(out);
+    }
+
+    /// Makes this node a validator of a network of several
+    /// ([`crate::replica`]) from the chain's current tip: from here on
+    /// transactions wait in its mempool and blocks come from consensus.
+    pub fn join_network(&mut self, cfg: ReplicaConfig, now_ms: u64) -> Result<(), String> {
+        let ts = self.builder.last_timestamp_ms();
+        let r = Replica::new(cfg, self.ledger.state_mut(), self.height, self.last_hash, ts, now_ms)?;
+        self.replica = Some(Box::new(r));
+        Ok(())
+    }
+
+    /// The validator of a network of several, if this node is one.
+    pub fn replica(&self) -> Option<&Replica> {
+        self.replica.as_deref()
+    }
+
+    /// A consensus message from peer `from` (a validator link).
+    pub fn receive(&mut self, from: [u8; 32], bytes: &[u8], now_ms: u64) {
+        if let Some(r) = self.replica.as_mut() {
+            r.receive(self.ledger.state_mut(), from, bytes, now_ms);
+        }
+    }
+
+    /// Consensus messages to send: to every peer (`None`) or to one.
+    pub fn take_outgoing(&mut self) -> Vec<crate::replica::Outgoing> {
+        self.replica.as_mut().map(|r| r.take_outgoing()).unwrap_or_default()
+    }
+
+    /// The node's store holds every final block up to `height` (`u64::MAX`
+    /// without a store): a validator starts the next height.
+    pub fn durable(&mut self, height: u64, now_ms: u64) {
+        if let Some(r) = self.replica.as_mut() {
+            r.durable(self.ledger.state_mut(), height, now_ms);
+        }
     }
 
     /// Height of the last final block (0: only genesis).
@@ -278,11 +339,14 @@ impl<F: Finalizer> Chain<F> {
     /// The summary counters.
     pub fn counters(&self) -> ChainCounters {
         ChainCounters {
-            ledger: self.ledger.counters(),
+            ledger: self.replica.as_ref().map_or_else(|| self.ledger.counters(), |r| r.ledger_counters()),
             blocks: self.blocks,
             block_txs: self.block_txs,
             records_evicted: self.ledger.state().records_evicted(),
-            certified: self.finalizer.certified(),
+            certified: self
+                .replica
+                .as_ref()
+                .map_or_else(|| self.finalizer.certified(), |r| r.counters().decided + r.counters().caught_up),
         }
     }
 

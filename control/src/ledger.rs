@@ -268,7 +268,7 @@ impl LedgerCounters {
         self.refused.get(r.index()).copied().unwrap_or(0)
     }
 
-    fn count(&mut self, r: Refusal) {
+    pub(crate) fn count(&mut self, r: Refusal) {
         if let Some(c) = self.refused.get_mut(r.index()) {
             *c += 1;
         }
@@ -515,6 +515,17 @@ impl Ledger {
     /// The committed state: accounts, producers, connections, inboxes.
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// The committed state, for a validator of a network of several
+    /// ([`crate::replica`]), which executes blocks on it directly.
+    pub(crate) fn state_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+
+    /// The genesis' least fee.
+    pub fn min_fee_of(&self) -> u64 {
+        self.min_fee
     }
 
     /// Ends block `height`: pays its transactions' `fees` to `producer`

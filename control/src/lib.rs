@@ -51,6 +51,7 @@ pub mod ledger;
 pub mod merkle;
 pub mod queries;
 pub mod receipts;
+pub mod replica;
 pub mod reserve;
 pub mod root;
 pub mod state;

@@ -1,0 +1,831 @@
+//! A validator of a network of several (`docs/CONSENSUS.md`, "A network of
+//! validators"): the host side of the BFT engine of [`crate::bft`].
+//!
+//! - **Mempool.** Transactions the data plane accepted wait here, keyed by
+//!   (sender, nonce), until a final block holds them or makes them
+//!   impossible (their nonce is used), or until they are stale.
+//! - **Proposing.** Asked for a block ([`Output::GetValue`]), the replica
+//!   waits for the block interval (or a full block), then executes the
+//!   mempool in (sender, nonce) order on the committed state inside a
+//!   journal that is rolled back at once: the block carries the state root
+//!   after its transactions, the state is untouched until it is final.
+//! - **Judging.** A peer's block for the height being voted on is checked
+//!   (parent, height, a timestamp within [`MAX_FUTURE_MS`] of this node's
+//!   clock and not before its parent's, a producer holding a seat, the
+//!   transaction root) and executed the same way (rolled back at once);
+//!   the verdict goes to the engine, which pairs it with the signed
+//!   proposal. Bytes of blocks judged or proposed are durable (the block
+//!   spool) before the engine hears of them, since a replayed log may
+//!   decide on them.
+//! - **Deciding.** A decided block is executed and committed, its
+//!   transactions leave the mempool, and it is handed to the node (store,
+//!   receipts). The next height starts once the node reports the block
+//!   durable ([`Replica::durable`]), so the log of a height is truncated
+//!   only after its block is on disk.
+//! - **Catch-up.** Every node says which height it votes on (`status`) when
+//!   it starts a height and every [`STATUS_EVERY_MS`]; a peer that is
+//!   behind gets the final blocks it lacks with their commit certificates
+//!   (`decided`), checked against the seats before they are applied.
+//!
+//! Messages leave through [`Replica::take_outgoing`] and arrive through
+//! [`Replica::receive`]; the transport is the node's (validator links over
+//! TCP, `crate::bft::link`).
+#![deny(clippy::indexing_slicing)]
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_malachitebft_core_types::{LinearTimeouts, Round};
+use attnet_core::wire::tx::Transaction;
+
+use crate::bft::wal::FileWal;
+use crate::bft::{Address, BlockId, Config, Ctx, Engine, Height, Message, Output, Sig, ValidatorSet, Wal};
+use crate::block::{Block, BlockConfig, Stamp};
+use crate::ledger::{LedgerCounters, Refusal};
+use crate::merkle::Hash;
+use crate::state::State;
+use crate::store::tx_id;
+
+/// How far ahead of this node's clock a block's timestamp may be.
+pub const MAX_FUTURE_MS: u64 = 2_000;
+/// How often a node says which height it votes on.
+pub const STATUS_EVERY_MS: u64 = 1_000;
+/// Final blocks kept, with their certificates, for peers catching up.
+pub const RECENT_DECIDED: usize = 256;
+/// Final blocks sent to one peer per status it sends.
+const CATCH_UP_BATCH: u64 = 16;
+/// Blocks kept for heights not voted on yet, or proposals not yet decided.
+const MAX_CACHED_BLOCKS: usize = 256;
+
+/// A message to send: to every peer (`None`) or to one, and its bytes.
+pub type Outgoing = (Option<[u8; 32]>, Arc<Vec<u8>>);
+
+/// How a replica is set up.
+#[derive(Clone)]
+pub struct ReplicaConfig {
+    /// The genesis hash: the network every signature is bound to.
+    pub genesis_hash: Hash,
+    /// This node's key seed (its node key signs votes and proposals).
+    pub key: [u8; 32],
+    /// The seats.
+    pub validators: ValidatorSet,
+    /// Block interval and size.
+    pub block: BlockConfig,
+    /// Most transactions waiting in the mempool (default 65 536).
+    pub mempool_cap: usize,
+    /// A waiting transaction is dropped after this long (default 30 s).
+    pub stale_ms: u64,
+    /// The consensus log and the block spool live here; `None` keeps them
+    /// in memory (tests of one process only: a restart could equivocate).
+    pub dir: Option<PathBuf>,
+    /// The engine's timeouts.
+    pub timeouts: LinearTimeouts,
+}
+
+impl ReplicaConfig {
+    /// Defaults for everything but the network, the key and the seats.
+    pub fn new(genesis_hash: Hash, key: [u8; 32], validators: ValidatorSet) -> ReplicaConfig {
+        ReplicaConfig {
+            genesis_hash,
+            key,
+            validators,
+            block: BlockConfig::default(),
+            mempool_cap: 65_536,
+            stale_ms: 30_000,
+            dir: None,
+            timeouts: LinearTimeouts::default(),
+        }
+    }
+}
+
+/// Counters an operator reads (`consensus` in the node's summary).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplicaCounters {
+    /// Blocks this node proposed.
+    pub proposed: u64,
+    /// Peers' blocks judged valid / invalid.
+    pub judged_valid: u64,
+    pub judged_invalid: u64,
+    /// Blocks final through the engine here.
+    pub decided: u64,
+    /// Blocks applied from peers' certificates (catch-up).
+    pub caught_up: u64,
+    /// Final blocks sent to peers behind.
+    pub served: u64,
+    /// Messages from peers that did not decode.
+    pub bad_messages: u64,
+    /// Catch-up blocks whose certificate or execution failed.
+    pub bad_decided: u64,
+    /// Rounds beyond 0 in which heights were decided (a measure of trouble).
+    pub late_rounds: u64,
+    /// The highest height a peer said it votes on.
+    pub peer_height: u64,
+}
+
+impl ReplicaCounters {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "proposed": self.proposed,
+            "judged_valid": self.judged_valid,
+            "judged_invalid": self.judged_invalid,
+            "decided": self.decided,
+            "caught_up": self.caught_up,
+            "served": self.served,
+            "bad_messages": self.bad_messages,
+            "bad_decided": self.bad_decided,
+            "late_rounds": self.late_rounds,
+            "peer_height": self.peer_height,
+        })
+    }
+}
+
+/// The engine's log: a file in the data directory, or nothing.
+enum Log {
+    File(FileWal),
+    Memory,
+}
+
+impl Wal for Log {
+    fn append(&mut self, height: Height, entry: &arc_malachitebft_core_consensus::Input<Ctx>) -> std::io::Result<()> {
+        match self {
+            Log::File(f) => f.append(height, entry),
+            Log::Memory => Ok(()),
+        }
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
+        match self {
+            Log::File(f) => f.sync(),
+            Log::Memory => Ok(()),
+        }
+    }
+}
+
+struct Entry {
+    id: [u8; 32],
+    bytes: Vec<u8>,
+    since_ms: u64,
+}
+
+/// Transactions waiting for a block, by (sender, nonce).
+#[derive(Default)]
+struct Mempool {
+    by_nonce: BTreeMap<([u8; 32], u64), Entry>,
+    ids: HashSet<[u8; 32]>,
+}
+
+/// A final block with its certificate, for peers catching up.
+struct Decided {
+    block: Arc<Vec<u8>>,
+    round: Round,
+    signatures: Vec<(Address, Sig)>,
+}
+
+/// One validator's host side of the engine.
+pub struct Replica {
+    cfg: ReplicaConfig,
+    me: [u8; 32],
+    engine: Engine<Log>,
+    /// Last final block.
+    height: u64,
+    last_hash: Hash,
+    last_ts: u64,
+    /// When the last block became final here (this node's clock).
+    final_at_ms: u64,
+    /// Decided here, waiting to be durable before the next height starts.
+    awaiting_durable: Option<u64>,
+    /// The engine asked this node to propose.
+    asked: Option<(Height, Round)>,
+    mempool: Mempool,
+    /// Block bytes by (height, hash): proposals seen or made.
+    blocks: BTreeMap<(u64, Hash), Block>,
+    recent: VecDeque<(u64, Decided)>,
+    outgoing: Vec<Outgoing>,
+    finals: Vec<Block>,
+    dropped_ids: Vec<[u8; 32]>,
+    last_status_ms: u64,
+    counters: ReplicaCounters,
+    ledger: LedgerCounters,
+    halted: Option<String>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("height", &self.height)
+            .field("round_height", &self.round_height())
+            .field("mempool", &self.mempool.by_nonce.len())
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    /// A replica whose last final block is `height` (hash `last_hash`,
+    /// timestamp `last_ts`; height 0: the genesis). With a directory the
+    /// consensus log is opened and replayed, and spooled blocks are read
+    /// back.
+    pub fn new(
+        cfg: ReplicaConfig,
+        state: &mut State,
+        height: u64,
+        last_hash: Hash,
+        last_ts: u64,
+        now_ms: u64,
+    ) -> Result<Replica, String> {
+        let me: [u8; 32] = ed25519_zebra::VerificationKey::from(&ed25519_zebra::SigningKey::from(cfg.key)).into();
+        if cfg.validators.get(&Address(me)).is_none() {
+            return Err(format!("this node's key {} holds no seat in the genesis' validator list", hex::encode(me)));
+        }
+        let (log, recovered) = match &cfg.dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir.join("blocks"))
+                    .map_err(|e| format!("consensus directory {}: {e}", dir.display()))?;
+                let path = dir.join("consensus.wal");
+                let (wal, rec) = FileWal::open(&path).map_err(|e| format!("consensus log {}: {e}", path.display()))?;
+                (Log::File(wal), Some(rec))
+            }
+            None => (Log::Memory, None),
+        };
+        let engine = Engine::new(
+            Config {
+                chain: cfg.genesis_hash,
+                key: cfg.key,
+                validators: cfg.validators.clone(),
+                timeouts: cfg.timeouts,
+            },
+            log,
+        );
+        let mut r = Replica {
+            me,
+            engine,
+            height,
+            last_hash,
+            last_ts,
+            final_at_ms: now_ms,
+            awaiting_durable: None,
+            asked: None,
+            mempool: Mempool::default(),
+            blocks: BTreeMap::new(),
+            recent: VecDeque::new(),
+            outgoing: Vec::new(),
+            finals: Vec::new(),
+            dropped_ids: Vec::new(),
+            last_status_ms: 0,
+            counters: ReplicaCounters::default(),
+            ledger: LedgerCounters::default(),
+            halted: None,
+            cfg,
+        };
+        if let Some(dir) = r.cfg.dir.clone() {
+            r.read_spool(&dir.join("blocks"));
+        }
+        let next = Height(height + 1);
+        match recovered {
+            Some(rec) if rec.height == next => r.engine.recover(next, &rec.entries, now_ms),
+            _ => r.engine.start_height(next, now_ms),
+        }
+        r.judge_cached(state, now_ms);
+        r.status(now_ms);
+        r.after_event(state, now_ms);
+        Ok(r)
+    }
+
+    /// This node's public node key.
+    pub fn node_key(&self) -> [u8; 32] {
+        self.me
+    }
+
+    /// The height being voted on.
+    pub fn round_height(&self) -> u64 {
+        self.engine.height().0
+    }
+
+    pub fn counters(&self) -> ReplicaCounters {
+        self.counters
+    }
+
+    /// The mempool as ledger counters: `submitted == applied + queued + Σ
+    /// dropped`, where `applied` counts this node's transactions that a
+    /// final block (any proposer's) holds.
+    pub fn ledger_counters(&self) -> LedgerCounters {
+        let mut c = self.ledger;
+        c.queued = self.mempool.by_nonce.len() as u64;
+        c
+    }
+
+    /// Why the replica stopped, if it did (a log or spool error, a decided
+    /// block this node cannot execute).
+    pub fn halted(&self) -> Option<&str> {
+        self.halted.as_deref().or(self.engine.halted())
+    }
+
+    /// The engine's counters.
+    pub fn engine_stats(&self) -> crate::bft::Stats {
+        self.engine.stats()
+    }
+
+    /// A transaction the data plane accepted (signature verified): it waits
+    /// for a block. Refused: a copy already waiting or another transaction
+    /// with its (sender, nonce) (`bad_nonce`), a malformed one, a fee below
+    /// the minimum, a full mempool (`nonce_gap`, as a full gap queue).
+    pub fn submit(&mut self, state: &State, min_fee: u64, tx: &[u8], now_ms: u64) -> Result<(), Refusal> {
+        self.ledger.submitted += 1;
+        let refuse = |c: &mut LedgerCounters, r: Refusal| {
+            c.count(r);
+            Err(r)
+        };
+        let Ok(t) = Transaction::new_checked(tx) else { return refuse(&mut self.ledger, Refusal::Malformed) };
+        if t.fee() < min_fee {
+            return refuse(&mut self.ledger, Refusal::FeeTooLow);
+        }
+        let Some(acct) = state.account(&t.from()) else { return refuse(&mut self.ledger, Refusal::NoAccount) };
+        let key = (t.from(), t.nonce());
+        if t.nonce() <= acct.nonce || self.mempool.by_nonce.contains_key(&key) {
+            return refuse(&mut self.ledger, Refusal::BadNonce);
+        }
+        if self.mempool.by_nonce.len() >= self.cfg.mempool_cap {
+            return refuse(&mut self.ledger, Refusal::NonceGap);
+        }
+        let id = tx_id(tx);
+        self.mempool.ids.insert(id);
+        self.mempool.by_nonce.insert(key, Entry { id, bytes: tx.to_vec(), since_ms: now_ms });
+        Ok(())
+    }
+
+    /// Ids of waiting transactions dropped since the last call (stale,
+    /// refused when a block was built, or made impossible by a final block),
+    /// so the node can forget them.
+    pub fn take_dropped(&mut self, out: &mut Vec<[u8; 32]>) {
+        out.append(&mut self.dropped_ids);
+    }
+
+    /// Drops every waiting transaction (shutdown), counted as `nonce_gap`.
+    pub fn drop_all(&mut self) {
+        for (_, e) in std::mem::take(&mut self.mempool.by_nonce) {
+            self.ledger.count(Refusal::NonceGap);
+            self.dropped_ids.push(e.id);
+        }
+        self.mempool.ids.clear();
+    }
+
+    /// The node's store has every block up to `height` on disk (or keeps
+    /// none: `u64::MAX`).
+    pub fn durable(&mut self, state: &mut State, height: u64, now_ms: u64) {
+        if self.awaiting_durable.is_some_and(|h| h <= height) {
+            self.awaiting_durable = None;
+            self.engine.start_height(Height(self.height + 1), now_ms);
+            self.judge_cached(state, now_ms);
+            self.status(now_ms);
+            self.after_event(state, now_ms);
+        }
+    }
+
+    /// Judges the blocks already at hand for the height being voted on.
+    fn judge_cached(&mut self, state: &mut State, now_ms: u64) {
+        let next = self.height + 1;
+        let keys: Vec<_> = self.blocks.range((next, [0; 32])..=(next, [0xff; 32])).map(|(k, _)| *k).collect();
+        for k in keys {
+            self.judge(state, k, now_ms);
+        }
+    }
+
+    /// A message from peer `from` (its node key, authenticated by the link).
+    pub fn receive(&mut self, state: &mut State, from: [u8; 32], bytes: &[u8], now_ms: u64) {
+        if self.halted().is_some() {
+            return;
+        }
+        let msg = match Message::decode(bytes) {
+            Ok(m) => m,
+            Err(_) => {
+                self.counters.bad_messages += 1;
+                return;
+            }
+        };
+        match msg {
+            Message::Block { height, body } => self.on_block(state, height.0, &body, now_ms),
+            Message::Status { height } => self.on_status(from, height.0),
+            Message::Decided { height, round, body, signatures } => {
+                self.on_decided(state, height.0, round, &body, signatures, now_ms)
+            }
+            m => self.engine.receive(m, now_ms),
+        }
+        self.after_event(state, now_ms);
+    }
+
+    /// Time passed: timers, the block interval, stale transactions, status.
+    pub fn tick(&mut self, state: &mut State, now_ms: u64) {
+        if self.halted().is_some() {
+            return;
+        }
+        self.expire(now_ms);
+        self.engine.tick(now_ms);
+        if now_ms.saturating_sub(self.last_status_ms) >= STATUS_EVERY_MS {
+            self.status(now_ms);
+        }
+        self.after_event(state, now_ms);
+    }
+
+    /// Messages to send: to every peer (`None`) or to one.
+    pub fn take_outgoing(&mut self) -> Vec<Outgoing> {
+        std::mem::take(&mut self.outgoing)
+    }
+
+    /// Blocks that became final (executed and committed on `state`), in
+    /// height order.
+    pub fn take_finals(&mut self) -> Vec<Block> {
+        std::mem::take(&mut self.finals)
+    }
+
+    fn after_event(&mut self, state: &mut State, now_ms: u64) {
+        self.handle_outputs(state, now_ms);
+        self.maybe_propose(state, now_ms);
+    }
+
+    fn handle_outputs(&mut self, state: &mut State, now_ms: u64) {
+        loop {
+            let outs = self.engine.drain();
+            if outs.is_empty() {
+                break;
+            }
+            for o in outs {
+                match o {
+                    Output::Broadcast(m) => self.send(None, &m),
+                    Output::GetValue { height, round } => self.asked = Some((height, round)),
+                    Output::Restream { height, value, .. } => {
+                        if let Some(b) = self.blocks.get(&(height.0, value.0)) {
+                            let m = block_message(b);
+                            self.send(None, &m);
+                        }
+                    }
+                    Output::Decided { height, round, value, signatures, .. } => {
+                        match self.blocks.get(&(height.0, value.0)).cloned() {
+                            Some(b) => self.commit(state, b, round, signatures, now_ms, false),
+                            // The block never arrived: ask for it (peers
+                            // answer a lower status with decided blocks).
+                            None => self.status(now_ms),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, to: Option<[u8; 32]>, m: &Message) {
+        self.outgoing.push((to, Arc::new(m.encode())));
+    }
+
+    fn status(&mut self, now_ms: u64) {
+        self.last_status_ms = now_ms;
+        let h = if self.awaiting_durable.is_some() { self.height } else { self.height + 1 };
+        self.send(None, &Message::Status { height: Height(h) });
+    }
+
+    fn expire(&mut self, now_ms: u64) {
+        let stale = self.cfg.stale_ms;
+        let old: Vec<_> = self
+            .mempool
+            .by_nonce
+            .iter()
+            .filter(|(_, e)| now_ms.saturating_sub(e.since_ms) > stale)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in old {
+            self.drop_entry(&k, Refusal::NonceGap);
+        }
+    }
+
+    fn drop_entry(&mut self, key: &([u8; 32], u64), why: Refusal) {
+        if let Some(e) = self.mempool.by_nonce.remove(key) {
+            self.mempool.ids.remove(&e.id);
+            self.ledger.count(why);
+            self.dropped_ids.push(e.id);
+        }
+    }
+
+    /// Proposes when asked, once the interval since the last final block
+    /// has passed or a block's worth of transactions waits.
+    fn maybe_propose(&mut self, state: &mut State, now_ms: u64) {
+        let Some((height, round)) = self.asked else { return };
+        if height != self.engine.height() || height.0 != self.height + 1 {
+            self.asked = None;
+            return;
+        }
+        let due = now_ms >= self.final_at_ms.saturating_add(self.cfg.block.interval_ms)
+            || self.mempool.by_nonce.len() >= self.cfg.block.max_txs.max(1) as usize;
+        if !due {
+            return;
+        }
+        self.asked = None;
+        let Some(block) = self.build(state, now_ms) else { return };
+        let id = block.hash();
+        if let Err(e) = self.spool(&block) {
+            self.halted = Some(format!("block spool: {e}"));
+            return;
+        }
+        let m = block_message(&block);
+        self.send(None, &m);
+        self.remember_block(block);
+        self.counters.proposed += 1;
+        self.engine.propose(height, round, BlockId(id), now_ms);
+        self.handle_outputs(state, now_ms);
+    }
+
+    /// Executes waiting transactions in (sender, nonce) order on `state`
+    /// inside a journal that is rolled back: the block and its state root.
+    fn build(&mut self, state: &mut State, now_ms: u64) -> Option<Block> {
+        let height = self.height + 1;
+        let max = self.cfg.block.max_txs.max(1) as usize;
+        let min_fee = state.config().min_fee;
+        let mut chosen: Vec<([u8; 32], u64)> = Vec::new();
+        let mut refused: Vec<(([u8; 32], u64), Refusal)> = Vec::new();
+        let mut fees = 0u64;
+        state.begin();
+        let mut skip: Option<[u8; 32]> = None;
+        for (key, e) in &self.mempool.by_nonce {
+            if chosen.len() >= max {
+                break;
+            }
+            if skip == Some(key.0) {
+                continue;
+            }
+            let Ok(t) = Transaction::new_checked(e.bytes.as_slice()) else {
+                refused.push((*key, Refusal::Malformed));
+                continue;
+            };
+            let next = state.account(&key.0).map_or(0, |a| a.nonce) + 1;
+            if key.1 < next {
+                refused.push((*key, Refusal::BadNonce));
+                continue;
+            }
+            if key.1 > next {
+                // A gap: this sender's later transactions wait.
+                skip = Some(key.0);
+                continue;
+            }
+            if t.fee() < min_fee {
+                refused.push((*key, Refusal::FeeTooLow));
+                skip = Some(key.0);
+                continue;
+            }
+            match state.execute(&t) {
+                Ok(()) => {
+                    fees = fees.saturating_add(t.fee());
+                    chosen.push(*key);
+                }
+                Err(r) => {
+                    refused.push((*key, r));
+                    skip = Some(key.0);
+                }
+            }
+        }
+        state.end_block(height, Some(self.me), fees);
+        let state_root = state.root();
+        state.rollback();
+        for (k, r) in refused {
+            self.drop_entry(&k, r);
+        }
+        let txs = chosen.iter().filter_map(|k| self.mempool.by_nonce.get(k)).map(|e| e.bytes.as_slice());
+        let ts = now_ms.max(self.last_ts);
+        Block::new(height, self.last_hash, ts, Stamp { producer: self.me, state_root }, txs)
+    }
+
+    fn remember_block(&mut self, b: Block) {
+        let key = (b.header().height, b.hash());
+        if self.blocks.len() >= MAX_CACHED_BLOCKS && !self.blocks.contains_key(&key) {
+            // Keep the nearest heights: drop the farthest one.
+            let far = self.blocks.keys().next_back().copied();
+            if let Some(far) = far.filter(|f| *f > key) {
+                self.blocks.remove(&far);
+            } else {
+                return;
+            }
+        }
+        self.blocks.insert(key, b);
+    }
+
+    fn on_block(&mut self, state: &mut State, height: u64, body: &[u8], now_ms: u64) {
+        if height <= self.height || height > self.height + 3 {
+            return;
+        }
+        let Some(b) = Block::decode(body) else {
+            self.counters.bad_messages += 1;
+            return;
+        };
+        if b.header().height != height {
+            self.counters.bad_messages += 1;
+            return;
+        }
+        let key = (height, b.hash());
+        if self.blocks.contains_key(&key) {
+            return;
+        }
+        self.remember_block(b);
+        if height == self.height + 1 && self.awaiting_durable.is_none() {
+            self.judge(state, key, now_ms);
+        }
+    }
+
+    /// Judges block `key` of the height being voted on and tells the engine.
+    fn judge(&mut self, state: &mut State, key: (u64, Hash), now_ms: u64) {
+        if self.engine.has_verdict(Height(key.0), BlockId(key.1)) {
+            return;
+        }
+        let Some(b) = self.blocks.get(&key) else { return };
+        let valid = self.check(state, b, now_ms);
+        if valid {
+            if let Some(b) = self.blocks.get(&key).cloned() {
+                if let Err(e) = self.spool(&b) {
+                    self.halted = Some(format!("block spool: {e}"));
+                    return;
+                }
+            }
+            self.counters.judged_valid += 1;
+        } else {
+            self.counters.judged_invalid += 1;
+        }
+        self.engine.block_judged(Height(key.0), BlockId(key.1), valid, now_ms);
+    }
+
+    /// Whether `b` may follow the last final block: its links, clock
+    /// bounds, producer and transaction root, then its execution (rolled
+    /// back).
+    fn check(&self, state: &mut State, b: &Block, now_ms: u64) -> bool {
+        let h = b.header();
+        if h.height != self.height + 1
+            || h.parent != self.last_hash
+            || h.timestamp_ms < self.last_ts
+            || h.timestamp_ms > now_ms.saturating_add(MAX_FUTURE_MS)
+            || self.cfg.validators.get(&Address(h.producer)).is_none()
+            || !b.is_consistent()
+        {
+            return false;
+        }
+        let ok = state.apply_block(b).is_ok();
+        if ok {
+            state.rollback();
+        }
+        ok
+    }
+
+    /// Makes `b` final: executes and commits it, updates the mempool, and
+    /// waits for it to be durable before the next height.
+    fn commit(
+        &mut self,
+        state: &mut State,
+        b: Block,
+        round: Round,
+        signatures: Vec<(Address, Sig)>,
+        now_ms: u64,
+        caught_up: bool,
+    ) {
+        let h = b.header().height;
+        if h != self.height + 1 {
+            return;
+        }
+        if let Err(e) = state.apply_block(&b) {
+            self.halted = Some(format!("final block {h} does not execute here: {e:?}"));
+            return;
+        }
+        state.commit_oldest();
+        for tx in b.txs() {
+            let Ok(t) = Transaction::new_checked(tx) else { continue };
+            let key = (t.from(), t.nonce());
+            if let Some(e) = self.mempool.by_nonce.remove(&key) {
+                self.mempool.ids.remove(&e.id);
+                if e.id == tx_id(tx) {
+                    self.ledger.applied += 1;
+                } else {
+                    self.ledger.count(Refusal::BadNonce);
+                    self.dropped_ids.push(e.id);
+                }
+            }
+        }
+        if caught_up {
+            self.counters.caught_up += 1;
+        } else {
+            self.counters.decided += 1;
+            if round.as_u32().is_some_and(|r| r > 0) {
+                self.counters.late_rounds += 1;
+            }
+        }
+        self.height = h;
+        self.last_hash = b.hash();
+        self.last_ts = b.header().timestamp_ms;
+        self.final_at_ms = now_ms;
+        self.asked = None;
+        self.blocks.retain(|k, _| k.0 > h);
+        self.unspool_below(h + 1);
+        let mut bytes = Vec::new();
+        b.encode_into(&mut bytes);
+        self.recent.push_back((h, Decided { block: Arc::new(bytes), round, signatures }));
+        while self.recent.len() > RECENT_DECIDED {
+            self.recent.pop_front();
+        }
+        self.finals.push(b);
+        self.awaiting_durable = Some(h);
+    }
+
+    fn on_status(&mut self, from: [u8; 32], theirs: u64) {
+        self.counters.peer_height = self.counters.peer_height.max(theirs);
+        if theirs == 0 || theirs > self.height {
+            return;
+        }
+        for h in theirs..theirs.saturating_add(CATCH_UP_BATCH).min(self.height + 1) {
+            let Some((_, d)) = self.recent.iter().find(|(x, _)| *x == h) else { continue };
+            let m = Message::Decided {
+                height: Height(h),
+                round: d.round,
+                body: d.block.to_vec(),
+                signatures: d.signatures.clone(),
+            };
+            self.send(Some(from), &m);
+            self.counters.served += 1;
+        }
+    }
+
+    fn on_decided(
+        &mut self,
+        state: &mut State,
+        height: u64,
+        round: Round,
+        body: &[u8],
+        signatures: Vec<(Address, Sig)>,
+        now_ms: u64,
+    ) {
+        if height != self.height + 1 || self.awaiting_durable.is_some() {
+            return;
+        }
+        let Some(b) = Block::decode(body) else {
+            self.counters.bad_decided += 1;
+            return;
+        };
+        let id = BlockId(b.hash());
+        if b.header().height != height
+            || b.header().parent != self.last_hash
+            || !b.is_consistent()
+            || !self.engine.verify_commit(Height(height), round, id, &signatures)
+        {
+            self.counters.bad_decided += 1;
+            return;
+        }
+        self.commit(state, b, round, signatures, now_ms, true);
+    }
+
+    /// Writes `b` to the block spool and makes it durable.
+    fn spool(&self, b: &Block) -> std::io::Result<()> {
+        let Some(dir) = &self.cfg.dir else { return Ok(()) };
+        let dir = dir.join("blocks");
+        let name = format!("{:020}-{}.blk", b.header().height, hex::encode(b.hash()));
+        let path = dir.join(&name);
+        if path.exists() {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        b.encode_into(&mut bytes);
+        let tmp = dir.join(format!("{name}.tmp"));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    }
+
+    fn unspool_below(&self, height: u64) {
+        let Some(dir) = &self.cfg.dir else { return };
+        let Ok(rd) = std::fs::read_dir(dir.join("blocks")) else { return };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let h = name.to_str().and_then(|n| n.get(..20)).and_then(|n| n.parse::<u64>().ok());
+            if h.is_some_and(|h| h < height) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    fn read_spool(&mut self, dir: &Path) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let Ok(bytes) = std::fs::read(e.path()) else { continue };
+            // A torn write (a `.tmp` left by a crash) does not decode or is
+            // not named as a block: either way it is not used.
+            if e.path().extension().and_then(|x| x.to_str()) != Some("blk") {
+                let _ = std::fs::remove_file(e.path());
+                continue;
+            }
+            match Block::decode(&bytes) {
+                Some(b) if b.header().height > self.height && b.is_consistent() => self.remember_block(b),
+                _ => {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+fn block_message(b: &Block) -> Message {
+    let mut body = Vec::new();
+    b.encode_into(&mut body);
+    Message::Block { height: Height(b.header().height), body }
+}
