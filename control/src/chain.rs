@@ -308,6 +308,14 @@ impl<F: Finalizer> Chain<F> {
         }
     }
 
+    /// A validator link came up: this node's messages of the height being
+    /// voted on go out again.
+    pub fn peer_connected(&mut self, now_ms: u64) {
+        if let Some(r) = self.replica.as_mut() {
+            r.peer_connected(now_ms);
+        }
+    }
+
     /// Consensus messages to send: to every peer (`None`) or to one.
     pub fn take_outgoing(&mut self) -> Vec<crate::replica::Outgoing> {
         self.replica.as_mut().map(|r| r.take_outgoing()).unwrap_or_default()

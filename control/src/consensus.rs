@@ -7,8 +7,8 @@
 //! implicit (a genesis without a validator list: final at once) or listed
 //! (a genesis naming this node as its only validator: every block goes
 //! through the BFT engine of [`crate::bft`], which signs a proposal, a
-//! prevote and a precommit and checks the commit certificate). A network
-//! of several validators needs the validator links (`docs/CONSENSUS.md`).
+//! prevote and a precommit and checks the commit certificate). A validator
+//! of a network of several is a [`crate::replica::Replica`] instead.
 #![deny(clippy::indexing_slicing)]
 
 use crate::bft::{BlockId, Config, Engine, Height, Output, ValidatorSet, Wal};
@@ -137,8 +137,8 @@ impl SingleNode {
             }
             seats => {
                 return Err(format!(
-                    "the genesis lists {} validators: a network of several validators needs validator links, \
-                     which this build does not have yet (docs/CONSENSUS.md); list one validator, or none",
+                    "the genesis lists {} validators: a network of several validators is joined as a replica \
+                     (Chain::join_network), not through this finalizer",
                     seats.len()
                 ))
             }
@@ -249,7 +249,7 @@ mod tests {
         let two =
             ValidatorSet::new(vec![crate::bft::Validator::seat(public), crate::bft::Validator::seat([9; 32])]).unwrap();
         let e = SingleNode::new(G).certify_with(G, key, two).unwrap_err();
-        assert!(e.contains("validator links"), "{e}");
+        assert!(e.contains("joined as a replica"), "{e}");
     }
 
     #[test]

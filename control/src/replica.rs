@@ -56,11 +56,27 @@ pub const STATUS_EVERY_MS: u64 = 1_000;
 pub const RECENT_DECIDED: usize = 256;
 /// Final blocks sent to one peer per status it sends.
 const CATCH_UP_BATCH: u64 = 16;
+/// Messages of one height kept to send again to a peer that connects.
+const MAX_SAID: usize = 64;
 /// Blocks kept for heights not voted on yet, or proposals not yet decided.
 const MAX_CACHED_BLOCKS: usize = 256;
 
 /// A message to send: to every peer (`None`) or to one, and its bytes.
 pub type Outgoing = (Option<[u8; 32]>, Arc<Vec<u8>>);
+
+/// The transport between validators, as the control thread sees it
+/// (validator links over TCP in a node: `crate::bft::link`).
+pub trait Peers: Send {
+    /// The next whole message received and its sender's node key, if any.
+    fn try_recv(&mut self) -> Option<([u8; 32], Vec<u8>)>;
+    /// Sends `msg` to peer `to`, or to every connected peer (`None`);
+    /// never blocks.
+    fn send(&mut self, to: Option<[u8; 32]>, msg: Arc<Vec<u8>>);
+    /// Peers with an established link now.
+    fn connected(&self) -> usize;
+    /// The transport's counters, for the summary.
+    fn to_json(&self) -> serde_json::Value;
+}
 
 /// How a replica is set up.
 #[derive(Clone)]
@@ -202,6 +218,9 @@ pub struct Replica {
     blocks: BTreeMap<(u64, Hash), Block>,
     recent: VecDeque<(u64, Decided)>,
     outgoing: Vec<Outgoing>,
+    /// What this node broadcast for the height being voted on (its
+    /// proposal, block and votes), sent again to a peer that connects.
+    said: Vec<Arc<Vec<u8>>>,
     finals: Vec<Block>,
     dropped_ids: Vec<[u8; 32]>,
     last_status_ms: u64,
@@ -270,6 +289,7 @@ impl Replica {
             blocks: BTreeMap::new(),
             recent: VecDeque::new(),
             outgoing: Vec::new(),
+            said: Vec::new(),
             finals: Vec::new(),
             dropped_ids: Vec::new(),
             last_status_ms: 0,
@@ -473,7 +493,22 @@ impl Replica {
     }
 
     fn send(&mut self, to: Option<[u8; 32]>, m: &Message) {
-        self.outgoing.push((to, Arc::new(m.encode())));
+        let bytes = Arc::new(m.encode());
+        let this_height = matches!(m, Message::Proposal(..) | Message::Vote(..) | Message::Block { .. });
+        if to.is_none() && this_height && self.said.len() < MAX_SAID {
+            self.said.push(bytes.clone());
+        }
+        self.outgoing.push((to, bytes));
+    }
+
+    /// A peer connected (or reconnected): what this node said for the
+    /// height being voted on goes out again, and its status, so that a
+    /// message sent before the link was up is not lost for the round.
+    pub fn peer_connected(&mut self, now_ms: u64) {
+        for m in &self.said {
+            self.outgoing.push((None, m.clone()));
+        }
+        self.status(now_ms);
     }
 
     fn status(&mut self, now_ms: u64) {
@@ -715,6 +750,7 @@ impl Replica {
         self.last_ts = b.header().timestamp_ms;
         self.final_at_ms = now_ms;
         self.asked = None;
+        self.said.clear();
         self.blocks.retain(|k, _| k.0 > h);
         self.unspool_below(h + 1);
         let mut bytes = Vec::new();

@@ -100,6 +100,10 @@ pub struct Live {
     pub hs_cookies: u64,
     pub hs_refused: u64,
     pub hs_live: u64,
+    /// A validator of a network of several: the height being voted on
+    /// (`height` is the final, durable one) and the validators linked now.
+    pub round_height: u64,
+    pub peers: u32,
 }
 
 /// What the control thread publishes every 100 ms (and at its end) for
@@ -214,6 +218,9 @@ pub struct ControlReport {
     pub queries: QueryCounters,
     /// The store thread's figures (a node with a data directory).
     pub storage: Option<StoreReport>,
+    /// A validator of a network of several: the replica's and the links'
+    /// counters (`null` otherwise).
+    pub network: serde_json::Value,
 }
 
 /// Ids of transactions the ledger took (applied or waiting), in two
@@ -277,6 +284,12 @@ const RECEIPT_CHUNK: usize = 2048;
 
 /// Shard batches (of up to 256 transactions) one loop iteration takes.
 const BATCH_CHUNK: usize = 8;
+/// Receipts of copies of final transactions kept between two iterations.
+const LATE_RECEIPTS_MAX: usize = 4096;
+/// How long such a copy waits for its block to be durable.
+const LATE_RECEIPT_WAIT_MS: u64 = 5_000;
+/// Consensus messages taken from the validator links an iteration.
+const PEER_CHUNK: usize = 256;
 
 /// How long a refused id stays in the negative cache.
 pub const NEGATIVE_TTL_MS: u64 = 2000;
@@ -438,6 +451,9 @@ pub struct ControlSetup {
     pub store: Option<Store>,
     /// Configuration reloads (SIGHUP), applied between iterations.
     pub reloads: Option<crossbeam_channel::Receiver<Reload>>,
+    /// The links to the other validators (a validator of a network of
+    /// several: the chain has joined it, [`Chain::join_network`]).
+    pub peers: Option<Box<dyn crate::replica::Peers>>,
 }
 
 /// What a configuration reload changes in the control thread and, through
@@ -580,6 +596,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         mut handshake,
         store,
         reloads,
+        mut peers,
     } = setup;
     let mut cfg = cfg;
     if let Some(cpu) = cfg.cpu {
@@ -595,6 +612,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
     let mut queries = QueryCounters::default();
     let mut forgets = Forgets::default();
     let mut dropped_ids: Vec<[u8; 32]> = Vec::with_capacity(1024);
+    let mut late_receipts: Vec<(attnet_core::shard::Route, [u8; 32], u64)> = Vec::with_capacity(LATE_RECEIPTS_MAX);
     // Blocks sealed whose receipts are not all done: (block, next
     // transaction, when it was sealed).
     let mut sealed: VecDeque<(crate::block::Block, usize, u64)> = VecDeque::new();
@@ -705,7 +723,14 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
                     // apply (its nonce is used), a later resend meets the
                     // negative cache, and the session pays.
                     match refusal {
-                        Some(Refusal::BadNonce) => {}
+                        // A copy of a transaction already final and
+                        // durable (a resend, or the copy another validator
+                        // put in a block first): its RECEIPT goes again.
+                        Some(Refusal::BadNonce) => {
+                            if late_receipts.len() < LATE_RECEIPTS_MAX {
+                                late_receipts.push((route, t.id, clock));
+                            }
+                        }
                         // Refused again from the negative cache: the core
                         // that verified this copy forgets it too.
                         None | Some(Refusal::NonceGap) => forgets.push(&t.id, &mut commands),
@@ -737,6 +762,17 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
             }
         }
         first_ring = (first_ring + 1) % rings.max(1);
+        // Consensus messages from the other validators, a bounded number
+        // an iteration.
+        if let Some(p) = peers.as_mut() {
+            let mut n = 0;
+            while n < PEER_CHUNK {
+                let Some((from, bytes)) = p.try_recv() else { break };
+                chain.receive(from, &bytes, unix_ms());
+                n += 1;
+            }
+            moved += n;
+        }
         let now = unix_ms();
         let seal_started = Instant::now();
         let blocks = if all_stopped && moved == 0 { chain.finish(now) } else { chain.poll(now) };
@@ -774,11 +810,42 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         // Only durable blocks are committed: without a store, every final
         // block is.
         let durable = store.as_ref().map_or(u64::MAX, Store::durable);
+        chain.durable(durable, now);
+        if let Some(p) = peers.as_mut() {
+            for (to, m) in chain.take_outgoing() {
+                p.send(to, m);
+            }
+            let peers_now = p.connected() as u32;
+            if peers_now > st.peers {
+                chain.peer_connected(now);
+                for (to, m) in chain.take_outgoing() {
+                    p.send(to, m);
+                }
+            }
+            st.peers = peers_now;
+            st.round_height = chain.replica().map_or(0, |r| r.round_height());
+        }
         let t_commit = Instant::now();
         // Sealed blocks' receipts and inclusion times, at most
         // RECEIPT_CHUNK transactions an iteration (a block of ten thousand
         // at once held the loop for milliseconds); a block's RECEIPTs leave
         // when its last transaction is done.
+        // Receipts of copies of final transactions, between two blocks'
+        // receipts (the sender batches one block at a time).
+        // A copy can arrive after its transaction executed and before its
+        // block is durable: it waits up to LATE_RECEIPT_WAIT_MS for it.
+        if sealed.front().is_none_or(|(_, next, _)| *next == 0) && !late_receipts.is_empty() {
+            late_receipts.retain(|(route, id, since)| match committed.height(id) {
+                Some(h) => {
+                    if let Some(r) = receipts.as_mut() {
+                        r.add(Some(*route), 0, *id);
+                        r.flush(h);
+                    }
+                    false
+                }
+                None => clock.saturating_sub(*since) < LATE_RECEIPT_WAIT_MS,
+            });
+        }
         let mut budget = RECEIPT_CHUNK;
         while budget > 0 {
             let Some((b, next, sealed_ns)) = sealed.front_mut() else { break };
@@ -904,7 +971,24 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
     if let Ok(mut l) = live.lock() {
         *l = p;
     }
+    let network = match (chain.replica(), peers.as_ref()) {
+        (Some(r), p) => serde_json::json!({
+            "round_height": r.round_height(),
+            "replica": r.counters().to_json(),
+            "engine": {
+                "bad_signatures": r.engine_stats().bad_signatures,
+                "proposals": r.engine_stats().proposals,
+                "decided": r.engine_stats().decided,
+                "core_errors": r.engine_stats().core_errors,
+                "verdicts_dropped": r.engine_stats().verdicts_dropped,
+            },
+            "halted": r.halted(),
+            "links": p.map_or(serde_json::Value::Null, |p| p.to_json()),
+        }),
+        (None, _) => serde_json::Value::Null,
+    };
     Ok(ControlReport {
+        network,
         live: st,
         chain: chain.counters(),
         inclusion_us,
@@ -1079,6 +1163,7 @@ mod tests {
             handshake: None,
             store: None,
             reloads: None,
+            peers: None,
         };
         let h = std::thread::spawn(move || run(setup));
         for (session, txs, sleep_ms) in steps {

@@ -20,6 +20,7 @@ mod output;
 mod pcap;
 mod query;
 mod reload;
+mod testnet;
 mod top;
 mod topology;
 
@@ -104,6 +105,12 @@ enum Cmd {
     /// from its admin socket. --once prints one snapshot (--json: one JSON
     /// line) instead.
     Top(top::TopArgs),
+    /// A local network of validators on loopback: separate node processes
+    /// (keys, genesis, data directories generated), optional load spread
+    /// over them, one live line per node on stderr, and a summary (per
+    /// node height, peers, tx/s, finality; conflicting heights across the
+    /// nodes' chains) on stdout and in DIR/summary.json.
+    Testnet(testnet::TestnetArgs),
 }
 
 fn main() -> ExitCode {
@@ -129,6 +136,7 @@ fn main() -> ExitCode {
         Cmd::Query(a) => query::run(a),
         Cmd::Repair(a) => query::repair(a),
         Cmd::Top(a) => top::run(a),
+        Cmd::Testnet(a) => testnet::run(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

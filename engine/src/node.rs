@@ -432,8 +432,11 @@ fn live_line(topo: &Topology, now: &[CoreCounters], prev: &[CoreCounters], l: &L
     } else {
         String::new()
     };
+    // A validator of a network of several: the height voted on, and peers.
+    let network =
+        if l.round_height > 0 { format!(" round_height {} peers {}", l.round_height, l.peers) } else { String::new() };
     format!(
-        "{:.3} Mpps{per_core} {:.3} Gbit/s | {:.0} frames/s {:.0} tx/s | drops {} | blocks {} (+{}) height {} | p99 inclusion {} us{sessions}",
+        "{:.3} Mpps{per_core} {:.3} Gbit/s | {:.0} frames/s {:.0} tx/s | drops {} | blocks {} (+{}) height {}{network} | p99 inclusion {} us{sessions}",
         pps / 1e6,
         gbps,
         fps,
@@ -463,6 +466,7 @@ fn dead_control_report(live: &Mutex<Published>) -> runner::ControlReport {
         handshake: Default::default(),
         queries: Default::default(),
         storage: None,
+        network: Value::Null,
     }
 }
 
@@ -850,6 +854,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
     };
     let mut chain = chain;
     let consensus = consensus_json(&genesis);
+    let mut peers: Option<Box<dyn control::replica::Peers>> = None;
     if !genesis.validators().is_empty() {
         let Some((key, _)) = &node_key else {
             return Err(
@@ -858,8 +863,12 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         };
         let set = control::bft::ValidatorSet::from_genesis(genesis.validators())
             .ok_or("the genesis validator list is empty or its power overflows")?;
-        chain.finalizer_mut().certify_with(genesis.hash(), key.secret, set).map_err(|e| format!("genesis: {e}"))?;
-        tracing::info!("consensus: the only genesis validator; every block is certified by the BFT engine");
+        if set.seats().len() == 1 {
+            chain.finalizer_mut().certify_with(genesis.hash(), key.secret, set).map_err(|e| format!("genesis: {e}"))?;
+            tracing::info!("consensus: the only genesis validator; every block is certified by the BFT engine");
+        } else {
+            peers = Some(join_network(&cfg, &genesis, key, set, chain_cfg, &mut chain)?);
+        }
     }
     let live = Arc::new(Mutex::new(Published::default()));
     let (reload_tx, reload_rx) = crossbeam_channel::bounded(1);
@@ -914,6 +923,7 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         handshake,
         store,
         reloads: Some(reload_rx),
+        peers,
     };
     let handshakes = setup.handshake.is_some();
     let control_thread = std::thread::Builder::new()
@@ -1017,6 +1027,9 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         summary["topology"] = topo.to_json();
         summary["persistent"] = json!(cfg.data_dir.is_some());
         summary["consensus"] = consensus.clone();
+        if !ctl.network.is_null() {
+            summary["consensus"]["network"] = ctl.network.clone();
+        }
         summary["recovered"] = recovered_json;
         summary["storage"] = ctl.storage.as_ref().map_or(Value::Null, |s| s.to_json());
         if backend == Backend::Dpdk {
@@ -1043,6 +1056,75 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
         Ok(Outcome { summary, error: failed, json })
     };
     Ok(Started { addr, join: Box::new(join) })
+}
+
+/// Makes this node one validator of a network of several: its consensus
+/// log and block spool in the data directory, links to the other
+/// validators on its genesis address.
+fn join_network(
+    cfg: &NodeConfig,
+    genesis: &control::Genesis,
+    key: &keys::NodeKey,
+    set: control::bft::ValidatorSet,
+    chain_cfg: control::chain::ChainConfig,
+    chain: &mut control::chain::Chain,
+) -> Result<Box<dyn control::replica::Peers>, String> {
+    let listed = genesis.validators();
+    let Some(mine) = listed.iter().find(|v| v.node_key == key.public) else {
+        return Err(format!(
+            "genesis: this node's key {} is not one of its {} validators",
+            hex::encode(key.public),
+            listed.len()
+        ));
+    };
+    let Some(dir) = &cfg.data_dir else {
+        return Err("a validator of a network of several keeps its consensus log in the data directory: \
+                    give it --data-dir"
+            .into());
+    };
+    let mut rc = control::replica::ReplicaConfig::new(genesis.hash(), key.secret, set);
+    rc.block = chain_cfg.block;
+    rc.dir = Some(dir.join("consensus"));
+    chain.join_network(rc, dataplane::client::unix_ms()).map_err(|e| format!("consensus: {e}"))?;
+    let links = control::bft::link::Links::start(control::bft::link::LinkConfig {
+        key_seed: key.secret,
+        network_id: genesis.network_id(),
+        listen: mine.address,
+        peers: listed.iter().filter(|v| v.node_key != key.public).map(|v| (v.node_key, v.address)).collect(),
+    })
+    .map_err(|e| format!("validator links on {}: {e}", mine.address))?;
+    tracing::info!(
+        "consensus: validator {} of {}, links on {} (tcp), voting from height {}",
+        hex::encode(key.public),
+        listed.len(),
+        links.local_addr(),
+        chain.height() + 1
+    );
+    Ok(Box::new(LinkPeers(links)))
+}
+
+/// The validator links as the control thread's transport.
+struct LinkPeers(control::bft::link::Links);
+
+impl control::replica::Peers for LinkPeers {
+    fn try_recv(&mut self) -> Option<([u8; 32], Vec<u8>)> {
+        self.0.try_recv()
+    }
+    fn send(&mut self, to: Option<[u8; 32]>, msg: Arc<Vec<u8>>) {
+        match to {
+            Some(p) => self.0.send(&p, msg),
+            None => self.0.broadcast(msg),
+        }
+    }
+    fn connected(&self) -> usize {
+        self.0.connected().len()
+    }
+    fn to_json(&self) -> Value {
+        json!({
+            "connected": self.0.connected().iter().map(hex::encode).collect::<Vec<_>>(),
+            "counters": self.0.counters().to_json(),
+        })
+    }
 }
 
 /// The summary's `consensus`: how blocks become final.

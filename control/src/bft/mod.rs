@@ -1,11 +1,13 @@
 //! Byzantine fault-tolerant finality between validators: malachite's
 //! Tendermint core ([`engine`]), instantiated with the node's types
-//! ([`context`]), speaking the channel-1006 messages of [`codec`].
+//! ([`context`]), speaking the channel-1006 messages of [`codec`] over the
+//! validator links of [`link`].
 //! `docs/CONSENSUS.md` gives the evaluation, the choice and the design.
 
 pub mod codec;
 pub mod context;
 pub mod engine;
+pub mod link;
 pub mod wal;
 
 pub use codec::{Message, RoundVote};

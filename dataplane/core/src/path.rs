@@ -275,7 +275,8 @@ fn decrypt(sess: &RxSession, counter: u64, frame: &mut [u8], pt_at: usize) -> Re
     Ok(pt_len)
 }
 
-/// An indication a client opened ([`open_indication`]).
+/// An indication a client opened ([`open_indication`]), or a request
+/// ([`open_request`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Indication<'a> {
     /// The frame's length: the next frame of the datagram starts here.
@@ -292,8 +293,8 @@ pub struct Indication<'a> {
     pub body: &'a [u8],
 }
 
-/// Why [`open_indication`] refused a frame, and whether the datagram's next
-/// frame can be found.
+/// Why [`open_indication`] (or [`open_request`]) refused a frame, and
+/// whether the datagram's next frame can be found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused {
     /// The check the frame failed first.
@@ -320,10 +321,33 @@ pub fn open_indication<'a>(
     f: &'a mut [u8],
     scratch: &'a mut Vec<u8>,
 ) -> Result<Indication<'a>, Refused> {
+    open_sealed(mcs::KIND_INDICATION, sessions, f, scratch)
+}
+
+/// As [`open_indication`], for a sealed request (MCS kind 0x64) with the
+/// receive keys of a relay's table: the accepting end of a validator link
+/// opens the dialer's frames with it (step 4 requires a request on any
+/// channel; the caller checks the channel and the content kind).
+pub fn open_request<'a>(
+    sessions: &SessionTable,
+    f: &'a mut [u8],
+    scratch: &'a mut Vec<u8>,
+) -> Result<Indication<'a>, Refused> {
+    open_sealed(mcs::KIND_REQUEST, sessions, f, scratch)
+}
+
+/// [`open_indication`] and [`open_request`]: the frame's MCS kind must be
+/// `want_kind`.
+fn open_sealed<'a>(
+    want_kind: u8,
+    sessions: &SessionTable,
+    f: &'a mut [u8],
+    scratch: &'a mut Vec<u8>,
+) -> Result<Indication<'a>, Refused> {
     let h = frame_header(f).map_err(|reason| Refused { reason, len: None })?;
     let refuse = |reason| Refused { reason, len: Some(h.len) };
     let frame = f.get_mut(..h.len).ok_or(refuse(DropReason::Truncated))?;
-    if h.kind != mcs::KIND_INDICATION {
+    if h.kind != want_kind {
         return Err(refuse(DropReason::BadHeader));
     }
     let (sess, counter) = security_check(sessions, frame, &h).map_err(refuse)?;
@@ -1026,6 +1050,35 @@ mod tests {
             open_indication(&table, &mut [3, 0, 0], &mut out),
             Err(Refused { reason: DropReason::Truncated, len: None })
         );
+    }
+
+    /// A relay's table opens a client's sealed requests through the same
+    /// steps (a validator link's accepting end): any channel, the counter
+    /// once only, and an indication refused at step 4.
+    #[test]
+    fn a_relay_opens_requests_through_the_same_steps() {
+        let client = Session::new(Role::Client, 7, &testkit::c2r(7), &testkit::r2c(7), 0).unwrap();
+        let (_, mut sealer) = client.split();
+        let mut table = SessionTable::new(Role::Relay);
+        table.install(7, &testkit::c2r(7), &testkit::r2c(7)).unwrap();
+        let spec =
+            FrameSpec { channel: channel::CONSENSUS, content_kind: share::kind::CONSENSUS, ..FrameSpec::tx_batch(7) };
+        let (mut d, mut scratch, mut out) = (Vec::new(), Vec::new(), Vec::new());
+        sealer.seal_frame(&spec, b"vote", &mut d, &mut scratch).unwrap();
+        let copy = d.clone();
+        let o = open_request(&table, &mut d, &mut out).unwrap();
+        assert_eq!((o.session, o.channel, o.counter, o.content_kind), (7, 1006, 0, share::kind::CONSENSUS));
+        assert_eq!(o.body, b"vote");
+        let mut again = copy;
+        assert_eq!(open_request(&table, &mut again, &mut out).map_err(|r| r.reason), Err(DropReason::Replay));
+        let mut ind = Vec::new();
+        sealer_for(7).seal_frame(&FrameSpec::receipt(7, 1006), b"x", &mut ind, &mut scratch).unwrap();
+        assert_eq!(open_request(&table, &mut ind, &mut out).map_err(|r| r.reason), Err(DropReason::BadHeader));
+        let mut tampered = Vec::new();
+        sealer.seal_frame(&spec, b"late", &mut tampered, &mut scratch).unwrap();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert_eq!(open_request(&table, &mut tampered, &mut out).map_err(|r| r.reason), Err(DropReason::AuthFailed));
     }
 
     fn sealer_for(id: u16) -> crate::session::Sealer {

@@ -1,0 +1,167 @@
+//! A network of four validators, each a separate `attnet node` process on
+//! loopback with its own data directory, linked over TCP: transactions
+//! sent to different validators become final on all four, in the same
+//! blocks; with one validator stopped the other three go on, and the one
+//! restarted from its data directory catches up. Processes run one at a
+//! time per test and every one is stopped (or killed) within a bounded
+//! time.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dataplane::client::{ClientConfig, Connection};
+use ed25519_zebra::SigningKey;
+use serde_json::{json, Value};
+
+mod session_common;
+use session_common::*;
+
+const VALIDATORS: usize = 4;
+
+fn seed(i: usize) -> [u8; 32] {
+    [0x70 + i as u8; 32]
+}
+
+fn key_file(d: &Path, i: usize) -> PathBuf {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = d.join(format!("node{i}.key"));
+    let _ = std::fs::remove_file(&path);
+    let public = hex::encode(pk(&SigningKey::from(seed(i))));
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).unwrap();
+    let body = format!("{{\"secret\": \"{}\", \"public\": \"{public}\"}}\n", hex::encode(seed(i)));
+    std::io::Write::write_all(&mut f, body.as_bytes()).unwrap();
+    path
+}
+
+/// Free loopback TCP ports for the validator links.
+fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// A genesis (network 1) funding accounts 0..8 and listing the four
+/// validators (owners: accounts 100..104) on `ports`.
+fn genesis(d: &Path, ports: &[u16]) -> PathBuf {
+    let mut accounts: Vec<Value> =
+        (0..8).map(|i| json!({"key": hex::encode(pk(&account(i))), "balance": 1_000_000})).collect();
+    let mut validators = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let owner = hex::encode(pk(&account(100 + i as u32)));
+        accounts.push(json!({"key": owner, "balance": 10_000}));
+        validators.push(json!({
+            "node_key": hex::encode(pk(&SigningKey::from(seed(i)))),
+            "owner": owner,
+            "bond": 1000,
+            "address": format!("127.0.0.1:{port}"),
+        }));
+    }
+    let g = d.join("genesis.json");
+    let body = json!({"version": 2, "network_id": 1, "min_fee": 1, "accounts": accounts, "validators": validators});
+    std::fs::write(&g, body.to_string()).unwrap();
+    g
+}
+
+fn start_validator(d: &Path, i: usize, g: &Path) -> Node {
+    Node::spawn(
+        Command::new(BIN)
+            .args(["node", "--backend", "recvmmsg", "--listen", "127.0.0.1:0", "--cores", "1", "--pin", "false"])
+            .args(["--block-interval", "100", "--receipts", "true"])
+            .arg("--node-key")
+            .arg(key_file(d, i))
+            .arg("--genesis")
+            .arg(g)
+            .arg("--data-dir")
+            .arg(d.join(format!("data{i}"))),
+    )
+}
+
+/// `attnet query --data-dir DIR ...` as JSON.
+fn query_dir(dir: &Path, what: &[&str]) -> Value {
+    let o = Command::new(BIN).arg("query").arg("--data-dir").arg(dir).args(what).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Sends `count` transfers from account `from` through validator `addr`
+/// and waits for each one's RECEIPT: the height it became final at.
+fn transfers(addr: SocketAddr, validator: usize, from: u32, first_nonce: u64, count: u64) -> Vec<u64> {
+    let mut cfg = ClientConfig::new(addr, pk(&SigningKey::from(seed(validator))), 1);
+    cfg.hellos = 10;
+    let mut c = Connection::connect(&cfg, account(from)).unwrap();
+    let to = pk(&account(7));
+    let ids: Vec<_> = (0..count).map(|k| transfer(&mut c, to, first_nonce + k, 10)).collect();
+    let until = Instant::now() + Duration::from_secs(30);
+    ids.iter()
+        .map(|id| c.wait_receipt(id, until).unwrap().unwrap_or_else(|| panic!("no RECEIPT from {addr}")))
+        .collect()
+}
+
+fn network(s: &Value) -> &Value {
+    &s["consensus"]["network"]
+}
+
+/// Every node's blocks 1..=h have the same hash.
+fn same_blocks(d: &Path, nodes: &[usize], h: u64) {
+    for height in 1..=h {
+        let hashes: Vec<Value> = nodes
+            .iter()
+            .map(|i| query_dir(&d.join(format!("data{i}")), &["block", &height.to_string()])["hash"].clone())
+            .collect();
+        assert!(hashes[0].is_string(), "block {height}: {hashes:?}");
+        assert!(hashes.windows(2).all(|w| w[0] == w[1]), "block {height} differs: {hashes:?}");
+    }
+}
+
+#[test]
+fn four_validator_processes_finalize_the_same_blocks_and_a_stopped_one_catches_up() {
+    let d = tmpdir("network");
+    let ports = free_ports(VALIDATORS);
+    let g = genesis(&d, &ports);
+    let mut nodes: Vec<Option<Node>> = (0..VALIDATORS).map(|i| Some(start_validator(&d, i, &g))).collect();
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.as_ref().unwrap().addr()).collect();
+
+    // Transactions sent to each validator become final (a RECEIPT each).
+    let threads: Vec<_> = (0..VALIDATORS)
+        .map(|i| {
+            let a = addrs[i];
+            std::thread::spawn(move || transfers(a, i, i as u32, 1, 5))
+        })
+        .collect();
+    for t in threads {
+        assert!(t.join().unwrap().iter().all(|h| *h >= 1));
+    }
+
+    // One validator stops; three of four go on.
+    let s3 = nodes[3].take().unwrap().stop();
+    assert!(n(&network(&s3)["replica"]["decided"]) > 0, "{}", network(&s3));
+    let heights = transfers(addrs[0], 0, 4, 1, 3);
+    let reached = *heights.iter().max().unwrap();
+    assert!(reached > n(&s3["height"]), "no block after the stop: {heights:?} vs {}", s3["height"]);
+
+    // Restarted from its data directory, it catches up.
+    let back = start_validator(&d, 3, &g);
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut got = 0;
+    while got < reached {
+        assert!(Instant::now() < until, "the restarted validator did not catch up ({got} < {reached})");
+        std::thread::sleep(Duration::from_millis(200));
+        got = n(&query_dir(&d.join("data3"), &["status"])["height"]);
+    }
+    nodes[3] = Some(back);
+
+    let summaries: Vec<Value> = nodes.into_iter().map(|n| n.unwrap().stop()).collect();
+    for (i, s) in summaries.iter().enumerate() {
+        let net = network(s);
+        assert_eq!(s["consensus"]["mode"], "bft", "node {i}");
+        assert_eq!(net["halted"], Value::Null, "node {i}: {net}");
+        assert_eq!(n(&net["replica"]["judged_invalid"]), 0, "node {i}: {net}");
+        assert_eq!(n(&s["certified"]), n(&s["blocks"]), "node {i}: every final block certified");
+    }
+    assert!(n(&network(&summaries[3])["replica"]["caught_up"]) > 0, "{}", network(&summaries[3]));
+    let low = summaries.iter().map(|s| n(&s["height"])).min().unwrap();
+    assert!(low >= reached);
+    same_blocks(&d, &[0, 1, 2, 3], low);
+    let _ = std::fs::remove_dir_all(&d);
+}
