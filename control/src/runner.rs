@@ -613,6 +613,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
     let mut forgets = Forgets::default();
     let mut dropped_ids: Vec<[u8; 32]> = Vec::with_capacity(1024);
     let mut late_receipts: Vec<(attnet_core::shard::Route, [u8; 32], u64)> = Vec::with_capacity(LATE_RECEIPTS_MAX);
+    let mut late_ready: Vec<(u64, attnet_core::shard::Route, [u8; 32])> = Vec::with_capacity(LATE_RECEIPTS_MAX);
     // Blocks sealed whose receipts are not all done: (block, next
     // transaction, when it was sealed).
     let mut sealed: VecDeque<(crate::block::Block, usize, u64)> = VecDeque::new();
@@ -729,6 +730,8 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
                         Some(Refusal::BadNonce) => {
                             if late_receipts.len() < LATE_RECEIPTS_MAX {
                                 late_receipts.push((route, t.id, clock));
+                            } else {
+                                charge(&mut budgets, &mut commands, &mut st, &cfg, route.session, clock);
                             }
                         }
                         // Refused again from the negative cache: the core
@@ -743,17 +746,10 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
                     // transaction lost before the node (network, kernel,
                     // a full ring), which the session cannot prevent, and
                     // each one cost its sender a real signature.
-                    let charged = refusal != Some(Refusal::NonceGap);
-                    if let (true, Some(bc), Some(b)) =
-                        (charged, &cfg.budget, budgets.get_mut(usize::from(route.session)))
-                    {
-                        if b.charge(1, clock, bc) {
-                            let until_ms = b.until_ms();
-                            match commands.send(Command::Throttle { id: route.session, until_ms }) {
-                                Ok(_) => st.throttles += 1,
-                                Err(_) => st.throttles_lost += 1,
-                            }
-                        }
+                    // A used nonce is charged only if the transaction is
+                    // not a copy of one that becomes final (below).
+                    if !matches!(refusal, Some(Refusal::NonceGap) | Some(Refusal::BadNonce)) {
+                        charge(&mut budgets, &mut commands, &mut st, &cfg, route.session, clock);
                     }
                 }
                 batch.clear();
@@ -835,16 +831,31 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         // A copy can arrive after its transaction executed and before its
         // block is durable: it waits up to LATE_RECEIPT_WAIT_MS for it.
         if sealed.front().is_none_or(|(_, next, _)| *next == 0) && !late_receipts.is_empty() {
+            late_ready.clear();
             late_receipts.retain(|(route, id, since)| match committed.height(id) {
                 Some(h) => {
-                    if let Some(r) = receipts.as_mut() {
-                        r.add(Some(*route), 0, *id);
-                        r.flush(h);
-                    }
+                    late_ready.push((h, *route, *id));
                     false
                 }
-                None => clock.saturating_sub(*since) < LATE_RECEIPT_WAIT_MS,
+                None if clock.saturating_sub(*since) < LATE_RECEIPT_WAIT_MS => true,
+                // Never final: a real reuse of a nonce, charged now.
+                None => {
+                    charge(&mut budgets, &mut commands, &mut st, &cfg, route.session, clock);
+                    false
+                }
             });
+            // Per height, so that each frame carries up to 40 ids.
+            late_ready.sort_unstable_by_key(|e| e.0);
+            if let Some(r) = receipts.as_mut() {
+                let mut i = 0;
+                while let Some(&(h, _, _)) = late_ready.get(i) {
+                    while let Some(&(_, route, id)) = late_ready.get(i).filter(|e| e.0 == h) {
+                        r.add(Some(route), 0, id);
+                        i += 1;
+                    }
+                    r.flush(h);
+                }
+            }
         }
         let mut budget = RECEIPT_CHUNK;
         while budget > 0 {
@@ -1003,6 +1014,26 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         queries,
         storage,
     })
+}
+
+/// Charges one ledger refusal to `session`'s failure budget; a session
+/// over budget is throttled on every core ([`Command::Throttle`]).
+fn charge(
+    budgets: &mut [Budget],
+    commands: &mut CommandBus,
+    st: &mut Live,
+    cfg: &RunnerConfig,
+    session: u16,
+    clock: u64,
+) {
+    let (Some(bc), Some(b)) = (&cfg.budget, budgets.get_mut(usize::from(session))) else { return };
+    if b.charge(1, clock, bc) {
+        let until_ms = b.until_ms();
+        match commands.send(Command::Throttle { id: session, until_ms }) {
+            Ok(_) => st.throttles += 1,
+            Err(_) => st.throttles_lost += 1,
+        }
+    }
 }
 
 /// The control thread's counters as [`Published`].

@@ -190,14 +190,42 @@ fn stop(p: &mut Proc, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// CPU seconds (user + system) a running process has used, from
+/// `/proc/PID/stat`; `None` once it has exited or where unreadable.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // /proc reports clock ticks of USER_HZ, which the kernel's ABI fixes
+    // at 100 a second.
+    Some(ticks / 100.0)
+}
+
 fn read_json(p: &Path) -> Result<Value, String> {
     let t = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
     serde_json::from_str(&t).map_err(|e| format!("{}: {e}", p.display()))
 }
 
+/// What the nodes' own block logs say.
+struct Chains {
+    /// Heights where two nodes hold different final blocks.
+    conflicts: u64,
+    /// The highest height any node reached.
+    top: u64,
+    /// Transactions in final blocks (the longest chain).
+    txs: u64,
+    /// Transactions per second of block time: the transactions of every
+    /// block after the first one holding any, over the time from that
+    /// block's timestamp to the last's.
+    tx_per_s: Option<f64>,
+}
+
 /// Finalized blocks of equal height with different hashes across the
-/// nodes' own block logs, and the heights compared.
-pub fn conflicts(dirs: &[PathBuf]) -> Result<(u64, u64), String> {
+/// nodes' own block logs, the heights compared, and the rate the
+/// transactions became final at.
+fn chains(dirs: &[PathBuf]) -> Result<Chains, String> {
     let mut tips = Vec::new();
     for d in dirs {
         let st = crate::query::ask(d, &json!({"q": "status"}))?;
@@ -205,8 +233,10 @@ pub fn conflicts(dirs: &[PathBuf]) -> Result<(u64, u64), String> {
     }
     let top = tips.iter().copied().max().unwrap_or(0);
     let mut conflicts = 0;
+    let mut loaded: Vec<(u64, u64)> = Vec::new();
     for h in 1..=top {
         let mut seen: Vec<String> = Vec::new();
+        let mut first = true;
         for (d, tip) in dirs.iter().zip(&tips) {
             if *tip < h {
                 continue;
@@ -216,12 +246,26 @@ pub fn conflicts(dirs: &[PathBuf]) -> Result<(u64, u64), String> {
             if !seen.contains(&hash) {
                 seen.push(hash);
             }
+            let n = b["tx_count"].as_u64().unwrap_or(0);
+            if first && (n > 0 || !loaded.is_empty()) {
+                loaded.push((b["timestamp_ms"].as_u64().unwrap_or(0), n));
+            }
+            first = false;
         }
         if seen.len() > 1 {
             conflicts += 1;
         }
     }
-    Ok((conflicts, top))
+    // Trailing empty blocks are not part of the load.
+    while loaded.last().is_some_and(|b| b.1 == 0) {
+        loaded.pop();
+    }
+    let txs = loaded.iter().map(|b| b.1).sum();
+    let tx_per_s = match (loaded.first(), loaded.last()) {
+        (Some(a), Some(z)) if z.0 > a.0 => Some((txs - a.1) as f64 * 1000.0 / (z.0 - a.0) as f64),
+        _ => None,
+    };
+    Ok(Chains { conflicts, top, txs, tx_per_s })
 }
 
 pub fn run(a: TestnetArgs) -> Result<(), String> {
@@ -319,9 +363,15 @@ fn run_in(a: &TestnetArgs, exe: &Path, dir: &Path) -> Result<Value, String> {
         }
     }
     let end = started + Duration::from_secs_f64(a.duration);
+    let mut gen_cpu = vec![0.0f64; gens.len()];
     let mut next_line = Instant::now() + Duration::from_secs(1);
     while Instant::now() < end {
         std::thread::sleep(Duration::from_millis(100));
+        for (c, g) in gen_cpu.iter_mut().zip(&gens) {
+            if let Some(t) = cpu_seconds(g.id()) {
+                *c = t;
+            }
+        }
         if Instant::now() >= next_line {
             next_line += Duration::from_secs(1);
             for (i, p) in nodes.iter().enumerate() {
@@ -338,6 +388,8 @@ fn run_in(a: &TestnetArgs, exe: &Path, dir: &Path) -> Result<Value, String> {
         let _ = g.kill();
         let _ = g.wait();
     }
+    // CPU the nodes used, for where the time went.
+    let node_cpu: Vec<Option<f64>> = nodes.iter().map(|p| cpu_seconds(p.child.id())).collect();
     // Peers as the nodes saw them while all ran.
     let peers: Vec<Option<u64>> =
         nodes.iter().map(|p| p.view.lock().ok().and_then(|v| field(&v.line, "peers").parse().ok())).collect();
@@ -353,7 +405,7 @@ fn run_in(a: &TestnetArgs, exe: &Path, dir: &Path) -> Result<Value, String> {
     }
     let duration = started.elapsed().as_secs_f64();
     let dirs: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("data{i}"))).collect();
-    let (conflicts, top) = conflicts(&dirs)?;
+    let c = chains(&dirs)?;
     let mut list = Vec::new();
     for i in 0..n {
         let sm = read_json(&dir.join(format!("summary{i}.json"))).unwrap_or(Value::Null);
@@ -380,16 +432,20 @@ fn run_in(a: &TestnetArgs, exe: &Path, dir: &Path) -> Result<Value, String> {
             "finality_p99_ms": lat["p99"].as_f64().map(|u| u / 1e3),
             "receipts": load["receipts"]["matched"],
             "offered": load["sent"]["txs"],
+            "cpu_s": node_cpu.get(i).copied().flatten(),
             "replica": net["replica"],
         }));
     }
     let mut summary = json!({
         "nodes": list,
-        "conflicts": conflicts,
-        "heights_compared": top,
+        "conflicts": c.conflicts,
+        "heights_compared": c.top,
+        "finalized_txs": c.txs,
+        "finalized_tx_per_s": c.tx_per_s,
         "duration_s": duration,
         "load_tx_per_s": a.load,
         "block_interval_ms": a.block_interval,
+        "load_cpu_s": gen_cpu.iter().sum::<f64>(),
         "dir": s(dir),
     });
     if !errors.is_empty() {

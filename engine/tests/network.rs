@@ -20,6 +20,13 @@ use session_common::*;
 
 const VALIDATORS: usize = 4;
 
+/// The networks of this file run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn seed(i: usize) -> [u8; 32] {
     [0x70 + i as u8; 32]
 }
@@ -116,6 +123,7 @@ fn same_blocks(d: &Path, nodes: &[usize], h: u64) {
 
 #[test]
 fn four_validator_processes_finalize_the_same_blocks_and_a_stopped_one_catches_up() {
+    let _one = serial();
     let d = tmpdir("network");
     let ports = free_ports(VALIDATORS);
     let g = genesis(&d, &ports);
@@ -164,4 +172,75 @@ fn four_validator_processes_finalize_the_same_blocks_and_a_stopped_one_catches_u
     assert!(low >= reached);
     same_blocks(&d, &[0, 1, 2, 3], low);
     let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn with_two_of_four_stopped_finality_stops_without_conflict_and_resumes_when_one_returns() {
+    let _one = serial();
+    let d = tmpdir("two-down");
+    let ports = free_ports(VALIDATORS);
+    let g = genesis(&d, &ports);
+    let mut nodes: Vec<Option<Node>> = (0..VALIDATORS).map(|i| Some(start_validator(&d, i, &g))).collect();
+    let addr0 = nodes[0].as_ref().unwrap().addr();
+    assert!(transfers(addr0, 0, 0, 1, 2).iter().all(|h| *h >= 1));
+    for i in [2, 3] {
+        nodes[i].take().unwrap().stop();
+    }
+    // Two of four seats are not more than 2/3: nothing becomes final.
+    let mut cfg = ClientConfig::new(addr0, pk(&SigningKey::from(seed(0))), 1);
+    cfg.hellos = 10;
+    let mut c = Connection::connect(&cfg, account(1)).unwrap();
+    let id = transfer(&mut c, pk(&account(7)), 1, 10);
+    let stalled = c.wait_receipt(&id, Instant::now() + Duration::from_secs(3)).unwrap();
+    assert_eq!(stalled, None, "a block became final with two of four validators");
+    let h0 = n(&query_dir(&d.join("data0"), &["status"])["height"]);
+    let h1 = n(&query_dir(&d.join("data1"), &["status"])["height"]);
+
+    // One returns: three of four, the waiting transaction becomes final.
+    nodes[2] = Some(start_validator(&d, 2, &g));
+    let h = c.wait_receipt(&id, Instant::now() + Duration::from_secs(30)).unwrap();
+    let h = h.expect("no RECEIPT after the third validator returned");
+    assert!(h > h0.max(h1), "final at {h}, stalled at {h0}/{h1}");
+
+    let summaries: Vec<(usize, Value)> =
+        nodes.into_iter().enumerate().filter_map(|(i, n)| n.map(|n| (i, n.stop()))).collect();
+    for (i, s) in &summaries {
+        assert_eq!(network(s)["halted"], Value::Null, "node {i}");
+    }
+    let low = summaries.iter().map(|(_, s)| n(&s["height"])).min().unwrap();
+    assert!(low >= h);
+    same_blocks(&d, &[0, 1, 2], low);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn attnet_testnet_runs_four_validators_with_load_and_reports_no_conflict() {
+    let _one = serial();
+    let d = tmpdir("testnet").join("net");
+    let o = Command::new(BIN)
+        .args(["testnet", "--nodes", "4", "--duration", "7", "--load", "200", "--keep"])
+        .arg(&d)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s, file);
+    assert_eq!(s["conflicts"], 0);
+    let nodes = s["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 4);
+    let offered = n(&nodes[0]["offered"]);
+    assert!(offered > 0);
+    for (i, node) in nodes.iter().enumerate() {
+        assert!(n(&node["height"]) > 0, "node {i}: {node}");
+        assert_eq!(n(&node["peers"]), 3, "node {i}: {node}");
+        assert_eq!(n(&node["offered"]), offered, "every node got the same stream");
+        assert!(node["finality_p99_ms"].as_f64().unwrap() > 0.0, "node {i}: {node}");
+    }
+    // Every offered transaction is in the final chain, once.
+    assert_eq!(n(&s["finalized_txs"]), offered, "{s}");
+    // One live line per node per second on stderr.
+    assert!(err.lines().filter(|l| l.starts_with("testnet: node3 height")).count() >= 3, "{err}");
+    let _ = std::fs::remove_dir_all(d.parent().unwrap());
 }

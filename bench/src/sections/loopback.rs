@@ -292,7 +292,7 @@ fn free_port() -> Result<u16, String> {
 
 /// One ed25519-zebra batch of 256 distinct signatures, in signatures per
 /// second: the median of 15 batches after 3 to warm up.
-fn batch_ceiling() -> f64 {
+pub(crate) fn batch_ceiling() -> f64 {
     let w = crate::Workload::with_frames(crate::ROWS[0], 256);
     let sigs = crate::raw::sigs(&w);
     let mut rng = crate::raw::batch_rng();

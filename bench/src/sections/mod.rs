@@ -13,9 +13,10 @@ pub mod loopback;
 pub mod path;
 pub mod pktgen;
 pub mod receive;
+pub mod testnet;
 
 /// Every section, in run order.
-pub const ALL: [&str; 7] = ["crypto", "frame_path", "receive", "dpdk", "loopback", "pktgen", "attack"];
+pub const ALL: [&str; 8] = ["crypto", "frame_path", "receive", "dpdk", "loopback", "testnet", "pktgen", "attack"];
 
 /// What the sections need.
 pub struct Ctx {
@@ -37,7 +38,7 @@ type SectionFn = fn(&Ctx) -> Section;
 pub fn run(ctx: &Ctx, only: &[String]) -> Vec<Section> {
     let want = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
     let mut out = Vec::new();
-    let names = ["crypto", "frame_path", "receive", "dpdk", "loopback", "pktgen", "attack"];
+    let names = ALL;
     let total = names.iter().filter(|n| want(n)).count() as u64;
     // Each section's line says how far the run is: sections done of those
     // asked for, the time so far, and the time left at the mean so far.
@@ -65,10 +66,11 @@ pub fn run(ctx: &Ctx, only: &[String]) -> Vec<Section> {
             out.push(s);
         }
     }
-    let rest: [(&str, SectionFn); 5] = [
+    let rest: [(&str, SectionFn); 6] = [
         ("receive", receive::section),
         ("dpdk", dpdk::section),
         ("loopback", loopback::section),
+        ("testnet", testnet::section),
         ("pktgen", |ctx| match pktgen::pktgen_rows(ctx) {
             Ok(rows) => Section::measured("pktgen", pktgen::NOTE, rows),
             Err(e) => Section::skipped("pktgen", e),
