@@ -5,19 +5,22 @@
 //!   (sender, nonce), until a final block holds them or makes them
 //!   impossible (their nonce is used), or until they are stale.
 //! - **Proposing.** Asked for a block ([`Output::GetValue`]), the replica
-//!   waits for the block interval (or a full block), then executes the
-//!   mempool in (sender, nonce) order on the committed state inside a
-//!   journal that is rolled back at once: the block carries the state root
-//!   after its transactions, the state is untouched until it is final.
+//!   waits for the block interval since the previous block's timestamp (or
+//!   a full block), then executes the mempool in (sender, nonce) order on
+//!   the committed state inside a journal: the block carries the state
+//!   root after its transactions, and the journal stays open (undoable)
+//!   until the block is final or another is judged.
 //! - **Judging.** A peer's block for the height being voted on is checked
 //!   (parent, height, a timestamp within [`MAX_FUTURE_MS`] of this node's
 //!   clock and not before its parent's, a producer holding a seat, the
-//!   transaction root) and executed the same way (rolled back at once);
-//!   the verdict goes to the engine, which pairs it with the signed
-//!   proposal. Bytes of blocks judged or proposed are durable (the block
+//!   transaction root), executed the same way (its journal left open, so
+//!   a decision on it costs no second execution), and its signatures are
+//!   checked where this node did not verify the same bytes itself; the
+//!   verdict goes to the engine, which pairs it with the signed proposal. Bytes of blocks judged or proposed are durable (the block
 //!   spool) before the engine hears of them, since a replayed log may
 //!   decide on them.
-//! - **Deciding.** A decided block is executed and committed, its
+//! - **Deciding.** A decided block is committed (executed first unless it
+//!   is the one left open), its
 //!   transactions leave the mempool, and it is handed to the node (store,
 //!   receipts). The next height starts once the node reports the block
 //!   durable ([`Replica::durable`]), so the log of a height is truncated
@@ -38,7 +41,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_malachitebft_core_types::{LinearTimeouts, Round};
+use attnet_core::verify::BatchVerifier;
 use attnet_core::wire::tx::Transaction;
+use rand::TryRng;
 
 use crate::bft::wal::FileWal;
 use crate::bft::{Address, BlockId, Config, Ctx, Engine, Height, Message, Output, Sig, ValidatorSet, Wal};
@@ -83,6 +88,9 @@ pub trait Peers: Send {
 pub struct ReplicaConfig {
     /// The genesis hash: the network every signature is bound to.
     pub genesis_hash: Hash,
+    /// The network id transactions are signed for (a peer's block is
+    /// checked with it).
+    pub network_id: u32,
     /// This node's key seed (its node key signs votes and proposals).
     pub key: [u8; 32],
     /// The seats.
@@ -102,9 +110,10 @@ pub struct ReplicaConfig {
 
 impl ReplicaConfig {
     /// Defaults for everything but the network, the key and the seats.
-    pub fn new(genesis_hash: Hash, key: [u8; 32], validators: ValidatorSet) -> ReplicaConfig {
+    pub fn new(genesis_hash: Hash, network_id: u32, key: [u8; 32], validators: ValidatorSet) -> ReplicaConfig {
         ReplicaConfig {
             genesis_hash,
+            network_id,
             key,
             validators,
             block: BlockConfig::default(),
@@ -227,6 +236,13 @@ pub struct Replica {
     counters: ReplicaCounters,
     ledger: LedgerCounters,
     halted: Option<String>,
+    /// Checks the signatures of a peer's block that this node has not
+    /// verified itself.
+    verifier: BatchVerifier,
+    /// The block of the height being voted on that is executed on the
+    /// state and not final (this node's proposal or the last block it
+    /// judged valid): committed as it is if decided, else rolled back.
+    applied: Option<Hash>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -296,6 +312,8 @@ impl Replica {
             counters: ReplicaCounters::default(),
             ledger: LedgerCounters::default(),
             halted: None,
+            verifier: BatchVerifier::new(cfg.network_id, seed()?),
+            applied: None,
             cfg,
         };
         if let Some(dir) = r.cfg.dir.clone() {
@@ -547,7 +565,11 @@ impl Replica {
             self.asked = None;
             return;
         }
-        let due = now_ms >= self.final_at_ms.saturating_add(self.cfg.block.interval_ms)
+        // The interval counts from the previous block's timestamp (its
+        // proposal), so that a height's voting overlaps the next block's
+        // filling; this node's own clock bounds a proposer's that runs ahead.
+        let since = self.final_at_ms.min(self.last_ts);
+        let due = now_ms >= since.saturating_add(self.cfg.block.interval_ms)
             || self.mempool.by_nonce.len() >= self.cfg.block.max_txs.max(1) as usize;
         if !due {
             return;
@@ -568,8 +590,10 @@ impl Replica {
     }
 
     /// Executes waiting transactions in (sender, nonce) order on `state`
-    /// inside a journal that is rolled back: the block and its state root.
+    /// inside a journal left open (rolled back if another block is judged
+    /// or decided): the block and its state root.
     fn build(&mut self, state: &mut State, now_ms: u64) -> Option<Block> {
+        self.unapply(state);
         let height = self.height + 1;
         let max = self.cfg.block.max_txs.max(1) as usize;
         let min_fee = state.config().min_fee;
@@ -617,13 +641,26 @@ impl Replica {
         }
         state.end_block(height, Some(self.me), fees);
         let state_root = state.root();
-        state.rollback();
         for (k, r) in refused {
             self.drop_entry(&k, r);
         }
         let txs = chosen.iter().filter_map(|k| self.mempool.by_nonce.get(k)).map(|e| e.bytes.as_slice());
         let ts = now_ms.max(self.last_ts);
-        Block::new(height, self.last_hash, ts, Stamp { producer: self.me, state_root }, txs)
+        let b = Block::new(height, self.last_hash, ts, Stamp { producer: self.me, state_root }, txs);
+        match &b {
+            Some(b) => self.applied = Some(b.hash()),
+            None => {
+                state.rollback();
+            }
+        }
+        b
+    }
+
+    /// Undoes the block left executed on the state, if any.
+    fn unapply(&mut self, state: &mut State) {
+        if self.applied.take().is_some() {
+            state.rollback();
+        }
     }
 
     fn remember_block(&mut self, b: Block) {
@@ -662,13 +699,44 @@ impl Replica {
         }
     }
 
+    /// Whether every transaction of `b` has a valid signature: those this
+    /// node's data plane verified (the same bytes wait in its mempool) are
+    /// not checked again, the others in one batch.
+    fn signatures_hold(&mut self, b: &Block) -> bool {
+        self.verifier.clear();
+        for tx in b.txs() {
+            let known = Transaction::new_checked(tx)
+                .ok()
+                .and_then(|t| self.mempool.by_nonce.get(&(t.from(), t.nonce())))
+                .is_some_and(|e| e.bytes == tx);
+            if !known {
+                self.verifier.queue(tx);
+            }
+        }
+        self.verifier.is_empty() || self.verifier.verify().iter().all(|ok| *ok)
+    }
+
     /// Judges block `key` of the height being voted on and tells the engine.
     fn judge(&mut self, state: &mut State, key: (u64, Hash), now_ms: u64) {
         if self.engine.has_verdict(Height(key.0), BlockId(key.1)) {
             return;
         }
-        let Some(b) = self.blocks.get(&key) else { return };
-        let valid = self.check(state, b, now_ms);
+        let Some(b) = self.blocks.get(&key).cloned() else { return };
+        let mut valid = self.check(&b, now_ms);
+        if valid {
+            // Executed on the state and left there until another block is
+            // judged or one is decided: the decision then costs no second
+            // execution.
+            self.unapply(state);
+            valid = state.apply_block(&b).is_ok();
+            if valid && !self.signatures_hold(&b) {
+                state.rollback();
+                valid = false;
+            }
+            if valid {
+                self.applied = Some(b.hash());
+            }
+        }
         if valid {
             if let Some(b) = self.blocks.get(&key).cloned() {
                 if let Err(e) = self.spool(&b) {
@@ -684,9 +752,9 @@ impl Replica {
     }
 
     /// Whether `b` may follow the last final block: its links, clock
-    /// bounds, producer and transaction root, then its execution (rolled
-    /// back).
-    fn check(&self, state: &mut State, b: &Block, now_ms: u64) -> bool {
+    /// bounds, producer and transaction root (its execution and signatures
+    /// are checked by the caller).
+    fn check(&self, b: &Block, now_ms: u64) -> bool {
         let h = b.header();
         if h.height != self.height + 1
             || h.parent != self.last_hash
@@ -697,11 +765,7 @@ impl Replica {
         {
             return false;
         }
-        let ok = state.apply_block(b).is_ok();
-        if ok {
-            state.rollback();
-        }
-        ok
+        true
     }
 
     /// Makes `b` final: executes and commits it, updates the mempool, and
@@ -719,9 +783,14 @@ impl Replica {
         if h != self.height + 1 {
             return;
         }
-        if let Err(e) = state.apply_block(&b) {
-            self.halted = Some(format!("final block {h} does not execute here: {e:?}"));
-            return;
+        if self.applied == Some(b.hash()) {
+            self.applied = None;
+        } else {
+            self.unapply(state);
+            if let Err(e) = state.apply_block(&b) {
+                self.halted = Some(format!("final block {h} does not execute here: {e:?}"));
+                return;
+            }
         }
         state.commit_oldest();
         for tx in b.txs() {
@@ -860,8 +929,74 @@ impl Replica {
     }
 }
 
+/// Batch coefficients must be unpredictable to a proposer: a seed from
+/// the operating system.
+fn seed() -> Result<[u8; 32], String> {
+    let mut s = [0u8; 32];
+    rand::rngs::SysRng.try_fill_bytes(&mut s).map_err(|e| format!("no randomness from the OS: {e}"))?;
+    Ok(s)
+}
+
 fn block_message(b: &Block) -> Message {
     let mut body = Vec::new();
     b.encode_into(&mut body);
     Message::Block { height: Height(b.header().height), body }
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::bft::Validator;
+    use crate::genesis::{Genesis, GenesisAccount};
+    use attnet_core::emit::{emit_signed_tx, TxFields};
+    use attnet_core::wire::tx::Kind;
+
+    fn public(seed: [u8; 32]) -> [u8; 32] {
+        ed25519_zebra::VerificationKey::from(&ed25519_zebra::SigningKey::from(seed)).into()
+    }
+
+    /// A proposer's block whose transaction carries a forged signature is
+    /// judged invalid even though it executes; the same block with the
+    /// real signature is valid.
+    #[test]
+    fn a_peers_block_with_a_forged_signature_is_judged_invalid() {
+        let seeds: Vec<[u8; 32]> = (1..=4).map(|i| [i; 32]).collect();
+        let set = ValidatorSet::new(seeds.iter().map(|s| Validator::seat(public(*s))).collect()).unwrap();
+        let alice = [0xa1; 32];
+        let g = Genesis::new(9, [GenesisAccount { key: public(alice), balance: 1_000 }]).unwrap();
+        let mut state = State::new(&g, 16);
+        let mut r =
+            Replica::new(ReplicaConfig::new(g.hash(), 9, seeds[0], set), &mut state, 0, g.hash(), 0, 1_000).unwrap();
+        let producer = public(seeds[1]);
+        let block_with = |state: &mut State, tx: &[u8]| {
+            let t = Transaction::new_checked(tx).unwrap();
+            state.begin();
+            state.execute(&t).unwrap();
+            state.end_block(1, Some(producer), t.fee());
+            let root = state.root();
+            state.rollback();
+            Block::new(1, g.hash(), 1_000, Stamp { producer, state_root: root }, [tx]).unwrap()
+        };
+        let mut tx = Vec::new();
+        let fields = TxFields { kind: Kind::Transfer, to: public([0xb2; 32]), nonce: 1, amount: 5, fee: 1, memo: b"" };
+        emit_signed_tx(&ed25519_zebra::SigningKey::from(alice), 9, &fields, &mut tx);
+        let mut forged = tx.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 0x01;
+
+        let bad = block_with(&mut state, &forged);
+        r.receive(&mut state, producer, &block_message(&bad).encode(), 1_001);
+        assert_eq!((r.counters().judged_valid, r.counters().judged_invalid), (0, 1));
+        assert_eq!((state.open_blocks(), state.account(&public(alice)).unwrap().nonce), (0, 0));
+        let good = block_with(&mut state, &tx);
+        r.receive(&mut state, producer, &block_message(&good).encode(), 1_002);
+        assert_eq!((r.counters().judged_valid, r.counters().judged_invalid), (1, 1));
+        // The valid block stays executed on an open journal, undoable until
+        // it is final; the forged one left nothing.
+        assert_eq!(state.open_blocks(), 1);
+        assert_eq!(state.account(&public(alice)).unwrap().nonce, 1);
+        assert!(state.rollback());
+        assert_eq!(state.account(&public(alice)).unwrap().nonce, 0);
+    }
 }

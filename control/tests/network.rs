@@ -65,7 +65,7 @@ impl Net {
     fn boot(&mut self, i: usize) -> Chain {
         let mut chain = Chain::new(&self.genesis, ChainConfig::default());
         let set = ValidatorSet::from_genesis(self.genesis.validators()).unwrap();
-        let mut cfg = ReplicaConfig::new(self.genesis.hash(), self.seeds[i], set);
+        let mut cfg = ReplicaConfig::new(self.genesis.hash(), NET, self.seeds[i], set);
         cfg.dir = Some(self.dir.join(format!("node{i}")));
         cfg.block.interval_ms = 50;
         chain.join_network(cfg, self.now).unwrap();

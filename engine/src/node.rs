@@ -1082,7 +1082,7 @@ fn join_network(
                     give it --data-dir"
             .into());
     };
-    let mut rc = control::replica::ReplicaConfig::new(genesis.hash(), key.secret, set);
+    let mut rc = control::replica::ReplicaConfig::new(genesis.hash(), genesis.network_id(), key.secret, set);
     rc.block = chain_cfg.block;
     rc.dir = Some(dir.join("consensus"));
     chain.join_network(rc, dataplane::client::unix_ms()).map_err(|e| format!("consensus: {e}"))?;
