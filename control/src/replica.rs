@@ -243,6 +243,11 @@ pub struct Replica {
     /// state and not final (this node's proposal or the last block it
     /// judged valid): committed as it is if decided, else rolled back.
     applied: Option<Hash>,
+    /// Transactions that arrived since this node last proposed: a full
+    /// block's worth makes a proposal due before the interval. (Not the
+    /// mempool's size: transactions waiting behind a nonce gap would make
+    /// every proposal due at once, and blocks tiny.)
+    arrived: usize,
 }
 
 impl std::fmt::Debug for Replica {
@@ -314,6 +319,7 @@ impl Replica {
             halted: None,
             verifier: BatchVerifier::new(cfg.network_id, seed()?),
             applied: None,
+            arrived: 0,
             cfg,
         };
         if let Some(dir) = r.cfg.dir.clone() {
@@ -389,6 +395,7 @@ impl Replica {
         let id = tx_id(tx);
         self.mempool.ids.insert(id);
         self.mempool.by_nonce.insert(key, Entry { id, bytes: tx.to_vec(), since_ms: now_ms });
+        self.arrived += 1;
         Ok(())
     }
 
@@ -570,11 +577,12 @@ impl Replica {
         // filling; this node's own clock bounds a proposer's that runs ahead.
         let since = self.final_at_ms.min(self.last_ts);
         let due = now_ms >= since.saturating_add(self.cfg.block.interval_ms)
-            || self.mempool.by_nonce.len() >= self.cfg.block.max_txs.max(1) as usize;
+            || self.arrived >= self.cfg.block.max_txs.max(1) as usize;
         if !due {
             return;
         }
         self.asked = None;
+        self.arrived = 0;
         let Some(block) = self.build(state, now_ms) else { return };
         let id = block.hash();
         if let Err(e) = self.spool(&block) {

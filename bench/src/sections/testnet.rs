@@ -25,7 +25,7 @@ pub const GOAL_P99_MS: f64 = 1000.0;
 /// The white paper's figure (transactions per second).
 const WHITE_PAPER_TPS: f64 = 20_000.0;
 /// The offered load of the throughput point, against the ceiling.
-const OFFERED: f64 = 0.6;
+const OFFERED: f64 = 0.55;
 
 pub fn section(ctx: &Ctx) -> Section {
     if !ctx.attnet.exists() {
