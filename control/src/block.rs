@@ -201,6 +201,11 @@ impl Block {
         self.header.hash()
     }
 
+    /// Bytes the block holds in memory (header, transactions, their ends).
+    pub fn mem_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.data.len() + self.ends.len() * std::mem::size_of::<usize>()
+    }
+
     /// Number of transactions.
     pub fn len(&self) -> usize {
         self.ends.len()

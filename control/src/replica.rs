@@ -35,7 +35,7 @@
 //! TCP, `crate::bft::link`).
 #![deny(clippy::indexing_slicing)]
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,6 +65,18 @@ const CATCH_UP_BATCH: u64 = 16;
 const MAX_SAID: usize = 64;
 /// Blocks kept for heights not voted on yet, or proposals not yet decided.
 const MAX_CACHED_BLOCKS: usize = 256;
+/// Bytes of those blocks: 32 blocks of the largest size.
+pub const MAX_CACHED_BYTES: usize = 32 * crate::bft::codec::MAX_BODY;
+/// Blocks kept per sender and height: a proposer proposes once per round,
+/// and a validator leads a round of a height once in every n rounds.
+pub const MAX_BLOCKS_PER_SENDER: usize = 4;
+/// A peer's `status` is answered at most this often per height it names.
+pub const SERVE_EVERY_MS: u64 = 1_000;
+/// Transactions forwarded in one `Txs` message at most; fewer go at each
+/// tick.
+pub const FORWARD_BATCH: usize = 1024;
+/// `Txs` messages of waiting transactions sent again when a peer connects.
+const MAX_MESSAGES_REFORWARDED: usize = 16;
 
 /// A message to send: to every peer (`None`) or to one, and its bytes.
 pub type Outgoing = (Option<[u8; 32]>, Arc<Vec<u8>>);
@@ -106,6 +118,9 @@ pub struct ReplicaConfig {
     pub dir: Option<PathBuf>,
     /// The engine's timeouts.
     pub timeouts: LinearTimeouts,
+    /// Most bytes of blocks kept for heights not final yet (default
+    /// [`MAX_CACHED_BYTES`]).
+    pub cache_bytes: usize,
 }
 
 impl ReplicaConfig {
@@ -121,6 +136,7 @@ impl ReplicaConfig {
             stale_ms: 30_000,
             dir: None,
             timeouts: LinearTimeouts::default(),
+            cache_bytes: MAX_CACHED_BYTES,
         }
     }
 }
@@ -147,6 +163,30 @@ pub struct ReplicaCounters {
     pub late_rounds: u64,
     /// The highest height a peer said it votes on.
     pub peer_height: u64,
+    /// Peers' blocks not kept: beyond a sender's share of a height, or
+    /// beyond the cache's bytes with nearer heights holding them.
+    pub blocks_refused: u64,
+    /// Peers' `status` not answered: the same height asked again within
+    /// `SERVE_EVERY_MS`.
+    pub status_ignored: u64,
+    /// This node's clients' transactions forwarded to the peers, and the
+    /// `Txs` messages that carried them.
+    pub forwarded_sent: u64,
+    pub forward_messages: u64,
+    /// Transactions peers forwarded here: `forwarded_received ==
+    /// forwarded_admitted + forwarded_known + forwarded_refused +
+    /// forwarded_bad_signature`.
+    pub forwarded_received: u64,
+    /// Admitted to the mempool (signature checked here once).
+    pub forwarded_admitted: u64,
+    /// Already waiting here, or their nonce already used (final before
+    /// the forward arrived): no signature work.
+    pub forwarded_known: u64,
+    /// Malformed, fee below the minimum, unknown sender, or the mempool
+    /// full.
+    pub forwarded_refused: u64,
+    /// Signatures that failed: the peer forwarded a forgery.
+    pub forwarded_bad_signature: u64,
 }
 
 impl ReplicaCounters {
@@ -162,6 +202,15 @@ impl ReplicaCounters {
             "bad_decided": self.bad_decided,
             "late_rounds": self.late_rounds,
             "peer_height": self.peer_height,
+            "blocks_refused": self.blocks_refused,
+            "status_ignored": self.status_ignored,
+            "forwarded_sent": self.forwarded_sent,
+            "forward_messages": self.forward_messages,
+            "forwarded_received": self.forwarded_received,
+            "forwarded_admitted": self.forwarded_admitted,
+            "forwarded_known": self.forwarded_known,
+            "forwarded_refused": self.forwarded_refused,
+            "forwarded_bad_signature": self.forwarded_bad_signature,
         })
     }
 }
@@ -191,6 +240,10 @@ struct Entry {
     id: [u8; 32],
     bytes: Vec<u8>,
     since_ms: u64,
+    /// A client of this node sent it (counted in the ledger counters,
+    /// its id forgotten by the data cores when dropped); else a peer
+    /// forwarded it.
+    local: bool,
 }
 
 /// Transactions waiting for a block, by (sender, nonce).
@@ -198,6 +251,15 @@ struct Entry {
 struct Mempool {
     by_nonce: BTreeMap<([u8; 32], u64), Entry>,
     ids: HashSet<[u8; 32]>,
+    /// Entries with `local` set.
+    local: u64,
+}
+
+/// A block at hand for a height not final yet, and who sent it.
+struct Cached {
+    block: Block,
+    from: [u8; 32],
+    size: usize,
 }
 
 /// A final block with its certificate, for peers catching up.
@@ -223,8 +285,12 @@ pub struct Replica {
     /// The engine asked this node to propose.
     asked: Option<(Height, Round)>,
     mempool: Mempool,
-    /// Block bytes by (height, hash): proposals seen or made.
-    blocks: BTreeMap<(u64, Hash), Block>,
+    /// Blocks by (height, hash): proposals seen or made, bounded by
+    /// count, bytes and per sender.
+    blocks: BTreeMap<(u64, Hash), Cached>,
+    cached_bytes: usize,
+    /// When each peer was last served, and the height it named.
+    served_at: HashMap<[u8; 32], (u64, u64)>,
     recent: VecDeque<(u64, Decided)>,
     outgoing: Vec<Outgoing>,
     /// What this node broadcast for the height being voted on (its
@@ -243,6 +309,8 @@ pub struct Replica {
     /// state and not final (this node's proposal or the last block it
     /// judged valid): committed as it is if decided, else rolled back.
     applied: Option<Hash>,
+    /// This node's clients' transactions not yet forwarded to the peers.
+    forward: Vec<([u8; 32], u64)>,
     /// Transactions that arrived since this node last proposed: a full
     /// block's worth makes a proposal due before the interval. (Not the
     /// mempool's size: transactions waiting behind a nonce gap would make
@@ -308,6 +376,8 @@ impl Replica {
             asked: None,
             mempool: Mempool::default(),
             blocks: BTreeMap::new(),
+            cached_bytes: 0,
+            served_at: HashMap::new(),
             recent: VecDeque::new(),
             outgoing: Vec::new(),
             said: Vec::new(),
@@ -319,6 +389,7 @@ impl Replica {
             halted: None,
             verifier: BatchVerifier::new(cfg.network_id, seed()?),
             applied: None,
+            forward: Vec::new(),
             arrived: 0,
             cfg,
         };
@@ -355,7 +426,7 @@ impl Replica {
     /// final block (any proposer's) holds.
     pub fn ledger_counters(&self) -> LedgerCounters {
         let mut c = self.ledger;
-        c.queued = self.mempool.by_nonce.len() as u64;
+        c.queued = self.mempool.local;
         c
     }
 
@@ -386,7 +457,17 @@ impl Replica {
         }
         let Some(acct) = state.account(&t.from()) else { return refuse(&mut self.ledger, Refusal::NoAccount) };
         let key = (t.from(), t.nonce());
-        if t.nonce() <= acct.nonce || self.mempool.by_nonce.contains_key(&key) {
+        if t.nonce() <= acct.nonce {
+            return refuse(&mut self.ledger, Refusal::BadNonce);
+        }
+        if let Some(e) = self.mempool.by_nonce.get_mut(&key) {
+            // A peer forwarded this very transaction first: it is this
+            // node's client's now too (its RECEIPT goes out when final).
+            if !e.local && e.bytes == tx {
+                e.local = true;
+                self.mempool.local += 1;
+                return Ok(());
+            }
             return refuse(&mut self.ledger, Refusal::BadNonce);
         }
         if self.mempool.by_nonce.len() >= self.cfg.mempool_cap {
@@ -394,9 +475,82 @@ impl Replica {
         }
         let id = tx_id(tx);
         self.mempool.ids.insert(id);
-        self.mempool.by_nonce.insert(key, Entry { id, bytes: tx.to_vec(), since_ms: now_ms });
+        self.mempool.by_nonce.insert(key, Entry { id, bytes: tx.to_vec(), since_ms: now_ms, local: true });
+        self.mempool.local += 1;
         self.arrived += 1;
+        self.forward.push(key);
+        if self.forward.len() >= FORWARD_BATCH {
+            self.flush_forward();
+        }
         Ok(())
+    }
+
+    /// Sends this node's clients' new transactions to every peer, in
+    /// messages of at most `FORWARD_BATCH`.
+    fn flush_forward(&mut self) {
+        for chunk in self.forward.chunks(FORWARD_BATCH) {
+            let txs = chunk.iter().filter_map(|k| self.mempool.by_nonce.get(k)).map(|e| e.bytes.as_slice());
+            let (bytes, n) = crate::bft::codec::encode_txs(txs);
+            if n > 0 {
+                self.counters.forwarded_sent += n as u64;
+                self.counters.forward_messages += 1;
+                self.outgoing.push((None, Arc::new(bytes)));
+            }
+        }
+        self.forward.clear();
+    }
+
+    /// Transactions a peer forwarded: those new here are checked (fee,
+    /// account, nonce, then their signatures in one batch) and wait for a
+    /// block like this node's own, without counting in its ledger
+    /// counters; they are not forwarded again.
+    fn on_txs(&mut self, state: &State, txs: &[Vec<u8>], now_ms: u64) {
+        let c = &mut self.counters;
+        c.forwarded_received += txs.len() as u64;
+        let min_fee = state.config().min_fee;
+        self.verifier.clear();
+        let mut fresh: Vec<(usize, ([u8; 32], u64))> = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, tx) in txs.iter().enumerate() {
+            let Ok(t) = Transaction::new_checked(tx) else {
+                c.forwarded_refused += 1;
+                continue;
+            };
+            let key = (t.from(), t.nonce());
+            let known = self.mempool.by_nonce.contains_key(&key)
+                || !seen.insert(key)
+                || state.account(&t.from()).is_some_and(|a| t.nonce() <= a.nonce);
+            if known {
+                c.forwarded_known += 1;
+            } else if t.fee() < min_fee
+                || state.account(&t.from()).is_none()
+                || self.mempool.by_nonce.len() + fresh.len() >= self.cfg.mempool_cap
+            {
+                c.forwarded_refused += 1;
+            } else {
+                self.verifier.queue(tx);
+                fresh.push((i, key));
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        let ok = self.verifier.verify().to_vec();
+        for (j, (i, key)) in fresh.into_iter().enumerate() {
+            let good = ok.get(j).copied().unwrap_or(false);
+            let Some(tx) = txs.get(i) else { continue };
+            if !good {
+                self.counters.forwarded_bad_signature += 1;
+            } else if self.mempool.by_nonce.contains_key(&key) {
+                self.counters.forwarded_known += 1;
+            } else {
+                let id = tx_id(tx);
+                self.mempool.ids.insert(id);
+                self.mempool.by_nonce.insert(key, Entry { id, bytes: tx.clone(), since_ms: now_ms, local: false });
+                self.counters.forwarded_admitted += 1;
+                self.arrived += 1;
+            }
+        }
     }
 
     /// Ids of waiting transactions dropped since the last call (stale,
@@ -409,10 +563,13 @@ impl Replica {
     /// Drops every waiting transaction (shutdown), counted as `nonce_gap`.
     pub fn drop_all(&mut self) {
         for (_, e) in std::mem::take(&mut self.mempool.by_nonce) {
-            self.ledger.count(Refusal::NonceGap);
-            self.dropped_ids.push(e.id);
+            if e.local {
+                self.ledger.count(Refusal::NonceGap);
+                self.dropped_ids.push(e.id);
+            }
         }
         self.mempool.ids.clear();
+        self.mempool.local = 0;
     }
 
     /// The node's store has every block up to `height` on disk (or keeps
@@ -449,8 +606,9 @@ impl Replica {
             }
         };
         match msg {
-            Message::Block { height, body } => self.on_block(state, height.0, &body, now_ms),
-            Message::Status { height } => self.on_status(from, height.0),
+            Message::Block { height, body } => self.on_block(state, from, height.0, &body, now_ms),
+            Message::Status { height } => self.on_status(from, height.0, now_ms),
+            Message::Txs { txs } => self.on_txs(state, &txs, now_ms),
             Message::Decided { height, round, body, signatures } => {
                 self.on_decided(state, height.0, round, &body, signatures, now_ms)
             }
@@ -465,6 +623,7 @@ impl Replica {
             return;
         }
         self.expire(now_ms);
+        self.flush_forward();
         self.engine.tick(now_ms);
         if now_ms.saturating_sub(self.last_status_ms) >= STATUS_EVERY_MS {
             self.status(now_ms);
@@ -499,13 +658,13 @@ impl Replica {
                     Output::Broadcast(m) => self.send(None, &m),
                     Output::GetValue { height, round } => self.asked = Some((height, round)),
                     Output::Restream { height, value, .. } => {
-                        if let Some(b) = self.blocks.get(&(height.0, value.0)) {
+                        if let Some(Cached { block: b, .. }) = self.blocks.get(&(height.0, value.0)) {
                             let m = block_message(b);
                             self.send(None, &m);
                         }
                     }
                     Output::Decided { height, round, value, signatures, .. } => {
-                        match self.blocks.get(&(height.0, value.0)).cloned() {
+                        match self.blocks.get(&(height.0, value.0)).map(|c| c.block.clone()) {
                             Some(b) => self.commit(state, b, round, signatures, now_ms, false),
                             // The block never arrived: ask for it (peers
                             // answer a lower status with decided blocks).
@@ -533,6 +692,13 @@ impl Replica {
         for m in &self.said {
             self.outgoing.push((None, m.clone()));
         }
+        // This node's clients' waiting transactions go out again too (a
+        // forward sent while the link was down was dropped); peers that
+        // have them count them as known.
+        self.forward.clear();
+        let local = self.mempool.by_nonce.iter().filter(|(_, e)| e.local).map(|(k, _)| *k);
+        self.forward.extend(local.take(MAX_MESSAGES_REFORWARDED * FORWARD_BATCH));
+        self.flush_forward();
         self.status(now_ms);
     }
 
@@ -559,8 +725,11 @@ impl Replica {
     fn drop_entry(&mut self, key: &([u8; 32], u64), why: Refusal) {
         if let Some(e) = self.mempool.by_nonce.remove(key) {
             self.mempool.ids.remove(&e.id);
-            self.ledger.count(why);
-            self.dropped_ids.push(e.id);
+            if e.local {
+                self.mempool.local -= 1;
+                self.ledger.count(why);
+                self.dropped_ids.push(e.id);
+            }
         }
     }
 
@@ -591,7 +760,7 @@ impl Replica {
         }
         let m = block_message(&block);
         self.send(None, &m);
-        self.remember_block(block);
+        self.remember_block(block, self.me);
         self.counters.proposed += 1;
         self.engine.propose(height, round, BlockId(id), now_ms);
         self.handle_outputs(state, now_ms);
@@ -671,21 +840,41 @@ impl Replica {
         }
     }
 
-    fn remember_block(&mut self, b: Block) {
-        let key = (b.header().height, b.hash());
-        if self.blocks.len() >= MAX_CACHED_BLOCKS && !self.blocks.contains_key(&key) {
-            // Keep the nearest heights: drop the farthest one.
-            let far = self.blocks.keys().next_back().copied();
-            if let Some(far) = far.filter(|f| *f > key) {
-                self.blocks.remove(&far);
-            } else {
-                return;
+    /// Keeps block `b` from `from` (this node for its own) unless that
+    /// sender has its share of the height already, or the cache is full of
+    /// blocks no farther than it: the farthest heights give way first.
+    fn remember_block(&mut self, b: Block, from: [u8; 32]) {
+        let height = b.header().height;
+        let key = (height, b.hash());
+        if self.blocks.contains_key(&key) {
+            return;
+        }
+        let of_sender = self.blocks.range((height, [0; 32])..=(height, [0xff; 32])).filter(|(_, c)| c.from == from);
+        if of_sender.count() >= MAX_BLOCKS_PER_SENDER {
+            self.counters.blocks_refused += 1;
+            return;
+        }
+        let size = b.mem_size();
+        while self.blocks.len() >= MAX_CACHED_BLOCKS || self.cached_bytes + size > self.cfg.cache_bytes {
+            match self.blocks.keys().next_back().copied().filter(|far| far.0 > height) {
+                Some(far) => self.forget_block(&far),
+                None => {
+                    self.counters.blocks_refused += 1;
+                    return;
+                }
             }
         }
-        self.blocks.insert(key, b);
+        self.cached_bytes += size;
+        self.blocks.insert(key, Cached { block: b, from, size });
     }
 
-    fn on_block(&mut self, state: &mut State, height: u64, body: &[u8], now_ms: u64) {
+    fn forget_block(&mut self, key: &(u64, Hash)) {
+        if let Some(c) = self.blocks.remove(key) {
+            self.cached_bytes -= c.size;
+        }
+    }
+
+    fn on_block(&mut self, state: &mut State, from: [u8; 32], height: u64, body: &[u8], now_ms: u64) {
         if height <= self.height || height > self.height + 3 {
             return;
         }
@@ -701,7 +890,7 @@ impl Replica {
         if self.blocks.contains_key(&key) {
             return;
         }
-        self.remember_block(b);
+        self.remember_block(b, from);
         if height == self.height + 1 && self.awaiting_durable.is_none() {
             self.judge(state, key, now_ms);
         }
@@ -729,7 +918,7 @@ impl Replica {
         if self.engine.has_verdict(Height(key.0), BlockId(key.1)) {
             return;
         }
-        let Some(b) = self.blocks.get(&key).cloned() else { return };
+        let Some(b) = self.blocks.get(&key).map(|c| c.block.clone()) else { return };
         let mut valid = self.check(&b, now_ms);
         if valid {
             // Executed on the state and left there until another block is
@@ -746,11 +935,9 @@ impl Replica {
             }
         }
         if valid {
-            if let Some(b) = self.blocks.get(&key).cloned() {
-                if let Err(e) = self.spool(&b) {
-                    self.halted = Some(format!("block spool: {e}"));
-                    return;
-                }
+            if let Err(e) = self.spool(&b) {
+                self.halted = Some(format!("block spool: {e}"));
+                return;
             }
             self.counters.judged_valid += 1;
         } else {
@@ -806,6 +993,10 @@ impl Replica {
             let key = (t.from(), t.nonce());
             if let Some(e) = self.mempool.by_nonce.remove(&key) {
                 self.mempool.ids.remove(&e.id);
+                if !e.local {
+                    continue;
+                }
+                self.mempool.local -= 1;
                 if e.id == tx_id(tx) {
                     self.ledger.applied += 1;
                 } else {
@@ -829,6 +1020,7 @@ impl Replica {
         self.asked = None;
         self.said.clear();
         self.blocks.retain(|k, _| k.0 > h);
+        self.cached_bytes = self.blocks.values().map(|c| c.size).sum();
         self.unspool_below(h + 1);
         let mut bytes = Vec::new();
         b.encode_into(&mut bytes);
@@ -840,11 +1032,20 @@ impl Replica {
         self.awaiting_durable = Some(h);
     }
 
-    fn on_status(&mut self, from: [u8; 32], theirs: u64) {
+    fn on_status(&mut self, from: [u8; 32], theirs: u64, now_ms: u64) {
         self.counters.peer_height = self.counters.peer_height.max(theirs);
         if theirs == 0 || theirs > self.height {
             return;
         }
+        // Once per peer and height a second: a peer repeating its status
+        // gets no more than one answer for it.
+        if let Some(&(h, at)) = self.served_at.get(&from) {
+            if h == theirs && now_ms.saturating_sub(at) < SERVE_EVERY_MS {
+                self.counters.status_ignored += 1;
+                return;
+            }
+        }
+        self.served_at.insert(from, (theirs, now_ms));
         for h in theirs..theirs.saturating_add(CATCH_UP_BATCH).min(self.height + 1) {
             let Some((_, d)) = self.recent.iter().find(|(x, _)| *x == h) else { continue };
             let m = Message::Decided {
@@ -928,7 +1129,7 @@ impl Replica {
                 continue;
             }
             match Block::decode(&bytes) {
-                Some(b) if b.header().height > self.height && b.is_consistent() => self.remember_block(b),
+                Some(b) if b.header().height > self.height && b.is_consistent() => self.remember_block(b, self.me),
                 _ => {
                     let _ = std::fs::remove_file(e.path());
                 }
@@ -1006,5 +1207,75 @@ mod tests {
         assert_eq!(state.account(&public(alice)).unwrap().nonce, 1);
         assert!(state.rollback());
         assert_eq!(state.account(&public(alice)).unwrap().nonce, 0);
+    }
+
+    fn four_seats() -> (Vec<[u8; 32]>, ValidatorSet) {
+        let seeds: Vec<[u8; 32]> = (1..=4).map(|i| [i; 32]).collect();
+        let set = ValidatorSet::new(seeds.iter().map(|s| Validator::seat(public(*s))).collect()).unwrap();
+        (seeds, set)
+    }
+
+    /// A validator sending many distinct blocks cannot fill the node's
+    /// memory: each sender keeps at most `MAX_BLOCKS_PER_SENDER` per
+    /// height, the cache stays within its bytes, and a nearer height's
+    /// block displaces a farther one.
+    #[test]
+    fn peers_blocks_are_bounded_per_sender_and_in_bytes() {
+        let (seeds, set) = four_seats();
+        let g = Genesis::new(9, [GenesisAccount { key: public([0xa1; 32]), balance: 1_000 }]).unwrap();
+        let mut state = State::new(&g, 16);
+        let mut cfg = ReplicaConfig::new(g.hash(), 9, seeds[0], set);
+        cfg.cache_bytes = 768 << 10;
+        let mut r = Replica::new(cfg, &mut state, 0, g.hash(), 0, 1_000).unwrap();
+        let blob = vec![0x5a; 60 << 10];
+        let block = |height: u64, ts: u64, producer: [u8; 32]| {
+            Block::new(height, [height as u8; 32], ts, Stamp { producer, state_root: [0; 32] }, [blob.as_slice()])
+                .unwrap()
+        };
+        let (p1, p2, p3) = (public(seeds[1]), public(seeds[2]), public(seeds[3]));
+        for ts in 0..10 {
+            r.receive(&mut state, p1, &block_message(&block(1, 1_000 + ts, p1)).encode(), 1_001);
+        }
+        let cached = |r: &Replica, h: u64| r.blocks.iter().filter(|(k, c)| k.0 == h && c.from != r.me).count();
+        assert_eq!((cached(&r, 1), r.counters().blocks_refused), (MAX_BLOCKS_PER_SENDER, 6));
+        // Farther heights fill the bytes, from several senders.
+        for (i, p) in [p2, p3, p1, p2, p3, p1, p2, p3, p1, p2, p3, p1].into_iter().enumerate() {
+            r.receive(&mut state, p, &block_message(&block(3, 2_000 + i as u64, p)).encode(), 1_002);
+            assert!(r.cached_bytes <= 768 << 10, "{} bytes", r.cached_bytes);
+        }
+        let at3 = cached(&r, 3);
+        assert!(at3 > 0 && at3 < 12, "height 3 holds {at3}");
+        assert_eq!(r.cached_bytes, r.blocks.values().map(|c| c.size).sum::<usize>());
+        // A block of height 2 takes the place of one of height 3; one of
+        // height 4 finds no farther block to displace.
+        let refused = r.counters().blocks_refused;
+        r.receive(&mut state, p2, &block_message(&block(2, 3_000, p2)).encode(), 1_003);
+        assert_eq!((cached(&r, 2), cached(&r, 3), r.counters().blocks_refused), (1, at3 - 1, refused));
+        r.receive(&mut state, p2, &block_message(&block(3, 3_001, p2)).encode(), 1_003);
+        assert_eq!(r.counters().blocks_refused, refused + 1);
+        assert!(r.cached_bytes <= 768 << 10);
+    }
+
+    /// A validator repeating `status` for one height is answered once per
+    /// `SERVE_EVERY_MS`; a new height is answered at once.
+    #[test]
+    fn a_repeated_status_is_answered_once_a_second() {
+        let (seeds, set) = four_seats();
+        let g = Genesis::new(9, [GenesisAccount { key: public([0xa1; 32]), balance: 1_000 }]).unwrap();
+        let mut state = State::new(&g, 16);
+        let mut r =
+            Replica::new(ReplicaConfig::new(g.hash(), 9, seeds[0], set), &mut state, 5, g.hash(), 0, 1_000).unwrap();
+        let peer = public(seeds[1]);
+        let status = |h: u64| Message::Status { height: Height(h) }.encode();
+        r.receive(&mut state, peer, &status(2), 1_000);
+        r.receive(&mut state, peer, &status(2), 1_500);
+        assert_eq!(r.counters().status_ignored, 1);
+        r.receive(&mut state, peer, &status(3), 1_600);
+        r.receive(&mut state, public(seeds[2]), &status(3), 1_600);
+        assert_eq!(r.counters().status_ignored, 1, "a new height, another peer: answered");
+        r.receive(&mut state, peer, &status(3), 2_599);
+        assert_eq!(r.counters().status_ignored, 2);
+        r.receive(&mut state, peer, &status(3), 2_600);
+        assert_eq!(r.counters().status_ignored, 2, "a second later: answered again");
     }
 }

@@ -30,6 +30,8 @@ struct Net {
     wire: VecDeque<(usize, usize, Arc<Vec<u8>>)>,
     /// Nodes cut off from everyone.
     cut: Vec<bool>,
+    /// Node 0's final blocks: (producer, transactions).
+    finals: Vec<([u8; 32], usize)>,
     now: u64,
     dir: std::path::PathBuf,
 }
@@ -53,8 +55,16 @@ impl Net {
         let genesis = Genesis::new(NET, accts).unwrap().with_validators(validators).unwrap();
         let dir = std::env::temp_dir().join(format!("attnet-net-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut net =
-            Net { genesis, seeds, chains: Vec::new(), wire: VecDeque::new(), cut: vec![false; n], now: 1, dir };
+        let mut net = Net {
+            genesis,
+            seeds,
+            chains: Vec::new(),
+            wire: VecDeque::new(),
+            cut: vec![false; n],
+            finals: Vec::new(),
+            now: 1,
+            dir,
+        };
         for i in 0..n {
             let c = net.boot(i);
             net.chains.push(Some(c));
@@ -85,7 +95,10 @@ impl Net {
             let now = self.now;
             let Some(c) = self.chains[i].as_mut() else { continue };
             c.durable(u64::MAX, now);
-            c.poll(now);
+            let finals = c.poll(now);
+            if i == 0 {
+                self.finals.extend(finals.iter().map(|b| (b.header().producer, b.len())));
+            }
             for (to, bytes) in c.take_outgoing() {
                 for j in 0..n {
                     let target = self.seeds.get(j).map(|s| public(*s));
@@ -172,8 +185,13 @@ fn four_validators_finalize_the_same_blocks_with_transactions_sent_to_each() {
         assert_eq!(k.ledger.applied, per, "each node's own transactions are all in final blocks");
         assert_eq!(k.ledger.submitted, k.ledger.applied + k.ledger.queued + k.ledger.dropped());
         let r = c.replica().unwrap().counters();
-        assert!(r.proposed > 0, "every validator proposed: {r:?}");
         assert_eq!(r.judged_invalid, 0);
+        // Each node forwarded its own 50 and heard the others' 150 (some
+        // after a block already held them).
+        assert_eq!(r.forwarded_sent, per, "{r:?}");
+        assert_eq!(r.forwarded_received, 3 * per, "{r:?}");
+        assert_eq!(r.forwarded_admitted + r.forwarded_known, 3 * per, "{r:?}");
+        assert_eq!((r.forwarded_refused, r.forwarded_bad_signature), (0, 0));
         assert_eq!(c.ledger().account(&dest).unwrap().balance, 3 * sent);
     }
     let _ = std::fs::remove_dir_all(&net.dir);
@@ -185,15 +203,24 @@ fn a_node_cut_off_catches_up_from_certificates_and_a_restarted_node_rejoins() {
     let mut net = Net::new(4, &senders, "catch");
     let dest = public([0x98; 32]);
     net.cut[3] = true;
-    for (i, s) in senders.iter().enumerate() {
-        for tx in transfers(*s, dest, 1..=20) {
+    // Sent over time (forwarding would otherwise put them all in one
+    // block) until the others are a few heights ahead: three of four seats
+    // are more than 2/3, so they go on alone.
+    let mut nonce = 0;
+    while nonce < 20 || net.chains[0].as_ref().unwrap().height() < 4 {
+        nonce += 1;
+        assert!(nonce <= 300, "three of four did not finalize: {:?}", net.heights());
+        for (i, s) in senders.iter().enumerate() {
             let now = net.now;
-            net.chains[i].as_mut().unwrap().submit(&tx, now).unwrap();
+            net.chains[i].as_mut().unwrap().submit(&transfers(*s, dest, nonce..=nonce)[0], now).unwrap();
+        }
+        for _ in 0..5 {
+            net.step();
         }
     }
-    // Three of four seats are more than 2/3: the others go on alone.
+    let sent = 3 * nonce;
     let mut steps = 0;
-    while net.chains[..3].iter().any(|c| c.as_ref().unwrap().counters().block_txs < 60) {
+    while net.chains[..3].iter().any(|c| c.as_ref().unwrap().counters().block_txs < sent) {
         net.step();
         steps += 1;
         assert!(steps < 5_000, "three of four did not finalize: {:?}", net.heights());
@@ -217,13 +244,13 @@ fn a_node_cut_off_catches_up_from_certificates_and_a_restarted_node_rejoins() {
     // test has not got: the restarted node catches up from genesis instead
     // and then votes again.
     net.chains[1] = None;
-    let more = transfers(senders[0], dest, 21..=30);
+    let more = transfers(senders[0], dest, nonce + 1..=nonce + 10);
     for tx in &more {
         let now = net.now;
         net.chains[0].as_mut().unwrap().submit(tx, now).unwrap();
     }
     let mut steps = 0;
-    while net.chains[0].as_ref().unwrap().counters().block_txs < 70 {
+    while net.chains[0].as_ref().unwrap().counters().block_txs < sent + 10 {
         net.step();
         steps += 1;
         assert!(steps < 5_000, "three live nodes stalled: {:?}", net.heights());
@@ -254,4 +281,56 @@ fn a_node_cut_off_catches_up_from_certificates_and_a_restarted_node_rejoins() {
         }
     }
     assert!(tips.iter().all(|t| t.0), "{tips:?}");
+}
+
+/// A client sends to one validator only: forwarding gives its transactions
+/// to the others, whose proposals include them; only the receiving node
+/// counts them in its ledger counters (its clients' RECEIPTs). A forged
+/// copy forwarded by a peer is refused by its signature and nothing else
+/// changes.
+#[test]
+fn transactions_sent_to_one_validator_are_proposed_by_the_others() {
+    let sender = [0x31; 32];
+    let mut net = Net::new(4, &[sender], "fwd");
+    let dest = public([0x97; 32]);
+    let txs = transfers(sender, dest, 1..=200);
+    // Sent over time, so that every validator has a turn to propose some.
+    let mut steps = 0;
+    let mut next = 0;
+    while net.chains[0].as_ref().unwrap().counters().block_txs < txs.len() as u64 {
+        if let Some(tx) = txs.get(next) {
+            let now = net.now;
+            net.chains[0].as_mut().unwrap().submit(tx, now).unwrap();
+            next += 1;
+        }
+        net.step();
+        steps += 1;
+        assert!(steps < 5_000, "not final: {:?}", net.heights());
+    }
+    let me = net.key(0);
+    let by_others: usize = net.finals.iter().filter(|(p, _)| *p != me).map(|(_, n)| n).sum();
+    assert!(by_others > 0, "no other validator proposed a forwarded transaction: {:?}", net.finals);
+    for (i, c) in net.chains.iter().enumerate() {
+        let c = c.as_ref().unwrap();
+        let (k, r) = (c.counters(), c.replica().unwrap().counters());
+        assert_eq!(k.block_txs, 200);
+        if i == 0 {
+            assert_eq!((k.ledger.submitted, k.ledger.applied, r.forwarded_sent), (200, 200, 200));
+        } else {
+            assert_eq!((k.ledger.submitted, k.ledger.applied, k.ledger.queued), (0, 0, 0), "node {i}");
+            assert_eq!(r.forwarded_received, 200, "node {i}: {r:?}");
+            assert_eq!(r.forwarded_admitted + r.forwarded_known, 200, "node {i}: {r:?}");
+            assert!(r.forwarded_admitted > 0, "node {i}: {r:?}");
+        }
+    }
+    // Node 1 forwards a forgery of the next transaction to node 2.
+    let mut forged = transfers(sender, dest, 201..=201).remove(0);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let msg = control::bft::Message::Txs { txs: vec![forged] }.encode();
+    let (now, k1) = (net.now, net.key(1));
+    net.chains[2].as_mut().unwrap().receive(k1, &msg, now);
+    let r = net.chains[2].as_ref().unwrap().replica().unwrap().counters();
+    assert_eq!(r.forwarded_bad_signature, 1, "{r:?}");
+    let _ = std::fs::remove_dir_all(&net.dir);
 }

@@ -5,11 +5,11 @@
 //! stdout and in `DIR/summary.json` (`docs/CONSENSUS.md`, "attnet
 //! testnet").
 //!
-//! Every transaction of the load reaches every validator (one generator
-//! per node sends it the same stream, as forwarding between validators
-//! would): each node verifies each transaction once, the proposer of a
-//! height includes what waits in its mempool, and the other copies leave
-//! the mempools when that block is final.
+//! Load (`--clients`): with `spread` (the default) each node's generator
+//! sends it its own slice of the accounts, and forwarding between the
+//! validators gives every node the rest; each node's clients get their
+//! RECEIPTs from it. With `same` every node receives the whole stream, as
+//! if every client sent to every validator.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -37,10 +37,15 @@ pub struct TestnetArgs {
     /// its last transactions can become final.
     #[arg(long, default_value_t = 20.0)]
     pub duration: f64,
-    /// Transactions per second offered (0: none). Each validator receives
-    /// every one of them, as forwarding would deliver them.
+    /// Transactions per second offered (0: none): distinct transactions,
+    /// however `--clients` spreads them.
     #[arg(long, default_value_t = 0)]
     pub load: u64,
+    /// How the load reaches the validators: `spread`, each node its own
+    /// slice of the accounts at load/N tx/s (forwarding does the rest), or
+    /// `same`, every node the whole stream.
+    #[arg(long, default_value = "spread", value_parser = ["spread", "same"])]
+    pub clients: String,
     /// Keep keys, genesis, data directories, logs and summaries in DIR
     /// (created; it must not hold a testnet already). Without it they go
     /// to a temporary directory removed at the end.
@@ -343,13 +348,19 @@ fn run_in(a: &TestnetArgs, exe: &Path, dir: &Path) -> Result<Value, String> {
         nodes.iter().filter_map(|p| p.view.lock().ok().and_then(|v| v.addr)).collect::<Vec<_>>();
     eprintln!("testnet: {n} validators in {} ({})", dir.display(), if a.load > 0 { "with load" } else { "idle" });
 
-    // Load: every node gets the same stream.
+    // Load: a slice of the accounts for each node, or the same stream.
     let load_secs = (a.duration - 3.0).max(1.0);
+    let spread = a.clients == "spread";
+    let pps = if spread { a.load.div_ceil(n as u64) } else { a.load };
     let mut gens = Vec::new();
     if a.load > 0 {
         for (i, addr) in addrs.iter().enumerate() {
-            let c = generator(exe)
-                .args(["--out", &format!("udp:{addr}"), "--pps", &a.load.to_string()])
+            let mut c = generator(exe);
+            if spread {
+                c.args(["--slice", &format!("{i}/{n}")]);
+            }
+            let c = c
+                .args(["--out", &format!("udp:{addr}"), "--pps", &pps.to_string()])
                 .args(["--duration", &format!("{load_secs}")])
                 .args(["--txs-per-frame", "1", "--frames-per-datagram", "1", "--bad", "0"])
                 .args(["--receipts", "--receipt-wait", "3", "--quiet"])
@@ -436,7 +447,11 @@ fn run_in(a: &TestnetArgs, exe: &Path, dir: &Path) -> Result<Value, String> {
             "replica": net["replica"],
         }));
     }
+    let offered: Vec<u64> = list.iter().map(|l| l["offered"].as_u64().unwrap_or(0)).collect();
+    let offered_txs = if spread { offered.iter().sum() } else { offered.first().copied().unwrap_or(0) };
     let mut summary = json!({
+        "clients": a.clients,
+        "offered_txs": offered_txs,
         "nodes": list,
         "conflicts": c.conflicts,
         "heights_compared": c.top,

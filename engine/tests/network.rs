@@ -168,6 +168,23 @@ fn four_validator_processes_finalize_the_same_blocks_and_a_stopped_one_catches_u
         assert_eq!(n(&s["certified"]), n(&s["blocks"]), "node {i}: every final block certified");
     }
     assert!(n(&network(&summaries[3])["replica"]["caught_up"]) > 0, "{}", network(&summaries[3]));
+    // Each validator forwarded its clients' transactions and heard some of
+    // the others' (node 3's summary covers its second run only; what a
+    // node forwarded before its links were up, it proposed itself).
+    for (i, s) in summaries.iter().enumerate().take(3) {
+        let r = &network(s)["replica"];
+        assert!(n(&r["forwarded_sent"]) >= 5, "node {i}: {r}");
+        assert!(n(&r["forwarded_received"]) > 0, "node {i}: {r}");
+        assert_eq!(
+            n(&r["forwarded_received"]),
+            n(&r["forwarded_admitted"])
+                + n(&r["forwarded_known"])
+                + n(&r["forwarded_refused"])
+                + n(&r["forwarded_bad_signature"]),
+            "node {i}: {r}"
+        );
+        assert_eq!(n(&r["forwarded_bad_signature"]), 0, "node {i}: {r}");
+    }
     let low = summaries.iter().map(|s| n(&s["height"])).min().unwrap();
     assert!(low >= reached);
     same_blocks(&d, &[0, 1, 2, 3], low);
@@ -230,14 +247,22 @@ fn attnet_testnet_runs_four_validators_with_load_and_reports_no_conflict() {
     assert_eq!(s["conflicts"], 0);
     let nodes = s["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 4);
-    let offered = n(&nodes[0]["offered"]);
+    // Each node's clients sent it a slice of the accounts (`--clients
+    // spread`, the default): forwarding carried them to the proposers.
+    assert_eq!(s["clients"], "spread");
+    let offered = n(&s["offered_txs"]);
     assert!(offered > 0);
+    let mut sum = 0;
     for (i, node) in nodes.iter().enumerate() {
         assert!(n(&node["height"]) > 0, "node {i}: {node}");
         assert_eq!(n(&node["peers"]), 3, "node {i}: {node}");
-        assert_eq!(n(&node["offered"]), offered, "every node got the same stream");
+        assert!(n(&node["offered"]) > 0, "node {i}: {node}");
+        assert_eq!(n(&node["receipts"]), n(&node["offered"]), "node {i}: a RECEIPT for each of its clients'");
+        assert!(n(&node["replica"]["forwarded_admitted"]) > 0, "node {i}: {node}");
         assert!(node["finality_p99_ms"].as_f64().unwrap() > 0.0, "node {i}: {node}");
+        sum += n(&node["offered"]);
     }
+    assert_eq!(sum, offered);
     // Every offered transaction is in the final chain, once.
     assert_eq!(n(&s["finalized_txs"]), offered, "{s}");
     // One live line per node per second on stderr.

@@ -63,6 +63,12 @@ pub struct Args {
     /// Repeat for several. Without it the genesis lists no validators.
     #[arg(long, value_name = "NODE_KEY@IP:PORT", requires = "genesis_out")]
     validator: Vec<String>,
+    /// Send only slice I of N of the accounts' transactions (accounts
+    /// whose index is I modulo N): N generators with the same seed, one
+    /// per receiver, share the accounts without sending each other's
+    /// transactions. The rate and count are this slice's.
+    #[arg(long, value_name = "I/N")]
+    slice: Option<String>,
     /// Transactions to pre-sign (default: what the rate and duration or
     /// count need, else 100000).
     #[arg(long)]
@@ -311,7 +317,20 @@ pub fn run(a: Args) -> Result<(), String> {
     };
     let kinds = a.kinds.split(',').map(kind).collect::<Result<Vec<_>, _>>()?;
     let attack = a.attack.as_deref().map(Attack::parse_list).transpose()?.unwrap_or_default();
+    let slice = match a.slice.as_deref() {
+        None => (0, 1),
+        Some(t) => {
+            let bad = || format!("--slice {t}: expected I/N with 0 <= I < N <= --accounts");
+            let (i, n) = t.split_once('/').ok_or_else(bad)?;
+            let (i, n): (usize, usize) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+            if n == 0 || i >= n || n > a.accounts {
+                return Err(bad());
+            }
+            (i, n)
+        }
+    };
     let traffic = TrafficConfig {
+        slice,
         txs_per_frame: tpf,
         frames_per_datagram: a.frames_per_datagram,
         lz4,
@@ -381,8 +400,12 @@ pub fn run(a: Args) -> Result<(), String> {
     // transactions a frame carries on average (the sizes cycle), for the
     // part with the fewest accounts (accounts are split over threads).
     let threads = a.threads;
-    if plan.accounts.len() < threads {
-        return Err(format!("--accounts {} is fewer than --threads {threads}", plan.accounts.len()));
+    let slices = traffic.slice.1;
+    if plan.accounts.len() < threads * slices {
+        return Err(format!(
+            "--accounts {} is fewer than --threads {threads} times the slices ({slices})",
+            plan.accounts.len()
+        ));
     }
     let per_dg = traffic.frames_per_datagram as f64 * (tpf.0 + tpf.1) as f64 / 2.0;
     let dgs = match (a.count, rate, a.duration) {
@@ -397,7 +420,7 @@ pub fn run(a: Args) -> Result<(), String> {
         (Some(t), _) => t.div_ceil(plan.accounts.len()),
         (None, Some(d)) => {
             let part_txs = (d / threads as f64).ceil() * per_dg * 1.02 + 8.0;
-            (part_txs / (plan.accounts.len() / threads) as f64).ceil() as usize
+            (part_txs / (plan.accounts.len() / threads / slices) as f64).ceil() as usize
         }
         (None, None) => DEFAULT_POOL.div_ceil(plan.accounts.len()),
     };

@@ -50,6 +50,10 @@ pub struct TrafficConfig {
     /// attack datagrams are accepted frames its handshake judges, not
     /// `unsupported_channel`.
     pub handshakes: bool,
+    /// Slice `.0` of `.1`: only the transactions of accounts whose index
+    /// is `.0` modulo `.1` (several generators sharing a plan's accounts,
+    /// one per receiver, none sending another's).
+    pub slice: (usize, usize),
 }
 
 impl Default for TrafficConfig {
@@ -62,6 +66,7 @@ impl Default for TrafficConfig {
             attack: Vec::new(),
             attack_share: 0.5,
             handshakes: false,
+            slice: (0, 1),
         }
     }
 }
@@ -374,7 +379,14 @@ impl<'p> Generator<'p> {
             // counter0 + 1.
             .map(|(_, s)| Sealer::new(s.id, &s.c2r, counter0 + 1))
             .collect();
-        let txs = (0..pool.len()).filter(|j| (j % n) % parts == part).map(|j| j as u32).collect();
+        let (slice, slices) = (cfg.slice.0, cfg.slice.1.max(1));
+        let txs = (0..pool.len())
+            .filter(|j| {
+                let a = j % n;
+                a % slices == slice && (a / slices) % parts == part
+            })
+            .map(|j| j as u32)
+            .collect();
         // All hostile would never end: at least one datagram in a thousand is valid.
         let cfg = TrafficConfig {
             bad: cfg.bad.clamp(0.0, 0.999),
@@ -811,6 +823,28 @@ mod tests {
 
     /// One key, every hostile kind: no counter is sealed twice (a replay
     /// resends the same bytes, it does not seal again).
+    /// Slices of one plan, each split over threads, cover every pool
+    /// transaction exactly once, and each account lies in one slice.
+    #[test]
+    fn slices_share_the_accounts_without_overlap() {
+        let plan = Plan::from_seed(8, 4, 1, 12, 1000);
+        let pool = plan.pool(5);
+        let n = plan.accounts.len();
+        let mut seen = vec![0u32; pool.len()];
+        for slice in 0..3 {
+            let cfg = TrafficConfig { slice: (slice, 3), ..TrafficConfig::default() };
+            for part in 0..2 {
+                let g = Generator::new(&plan, &pool, &cfg, part, 2, 1 << 40);
+                for i in 0..g.remaining() {
+                    let j = g.pool_index(i);
+                    assert_eq!((j % n) % 3, slice);
+                    seen[j] += 1;
+                }
+            }
+        }
+        assert!(seen.iter().all(|c| *c == 1), "{seen:?}");
+    }
+
     #[test]
     fn no_counter_is_sealed_twice_under_one_key() {
         let plan = Plan::from_seed(8, 1, 1, 4, 1000);

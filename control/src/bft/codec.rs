@@ -19,6 +19,7 @@ pub mod kind {
     pub const DECIDED: u8 = 0x05;
     pub const POLKA: u8 = 0x06;
     pub const ROUND_CERT: u8 = 0x07;
+    pub const TXS: u8 = 0x08;
 }
 
 /// Domain separation for consensus signatures: a signature made for one
@@ -31,6 +32,9 @@ pub const MAX_BODY: usize = 8 << 20;
 /// The most commit signatures a certificate may carry (seats are at most
 /// this many).
 pub const MAX_SIGNATURES: usize = 1024;
+
+/// The most transactions one `Txs` message carries.
+pub const MAX_FORWARDED: usize = 4096;
 
 const NIL_ROUND: u32 = u32::MAX;
 
@@ -53,6 +57,10 @@ pub enum Message {
     /// Votes that let a peer skip to `round` (f+1 of any kind: `precommit`
     /// false) or leave it (2f+1 precommits: `precommit` true).
     RoundCert { height: Height, round: Round, precommit: bool, votes: Vec<RoundVote> },
+    /// Transactions a validator's clients sent it, forwarded to the other
+    /// validators so that whichever proposes next has them. Each is a
+    /// whole signed transaction; the receiver checks everything again.
+    Txs { txs: Vec<Vec<u8>> },
 }
 
 /// One vote of a round certificate.
@@ -141,6 +149,21 @@ pub enum SignedPart<'a> {
     Vote(&'a Vote),
 }
 
+/// The body of a [`Message::Txs`] of the transactions `txs` yields, at
+/// most [`MAX_FORWARDED`] of them (the rest are left out), without
+/// copying them into a message first; and how many it holds.
+pub fn encode_txs<'a>(txs: impl Iterator<Item = &'a [u8]>) -> (Vec<u8>, usize) {
+    let mut out = vec![kind::TXS, 0, 0];
+    let mut n = 0u16;
+    for t in txs.take(MAX_FORWARDED) {
+        out.extend_from_slice(&(t.len() as u16).to_le_bytes());
+        out.extend_from_slice(t);
+        n += 1;
+    }
+    out[1..3].copy_from_slice(&n.to_le_bytes());
+    (out, usize::from(n))
+}
+
 impl Message {
     /// The body of a channel-1006 frame.
     pub fn encode(&self) -> Vec<u8> {
@@ -193,6 +216,15 @@ impl Message {
                     put_value(&mut out, &v.value);
                     out.extend_from_slice(&v.voter.0);
                     out.extend_from_slice(&v.sig.0);
+                }
+            }
+            Message::Txs { txs } => {
+                out.reserve(3 + txs.iter().map(|t| 2 + t.len()).sum::<usize>());
+                out.push(kind::TXS);
+                out.extend_from_slice(&(txs.len() as u16).to_le_bytes());
+                for t in txs {
+                    out.extend_from_slice(&(t.len() as u16).to_le_bytes());
+                    out.extend_from_slice(t);
                 }
             }
         }
@@ -267,6 +299,22 @@ impl Message {
                     });
                 }
                 Message::RoundCert { height, round, precommit, votes }
+            }
+            kind::TXS => {
+                let n = usize::from(u16::from_le_bytes(r.array()?));
+                if n > MAX_FORWARDED {
+                    return Err(DecodeError::TooLarge);
+                }
+                // Each transaction takes at least its 2-byte length.
+                if r.0.len() < n * 2 {
+                    return Err(DecodeError::Truncated);
+                }
+                let mut txs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let len = usize::from(u16::from_le_bytes(r.array()?));
+                    txs.push(r.take(len)?.to_vec());
+                }
+                Message::Txs { txs }
             }
             k => return Err(DecodeError::UnknownKind(k)),
         };
@@ -422,6 +470,8 @@ mod tests {
                     },
                 ],
             },
+            Message::Txs { txs: vec![vec![1, 2, 3], vec![], vec![9; 300]] },
+            Message::Txs { txs: vec![] },
         ]
     }
 

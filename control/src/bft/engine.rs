@@ -267,7 +267,7 @@ impl<W: Wal> Engine<W> {
                 self.run(Input::RoundCertificate(mt::RoundCertificate { height, round, cert_type, round_signatures }));
             }
             // Blocks, status and catch-up are the host's.
-            Message::Block { .. } | Message::Status { .. } | Message::Decided { .. } => {}
+            Message::Block { .. } | Message::Status { .. } | Message::Decided { .. } | Message::Txs { .. } => {}
         }
     }
 
