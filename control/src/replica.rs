@@ -77,6 +77,11 @@ pub const SERVE_EVERY_MS: u64 = 1_000;
 pub const FORWARD_BATCH: usize = 1024;
 /// `Txs` messages of waiting transactions sent again when a peer connects.
 const MAX_MESSAGES_REFORWARDED: usize = 16;
+/// Forwarded transactions whose signatures are checked together: a batch
+/// this size, or what waits after `FORWARD_VERIFY_WAIT_MS`, or before
+/// this node proposes.
+pub const FORWARD_VERIFY_BATCH: usize = 256;
+pub const FORWARD_VERIFY_WAIT_MS: u64 = 10;
 
 /// A message to send: to every peer (`None`) or to one, and its bytes.
 pub type Outgoing = (Option<[u8; 32]>, Arc<Vec<u8>>);
@@ -236,6 +241,9 @@ impl Wal for Log {
     }
 }
 
+/// A waiting transaction's place: (sender, nonce).
+type TxKey = ([u8; 32], u64);
+
 struct Entry {
     id: [u8; 32],
     bytes: Vec<u8>,
@@ -311,6 +319,11 @@ pub struct Replica {
     applied: Option<Hash>,
     /// This node's clients' transactions not yet forwarded to the peers.
     forward: Vec<([u8; 32], u64)>,
+    /// Transactions peers forwarded, waiting for their signature batch,
+    /// their keys, and since when the oldest waits.
+    fwd_pending: Vec<(Vec<u8>, TxKey)>,
+    fwd_keys: HashSet<TxKey>,
+    fwd_since: u64,
     /// Transactions that arrived since this node last proposed: a full
     /// block's worth makes a proposal due before the interval. (Not the
     /// mempool's size: transactions waiting behind a nonce gap would make
@@ -390,6 +403,9 @@ impl Replica {
             verifier: BatchVerifier::new(cfg.network_id, seed()?),
             applied: None,
             forward: Vec::new(),
+            fwd_pending: Vec::new(),
+            fwd_keys: HashSet::new(),
+            fwd_since: 0,
             arrived: 0,
             cfg,
         };
@@ -504,49 +520,64 @@ impl Replica {
     /// account, nonce, then their signatures in one batch) and wait for a
     /// block like this node's own, without counting in its ledger
     /// counters; they are not forwarded again.
-    fn on_txs(&mut self, state: &State, txs: &[Vec<u8>], now_ms: u64) {
+    fn on_txs(&mut self, state: &State, txs: Vec<Vec<u8>>, now_ms: u64) {
         let c = &mut self.counters;
         c.forwarded_received += txs.len() as u64;
         let min_fee = state.config().min_fee;
-        self.verifier.clear();
-        let mut fresh: Vec<(usize, ([u8; 32], u64))> = Vec::new();
-        let mut seen = HashSet::new();
-        for (i, tx) in txs.iter().enumerate() {
-            let Ok(t) = Transaction::new_checked(tx) else {
+        for tx in txs {
+            let Ok(t) = Transaction::new_checked(&tx) else {
                 c.forwarded_refused += 1;
                 continue;
             };
             let key = (t.from(), t.nonce());
             let known = self.mempool.by_nonce.contains_key(&key)
-                || !seen.insert(key)
+                || self.fwd_keys.contains(&key)
                 || state.account(&t.from()).is_some_and(|a| t.nonce() <= a.nonce);
             if known {
                 c.forwarded_known += 1;
             } else if t.fee() < min_fee
                 || state.account(&t.from()).is_none()
-                || self.mempool.by_nonce.len() + fresh.len() >= self.cfg.mempool_cap
+                || self.mempool.by_nonce.len() + self.fwd_pending.len() >= self.cfg.mempool_cap
             {
                 c.forwarded_refused += 1;
             } else {
-                self.verifier.queue(tx);
-                fresh.push((i, key));
+                if self.fwd_pending.is_empty() {
+                    self.fwd_since = now_ms;
+                }
+                self.fwd_keys.insert(key);
+                self.fwd_pending.push((tx, key));
             }
         }
-        if fresh.is_empty() {
+        if self.fwd_pending.len() >= FORWARD_VERIFY_BATCH {
+            self.verify_forwarded(state, now_ms);
+        }
+    }
+
+    /// Checks the signatures of the forwarded transactions waiting for
+    /// them, in one batch, and admits the good ones that are still new.
+    fn verify_forwarded(&mut self, state: &State, now_ms: u64) {
+        if self.fwd_pending.is_empty() {
             return;
         }
+        let pending = std::mem::take(&mut self.fwd_pending);
+        self.fwd_keys.clear();
+        self.verifier.clear();
+        for (tx, _) in &pending {
+            self.verifier.queue(tx);
+        }
         let ok = self.verifier.verify().to_vec();
-        for (j, (i, key)) in fresh.into_iter().enumerate() {
-            let good = ok.get(j).copied().unwrap_or(false);
-            let Some(tx) = txs.get(i) else { continue };
+        for ((tx, key), good) in pending.into_iter().zip(ok) {
+            let used = state.account(&key.0).is_some_and(|a| key.1 <= a.nonce);
             if !good {
                 self.counters.forwarded_bad_signature += 1;
-            } else if self.mempool.by_nonce.contains_key(&key) {
+            } else if used || self.mempool.by_nonce.contains_key(&key) {
                 self.counters.forwarded_known += 1;
+            } else if self.mempool.by_nonce.len() >= self.cfg.mempool_cap {
+                self.counters.forwarded_refused += 1;
             } else {
-                let id = tx_id(tx);
+                let id = tx_id(&tx);
                 self.mempool.ids.insert(id);
-                self.mempool.by_nonce.insert(key, Entry { id, bytes: tx.clone(), since_ms: now_ms, local: false });
+                self.mempool.by_nonce.insert(key, Entry { id, bytes: tx, since_ms: now_ms, local: false });
                 self.counters.forwarded_admitted += 1;
                 self.arrived += 1;
             }
@@ -570,6 +601,9 @@ impl Replica {
         }
         self.mempool.ids.clear();
         self.mempool.local = 0;
+        self.counters.forwarded_refused += self.fwd_pending.len() as u64;
+        self.fwd_pending.clear();
+        self.fwd_keys.clear();
     }
 
     /// The node's store has every block up to `height` on disk (or keeps
@@ -608,7 +642,7 @@ impl Replica {
         match msg {
             Message::Block { height, body } => self.on_block(state, from, height.0, &body, now_ms),
             Message::Status { height } => self.on_status(from, height.0, now_ms),
-            Message::Txs { txs } => self.on_txs(state, &txs, now_ms),
+            Message::Txs { txs } => self.on_txs(state, txs, now_ms),
             Message::Decided { height, round, body, signatures } => {
                 self.on_decided(state, height.0, round, &body, signatures, now_ms)
             }
@@ -624,6 +658,9 @@ impl Replica {
         }
         self.expire(now_ms);
         self.flush_forward();
+        if now_ms.saturating_sub(self.fwd_since) >= FORWARD_VERIFY_WAIT_MS {
+            self.verify_forwarded(state, now_ms);
+        }
         self.engine.tick(now_ms);
         if now_ms.saturating_sub(self.last_status_ms) >= STATUS_EVERY_MS {
             self.status(now_ms);
@@ -752,6 +789,7 @@ impl Replica {
         }
         self.asked = None;
         self.arrived = 0;
+        self.verify_forwarded(state, now_ms);
         let Some(block) = self.build(state, now_ms) else { return };
         let id = block.hash();
         if let Err(e) = self.spool(&block) {

@@ -330,6 +330,9 @@ fn transactions_sent_to_one_validator_are_proposed_by_the_others() {
     let msg = control::bft::Message::Txs { txs: vec![forged] }.encode();
     let (now, k1) = (net.now, net.key(1));
     net.chains[2].as_mut().unwrap().receive(k1, &msg, now);
+    // Checked with the next batch: within FORWARD_VERIFY_WAIT_MS.
+    net.step();
+    net.step();
     let r = net.chains[2].as_ref().unwrap().replica().unwrap().counters();
     assert_eq!(r.forwarded_bad_signature, 1, "{r:?}");
     let _ = std::fs::remove_dir_all(&net.dir);
