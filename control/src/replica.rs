@@ -25,6 +25,10 @@
 //!   receipts). The next height starts once the node reports the block
 //!   durable ([`Replica::durable`]), so the log of a height is truncated
 //!   only after its block is on disk.
+//! - **Forwarding.** This node's clients' transactions go to every peer
+//!   (message `Txs`); peers' forwards are checked cheaply, then their
+//!   signatures in batches, and wait in the mempool apart from this node's
+//!   ledger counters.
 //! - **Catch-up.** Every node says which height it votes on (`status`) when
 //!   it starts a height and every [`STATUS_EVERY_MS`]; a peer that is
 //!   behind gets the final blocks it lacks with their commit certificates
@@ -257,7 +261,7 @@ struct Entry {
 /// Transactions waiting for a block, by (sender, nonce).
 #[derive(Default)]
 struct Mempool {
-    by_nonce: BTreeMap<([u8; 32], u64), Entry>,
+    by_nonce: BTreeMap<TxKey, Entry>,
     ids: HashSet<[u8; 32]>,
     /// Entries with `local` set.
     local: u64,
@@ -318,7 +322,7 @@ pub struct Replica {
     /// judged valid): committed as it is if decided, else rolled back.
     applied: Option<Hash>,
     /// This node's clients' transactions not yet forwarded to the peers.
-    forward: Vec<([u8; 32], u64)>,
+    forward: Vec<TxKey>,
     /// Transactions peers forwarded, waiting for their signature batch,
     /// their keys, and since when the oldest waits.
     fwd_pending: Vec<(Vec<u8>, TxKey)>,
@@ -530,13 +534,14 @@ impl Replica {
                 continue;
             };
             let key = (t.from(), t.nonce());
+            let acct = state.account(&t.from());
             let known = self.mempool.by_nonce.contains_key(&key)
                 || self.fwd_keys.contains(&key)
-                || state.account(&t.from()).is_some_and(|a| t.nonce() <= a.nonce);
+                || acct.is_some_and(|a| t.nonce() <= a.nonce);
             if known {
                 c.forwarded_known += 1;
             } else if t.fee() < min_fee
-                || state.account(&t.from()).is_none()
+                || acct.is_none()
                 || self.mempool.by_nonce.len() + self.fwd_pending.len() >= self.cfg.mempool_cap
             {
                 c.forwarded_refused += 1;
@@ -759,7 +764,7 @@ impl Replica {
         }
     }
 
-    fn drop_entry(&mut self, key: &([u8; 32], u64), why: Refusal) {
+    fn drop_entry(&mut self, key: &TxKey, why: Refusal) {
         if let Some(e) = self.mempool.by_nonce.remove(key) {
             self.mempool.ids.remove(&e.id);
             if e.local {
