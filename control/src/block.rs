@@ -15,9 +15,15 @@
 //! | 82 | 4 | tx_count (u32 LE) |
 //! | 86 | 32 | tx_root ([`crate::merkle::root`] over the transactions) |
 //! | 118 | 32 | state_root: the accounts after this block ([`crate::root`]) |
-//! | 150 | 32 | validator_set_hash (reserved for consensus: zeros) |
-//! | 182 | 32 | prev_commit_hash: the previous block's commit certificate (reserved: zeros) |
-//! | 214 | 32 | evidence_root (reserved: zeros) |
+//! | 150 | 32 | validator_set_hash: the seats voting on this block (`crate::bft::ValidatorSet::hash`; zeros without consensus) |
+//! | 182 | 32 | prev_commit_hash: hash of the commit section (zeros: none) |
+//! | 214 | 32 | evidence_root: hash of the evidence section (zeros: none) |
+//!
+//! A block of a network of validators may carry, after its transactions,
+//! the previous block's commit certificate (which seats signed it: the
+//! work the election counts) and equivocation evidence (what slashes a
+//! producer); see [`Extension`]. Each section is present exactly when its
+//! header hash is not zeros.
 //!
 //! Every block takes all the transactions applied since the last one, so
 //! the state root is the ledger's state right after them and the block's
@@ -53,12 +59,13 @@ pub struct BlockHeader {
     pub merkle_root: Hash,
     /// The state root after the block ([`crate::root`]).
     pub state_root: Hash,
-    /// Reserved for consensus (zeros): the validator set's hash.
+    /// The hash of the seats that vote on this block (zeros without
+    /// consensus).
     pub validator_set_hash: Hash,
-    /// Reserved for consensus (zeros): the previous block's commit
-    /// certificate's hash.
+    /// The hash of the commit section ([`Extension::commit`]); zeros: none.
     pub prev_commit_hash: Hash,
-    /// Reserved for consensus (zeros): the root of misbehaviour evidence.
+    /// The hash of the evidence section ([`Extension::evidence`]); zeros:
+    /// none.
     pub evidence_root: Hash,
 }
 
@@ -128,6 +135,131 @@ pub struct Block {
     header: BlockHeader,
     data: Vec<u8>,
     ends: Vec<usize>,
+    ext: Extension,
+}
+
+/// Most signatures a commit section holds (more than any seat count).
+pub const MAX_COMMIT_SIGNATURES: usize = 1024;
+/// Most evidence pairs one block carries.
+pub const MAX_EVIDENCE: usize = 16;
+/// Most bytes of one signed consensus message in evidence.
+pub const MAX_EVIDENCE_MESSAGE: usize = 1024;
+
+/// The signers of a commit and their signatures: (node key, signature).
+pub type CommitSignatures = Vec<([u8; 32], [u8; 64])>;
+
+/// What a block of a network of validators carries for the consensus
+/// besides its transactions, after them in the block's encoding:
+///
+/// - commit section: `round (u32 LE) || count (u16 LE) || count × (node
+///   key (32) || signature (64))`, the precommits of the previous block's
+///   certificate; its header hash is SHA-256 of `"attnet/commit/v1"` and
+///   the section;
+/// - evidence section: `count (u16 LE) || count × (len (u32 LE) || message
+///   || len (u32 LE) || message)`, each pair two signed consensus messages
+///   of one seat that conflict (`docs/PROTOCOL.md`, 0x01 and 0x02 bodies);
+///   its header hash is SHA-256 of `"attnet/evidence/v1"` and the section.
+///
+/// Whether the signatures hold is the consensus' check
+/// (`crate::replica`); the block only binds the sections to its hash.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extension {
+    /// The previous block's commit: its round and who signed it.
+    pub commit: Option<(u32, CommitSignatures)>,
+    /// Conflicting pairs of signed messages.
+    pub evidence: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Extension {
+    fn commit_bytes(&self) -> Option<Vec<u8>> {
+        let (round, sigs) = self.commit.as_ref()?;
+        let mut out = Vec::with_capacity(6 + 96 * sigs.len());
+        out.extend_from_slice(&round.to_le_bytes());
+        out.extend_from_slice(&(sigs.len() as u16).to_le_bytes());
+        for (k, sig) in sigs {
+            out.extend_from_slice(k);
+            out.extend_from_slice(sig);
+        }
+        Some(out)
+    }
+
+    fn evidence_bytes(&self) -> Option<Vec<u8>> {
+        if self.evidence.is_empty() {
+            return None;
+        }
+        let mut out = Vec::new();
+        out.extend_from_slice(&(self.evidence.len() as u16).to_le_bytes());
+        for (a, b) in &self.evidence {
+            for m in [a, b] {
+                out.extend_from_slice(&(m.len() as u32).to_le_bytes());
+                out.extend_from_slice(m);
+            }
+        }
+        Some(out)
+    }
+
+    /// Whether the sections are within their bounds.
+    fn is_bounded(&self) -> bool {
+        self.commit.as_ref().is_none_or(|(_, s)| s.len() <= MAX_COMMIT_SIGNATURES)
+            && self.evidence.len() <= MAX_EVIDENCE
+            && self.evidence.iter().all(|(a, b)| a.len() <= MAX_EVIDENCE_MESSAGE && b.len() <= MAX_EVIDENCE_MESSAGE)
+    }
+
+    fn hashes(&self) -> (Hash, Hash) {
+        let h = |domain: &[u8], b: Option<Vec<u8>>| -> Hash {
+            b.map_or([0; 32], |b| Sha256::new().chain_update(domain).chain_update(b).finalize().into())
+        };
+        (h(b"attnet/commit/v1", self.commit_bytes()), h(b"attnet/evidence/v1", self.evidence_bytes()))
+    }
+
+    fn len(&self) -> usize {
+        self.commit.as_ref().map_or(0, |(_, s)| 6 + 96 * s.len())
+            + self.evidence.iter().map(|(a, b)| 8 + a.len() + b.len()).sum::<usize>()
+    }
+
+    /// Reads the sections the header says are there from `rest`, which
+    /// they must fill exactly.
+    fn decode(h: &BlockHeader, mut rest: &[u8]) -> Option<Extension> {
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let (a, b) = (rest.get(..n)?, rest.get(n..)?);
+            rest = b;
+            Some(a)
+        };
+        let mut ext = Extension::default();
+        if h.prev_commit_hash != [0; 32] {
+            let round = u32::from_le_bytes(take(4)?.try_into().ok()?);
+            let n = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
+            if n > MAX_COMMIT_SIGNATURES {
+                return None;
+            }
+            let mut sigs = Vec::with_capacity(n);
+            for _ in 0..n {
+                let k: [u8; 32] = take(32)?.try_into().ok()?;
+                let s: [u8; 64] = take(64)?.try_into().ok()?;
+                sigs.push((k, s));
+            }
+            ext.commit = Some((round, sigs));
+        }
+        if h.evidence_root != [0; 32] {
+            let n = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
+            if n == 0 || n > MAX_EVIDENCE {
+                return None;
+            }
+            for _ in 0..n {
+                let mut pair = [Vec::new(), Vec::new()];
+                for m in &mut pair {
+                    let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+                    if len > MAX_EVIDENCE_MESSAGE {
+                        return None;
+                    }
+                    *m = take(len)?.to_vec();
+                }
+                let [a, b] = pair;
+                ext.evidence.push((a, b));
+            }
+        }
+        rest.is_empty().then_some(ext)
+    }
 }
 
 impl Block {
@@ -175,12 +307,30 @@ impl Block {
             prev_commit_hash: [0; 32],
             evidence_root: [0; 32],
         };
-        let mut b = Block { header, data, ends };
+        let mut b = Block { header, data, ends, ext: Extension::default() };
         b.header.merkle_root = match root {
             Some(r) => r,
             None => merkle::root_with(&mut Vec::new(), b.txs()),
         };
         Some(b)
+    }
+
+    /// The same block committing to the seats that vote on it
+    /// (`validator_set_hash`) and carrying `ext` (its header hashes set);
+    /// `None` if a section is beyond its bounds.
+    pub fn with_consensus(mut self, validator_set_hash: Hash, ext: Extension) -> Option<Block> {
+        if !ext.is_bounded() {
+            return None;
+        }
+        self.header.validator_set_hash = validator_set_hash;
+        (self.header.prev_commit_hash, self.header.evidence_root) = ext.hashes();
+        self.ext = ext;
+        Some(self)
+    }
+
+    /// What the block carries for the consensus.
+    pub fn extension(&self) -> &Extension {
+        &self.ext
     }
 
     /// The block's buffers, emptied, for [`BlockBuilder::recycle`].
@@ -203,7 +353,7 @@ impl Block {
 
     /// Bytes the block holds in memory (header, transactions, their ends).
     pub fn mem_size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.data.len() + self.ends.len() * std::mem::size_of::<usize>()
+        std::mem::size_of::<Self>() + self.data.len() + self.ends.len() * std::mem::size_of::<usize>() + self.ext.len()
     }
 
     /// Number of transactions.
@@ -234,14 +384,18 @@ impl Block {
     }
 
     /// Appends the block as the block log stores it: the header's 246
-    /// bytes, then each transaction as a `u32 LE` length and its bytes.
+    /// bytes, then each transaction as a `u32 LE` length and its bytes,
+    /// then the [`Extension`]'s sections the header names.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        out.reserve(HEADER_LEN + self.data.len() + 4 * self.ends.len());
+        out.reserve(HEADER_LEN + self.data.len() + 4 * self.ends.len() + self.ext.len());
         out.extend_from_slice(&self.header.encode());
         for t in self.txs() {
             // A transaction is far shorter than 4 GiB (it fits a datagram).
             out.extend_from_slice(&(t.len() as u32).to_le_bytes());
             out.extend_from_slice(t);
+        }
+        for section in [self.ext.commit_bytes(), self.ext.evidence_bytes()].into_iter().flatten() {
+            out.extend_from_slice(&section);
         }
     }
 
@@ -255,19 +409,24 @@ impl Block {
         let n = header.tx_count as usize;
         let mut data = Vec::with_capacity(rest.len().saturating_sub(4 * n));
         let mut ends = Vec::with_capacity(n.min(rest.len() / 4));
-        while !rest.is_empty() {
+        for _ in 0..n {
             let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
             data.extend_from_slice(rest.get(4..4 + len)?);
             ends.push(data.len());
             rest = rest.get(4 + len..)?;
         }
-        (ends.len() == n).then_some(Block { header, data, ends })
+        let ext = Extension::decode(&header, rest)?;
+        Some(Block { header, data, ends, ext })
     }
 
-    /// Whether `tx_count` and `merkle_root` match the transactions: what a
-    /// node checks on a block it did not build.
+    /// Whether `tx_count`, `merkle_root` and the extension's hashes match
+    /// what the block holds: what a node checks on a block it did not
+    /// build.
     pub fn is_consistent(&self) -> bool {
-        self.header.tx_count as usize == self.ends.len() && merkle::root(self.txs()) == self.header.merkle_root
+        self.header.tx_count as usize == self.ends.len()
+            && merkle::root(self.txs()) == self.header.merkle_root
+            && self.ext.is_bounded()
+            && self.ext.hashes() == (self.header.prev_commit_hash, self.header.evidence_root)
     }
 }
 

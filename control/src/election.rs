@@ -23,11 +23,13 @@
 //! with one equal vote in the BFT engine: stake decides who is elected,
 //! not how much a seat weighs.
 
+use serde::{Deserialize, Serialize};
+
 use crate::state::State;
 
 /// Election parameters (genesis-wide; the defaults are the documented
 /// ones).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ElectionParams {
     /// Seats to fill (fewer when fewer producers are registered).
     pub seats: usize,
@@ -38,18 +40,30 @@ pub struct ElectionParams {
     pub work_cap: u64,
     /// Heights per epoch: seats are elected at every multiple.
     pub epoch: u64,
+    /// Minted for each final block with a registered producer, until
+    /// `issuance_cap` is reached (0: no issuance).
+    pub block_reward: u64,
+    /// Most ever minted.
+    pub issuance_cap: u64,
 }
 
 impl Default for ElectionParams {
     fn default() -> Self {
         // 21 seats as in the white paper's delegated producers; a day of
         // blocks at 5 a second for the holding cap and an epoch of an hour.
-        ElectionParams { seats: 21, holding_cap: 432_000, work_cap: 10_000, epoch: 18_000 }
+        ElectionParams {
+            seats: 21,
+            holding_cap: 432_000,
+            work_cap: 10_000,
+            epoch: 18_000,
+            block_reward: 0,
+            issuance_cap: 0,
+        }
     }
 }
 
 /// An elected seat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seat {
     /// The producer's owner account.
     pub owner: [u8; 32],
@@ -67,9 +81,17 @@ pub fn epoch_of(height: u64, p: &ElectionParams) -> u64 {
 /// first (ties: lower owner key first).
 pub fn scores(state: &State, h: u64, p: &ElectionParams) -> Vec<Seat> {
     let cap = u128::from(p.holding_cap.max(1));
+    let held_since = |amount: u64, since: u64| -> u128 {
+        u128::from(amount) * u128::from(h.saturating_sub(since).min(p.holding_cap.max(1))) / cap
+    };
+    // An account's `staked_since` of 0 means nothing staked; a producer's
+    // `since` of 0 means the genesis, where its bond was held from.
     let aged = |amount: u64, since: u64| -> u128 {
-        let age = if since == 0 { 0 } else { h.saturating_sub(since) };
-        u128::from(amount) * u128::from(age.min(p.holding_cap.max(1))) / cap
+        if since == 0 {
+            0
+        } else {
+            held_since(amount, since)
+        }
     };
     let mut held: std::collections::BTreeMap<[u8; 32], u128> = std::collections::BTreeMap::new();
     for (_, a) in state.accounts() {
@@ -84,7 +106,7 @@ pub fn scores(state: &State, h: u64, p: &ElectionParams) -> Vec<Seat> {
         .producers()
         .map(|(owner, pr)| {
             let stake = u128::from(pr.bond) + u128::from(pr.votes);
-            let held = held.get(owner).copied().unwrap_or(0) + aged(pr.bond, pr.since);
+            let held = held.get(owner).copied().unwrap_or(0) + held_since(pr.bond, pr.since);
             let work = state.account(owner).map_or(0, |a| a.blocks_proposed.saturating_add(a.certificates_signed));
             let work = u128::from(work).min(wcap);
             let score = (stake + held) * (4 * wcap + work) / (4 * wcap);
@@ -108,6 +130,7 @@ pub fn elect(state: &State, h: u64, p: &ElectionParams) -> Vec<Seat> {
 mod tests {
     use super::*;
     use crate::genesis::{Genesis, GenesisAccount};
+    use crate::ledger::Refusal;
     use attnet_core::wire::tx::{Kind, Repr, Transaction};
 
     fn key(i: u8) -> [u8; 32] {
@@ -163,7 +186,7 @@ mod tests {
     /// proposed blocks gives the producers the formula names, in order.
     #[test]
     fn a_scripted_history_elects_the_expected_producers() {
-        let p = ElectionParams { seats: 3, holding_cap: 100, work_cap: 40, epoch: 50 };
+        let p = ElectionParams { seats: 3, holding_cap: 100, work_cap: 40, epoch: 50, ..ElectionParams::default() };
         let mut c = Chain::new(9);
         // Producers owned by accounts 1..=4, node keys 0x81..=0x84.
         let reg: Vec<_> = (1..=4).map(|i| (Kind::RegisterProducer, i, key(0x80 + i), 0)).collect();
@@ -208,6 +231,147 @@ mod tests {
         assert_eq!(elect(&c.s, c.h, &p), elect(&c.s, c.h, &p));
         assert_eq!(epoch_of(50, &p), 0);
         assert_eq!(epoch_of(51, &p), 1);
+    }
+
+    /// Slashing takes the whole bond out of the supply, removes the
+    /// producer from the next election and for good (neither its owner nor
+    /// its node key registers again), and is undone with its block.
+    #[test]
+    fn a_slashed_producer_leaves_the_supply_and_the_elections() {
+        let p = ElectionParams { seats: 3, holding_cap: 100, work_cap: 40, epoch: 10, ..ElectionParams::default() };
+        let mut c = Chain::new(5);
+        c.s = {
+            let accounts = (1..=5).map(|i| GenesisAccount { key: key(i), balance: 1_000_000 });
+            let g = Genesis::new(1, accounts).unwrap().with_staking(5, 1000).unwrap();
+            let vals = (1..=3)
+                .map(|i| crate::genesis::GenesisValidator {
+                    node_key: key(0x80 + i),
+                    owner: key(i),
+                    bond: 1000,
+                    address: "127.0.0.1:7100".parse().unwrap(),
+                })
+                .collect();
+            State::new(&g.with_validators(vals).unwrap().with_election(p).unwrap(), 8)
+        };
+        assert_eq!(owners(c.s.seats()), vec![1, 2, 3], "the genesis validators sit first");
+        assert_eq!(c.s.account(&key(1)).unwrap().balance, 1_000_000 - 1000, "the bond left the balance");
+        c.block(&[(Kind::RegisterProducer, 4, key(0x84), 0)], None);
+        let before = c.s.supply();
+        assert!(before.holds());
+
+        // Undone with its block.
+        c.s.begin();
+        assert_eq!(c.s.slash(&key(0x82)), 1000);
+        c.s.rollback();
+        assert_eq!(c.s.supply(), before);
+        assert!(c.s.producer_of(&key(0x82)).is_some());
+
+        c.s.begin();
+        assert_eq!(c.s.slash(&key(0x82)), 1000);
+        assert_eq!(c.s.slash(&key(0x82)), 0, "once");
+        c.h += 1;
+        c.s.end_block(c.h, None, 0);
+        assert!(c.s.commit_oldest());
+        let after = c.s.supply();
+        assert!(after.holds(), "{after:?}");
+        assert_eq!((after.total + 1000, after.bonds + 1000, c.s.slashed()), (before.total, before.bonds, 1000));
+        assert_eq!(owners(c.s.seats()), vec![1, 2, 3], "the seat is kept to the end of the epoch");
+
+        // Neither the owner nor the node key comes back.
+        let reg = |from: u8, nk: [u8; 32], nonce: u64| {
+            let r = Repr {
+                kind: Kind::RegisterProducer,
+                from: key(from),
+                to: nk,
+                nonce,
+                amount: 0,
+                fee: 1,
+                memo: b"127.0.0.1:7100",
+                signature: [0; 64],
+            };
+            let mut b = vec![0u8; r.buffer_len()];
+            r.emit(&mut b).unwrap();
+            b
+        };
+        let again = reg(2, key(0x92), 1);
+        assert_eq!(c.s.execute(&Transaction::new_checked(&again[..]).unwrap()), Err(Refusal::AlreadyProducer));
+        let stolen = reg(5, key(0x82), 1);
+        assert_eq!(c.s.execute(&Transaction::new_checked(&stolen[..]).unwrap()), Err(Refusal::NodeKeyTaken));
+
+        // The boundary seats the others.
+        c.idle(10 - c.h % 10);
+        assert_eq!(owners(c.s.seats()), vec![1, 3, 4]);
+        assert!(
+            c.s.voted().iter().any(|s| s.owner == key(2)),
+            "the last block of the epoch was voted on by the old seats"
+        );
+        c.idle(1);
+        assert_eq!(c.s.voted(), c.s.seats());
+    }
+
+    /// Block rewards: minted per block of a registered producer up to the
+    /// cap, the owner's share by its bond, the voters' pool paid at the
+    /// boundary by stake; `genesis + minted − slashed` equals every
+    /// balance, stake, unbonding amount, bond and unpaid share at every
+    /// height, and a block rolled back takes its rewards with it.
+    #[test]
+    fn rewards_are_capped_and_the_supply_holds_at_every_height() {
+        let p =
+            ElectionParams { seats: 3, epoch: 10, block_reward: 100, issuance_cap: 1_050, ..ElectionParams::default() };
+        let accounts = (1..=4).map(|i| GenesisAccount { key: key(i), balance: 100_000 });
+        let g = Genesis::new(1, accounts).unwrap().with_staking(5, 1000).unwrap();
+        let vals = (1..=3)
+            .map(|i| crate::genesis::GenesisValidator {
+                node_key: key(0x80 + i),
+                owner: key(i),
+                bond: 1000,
+                address: "127.0.0.1:7100".parse().unwrap(),
+            })
+            .collect();
+        let g = g.with_validators(vals).unwrap().with_election(p).unwrap();
+        let mut c = Chain { s: State::new(&g, 8), h: 0 };
+        let genesis_total = u128::from(g.total_supply());
+        let check = |c: &Chain| {
+            let s = c.s.supply();
+            assert!(s.holds(), "height {}: {s:?}", c.h);
+            assert_eq!(s.total, genesis_total + u128::from(c.s.minted()) - u128::from(c.s.slashed()), "height {}", c.h);
+        };
+        // Block 1 has no producer: nothing minted, its fees stay unpaid.
+        c.block(&[(Kind::Stake, 4, key(4), 3000), (Kind::Vote, 4, key(1), 0)], None);
+        check(&c);
+        let owner_after_1 = c.s.account(&key(1)).unwrap().balance;
+        assert_eq!((owner_after_1, c.s.minted()), (100_000 - 1000, 0), "the bond left the owner's balance");
+        for _ in 2..=9 {
+            c.block(&[], Some(key(0x81)));
+            check(&c);
+        }
+        // Bond 1000 of 4000 backing: 25 to the owner, 75 to the pool.
+        assert_eq!(c.s.account(&key(1)).unwrap().balance, owner_after_1 + 8 * 25);
+        assert_eq!(c.s.supply().rewards_unpaid, 8 * 75);
+        let voter = c.s.account(&key(4)).unwrap().balance;
+
+        // The boundary pays the pool; undone with its block, then again.
+        c.s.begin();
+        c.s.end_block(10, Some(key(0x81)), 0);
+        assert_eq!(c.s.account(&key(4)).unwrap().balance, voter + 9 * 75);
+        assert!(c.s.rollback());
+        assert_eq!((c.s.account(&key(4)).unwrap().balance, c.s.minted()), (voter, 800));
+        check(&c);
+        c.block(&[], Some(key(0x81)));
+        check(&c);
+        assert_eq!(c.s.account(&key(4)).unwrap().balance, voter + 9 * 75);
+        assert_eq!(c.s.supply().rewards_unpaid, 0);
+
+        // A producer that is not registered mints nothing; then 100, the
+        // 50 left under the cap, and nothing after.
+        c.block(&[], Some(key(0x99)));
+        assert_eq!(c.s.minted(), 900);
+        c.block(&[], Some(key(0x81)));
+        c.block(&[], Some(key(0x81)));
+        c.block(&[], Some(key(0x81)));
+        check(&c);
+        assert_eq!(c.s.minted(), 1_050);
+        assert_eq!(c.s.supply().rewards_unpaid, 75 + 37, "50 × 3000 / 4000 rounded down");
     }
 
     #[test]

@@ -29,6 +29,12 @@
 //! seats), the bond (at least `producer_bond`) and the address its
 //! validator links listen on. A genesis without validators (any version)
 //! makes a node the only validator under its own node key, final at once.
+//! With validators, an optional `election` object sets how the seats are
+//! elected after the first epoch (`crate::election`): `{"seats": 21,
+//! "epoch": 18000, "holding_cap": 432000, "work_cap": 10000,
+//! "block_reward": 0, "issuance_cap": 0}`, each field optional (those are
+//! the defaults); `seats` and `epoch` at least 1; a `block_reward` above 0
+//! mints that much per final block until `issuance_cap` is minted.
 //! The format is described for operators in `docs/GENESIS.md`.
 #![deny(clippy::indexing_slicing)]
 
@@ -38,6 +44,8 @@ use std::path::Path;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+
+use crate::election::ElectionParams;
 
 /// The newest genesis file format this build reads and writes (version 2:
 /// validators). A file without a `version` field is version 1; a genesis
@@ -91,6 +99,8 @@ pub struct Genesis {
     total: u64,
     /// Sorted by node key; empty: no validator list.
     validators: Vec<GenesisValidator>,
+    /// How seats are elected (used only with validators).
+    election: ElectionParams,
 }
 
 impl Genesis {
@@ -122,6 +132,7 @@ impl Genesis {
             accounts: indexed.into_iter().map(|(_, a)| a).collect(),
             total,
             validators: Vec::new(),
+            election: ElectionParams::default(),
         })
     }
 
@@ -134,6 +145,12 @@ impl Genesis {
         for (i, v) in validators.iter().enumerate() {
             if validators.iter().take(i).any(|w| w.node_key == v.node_key) {
                 return Err(format!("validators[{i}]: node key {} is listed twice", hex::encode(v.node_key)));
+            }
+            if validators.iter().take(i).any(|w| w.owner == v.owner) {
+                return Err(format!(
+                    "validators[{i}]: owner {} already bonds another seat (one producer per account)",
+                    hex::encode(v.owner)
+                ));
             }
             let Some(owner) = self.accounts.iter().find(|a| a.key == v.owner) else {
                 return Err(format!("validators[{i}]: owner {} is not a genesis account", hex::encode(v.owner)));
@@ -158,6 +175,29 @@ impl Genesis {
     /// none (then a node is the only validator, under its own node key).
     pub fn validators(&self) -> &[GenesisValidator] {
         &self.validators
+    }
+
+    /// The same genesis with other election parameters (they matter only
+    /// with validators). `seats` and `epoch` must be at least 1.
+    pub fn with_election(mut self, p: ElectionParams) -> Result<Genesis, String> {
+        if p.seats == 0 {
+            return Err("election.seats must be at least 1".into());
+        }
+        if p.epoch == 0 {
+            return Err("election.epoch must be at least 1".into());
+        }
+        // Every balance stays within u64: the genesis total plus all that
+        // can ever be minted.
+        if self.total.checked_add(p.issuance_cap).is_none() {
+            return Err("election.issuance_cap with the genesis balances overflows u64".into());
+        }
+        self.election = p;
+        Ok(self)
+    }
+
+    /// How the seats are elected at each epoch boundary.
+    pub fn election(&self) -> ElectionParams {
+        self.election
     }
 
     /// The same genesis with another minimum fee. 0 is an error: with it a
@@ -208,7 +248,12 @@ impl Genesis {
                 raw.unbonding_blocks.unwrap_or(DEFAULT_UNBONDING_BLOCKS),
                 raw.producer_bond.unwrap_or(DEFAULT_PRODUCER_BOND),
             )?;
-        let Some(list) = raw.validators else { return Ok(g) };
+        let Some(list) = raw.validators else {
+            if raw.election.is_some() {
+                return Err("election needs validators".into());
+            }
+            return Ok(g);
+        };
         if probe.version != Some(VERSION) {
             return Err(format!("validators need version {VERSION}"));
         }
@@ -225,7 +270,23 @@ impl Genesis {
             })?;
             validators.push(GenesisValidator { node_key, owner, bond: v.bond, address });
         }
-        g.with_validators(validators)
+        let d = ElectionParams::default();
+        let e = raw.election.unwrap_or(RawElection {
+            seats: None,
+            epoch: None,
+            holding_cap: None,
+            work_cap: None,
+            block_reward: None,
+            issuance_cap: None,
+        });
+        g.with_validators(validators)?.with_election(ElectionParams {
+            seats: e.seats.unwrap_or(d.seats),
+            epoch: e.epoch.unwrap_or(d.epoch),
+            holding_cap: e.holding_cap.unwrap_or(d.holding_cap),
+            work_cap: e.work_cap.unwrap_or(d.work_cap),
+            block_reward: e.block_reward.unwrap_or(d.block_reward),
+            issuance_cap: e.issuance_cap.unwrap_or(d.issuance_cap),
+        })
     }
 
     /// Reads and parses a genesis file; every error starts with the path,
@@ -274,8 +335,10 @@ impl Genesis {
     /// for each account in ascending key order `key (32) || balance (u64
     /// LE)`; with validators, then `"validators"` and for each in ascending
     /// node-key order `node_key || owner || bond (u64 LE) || address length
-    /// (u32 LE) || address` (a genesis without validators hashes as version
-    /// 1 did). The three parameters are rules of the ledger, so two files
+    /// (u32 LE) || address`, then `"election"` and the six election
+    /// parameters (`seats`, `epoch`, `holding_cap`, `work_cap`,
+    /// `block_reward`, `issuance_cap`, each u64 LE) (a genesis without
+    /// validators hashes as version 1 did). The three parameters are rules of the ledger, so two files
     /// that differ only in one describe different chains.
     /// It is the parent of block 1, so nodes with different genesis files
     /// build chains that cannot be mistaken for one another. The encoding
@@ -300,6 +363,11 @@ impl Genesis {
                 let addr = v.address.to_string();
                 h.update((addr.len() as u32).to_le_bytes());
                 h.update(addr.as_bytes());
+            }
+            let p = &self.election;
+            h.update(b"election");
+            for x in [p.seats as u64, p.epoch, p.holding_cap, p.work_cap, p.block_reward, p.issuance_cap] {
+                h.update(x.to_le_bytes());
             }
         }
         h.finalize().into()
@@ -329,8 +397,16 @@ impl Genesis {
                     serde_json::json!({"owner": hex::encode(x.owner), "node_key": hex::encode(x.node_key), "bond": x.bond, "address": x.address.to_string()})
                 })
                 .collect();
+            let p = &self.election;
             if let Some(o) = v.as_object_mut() {
                 o.insert("validators".into(), serde_json::Value::Array(list));
+                o.insert(
+                    "election".into(),
+                    serde_json::json!({
+                        "seats": p.seats, "epoch": p.epoch, "holding_cap": p.holding_cap, "work_cap": p.work_cap,
+                        "block_reward": p.block_reward, "issuance_cap": p.issuance_cap,
+                    }),
+                );
             }
         }
         // Serializing a `Value` cannot fail.
@@ -361,6 +437,25 @@ struct RawGenesis {
     accounts: RawAccounts,
     #[serde(default)]
     validators: Option<Vec<RawValidator>>,
+    #[serde(default)]
+    election: Option<RawElection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawElection {
+    #[serde(default)]
+    seats: Option<usize>,
+    #[serde(default)]
+    epoch: Option<u64>,
+    #[serde(default)]
+    holding_cap: Option<u64>,
+    #[serde(default)]
+    work_cap: Option<u64>,
+    #[serde(default)]
+    block_reward: Option<u64>,
+    #[serde(default)]
+    issuance_cap: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -544,7 +639,10 @@ mod tests {
 
     #[test]
     fn validators_need_version_2_and_are_checked_against_the_accounts() {
-        let acc = format!(r#"[{{"key": "{K1}", "balance": 5000}}, {{"key": "{K2}", "balance": 10}}]"#);
+        let k5 = "05".repeat(32);
+        let acc = format!(
+            r#"[{{"key": "{K1}", "balance": 5000}}, {{"key": "{K2}", "balance": 10}}, {{"key": "{k5}", "balance": 3000}}]"#
+        );
         let seat = |owner: &str, node: &str, bond: u64| {
             format!(r#"{{"owner": "{owner}", "node_key": "{node}", "bond": {bond}, "address": "127.0.0.1:7001"}}"#)
         };
@@ -553,7 +651,7 @@ mod tests {
         };
         let k3 = "03".repeat(32);
         let k4 = "04".repeat(32);
-        let g = Genesis::parse(&doc(2, &format!("{},{}", seat(K1, &k4, 1000), seat(K1, &k3, 2000)))).unwrap();
+        let g = Genesis::parse(&doc(2, &format!("{},{}", seat(K1, &k4, 1000), seat(&k5, &k3, 2000)))).unwrap();
         assert_eq!(g.validators().len(), 2);
         assert_eq!(g.validators()[0].node_key, [3; 32], "sorted by node key");
         assert_eq!(g.validators()[1].address, "127.0.0.1:7001".parse().unwrap());
@@ -574,6 +672,24 @@ mod tests {
         );
         let twice = err(&doc(2, &format!("{},{}", seat(K1, &k3, 1000), seat(K2, &k3, 1000))));
         assert!(twice.starts_with("validators[1]: node key 0303"), "{twice}");
+        let one_owner = err(&doc(2, &format!("{},{}", seat(K1, &k3, 1000), seat(K1, &k4, 1000))));
+        assert!(one_owner.starts_with("validators[1]: owner 0101"), "{one_owner}");
+        assert!(one_owner.contains("one producer per account"), "{one_owner}");
+        // Election parameters: defaults, given ones part of the hash,
+        // zeros refused, and none without validators.
+        let one = doc(2, &seat(K1, &k3, 1000));
+        assert_eq!(Genesis::parse(&one).unwrap().election(), ElectionParams::default());
+        let with = |e: &str| one.replacen('{', &format!(r#"{{"election": {e}, "#), 1);
+        let g7 = Genesis::parse(&with(r#"{"seats": 7, "epoch": 50}"#)).unwrap();
+        assert_eq!((g7.election().seats, g7.election().epoch), (7, 50));
+        assert_eq!(g7.election().work_cap, ElectionParams::default().work_cap);
+        assert_ne!(g7.hash(), Genesis::parse(&one).unwrap().hash());
+        assert_eq!(Genesis::parse(&g7.to_json()).unwrap(), g7);
+        assert_eq!(err(&with(r#"{"seats": 0}"#)), "election.seats must be at least 1");
+        assert_eq!(err(&with(r#"{"epoch": 0}"#)), "election.epoch must be at least 1");
+        assert!(err(&with(r#"{"term": 3}"#)).contains("unknown field"));
+        let no_seats = format!(r#"{{"version": 2, "network_id": 1, "accounts": {acc}, "election": {{}}}}"#);
+        assert_eq!(err(&no_seats), "election needs validators");
         assert!(err(&doc(2, &seat(&k4, &k3, 1000))).starts_with("validators[0]: owner 0404"));
         assert_eq!(err(&doc(2, &seat(K1, &k3, 999))), "validators[0]: bond 999 is below producer_bond 1000");
         assert_eq!(

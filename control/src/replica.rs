@@ -51,7 +51,7 @@ use rand::TryRng;
 
 use crate::bft::wal::FileWal;
 use crate::bft::{Address, BlockId, Config, Ctx, Engine, Height, Message, Output, Sig, ValidatorSet, Wal};
-use crate::block::{Block, BlockConfig, Stamp};
+use crate::block::{Block, BlockConfig, Extension, Stamp, MAX_EVIDENCE};
 use crate::ledger::{LedgerCounters, Refusal};
 use crate::merkle::Hash;
 use crate::state::State;
@@ -196,6 +196,12 @@ pub struct ReplicaCounters {
     pub forwarded_refused: u64,
     /// Signatures that failed: the peer forwarded a forgery.
     pub forwarded_bad_signature: u64,
+    /// Epoch boundaries after which the seats changed.
+    pub seat_changes: u64,
+    /// Equivocation pairs this node's engine found (kept to be put in a
+    /// block), and pairs final blocks carried (each slashed a producer).
+    pub evidence_found: u64,
+    pub evidence_final: u64,
 }
 
 impl ReplicaCounters {
@@ -220,6 +226,9 @@ impl ReplicaCounters {
             "forwarded_known": self.forwarded_known,
             "forwarded_refused": self.forwarded_refused,
             "forwarded_bad_signature": self.forwarded_bad_signature,
+            "seat_changes": self.seat_changes,
+            "evidence_found": self.evidence_found,
+            "evidence_final": self.evidence_final,
         })
     }
 }
@@ -328,6 +337,16 @@ pub struct Replica {
     fwd_pending: Vec<(Vec<u8>, TxKey)>,
     fwd_keys: HashSet<TxKey>,
     fwd_since: u64,
+    /// The seats voting on the height after the last final block, and on
+    /// the last final block (from the state: they differ right after an
+    /// epoch boundary).
+    seats: ValidatorSet,
+    voted: ValidatorSet,
+    /// The last final block's certificate: the next block this node
+    /// proposes carries it (the signers' work).
+    last_commit: Option<(Round, Vec<(Address, Sig)>)>,
+    /// Equivocation pairs found and not yet in a final block, by signer.
+    evidence: BTreeMap<[u8; 32], (Vec<u8>, Vec<u8>)>,
     /// Transactions that arrived since this node last proposed: a full
     /// block's worth makes a proposal due before the interval. (Not the
     /// mempool's size: transactions waiting behind a nonce gap would make
@@ -360,9 +379,13 @@ impl Replica {
         now_ms: u64,
     ) -> Result<Replica, String> {
         let me: [u8; 32] = ed25519_zebra::VerificationKey::from(&ed25519_zebra::SigningKey::from(cfg.key)).into();
-        if cfg.validators.get(&Address(me)).is_none() {
-            return Err(format!("this node's key {} holds no seat in the genesis' validator list", hex::encode(me)));
-        }
+        // The seats come from the state (the genesis validators, then each
+        // epoch's election); a state without seats (a genesis without a
+        // validator list, in tests) votes with the configured ones. A node
+        // that holds no seat follows: it judges and applies blocks and
+        // votes again once elected.
+        let seats = seat_set(state.seats()).unwrap_or_else(|| cfg.validators.clone());
+        let voted = seat_set(state.voted()).unwrap_or_else(|| seats.clone());
         let (log, recovered) = match &cfg.dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir.join("blocks"))
@@ -374,12 +397,7 @@ impl Replica {
             None => (Log::Memory, None),
         };
         let engine = Engine::new(
-            Config {
-                chain: cfg.genesis_hash,
-                key: cfg.key,
-                validators: cfg.validators.clone(),
-                timeouts: cfg.timeouts,
-            },
+            Config { chain: cfg.genesis_hash, key: cfg.key, validators: seats.clone(), timeouts: cfg.timeouts },
             log,
         );
         let mut r = Replica {
@@ -410,6 +428,10 @@ impl Replica {
             fwd_pending: Vec::new(),
             fwd_keys: HashSet::new(),
             fwd_since: 0,
+            seats,
+            voted,
+            last_commit: None,
+            evidence: BTreeMap::new(),
             arrived: 0,
             cfg,
         };
@@ -705,7 +727,14 @@ impl Replica {
                             self.send(None, &m);
                         }
                     }
-                    Output::Decided { height, round, value, signatures, .. } => {
+                    Output::Decided { height, round, value, signatures, evidence, .. } => {
+                        for (a, b) in evidence {
+                            let Some(signer) = crate::bft::codec::signer(&a) else { continue };
+                            if self.evidence.len() < 64 && !self.evidence.contains_key(&signer) {
+                                self.counters.evidence_found += 1;
+                                self.evidence.insert(signer, (a, b));
+                            }
+                        }
                         match self.blocks.get(&(height.0, value.0)).map(|c| c.block.clone()) {
                             Some(b) => self.commit(state, b, round, signatures, now_ms, false),
                             // The block never arrived: ask for it (peers
@@ -859,6 +888,8 @@ impl Replica {
                 }
             }
         }
+        let ext = self.extension(state);
+        state.apply_extension(&ext);
         state.end_block(height, Some(self.me), fees);
         let state_root = state.root();
         for (k, r) in refused {
@@ -866,7 +897,8 @@ impl Replica {
         }
         let txs = chosen.iter().filter_map(|k| self.mempool.by_nonce.get(k)).map(|e| e.bytes.as_slice());
         let ts = now_ms.max(self.last_ts);
-        let b = Block::new(height, self.last_hash, ts, Stamp { producer: self.me, state_root }, txs);
+        let b = Block::new(height, self.last_hash, ts, Stamp { producer: self.me, state_root }, txs)
+            .and_then(|b| b.with_consensus(self.seats.hash(), ext));
         match &b {
             Some(b) => self.applied = Some(b.hash()),
             None => {
@@ -874,6 +906,52 @@ impl Replica {
             }
         }
         b
+    }
+
+    /// What this node's next block carries for the consensus: the last
+    /// final block's certificate, and the equivocation found whose signer
+    /// is still a producer.
+    fn extension(&self, state: &State) -> Extension {
+        let commit = self.last_commit.as_ref().and_then(|(round, sigs)| {
+            let r = round.as_u32()?;
+            Some((r, sigs.iter().map(|(a, s)| (a.0, s.0)).collect()))
+        });
+        let evidence = self
+            .evidence
+            .iter()
+            .filter(|(signer, _)| state.producer_of(signer).is_some())
+            .take(MAX_EVIDENCE)
+            .map(|(_, pair)| pair.clone())
+            .collect();
+        Extension { commit, evidence }
+    }
+
+    /// Whether what block `b` carries for the consensus holds: the commit
+    /// of the last final block, if carried, is a certificate of the seats
+    /// that voted on it; each evidence pair proves a distinct producer
+    /// equivocated at a height not above `b`'s.
+    fn extension_holds(&self, state: &State, b: &Block) -> bool {
+        let ext = b.extension();
+        if let Some((round, sigs)) = &ext.commit {
+            let sigs: Vec<(Address, Sig)> = sigs.iter().map(|(a, s)| (Address(*a), Sig(*s))).collect();
+            let ok = self.height > 0
+                && self.engine.verify_commit_of(
+                    &self.voted,
+                    Height(self.height),
+                    Round::new(*round),
+                    BlockId(self.last_hash),
+                    &sigs,
+                );
+            if !ok {
+                return false;
+            }
+        }
+        let mut signers = HashSet::new();
+        ext.evidence.iter().all(|(a, x)| {
+            crate::bft::equivocation(&self.cfg.genesis_hash, a, x).is_some_and(|(who, h)| {
+                h.0 <= b.header().height && state.producer_of(&who.0).is_some() && signers.insert(who.0)
+            })
+        })
     }
 
     /// Undoes the block left executed on the state, if any.
@@ -962,7 +1040,7 @@ impl Replica {
             return;
         }
         let Some(b) = self.blocks.get(&key).map(|c| c.block.clone()) else { return };
-        let mut valid = self.check(&b, now_ms);
+        let mut valid = self.check(&b, now_ms) && self.extension_holds(state, &b);
         if valid {
             // Executed on the state and left there until another block is
             // judged or one is decided: the decision then costs no second
@@ -998,7 +1076,8 @@ impl Replica {
             || h.parent != self.last_hash
             || h.timestamp_ms < self.last_ts
             || h.timestamp_ms > now_ms.saturating_add(MAX_FUTURE_MS)
-            || self.cfg.validators.get(&Address(h.producer)).is_none()
+            || self.seats.get(&Address(h.producer)).is_none()
+            || h.validator_set_hash != self.seats.hash()
             || !b.is_consistent()
         {
             return false;
@@ -1031,6 +1110,19 @@ impl Replica {
             }
         }
         state.commit_oldest();
+        self.last_commit = Some((round, signatures.clone()));
+        self.counters.evidence_final += b.extension().evidence.len() as u64;
+        self.evidence.retain(|signer, _| state.producer_of(signer).is_some());
+        if let Some(voted) = seat_set(state.voted()) {
+            self.voted = voted;
+        }
+        if let Some(next) = seat_set(state.seats()) {
+            if next.hash() != self.seats.hash() {
+                self.counters.seat_changes += 1;
+                self.engine.set_validators(next.clone());
+                self.seats = next;
+            }
+        }
         for tx in b.txs() {
             let Ok(t) = Transaction::new_checked(tx) else { continue };
             let key = (t.from(), t.nonce());
@@ -1189,6 +1281,12 @@ fn seed() -> Result<[u8; 32], String> {
     Ok(s)
 }
 
+/// The engine's seats for a list of elected ones (one vote each); `None`
+/// for an empty list.
+fn seat_set(seats: &[crate::election::Seat]) -> Option<ValidatorSet> {
+    ValidatorSet::new(seats.iter().map(|s| crate::bft::Validator::seat(s.node_key)).collect())
+}
+
 fn block_message(b: &Block) -> Message {
     let mut body = Vec::new();
     b.encode_into(&mut body);
@@ -1218,6 +1316,7 @@ mod tests {
         let alice = [0xa1; 32];
         let g = Genesis::new(9, [GenesisAccount { key: public(alice), balance: 1_000 }]).unwrap();
         let mut state = State::new(&g, 16);
+        let seats_hash = set.hash();
         let mut r =
             Replica::new(ReplicaConfig::new(g.hash(), 9, seeds[0], set), &mut state, 0, g.hash(), 0, 1_000).unwrap();
         let producer = public(seeds[1]);
@@ -1228,7 +1327,8 @@ mod tests {
             state.end_block(1, Some(producer), t.fee());
             let root = state.root();
             state.rollback();
-            Block::new(1, g.hash(), 1_000, Stamp { producer, state_root: root }, [tx]).unwrap()
+            let b = Block::new(1, g.hash(), 1_000, Stamp { producer, state_root: root }, [tx]).unwrap();
+            b.with_consensus(seats_hash, Extension::default()).unwrap()
         };
         let mut tx = Vec::new();
         let fields = TxFields { kind: Kind::Transfer, to: public([0xb2; 32]), nonce: 1, amount: 5, fee: 1, memo: b"" };

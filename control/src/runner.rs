@@ -995,6 +995,9 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
             },
             "halted": r.halted(),
             "links": p.map_or(serde_json::Value::Null, |p| p.to_json()),
+            "seats": chain.ledger().state().seats().iter().map(|s| hex::encode(s.node_key)).collect::<Vec<_>>(),
+            "minted": chain.ledger().state().minted(),
+            "slashed": chain.ledger().state().slashed(),
         }),
         (None, _) => serde_json::Value::Null,
     };

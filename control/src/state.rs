@@ -9,10 +9,11 @@
 //!
 //! # Supply
 //!
-//! Nothing is created or destroyed: `genesis total == Σ balance + Σ staked
-//! + Σ unbonding + Σ producer bonds + fees not yet paid out`
-//! ([`State::supply`]; minting and slashing come with consensus and are 0
-//! until then). Fees are paid to the producer of the block that holds the
+//! Nothing is created or destroyed but by the consensus: `genesis total +
+//! minted − slashed == Σ balance + Σ staked + Σ unbonding + Σ producer bonds
+//! + fees not yet paid out + voters' rewards not yet paid out`
+//! ([`State::supply`]; block rewards mint, equivocation slashes, both only
+//! with a validator list, `docs/CONSENSUS.md`). Fees are paid to the producer of the block that holds the
 //! transaction ([`State::end_block`]).
 #![deny(clippy::indexing_slicing)]
 
@@ -23,6 +24,7 @@ use attnet_core::wire::tx::{Kind, Transaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::election::{ElectionParams, Seat};
 use crate::genesis::Genesis;
 use crate::ledger::Refusal;
 use crate::merkle::Hash;
@@ -177,12 +179,14 @@ pub struct Supply {
     pub bonds: u128,
     /// Fees of applied transactions not yet paid to a producer.
     pub fees_unpaid: u128,
+    /// Voters' shares of block rewards not yet paid out.
+    pub rewards_unpaid: u128,
 }
 
 impl Supply {
     /// Whether nothing was created or lost.
     pub fn holds(&self) -> bool {
-        self.total == self.balances + self.staked + self.unbonding + self.bonds + self.fees_unpaid
+        self.total == self.balances + self.staked + self.unbonding + self.bonds + self.fees_unpaid + self.rewards_unpaid
     }
 }
 
@@ -209,6 +213,25 @@ pub struct State {
     fees_paid: u64,
     total: u64,
     records_evicted: u64,
+    /// How seats are elected; `None`: no elections (a network without a
+    /// validator list, final at once).
+    election: Option<ElectionParams>,
+    /// The seats that vote on the next block: the genesis validators,
+    /// then the last epoch boundary's election (`crate::election`).
+    seats: Vec<Seat>,
+    /// The seats that voted on the last block ended.
+    voted: Vec<Seat>,
+    /// Bonds taken by slashing, out of the supply.
+    slashed: u64,
+    /// Issued as block rewards, into the supply.
+    minted: u64,
+    /// Voters' share of block rewards, per producer (owner), paid out at
+    /// the next epoch boundary.
+    pools: BTreeMap<[u8; 32], u64>,
+    /// Node keys and owner accounts of producers slashed for
+    /// equivocation: the key never holds a seat again, the owner never
+    /// registers another producer.
+    banned: std::collections::BTreeSet<[u8; 32]>,
     /// The state root over every account (and its producer record).
     #[serde(skip, default = "AccountRoot::new")]
     root: AccountRoot,
@@ -281,6 +304,16 @@ enum Undo {
     ReleaseAdded(u64),
     /// The releases of this height were taken by [`State::end_block`].
     Released(u64, Vec<[u8; 32]>),
+    /// An election replaced these seats.
+    Seats(Vec<Seat>),
+    /// The seats that voted on the last block were these.
+    Voted(Vec<Seat>),
+    /// A producer was slashed: its owner and its record as it was.
+    Slashed([u8; 32], Producer),
+    /// This much was minted.
+    Minted(u64),
+    /// A producer's voter pool held this (`None`: no entry).
+    Pool([u8; 32], Option<u64>),
 }
 
 /// Where an open block's changes start in the journal, and the counters
@@ -417,10 +450,26 @@ struct Changes {
 }
 
 impl State {
-    /// The genesis state: its balances, nothing staked, no producers.
+    /// The genesis state: its balances, nothing staked; the genesis
+    /// validators are registered producers (their bonds taken from their
+    /// owners' balances) and hold the seats until the first election.
     pub fn new(genesis: &Genesis, inbox_capacity: usize) -> State {
-        let accounts: HashMap<[u8; 32], Account> =
+        let mut accounts: HashMap<[u8; 32], Account> =
             genesis.accounts().iter().map(|a| (a.key, Account { balance: a.balance, ..Account::default() })).collect();
+        let mut producers = HashMap::new();
+        let mut node_keys = HashMap::new();
+        let mut seats = Vec::new();
+        for v in genesis.validators() {
+            // The genesis checked that the owner exists, covers the bond and
+            // bonds no other seat.
+            if let Some(a) = accounts.get_mut(&v.owner) {
+                a.balance = a.balance.saturating_sub(v.bond);
+            }
+            let p = Producer { node_key: v.node_key, address: v.address.to_string(), bond: v.bond, votes: 0, since: 0 };
+            producers.insert(v.owner, p);
+            node_keys.insert(v.node_key, v.owner);
+            seats.push(Seat { owner: v.owner, node_key: v.node_key, score: 0 });
+        }
         let mut root = AccountRoot::new();
         for k in accounts.keys() {
             root.mark(*k);
@@ -434,8 +483,8 @@ impl State {
                 inbox_capacity,
             },
             accounts,
-            producers: HashMap::new(),
-            node_keys: HashMap::new(),
+            producers,
+            node_keys,
             links: HashMap::new(),
             inboxes: HashMap::new(),
             releases: BTreeMap::new(),
@@ -444,8 +493,60 @@ impl State {
             fees_paid: 0,
             total: genesis.total_supply(),
             records_evicted: 0,
+            election: (!genesis.validators().is_empty()).then(|| genesis.election()),
+            voted: seats.clone(),
+            seats,
+            slashed: 0,
+            minted: 0,
+            pools: BTreeMap::new(),
+            banned: Default::default(),
             journal: Journal::default(),
         }
+    }
+
+    /// The seats that vote on the block after the last one ended: the
+    /// genesis validators until the first epoch boundary, then each
+    /// boundary's election. Empty without a validator list.
+    pub fn seats(&self) -> &[Seat] {
+        &self.seats
+    }
+
+    /// The seats that voted on the last block ended (they differ from
+    /// [`State::seats`] right after an epoch boundary).
+    pub fn voted(&self) -> &[Seat] {
+        &self.voted
+    }
+
+    /// Issued as block rewards so far.
+    pub fn minted(&self) -> u64 {
+        self.minted
+    }
+
+    /// Bonds taken by slashing so far.
+    pub fn slashed(&self) -> u64 {
+        self.slashed
+    }
+
+    /// Slashes the producer whose node key is `node_key` for equivocation
+    /// (evidence of the engine, carried in a final block): its whole bond
+    /// leaves the supply, the producer record goes (its voters' stake
+    /// votes for no one until they vote again), the node key never holds
+    /// a seat again and the owner never registers another producer. It keeps its seat until the next epoch
+    /// boundary, as the engine's seats change only there. Returns the
+    /// bond taken; 0 for a key that is no producer (slashed already).
+    pub fn slash(&mut self, node_key: &[u8; 32]) -> u64 {
+        let Some(owner) = self.node_keys.get(node_key).copied() else { return 0 };
+        let Some(p) = self.producers.remove(&owner) else { return 0 };
+        self.node_keys.remove(node_key);
+        // Neither was banned: registration refuses banned keys.
+        self.banned.insert(*node_key);
+        self.banned.insert(owner);
+        self.slashed = self.slashed.saturating_add(p.bond);
+        self.total = self.total.saturating_sub(p.bond);
+        self.root.mark(owner);
+        let bond = p.bond;
+        self.log(Undo::Slashed(owner, p));
+        bond
     }
 
     /// Sets an account as is (tests that need states no transaction
@@ -515,6 +616,11 @@ impl State {
     /// Every account, in no particular order.
     pub fn accounts(&self) -> impl Iterator<Item = (&[u8; 32], &Account)> {
         self.accounts.iter()
+    }
+
+    /// The owner account of the producer whose node key is `node_key`.
+    pub fn producer_of(&self, node_key: &[u8; 32]) -> Option<[u8; 32]> {
+        self.node_keys.get(node_key).copied()
     }
 
     /// The producer `owner` registered, if any.
@@ -619,6 +725,7 @@ impl State {
             s.unbonding += u128::from(a.unbonding);
         }
         s.bonds = self.producers.values().map(|p| u128::from(p.bond)).sum();
+        s.rewards_unpaid = self.pools.values().map(|v| u128::from(*v)).sum();
         s
     }
 
@@ -804,10 +911,12 @@ impl State {
                 a.vote = Some(to);
             }
             Kind::RegisterProducer => {
-                if self.producers.contains_key(&from) {
+                // A slashed owner counts as a producer for good, and a
+                // slashed node key as taken.
+                if self.producers.contains_key(&from) || self.banned.contains(&from) {
                     return Err(Refusal::AlreadyProducer);
                 }
-                if self.node_keys.contains_key(&to) {
+                if self.node_keys.contains_key(&to) || self.banned.contains(&to) {
                     return Err(Refusal::NodeKeyTaken);
                 }
                 if !valid_address(t.memo()) {
@@ -878,6 +987,30 @@ impl State {
         self.log(Undo::Account(key, old));
     }
 
+    /// What a block's [`Extension`](crate::block::Extension) does, after
+    /// its transactions and before [`State::end_block`]: each seat that
+    /// signed the previous block's certificate has it counted as work
+    /// (`certificates_signed` of its owner), and each producer proven to
+    /// have equivocated is slashed ([`State::slash`]). The consensus checked
+    /// the signatures before the block became final; here only who signed
+    /// is read.
+    pub fn apply_extension(&mut self, ext: &crate::block::Extension) {
+        if let Some((_, signers)) = &ext.commit {
+            for (nk, _) in signers {
+                let Some(owner) = self.node_keys.get(nk).copied() else { continue };
+                if let Some(mut a) = self.accounts.get(&owner).copied() {
+                    a.certificates_signed += 1;
+                    self.put(owner, a);
+                }
+            }
+        }
+        for (a, _) in &ext.evidence {
+            if let Some(signer) = crate::bft::codec::signer(a) {
+                self.slash(&signer);
+            }
+        }
+    }
+
     /// Journals `u` if a block is open.
     fn log(&mut self, u: Undo) {
         if !self.journal.marks.is_empty() {
@@ -920,7 +1053,90 @@ impl State {
             }
             self.log(Undo::Released(at, keys));
         }
+        if let Some(p) = self.election {
+            self.reward(height, producer, &p);
+            if self.voted != self.seats {
+                let old = std::mem::replace(&mut self.voted, self.seats.clone());
+                self.log(Undo::Voted(old));
+            }
+            if height.is_multiple_of(p.epoch.max(1)) {
+                let banned = &self.banned;
+                let mut elected = crate::election::scores(self, height, &p);
+                elected.retain(|s| !banned.contains(&s.node_key));
+                elected.truncate(p.seats);
+                // No producer left (all slashed or gone): the seats stay,
+                // since a network without seats could never decide again.
+                if !elected.is_empty() && elected != self.seats {
+                    let old = std::mem::replace(&mut self.seats, elected);
+                    self.log(Undo::Seats(old));
+                }
+            }
+        }
         paid
+    }
+
+    /// Block rewards at the end of block `height` produced by node key
+    /// `producer`: `block_reward` is minted (until `issuance_cap`) when the
+    /// producer is registered; the owner keeps the share its bond backs
+    /// (`bond / (bond + votes)`, the remainder of the division included),
+    /// the rest waits in the producer's voter pool. At an epoch boundary
+    /// each pool goes to the accounts that vote for that producer then, in
+    /// proportion to their stake (rounded down; what is left, or the whole
+    /// pool when no one votes for it, to the owner).
+    fn reward(&mut self, height: u64, producer: Option<[u8; 32]>, p: &ElectionParams) {
+        let owner = producer.and_then(|nk| self.node_keys.get(&nk).copied());
+        let r = p.block_reward.min(p.issuance_cap.saturating_sub(self.minted));
+        if let (Some(owner), true) = (owner, r > 0) {
+            let (bond, votes) = self.producers.get(&owner).map_or((1, 0), |pr| (pr.bond, pr.votes));
+            let stake = u128::from(bond) + u128::from(votes);
+            let to_voters = (u128::from(r) * u128::from(votes) / stake.max(1)) as u64;
+            self.minted += r;
+            self.total += r;
+            self.log(Undo::Minted(r));
+            self.credit(owner, r - to_voters);
+            if to_voters > 0 {
+                let old = self.pools.get(&owner).copied();
+                self.pools.insert(owner, old.unwrap_or(0) + to_voters);
+                self.log(Undo::Pool(owner, old));
+            }
+        }
+        if !height.is_multiple_of(p.epoch.max(1)) || self.pools.is_empty() {
+            return;
+        }
+        let mut voters: BTreeMap<[u8; 32], Vec<([u8; 32], u64)>> = BTreeMap::new();
+        for (k, a) in &self.accounts {
+            if let Some(t) = a.vote {
+                if a.staked > 0 && self.pools.contains_key(&t) {
+                    voters.entry(t).or_default().push((*k, a.staked));
+                }
+            }
+        }
+        let pools: Vec<([u8; 32], u64)> = self.pools.iter().map(|(k, v)| (*k, *v)).collect();
+        for (owner, pool) in pools {
+            let list = voters.remove(&owner).unwrap_or_default();
+            let total: u128 = list.iter().map(|(_, s)| u128::from(*s)).sum();
+            let mut paid = 0u64;
+            for (k, staked) in list {
+                // `total` is at least `staked` > 0 here, so the division is defined.
+                let share = (u128::from(pool) * u128::from(staked)).checked_div(total).unwrap_or(0) as u64;
+                self.credit(k, share);
+                paid += share;
+            }
+            self.credit(owner, pool - paid);
+            self.pools.remove(&owner);
+            self.log(Undo::Pool(owner, Some(pool)));
+        }
+    }
+
+    /// Adds `amount` to `key`'s balance (the account is created if needed).
+    fn credit(&mut self, key: [u8; 32], amount: u64) {
+        if amount == 0 {
+            return;
+        }
+        let mut a = self.accounts.get(&key).copied().unwrap_or_default();
+        // Cannot overflow: the genesis total plus the issuance cap fits u64.
+        a.balance = a.balance.saturating_add(amount);
+        self.put(key, a);
     }
 
     /// Opens a block: every change from here on is journaled until
@@ -998,6 +1214,27 @@ impl State {
                     p.votes = votes;
                     self.root.mark(k);
                 }
+            }
+            Undo::Seats(old) => self.seats = old,
+            Undo::Minted(r) => {
+                self.minted -= r;
+                self.total -= r;
+            }
+            Undo::Pool(owner, old) => {
+                match old {
+                    Some(v) => self.pools.insert(owner, v),
+                    None => self.pools.remove(&owner),
+                };
+            }
+            Undo::Voted(old) => self.voted = old,
+            Undo::Slashed(owner, p) => {
+                self.banned.remove(&p.node_key);
+                self.banned.remove(&owner);
+                self.slashed -= p.bond;
+                self.total += p.bond;
+                self.node_keys.insert(p.node_key, owner);
+                self.producers.insert(owner, p);
+                self.root.mark(owner);
             }
             Undo::ProducerAdded(owner, node_key) => {
                 self.producers.remove(&owner);
@@ -1087,6 +1324,7 @@ impl State {
             self.execute(&t).map_err(refuse)?;
             fees = fees.saturating_add(t.fee());
         }
+        self.apply_extension(b.extension());
         let producer = (h.producer != [0; 32]).then_some(h.producer);
         self.end_block(h.height, producer, fees);
         let computed = self.root();
@@ -1120,7 +1358,7 @@ mod tests {
             format!("{v:?}")
         }
         format!(
-            "{} {} {} {} {} {:?} {} {} {} {} {}",
+            "{} {} {} {} {} {:?} {} {} {} {} {} {:?} {:?} {} {} {:?} {:?}",
             sorted(&s.accounts),
             sorted(&s.producers),
             sorted(&s.node_keys),
@@ -1131,7 +1369,13 @@ mod tests {
             s.fees_collected,
             s.fees_paid,
             s.total,
-            s.records_evicted
+            s.records_evicted,
+            s.seats,
+            s.voted,
+            s.slashed,
+            s.minted,
+            s.pools,
+            s.banned
         )
     }
 

@@ -57,7 +57,8 @@ const RECORD_PREFIX: usize = 8;
 /// The length word's flag of a receive-counters record.
 const COUNTERS_RECORD: u32 = 1 << 31;
 /// A snapshot file's first bytes.
-const SNAP_MAGIC: &[u8; 8] = b"ATTSNAP2";
+/// Version 3 adds the seats, the slashed total and the banned node keys.
+const SNAP_MAGIC: &[u8; 8] = b"ATTSNAP3";
 /// Snapshot header: magic, height, block hash, timestamp, state root, body
 /// length, counters length, CRC32C (of the header before it, the body and
 /// the counters).
@@ -450,6 +451,14 @@ fn load_snapshot(d: &Path, inbox_capacity: usize) -> Result<Option<(State, Tip, 
     let bytes = fs::read(p).map_err(|e| io(p, e))?;
     let bad = |why: &str| format!("{}: {why}: a damaged snapshot (`attnet repair` removes it)", p.display());
     let hdr = bytes.get(..SNAP_HEADER).ok_or_else(|| bad("shorter than a snapshot header"))?;
+    if hdr.get(..7) == Some(&SNAP_MAGIC[..7]) && hdr.get(..8) != Some(&SNAP_MAGIC[..]) {
+        return Err(format!(
+            "{}: a snapshot of another format than this build's ({}): remove it (`attnet repair`); \
+             the blocks replay from genesis",
+            p.display(),
+            String::from_utf8_lossy(SNAP_MAGIC)
+        ));
+    }
     if hdr.get(..8) != Some(&SNAP_MAGIC[..]) {
         return Err(bad("not a snapshot"));
     }

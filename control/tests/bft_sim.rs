@@ -357,9 +357,19 @@ impl Sim {
                     self.broadcast(i, &Message::Block { height, body });
                 }
             }
-            Output::Decided { height, round, value, signatures, equivocators } => {
+            Output::Decided { height, round, value, signatures, equivocators, evidence } => {
                 if self.byzantine.is_none_or(|b| b.0 != i) {
-                    self.reported.extend(equivocators);
+                    // Every name comes with a pair of messages that proves
+                    // it (what a block carries to slash the signer).
+                    let proven: Vec<Address> = evidence
+                        .iter()
+                        .filter_map(|(a, b)| control::bft::equivocation(&CHAIN, a, b))
+                        .map(|x| x.0)
+                        .collect();
+                    if let Some(who) = equivocators.iter().find(|w| !proven.contains(w)) {
+                        self.violations.push(format!("node {i} named {who:?} without a pair that proves it"));
+                    }
+                    self.reported.extend(proven);
                 }
                 let Some(body) = self.nodes[i].bodies.get(&value).cloned() else {
                     self.violations.push(format!("node {i} decided {value} at {height} without its block"));

@@ -8,13 +8,19 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use arc_malachitebft_core_types::NilOrVal;
 use attnet_core::emit::{emit_signed_tx, TxFields};
 use attnet_core::wire::tx::Kind;
-use control::bft::ValidatorSet;
+use control::bft::codec::{signing_bytes, SignedPart};
+use control::bft::{BlockId, Message, Sig, Validator, ValidatorSet};
+use control::block::Block;
 use control::chain::{Chain, ChainConfig};
+use control::election::ElectionParams;
 use control::genesis::{Genesis, GenesisAccount, GenesisValidator};
+use control::replica::Outgoing;
 use control::replica::ReplicaConfig;
 use ed25519_zebra::{SigningKey, VerificationKey};
+use sha2::{Digest, Sha256};
 
 const NET: u32 = 7;
 
@@ -30,14 +36,22 @@ struct Net {
     wire: VecDeque<(usize, usize, Arc<Vec<u8>>)>,
     /// Nodes cut off from everyone.
     cut: Vec<bool>,
-    /// Node 0's final blocks: (producer, transactions).
+    /// Node 0's final blocks: (producer, transactions), and the blocks.
     finals: Vec<([u8; 32], usize)>,
+    blocks: Vec<Block>,
+    /// A node built to double-sign: each vote it sends goes out with a
+    /// conflicting one for another block, signed with its key.
+    double_signer: Option<usize>,
     now: u64,
     dir: std::path::PathBuf,
 }
 
 impl Net {
     fn new(n: usize, accounts: &[[u8; 32]], tag: &str) -> Net {
+        Net::with_election(n, accounts, tag, ElectionParams::default())
+    }
+
+    fn with_election(n: usize, accounts: &[[u8; 32]], tag: &str, election: ElectionParams) -> Net {
         let seeds: Vec<[u8; 32]> = (0..n).map(|i| [0x40 + i as u8; 32]).collect();
         let validators = seeds
             .iter()
@@ -52,7 +66,8 @@ impl Net {
         let mut accts: Vec<GenesisAccount> =
             accounts.iter().map(|a| GenesisAccount { key: public(*a), balance: 1_000_000 }).collect();
         accts.extend((0..n).map(|i| GenesisAccount { key: public([0x60 + i as u8; 32]), balance: 10_000 }));
-        let genesis = Genesis::new(NET, accts).unwrap().with_validators(validators).unwrap();
+        let genesis =
+            Genesis::new(NET, accts).unwrap().with_validators(validators).unwrap().with_election(election).unwrap();
         let dir = std::env::temp_dir().join(format!("attnet-net-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut net = Net {
@@ -62,6 +77,8 @@ impl Net {
             wire: VecDeque::new(),
             cut: vec![false; n],
             finals: Vec::new(),
+            blocks: Vec::new(),
+            double_signer: None,
             now: 1,
             dir,
         };
@@ -98,8 +115,13 @@ impl Net {
             let finals = c.poll(now);
             if i == 0 {
                 self.finals.extend(finals.iter().map(|b| (b.header().producer, b.len())));
+                self.blocks.extend(finals);
             }
-            for (to, bytes) in c.take_outgoing() {
+            let mut out = c.take_outgoing();
+            if self.double_signer == Some(i) {
+                out = self.equivocate(i, out);
+            }
+            for (to, bytes) in out {
                 for j in 0..n {
                     let target = self.seeds.get(j).map(|s| public(*s));
                     if j != i && (to.is_none() || to == target) {
@@ -116,7 +138,11 @@ impl Net {
             let now = self.now;
             if let Some(c) = self.chains[to].as_mut() {
                 c.receive(key, &bytes, now);
-                for (t, b) in c.take_outgoing() {
+                let mut out = c.take_outgoing();
+                if self.double_signer == Some(to) {
+                    out = self.equivocate(to, out);
+                }
+                for (t, b) in out {
                     for j in 0..self.seeds.len() {
                         if j != to && (t.is_none() || t == Some(public(self.seeds[j]))) {
                             self.wire.push_back((to, j, b.clone()));
@@ -125,6 +151,26 @@ impl Net {
                 }
             }
         }
+    }
+
+    /// Node `i`'s messages with, after each vote for a block, a second
+    /// vote of the same kind and round for another block, signed with its
+    /// key.
+    fn equivocate(&self, i: usize, out: Vec<Outgoing>) -> Vec<Outgoing> {
+        let sk = SigningKey::from(self.seeds[i]);
+        let mut all = Vec::with_capacity(2 * out.len());
+        for (to, bytes) in out {
+            if let Ok(Message::Vote(v, _)) = Message::decode(&bytes) {
+                if let NilOrVal::Val(id) = v.value {
+                    let mut other = v.clone();
+                    other.value = NilOrVal::Val(BlockId(Sha256::digest(id.0).into()));
+                    let sig = Sig(sk.sign(&signing_bytes(&self.genesis.hash(), SignedPart::Vote(&other))).into());
+                    all.push((to, Arc::new(Message::Vote(other, sig).encode())));
+                }
+            }
+            all.push((to, bytes));
+        }
+        all
     }
 
     fn heights(&self) -> Vec<u64> {
@@ -335,5 +381,160 @@ fn transactions_sent_to_one_validator_are_proposed_by_the_others() {
     net.step();
     let r = net.chains[2].as_ref().unwrap().replica().unwrap().counters();
     assert_eq!(r.forwarded_bad_signature, 1, "{r:?}");
+    let _ = std::fs::remove_dir_all(&net.dir);
+}
+
+/// A signed staking transaction (`Stake` of `amount` to itself, or `Vote`
+/// for producer `to`).
+fn staking(sender: [u8; 32], kind: Kind, to: [u8; 32], amount: u64, nonce: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let fields = TxFields { kind, to, nonce, amount, fee: 1, memo: b"" };
+    emit_signed_tx(&SigningKey::from(sender), NET, &fields, &mut out);
+    out
+}
+
+fn owner(i: usize) -> [u8; 32] {
+    public([0x60 + i as u8; 32])
+}
+
+fn set_hash(net: &Net, seats: &[usize]) -> [u8; 32] {
+    ValidatorSet::new(seats.iter().map(|i| Validator::seat(net.key(*i))).collect()).unwrap().hash()
+}
+
+/// The seats of the engine change at the epoch boundary to the election's:
+/// stake voted for validators 2 and 3 gives them the two seats from
+/// height 21 on. Headers name the seats that vote on them, commits of the
+/// new epoch carry only the new seats' signatures, the nodes without a
+/// seat follow, and the two seats alone go on deciding while the others
+/// are cut off (the four genesis seats could not: 2 of 4 is no quorum).
+#[test]
+fn an_election_at_the_epoch_boundary_becomes_the_engine_seats() {
+    let (a, b) = ([0x21; 32], [0x22; 32]);
+    let p = ElectionParams { seats: 2, epoch: 20, holding_cap: 1_000, ..ElectionParams::default() };
+    let mut net = Net::with_election(4, &[a, b], "elect", p);
+    let txs = [
+        staking(a, Kind::Stake, public(a), 5_000, 1),
+        staking(a, Kind::Vote, owner(3), 0, 2),
+        staking(b, Kind::Stake, public(b), 3_000, 1),
+        staking(b, Kind::Vote, owner(2), 0, 2),
+    ];
+    for tx in &txs {
+        let now = net.now;
+        net.chains[0].as_mut().unwrap().submit(tx, now).unwrap();
+    }
+    let mut steps = 0;
+    while net.heights().iter().any(|h| *h < 30) {
+        net.step();
+        steps += 1;
+        if steps == 9_999 {
+            for c in net.chains.iter().flatten() {
+                eprintln!(
+                    "{:?} {:?} {:?}",
+                    c.replica().unwrap(),
+                    c.replica().unwrap().engine_stats(),
+                    c.replica().unwrap().halted()
+                );
+            }
+        }
+        assert!(steps < 10_000, "stalled: {:?}", net.heights());
+    }
+    let (all, two) = (set_hash(&net, &[0, 1, 2, 3]), set_hash(&net, &[2, 3]));
+    let new_seats = [net.key(2), net.key(3)];
+    for blk in &net.blocks {
+        let h = blk.header();
+        if h.height <= 20 {
+            assert_eq!(h.validator_set_hash, all, "block {} before the boundary", h.height);
+        } else {
+            assert_eq!(h.validator_set_hash, two, "block {} after the boundary", h.height);
+            assert!(new_seats.contains(&h.producer), "block {} proposed by a node without a seat", h.height);
+        }
+        // Blocks carry the previous block's commit: from block 22 on only
+        // the new seats signed.
+        if let Some((_, sigs)) = &blk.extension().commit {
+            assert!(sigs.len() >= if h.height <= 21 { 3 } else { 2 }, "block {}: {sigs:?}", h.height);
+            if h.height >= 22 {
+                assert!(sigs.iter().all(|(k, _)| new_seats.contains(k)), "block {}", h.height);
+            }
+        }
+    }
+    assert!(net.blocks.iter().filter(|b| b.extension().commit.is_some()).count() >= 25);
+    for (i, c) in net.chains.iter().enumerate() {
+        let c = c.as_ref().unwrap();
+        let seats: Vec<[u8; 32]> = c.ledger().state().seats().iter().map(|s| s.owner).collect();
+        assert_eq!(seats, vec![owner(3), owner(2)], "node {i}: the higher score first");
+        assert_eq!(c.replica().unwrap().counters().seat_changes, 1, "node {i}");
+        // Signing certificates is work the chain proved.
+        let work = c.ledger().state().account(&owner(3)).unwrap().certificates_signed;
+        assert!(work >= 20, "node {i}: {work}");
+    }
+    // Every node executed every block to the state root its header names
+    // (a block that does not halts the node).
+    assert!(net.chains.iter().all(|c| c.as_ref().unwrap().replica().unwrap().halted().is_none()));
+
+    // The two seats decide alone; the followers catch up after.
+    let before = net.heights()[2];
+    net.cut[0] = true;
+    net.cut[1] = true;
+    for _ in 0..300 {
+        net.step();
+    }
+    let h = net.heights();
+    assert!(h[2] >= before + 5 && h[3] >= before + 5, "the elected seats stalled: {h:?}");
+    assert!(h[0] < h[2] && h[1] < h[2], "{h:?}");
+    net.cut = vec![false; 4];
+    let mut steps = 0;
+    while net.heights().iter().min() < net.heights()[2..].iter().max().map(|x| x - 1).as_ref() {
+        net.step();
+        steps += 1;
+        assert!(steps < 5_000, "followers did not catch up: {:?}", net.heights());
+    }
+    let _ = std::fs::remove_dir_all(&net.dir);
+}
+
+/// A validator that signs two votes for every vote it casts is caught by
+/// the honest engines; a block carries the evidence, the producer's bond
+/// leaves the supply, its record goes, and the next election seats the
+/// other three, which then decide without it.
+#[test]
+fn a_double_signer_is_slashed_and_loses_its_seat_at_the_next_epoch() {
+    let p = ElectionParams { epoch: 30, ..ElectionParams::default() };
+    let mut net = Net::with_election(4, &[], "slash", p);
+    net.double_signer = Some(3);
+    let bad = net.key(3);
+    let supply_before = net.chains[0].as_ref().unwrap().ledger().state().supply();
+    let mut steps = 0;
+    while net.heights()[..3].iter().any(|h| *h < 35) {
+        net.step();
+        steps += 1;
+        assert!(steps < 20_000, "stalled: {:?}", net.heights());
+    }
+    let carried: Vec<u64> =
+        net.blocks.iter().filter(|b| !b.extension().evidence.is_empty()).map(|b| b.header().height).collect();
+    assert_eq!(carried.len(), 1, "the evidence went into exactly one final block: {carried:?}");
+    assert!(carried[0] < 30, "slashed within the epoch: {carried:?}");
+    for i in 0..3 {
+        let c = net.chains[i].as_ref().unwrap();
+        let st = c.ledger().state();
+        assert_eq!(st.producer_of(&bad), None, "node {i}: the producer record is gone");
+        assert_eq!(st.slashed(), 1000, "node {i}");
+        let s = st.supply();
+        assert!(s.holds(), "node {i}: {s:?}");
+        assert_eq!(s.total + 1000, supply_before.total, "node {i}: the bond left the supply");
+        assert_eq!(s.bonds + 1000, supply_before.bonds, "node {i}");
+        let seats: Vec<[u8; 32]> = st.seats().iter().map(|s| s.node_key).collect();
+        assert_eq!(seats.len(), 3, "node {i}: {seats:?}");
+        assert!(!seats.contains(&bad), "node {i}");
+        let r = c.replica().unwrap().counters();
+        assert!(r.evidence_found >= 1, "node {i}: {r:?}");
+        assert_eq!((r.evidence_final, r.seat_changes), (1, 1), "node {i}: {r:?}");
+    }
+    // After the boundary the three seats decide without the double signer.
+    let before = net.heights()[0];
+    net.cut[3] = true;
+    for _ in 0..300 {
+        net.step();
+    }
+    let h = net.heights();
+    assert!(h[..3].iter().all(|x| *x >= before + 5), "{h:?}");
     let _ = std::fs::remove_dir_all(&net.dir);
 }

@@ -12,6 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dataplane::client::{ClientConfig, Connection};
+use dataplane::emit::TxFields;
+use dataplane::wire::tx::Kind;
 use ed25519_zebra::SigningKey;
 use serde_json::{json, Value};
 
@@ -51,6 +53,11 @@ fn free_ports(n: usize) -> Vec<u16> {
 /// A genesis (network 1) funding accounts 0..8 and listing the four
 /// validators (owners: accounts 100..104) on `ports`.
 fn genesis(d: &Path, ports: &[u16]) -> PathBuf {
+    genesis_with(d, ports, None)
+}
+
+/// [`genesis`] with the election parameters `election`, if given.
+fn genesis_with(d: &Path, ports: &[u16], election: Option<Value>) -> PathBuf {
     let mut accounts: Vec<Value> =
         (0..8).map(|i| json!({"key": hex::encode(pk(&account(i))), "balance": 1_000_000})).collect();
     let mut validators = Vec::new();
@@ -65,7 +72,10 @@ fn genesis(d: &Path, ports: &[u16]) -> PathBuf {
         }));
     }
     let g = d.join("genesis.json");
-    let body = json!({"version": 2, "network_id": 1, "min_fee": 1, "accounts": accounts, "validators": validators});
+    let mut body = json!({"version": 2, "network_id": 1, "min_fee": 1, "accounts": accounts, "validators": validators});
+    if let Some(e) = election {
+        body["election"] = e;
+    }
     std::fs::write(&g, body.to_string()).unwrap();
     g
 }
@@ -188,6 +198,62 @@ fn four_validator_processes_finalize_the_same_blocks_and_a_stopped_one_catches_u
     let low = summaries.iter().map(|s| n(&s["height"])).min().unwrap();
     assert!(low >= reached);
     same_blocks(&d, &[0, 1, 2, 3], low);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// An election over processes: account 0 stakes and votes for validator
+/// 3's owner; at the first epoch boundary (height 20) the three seats go
+/// to validator 3 and the two genesis validators whose owner keys sort
+/// first (the others' scores tie: equal bonds, work under the cap's
+/// first step). Every node reports those seats, and with the fourth
+/// validator stopped the three seats go on finalizing (three of three).
+#[test]
+fn an_election_over_stakes_and_votes_seats_the_expected_validators() {
+    let _one = serial();
+    let d = tmpdir("election");
+    let ports = free_ports(VALIDATORS);
+    let g = genesis_with(&d, &ports, Some(json!({"seats": 3, "epoch": 20})));
+    let mut nodes: Vec<Option<Node>> = (0..VALIDATORS).map(|i| Some(start_validator(&d, i, &g))).collect();
+    let addr0 = nodes[0].as_ref().unwrap().addr();
+    let owner = |i: usize| pk(&account(100 + i as u32));
+    let mut cfg = ClientConfig::new(addr0, pk(&SigningKey::from(seed(0))), 1);
+    cfg.hellos = 10;
+    let mut c = Connection::connect(&cfg, account(0)).unwrap();
+    let me = pk(&account(0));
+    let stake = c.submit(&TxFields { kind: Kind::Stake, to: me, nonce: 1, amount: 50_000, fee: 1, memo: &[] }).unwrap();
+    let vote = c.submit(&TxFields { kind: Kind::Vote, to: owner(3), nonce: 2, amount: 0, fee: 1, memo: &[] }).unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    let voted_at =
+        [stake, vote].iter().map(|id| c.wait_receipt(id, until).unwrap().expect("no RECEIPT")).max().unwrap();
+    assert!(voted_at < 20, "the vote became final at {voted_at}, after the boundary");
+
+    let mut others: Vec<usize> = (0..3).collect();
+    others.sort_by_key(|i| owner(*i));
+    let (out, expected) = (others[2], [3, others[0], others[1]]);
+    let key = |i: usize| hex::encode(pk(&SigningKey::from(seed(i))));
+    let until = Instant::now() + Duration::from_secs(60);
+    while n(&query_dir(&d.join("data0"), &["status"])["height"]) < 25 {
+        assert!(Instant::now() < until, "height 25 not reached");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The validator without a seat stops; the three seats go on.
+    let s_out = nodes[out].take().unwrap().stop();
+    let seat = expected[1];
+    let heights = transfers(nodes[seat].as_ref().unwrap().addr(), seat, 1, 1, 3);
+    assert!(*heights.iter().min().unwrap() > n(&s_out["height"]), "{heights:?} vs {}", s_out["height"]);
+
+    let mut summaries: Vec<(usize, Value)> =
+        nodes.into_iter().enumerate().filter_map(|(i, n)| n.map(|n| (i, n.stop()))).collect();
+    summaries.push((out, s_out));
+    for (i, s) in &summaries {
+        let net = network(s);
+        assert_eq!(net["halted"], Value::Null, "node {i}");
+        let seats: Vec<String> = expected.iter().map(|v| key(*v)).collect();
+        assert_eq!(net["seats"], json!(seats), "node {i}: {net}");
+        assert_eq!(n(&net["replica"]["seat_changes"]), 1, "node {i}: {net}");
+        assert_eq!(n(&net["replica"]["judged_invalid"]), 0, "node {i}: {net}");
+    }
+    same_blocks(&d, &[0, 1, 2, 3], n(&summaries.last().unwrap().1["height"]));
     let _ = std::fs::remove_dir_all(&d);
 }
 

@@ -59,8 +59,8 @@ pub struct Args {
     genesis_out: Option<PathBuf>,
     /// A validator for the genesis (version 2), NODE_KEY@IP:PORT: the node
     /// key in hex (as `attnet keygen` prints it) and its link address;
-    /// owned by the first account, bonding the genesis' producer_bond.
-    /// Repeat for several. Without it the genesis lists no validators.
+    /// each owned by an account of its own holding the genesis'
+    /// producer_bond, which it bonds. Repeat for several. Without it the genesis lists no validators.
     #[arg(long, value_name = "NODE_KEY@IP:PORT", requires = "genesis_out")]
     validator: Vec<String>,
     /// Send only slice I of N of the accounts' transactions (accounts

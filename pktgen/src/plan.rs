@@ -133,21 +133,33 @@ impl Plan {
     }
 
     /// [`Plan::genesis`] listing `validators` (node key, link address),
-    /// each owned by the first account and bonding the genesis'
-    /// `producer_bond`; none: the plain genesis.
+    /// each bonding the genesis' `producer_bond` from an owner account of
+    /// its own that holds exactly the bond (one producer per account; the
+    /// traffic's accounts keep their balances). An owner's key is
+    /// SHA-256 of `"attnet/validator-owner/v1"` and the node key: a
+    /// placeholder no one can sign for, enough for a generated network
+    /// whose owners never stake or vote. None: the plain genesis.
     pub fn genesis_with_validators(&self, validators: &[([u8; 32], std::net::SocketAddr)]) -> Result<Genesis, String> {
-        let g = self.genesis()?;
         if validators.is_empty() {
-            return Ok(g);
+            return self.genesis();
         }
-        let first = self.accounts.first().ok_or("a genesis with validators needs an account to own them")?;
-        let owner: [u8; 32] = ed25519_zebra::VerificationKeyBytes::from(first).into();
+        let bond = self.genesis()?.producer_bond();
+        let owner = |node_key: &[u8; 32]| -> [u8; 32] {
+            use sha2::{Digest, Sha256};
+            Sha256::new().chain_update(b"attnet/validator-owner/v1").chain_update(node_key).finalize().into()
+        };
+        let traffic = self.accounts.iter().map(|sk| GenesisAccount {
+            key: ed25519_zebra::VerificationKeyBytes::from(sk).into(),
+            balance: self.balance,
+        });
+        let owners = validators.iter().map(|(nk, _)| GenesisAccount { key: owner(nk), balance: bond });
+        let g = Genesis::new(self.network_id, traffic.chain(owners))?;
         let list = validators
             .iter()
             .map(|(node_key, address)| control::GenesisValidator {
                 node_key: *node_key,
-                owner,
-                bond: g.producer_bond(),
+                owner: owner(node_key),
+                bond,
                 address: *address,
             })
             .collect();

@@ -142,6 +142,16 @@ pub fn signing_bytes(chain: &Hash, msg: SignedPart<'_>) -> Vec<u8> {
     out
 }
 
+/// The signer of an encoded proposal or vote, without checking its
+/// signature; `None` for anything else.
+pub fn signer(bytes: &[u8]) -> Option<[u8; 32]> {
+    match Message::decode(bytes).ok()? {
+        Message::Vote(v, _) => Some(v.voter.0),
+        Message::Proposal(p, _) => Some(p.proposer.0),
+        _ => None,
+    }
+}
+
 /// What a consensus signature is made over.
 #[derive(Clone, Copy, Debug)]
 pub enum SignedPart<'a> {

@@ -63,7 +63,43 @@ pub enum Output {
         value: BlockId,
         signatures: Vec<(Address, Sig)>,
         equivocators: Vec<Address>,
+        /// The conflicting pairs behind `equivocators`, each message
+        /// encoded as sent ([`Message::encode`]): what a block carries to
+        /// slash them ([`equivocation`] checks a pair).
+        evidence: Vec<(Vec<u8>, Vec<u8>)>,
     },
+}
+
+/// Which seat a pair of signed consensus messages (each as
+/// [`Message::encode`] makes it) proves equivocated: two proposals or two
+/// votes of the same kind, signer, height and round, for different
+/// blocks, both validly signed for network `chain`. `None` otherwise.
+/// Whether the signer held a seat is the caller's check.
+pub fn equivocation(chain: &Hash, a: &[u8], b: &[u8]) -> Option<(Address, Height)> {
+    let (a, b) = (Message::decode(a).ok()?, Message::decode(b).ok()?);
+    let signed = |part: SignedPart<'_>, who: &Address, sig: &Sig| -> bool {
+        VerificationKey::try_from(who.0)
+            .is_ok_and(|vk| vk.verify(&ed25519_zebra::Signature::from(sig.0), &signing_bytes(chain, part)).is_ok())
+    };
+    match (a, b) {
+        (Message::Vote(x, sx), Message::Vote(y, sy))
+            if x.voter == y.voter
+                && x.kind == y.kind
+                && x.height == y.height
+                && x.round == y.round
+                && x.value != y.value =>
+        {
+            (signed(SignedPart::Vote(&x), &x.voter, &sx) && signed(SignedPart::Vote(&y), &y.voter, &sy))
+                .then_some((x.voter, x.height))
+        }
+        (Message::Proposal(x, sx), Message::Proposal(y, sy))
+            if x.proposer == y.proposer && x.height == y.height && x.round == y.round && x.value != y.value =>
+        {
+            (signed(SignedPart::Proposal(&x), &x.proposer, &sx) && signed(SignedPart::Proposal(&y), &y.proposer, &sy))
+                .then_some((x.proposer, x.height))
+        }
+        _ => None,
+    }
 }
 
 /// Counters an operator reads.
@@ -324,13 +360,37 @@ impl<W: Wal> Engine<W> {
     /// distinct seats, valid precommit signatures for (height, round,
     /// value), more than 2/3 of the power.
     pub fn verify_commit(&self, height: Height, round: Round, value: BlockId, signatures: &[(Address, Sig)]) -> bool {
+        self.verify_commit_of(&self.io.validators, height, round, value, signatures)
+    }
+
+    /// [`verify_commit`](Engine::verify_commit) against seats `set` (those
+    /// of an earlier height).
+    pub fn verify_commit_of(
+        &self,
+        set: &ValidatorSet,
+        height: Height,
+        round: Round,
+        value: BlockId,
+        signatures: &[(Address, Sig)],
+    ) -> bool {
         let cert = CommitCertificate {
             height,
             round,
             value_id: value,
             commit_signatures: signatures.iter().map(|(a, s)| mt::CommitSignature::new(*a, *s)).collect(),
         };
-        self.io.verify_certificate(&cert, &self.io.validators, ThresholdParams::default()).is_ok()
+        self.io.verify_certificate(&cert, set, ThresholdParams::default()).is_ok()
+    }
+
+    /// The seats for the heights started from now on (an election took
+    /// effect); the height being voted on keeps the seats it started with.
+    pub fn set_validators(&mut self, set: ValidatorSet) {
+        self.io.validators = set;
+    }
+
+    /// The seats the next height starts with.
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.io.validators
     }
 
     fn forget_below(&mut self, height: Height) {
@@ -418,9 +478,12 @@ impl<W: Wal> Io<W> {
 
     /// A signature by a seat holder over `part`.
     fn check(&self, part: SignedPart<'_>, signer: &Address, sig: &Sig) -> bool {
-        if self.validators.get(signer).is_none() {
-            return false;
-        }
+        self.validators.get(signer).is_some() && self.signed_by(part, signer, sig)
+    }
+
+    /// A signature by `signer` over `part` (whether it holds a seat is the
+    /// caller's check).
+    fn signed_by(&self, part: SignedPart<'_>, signer: &Address, sig: &Sig) -> bool {
         let Ok(vk) = VerificationKey::try_from(signer.0) else { return false };
         vk.verify(&ed25519_zebra::Signature::from(sig.0), &signing_bytes(&self.chain, part)).is_ok()
     }
@@ -445,7 +508,7 @@ impl<W: Wal> Io<W> {
                 value: NilOrVal::Val(cert.value_id),
                 voter: cs.address,
             };
-            if !self.check(SignedPart::Vote(&vote), &cs.address, &cs.signature) {
+            if !self.signed_by(SignedPart::Vote(&vote), &cs.address, &cs.signature) {
                 return Err(CertificateError::InvalidCommitSignature(cs.clone()));
             }
             signed = signed.saturating_add(seat.power);
@@ -618,6 +681,19 @@ impl<W: Wal> Io<W> {
                     evidence.proposals.iter().map(|e| *e.0).chain(evidence.votes.iter().map(|e| *e.0)).collect();
                 equivocators.sort();
                 equivocators.dedup();
+                let votes = evidence.votes.iter().flat_map(|(_, pairs)| pairs.iter()).map(|(x, y)| {
+                    (
+                        Message::Vote(x.message.clone(), x.signature).encode(),
+                        Message::Vote(y.message.clone(), y.signature).encode(),
+                    )
+                });
+                let proposals = evidence.proposals.iter().flat_map(|(_, pairs)| pairs.iter()).map(|(x, y)| {
+                    (
+                        Message::Proposal(x.message.clone(), x.signature).encode(),
+                        Message::Proposal(y.message.clone(), y.signature).encode(),
+                    )
+                });
+                let evidence = votes.chain(proposals).collect();
                 self.stats.decided += 1;
                 self.out.push(Output::Decided {
                     height: cert.height,
@@ -625,6 +701,7 @@ impl<W: Wal> Io<W> {
                     value: cert.value_id,
                     signatures: cert.commit_signatures.iter().map(|s| (s.address, s.signature)).collect(),
                     equivocators,
+                    evidence,
                 });
                 r.resume_with(())
             }
@@ -730,11 +807,11 @@ mod tests {
         // The core publishes its own messages after it has fed them back
         // to itself, so the decision comes first.
         let decided = out.iter().find(|o| matches!(o, Output::Decided { .. }));
-        let Some(Output::Decided { height, round, value, signatures, equivocators }) = decided else {
+        let Some(Output::Decided { height, round, value, signatures, equivocators, evidence }) = decided else {
             panic!("{out:?}")
         };
         assert_eq!((*height, *round, *value), (Height(1), Round::new(0), id));
-        assert!(equivocators.is_empty());
+        assert!(equivocators.is_empty() && evidence.is_empty());
         assert!(e.verify_commit(Height(1), Round::new(0), id, signatures));
         assert!(!e.verify_commit(Height(1), Round::new(0), BlockId([8; 32]), signatures));
         assert!(!e.verify_commit(Height(1), Round::new(0), id, &[]));

@@ -12,5 +12,5 @@ pub mod wal;
 
 pub use codec::{Message, RoundVote};
 pub use context::{Address, BlockId, Ctx, Height, Sig, Validator, ValidatorSet};
-pub use engine::{Config, Engine, Output, Stats, Wal};
+pub use engine::{equivocation, Config, Engine, Output, Stats, Wal};
 pub use wal::FileWal;
