@@ -148,6 +148,52 @@ pub const MAX_EVIDENCE_MESSAGE: usize = 1024;
 /// The signers of a commit and their signatures: (node key, signature).
 pub type CommitSignatures = Vec<([u8; 32], [u8; 64])>;
 
+/// The commit certificate of a final block, as the block log keeps it and
+/// as it is served to validators catching up: `height (u64 LE) || round
+/// (u32 LE) || count (u16 LE) || count × (node key (32) || signature
+/// (64))`. Whether it holds is the consensus' check (`crate::replica`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    pub height: u64,
+    pub round: u32,
+    pub signatures: CommitSignatures,
+}
+
+impl Certificate {
+    /// Appends the encoding to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.reserve(14 + 96 * self.signatures.len());
+        out.extend_from_slice(&self.height.to_le_bytes());
+        out.extend_from_slice(&self.round.to_le_bytes());
+        // At most MAX_COMMIT_SIGNATURES (decode refuses more).
+        out.extend_from_slice(&(self.signatures.len().min(MAX_COMMIT_SIGNATURES) as u16).to_le_bytes());
+        for (k, sig) in self.signatures.iter().take(MAX_COMMIT_SIGNATURES) {
+            out.extend_from_slice(k);
+            out.extend_from_slice(sig);
+        }
+    }
+
+    /// Reads what [`encode_into`](Certificate::encode_into) wrote, which
+    /// must fill `b` exactly.
+    pub fn decode(b: &[u8]) -> Option<Certificate> {
+        let height = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
+        let round = u32::from_le_bytes(b.get(8..12)?.try_into().ok()?);
+        let n = u16::from_le_bytes(b.get(12..14)?.try_into().ok()?) as usize;
+        let rest = b.get(14..)?;
+        if n > MAX_COMMIT_SIGNATURES || rest.len() != 96 * n {
+            return None;
+        }
+        let signatures = rest
+            .chunks_exact(96)
+            .map(|c| {
+                let (k, s) = c.split_at(32);
+                Some((k.try_into().ok()?, s.try_into().ok()?))
+            })
+            .collect::<Option<CommitSignatures>>()?;
+        Some(Certificate { height, round, signatures })
+    }
+}
+
 /// What a block of a network of validators carries for the consensus
 /// besides its transactions, after them in the block's encoding:
 ///
@@ -713,6 +759,24 @@ mod tests {
     /// A stamp that commits to nothing.
     fn z(_: u64, _: u64) -> Stamp {
         Stamp::default()
+    }
+
+    #[test]
+    fn a_certificate_round_trips_and_nothing_else_decodes_as_one() {
+        let c = Certificate { height: 9, round: 2, signatures: vec![([1; 32], [2; 64]), ([3; 32], [4; 64])] };
+        let mut b = Vec::new();
+        c.encode_into(&mut b);
+        assert_eq!(b.len(), 14 + 2 * 96);
+        assert_eq!(Certificate::decode(&b), Some(c.clone()));
+        // Short, long, or a count that does not match the bytes.
+        assert_eq!(Certificate::decode(&b[..b.len() - 1]), None);
+        let mut long = b.clone();
+        long.push(0);
+        assert_eq!(Certificate::decode(&long), None);
+        let mut miscount = b.clone();
+        miscount[12] = 3;
+        assert_eq!(Certificate::decode(&miscount), None);
+        assert_eq!(Certificate::decode(&[]), None);
     }
 
     fn cfg(interval_ms: u64, max_txs: u32, empty_blocks: bool) -> BlockConfig {

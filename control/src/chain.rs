@@ -316,6 +316,24 @@ impl<F: Finalizer> Chain<F> {
         }
     }
 
+    /// Final blocks' certificates since the last call, for the block log
+    /// (none for a single node).
+    pub fn take_certificates(&mut self) -> Vec<crate::block::Certificate> {
+        self.replica.as_mut().map(|r| r.take_certificates()).unwrap_or_default()
+    }
+
+    /// Heights peers asked for that only the block log holds.
+    pub fn take_from_log(&mut self) -> Vec<([u8; 32], u64, u64)> {
+        self.replica.as_mut().map(|r| r.take_from_log()).unwrap_or_default()
+    }
+
+    /// Final blocks read back from the block log for `peer`.
+    pub fn serve_from_log(&mut self, peer: [u8; 32], blocks: Vec<(Vec<u8>, crate::block::Certificate)>) {
+        if let Some(r) = self.replica.as_mut() {
+            r.serve_from_log(peer, blocks);
+        }
+    }
+
     /// Consensus messages to send: to every peer (`None`) or to one.
     pub fn take_outgoing(&mut self) -> Vec<crate::replica::Outgoing> {
         self.replica.as_mut().map(|r| r.take_outgoing()).unwrap_or_default()

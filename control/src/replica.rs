@@ -51,7 +51,7 @@ use rand::TryRng;
 
 use crate::bft::wal::FileWal;
 use crate::bft::{Address, BlockId, Config, Ctx, Engine, Height, Message, Output, Sig, ValidatorSet, Wal};
-use crate::block::{Block, BlockConfig, Extension, Stamp, MAX_EVIDENCE};
+use crate::block::{Block, BlockConfig, Certificate, Extension, Stamp, MAX_EVIDENCE};
 use crate::ledger::{LedgerCounters, Refusal};
 use crate::merkle::Hash;
 use crate::state::State;
@@ -63,6 +63,9 @@ pub const MAX_FUTURE_MS: u64 = 2_000;
 pub const STATUS_EVERY_MS: u64 = 1_000;
 /// Final blocks kept, with their certificates, for peers catching up.
 pub const RECENT_DECIDED: usize = 256;
+/// Final heights a peer must be ahead by for this node to count itself
+/// behind (and time its catch-up).
+const BEHIND_BY: u64 = 4;
 /// Final blocks sent to one peer per status it sends.
 const CATCH_UP_BATCH: u64 = 16;
 /// Messages of one height kept to send again to a peer that connects.
@@ -162,8 +165,15 @@ pub struct ReplicaCounters {
     pub decided: u64,
     /// Blocks applied from peers' certificates (catch-up).
     pub caught_up: u64,
-    /// Final blocks sent to peers behind.
+    /// Final blocks sent to peers behind: from memory, and read back from
+    /// the block log (heights older than the last `RECENT_DECIDED`).
     pub served: u64,
+    pub served_from_log: u64,
+    /// Catch-ups from behind the peers to their height: how many, and the
+    /// time the last one took (from the first peer status that showed this
+    /// node behind to the final block at that status' height or later).
+    pub catch_ups: u64,
+    pub last_catch_up_ms: u64,
     /// Messages from peers that did not decode.
     pub bad_messages: u64,
     /// Catch-up blocks whose certificate or execution failed.
@@ -213,6 +223,9 @@ impl ReplicaCounters {
             "decided": self.decided,
             "caught_up": self.caught_up,
             "served": self.served,
+            "served_from_log": self.served_from_log,
+            "catch_ups": self.catch_ups,
+            "last_catch_up_ms": self.last_catch_up_ms,
             "bad_messages": self.bad_messages,
             "bad_decided": self.bad_decided,
             "late_rounds": self.late_rounds,
@@ -347,6 +360,13 @@ pub struct Replica {
     last_commit: Option<(Round, Vec<(Address, Sig)>)>,
     /// Equivocation pairs found and not yet in a final block, by signer.
     evidence: BTreeMap<[u8; 32], (Vec<u8>, Vec<u8>)>,
+    /// Final blocks' certificates for the block log.
+    certificates: Vec<Certificate>,
+    /// Heights peers asked for that are no longer in `recent`: (peer,
+    /// first, last), for the block log's reader.
+    from_log: Vec<([u8; 32], u64, u64)>,
+    /// Behind the peers since (this node's clock), up to which height.
+    behind: Option<(u64, u64)>,
     /// Transactions that arrived since this node last proposed: a full
     /// block's worth makes a proposal due before the interval. (Not the
     /// mempool's size: transactions waiting behind a nonce gap would make
@@ -432,6 +452,9 @@ impl Replica {
             voted,
             last_commit: None,
             evidence: BTreeMap::new(),
+            certificates: Vec::new(),
+            from_log: Vec::new(),
+            behind: None,
             arrived: 0,
             cfg,
         };
@@ -1110,6 +1133,17 @@ impl Replica {
             }
         }
         state.commit_oldest();
+        if let Some(r) = round.as_u32() {
+            let signatures = signatures.iter().map(|(a, s)| (a.0, s.0)).collect();
+            self.certificates.push(Certificate { height: h, round: r, signatures });
+        }
+        if let Some((since, target)) = self.behind {
+            if h >= target {
+                self.behind = None;
+                self.counters.catch_ups += 1;
+                self.counters.last_catch_up_ms = now_ms.saturating_sub(since);
+            }
+        }
         self.last_commit = Some((round, signatures.clone()));
         self.counters.evidence_final += b.extension().evidence.len() as u64;
         self.evidence.retain(|signer, _| state.producer_of(signer).is_some());
@@ -1169,6 +1203,15 @@ impl Replica {
 
     fn on_status(&mut self, from: [u8; 32], theirs: u64, now_ms: u64) {
         self.counters.peer_height = self.counters.peer_height.max(theirs);
+        // The peer votes on `theirs`: everything below it is final there.
+        // A height or two behind is the ordinary lag of a node waiting for
+        // its disk; more is a catch-up, timed.
+        if theirs > self.height + 1 + BEHIND_BY {
+            let target = theirs - 1;
+            let since = self.behind.map_or(now_ms, |(s, _)| s);
+            let was = self.behind.map_or(0, |(_, t)| t);
+            self.behind = Some((since, target.max(was)));
+        }
         if theirs == 0 || theirs > self.height {
             return;
         }
@@ -1181,7 +1224,13 @@ impl Replica {
             }
         }
         self.served_at.insert(from, (theirs, now_ms));
-        for h in theirs..theirs.saturating_add(CATCH_UP_BATCH).min(self.height + 1) {
+        let end = theirs.saturating_add(CATCH_UP_BATCH).min(self.height + 1);
+        // Heights older than those kept in memory come from the block log.
+        let oldest = self.recent.front().map_or(end, |(h, _)| *h).min(end);
+        if theirs < oldest {
+            self.from_log.push((from, theirs, oldest - 1));
+        }
+        for h in theirs.max(oldest)..end {
             let Some((_, d)) = self.recent.iter().find(|(x, _)| *x == h) else { continue };
             let m = Message::Decided {
                 height: Height(h),
@@ -1191,6 +1240,34 @@ impl Replica {
             };
             self.send(Some(from), &m);
             self.counters.served += 1;
+        }
+    }
+
+    /// Final blocks' certificates since the last call, in height order,
+    /// for the block log (after their blocks).
+    pub fn take_certificates(&mut self) -> Vec<Certificate> {
+        std::mem::take(&mut self.certificates)
+    }
+
+    /// Heights peers asked for that only the block log holds: (peer,
+    /// first, last).
+    pub fn take_from_log(&mut self) -> Vec<([u8; 32], u64, u64)> {
+        std::mem::take(&mut self.from_log)
+    }
+
+    /// Sends `peer` final blocks read back from the block log, with their
+    /// certificates.
+    pub fn serve_from_log(&mut self, peer: [u8; 32], blocks: Vec<(Vec<u8>, Certificate)>) {
+        for (body, c) in blocks {
+            let m = Message::Decided {
+                height: Height(c.height),
+                round: Round::new(c.round),
+                body,
+                signatures: c.signatures.into_iter().map(|(a, s)| (Address(a), Sig(s))).collect(),
+            };
+            self.send(Some(peer), &m);
+            self.counters.served += 1;
+            self.counters.served_from_log += 1;
         }
     }
 

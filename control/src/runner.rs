@@ -594,7 +594,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
         mut commands,
         mut exceptions,
         mut handshake,
-        store,
+        mut store,
         reloads,
         mut peers,
     } = setup;
@@ -800,6 +800,23 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
             }
             sealed.extend(blocks.into_iter().map(|b| (b, 0usize, sealed_ns)));
         }
+        // Certificates follow their blocks into the log; peers behind the
+        // replica's memory are served from it.
+        let certificates = chain.take_certificates();
+        let from_log = chain.take_from_log();
+        if let Some(s) = store.as_mut() {
+            for c in certificates {
+                if s.append_certificate(c).is_err() {
+                    break;
+                }
+            }
+            for (peer, first, last) in from_log {
+                s.archive().request(peer, first, last);
+            }
+            for served in s.archive().take() {
+                chain.serve_from_log(served.peer, served.blocks);
+            }
+        }
         if store.as_ref().is_some_and(Store::failed) {
             break;
         }
@@ -959,6 +976,9 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
             std::thread::sleep(Duration::from_micros(200));
         }
     }
+    // The block log's reader: requests refused (too many waiting) and
+    // blocks read back for peers catching up.
+    let log_reads = store.as_mut().map(|s| (s.archive().refused(), s.archive().served()));
     let storage = match store {
         Some(s) => Some(s.finish()?),
         None => None,
@@ -998,6 +1018,7 @@ pub fn run(setup: ControlSetup) -> Result<ControlReport, String> {
             "seats": chain.ledger().state().seats().iter().map(|s| hex::encode(s.node_key)).collect::<Vec<_>>(),
             "minted": chain.ledger().state().minted(),
             "slashed": chain.ledger().state().slashed(),
+            "log_reads": log_reads.map(|(refused, read)| serde_json::json!({"read": read, "refused": refused})),
         }),
         (None, _) => serde_json::Value::Null,
     };

@@ -34,6 +34,8 @@
 //! cutting the log there.
 #![deny(clippy::indexing_slicing)]
 
+pub mod archive;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -47,7 +49,7 @@ use attnet_core::wire::tx::unsigned_part;
 use hdrhistogram::Histogram;
 use sha2::{Digest, Sha256};
 
-use crate::block::Block;
+use crate::block::{Block, Certificate};
 use crate::genesis::Genesis;
 use crate::merkle::Hash;
 use crate::state::State;
@@ -56,6 +58,10 @@ use crate::state::State;
 const RECORD_PREFIX: usize = 8;
 /// The length word's flag of a receive-counters record.
 const COUNTERS_RECORD: u32 = 1 << 31;
+/// The length word's flag of a commit-certificate record.
+const CERTIFICATE_RECORD: u32 = 1 << 30;
+/// The length word's bits that are flags.
+const RECORD_FLAGS: u32 = COUNTERS_RECORD | CERTIFICATE_RECORD;
 /// A snapshot file's first bytes.
 /// Version 3 adds the seats, the slashed total and the banned node keys.
 const SNAP_MAGIC: &[u8; 8] = b"ATTSNAP3";
@@ -66,8 +72,9 @@ const SNAP_HEADER: usize = 8 + 8 + 32 + 8 + 32 + 8 + 8 + 4;
 /// Snapshots kept; older ones are removed after a new one is durable.
 const SNAPSHOTS_KEPT: usize = 2;
 /// The data directory's format, in `meta.json`: 2 since the block log and
-/// the snapshots also hold receive counters.
-const FORMAT: u64 = 2;
+/// the snapshots also hold receive counters, 3 since the log also holds
+/// the commit certificates of a validator's final blocks.
+const FORMAT: u64 = 3;
 
 /// The highest counter accepted on each configured session (by session id,
 /// receive direction), as persisted.
@@ -196,8 +203,9 @@ fn check_format(meta: &Path, format: u64) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "{}: data directory format {format}, this attnet reads format {FORMAT} only (format 2: the block log and \
-         snapshots also hold the receive counters of configured sessions); use the attnet that wrote it, or start \
+        "{}: data directory format {format}, this attnet reads format {FORMAT} only (format 3: the block log also \
+         holds commit certificates; format 2: the block log and snapshots also hold the receive counters of \
+         configured sessions); use the attnet that wrote it, or start \
          on a new data directory",
         meta.display()
     ))
@@ -368,6 +376,8 @@ enum Next {
     Block(Vec<u8>),
     /// A receive-counters record's payload.
     Counters(Vec<u8>),
+    /// A commit-certificate record's payload ([`Certificate::decode`]).
+    Certificate(Vec<u8>),
     End,
     /// A record that does not check out at `offset`: `torn` if it can only
     /// be an interrupted last write (it runs to or past the end, or only
@@ -402,18 +412,20 @@ impl SegmentReader {
             return Next::Bad { offset, torn: true, why: format!("{} bytes, shorter than a record", rest.len()) };
         };
         let word = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
-        let len = (word & !COUNTERS_RECORD) as usize;
+        let len = (word & !RECORD_FLAGS) as usize;
         let crc = u32::from_le_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
         let Some(payload) = rest.get(RECORD_PREFIX..RECORD_PREFIX + len) else {
             return Next::Bad { offset, torn: true, why: format!("a record of {len} bytes runs past the end") };
         };
-        if len == 0 || crc32c::crc32c(payload) != crc {
+        if len == 0 || word & RECORD_FLAGS == RECORD_FLAGS || crc32c::crc32c(payload) != crc {
             let ends_file = RECORD_PREFIX + len == rest.len();
             return Next::Bad { offset, torn: ends_file || zeros, why: "checksum mismatch".into() };
         }
         self.at += RECORD_PREFIX + len;
         if word & COUNTERS_RECORD != 0 {
             Next::Counters(payload.to_vec())
+        } else if word & CERTIFICATE_RECORD != 0 {
+            Next::Certificate(payload.to_vec())
         } else {
             Next::Block(payload.to_vec())
         }
@@ -425,7 +437,7 @@ impl SegmentReader {
         loop {
             match self.next() {
                 Next::Block(p) => return Some(p),
-                Next::Counters(_) => continue,
+                Next::Counters(_) | Next::Certificate(_) => continue,
                 Next::End | Next::Bad { .. } => return None,
             }
         }
@@ -609,6 +621,8 @@ pub fn recover_with_progress(
         loop {
             match r.next() {
                 Next::End => break,
+                // Served to peers catching up; nothing to recover from it.
+                Next::Certificate(_) => {}
                 Next::Counters(payload) => {
                     // Any counters record is history of the same sessions:
                     // each keeps its highest top.
@@ -729,6 +743,12 @@ pub fn repair(lock: &DirLock, genesis: &Genesis) -> Result<Repaired, String> {
                     }
                     "a counters record that does not decode".to_string()
                 }
+                Next::Certificate(p) => {
+                    if Certificate::decode(&p).is_some() {
+                        continue;
+                    }
+                    "a certificate record that does not decode".to_string()
+                }
                 Next::Block(p) => match Block::decode(&p) {
                     Some(b) if b.header().height == expect => {
                         expect += 1;
@@ -833,6 +853,8 @@ pub struct StoreReport {
     pub segments_removed: u64,
     /// Receive-counters records written.
     pub counter_records: u64,
+    /// Commit-certificate records written.
+    pub certificates: u64,
     /// Sealed (handed to the store) → durable, microseconds, per block.
     pub commit_us: Histogram<u64>,
     /// Each `fdatasync` of the log, microseconds: the disk's part of
@@ -855,6 +877,7 @@ impl StoreReport {
             "syncs": self.syncs,
             "snapshots": self.snapshots,
             "segments_removed": self.segments_removed,
+            "certificates": self.certificates,
             "counter_records": self.counter_records,
             "height": self.height,
             "commit_us": {"p50": q(&self.commit_us, 0.5), "p99": q(&self.commit_us, 0.99), "max": self.commit_us.max()},
@@ -876,6 +899,8 @@ pub struct StoreView<'a> {
 
 enum Msg {
     Block(Box<Block>, Instant),
+    /// A final block's commit certificate, written after the block.
+    Certificate(Box<Certificate>),
     Admin(AdminQuery, crossbeam_channel::Sender<serde_json::Value>),
     /// Every block was handed over: finish (admin handles may outlive it).
     Stop,
@@ -888,6 +913,8 @@ enum Msg {
 /// The control thread's end of the store thread.
 pub struct Store {
     tx: Option<crossbeam_channel::Sender<Msg>>,
+    /// Reads final blocks back for validators catching up.
+    archive: archive::Archive,
     durable: Arc<AtomicU64>,
     failed: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Result<StoreReport, String>>>,
@@ -934,6 +961,7 @@ impl Store {
             Some(p) => Some(std::io::BufWriter::new(File::create(p).map_err(|e| io(p, e))?)),
             None => None,
         };
+        let archive = archive::Archive::start(&d)?;
         let mut w = Writer::open(d, cfg, state, tip, ids, rx)?;
         // Deep enough that a slow disk is absorbed for a few blocks; beyond
         // that the control thread waits (and counts it).
@@ -951,7 +979,7 @@ impl Store {
                 r
             })
             .map_err(|e| format!("store thread: {e}"))?;
-        Ok(Store { tx: Some(tx), durable, failed, thread: Some(thread) })
+        Ok(Store { tx: Some(tx), archive, durable, failed, thread: Some(thread) })
     }
 
     /// Hands a final block to the store thread. An error if the store
@@ -959,6 +987,18 @@ impl Store {
     pub fn append(&self, b: Block) -> Result<(), String> {
         let tx = self.tx.as_ref().ok_or("store closed")?;
         tx.send(Msg::Block(Box::new(b), Instant::now())).map_err(|_| "the store thread stopped".to_string())
+    }
+
+    /// Hands a final block's commit certificate to the store thread (after
+    /// the block): it is kept in the log for validators catching up.
+    pub fn append_certificate(&self, c: Certificate) -> Result<(), String> {
+        let tx = self.tx.as_ref().ok_or("store closed")?;
+        tx.send(Msg::Certificate(Box::new(c))).map_err(|_| "the store thread stopped".to_string())
+    }
+
+    /// The reader of final blocks for validators catching up.
+    pub fn archive(&mut self) -> &mut archive::Archive {
+        &mut self.archive
     }
 
     /// The height of the last durable block.
@@ -1146,6 +1186,7 @@ impl Writer {
                 snapshots: 0,
                 segments_removed: 0,
                 counter_records: 0,
+                certificates: 0,
                 commit_us: histogram(),
                 sync_us: histogram(),
                 snapshot_us: histogram(),
@@ -1167,6 +1208,7 @@ impl Writer {
 
     fn serve(&mut self, rx: &crossbeam_channel::Receiver<Msg>, durable: &AtomicU64) -> Result<StoreReport, String> {
         let mut batch: Vec<(Block, Instant)> = Vec::new();
+        let mut certificates: Vec<Certificate> = Vec::new();
         let mut stopping = false;
         while !stopping {
             let first = match rx.recv() {
@@ -1179,6 +1221,7 @@ impl Writer {
             while let Some(m) = next.take() {
                 match m {
                     Msg::Block(b, t) => batch.push((*b, t)),
+                    Msg::Certificate(c) => certificates.push(*c),
                     Msg::Admin(q, reply) => admin.push((q, reply)),
                     Msg::Stop => stopping = true,
                     Msg::Window(id, w, done) => {
@@ -1194,8 +1237,8 @@ impl Writer {
                     next = rx.try_recv().ok();
                 }
             }
-            if !batch.is_empty() {
-                self.commit(&mut batch, durable)?;
+            if !batch.is_empty() || !certificates.is_empty() {
+                self.commit(&mut batch, &mut certificates, durable)?;
             }
             // Answered by the replica after the blocks committed before.
             for (q, reply) in admin {
@@ -1269,7 +1312,12 @@ impl Writer {
     /// sealed), go ahead of the blocks in the same sync: a block that is in
     /// the log after a crash has counters at least as of its sealing before
     /// it.
-    fn commit(&mut self, batch: &mut Vec<(Block, Instant)>, durable: &AtomicU64) -> Result<(), String> {
+    fn commit(
+        &mut self,
+        batch: &mut Vec<(Block, Instant)>,
+        certificates: &mut Vec<Certificate>,
+        durable: &AtomicU64,
+    ) -> Result<(), String> {
         self.append_counters()?;
         for (b, _) in batch.iter() {
             if self.seg_len >= self.cfg.segment_bytes {
@@ -1279,6 +1327,15 @@ impl Writer {
             self.record.extend_from_slice(&[0; RECORD_PREFIX]);
             b.encode_into(&mut self.record);
             self.write_record(0)?;
+        }
+        // A certificate follows its block (the control thread hands it over
+        // after the block), in this write or a later one.
+        for c in certificates.drain(..) {
+            self.record.clear();
+            self.record.extend_from_slice(&[0; RECORD_PREFIX]);
+            c.encode_into(&mut self.record);
+            self.write_record(CERTIFICATE_RECORD)?;
+            self.report.certificates += 1;
         }
         let synced = Instant::now();
         self.seg.sync_data().map_err(|e| io(&self.seg_path, e))?;
@@ -1427,12 +1484,19 @@ mod tests {
     /// messages, a stake), hands them to a store on `d`, and returns the
     /// chain's final state root and tip height.
     fn write_chain(d: &Path, blocks: u64, cfg: StoreConfig) -> (Hash, u64) {
-        write_chain_rx(d, blocks, cfg, &[])
+        write_chain_rx(d, blocks, cfg, &[], false)
     }
 
     /// [`write_chain`] with configured sessions' windows: before block `i`
-    /// of this run each window `(id, w)` accepts counter `1000 * id + i`.
-    fn write_chain_rx(d: &Path, blocks: u64, cfg: StoreConfig, windows: &[(u16, Arc<ReplayWindow>)]) -> (Hash, u64) {
+    /// of this run each window `(id, w)` accepts counter `1000 * id + i`;
+    /// with `certify`, each block is followed by [`certificate`]`(height)`.
+    fn write_chain_rx(
+        d: &Path,
+        blocks: u64,
+        cfg: StoreConfig,
+        windows: &[(u16, Arc<ReplayWindow>)],
+        certify: bool,
+    ) -> (Hash, u64) {
         let g = genesis();
         let lock = lock(d).unwrap();
         check_meta(&lock, &g, &P).unwrap();
@@ -1459,11 +1523,19 @@ mod tests {
             c.submit(&tx(Kind::Stake, A, A, n + 3, 5, b""), now).unwrap();
             now += 1_000;
             for b in c.poll(now) {
+                let h = b.header().height;
                 store.append(b).unwrap();
+                if certify {
+                    store.append_certificate(certificate(h)).unwrap();
+                }
             }
         }
         for b in c.finish(now) {
+            let h = b.header().height;
             store.append(b).unwrap();
+            if certify {
+                store.append_certificate(certificate(h)).unwrap();
+            }
         }
         let rep = store.finish().unwrap();
         assert_eq!(rep.height, c.height());
@@ -1566,7 +1638,7 @@ mod tests {
     fn receive_counters_round_trip_through_recovery() {
         let d = tmp("counters");
         let cfg = StoreConfig { snapshot_txs: u64::MAX, segment_bytes: 1_500, retain_bytes: 0, ..Default::default() };
-        write_chain_rx(&d, 6, cfg.clone(), &windows(&[1, 2]));
+        write_chain_rx(&d, 6, cfg.clone(), &windows(&[1, 2]), false);
         let want = ReceiveCounters::from([(1, 1005), (2, 2005)]);
         let r = recover(&d, &genesis(), 16, true).unwrap();
         assert_eq!(r.counters, want);
@@ -1579,14 +1651,14 @@ mod tests {
         // A second run without session 1 and with session 2's counters below
         // its top (its window not seeded here): session 1 keeps its top,
         // session 2 its higher one.
-        let (_, h) = write_chain_rx(&d, 2, cfg, &windows(&[2, 3]));
+        let (_, h) = write_chain_rx(&d, 2, cfg, &windows(&[2, 3]), false);
         assert_eq!(h, 8);
         let want = ReceiveCounters::from([(1, 1005), (2, 2005), (3, 3001)]);
         assert_eq!(recover(&d, &genesis(), 16, true).unwrap().counters, want);
         // Snapshots carry them: with every segment the snapshot covers
         // removed, recovery still returns them.
         let cfg = StoreConfig { snapshot_txs: 3, segment_bytes: 1_500, retain_bytes: 1, ..Default::default() };
-        write_chain_rx(&d, 4, cfg, &windows(&[4]));
+        write_chain_rx(&d, 4, cfg, &windows(&[4]), false);
         let r = recover(&d, &genesis(), 16, true).unwrap();
         assert!(segments(&d).unwrap()[0].first > 1, "old segments were removed");
         assert_eq!(r.snapshot_height, 12);
@@ -1604,7 +1676,7 @@ mod tests {
     fn a_window_added_while_running_is_seeded_and_persisted() {
         let d = tmp("add-window");
         let cfg = StoreConfig { snapshot_txs: u64::MAX, ..StoreConfig::default() };
-        write_chain_rx(&d, 3, cfg.clone(), &windows(&[5]));
+        write_chain_rx(&d, 3, cfg.clone(), &windows(&[5]), false);
         let g = genesis();
         let lock = lock(&d).unwrap();
         let r = recover(&d, &g, 16, false).unwrap();
@@ -1648,7 +1720,7 @@ mod tests {
     fn a_torn_counters_record_is_cut_like_a_torn_block() {
         let d = tmp("torn-counters");
         let cfg = StoreConfig { snapshot_txs: u64::MAX, ..StoreConfig::default() };
-        write_chain_rx(&d, 3, cfg, &windows(&[7]));
+        write_chain_rx(&d, 3, cfg, &windows(&[7]), false);
         for (_, p) in numbered(&snapshots_dir(&d), "snap").unwrap() {
             fs::remove_file(p).unwrap();
         }
@@ -1684,16 +1756,77 @@ mod tests {
         fs::remove_dir_all(&d).unwrap();
     }
 
+    /// A certificate for block `h` (signatures made up: the store keeps
+    /// them as they come).
+    fn certificate(h: u64) -> Certificate {
+        let signatures = (0..3u8).map(|i| ([i; 32], [h as u8 ^ i; 64])).collect();
+        Certificate { height: h, round: (h % 3) as u32, signatures }
+    }
+
+    #[test]
+    fn certificates_in_the_log_are_served_back_with_their_blocks_and_recovery_skips_them() {
+        let d = tmp("certificates");
+        // Small segments: a certificate may sit in the segment after its block's.
+        let cfg = StoreConfig { snapshot_txs: 10, segment_bytes: 1_500, ..StoreConfig::default() };
+        let (root, height) = write_chain_rx(&d, 12, cfg.clone(), &[], true);
+        assert!(segments(&d).unwrap().len() > 2, "small segments roll");
+        let mut r = recover(&d, &genesis(), 16, true).unwrap();
+        assert_eq!((r.tip.height, r.state.root()), (height, root));
+        let blocks = read_blocks(&d).unwrap();
+        assert_eq!(blocks.len() as u64, height);
+
+        let mut a = archive::Archive::start(&d).unwrap();
+        let peer = [0x5; 32];
+        // Asked past the end: the heights the log holds, in order.
+        assert!(a.request(peer, 3, height + 5));
+        let until = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        while got.is_empty() && Instant::now() < until {
+            got = a.take();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(got.len(), 1);
+        let served = &got[0];
+        assert_eq!(served.peer, peer);
+        assert_eq!(served.blocks.len() as u64, height - 2);
+        for (i, (body, c)) in served.blocks.iter().enumerate() {
+            let h = 3 + i as u64;
+            assert_eq!(c, &certificate(h));
+            assert_eq!(Block::decode(body).unwrap(), blocks[h as usize - 1]);
+        }
+        assert_eq!(a.served(), height - 2);
+        // A later run appends more: the reader indexes on.
+        drop(a);
+        let (_, height2) = write_chain_rx(&d, 4, cfg, &[], true);
+        let mut a = archive::Archive::start(&d).unwrap();
+        assert!(a.request(peer, 1, 2));
+        assert!(a.request(peer, height2, height2));
+        let mut got = Vec::new();
+        while got.len() < 2 && Instant::now() < until {
+            got.extend(a.take());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let heights: Vec<Vec<u64>> = got.iter().map(|s| s.blocks.iter().map(|(_, c)| c.height).collect()).collect();
+        assert_eq!(heights, vec![vec![1, 2], vec![height2]]);
+        // An empty range is refused, not queued.
+        assert!(!a.request(peer, 5, 4));
+        assert_eq!(a.refused(), 1);
+        // Repair finds nothing to cut.
+        let l = lock(&d).unwrap();
+        assert!(repair(&l, &genesis()).unwrap().actions.iter().all(|x| !x.starts_with("cut")));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
     #[test]
     fn an_older_directory_format_is_refused_by_name() {
         let d = tmp("format");
         let l = lock(&d).unwrap();
         check_meta(&l, &genesis(), &P).unwrap();
         let p = d.join("meta.json");
-        let text = fs::read_to_string(&p).unwrap().replace("\"format\": 2", "\"format\": 1");
+        let text = fs::read_to_string(&p).unwrap().replace("\"format\": 3", "\"format\": 1");
         fs::write(&p, text).unwrap();
         let e = check_meta(&l, &genesis(), &P).unwrap_err();
-        assert!(e.contains("format 1") && e.contains("reads format 2 only"), "{e}");
+        assert!(e.contains("format 1") && e.contains("reads format 3 only"), "{e}");
         // Read-only tools (attnet query, repair) say the same.
         assert_eq!(dir_genesis(&d).unwrap_err(), e);
         fs::remove_dir_all(&d).unwrap();

@@ -82,6 +82,7 @@ pub struct FileConfig {
     pub genesis: Option<PathBuf>,
     pub network_id: Option<u32>,
     pub block_interval_ms: Option<u64>,
+    pub propose_timeout_ms: Option<u64>,
     pub block_max_txs: Option<u32>,
     pub empty_blocks: Option<bool>,
     pub throttle_per_s: Option<u32>,
@@ -174,6 +175,10 @@ pub struct Overrides {
     /// Block interval in milliseconds (default 200).
     #[arg(long = "block-interval")]
     pub block_interval_ms: Option<u64>,
+    /// A validator's wait for a height's proposal before it votes nil and
+    /// the next round's proposer takes over, in milliseconds (default 3000).
+    #[arg(long = "propose-timeout")]
+    pub propose_timeout_ms: Option<u64>,
     /// Largest block in transactions (default 10000).
     #[arg(long)]
     pub block_max_txs: Option<u32>,
@@ -323,6 +328,7 @@ pub struct NodeConfig {
     /// is the network id (default 1), with one it must match the file's.
     pub network_id: Option<u32>,
     pub block_interval_ms: u64,
+    pub propose_timeout_ms: u64,
     pub block_max_txs: u32,
     pub empty_blocks: bool,
     /// Sessions' failure budgets (`None`: off).
@@ -388,6 +394,7 @@ fn bad(key: &str, why: impl std::fmt::Display) -> String {
 const CORES: RangeInclusive<usize> = 1..=64;
 const SHARDS: RangeInclusive<usize> = 1..=256;
 const BLOCK_INTERVAL_MS: RangeInclusive<u64> = 1..=3_600_000;
+const PROPOSE_TIMEOUT_MS: RangeInclusive<u64> = 10..=600_000;
 const BLOCK_MAX_TXS: RangeInclusive<u32> = 1..=1_000_000;
 /// Batches per core→shard ring; each batch holds up to 256 transactions.
 const RING_DEPTH: RangeInclusive<usize> = 1..=4096;
@@ -524,6 +531,23 @@ impl NodeConfig {
             o.block_interval_ms.or(file.block_interval_ms).unwrap_or(200),
             BLOCK_INTERVAL_MS,
         );
+        // A proposer waits out the block interval before it proposes: the
+        // default gives it a second more than that (at least 3 s).
+        let given_timeout = o.propose_timeout_ms.or(file.propose_timeout_ms);
+        let propose_timeout_ms = ck.range(
+            "propose_timeout_ms",
+            given_timeout.unwrap_or(block_interval_ms.saturating_add(1_000).max(3_000)),
+            PROPOSE_TIMEOUT_MS,
+        );
+        if given_timeout.is_some() && propose_timeout_ms <= block_interval_ms {
+            ck.fail(bad(
+                "propose_timeout_ms",
+                format!(
+                    "{propose_timeout_ms} ms is not longer than the block interval ({block_interval_ms} ms): every \
+                     round would end before its proposer is due"
+                ),
+            ));
+        }
         let block_max_txs =
             ck.range("block_max_txs", o.block_max_txs.or(file.block_max_txs).unwrap_or(10_000), BLOCK_MAX_TXS);
         let duration_s = o.duration_s.or(file.duration_s);
@@ -642,6 +666,7 @@ impl NodeConfig {
             genesis: o.genesis.or(file.genesis),
             network_id: o.network_id.or(file.network_id),
             block_interval_ms,
+            propose_timeout_ms,
             block_max_txs,
             empty_blocks: o.empty_blocks.or(file.empty_blocks).unwrap_or(false),
             budget: (throttle_per_s > 0).then_some(budget),
@@ -731,6 +756,28 @@ mod tests {
         let e = NodeConfig::check(Overrides { config: Some(p), ..Overrides::default() }).unwrap_err();
         assert!(e.len() == 1 && e[0].contains("unknown field `corez`"), "{e:#?}");
         std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn the_propose_timeout_follows_the_block_interval_and_must_exceed_it() {
+        let c = NodeConfig::resolve(Overrides::default()).unwrap();
+        assert_eq!((c.block_interval_ms, c.propose_timeout_ms), (200, 3_000));
+        let c = NodeConfig::resolve(Overrides { block_interval_ms: Some(5_000), ..Overrides::default() }).unwrap();
+        assert_eq!(c.propose_timeout_ms, 6_000);
+        let c = NodeConfig::resolve(Overrides {
+            block_interval_ms: Some(10),
+            propose_timeout_ms: Some(100),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(c.propose_timeout_ms, 100);
+        let e = NodeConfig::check(Overrides {
+            block_interval_ms: Some(500),
+            propose_timeout_ms: Some(500),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(e.len() == 1 && e[0].contains("`propose_timeout_ms`") && e[0].contains("block interval"), "{e:#?}");
     }
 
     #[test]

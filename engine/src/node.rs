@@ -1061,6 +1061,26 @@ pub fn start(cfg: NodeConfig, external_stop: Option<Arc<AtomicBool>>) -> Result<
 /// Makes this node one validator of a network of several: its consensus
 /// log and block spool in the data directory, links to the other
 /// validators on its genesis address.
+/// The engine's timeouts from the proposal timeout, in the engine's own
+/// default proportions (3 s propose, 1 s prevote and precommit, 0.5 s more
+/// each round): a validator that is down costs its turns the proposal
+/// timeout and the precommit timeout (Tendermint waits that out after
+/// +2/3 precommits for nil).
+fn round_timeouts(propose_ms: u64) -> control::bft::LinearTimeouts {
+    let ms = std::time::Duration::from_millis;
+    let (propose, vote, delta) = (ms(propose_ms), ms((propose_ms / 3).max(1)), ms((propose_ms / 6).max(1)));
+    control::bft::LinearTimeouts {
+        propose,
+        propose_delta: delta,
+        prevote: vote,
+        prevote_delta: delta,
+        precommit: vote,
+        precommit_delta: delta,
+        rebroadcast: propose + vote + vote,
+        ..control::bft::LinearTimeouts::default()
+    }
+}
+
 fn join_network(
     cfg: &NodeConfig,
     genesis: &control::Genesis,
@@ -1084,6 +1104,7 @@ fn join_network(
     };
     let mut rc = control::replica::ReplicaConfig::new(genesis.hash(), genesis.network_id(), key.secret, set);
     rc.block = chain_cfg.block;
+    rc.timeouts = round_timeouts(cfg.propose_timeout_ms);
     rc.dir = Some(dir.join("consensus"));
     chain.join_network(rc, dataplane::client::unix_ms()).map_err(|e| format!("consensus: {e}"))?;
     let links = control::bft::link::Links::start(control::bft::link::LinkConfig {

@@ -83,6 +83,7 @@ pub fn plan(old: &NodeConfig, new: &NodeConfig, old_s: &[Configured], new_s: &[C
         genesis,
         network_id,
         block_interval_ms,
+        propose_timeout_ms,
         block_max_txs,
         empty_blocks,
         duration_s,

@@ -58,17 +58,23 @@ fn genesis(d: &Path, ports: &[u16]) -> PathBuf {
 
 /// [`genesis`] with the election parameters `election`, if given.
 fn genesis_with(d: &Path, ports: &[u16], election: Option<Value>) -> PathBuf {
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    genesis_at(d, &addrs, election)
+}
+
+/// [`genesis_with`] listing the validators at `addrs` (IP:PORT).
+fn genesis_at(d: &Path, addrs: &[String], election: Option<Value>) -> PathBuf {
     let mut accounts: Vec<Value> =
         (0..8).map(|i| json!({"key": hex::encode(pk(&account(i))), "balance": 1_000_000})).collect();
     let mut validators = Vec::new();
-    for (i, port) in ports.iter().enumerate() {
+    for (i, address) in addrs.iter().enumerate() {
         let owner = hex::encode(pk(&account(100 + i as u32)));
         accounts.push(json!({"key": owner, "balance": 10_000}));
         validators.push(json!({
             "node_key": hex::encode(pk(&SigningKey::from(seed(i)))),
             "owner": owner,
             "bond": 1000,
-            "address": format!("127.0.0.1:{port}"),
+            "address": address,
         }));
     }
     let g = d.join("genesis.json");
@@ -81,17 +87,28 @@ fn genesis_with(d: &Path, ports: &[u16], election: Option<Value>) -> PathBuf {
 }
 
 fn start_validator(d: &Path, i: usize, g: &Path) -> Node {
-    Node::spawn(
-        Command::new(BIN)
-            .args(["node", "--backend", "recvmmsg", "--listen", "127.0.0.1:0", "--cores", "1", "--pin", "false"])
-            .args(["--block-interval", "100", "--receipts", "true"])
-            .arg("--node-key")
-            .arg(key_file(d, i))
-            .arg("--genesis")
-            .arg(g)
-            .arg("--data-dir")
-            .arg(d.join(format!("data{i}"))),
-    )
+    start_validator_every(d, i, g, 100)
+}
+
+/// A validator proposing every `interval_ms` (milliseconds).
+fn start_validator_every(d: &Path, i: usize, g: &Path, interval_ms: u64) -> Node {
+    Node::spawn(&mut validator_command(Command::new(BIN), d, i, g, interval_ms))
+}
+
+/// `cmd` (the binary, or `ip netns exec NS` and the binary) with the
+/// arguments of validator `i`.
+fn validator_command(mut cmd: Command, d: &Path, i: usize, g: &Path, interval_ms: u64) -> Command {
+    cmd.args(["node", "--backend", "recvmmsg", "--listen", "127.0.0.1:0", "--cores", "1", "--pin", "false"])
+        .args(["--block-interval", &interval_ms.to_string(), "--receipts", "true"])
+        // A stopped validator's turns cost a proposal timeout each.
+        .args(["--propose-timeout", &(interval_ms * 5).max(100).to_string()])
+        .arg("--node-key")
+        .arg(key_file(d, i))
+        .arg("--genesis")
+        .arg(g)
+        .arg("--data-dir")
+        .arg(d.join(format!("data{i}")));
+    cmd
 }
 
 /// `attnet query --data-dir DIR ...` as JSON.
@@ -254,6 +271,210 @@ fn an_election_over_stakes_and_votes_seats_the_expected_validators() {
         assert_eq!(n(&net["replica"]["judged_invalid"]), 0, "node {i}: {net}");
     }
     same_blocks(&d, &[0, 1, 2, 3], n(&summaries.last().unwrap().1["height"]));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_validator_further_behind_than_peers_keep_in_memory_catches_up_from_their_block_logs() {
+    let _one = serial();
+    let d = tmpdir("far-behind");
+    let ports = free_ports(VALIDATORS);
+    let g = genesis(&d, &ports);
+    // Short intervals: the heights the peers keep in memory
+    // (`RECENT_DECIDED`, 256) pass in seconds.
+    const EVERY_MS: u64 = 10;
+    let mut nodes: Vec<Option<Node>> =
+        (0..VALIDATORS).map(|i| Some(start_validator_every(&d, i, &g, EVERY_MS))).collect();
+    let height_of = |i: usize| n(&query_dir(&d.join(format!("data{i}")), &["status"])["height"]);
+    let wait_for = |i: usize, h: u64, secs: u64| {
+        let until = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = height_of(i);
+            if got >= h {
+                return got;
+            }
+            assert!(Instant::now() < until, "node {i} at {got}, not {h} within {secs} s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for(3, 5, 30);
+    let s3 = nodes[3].take().unwrap().stop();
+    let stopped_at = n(&s3["height"]);
+    // The three go on past what they keep in memory.
+    let went = Instant::now();
+    let ahead = wait_for(0, stopped_at + 256 + 64, 120);
+    eprintln!("three validators went from {stopped_at} to {ahead} in {:?}", went.elapsed());
+
+    let back = start_validator_every(&d, 3, &g, EVERY_MS);
+    let started = Instant::now();
+    wait_for(3, ahead, 60);
+    let took = started.elapsed();
+    nodes[3] = Some(back);
+
+    let summaries: Vec<Value> = nodes.into_iter().map(|n| n.unwrap().stop()).collect();
+    for (i, s) in summaries.iter().enumerate() {
+        let net = network(s);
+        assert_eq!(net["halted"], Value::Null, "node {i}: {net}");
+        assert_eq!(n(&s["certified"]), n(&s["blocks"]), "node {i}: every final block certified");
+        assert!(n(&s["storage"]["certificates"]) >= n(&s["blocks"]), "node {i}: {}", s["storage"]);
+    }
+    // The blocks behind the peers' memory came from their logs.
+    let from_log: u64 = summaries[..3].iter().map(|s| n(&network(s)["replica"]["served_from_log"])).sum();
+    let read: u64 = summaries[..3].iter().map(|s| n(&network(s)["log_reads"]["read"])).sum();
+    assert!(from_log > 0 && read >= from_log, "served from log {from_log}, read {read}");
+    let r3 = &network(&summaries[3])["replica"];
+    assert!(n(&r3["caught_up"]) > ahead - stopped_at - 10, "{r3}");
+    assert_eq!(n(&r3["bad_decided"]), 0, "{r3}");
+    assert!(n(&r3["catch_ups"]) >= 1, "{r3}");
+    let ms = n(&r3["last_catch_up_ms"]);
+    assert!(ms > 0 && ms <= took.as_millis() as u64 + 1_000, "catch-up {ms} ms, the test saw {took:?}");
+    eprintln!("{} heights caught up in {ms} ms ({} served from the peers' logs)", ahead - stopped_at, from_log);
+    eprintln!("node 0: {}", network(&summaries[0])["replica"]);
+    // The same blocks where node 3 was stopped, behind the peers' memory,
+    // and at the end.
+    let low = summaries.iter().map(|s| n(&s["height"])).min().unwrap();
+    for h in [stopped_at, stopped_at + 1, stopped_at + 100, ahead, low] {
+        let hashes: Vec<Value> = (0..VALIDATORS)
+            .map(|i| query_dir(&d.join(format!("data{i}")), &["block", &h.to_string()])["hash"].clone())
+            .collect();
+        assert!(hashes[0].is_string() && hashes.windows(2).all(|w| w[0] == w[1]), "block {h}: {hashes:?}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `ip ARGS`, its error with what it said.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let o = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    if o.status.success() {
+        return Ok(());
+    }
+    Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr)))
+}
+
+/// Four network namespaces, one per validator (address `10.77.0.<i+1>`
+/// on its `eth0`), their veth peers in a fifth, the hub, on bridge `br0`;
+/// a partition moves some ports to bridge `br1`. Nothing is made outside
+/// the namespaces, and all of them go when it drops.
+struct Hub {
+    hub: String,
+    nodes: Vec<String>,
+}
+
+impl Hub {
+    fn create(n: usize) -> Hub {
+        let pid = std::process::id();
+        let h =
+            Hub { hub: format!("attnet-p{pid}-hub"), nodes: (0..n).map(|i| format!("attnet-p{pid}-n{i}")).collect() };
+        let hub = h.hub.as_str();
+        for step in [&["netns", "add", hub][..], &["-n", hub, "link", "set", "lo", "up"]] {
+            ip(step).unwrap();
+        }
+        for br in ["br0", "br1"] {
+            ip(&["-n", hub, "link", "add", br, "type", "bridge"]).unwrap();
+            ip(&["-n", hub, "link", "set", br, "up"]).unwrap();
+        }
+        for (i, ns) in h.nodes.iter().enumerate() {
+            let port = format!("p{i}");
+            let addr = format!("10.77.0.{}/24", i + 1);
+            let steps: [&[&str]; 7] = [
+                &["netns", "add", ns],
+                &["-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", hub],
+                &["-n", ns, "addr", "add", &addr, "dev", "eth0"],
+                &["-n", ns, "link", "set", "eth0", "up"],
+                &["-n", ns, "link", "set", "lo", "up"],
+                &["-n", hub, "link", "set", &port, "master", "br0"],
+                &["-n", hub, "link", "set", &port, "up"],
+            ];
+            for s in steps {
+                ip(s).unwrap();
+            }
+        }
+        h
+    }
+
+    fn address(i: usize) -> String {
+        format!("10.77.0.{}:7400", i + 1)
+    }
+
+    /// Validators `side` on bridge `br1`, the others on `br0` (an empty
+    /// side heals).
+    fn split(&self, side: &[usize]) {
+        for i in 0..self.nodes.len() {
+            let br = if side.contains(&i) { "br1" } else { "br0" };
+            ip(&["-n", &self.hub, "link", "set", &format!("p{i}"), "master", br]).unwrap();
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        for ns in self.nodes.iter().chain([&self.hub]) {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+}
+
+#[test]
+fn a_two_two_partition_stops_finality_without_conflict_and_heals() {
+    let _one = serial();
+    // Namespaces need root and iproute2, which the test command installs.
+    if !std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n")) {
+        panic!("this test builds network namespaces: run it as root (the README's test command does)");
+    }
+    let d = tmpdir("partition");
+    let net = Hub::create(VALIDATORS);
+    let addrs: Vec<String> = (0..VALIDATORS).map(Hub::address).collect();
+    let g = genesis_at(&d, &addrs, None);
+    let mut nodes: Vec<Node> = (0..VALIDATORS)
+        .map(|i| {
+            let mut ns = Command::new("ip");
+            ns.args(["netns", "exec", &net.nodes[i], BIN]);
+            Node::spawn(&mut validator_command(ns, &d, i, &g, 100))
+        })
+        .collect();
+    let height_of = |i: usize| n(&query_dir(&d.join(format!("data{i}")), &["status"])["height"]);
+    let heights = || (0..VALIDATORS).map(height_of).collect::<Vec<u64>>();
+    let all_reach = |h: u64, secs: u64| {
+        let until = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = heights();
+            if got.iter().all(|x| *x >= h) {
+                return got;
+            }
+            assert!(Instant::now() < until, "heights {got:?}, not all {h} within {secs} s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    all_reach(5, 30);
+
+    // {0, 1} | {2, 3}: neither side has more than 2/3 of the seats.
+    net.split(&[2, 3]);
+    // What was in flight when the link went settles first.
+    std::thread::sleep(Duration::from_secs(1));
+    let split_at = heights();
+    std::thread::sleep(Duration::from_secs(3));
+    let later = heights();
+    assert_eq!(later, split_at, "a block became final on one side of a 2|2 partition");
+
+    // Healed: finality resumes on all four.
+    net.split(&[]);
+    let top = *split_at.iter().max().unwrap();
+    let healed = Instant::now();
+    let after = all_reach(top + 3, 60);
+    eprintln!("split at {split_at:?}; healed, all past {} within {:?}: {after:?}", top + 2, healed.elapsed());
+
+    let summaries: Vec<Value> = nodes.drain(..).map(|n| n.stop()).collect();
+    for (i, s) in summaries.iter().enumerate() {
+        let net = network(s);
+        assert_eq!(net["halted"], Value::Null, "node {i}: {net}");
+        assert_eq!(n(&net["replica"]["judged_invalid"]), 0, "node {i}: {net}");
+        assert_eq!(n(&s["certified"]), n(&s["blocks"]), "node {i}: every final block certified");
+    }
+    // No conflict: every height final on all four is the same block.
+    let low = summaries.iter().map(|s| n(&s["height"])).min().unwrap();
+    assert!(low >= top + 3);
+    same_blocks(&d, &[0, 1, 2, 3], low);
+    drop(net);
     let _ = std::fs::remove_dir_all(&d);
 }
 
