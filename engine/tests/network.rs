@@ -9,6 +9,8 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataplane::client::{ClientConfig, Connection};
@@ -339,6 +341,116 @@ fn a_validator_further_behind_than_peers_keep_in_memory_catches_up_from_their_bl
             .collect();
         assert!(hashes[0].is_string() && hashes.windows(2).all(|w| w[0] == w[1]), "block {h}: {hashes:?}");
     }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Validator `i` built to double-sign, in this process: the node's own
+/// parts (a chain, its replica, the validator links on `ports[i]`) driven
+/// by a loop that sends, after each of its votes for a block, a second
+/// vote of the same kind and round for another block, signed with its
+/// node key. Runs until `stop`; the conflicting votes it sent.
+fn double_signer(g: &Path, ports: &[u16], i: usize, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    use control::bft::codec::{signing_bytes, SignedPart};
+    use control::bft::link::{LinkConfig, Links};
+    use control::bft::{BlockId, Message, NilOrVal, Sig, ValidatorSet};
+    use control::chain::{Chain, ChainConfig};
+    use control::replica::ReplicaConfig;
+
+    let genesis = control::genesis::Genesis::load(g).unwrap();
+    let dir = g.with_file_name(format!("double-signer{i}"));
+    let peers = (0..ports.len())
+        .filter(|j| *j != i)
+        .map(|j| (pk(&SigningKey::from(seed(j))), format!("127.0.0.1:{}", ports[j]).parse().unwrap()))
+        .collect();
+    let listen = format!("127.0.0.1:{}", ports[i]).parse().unwrap();
+    std::thread::spawn(move || {
+        let now = dataplane::client::unix_ms;
+        let mut chain = Chain::new(&genesis, ChainConfig::default());
+        let set = ValidatorSet::from_genesis(genesis.validators()).unwrap();
+        let mut cfg = ReplicaConfig::new(genesis.hash(), genesis.network_id(), seed(i), set);
+        cfg.dir = Some(dir);
+        cfg.block.interval_ms = 100;
+        chain.join_network(cfg, now()).unwrap();
+        let links =
+            Links::start(LinkConfig { key_seed: seed(i), network_id: genesis.network_id(), listen, peers }).unwrap();
+        let sk = SigningKey::from(seed(i));
+        let (mut conflicting, mut connected) = (0u64, 0usize);
+        while !stop.load(Ordering::Relaxed) {
+            while let Some((from, bytes)) = links.try_recv() {
+                chain.receive(from, &bytes, now());
+            }
+            chain.durable(u64::MAX, now());
+            chain.poll(now());
+            if links.connected().len() > connected {
+                chain.peer_connected(now());
+            }
+            connected = links.connected().len();
+            for (to, bytes) in chain.take_outgoing() {
+                if let Ok(Message::Vote(v, _)) = Message::decode(&bytes) {
+                    if let NilOrVal::Val(id) = v.value {
+                        let mut other = v.clone();
+                        let mut forged = id.0;
+                        forged[0] ^= 0xff;
+                        other.value = NilOrVal::Val(BlockId(forged));
+                        let sig = Sig(sk.sign(&signing_bytes(&genesis.hash(), SignedPart::Vote(&other))).into());
+                        let m = Arc::new(Message::Vote(other, sig).encode());
+                        match to {
+                            Some(p) => links.send(&p, m),
+                            None => links.broadcast(m),
+                        }
+                        conflicting += 1;
+                    }
+                }
+                match to {
+                    Some(p) => links.send(&p, bytes),
+                    None => links.broadcast(bytes),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        conflicting
+    })
+}
+
+#[test]
+fn a_double_signing_validator_is_slashed_and_loses_its_seat_at_the_next_epoch() {
+    let _one = serial();
+    let d = tmpdir("double-signer");
+    let ports = free_ports(VALIDATORS);
+    const EPOCH: u64 = 30;
+    let g = genesis_with(&d, &ports, Some(json!({"seats": 4, "epoch": EPOCH})));
+    let bad = hex::encode(pk(&SigningKey::from(seed(3))));
+    let mut nodes: Vec<Node> = (0..3).map(|i| start_validator(&d, i, &g)).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let signer = double_signer(&g, &ports, 3, stop.clone());
+    // Past the boundary after the slashing, and on with three seats.
+    let until = Instant::now() + Duration::from_secs(90);
+    let mut h = 0;
+    while h < 2 * EPOCH + 10 {
+        assert!(Instant::now() < until, "height {h}, not {} within 90 s", 2 * EPOCH + 10);
+        std::thread::sleep(Duration::from_millis(200));
+        h = (0..3).map(|i| n(&query_dir(&d.join(format!("data{i}")), &["status"])["height"])).min().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let conflicting = signer.join().unwrap();
+    assert!(conflicting > 0);
+
+    let summaries: Vec<Value> = nodes.drain(..).map(|n| n.stop()).collect();
+    for (i, s) in summaries.iter().enumerate() {
+        let net = network(s);
+        let r = &net["replica"];
+        assert_eq!(net["halted"], Value::Null, "node {i}: {net}");
+        assert_eq!(n(&net["slashed"]), 1000, "node {i}: the double signer's bond: {net}");
+        let seats = net["seats"].as_array().unwrap();
+        assert_eq!(seats.len(), 3, "node {i}: {net}");
+        assert!(!seats.contains(&json!(bad)), "node {i}: {net}");
+        assert!(n(&r["evidence_found"]) >= 1, "node {i}: {r}");
+        assert_eq!(n(&r["evidence_final"]), 1, "node {i}: one block carried the evidence: {r}");
+        assert!(n(&r["seat_changes"]) >= 1, "node {i}: {r}");
+        assert_eq!(n(&r["judged_invalid"]), 0, "node {i}: {r}");
+    }
+    eprintln!("{conflicting} conflicting votes sent; slashed and unseated by height {h}");
+    same_blocks(&d, &[0, 1, 2], summaries.iter().map(|s| n(&s["height"])).min().unwrap());
     let _ = std::fs::remove_dir_all(&d);
 }
 

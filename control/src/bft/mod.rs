@@ -11,7 +11,7 @@ pub mod link;
 pub mod wal;
 
 /// The engine's round timeouts (the node sets them from its configuration).
-pub use arc_malachitebft_core_types::LinearTimeouts;
+pub use arc_malachitebft_core_types::{LinearTimeouts, NilOrVal};
 pub use codec::{Message, RoundVote};
 pub use context::{Address, BlockId, Ctx, Height, Sig, Validator, ValidatorSet};
 pub use engine::{equivocation, Config, Engine, Output, Stats, Wal};
