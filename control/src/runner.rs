@@ -1165,6 +1165,42 @@ fn write_hex_line(w: &mut impl Write, id: &[u8; 32]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::chain::ChainConfig;
+
+    /// A validator's clients get their RECEIPTs across a finality stall as
+    /// long as their transactions wait in the mempool (`stale_ms`, 30 s):
+    /// while nothing is final, the route table's inserts are the distinct
+    /// transactions the mempool took (copies of waiting ones are
+    /// `late_duplicates`, not inserted), at most its cap before the first
+    /// expires, and the table keeps at least `max_pending / 2` inserts.
+    #[test]
+    fn receipt_routes_outlive_a_finality_stall_as_long_as_the_mempool_keeps_transactions() {
+        let runner = RunnerConfig::default();
+        let replica = crate::replica::ReplicaConfig::new(
+            [0; 32],
+            1,
+            [1; 32],
+            crate::bft::ValidatorSet::new(vec![crate::bft::Validator::seat([2; 32])]).unwrap(),
+        );
+        let cap = replica.mempool_cap;
+        assert!(runner.max_pending / 2 >= cap, "{} routes, a mempool of {cap}", runner.max_pending);
+        let mut t = RouteTable::new(runner.max_pending);
+        let key = |i: usize| {
+            let mut k = [0u8; 32];
+            k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            k
+        };
+        let p = |i: usize| Pending { rx_ns: 0, id: key(i), route: Route::default(), since_ms: i as u64 };
+        // Before the stall: a busy table, a generation about to turn.
+        for i in 0..runner.max_pending / 2 - 1 {
+            t.insert(key(usize::MAX - i), p(0));
+        }
+        // The stall: the first waiting transaction, then the mempool fills.
+        for i in 0..cap {
+            t.insert(key(i), p(i));
+        }
+        assert_eq!(t.take(&key(0)).map(|p| p.since_ms), Some(0), "the first waiting transaction's route");
+        assert!(t.take(&key(cap - 1)).is_some());
+    }
     use crate::genesis::{Genesis, GenesisAccount};
     use crate::ledger::LedgerConfig;
     use attnet_core::command::command_bus;
