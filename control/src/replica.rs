@@ -89,6 +89,10 @@ const MAX_MESSAGES_REFORWARDED: usize = 16;
 /// this node proposes.
 pub const FORWARD_VERIFY_BATCH: usize = 256;
 pub const FORWARD_VERIFY_WAIT_MS: u64 = 10;
+/// Forged transactions a peer may forward within a second before its
+/// forwards are refused, unchecked, for `FORGED_COOLDOWN_MS`.
+pub const FORGED_PER_S: u32 = 16;
+pub const FORGED_COOLDOWN_MS: u64 = 10_000;
 
 /// A message to send: to every peer (`None`) or to one, and its bytes.
 pub type Outgoing = (Option<[u8; 32]>, Arc<Vec<u8>>);
@@ -194,7 +198,7 @@ pub struct ReplicaCounters {
     pub forward_messages: u64,
     /// Transactions peers forwarded here: `forwarded_received ==
     /// forwarded_admitted + forwarded_known + forwarded_refused +
-    /// forwarded_bad_signature`.
+    /// forwarded_bad_signature + forwarded_blocked`.
     pub forwarded_received: u64,
     /// Admitted to the mempool (signature checked here once).
     pub forwarded_admitted: u64,
@@ -206,6 +210,11 @@ pub struct ReplicaCounters {
     pub forwarded_refused: u64,
     /// Signatures that failed: the peer forwarded a forgery.
     pub forwarded_bad_signature: u64,
+    /// Forwarded by a peer while its forwards were refused (it forwarded
+    /// more than `FORGED_PER_S` forgeries within a second), unchecked;
+    /// and how many times a peer's forwards were refused so.
+    pub forwarded_blocked: u64,
+    pub forward_peers_blocked: u64,
     /// Epoch boundaries after which the seats changed.
     pub seat_changes: u64,
     /// Equivocation pairs this node's engine found (kept to be put in a
@@ -239,6 +248,8 @@ impl ReplicaCounters {
             "forwarded_known": self.forwarded_known,
             "forwarded_refused": self.forwarded_refused,
             "forwarded_bad_signature": self.forwarded_bad_signature,
+            "forwarded_blocked": self.forwarded_blocked,
+            "forward_peers_blocked": self.forward_peers_blocked,
             "seat_changes": self.seat_changes,
             "evidence_found": self.evidence_found,
             "evidence_final": self.evidence_final,
@@ -347,8 +358,11 @@ pub struct Replica {
     forward: Vec<TxKey>,
     /// Transactions peers forwarded, waiting for their signature batch,
     /// their keys, and since when the oldest waits.
-    fwd_pending: Vec<(Vec<u8>, TxKey)>,
+    fwd_pending: Vec<(Vec<u8>, TxKey, [u8; 32])>,
     fwd_keys: HashSet<TxKey>,
+    /// Forgeries each peer forwarded: (since, count in the second from
+    /// `since`, its forwards refused until).
+    forgeries: HashMap<[u8; 32], (u64, u32, u64)>,
     fwd_since: u64,
     /// The seats voting on the height after the last final block, and on
     /// the last final block (from the state: they differ right after an
@@ -447,6 +461,7 @@ impl Replica {
             forward: Vec::new(),
             fwd_pending: Vec::new(),
             fwd_keys: HashSet::new(),
+            forgeries: HashMap::new(),
             fwd_since: 0,
             seats,
             voted,
@@ -569,9 +584,13 @@ impl Replica {
     /// account, nonce, then their signatures in one batch) and wait for a
     /// block like this node's own, without counting in its ledger
     /// counters; they are not forwarded again.
-    fn on_txs(&mut self, state: &State, txs: Vec<Vec<u8>>, now_ms: u64) {
+    fn on_txs(&mut self, state: &State, from: [u8; 32], txs: Vec<Vec<u8>>, now_ms: u64) {
         let c = &mut self.counters;
         c.forwarded_received += txs.len() as u64;
+        if self.forgeries.get(&from).is_some_and(|f| now_ms < f.2) {
+            c.forwarded_blocked += txs.len() as u64;
+            return;
+        }
         let min_fee = state.config().min_fee;
         for tx in txs {
             let Ok(t) = Transaction::new_checked(&tx) else {
@@ -595,7 +614,7 @@ impl Replica {
                     self.fwd_since = now_ms;
                 }
                 self.fwd_keys.insert(key);
-                self.fwd_pending.push((tx, key));
+                self.fwd_pending.push((tx, key, from));
             }
         }
         if self.fwd_pending.len() >= FORWARD_VERIFY_BATCH {
@@ -612,14 +631,15 @@ impl Replica {
         let pending = std::mem::take(&mut self.fwd_pending);
         self.fwd_keys.clear();
         self.verifier.clear();
-        for (tx, _) in &pending {
+        for (tx, _, _) in &pending {
             self.verifier.queue(tx);
         }
         let ok = self.verifier.verify().to_vec();
-        for ((tx, key), good) in pending.into_iter().zip(ok) {
+        for ((tx, key, from), good) in pending.into_iter().zip(ok) {
             let used = state.account(&key.0).is_some_and(|a| key.1 <= a.nonce);
             if !good {
                 self.counters.forwarded_bad_signature += 1;
+                self.forged_by(from, now_ms);
             } else if used || self.mempool.by_nonce.contains_key(&key) {
                 self.counters.forwarded_known += 1;
             } else if self.mempool.by_nonce.len() >= self.cfg.mempool_cap {
@@ -631,6 +651,27 @@ impl Replica {
                 self.counters.forwarded_admitted += 1;
                 self.arrived += 1;
             }
+        }
+    }
+
+    /// Peer `from` forwarded a forgery (an honest validator forwards only
+    /// what its own data plane verified): past `FORGED_PER_S` within a
+    /// second, its forwards are refused unchecked for `FORGED_COOLDOWN_MS`.
+    fn forged_by(&mut self, from: [u8; 32], now_ms: u64) {
+        let f = self.forgeries.entry(from).or_insert((now_ms, 0, 0));
+        if now_ms.saturating_sub(f.0) >= 1_000 {
+            *f = (now_ms, 0, f.2);
+        }
+        f.1 += 1;
+        if f.1 > FORGED_PER_S && now_ms >= f.2 {
+            f.2 = now_ms + FORGED_COOLDOWN_MS;
+            self.counters.forward_peers_blocked += 1;
+            tracing::warn!(
+                "validator {} forwarded more than {FORGED_PER_S} forged transactions in a second: its forwards are \
+                 refused for {} s",
+                hex::encode(from),
+                FORGED_COOLDOWN_MS / 1000
+            );
         }
     }
 
@@ -692,7 +733,7 @@ impl Replica {
         match msg {
             Message::Block { height, body } => self.on_block(state, from, height.0, &body, now_ms),
             Message::Status { height } => self.on_status(from, height.0, now_ms),
-            Message::Txs { txs } => self.on_txs(state, txs, now_ms),
+            Message::Txs { txs } => self.on_txs(state, from, txs, now_ms),
             Message::Decided { height, round, body, signatures } => {
                 self.on_decided(state, height.0, round, &body, signatures, now_ms)
             }

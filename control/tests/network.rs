@@ -381,6 +381,45 @@ fn transactions_sent_to_one_validator_are_proposed_by_the_others() {
     net.step();
     let r = net.chains[2].as_ref().unwrap().replica().unwrap().counters();
     assert_eq!(r.forwarded_bad_signature, 1, "{r:?}");
+    assert_eq!(r.forward_peers_blocked, 0, "one forgery is within the budget: {r:?}");
+
+    // A flood of forgeries from node 1: past FORGED_PER_S in a second its
+    // forwards are refused unchecked; node 3's still count.
+    let flood: Vec<Vec<u8>> = transfers(sender, dest, 202..=241)
+        .into_iter()
+        .map(|mut t| {
+            let last = t.len() - 1;
+            t[last] ^= 1;
+            t
+        })
+        .collect();
+    let msg = control::bft::Message::Txs { txs: flood }.encode();
+    let now = net.now;
+    net.chains[2].as_mut().unwrap().receive(k1, &msg, now);
+    net.step();
+    net.step();
+    let r = net.chains[2].as_ref().unwrap().replica().unwrap().counters();
+    assert_eq!((r.forwarded_bad_signature, r.forward_peers_blocked), (41, 1), "{r:?}");
+    let genuine = transfers(sender, dest, 201..=201);
+    let msg = control::bft::Message::Txs { txs: genuine }.encode();
+    let (now, k3) = (net.now, net.key(3));
+    let before = r.forwarded_received;
+    net.chains[2].as_mut().unwrap().receive(k1, &msg, now);
+    net.chains[2].as_mut().unwrap().receive(k3, &msg, now);
+    net.step();
+    net.step();
+    let r = net.chains[2].as_ref().unwrap().replica().unwrap().counters();
+    assert_eq!(r.forwarded_received, before + 2);
+    assert_eq!(r.forwarded_blocked, 1, "node 1's copy refused unchecked: {r:?}");
+    assert_eq!(
+        r.forwarded_received,
+        r.forwarded_admitted
+            + r.forwarded_known
+            + r.forwarded_refused
+            + r.forwarded_bad_signature
+            + r.forwarded_blocked,
+        "{r:?}"
+    );
     let _ = std::fs::remove_dir_all(&net.dir);
 }
 

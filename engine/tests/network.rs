@@ -209,7 +209,8 @@ fn four_validator_processes_finalize_the_same_blocks_and_a_stopped_one_catches_u
             n(&r["forwarded_admitted"])
                 + n(&r["forwarded_known"])
                 + n(&r["forwarded_refused"])
-                + n(&r["forwarded_bad_signature"]),
+                + n(&r["forwarded_bad_signature"])
+                + n(&r["forwarded_blocked"]),
             "node {i}: {r}"
         );
         assert_eq!(n(&r["forwarded_bad_signature"]), 0, "node {i}: {r}");
