@@ -66,6 +66,10 @@ pub const RECENT_DECIDED: usize = 256;
 /// Final heights a peer must be ahead by for this node to count itself
 /// behind (and time its catch-up).
 const BEHIND_BY: u64 = 4;
+/// Catch-up blocks kept ahead of their turn: heights past the next one,
+/// and bytes in all.
+const AHEAD_HEIGHTS: u64 = 4 * CATCH_UP_BATCH;
+const AHEAD_BYTES: usize = 64 << 20;
 /// Final blocks sent to one peer per status it sends.
 const CATCH_UP_BATCH: u64 = 16;
 /// Messages of one height kept to send again to a peer that connects.
@@ -307,6 +311,10 @@ struct Cached {
     size: usize,
 }
 
+/// A catch-up block kept before its turn: its round, encoding and
+/// certificate.
+type Ahead = (Round, Vec<u8>, Vec<(Address, Sig)>);
+
 /// A final block with its certificate, for peers catching up.
 struct Decided {
     block: Arc<Vec<u8>>,
@@ -381,6 +389,11 @@ pub struct Replica {
     from_log: Vec<([u8; 32], u64, u64)>,
     /// Behind the peers since (this node's clock), up to which height.
     behind: Option<(u64, u64)>,
+    /// Catch-up blocks that arrived before their turn (a later height, or
+    /// while the last one is written): by height, their round, encoding
+    /// and certificate, checked when their turn comes.
+    ahead: BTreeMap<u64, Ahead>,
+    ahead_bytes: usize,
     /// Transactions that arrived since this node last proposed: a full
     /// block's worth makes a proposal due before the interval. (Not the
     /// mempool's size: transactions waiting behind a nonce gap would make
@@ -470,6 +483,8 @@ impl Replica {
             certificates: Vec::new(),
             from_log: Vec::new(),
             behind: None,
+            ahead: BTreeMap::new(),
+            ahead_bytes: 0,
             arrived: 0,
             cfg,
         };
@@ -704,7 +719,23 @@ impl Replica {
             self.awaiting_durable = None;
             self.engine.start_height(Height(self.height + 1), now_ms);
             self.judge_cached(state, now_ms);
-            self.status(now_ms);
+            // A catch-up block already here goes next; the status asking
+            // for more waits until those at hand are used.
+            let next = self.height + 1;
+            while let Some((h, (_, body, _))) = self.ahead.first_key_value() {
+                if *h >= next {
+                    break;
+                }
+                self.ahead_bytes -= body.len();
+                self.ahead.pop_first();
+            }
+            if let Some((round, body, signatures)) = self.ahead.remove(&next) {
+                self.ahead_bytes -= body.len();
+                self.on_decided(state, next, round, &body, signatures, now_ms);
+            }
+            if self.awaiting_durable.is_none() {
+                self.status(now_ms);
+            }
             self.after_event(state, now_ms);
         }
     }
@@ -1321,7 +1352,15 @@ impl Replica {
         signatures: Vec<(Address, Sig)>,
         now_ms: u64,
     ) {
-        if height != self.height + 1 || self.awaiting_durable.is_some() {
+        let next = self.height + 1;
+        if height < next || height > next + AHEAD_HEIGHTS {
+            return;
+        }
+        if height > next || self.awaiting_durable.is_some() {
+            if !self.ahead.contains_key(&height) && self.ahead_bytes + body.len() <= AHEAD_BYTES {
+                self.ahead_bytes += body.len();
+                self.ahead.insert(height, (round, body.to_vec(), signatures));
+            }
             return;
         }
         let Some(b) = Block::decode(body) else {
