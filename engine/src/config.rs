@@ -394,7 +394,8 @@ fn bad(key: &str, why: impl std::fmt::Display) -> String {
 const CORES: RangeInclusive<usize> = 1..=64;
 const SHARDS: RangeInclusive<usize> = 1..=256;
 const BLOCK_INTERVAL_MS: RangeInclusive<u64> = 1..=3_600_000;
-const PROPOSE_TIMEOUT_MS: RangeInclusive<u64> = 10..=600_000;
+/// Above the longest block interval: the default is the interval + 1 s.
+const PROPOSE_TIMEOUT_MS: RangeInclusive<u64> = 10..=3_601_000;
 const BLOCK_MAX_TXS: RangeInclusive<u32> = 1..=1_000_000;
 /// Batches per core→shard ring; each batch holds up to 256 transactions.
 const RING_DEPTH: RangeInclusive<usize> = 1..=4096;
@@ -533,13 +534,16 @@ impl NodeConfig {
         );
         // A proposer waits out the block interval before it proposes: the
         // default gives it a second more than that (at least 3 s).
+        // (An interval out of its range is reported already: the default
+        // then follows the default interval.)
+        let interval_ok = BLOCK_INTERVAL_MS.contains(&block_interval_ms);
         let given_timeout = o.propose_timeout_ms.or(file.propose_timeout_ms);
         let propose_timeout_ms = ck.range(
             "propose_timeout_ms",
-            given_timeout.unwrap_or(block_interval_ms.saturating_add(1_000).max(3_000)),
+            given_timeout.unwrap_or(if interval_ok { block_interval_ms } else { 200 }.saturating_add(1_000).max(3_000)),
             PROPOSE_TIMEOUT_MS,
         );
-        if given_timeout.is_some() && propose_timeout_ms <= block_interval_ms {
+        if interval_ok && given_timeout.is_some() && propose_timeout_ms <= block_interval_ms {
             ck.fail(bad(
                 "propose_timeout_ms",
                 format!(
@@ -778,6 +782,12 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.len() == 1 && e[0].contains("`propose_timeout_ms`") && e[0].contains("block interval"), "{e:#?}");
+        // The longest interval has a default timeout in range; an interval
+        // out of range is the one problem named.
+        let c = NodeConfig::resolve(Overrides { block_interval_ms: Some(3_600_000), ..Overrides::default() }).unwrap();
+        assert_eq!(c.propose_timeout_ms, 3_601_000);
+        let e = NodeConfig::check(Overrides { block_interval_ms: Some(u64::MAX), ..Overrides::default() }).unwrap_err();
+        assert!(e.len() == 1 && e[0].contains("`block_interval_ms`"), "{e:#?}");
     }
 
     #[test]
