@@ -236,6 +236,19 @@ mod tests {
     /// Slashing takes the whole bond out of the supply, removes the
     /// producer from the next election and for good (neither its owner nor
     /// its node key registers again), and is undone with its block.
+    /// Validators 1..=3 of a genesis: node key `key(0x80 + i)`, owner
+    /// `key(i)`, a bond of 1000.
+    fn genesis_validators() -> Vec<crate::genesis::GenesisValidator> {
+        (1..=3)
+            .map(|i| crate::genesis::GenesisValidator {
+                node_key: key(0x80 + i),
+                owner: key(i),
+                bond: 1000,
+                address: "127.0.0.1:7100".parse().unwrap(),
+            })
+            .collect()
+    }
+
     #[test]
     fn a_slashed_producer_leaves_the_supply_and_the_elections() {
         let p = ElectionParams { seats: 3, holding_cap: 100, work_cap: 40, epoch: 10, ..ElectionParams::default() };
@@ -243,14 +256,7 @@ mod tests {
         c.s = {
             let accounts = (1..=5).map(|i| GenesisAccount { key: key(i), balance: 1_000_000 });
             let g = Genesis::new(1, accounts).unwrap().with_staking(5, 1000).unwrap();
-            let vals = (1..=3)
-                .map(|i| crate::genesis::GenesisValidator {
-                    node_key: key(0x80 + i),
-                    owner: key(i),
-                    bond: 1000,
-                    address: "127.0.0.1:7100".parse().unwrap(),
-                })
-                .collect();
+            let vals = genesis_validators();
             State::new(&g.with_validators(vals).unwrap().with_election(p).unwrap(), 8)
         };
         assert_eq!(owners(c.s.seats()), vec![1, 2, 3], "the genesis validators sit first");
@@ -320,14 +326,7 @@ mod tests {
             ElectionParams { seats: 3, epoch: 10, block_reward: 100, issuance_cap: 1_050, ..ElectionParams::default() };
         let accounts = (1..=4).map(|i| GenesisAccount { key: key(i), balance: 100_000 });
         let g = Genesis::new(1, accounts).unwrap().with_staking(5, 1000).unwrap();
-        let vals = (1..=3)
-            .map(|i| crate::genesis::GenesisValidator {
-                node_key: key(0x80 + i),
-                owner: key(i),
-                bond: 1000,
-                address: "127.0.0.1:7100".parse().unwrap(),
-            })
-            .collect();
+        let vals = genesis_validators();
         let g = g.with_validators(vals).unwrap().with_election(p).unwrap();
         let mut c = Chain { s: State::new(&g, 8), h: 0 };
         let genesis_total = u128::from(g.total_supply());
